@@ -1,0 +1,19 @@
+"""scaletrain: one command from raw tables or images to an evaluated, reusable neural model."""
+from scaletrain.errors import ConfigError, DataError, RunDirError, ScaletrainError, TargetError
+
+__version__ = "0.1.0"
+__all__ = ["fit", "load", "Run", "ScaleClassifier", "ScaleRegressor", "ScaletrainError", "ConfigError",
+           "DataError", "TargetError", "RunDirError"]
+
+
+def __getattr__(name):  # import torch-heavy parts on first use, so `scaletrain --help` is quick
+    if name in ("fit", "load"):
+        from scaletrain import api
+        return getattr(api, name)
+    if name == "Run":
+        from scaletrain.run import Run
+        return Run
+    if name in ("ScaleClassifier", "ScaleRegressor"):
+        from scaletrain import estimators
+        return getattr(estimators, name)
+    raise AttributeError(name)

@@ -1,0 +1,199 @@
+"""The Python API: `fit(data, target=...) -> Run` and `load(path) -> Run`."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scaletrain.auto import DataFacts, candidate_configs
+from scaletrain.config import Config, make_config, parse_duration
+from scaletrain.data.augment import AugmentSettings, ImageAugment
+from scaletrain.data.prepare import Prepared, prepare
+from scaletrain.data.sources import load_source
+from scaletrain.evaluate.metrics import main_score_name, per_class_metrics
+from scaletrain.evaluate.report import build_report
+from scaletrain.io import write_text
+from scaletrain.models.registry import ModelSpec, build_model
+from scaletrain.run import Run
+from scaletrain.train.losses import output_size
+from scaletrain.train.trainer import fit_model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _facts(prepared: Prepared) -> DataFacts:
+    p = prepared.preprocess
+    if prepared.kind == "image":
+        x = prepared.train_inputs[0]
+        return DataFacts("image", prepared.task, len(x), prepared.n_classes, image_shape=tuple(x.shape[1:]),
+                         imbalance=prepared.imbalance())
+    cards = [len(c["categories"]) for c in p["embed"]]
+    return DataFacts("table", prepared.task, len(prepared.train_y), prepared.n_classes,
+                     n_features=prepared.train_inputs[0].shape[1], max_cardinality=max(cards, default=0),
+                     imbalance=prepared.imbalance())
+
+
+def _spec(prepared: Prepared, config: Config) -> ModelSpec:
+    n_out = output_size(prepared.task, config.train.loss, prepared.n_classes)
+    p = prepared.preprocess
+    if prepared.kind == "image":
+        return ModelSpec("image", n_out, shape=tuple(prepared.train_inputs[0].shape[1:]),
+                         mean=tuple(p["mean"]), std=tuple(p["std"]))
+    return ModelSpec("table", n_out, n_dense=prepared.train_inputs[0].shape[1],
+                     cardinalities=tuple(len(c["categories"]) for c in p["embed"]))
+
+
+def _image_transform(config: Config):
+    """Return the per-batch transform of training images: to floats, augmented, channels-last."""
+    d = config.data
+    settings = AugmentSettings(d.augment_shift, d.augment_flip, d.augment_rotate, d.augment_scale,
+                               d.augment_noise, d.augment_erase) if d.augment else AugmentSettings()
+    augment = ImageAugment(settings, config.train.seed)
+
+    def transform(x: torch.Tensor, epoch: int) -> torch.Tensor:
+        x = augment(x, epoch)
+        return x.contiguous(memory_format=torch.channels_last) if config.train.channels_last else x
+    return transform
+
+
+@dataclass
+class Trained:
+    run: Run
+    state: object
+    seconds: float
+    best_epoch: int
+    best_val_loss: float
+
+
+def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool) -> Trained:
+    """Build the model a resolved config names, train it, and return the result."""
+    torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    spec = _spec(prepared, cfg)
+    model = build_model(spec, cfg.model).to(cfg.train.device)
+    if prepared.kind == "image" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    run = Run(cfg, model, spec, prepared.preprocess)
+    started = time.perf_counter()
+    state, history, stopper = fit_model(
+        model, prepared.train_inputs, prepared.train_y, run.outputs, prepared.val_inputs, prepared.val_y,
+        cfg.train, cfg.checkpoint, prepared.task, prepared.n_classes,
+        transform=_image_transform(cfg) if prepared.kind == "image" else None,
+        checkpoint_dir=checkpoint_dir, verbose=verbose)
+    model.eval()
+    run.history = history.rows
+    losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
+    best_epoch = (stopper.best_epoch + 1) if stopper and stopper.best_epoch >= 0 else len(history.rows)
+    return Trained(run, state, time.perf_counter() - started, best_epoch,
+                   min(losses) if stopper else losses[-1])
+
+
+OCCAM_MARGIN = 0.02
+
+
+def choose(trained: list[Trained]) -> Trained:
+    """Return the simplest candidate unless a bigger one beats its validation loss by > 2%.
+
+    Candidates come simplest first; on a few dozen validation rows a small win is noise,
+    and the simpler model is the safer bet.
+    """
+    best = trained[0]
+    for candidate in trained[1:]:
+        if candidate.best_val_loss < best.best_val_loss * (1 - OCCAM_MARGIN):
+            best = candidate
+    return best
+
+
+def default_out(name: str) -> Path:
+    return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path | None = "auto",
+        config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
+        verbose: bool = False, **overrides) -> Run:
+    """Train on raw data and return the Run; writes a run directory unless out=None.
+
+    `data` is a path, glob, folder, DataFrame or array (with `y`); overrides are config keys
+    such as `epochs=5`, `train__lr=0.01` or `model="mlp"`.
+    """
+    if isinstance(config, Config):
+        config = config.to_dict()
+    if "time_limit" in overrides:
+        overrides["time_limit"] = parse_duration(overrides["time_limit"])
+    cfg = make_config(config, sets, **overrides)
+    if target is not None:
+        cfg.data.target = target
+    seed_everything(cfg.train.seed)
+    size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
+    source = load_source(data, y, size=size, channels=cfg.data.channels)
+    test_source = None
+    if test is not None:
+        if source.kind == "image":
+            size, channels = source.images.images.shape[1:3], source.images.images.shape[3]
+            test_source = load_source(test, size=tuple(size), channels=int(channels))
+        else:
+            test_source = load_source(test)
+    prepared = prepare(source, test_source, cfg.data, cfg.train.seed)
+    out_dir = None
+    if out is not None:
+        out_dir = default_out(source.name) if out == "auto" else Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    candidates = candidate_configs(cfg, _facts(prepared))
+    trained = []
+    for candidate in candidates:
+        checkpoints = out_dir / "checkpoints" if out_dir else None
+        if checkpoints and len(candidates) > 1:
+            checkpoints = checkpoints / candidate.model.name
+        trained.append(_train(candidate, prepared, checkpoints, verbose))
+    best = choose(trained)
+    run, state = best.run, best.state
+    test_assessment = run.assess(prepared.test_source) if prepared.test_source is not None else None
+    run.metrics = {
+        "task": prepared.task, "score": main_score_name(prepared.task),
+        "test": test_assessment.metrics if test_assessment else {},
+        "val": run.evaluate(prepared.val_source) if len(prepared.val_y) else {},
+        "train_seconds": round(sum(t.seconds for t in trained), 3), "epochs": len(run.history),
+        "best_epoch": best.best_epoch,
+        "stopped_by": "time limit" if state.settings.time_limit and state.elapsed >= state.settings.time_limit else
+                      "early stopping" if len(run.history) < run.config.train.epochs else "epochs",
+        "model": run.config.model.name, "parameters": sum(p.numel() for p in run.model.parameters()),
+    }
+    if len(trained) > 1:
+        run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
+        prepared.notes.append("zero-config tried " + ", ".join(
+            f"{name} (val loss {loss:.4f})" for name, loss in run.metrics["candidates"].items())
+            + f" and kept {run.config.model.name}")
+    run.metrics.update(data=prepared.summary, notes=prepared.notes)
+    if out_dir is not None:
+        run.save(out_dir)
+        write_text(out_dir / "report.html", render_report(run, source.name, test_assessment))
+    return run
+
+
+def render_report(run: Run, name: str, assessment) -> str:
+    """Return report.html for a finished run."""
+    m = run.metrics
+    summary = {**m["data"], "model": f"{m['model']} ({m['parameters']:,} parameters)",
+               "epochs": f"{m['epochs']} (best {m['best_epoch']}, stopped by {m['stopped_by']})",
+               "train seconds": m["train_seconds"]}
+    classes = run.classes
+    per_class = (per_class_metrics(assessment.truth, assessment.predicted, classes)
+                 if assessment is not None and classes else None)
+    return build_report(f"scaletrain run: {name}", summary, {k: m[k] for k in ("val", "test") if m[k]},
+                        run.history, run.task, assessment.truth if assessment else None,
+                        assessment.predicted if assessment else None, classes, per_class, m["notes"])
+
+
+def load(path: str | Path) -> Run:
+    """Return the Run stored in a run directory."""
+    return Run.load(path)

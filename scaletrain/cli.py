@@ -1,0 +1,149 @@
+"""The command line: one function per verb, each a thin call into the API."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scaletrain.errors import ScaletrainError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and use neural models on tables and images with one command.")
+out_console = Console()
+err_console = Console(stderr=True)
+DEBUG = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+
+
+def guarded(fn):
+    """Turn ScaletrainError into one line on stderr and exit code 2 (traceback only with --debug)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ScaletrainError as exc:
+            if kwargs.get("debug"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _metrics_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title)
+    splits = [s for s in ("val", "test") if metrics.get(s)]
+    table.add_column("metric")
+    for split in splits:
+        table.add_column(split, justify="right")
+    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
+    for name in names:
+        table.add_row(name, *(f"{metrics[s].get(name, float('nan')):.4f}" for s in splits))
+    return table
+
+
+@app.command()
+@guarded
+def train(
+    data: str = typer.Argument(..., help="CSV/TSV/Parquet/JSONL file or glob, image folder, IDX folder or .npz."),
+    test: Optional[str] = typer.Option(None, help="Separate test data (else a split of DATA)."),
+    target: Optional[str] = typer.Option(None, help="Target column (tables)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<data>-<time>)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config with data/model/train/checkpoint sections."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
+    time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    debug: bool = DEBUG,
+):
+    """Train a model on DATA and write a run directory."""
+    from scaletrain.api import fit
+
+    run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_,
+              verbose=not quiet, seed=seed, time_limit=time_limit)
+    m = run.metrics
+    for note in m["notes"]:
+        err_console.print(f"note: {note}", highlight=False)
+    out_console.print(_metrics_table(m, f"{m['task']} · {m['model']} · {m['epochs']} epochs · "
+                                        f"{m['train_seconds']:.1f}s"))
+    out_console.print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}", highlight=False)
+
+
+@app.command()
+@guarded
+def predict(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: str = typer.Argument(..., help="Raw rows or images, as for train."),
+    output: Optional[Path] = typer.Option(None, help="Write predictions here (.csv, .parquet, .jsonl); default stdout."),
+    debug: bool = DEBUG,
+):
+    """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""
+    from scaletrain.api import load
+    from scaletrain.data.tables import write_table
+
+    frame = load(run).predict(data)
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        write_table(frame, output)
+        err_console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+@app.command()
+@guarded
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: str = typer.Argument(..., help="Labelled raw data, as for train."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+    debug: bool = DEBUG,
+):
+    """Evaluate a trained RUN on labelled DATA."""
+    from scaletrain.api import load
+
+    metrics = load(run).evaluate(data)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        out_console.print(_metrics_table({"test": metrics}, f"evaluation of {run} on {data}"))
+
+
+@app.command()
+@guarded
+def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = DEBUG):
+    """Show what a run was trained on, how, and with which results."""
+    from scaletrain.api import load
+
+    loaded = load(run)
+    m, c = loaded.metrics, loaded.config
+    table = Table(title=f"run {run}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    data = m.get("data", {})
+    rows = {
+        "task": loaded.task, "data": ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (list, dict))),
+        "target": loaded.preprocess.get("target_column") or "class subfolders",
+        "classes": ", ".join(map(str, loaded.classes or [])) or "—",
+        "model": f"{c.model.name} ({m.get('parameters', 0):,} parameters)",
+        "training": f"{c.train.optimizer} lr={c.train.lr} batch={c.train.batch_size} schedule={c.train.schedule} "
+                    f"epochs={m.get('epochs')}/{c.train.epochs} in {m.get('train_seconds', 0):.1f}s",
+    }
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    out_console.print(table)
+    if m.get("test") or m.get("val"):
+        out_console.print(_metrics_table(m, "metrics"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

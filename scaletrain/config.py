@@ -1,0 +1,210 @@
+"""The typed config tree: four sections, validated once at the edge.
+
+`None` and "auto" mean "scaletrain decides from the data"; `resolve` in auto.py replaces
+them so that the config.yaml written into a run holds every value that was used.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from scaletrain.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    target: str | None = None
+    task: Literal["auto", "binary", "multiclass", "regression", "classification"] = "auto"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: bool = True
+    image_size: int | None = None
+    channels: int | None = None
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    clip_quantile: float = 0.001
+    missing_indicators: bool = True
+    max_onehot: int = 16
+    # fine-grained augmentation (images only); all off when augment is false
+    augment_shift: float = 0.1
+    augment_flip: bool = False
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
+    augment_noise: float = 0.0
+    augment_erase: float = 0.0
+
+
+class ModelConfig(_Section):
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet"] = "auto"
+    hidden: list[int] | None = None
+    depth: int | None = None
+    width: int | None = None
+    dropout: float | None = None
+    norm: Literal["auto", "none", "batch", "layer"] = "auto"
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    init: Literal["auto", "uniform", "normal", "xavier", "kaiming"] = "auto"
+    embedding_dim: int | None = None
+
+
+class TrainConfig(_Section):
+    optimizer: Literal["auto", "gd", "sgd", "momentum", "nesterov", "adam", "adamw"] = "auto"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    l1: float = 0.0
+    batch_size: int | None = None
+    eval_batch_size: int = 1024
+    epochs: int | None = None
+    schedule: Literal["auto", "constant", "step", "cosine", "onecycle"] = "auto"
+    warmup: float = 0.0
+    step_milestones: list[float] = [0.5, 0.75]
+    step_gamma: float = 0.1
+    loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
+    label_smoothing: float | None = None
+    class_weight: Literal["auto", "balanced", "none"] = "auto"
+    grad_accum: int = 1
+    clip: float = 0.0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    early_stopping: int | None = None
+    monitor: Literal["val_loss", "val_score"] = "val_loss"
+    seed: int = 0
+    time_limit: float | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = True
+    threads: int | None = None
+
+
+class CheckpointConfig(_Section):
+    every_steps: int = 0
+    every_minutes: float = 0.0
+    keep: int = 2
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "checkpoint": CheckpointConfig}
+VALID_KEYS = [f"{s}.{k}" for s, cls in SECTIONS.items() for k in cls.model_fields]
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, VALID_KEYS, n=1, cutoff=0.4)
+    if not close:  # a bare key such as "lr": look for it in every section
+        close = [k for k in VALID_KEYS if k.split(".", 1)[1] == key.split(".")[-1]]
+    hint = f"; did you mean '{close[0]}'?" if close else "; see `scaletrain train --help`"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _check_keys(tree: dict[str, Any]) -> None:
+    for section, values in tree.items():
+        if section not in SECTIONS:
+            raise _unknown_key(section)
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section '{section}' must be a mapping of keys to values")
+        for key in values:
+            if f"{section}.{key}" not in VALID_KEYS:
+                raise _unknown_key(f"{section}.{key}")
+
+
+def build_config(tree: dict[str, Any] | None = None) -> Config:
+    """Return a validated Config from a nested dict, with errors that name the key."""
+    tree = tree or {}
+    _check_keys(tree)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"config value for '{key}' is invalid: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Return the nested dict in a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping with sections data/model/train/checkpoint")
+    return tree
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Split one `--set section.key=value` into its key and YAML-parsed value."""
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' must look like section.key=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def merge_override(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` (section.key, section__key or a bare key unique across sections) in tree."""
+    key = key.replace("__", ".")
+    if "." not in key:
+        if key in SECTIONS and isinstance(value, dict):
+            for sub, v in value.items():
+                merge_override(tree, f"{key}.{sub}", v)
+            return
+        if key in SECTIONS:  # model="mlp" is short for model.name="mlp"
+            key = f"{key}.name"
+        else:
+            owners = [k for k in VALID_KEYS if k.split(".", 1)[1] == key]
+            if len(owners) != 1:
+                raise _unknown_key(key)
+            key = owners[0]
+    section, name = key.split(".", 1)
+    if f"{section}.{name}" not in VALID_KEYS:
+        raise _unknown_key(key)
+    tree.setdefault(section, {})[name] = value
+
+
+def make_config(config_file: str | Path | dict | None = None, sets: list[str] | None = None,
+                **overrides: Any) -> Config:
+    """Return the Config from a YAML file or dict, then `--set` items, then keyword overrides."""
+    if isinstance(config_file, dict):
+        tree = {k: dict(v) if isinstance(v, dict) else v for k, v in config_file.items()}
+    elif config_file is not None:
+        tree = load_yaml(config_file)
+    else:
+        tree = {}
+    for item in sets or []:
+        merge_override(tree, *parse_set(item))
+    for key, value in overrides.items():
+        if value is not None:
+            merge_override(tree, key, value)
+    return build_config(tree)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """Return seconds from '90', '90s', '10m' or '1.5h'."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"time limit '{text}' is not a duration; write e.g. 90s, 10m or 1h")
+    unit = (match.group(2) or "s").lower()[0]
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]

@@ -1,0 +1,1 @@
+"""Data layer: sources, schema inference, splits, fitted preprocessing, augmentation, batches."""

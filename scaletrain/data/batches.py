@@ -1,0 +1,42 @@
+"""In-memory batches: whole tensors indexed by a shuffled permutation, no per-sample Python.
+
+A torch DataLoader calls Python once per sample; for data that fits in memory that costs
+more than a small model's step, so we slice tensors directly.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+
+class TensorBatches:
+    """Yields (inputs, target) batches; shuffled per epoch with a seeded generator."""
+
+    def __init__(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor | None, batch_size: int,
+                 shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+                 transform: Callable[[torch.Tensor, bool], torch.Tensor] | None = None):
+        self.inputs, self.target = inputs, target
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.transform = transform  # e.g. uint8 images -> augmented floats, applied per batch
+        self.n = len(inputs[0])
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full if (self.drop_last and full) else full + bool(rest)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+        else:
+            order = None
+        for b in range(len(self)):
+            rows = slice(b * self.batch_size, min((b + 1) * self.batch_size, self.n))
+            index = order[rows] if order is not None else rows
+            inputs = tuple(t[index] for t in self.inputs)
+            if self.transform is not None:
+                inputs = (self.transform(inputs[0], epoch), *inputs[1:])
+            yield inputs, (None if self.target is None else self.target[index])
+
+    def __iter__(self):
+        return self.epoch(0)

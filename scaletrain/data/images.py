@@ -1,0 +1,186 @@
+"""Read images: class-per-subfolder folders, MNIST-format IDX files and .npz arrays."""
+from __future__ import annotations
+
+import gzip
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from scaletrain.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IDX_NAMES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 (n, height, width, channels), with labels when known."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> "ImageSet":
+        labels = None if self.labels is None else self.labels[index]
+        return ImageSet(self.images[index], labels, [self.names[i] for i in index])
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_idx(folder: Path) -> dict[str, Path] | None:
+    """Return the four IDX files of an MNIST-format folder, or None if it is not one."""
+    found = {}
+    for key, stem in IDX_NAMES.items():
+        for candidate in (folder / stem, folder / f"{stem}.gz", folder / stem.replace("-idx", ".idx")):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+    if "train_x" in found and "train_y" in found:
+        return found
+    return None
+
+
+def image_subfolders(folder: Path) -> list[Path]:
+    """Return subfolders that hold at least one image file (one per class)."""
+    subs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    return [s for s in subs if any(is_image_file(f) for f in s.iterdir())]
+
+
+def read_idx_array(path: Path) -> np.ndarray:
+    """Return the array in one IDX file (the MNIST format: magic, dims, raw uint8)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read IDX file '{path}': {exc}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"'{path}' is not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"IDX file '{path}' is truncated: header says {dims}, found {body.size} bytes")
+    return body.reshape(dims)
+
+
+def read_idx(files: dict[str, Path]) -> tuple[ImageSet, ImageSet | None]:
+    """Return (train, test) ImageSets from MNIST-format files; test is None if absent."""
+    def pair(xk: str, yk: str) -> ImageSet:
+        x, y = read_idx_array(files[xk]), read_idx_array(files[yk])
+        if len(x) != len(y):
+            raise DataError(f"'{files[xk]}' has {len(x)} images but '{files[yk]}' has {len(y)} labels")
+        return ImageSet(x[..., None], y.astype(np.int64), [f"{files[xk].name}[{i}]" for i in range(len(x))])
+
+    test = pair("test_x", "test_y") if "test_x" in files and "test_y" in files else None
+    return pair("train_x", "train_y"), test
+
+
+def read_npz(path: Path) -> ImageSet:
+    """Return images from an .npz holding x/images (n,h,w[,c]) and optionally y/labels."""
+    try:
+        with np.load(path, allow_pickle=False) as data:  # no pickle, ever
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read '{path}' as .npz: {exc}") from None
+    x = next((arrays[k] for k in ("x", "images", "X", "x_train") if k in arrays), None)
+    if x is None:
+        raise DataError(f"'{path}' has no 'x' or 'images' array (found: {sorted(arrays)})")
+    y = next((arrays[k] for k in ("y", "labels", "Y", "y_train") if k in arrays), None)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"'{path}': images must be (n, h, w) or (n, h, w, c); got {x.shape}")
+    if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3):  # channels-first input
+        x = x.transpose(0, 2, 3, 1)
+    return ImageSet(to_uint8(x), y, [f"{path.name}[{i}]" for i in range(len(x))])
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Return images as uint8; other dtypes are rescaled from their range to 0..255."""
+    if x.dtype == np.uint8:
+        return x
+    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+    return ((x - lo) / max(hi - lo, 1e-12) * 255).round().astype(np.uint8)
+
+
+def _load_pil(path: Path) -> Image.Image | None:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def choose_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """Return the common (height, width) if all agree, else a square of the median side, ≤ 64."""
+    common, count = Counter(sizes).most_common(1)[0]
+    if count == len(sizes):
+        return common
+    side = int(np.median([min(s) for s in sizes]))
+    return (min(side, 64), min(side, 64))
+
+
+def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, int] | None,
+                     channels: int | None) -> ImageSet:
+    """Return decoded images, converted to one channel count and resized to one size.
+
+    Unreadable files are skipped with a warning that names them: one bad file among
+    thousands should not cost a run.
+    """
+    loaded, kept_labels, names, bad = [], [], [], []
+    for i, path in enumerate(paths):
+        img = _load_pil(path)
+        if img is None:
+            bad.append(str(path))
+            continue
+        loaded.append(img)
+        names.append(str(path))
+        if labels is not None:
+            kept_labels.append(labels[i])
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s), e.g. '{bad[0]}'", stacklevel=2)
+    if not loaded:
+        raise DataError(f"none of the {len(paths)} image files could be read (e.g. '{paths[0]}')")
+    if channels is None:
+        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "F", "LA") for im in loaded) else 1
+    if size is None:
+        size = choose_size([(im.height, im.width) for im in loaded])
+    mode = "L" if channels == 1 else "RGB"
+    out = np.empty((len(loaded), size[0], size[1], channels), dtype=np.uint8)
+    for i, img in enumerate(loaded):
+        img = img.convert(mode)
+        if (img.height, img.width) != tuple(size):
+            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        out[i] = np.asarray(img).reshape(size[0], size[1], channels)
+    return ImageSet(out, np.asarray(kept_labels, dtype=object) if labels is not None else None, names)
+
+
+def read_image_folder(folder: Path, size: tuple[int, int] | None = None,
+                      channels: int | None = None) -> ImageSet:
+    """Return a folder's images; class labels come from subfolder names when there are any."""
+    subs = image_subfolders(folder)
+    if subs:
+        paths, labels = [], []
+        for sub in subs:
+            files = sorted(f for f in sub.iterdir() if is_image_file(f))
+            paths += files
+            labels += [sub.name] * len(files)
+        return read_image_files(paths, labels, size, channels)
+    files = sorted(f for f in folder.iterdir() if is_image_file(f))
+    if not files:
+        raise DataError(f"the folder '{folder}' holds no images and no class subfolders with images")
+    return read_image_files(files, None, size, channels)

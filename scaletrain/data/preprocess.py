@@ -1,0 +1,224 @@
+"""Fitted preprocessing: learned on training rows only, stored as JSON, applied in predict.
+
+Follows scikit-learn's contract (fit learns, transform applies) but keeps state as plain
+JSON data instead of pickled objects, so a run directory is safe to load and to read.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scaletrain.data.schema import Schema
+from scaletrain.errors import DataError
+
+UNKNOWN = "__unknown__"
+MISSING = "__missing__"
+_TRUE = {"true", "yes", "y", "t", "1", "1.0"}
+DATE_PARTS = ("year", "month", "day", "day_of_week", "hour", "minute")
+
+
+def label_key(value) -> str:
+    """Return the lookup key of a label, so 1, 1.0, '1' and np.int64(1) agree."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value)
+
+
+def json_value(value):
+    """Return a value as a plain JSON type (numpy scalars become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------- target
+def fit_target(y: pd.Series | np.ndarray, task: str) -> dict:
+    """Return the target state: classes for classification, mean/std for regression."""
+    values = pd.Series(y).dropna()
+    if task == "regression":
+        v = pd.to_numeric(values).to_numpy(dtype=np.float64)
+        return {"task": task, "mean": float(v.mean()), "std": float(v.std()) or 1.0}
+    uniques = values.unique()
+    try:
+        classes = sorted(uniques)
+    except TypeError:
+        classes = sorted(uniques, key=str)
+    return {"task": task, "classes": [json_value(c) for c in classes]}
+
+
+def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
+    """Return targets as class indices (long) or standardized floats."""
+    values = pd.Series(y)
+    if state["task"] == "regression":
+        v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        return torch.from_numpy(((v - state["mean"]) / state["std"]).astype(np.float32))
+    lookup = {label_key(c): i for i, c in enumerate(state["classes"])}
+    index = [lookup.get(label_key(v), -1) for v in values]
+    unknown = [v for v, i in zip(values, index) if i < 0]
+    if unknown:
+        raise DataError(f"{where} holds label {unknown[0]!r} that the model never saw "
+                        f"(known: {state['classes'][:10]})")
+    return torch.tensor(index, dtype=torch.long)
+
+
+def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
+    """Return predictions in the target's own values."""
+    if state["task"] == "regression":
+        return predictions * state["std"] + state["mean"]
+    classes = np.asarray(state["classes"], dtype=object)
+    return classes[predictions]
+
+
+# ---------------------------------------------------------------- tables
+def _bool_numbers(series: pd.Series) -> pd.Series:
+    def convert(v):
+        if pd.isna(v):
+            return np.nan
+        return 1.0 if str(v).strip().lower() in _TRUE else 0.0
+
+    return series.map(convert).astype(np.float64)
+
+
+def _date_parts(series: pd.Series, parts: list[str]) -> dict[str, pd.Series]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        when = pd.to_datetime(series, errors="coerce", format="mixed")
+    return {p: getattr(when.dt, p).astype(np.float64) for p in parts}
+
+
+def _numeric_columns(frame: pd.DataFrame, spec: dict) -> dict[str, pd.Series]:
+    """Return every column that feeds the numeric block, by derived name."""
+    out: dict[str, pd.Series] = {}
+    for name in spec["numeric_raw"]:
+        out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+    for name in spec["boolean"]:
+        out[name] = _bool_numbers(frame[name])
+    for name, parts in spec["datetime"].items():
+        for part, series in _date_parts(frame[name], parts).items():
+            out[f"{name}.{part}"] = series
+    return out
+
+
+def _category_strings(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: MISSING if pd.isna(v) else label_key(v))
+
+
+@dataclass
+class TableBlocks:
+    """Model inputs for a table: dense floats and category indices for embeddings."""
+
+    numbers: torch.Tensor
+    categories: torch.Tensor | None
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.numbers,) if self.categories is None else (self.numbers, self.categories)
+
+
+def fit_table(frame: pd.DataFrame, schema: Schema, scale: str, clip_quantile: float,
+              missing_indicators: bool, max_onehot: int) -> dict:
+    """Return the preprocessing state learned from training rows."""
+    spec = {"numeric_raw": schema.numeric, "boolean": schema.boolean, "datetime": {}}
+    for name in schema.datetime:
+        parts = _date_parts(frame[name], list(DATE_PARTS))
+        spec["datetime"][name] = [p for p, s in parts.items() if s.nunique() > 1]
+    numeric = []
+    for name, values in _numeric_columns(frame, spec).items():
+        v = values.to_numpy()
+        finite = v[np.isfinite(v)]
+        if finite.size == 0:
+            finite = np.zeros(1)
+        lo, hi = (np.quantile(finite, [clip_quantile, 1 - clip_quantile]) if clip_quantile > 0
+                  else (finite.min(), finite.max()))
+        clipped = np.clip(finite, lo, hi)
+        center, spread = {"standard": (clipped.mean(), clipped.std()),
+                          "minmax": (clipped.min(), clipped.max() - clipped.min()),
+                          "none": (0.0, 1.0)}[scale]
+        numeric.append({"name": name, "median": float(np.median(finite)), "lo": float(lo), "hi": float(hi),
+                        "center": float(center), "scale": float(spread) if spread > 0 else 1.0,
+                        "indicator": bool(missing_indicators and not np.isfinite(v).all())})
+    onehot, embed = [], []
+    for name in schema.categorical:
+        counts = _category_strings(frame[name]).value_counts()
+        entry = {"name": name, "categories": [str(c) for c in counts.index]}
+        (onehot if len(counts) <= max_onehot else embed).append(entry)
+    return {"kind": "table", "columns": {**spec, "categorical": schema.categorical},
+            "numeric": numeric, "onehot": onehot, "embed": embed,
+            "dropped": schema.dropped, "target": schema.target}
+
+
+def table_feature_names(state: dict) -> list[str]:
+    """Return the names of the dense block's columns, in order."""
+    names = []
+    for col in state["numeric"]:
+        names.append(col["name"])
+        if col["indicator"]:
+            names.append(f"{col['name']}.missing")
+    for col in state["onehot"]:
+        names += [f"{col['name']}={UNKNOWN}"] + [f"{col['name']}={c}" for c in col["categories"]]
+    return names
+
+
+def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> TableBlocks:
+    """Return the model inputs for raw rows, using only the fitted state."""
+    needed = (state["columns"]["numeric_raw"] + state["columns"]["boolean"]
+              + list(state["columns"]["datetime"]) + state["columns"]["categorical"])
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source} lacks column(s) {missing[:5]} that the model was trained on")
+    derived = _numeric_columns(frame, state["columns"])
+    blocks = []
+    for col in state["numeric"]:
+        v = derived[col["name"]].to_numpy(dtype=np.float64)
+        absent = ~np.isfinite(v)
+        v = np.where(absent, col["median"], v)
+        v = (np.clip(v, col["lo"], col["hi"]) - col["center"]) / col["scale"]
+        blocks.append(v[:, None])
+        if col["indicator"]:
+            blocks.append(absent[:, None].astype(np.float64))
+    for col in state["onehot"]:
+        lookup = {c: i + 1 for i, c in enumerate(col["categories"])}
+        index = _category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy()
+        onehot = np.zeros((len(frame), len(col["categories"]) + 1))
+        onehot[np.arange(len(frame)), index] = 1.0
+        blocks.append(onehot)
+    dense = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0))
+    categories = None
+    if state["embed"]:
+        codes = []
+        for col in state["embed"]:
+            lookup = {c: i + 1 for i, c in enumerate(col["categories"])}
+            codes.append(_category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy())
+        categories = torch.from_numpy(np.stack(codes, axis=1).astype(np.int64))
+    return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories)
+
+
+# ---------------------------------------------------------------- images
+def fit_images(images: np.ndarray) -> dict:
+    """Return the image state: size, channels and per-channel mean/std of training pixels."""
+    pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    std = pixels.std(axis=0)
+    return {"kind": "image", "size": [int(images.shape[1]), int(images.shape[2])],
+            "channels": int(images.shape[3]), "mean": pixels.mean(axis=0).tolist(),
+            "std": [float(s) if s > 1e-6 else 1.0 for s in std]}
+
+
+def transform_images(images: np.ndarray) -> torch.Tensor:
+    """Return images as a uint8 NCHW tensor; scaling to floats happens per batch."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+def table_summary(frame: pd.DataFrame, state: dict) -> dict:
+    """Return what the report says about the input table."""
+    return {"rows": int(len(frame)), "columns": int(frame.shape[1]),
+            "duplicate_rows": int(frame.duplicated().sum()),
+            "missing_cells": int(frame.isna().sum().sum()),
+            "numeric": state["columns"]["numeric_raw"], "boolean": state["columns"]["boolean"],
+            "datetime": list(state["columns"]["datetime"]), "categorical": state["columns"]["categorical"],
+            "dropped": state["dropped"]}
+

@@ -1,0 +1,154 @@
+"""Infer each column's role (numeric, categorical, boolean, datetime, text, dropped) and the task."""
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scaletrain.errors import TargetError
+
+_BOOL_WORDS = {"true", "false", "yes", "no", "y", "n", "t", "f"}
+
+
+@dataclass
+class Schema:
+    """Column roles, the target and the task, plus notes for the user about what was dropped."""
+
+    target: str | None
+    task: str
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    boolean: list[str] = field(default_factory=list)
+    datetime: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # column -> reason
+
+
+def find_target(frame: pd.DataFrame, target: str | None, source: str) -> str:
+    """Return the target column name, or raise TargetError listing columns and the closest match."""
+    columns = [str(c) for c in frame.columns]
+    if target is None:
+        for guess in ("target", "label", "labels", "class", "y"):
+            if guess in columns:
+                return guess
+        raise TargetError(f"no target given for '{source}'; add --target COLUMN (columns: {', '.join(columns[:20])})")
+    if target in columns:
+        return target
+    close = difflib.get_close_matches(target, columns, n=1, cutoff=0.3)
+    lowered = {c.lower(): c for c in columns}
+    best = lowered.get(target.lower()) or (close[0] if close else None)
+    hint = f"; did you mean '{best}'?" if best else ""
+    raise TargetError(f"target column '{target}' not found in '{source}'{hint} (columns: {', '.join(columns[:20])})")
+
+
+def _as_bool(series: pd.Series) -> bool:
+    if series.dtype == bool:
+        return True
+    values = series.dropna()
+    if values.empty or values.dtype.kind in "fiu":
+        return False
+    words = set(values.astype(str).str.strip().str.lower().unique())
+    return len(words) <= 2 and words <= _BOOL_WORDS
+
+
+def _looks_datetime(series: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    values = series.dropna().astype(str)
+    if values.empty or values.str.len().median() < 6:
+        return False
+    sample = values.iloc[:200]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return parsed.notna().mean() > 0.9
+
+
+def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
+    """Return (role, reason) for one feature column; reason explains a drop."""
+    values = series.dropna()
+    if values.empty:
+        return "dropped", "all values missing"
+    n_unique = values.nunique()
+    if n_unique <= 1:
+        return "dropped", "constant"
+    if _as_bool(series):
+        return "boolean", None
+    if series.dtype.kind in "fiu":
+        is_int = series.dtype.kind in "iu" or np.all(np.mod(values, 1) == 0)
+        if is_int and n_unique == n_rows and n_rows > 20 and (values.is_monotonic_increasing or "id" in str(series.name).lower()):
+            return "dropped", "ID-like (unique, increasing integers)"
+        return "numeric", None
+    if _looks_datetime(series):
+        return "datetime", None
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().mean() > 0.95:
+        return "numeric", None
+    text = values.astype(str)
+    if n_unique == len(values) and n_rows > 20:
+        if text.str.len().mean() > 30:
+            return "dropped", "free text (text support arrives with the text issue)"
+        return "dropped", "ID-like (a different value on every row)"
+    if text.str.len().mean() > 30 and n_unique > 0.5 * len(values):
+        return "dropped", "free text (text support arrives with the text issue)"
+    return "categorical", None
+
+
+def infer_task(y: pd.Series, task: str) -> str:
+    """Return binary, multiclass or regression from the target's values (or the forced task)."""
+    values = y.dropna()
+    n_unique = values.nunique()
+    if task == "regression":
+        return task
+    if task in ("binary", "multiclass"):
+        return task
+    if task == "classification":
+        return "binary" if n_unique == 2 else "multiclass"
+    if values.dtype.kind in "fc":
+        integral = np.all(np.mod(values, 1) == 0)
+        if n_unique == 2:
+            return "binary"
+        if integral and n_unique <= 20 and n_unique <= max(2, len(values) // 10):
+            return "multiclass"
+        return "regression"
+    if values.dtype.kind in "iu":
+        if n_unique == 2:
+            return "binary"
+        return "multiclass" if n_unique <= max(20, int(len(values) ** 0.5)) and n_unique <= 200 else "regression"
+    return "binary" if n_unique == 2 else "multiclass"
+
+
+def check_target(y: pd.Series, task: str, column: str) -> None:
+    """Raise TargetError if the target cannot be learned."""
+    values = y.dropna()
+    if values.empty:
+        raise TargetError(f"target column '{column}' has no values; pick a column with labels")
+    if task != "regression" and values.nunique() < 2:
+        raise TargetError(f"target column '{column}' has a single class ({values.iloc[0]!r}); "
+                          "a classifier needs at least two")
+    if task == "regression":
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.isna().any():
+            raise TargetError(f"target column '{column}' is not numeric, so it cannot be a regression target; "
+                              "use --set data.task=classification")
+        if not np.isfinite(numeric).all():
+            raise TargetError(f"target column '{column}' holds inf values; remove those rows")
+
+
+def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto") -> Schema:
+    """Return the Schema of a table: roles of every feature column and the task."""
+    task = infer_task(frame[target], task) if target is not None else task
+    if target is not None:
+        check_target(frame[target], task, target)
+    schema = Schema(target=target, task=task)
+    for column in frame.columns:
+        if column == target:
+            continue
+        role, reason = column_role(frame[column], len(frame))
+        if role == "dropped":
+            schema.dropped[str(column)] = reason
+        else:
+            getattr(schema, role).append(str(column))
+    return schema

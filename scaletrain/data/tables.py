@@ -1,0 +1,209 @@
+"""Read tables (CSV/TSV/Parquet/JSONL, compressed, globbed) into one pandas DataFrame."""
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scaletrain.errors import DataError
+
+TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"}
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # latin-1 decodes any byte, so it ends the list
+
+
+def split_suffix(path: Path) -> tuple[str, str | None]:
+    """Return (format suffix, compression) of a file name such as data.csv.gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    return (suffixes[-1] if suffixes else ""), compression
+
+
+def is_table_file(path: Path) -> bool:
+    return path.is_file() and split_suffix(path)[0] in TABLE_SUFFIXES
+
+
+def expand_paths(source: str | Path) -> list[Path]:
+    """Return the table files a path, directory or glob names, sorted, or raise DataError."""
+    text = str(source)
+    if any(ch in text for ch in "*?["):
+        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+        paths = [p for p in paths if p.is_file()]
+        if not paths:
+            raise DataError(f"the pattern '{text}' matches no files; check the path and quoting")
+        return paths
+    path = Path(text)
+    if path.is_dir():
+        paths = sorted(p for p in path.rglob("*") if is_table_file(p))
+        if not paths:
+            raise DataError(f"the folder '{path}' holds no table files (.csv, .tsv, .parquet, .jsonl)")
+        return paths
+    if not path.exists():
+        raise DataError(f"'{path}' does not exist; check the path")
+    return [path]
+
+
+def _open_bytes(path: Path, compression: str | None, limit: int | None = None) -> bytes:
+    """Return the (decompressed) bytes of a file, at most `limit` of them."""
+    try:
+        if compression == "gzip":
+            with gzip.open(path, "rb") as fh:
+                return fh.read(limit if limit else -1)
+        if compression == "zstd":
+            import zstandard
+
+            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as fh:
+                return fh.read(limit if limit else -1)
+        if compression in ("bz2", "xz"):
+            import bz2
+            import lzma
+
+            opener = bz2.open if compression == "bz2" else lzma.open
+            with opener(path, "rb") as fh:
+                return fh.read(limit if limit else -1)
+        with open(path, "rb") as fh:
+            return fh.read(limit if limit else -1)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read '{path}': {exc}") from None
+    except Exception as exc:  # zstandard raises its own ZstdError on corrupt frames
+        raise DataError(f"cannot decompress '{path}' as {compression}: {exc}") from None
+
+
+def _decode(data: bytes, path: Path) -> tuple[str, str]:
+    if b"\x00" in data[:4096]:
+        raise DataError(f"'{path}' looks binary, not text; give a CSV, TSV, JSONL or Parquet file")
+    for encoding in _ENCODINGS:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")
+
+
+def sniff_csv(sample: str, suffix: str) -> tuple[str, bool]:
+    """Return (delimiter, has_header) guessed from the first lines of a delimited file."""
+    lines = [ln for ln in sample.splitlines()[:50] if ln.strip()]
+    if suffix == ".tsv":
+        delimiter = "\t"
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    rows = list(csv.reader(lines[:20], delimiter=delimiter))
+    if len(rows) < 2:
+        return delimiter, True
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    # A header row has no numbers where the body has them (csv.Sniffer.has_header is
+    # fooled by all-text tables, so we only call a first row "data" on positive evidence).
+    first, body = rows[0], rows[1:]
+    body_numeric = [all(numeric(r[i]) for r in body if i < len(r) and r[i] != "") for i in range(len(first))]
+    first_numeric = [numeric(c) for c in first]
+    has_header = not any(fn and bn for fn, bn in zip(first_numeric, body_numeric)) or not any(body_numeric)
+    return delimiter, has_header
+
+
+def read_delimited(path: Path, suffix: str, compression: str | None) -> pd.DataFrame:
+    raw = _open_bytes(path, compression)
+    if not raw.strip():
+        raise DataError(f"'{path}' is empty; give a file with a header row and data rows")
+    text, _ = _decode(raw, path)
+    delimiter, has_header = sniff_csv(text[:65536], suffix)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=0 if has_header else None,
+                            skipinitialspace=True, low_memory=False)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"cannot parse '{path}' as delimited text: {str(exc).splitlines()[0]}") from None
+    if not has_header:
+        frame.columns = [f"col{i}" for i in range(frame.shape[1])]
+    return frame
+
+
+def read_one(path: Path) -> pd.DataFrame:
+    """Return one table file as a DataFrame, or raise DataError naming it."""
+    suffix, compression = split_suffix(path)
+    if suffix in (".parquet", ".pq"):
+        try:
+            return pq.read_table(path).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"cannot read '{path}' as Parquet: {exc}") from None
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        raw = _open_bytes(path, compression)
+        if not raw.strip():
+            raise DataError(f"'{path}' is empty; give one JSON object per line")
+        text, _ = _decode(raw, path)
+        try:
+            return pd.read_json(io.StringIO(text), lines=suffix != ".json")
+        except ValueError as exc:
+            raise DataError(f"cannot parse '{path}' as JSON lines: {str(exc).splitlines()[0]}") from None
+    return read_delimited(path, suffix, compression)
+
+
+def read_table(source: str | Path) -> pd.DataFrame:
+    """Return every table file behind a path, folder or glob as one DataFrame."""
+    paths = expand_paths(source)
+    frames = [read_one(p) for p in paths]
+    if len(frames) > 1:
+        columns = list(frames[0].columns)
+        for path, frame in zip(paths[1:], frames[1:]):
+            if set(frame.columns) != set(columns):
+                missing = sorted(set(columns) ^ set(frame.columns))
+                raise DataError(f"'{path}' has other columns than '{paths[0]}' (differ: {missing[:5]}); "
+                                "give files with one schema")
+        frames = pd.concat(frames, ignore_index=True)
+    else:
+        frames = frames[0]
+    if len(frames) == 0:
+        raise DataError(f"'{source}' holds a header but no data rows")
+    return frames
+
+
+def frame_from_arrays(x: np.ndarray | pd.DataFrame, y=None, target: str = "target") -> pd.DataFrame:
+    """Return a DataFrame from an (n, d) array or a DataFrame, with y added as `target`."""
+    if isinstance(x, pd.DataFrame):
+        frame = x.copy()
+    else:
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise DataError(f"a table array must be 2-D (rows, columns); got shape {x.shape}")
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    if y is not None:
+        y = np.asarray(y)
+        if len(y) != len(frame):
+            raise DataError(f"X has {len(frame)} rows but y has {len(y)}; give one label per row")
+        frame[target] = y
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a DataFrame as CSV, Parquet or JSONL (by suffix), atomically."""
+    from scaletrain.io import atomic_write_bytes
+
+    path = Path(path)
+    suffix = split_suffix(path)[0]
+    if suffix in (".parquet", ".pq"):
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        atomic_write_bytes(path, frame.to_json(orient="records", lines=True).encode("utf-8"))
+    else:
+        atomic_write_bytes(path, frame.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",").encode("utf-8"))

@@ -1,0 +1,21 @@
+"""Typed errors: each says what went wrong, where, and what to do next."""
+
+
+class ScaletrainError(Exception):
+    """Base of every error scaletrain raises on purpose; the CLI prints it as one line."""
+
+
+class ConfigError(ScaletrainError, ValueError):
+    """A config key or value is invalid."""
+
+
+class DataError(ScaletrainError, ValueError):
+    """Input data cannot be read or used (names the file, row or column)."""
+
+
+class TargetError(DataError):
+    """The target column is missing or unusable."""
+
+
+class RunDirError(ScaletrainError, FileNotFoundError):
+    """A run directory is missing or incomplete."""

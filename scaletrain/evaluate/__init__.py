@@ -1,0 +1,1 @@
+"""Evaluation: metrics (scikit-learn underneath) and the HTML report."""

@@ -1,0 +1,47 @@
+"""Metrics by task, computed with scikit-learn so they match what users already trust."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def main_score_name(task: str) -> str:
+    """Return the headline metric of a task (higher is better)."""
+    return "r2" if task == "regression" else "accuracy"
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
+    """Return accuracy and macro precision/recall/F1 (plus ROC AUC for two classes)."""
+    out = {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "precision_macro": float(skm.precision_score(y_true, y_pred, average="macro", zero_division=0)),
+        "recall_macro": float(skm.recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+    if proba is not None and proba.shape[1] == 2 and len(np.unique(y_true)) == 2:
+        out["roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1]))
+    return out
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Return MSE, RMSE, MAE and R² in the target's own units."""
+    mse = float(skm.mean_squared_error(y_true, y_pred))
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+            "r2": float(skm.r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan")}
+
+
+def compute_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
+    """Return the task's metrics; y_true/y_pred are class indices or target values."""
+    if task == "regression":
+        return regression_metrics(np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64))
+    return classification_metrics(y_true, y_pred, proba)
+
+
+def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list) -> list[dict]:
+    """Return precision, recall, F1 and support for each class."""
+    labels = list(range(len(class_names)))
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return [{"class": str(name), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+             "support": int(s[i])} for i, name in enumerate(class_names)]

@@ -1,0 +1,1 @@
+"""Model registry: names map to builders; see registry.build_model."""

@@ -1,0 +1,76 @@
+"""Names map to builders (no if/elif chains); each builder gets plain values from the config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from scaletrain.errors import ConfigError
+from scaletrain.models.init import apply_init
+from scaletrain.models.tabular import FlatImageNet, TabularNet, mlp_layers
+from scaletrain.models.vision import Normalize, build_convnet
+
+
+@dataclass
+class ModelSpec:
+    """What a builder needs to know about the data: inputs, outputs and modality."""
+
+    kind: str                      # "table" | "image"
+    n_out: int
+    n_dense: int = 0               # tables: dense feature count
+    cardinalities: tuple = ()      # tables: categories per embedded column
+    shape: tuple = ()              # images: (channels, height, width)
+    mean: tuple = ()
+    std: tuple = ()
+
+
+def _hidden(m) -> list[int]:
+    return list(m.hidden) if m.hidden is not None else [m.width or 128] * (m.depth or 2)
+
+
+def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
+    norm = "none" if m.norm == "auto" else m.norm  # builders accept an unresolved config too
+
+    def body(n_in: int) -> nn.Module:
+        return mlp_layers(n_in, hidden, spec.n_out, m.activation, m.dropout or 0.0, norm)
+
+    if spec.kind == "image":
+        c, h, w = spec.shape
+        return FlatImageNet(Normalize(list(spec.mean), list(spec.std)), body(c * h * w))
+    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body)
+
+
+def build_linear(spec: ModelSpec, m) -> nn.Module:
+    return _dense_model(spec, m, [])
+
+
+def build_mlp(spec: ModelSpec, m) -> nn.Module:
+    return _dense_model(spec, m, _hidden(m))
+
+
+def _conv(residual: bool) -> Callable:
+    def build(spec: ModelSpec, m) -> nn.Module:
+        if spec.kind != "image":
+            raise ConfigError(f"model.name '{m.name}' needs images; use linear or mlp for tables")
+        c, h, w = spec.shape
+        return build_convnet(c, min(h, w), spec.n_out, m.width or 16, m.depth, residual, m.dropout or 0.0,
+                             list(spec.mean), list(spec.std))
+    return build
+
+
+MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
+    "linear": build_linear,
+    "mlp": build_mlp,
+    "cnn": _conv(residual=False),
+    "resnet": _conv(residual=True),
+}
+
+
+def build_model(spec: ModelSpec, model_config) -> nn.Module:
+    """Return the named model, initialised with the configured scheme."""
+    if model_config.name not in MODELS:
+        raise ConfigError(f"unknown model '{model_config.name}'; choose one of {sorted(MODELS)}")
+    model = MODELS[model_config.name](spec, model_config)
+    apply_init(model, "kaiming" if model_config.init == "auto" else model_config.init)
+    return model

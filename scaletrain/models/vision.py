@@ -1,0 +1,62 @@
+"""Convolutional models for images: a plain CNN and a small ResNet, both width/depth configurable."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Normalize(nn.Module):
+    """Per-channel (x - mean) / std inside the model, so raw [0,1] pixels go in."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.a, self.b = conv_bn(channels, channels), conv_bn(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x))
+
+
+def stage_count(side: int, depth: int | None) -> int:
+    """Return how many downsampling stages to use: halve the side until about 4 px, at most 3."""
+    if depth:
+        return depth
+    stages = 0
+    while side > 4 and stages < 3:
+        side, stages = (side + 1) // 2, stages + 1
+    return max(stages, 1)
+
+
+def build_convnet(channels: int, side: int, n_out: int, width: int, depth: int | None, residual: bool,
+                  dropout: float, mean: list[float], std: list[float]) -> nn.Sequential:
+    """Return a CNN: stem, then stages that halve resolution (and from the second on double width).
+
+    With residual=True each stage adds a two-conv residual block (the ResNet-9 layout that
+    speed-run recipes use: few, wide layers converge in few epochs).
+    """
+    layers: list[nn.Module] = [Normalize(mean, std), conv_bn(channels, width)]
+    c = width
+    for stage in range(stage_count(side, depth)):
+        c_out = width * 2 ** stage
+        layers += [conv_bn(c, c_out), nn.MaxPool2d(2, ceil_mode=True)]
+        c = c_out
+        if residual:
+            layers.append(ResidualBlock(c))
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(c, n_out))
+    return nn.Sequential(*layers)

@@ -1,0 +1,91 @@
+"""Callbacks: early stopping, time limit, history, progress bar, checkpoints."""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from scaletrain.train.loop import Callback, TrainState
+
+
+class EarlyStopping(Callback):
+    """Stops after `patience` epochs without improvement and restores the best weights."""
+
+    def __init__(self, patience: int, monitor: str = "val_loss"):
+        self.patience, self.monitor = patience, monitor
+        self.best = math.inf
+        self.best_epoch = -1
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.waited = 0
+
+    def _score(self, state: TrainState) -> float:
+        value = state.val.get(self.monitor, math.nan)
+        return value if self.monitor == "val_loss" else -value  # lower is better
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        score = self._score(state)
+        if score < self.best - 1e-12:
+            self.best, self.best_epoch, self.waited = score, state.epoch, 0
+            self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        else:
+            self.waited += 1
+            if self.patience and self.waited >= self.patience:
+                state.stop = True
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.best_weights is not None:
+            state.model.load_state_dict(self.best_weights)
+
+
+class TimeLimit(Callback):
+    """Stops training once the time budget is spent (the schedule has annealed by then)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_step_end(self, state: TrainState, loss) -> None:
+        if state.elapsed >= self.seconds:
+            state.stop = True
+
+
+class History(Callback):
+    """Keeps one row per epoch: step, train loss, val metrics, lr, seconds."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.rows.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": state.train_loss,
+                          **state.val, "lr": state.lr, "seconds": round(state.elapsed, 3)})
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over optimizer steps, with loss and the last validation score."""
+
+    def __init__(self, description: str = "training"):
+        self.description = description
+        self.progress = None
+
+    def on_train_begin(self, state: TrainState) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=state.total_steps, info="")
+        self.last = time.perf_counter()
+
+    def on_step_end(self, state: TrainState, loss) -> None:
+        now = time.perf_counter()
+        if now - self.last > 0.5:  # reading the loss syncs the device: do it twice a second at most
+            self.progress.update(self.task, completed=state.step, info=f"loss {loss.item():.4f}")
+            self.last = now
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        shown = {k: v for k, v in state.val.items() if k in ("val_loss", "val_score")}
+        info = f"epoch {state.epoch + 1} loss {state.train_loss:.4f} " + " ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        self.progress.update(self.task, completed=state.step, info=info)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.progress.stop()

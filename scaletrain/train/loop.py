@@ -1,0 +1,124 @@
+"""The training loop. It fits on one screen; everything optional plugs in as a callback."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from scaletrain.train.optim import lr_factor, set_lr
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    lr: float
+    schedule: str = "constant"
+    warmup: float = 0.0
+    milestones: tuple = (0.5, 0.75)
+    gamma: float = 0.1
+    grad_accum: int = 1
+    clip: float = 0.0
+    l1: float = 0.0
+    precision: str = "fp32"
+    time_limit: float | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class TrainState:
+    """What callbacks see and may change (set `stop` to end training after this step)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    settings: LoopSettings
+    total_steps: int
+    epoch: int = 0
+    step: int = 0
+    lr: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    train_loss: float = float("nan")
+    val: dict = field(default_factory=dict)
+    stop: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def progress(self) -> float:
+        by_steps = self.step / max(self.total_steps, 1)
+        by_time = self.elapsed / self.settings.time_limit if self.settings.time_limit else 0.0
+        return max(by_steps, by_time)
+
+
+class Callback:
+    def on_train_begin(self, state: TrainState) -> None: ...
+    def on_step_end(self, state: TrainState, loss: torch.Tensor) -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+def autocast(precision: str, device: str):
+    """Return the autocast context for a precision (fp16 scaling is handled by the loop)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device, dtype=dtype)
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.dim() >= 2)
+
+
+def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+               settings: LoopSettings, validate: Callable[[nn.Module], dict],
+               callbacks: list[Callback]) -> TrainState:
+    """Train `model` and return the final state; `validate(model)` gives the epoch's val metrics."""
+    s = settings
+    steps_per_epoch = -(-len(batches) // s.grad_accum)
+    state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda") if s.precision == "fp16" else None
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    for state.epoch in range(state.epoch, s.epochs):
+        model.train()
+        total, count = torch.zeros((), device=s.device), 0
+        for i, (inputs, y) in enumerate(batches.epoch(state.epoch)):
+            with autocast(s.precision, s.device):
+                loss = loss_fn(model(*inputs), y)
+            if s.l1:
+                loss = loss + s.l1 * l1_penalty(model)
+            (scaler.scale(loss) if scaler else loss).div(s.grad_accum).backward()
+            total += loss.detach() * len(y)
+            count += len(y)
+            if (i + 1) % s.grad_accum and i + 1 < len(batches):
+                continue  # accumulate gradients over grad_accum batches
+            state.lr = s.lr * lr_factor(state.progress, s.schedule, s.warmup, list(s.milestones), s.gamma)
+            set_lr(optimizer, state.lr)
+            if scaler:
+                scaler.unscale_(optimizer)
+            if s.clip:
+                nn.utils.clip_grad_norm_(model.parameters(), s.clip)
+            scaler.step(optimizer) if scaler else optimizer.step()
+            if scaler:
+                scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            for cb in callbacks:
+                cb.on_step_end(state, loss)
+            if state.stop:
+                break
+        state.train_loss = (total / max(count, 1)).item()
+        model.eval()
+        state.val = validate(model)
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        if state.stop:
+            break
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return state

@@ -1,0 +1,68 @@
+"""Assembles one training run from the resolved train config: loss, optimizer, batches, callbacks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from scaletrain.data.batches import TensorBatches
+from scaletrain.train.callbacks import EarlyStopping, History, ProgressBar, TimeLimit
+from scaletrain.train.checkpoint import Checkpoint
+from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
+from scaletrain.train.losses import balanced_weights, build_loss
+from scaletrain.train.optim import build_optimizer
+
+
+def validation_fn(outputs_fn: Callable, val_inputs, val_y: torch.Tensor, loss_fn: Callable, task: str) -> Callable:
+    """Return validate(model) -> {val_loss, val_score}; the score is accuracy or R²."""
+    def validate(model: nn.Module) -> dict:
+        if len(val_y) == 0:
+            return {}
+        out = outputs_fn(val_inputs)
+        y = val_y.to(out.device)
+        loss = float(loss_fn(out, y))
+        if task == "regression":
+            pred = out.squeeze(-1)
+            score = 1 - float(((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum().clamp(min=1e-12))
+        elif out.shape[1] == 1:  # bce: one logit
+            score = float(((out.squeeze(-1) > 0).long() == y).float().mean())
+        else:
+            score = float((out.argmax(1) == y).float().mean())
+        return {"val_loss": loss, "val_score": score}
+    return validate
+
+
+def fit_model(model: nn.Module, train_inputs: tuple[torch.Tensor, ...], train_y: torch.Tensor,
+              outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str, n_classes: int,
+              transform: Callable | None = None, checkpoint_dir: Path | None = None,
+              verbose: bool = True) -> tuple[TrainState, History, EarlyStopping | None]:
+    """Train the model in place; return the final state, the history and the early stopper."""
+    device = torch.device(t.device)
+    weights = balanced_weights(train_y, n_classes).to(device) if t.class_weight == "balanced" else None
+    loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
+    n = len(train_y)
+    batches = TensorBatches(tuple(x.to(device) for x in train_inputs), train_y.to(device), t.batch_size,
+                            shuffle=t.optimizer != "gd", seed=t.seed,
+                            drop_last=n % t.batch_size == 1 and n > 1,  # a batch of 1 breaks batch norm
+                            transform=transform)
+    optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
+    history = History()
+    callbacks: list[Callback] = [history]
+    stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None
+    if stopper:
+        callbacks.append(stopper)
+    if t.time_limit:
+        callbacks.append(TimeLimit(t.time_limit))
+    if checkpoint_dir is not None and ckpt.keep > 0:
+        callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep))
+    if verbose:
+        callbacks.append(ProgressBar())
+    settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
+                            milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
+                            clip=t.clip, l1=t.l1, precision=t.precision, time_limit=t.time_limit,
+                            device=device.type)
+    validate = validation_fn(outputs_fn, val_inputs, val_y, loss_fn, task)
+    state = train_loop(model, batches, loss_fn, optimizer, settings, validate, callbacks)
+    return state, history, stopper

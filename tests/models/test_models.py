@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from scaletrain.config import make_config
+from scaletrain.models.init import apply_init
+from scaletrain.models.registry import ModelSpec, build_model
+
+
+def layer_stats(scheme: str, fan_in=400, fan_out=300):
+    layer = nn.Linear(fan_in, fan_out)
+    apply_init(layer, scheme)
+    return layer.weight.detach(), layer.bias.detach()
+
+
+@pytest.mark.parametrize("scheme,std", [
+    ("uniform", 1 / math.sqrt(3 * 400)),        # U(-1/sqrt(fan_in), +)
+    ("normal", 1 / math.sqrt(400)),
+    ("xavier", math.sqrt(2 / (400 + 300))),
+    ("kaiming", math.sqrt(2 / 400)),
+])
+def test_init_schemes_have_their_variance(scheme, std):
+    w, b = layer_stats(scheme)
+    assert abs(w.std().item() - std) / std < 0.05 and (b == 0).all()
+
+
+def test_uniform_init_is_bounded_and_normal_is_not():
+    w, _ = layer_stats("uniform")
+    assert w.abs().max() <= 1 / math.sqrt(400)
+    w, _ = layer_stats("normal")
+    assert w.abs().max() > 1 / math.sqrt(400)
+
+
+def test_mlp_784_128_10_from_config_alone():
+    cfg = make_config({"model": {"name": "mlp", "hidden": [128], "dropout": 0.0, "norm": "none", "init": "xavier"}})
+    model = build_model(ModelSpec("table", 10, n_dense=784), cfg.model)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(784, 128), (128, 10)]
+    assert model(torch.randn(5, 784)).shape == (5, 10)
+
+
+def test_dropout_is_off_in_eval():
+    cfg = make_config({"model": {"name": "mlp", "hidden": [64], "dropout": 0.5, "norm": "none", "init": "kaiming"}})
+    model = build_model(ModelSpec("table", 3, n_dense=10), cfg.model)
+    x = torch.randn(8, 10)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet", "mlp", "linear"])
+def test_image_models_take_raw_pixels(name):
+    cfg = make_config({"model": {"name": name, "width": 8, "depth": 2, "hidden": [16], "dropout": 0.0,
+                                 "norm": "batch", "init": "kaiming"}})
+    model = build_model(ModelSpec("image", 4, shape=(3, 16, 16), mean=(0.5,) * 3, std=(0.25,) * 3), cfg.model)
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 4)
+
+
+def test_table_model_embeds_categories():
+    cfg = make_config({"model": {"name": "mlp", "hidden": [8], "dropout": 0.0, "norm": "layer",
+                                 "init": "kaiming", "embedding_dim": 3}})
+    model = build_model(ModelSpec("table", 2, n_dense=4, cardinalities=(10, 5)), cfg.model)
+    out = model(torch.randn(6, 4), torch.randint(0, 6, (6, 2)))
+    assert out.shape == (6, 2) and model.embeddings[0].num_embeddings == 11

@@ -1,0 +1,51 @@
+"""Zero-config scaletrain vs a well-set scikit-learn baseline on the same split, same run."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import datasets
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import scaletrain
+
+CASES = {
+    "breast_cancer": (datasets.load_breast_cancer, "accuracy"),
+    "wine": (datasets.load_wine, "accuracy"),
+    "diabetes": (datasets.load_diabetes, "r2"),
+}
+
+
+def compare(name: str, seed: int = 0) -> tuple[float, float]:
+    """Return (scaletrain score, baseline score) on one stratified 25% test split."""
+    loader, metric = CASES[name]
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.rename(columns={bunch.target.name: "target"})
+    classify = metric == "accuracy"
+    train, test = train_test_split(frame, test_size=0.25, random_state=seed,
+                                   stratify=frame["target"] if classify else None)
+    x_train, y_train = train.drop(columns="target"), train["target"]
+    x_test, y_test = test.drop(columns="target"), test["target"]
+    baseline = make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=5000) if classify
+                             else RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    baseline.fit(x_train, y_train)
+    base = accuracy_score(y_test, baseline.predict(x_test)) if classify else r2_score(y_test, baseline.predict(x_test))
+    run = scaletrain.fit(train, "target", test=test, out=None, seed=seed)
+    ours = run.metrics["test"][metric]
+    return ours, base
+
+
+SEEDS = range(5)  # one split of a few hundred rows is too noisy to compare on (1 row = 0.7%)
+# Measured gap (see BENCHMARKS.md): on diabetes zero-config trails RidgeCV by ~0.01 R² on
+# average over these splits; the test holds that gap from growing, and says so.
+TOLERANCE = {"breast_cancer": 0.0, "wine": 0.0, "diabetes": 0.015}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_zero_config_is_at_least_as_good_as_the_sklearn_baseline(name):
+    scores = np.array([compare(name, seed) for seed in SEEDS])
+    ours, base = scores.mean(axis=0)
+    print(f"{name}: scaletrain {ours:.4f} vs baseline {base:.4f}")
+    assert ours >= base - TOLERANCE[name] - 1e-9

@@ -1,0 +1,81 @@
+import pytest
+import torch
+from torch import nn
+
+from scaletrain.data.batches import TensorBatches
+from scaletrain.train.callbacks import EarlyStopping
+from scaletrain.train.loop import LoopSettings, TrainState, train_loop
+
+
+def regression_data(n=64, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    return x, x @ torch.arange(1.0, d + 1) + 0.1 * torch.randn(n, generator=g)
+
+
+def run(settings: LoopSettings, batch_size=16, seed=0, callbacks=(), model=None, data=None):
+    torch.manual_seed(seed)
+    x, y = data or regression_data()
+    model = model or nn.Linear(x.shape[1], 1)
+    batches = TensorBatches((x,), y, batch_size, shuffle=True, seed=seed)
+    loss_fn = lambda out, t: nn.functional.mse_loss(out.squeeze(-1), t)
+    opt = torch.optim.SGD(model.parameters(), lr=settings.lr)
+    state = train_loop(model, batches, loss_fn, opt, settings, lambda m: {"val_loss": 0.0}, list(callbacks))
+    return model, state
+
+
+def test_gradient_accumulation_equals_a_larger_batch():
+    a, _ = run(LoopSettings(epochs=3, lr=0.05, grad_accum=2), batch_size=8)
+    b, _ = run(LoopSettings(epochs=3, lr=0.05), batch_size=16)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5)
+
+
+def test_gradient_clipping_bounds_each_step():
+    torch.manual_seed(0)
+    model = nn.Linear(5, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    run(LoopSettings(epochs=1, lr=1.0, clip=1e-3), batch_size=64, model=model)
+    change = torch.sqrt(sum(((p - q) ** 2).sum() for p, q in zip(model.parameters(), before)))
+    assert change <= 1e-3 + 1e-6
+
+
+def test_bf16_autocast_runs_layers_in_bfloat16_and_still_learns():
+    seen = []
+    model = nn.Linear(5, 1)
+    model.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    _, state = run(LoopSettings(epochs=20, lr=0.05, precision="bf16"), model=model)
+    assert torch.bfloat16 in seen and state.train_loss < 1.0
+
+
+def test_l1_pushes_irrelevant_weights_to_zero():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 20, generator=g)
+    y = 3 * x[:, 0] - 2 * x[:, 1] + torch.randn(40, generator=g)  # noise that plain weights fit
+    plain, _ = run(LoopSettings(epochs=200, lr=0.05), data=(x, y), batch_size=40)
+    sparse, _ = run(LoopSettings(epochs=200, lr=0.05, l1=0.5), data=(x, y), batch_size=40)
+    small = lambda m: int((m.weight.abs() < 0.05).sum())
+    assert small(sparse) >= 14 and small(plain) <= 3
+    assert sparse.weight[0, 0] > 2 and sparse.weight[0, 1] < -1.5
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    model = nn.Linear(1, 1, bias=False)
+    state = TrainState(model, None, LoopSettings(epochs=10, lr=0.1), total_steps=10)
+    stopper = EarlyStopping(patience=2)
+    for epoch, (val, weight) in enumerate([(1.0, 1.0), (0.5, 2.0), (0.7, 3.0), (0.8, 4.0), (0.2, 5.0)]):
+        nn.init.constant_(model.weight, weight)
+        state.epoch, state.val = epoch, {"val_loss": val}
+        stopper.on_epoch_end(state)
+        if state.stop:
+            break
+    assert state.stop and state.epoch == 3 and stopper.best_epoch == 1
+    stopper.on_train_end(state)
+    assert model.weight.item() == 2.0
+
+
+def test_time_limit_stops_training(tmp_path):
+    from scaletrain.train.callbacks import TimeLimit
+
+    _, state = run(LoopSettings(epochs=100000, lr=0.01, time_limit=0.3), callbacks=[TimeLimit(0.3)])
+    assert state.stop and 0.3 <= state.elapsed < 5
