@@ -1,0 +1,81 @@
+"""The CLI as a user runs it: real processes, exit codes, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "scaletrain", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ):
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 3))
+    frame = pd.DataFrame(x, columns=["a", "b", "c"]).assign(kind=np.where(x[:, 0] + x[:, 1] > 0, "up", "down"))
+    frame.iloc[:180].to_csv(folder / "train.csv", index=False)
+    frame.iloc[180:].to_csv(folder / "test.csv", index=False)
+    result = cli("train", folder / "train.csv", "--target", "kind", "--test", folder / "test.csv",
+                 "--out", folder / "run", "--set", "train.epochs=15", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def test_train_prints_metrics_and_report_path(trained):
+    folder, result = trained
+    assert "accuracy" in result.stdout and "report.html" in result.stdout
+    assert (folder / "run" / "report.html").is_file()
+
+
+def test_predict_writes_rows_with_predictions(trained):
+    folder, _ = trained
+    result = cli("predict", folder / "run", folder / "test.csv", "--output", folder / "pred.csv")
+    assert result.returncode == 0, result.stderr
+    pred = pd.read_csv(folder / "pred.csv")
+    assert {"a", "b", "c", "kind", "prediction", "proba_down", "proba_up"} <= set(pred.columns)
+    metrics = json.loads((folder / "run" / "metrics.json").read_text())
+    assert (pred["prediction"] == pred["kind"]).mean() == metrics["test"]["accuracy"]
+
+
+def test_evaluate_json_matches_metrics_json(trained):
+    folder, _ = trained
+    result = cli("evaluate", folder / "run", folder / "test.csv", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((folder / "run" / "metrics.json").read_text())["test"]
+
+
+def test_info_describes_the_run(trained):
+    folder, _ = trained
+    result = cli("info", folder / "run")
+    assert result.returncode == 0 and "binary" in result.stdout and "kind" in result.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "{f}/train.csv", "--target", "knd"], "did you mean 'kind'"),
+    (["train", "{f}/nope.csv", "--target", "kind"], "does not exist"),
+    (["train", "{f}/empty.csv", "--target", "kind"], "empty"),
+    (["train", "{f}/one.csv", "--target", "kind"], "single class"),
+    (["train", "{f}/train.csv", "--target", "kind", "--set", "train.lrr=1"], "did you mean 'train.lr'"),
+    (["predict", "{f}/no_run", "{f}/test.csv"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(trained, args, needle):
+    folder, _ = trained
+    (folder / "empty.csv").write_text("")
+    pd.DataFrame({"a": [1, 2, 3], "kind": ["x", "x", "x"]}).to_csv(folder / "one.csv", index=False)
+    result = cli(*[a.format(f=folder) for a in args])
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(trained):
+    folder, _ = trained
+    result = cli("train", folder / "train.csv", "--target", "knd", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr

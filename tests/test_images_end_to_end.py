@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import scaletrain
+from scaletrain.api import _image_transform
+from scaletrain.config import make_config
+
+
+@pytest.fixture(scope="module")
+def digit_folders(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    digits = load_digits()
+    for split, rows in (("train", range(0, 500)), ("test", range(500, 650))):
+        for i in rows:
+            path = root / split / str(digits.target[i]) / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(path)
+    return root
+
+
+def test_image_folder_run_predicts_raw_images_exactly_as_evaluated(digit_folders, tmp_path):
+    run = scaletrain.fit(digit_folders / "train", test=digit_folders / "test", out=tmp_path / "run", epochs=8)
+    assert run.config.model.name == "resnet" and run.metrics["test"]["accuracy"] > 0.75
+    loaded = scaletrain.load(tmp_path / "run")
+    assert loaded.evaluate(digit_folders / "test") == run.metrics["test"]
+    pred = loaded.predict(digit_folders / "test")
+    truth = [p.split("/")[-2] for p in pred["image"]]
+    assert (pred["prediction"].astype(str) == truth).mean() == run.metrics["test"]["accuracy"]
+
+
+def test_augmentation_is_on_by_default_and_off_with_data_augment_false():
+    x = torch.randint(0, 255, (16, 1, 8, 8), dtype=torch.uint8)
+    on = _image_transform(make_config(None, None))(x, 0)
+    off = _image_transform(make_config(None, ["data.augment=false"]))(x, 0)
+    assert torch.equal(off, x.float() / 255) and not torch.allclose(on, off)
