@@ -23,6 +23,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     target: str | None = None
     task: Literal["auto", "binary", "multiclass", "regression", "classification"] = "auto"
+    # column -> numeric|categorical|boolean|datetime|drop, overriding inferred roles
+    columns: dict[str, str] = {}
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     augment: bool = True

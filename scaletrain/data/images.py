@@ -141,8 +141,11 @@ def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, in
     Unreadable files are skipped with a warning that names them: one bad file among
     thousands should not cost a run.
     """
+    from rich.progress import track
+
     loaded, kept_labels, names, bad = [], [], [], []
-    for i, path in enumerate(paths):
+    # a progress bar only where decoding takes noticeable time
+    for i, path in enumerate(track(paths, description="reading images", transient=True, disable=len(paths) < 2000)):
         img = _load_pil(path)
         if img is None:
             bad.append(str(path))

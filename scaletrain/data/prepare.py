@@ -60,7 +60,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
     if absent.any():
         notes.append(f"{int(absent.sum())} rows with a missing target were left out")
         frame = frame[~absent].reset_index(drop=True)
-    schema = infer_schema(frame, target, data_cfg.task)
+    schema = infer_schema(frame, target, data_cfg.task, data_cfg.columns)
     notes += [f"column '{c}' left out: {why}" for c, why in schema.dropped.items()]
     labels = frame[target].to_numpy() if _is_classification(schema.task) else None
     if test is not None:
@@ -115,7 +115,7 @@ def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> 
     state = fit_images(train.images)
     state["target"] = fit_target(train.labels, task)
     n_classes = len(state["target"].get("classes", []))
-    summary = {"task": task, "images": len(images) + (len(test_set) if test_set is not images else 0),
+    summary = {"task": task, "images": len(train) + len(val) + len(test_set),
                "size": f"{state['size'][0]}×{state['size'][1]}", "channels": state["channels"],
                "classes": n_classes, "train_images": len(train), "val_images": len(val),
                "test_images": len(test_set)}

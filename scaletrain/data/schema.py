@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scaletrain.errors import TargetError
+from scaletrain.errors import ConfigError, TargetError
 
 _BOOL_WORDS = {"true", "false", "yes", "no", "y", "n", "t", "f"}
 
@@ -137,8 +137,22 @@ def check_target(y: pd.Series, task: str, column: str) -> None:
             raise TargetError(f"target column '{column}' holds inf values; remove those rows")
 
 
-def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto") -> Schema:
-    """Return the Schema of a table: roles of every feature column and the task."""
+ROLES = ("numeric", "categorical", "boolean", "datetime", "drop")
+
+
+def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto",
+                 roles: dict[str, str] | None = None) -> Schema:
+    """Return the Schema of a table: roles of every feature column and the task.
+
+    `roles` (config data.columns) overrides inference for the columns it names.
+    """
+    roles = roles or {}
+    unknown = [c for c in roles if c not in frame.columns]
+    if unknown:
+        raise ConfigError(f"data.columns names column '{unknown[0]}', which the data does not have")
+    bad = [r for r in roles.values() if r not in ROLES]
+    if bad:
+        raise ConfigError(f"data.columns role '{bad[0]}' is not one of {', '.join(ROLES)}")
     task = infer_task(frame[target], task) if target is not None else task
     if target is not None:
         check_target(frame[target], task, target)
@@ -146,7 +160,10 @@ def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto") ->
     for column in frame.columns:
         if column == target:
             continue
-        role, reason = column_role(frame[column], len(frame))
+        if column in roles:
+            role, reason = ("dropped", "dropped by data.columns") if roles[column] == "drop" else (roles[column], None)
+        else:
+            role, reason = column_role(frame[column], len(frame))
         if role == "dropped":
             schema.dropped[str(column)] = reason
         else:

@@ -50,7 +50,7 @@ def _fmt(value) -> str:
     return html.escape(str(value))
 
 
-def learning_curves(history: list[dict]) -> str:
+def learning_curves(history: list[dict], score_name: str) -> str:
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.plot(epochs, [row["train_loss"] for row in history], label="train loss")
@@ -58,7 +58,7 @@ def learning_curves(history: list[dict]) -> str:
         left.plot(epochs, [row["val_loss"] for row in history], label="validation loss")
     left.set_xlabel("epoch"), left.set_ylabel("loss"), left.legend(), left.grid(alpha=.3)
     right.plot(epochs, [row.get("val_score", np.nan) for row in history], color="tab:green")
-    right.set_xlabel("epoch"), right.set_ylabel("validation score"), right.grid(alpha=.3)
+    right.set_xlabel("epoch"), right.set_ylabel(f"validation {score_name}"), right.grid(alpha=.3)
     return _figure("learning-curves", "Learning curves", fig)
 
 
@@ -103,7 +103,7 @@ def build_report(title: str, summary: dict, metrics: dict, history: list[dict], 
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     parts.append("<h2>Metrics</h2>" + _table([{"split": split, **values} for split, values in metrics.items()]))
     if history:
-        parts.append("<h2>Training</h2>" + learning_curves(history))
+        parts.append("<h2>Training</h2>" + learning_curves(history, "R²" if task == "regression" else "accuracy"))
     if y_true is not None and len(y_true):
         if task == "regression":
             parts.append("<h2>Errors</h2>" + residual_plot(np.asarray(y_true, float), np.asarray(y_pred, float)))

@@ -39,3 +39,15 @@ def test_single_class_and_empty_target_are_refused():
         infer_schema(frame, "y")
     with pytest.raises(TargetError, match="no values"):
         infer_schema(frame, "z")
+
+
+def test_config_roles_override_inference(mixed_frame):
+    schema = infer_schema(mixed_frame, "label", roles={"id": "categorical", "x": "drop", "constant": "numeric"})
+    assert "id" in schema.categorical and "x" in schema.dropped and "constant" in schema.numeric
+
+
+def test_roles_for_unknown_columns_are_config_errors(mixed_frame):
+    from scaletrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nope"):
+        infer_schema(mixed_frame, "label", roles={"nope": "numeric"})

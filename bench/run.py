@@ -1,0 +1,71 @@
+"""`make bench`: long-running figures, printed side by side with their references.
+
+Prints, never asserts on time:
+  1. zero-config small tables vs a well-set scikit-learn baseline (5 splits each);
+  2. zero-config digits images (the `make run` job);
+  3. zero-config Fashion-MNIST: test accuracy and wall time (goal ≥ 0.92 within 15 minutes).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import scaletrain  # noqa: E402
+from scaletrain.datasets import write_digits_folder  # noqa: E402
+
+FASHION = Path(os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def small_tables() -> None:
+    from test_baselines import CASES, compare
+
+    print("\n1. zero-config vs scikit-learn baseline (mean of 5 stratified 75/25 splits)")
+    print(f"   {'dataset':<14}{'metric':<10}{'scaletrain':>12}{'baseline':>10}{'ratio':>8}")
+    for name, (_, metric) in CASES.items():
+        ours, base = np.array([compare(name, seed) for seed in range(5)]).mean(axis=0)
+        print(f"   {name:<14}{metric:<10}{ours:>12.4f}{base:>10.4f}{ours / base:>8.3f}")
+
+
+def digits() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_digits_folder(Path(tmp) / "digits")
+        started = time.perf_counter()
+        run = scaletrain.fit(folder, out=Path(tmp) / "run")
+        wall = time.perf_counter() - started
+    print(f"\n2. digits images (1,797 8×8 PNGs), zero-config: test accuracy {run.metrics['test']['accuracy']:.4f}, "
+          f"{run.metrics['epochs']} epochs, training {run.metrics['train_seconds']:.1f}s, wall {wall:.1f}s")
+
+
+def fashion() -> None:
+    if not FASHION.is_dir():
+        print(f"\n3. Fashion-MNIST skipped: {FASHION} missing (apt-get install -y dataset-fashion-mnist)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        run = scaletrain.fit(FASHION, out=Path(tmp) / "run", verbose=True)
+        wall = time.perf_counter() - started
+    m = run.metrics
+    print(f"\n3. Fashion-MNIST zero-config ({m['model']}, {m['parameters']:,} parameters, {m['epochs']} epochs): "
+          f"test accuracy {m['test']['accuracy']:.4f} (goal 0.92), wall {wall / 60:.1f} min (goal ≤ 15), "
+          f"training {m['train_seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    print(f"scaletrain bench on {machine()}")
+    small_tables()
+    digits()
+    fashion()
