@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scaletrain import __version__
 from scaletrain.auto import DataFacts, candidate_configs
 from scaletrain.config import Config, make_config, parse_duration
 from scaletrain.data.augment import AugmentSettings, ImageAugment
@@ -159,7 +160,7 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     run, state = best.run, best.state
     test_assessment = run.assess(prepared.test_source) if prepared.test_source is not None else None
     run.metrics = {
-        "task": prepared.task, "score": main_score_name(prepared.task),
+        "task": prepared.task, "score": main_score_name(prepared.task), "scaletrain_version": __version__,
         "test": test_assessment.metrics if test_assessment else {},
         "val": run.evaluate(prepared.val_source) if len(prepared.val_y) else {},
         "train_seconds": round(sum(t.seconds for t in trained), 3), "epochs": len(run.history),

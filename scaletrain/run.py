@@ -176,7 +176,11 @@ class Run:
         with safe_open(str(path / "model.safetensors"), "pt") as fh:
             spec = ModelSpec(**json.loads(fh.metadata()["model_spec"]))
         model = build_model(spec, config.model)
-        model.load_state_dict(load_tensors(path / "model.safetensors"))
+        try:
+            model.load_state_dict(load_tensors(path / "model.safetensors"))
+        except RuntimeError as exc:
+            raise RunDirError(f"the weights in '{path / 'model.safetensors'}' do not fit the model its config "
+                              f"describes (written by another scaletrain version?): {str(exc).splitlines()[1].strip()}") from None
         metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
         history = pd.read_csv(path / "history.csv").to_dict("records") if (path / "history.csv").is_file() else []
         return cls(config, model, spec, read_json(path / "preprocess.json"), metrics, history, path)
