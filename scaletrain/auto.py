@@ -49,6 +49,10 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
         for name in ("linear", "mlp"):
             candidate = config.model_copy(deep=True)
             candidate.model.name = name
+            if name == "linear" and candidate.train.early_stopping is None:
+                # a weight-decayed linear model is convex: it is trained to convergence, not
+                # stopped early, so it can be refit on all rows without a validation split
+                candidate.train.early_stopping = 0
             if candidate.train.time_limit:
                 candidate.train.time_limit /= 2
             tried.append(resolve(candidate, facts))

@@ -38,7 +38,7 @@ def guarded(fn):
 
 
 def _metrics_table(metrics: dict, title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=title or None)
     splits = [s for s in ("val", "test") if metrics.get(s)]
     table.add_column("metric")
     for split in splits:
@@ -71,8 +71,9 @@ def train(
     m = run.metrics
     for note in m["notes"]:
         err_console.print(f"note: {note}", highlight=False)
-    out_console.print(_metrics_table(m, f"{m['task']} · {m['model']} · {m['epochs']} epochs · "
-                                        f"{m['train_seconds']:.1f}s"))
+    out_console.print(f"{m['task']} · {m['model']} ({m['parameters']:,} parameters) · {m['epochs']} epochs "
+                      f"(best {m['best_epoch']}) · {m['train_seconds']:.1f}s training", highlight=False)
+    out_console.print(_metrics_table(m, ""))
     out_console.print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}", highlight=False)
 
 
