@@ -14,6 +14,7 @@ import torch
 from scaletrain import __version__
 from scaletrain.auto import DataFacts, candidate_configs
 from scaletrain.config import Config, make_config, parse_duration
+from scaletrain.errors import ConfigError
 from scaletrain.data.augment import AugmentSettings, ImageAugment
 from scaletrain.data.prepare import Prepared, prepare
 from scaletrain.data.sources import load_source
@@ -64,6 +65,7 @@ def _image_transform(config: Config):
     def transform(x: torch.Tensor, epoch: int) -> torch.Tensor:
         x = augment(x, epoch)
         return x.contiguous(memory_format=torch.channels_last) if config.train.channels_last else x
+    transform.generator = augment.generator  # checkpoints save and restore its state
     return transform
 
 
@@ -76,7 +78,8 @@ class Trained:
     best_val_loss: float
 
 
-def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool) -> Trained:
+def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
+           resume: bool = False) -> Trained:
     """Build the model a resolved config names, train it, and return the result."""
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -90,7 +93,7 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
         model, prepared.train_inputs, prepared.train_y, run.outputs, prepared.val_inputs, prepared.val_y,
         cfg.train, cfg.checkpoint, prepared.task, prepared.n_classes,
         transform=_image_transform(cfg) if prepared.kind == "image" else None,
-        checkpoint_dir=checkpoint_dir, verbose=verbose)
+        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume)
     model.eval()
     run.history = history.rows
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
@@ -138,11 +141,12 @@ def default_out(name: str) -> Path:
 
 def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path | None = "auto",
         config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
-        verbose: bool = False, **overrides) -> Run:
+        verbose: bool = False, resume: bool = False, **overrides) -> Run:
     """Train on raw data and return the Run; writes a run directory unless out=None.
 
     `data` is a path, glob, folder, DataFrame or array (with `y`); overrides are config keys
-    such as `epochs=5`, `train__lr=0.01` or `model="mlp"`.
+    such as `epochs=5`, `train__lr=0.01` or `model="mlp"`. With resume=True training
+    continues from the newest valid checkpoint in `out` (or starts fresh if there is none).
     """
     if isinstance(config, Config):
         config = config.to_dict()
@@ -151,6 +155,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     cfg = make_config(config, sets, **overrides)
     if target is not None:
         cfg.data.target = target
+    if resume and (out is None or out == "auto"):
+        raise ConfigError("resuming needs the run directory of the interrupted run: give --out DIR")
     seed_everything(cfg.train.seed)
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
     source = load_source(data, y, size=size, channels=cfg.data.channels)
@@ -172,7 +178,7 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
             checkpoints = checkpoints / candidate.model.name
-        trained.append(_train(candidate, prepared, checkpoints, verbose))
+        trained.append(_train(candidate, prepared, checkpoints, verbose, resume))
     best = choose(trained)
     if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
         best = _refit_on_all_rows(best, prepared, verbose)

@@ -60,6 +60,7 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
+    resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
@@ -67,7 +68,7 @@ def train(
     from scaletrain.api import fit
 
     run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_,
-              verbose=not quiet, seed=seed, time_limit=time_limit)
+              verbose=not quiet, resume=resume, seed=seed, time_limit=time_limit)
     m = run.metrics
     for note in m["notes"]:
         err_console.print(f"note: {note}", highlight=False)

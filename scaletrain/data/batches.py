@@ -25,12 +25,13 @@ class TensorBatches:
         full, rest = divmod(self.n, self.batch_size)
         return full if (self.drop_last and full) else full + bool(rest)
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+        """Yield the epoch's batches from batch `start` on (a resume skips without transforming)."""
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
         else:
             order = None
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             rows = slice(b * self.batch_size, min((b + 1) * self.batch_size, self.n))
             index = order[rows] if order is not None else rows
             inputs = tuple(t[index] for t in self.inputs)

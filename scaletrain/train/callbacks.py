@@ -37,6 +37,16 @@ class EarlyStopping(Callback):
         if self.best_weights is not None:
             state.model.load_state_dict(self.best_weights)
 
+    def state_dict(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        plain = {"best": self.best if math.isfinite(self.best) else None, "best_epoch": self.best_epoch,
+                 "waited": self.waited}
+        return plain, dict(self.best_weights or {})
+
+    def load_state_dict(self, plain: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.best = math.inf if plain["best"] is None else plain["best"]
+        self.best_epoch, self.waited = plain["best_epoch"], plain["waited"]
+        self.best_weights = tensors or None
+
 
 class TimeLimit(Callback):
     """Stops training once the time budget is spent (the schedule has annealed by then)."""
@@ -54,6 +64,12 @@ class History(Callback):
 
     def __init__(self):
         self.rows: list[dict] = []
+
+    def state_dict(self) -> tuple[dict, dict]:
+        return {"rows": self.rows}, {}
+
+    def load_state_dict(self, plain: dict, tensors: dict) -> None:
+        self.rows = list(plain["rows"])
 
     def on_epoch_end(self, state: TrainState) -> None:
         self.rows.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": state.train_loss,

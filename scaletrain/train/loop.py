@@ -38,15 +38,19 @@ class TrainState:
     total_steps: int
     epoch: int = 0
     step: int = 0
+    batch: int = 0              # batches consumed in the current epoch (a resume starts here)
     lr: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    elapsed_before: float = 0.0  # seconds spent before a resume
+    loss_sum: torch.Tensor | float = 0.0  # the current epoch's summed training loss, so far
+    loss_count: int = 0
     train_loss: float = float("nan")
     val: dict = field(default_factory=dict)
     stop: bool = False
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return time.perf_counter() - self.started + self.elapsed_before
 
     @property
     def progress(self) -> float:
@@ -85,16 +89,20 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
     for cb in callbacks:
         cb.on_train_begin(state)
     for state.epoch in range(state.epoch, s.epochs):
+        if state.stop:  # a resumed run that had already decided to stop
+            break
         model.train()
-        total, count = torch.zeros((), device=s.device), 0
-        for i, (inputs, y) in enumerate(batches.epoch(state.epoch)):
+        # summed on the device (no host sync per step); a resume brings the epoch's sum so far
+        state.loss_sum = torch.as_tensor(float(state.loss_sum) if state.batch else 0.0, device=s.device)
+        state.loss_count = state.loss_count if state.batch else 0
+        for i, (inputs, y) in enumerate(batches.epoch(state.epoch, start=state.batch), start=state.batch):
             with autocast(s.precision, s.device):
                 loss = loss_fn(model(*inputs), y)
             if s.l1:
                 loss = loss + s.l1 * l1_penalty(model)
             (scaler.scale(loss) if scaler else loss).div(s.grad_accum).backward()
-            total += loss.detach() * len(y)
-            count += len(y)
+            state.loss_sum += loss.detach() * len(y)
+            state.loss_count += len(y)
             if (i + 1) % s.grad_accum and i + 1 < len(batches):
                 continue  # accumulate gradients over grad_accum batches
             state.lr = s.lr * lr_factor(state.progress, s.schedule, s.warmup, list(s.milestones), s.gamma)
@@ -107,18 +115,17 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
             if scaler:
                 scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            state.step += 1
+            state.step, state.batch = state.step + 1, i + 1
             for cb in callbacks:
                 cb.on_step_end(state, loss)
             if state.stop:
                 break
-        state.train_loss = (total / max(count, 1)).item()
+        state.train_loss = float(state.loss_sum) / max(state.loss_count, 1)
         model.eval()
         state.val = validate(model)
         for cb in callbacks:
             cb.on_epoch_end(state)
-        if state.stop:
-            break
+        state.batch, state.loss_sum, state.loss_count = 0, 0.0, 0
     for cb in callbacks:
         cb.on_train_end(state)
     return state

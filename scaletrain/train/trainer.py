@@ -37,8 +37,11 @@ def validation_fn(outputs_fn: Callable, val_inputs, val_y: torch.Tensor, loss_fn
 def fit_model(model: nn.Module, train_inputs: tuple[torch.Tensor, ...], train_y: torch.Tensor,
               outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str, n_classes: int,
               transform: Callable | None = None, checkpoint_dir: Path | None = None,
-              verbose: bool = True) -> tuple[TrainState, History, EarlyStopping | None]:
-    """Train the model in place; return the final state, the history and the early stopper."""
+              verbose: bool = True, config: dict | None = None, resume: bool = False) -> tuple[TrainState, History, EarlyStopping | None]:
+    """Train the model in place; return the final state, the history and the early stopper.
+
+    With `resume`, training continues from the newest valid checkpoint in checkpoint_dir.
+    """
     device = torch.device(t.device)
     weights = balanced_weights(train_y, n_classes).to(device) if t.class_weight == "balanced" else None
     loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
@@ -56,7 +59,10 @@ def fit_model(model: nn.Module, train_inputs: tuple[torch.Tensor, ...], train_y:
     if t.time_limit:
         callbacks.append(TimeLimit(t.time_limit))
     if checkpoint_dir is not None and ckpt.keep > 0:
-        callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep))
+        stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
+        generators = {"augment": transform.generator} if hasattr(transform, "generator") else {}
+        callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep,
+                                    config=config, stateful=stateful, generators=generators, resume=resume))
     if verbose:
         callbacks.append(ProgressBar())
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,

@@ -1,0 +1,116 @@
+"""Exact resume: a run killed with SIGKILL at a random step, then resumed, ends bit-identical."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+import scaletrain
+from scaletrain.errors import ConfigError
+
+COMMON = ["--quiet", "--set", "checkpoint.every_steps=1", "--set", "checkpoint.keep=3"]
+
+
+def command(data, out, *extra):
+    return [sys.executable, "-m", "scaletrain", "train", str(data), "--out", str(out), *COMMON, *extra]
+
+
+def checkpoint_steps(out) -> list[int]:
+    return [int(p.name.split("-")[1]) for p in out.rglob("step-*.json")]
+
+
+def kill_at_step(cmd, out, step: int) -> None:
+    """Start a training process and SIGKILL it once a checkpoint at `step` or later exists."""
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if max(checkpoint_steps(out), default=0) >= step:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def assert_same_weights(a, b):
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert np.array_equal(wa[key].numpy(), wb[key].numpy()), key
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("resume")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 4))
+    frame = pd.DataFrame(x, columns=list("abcd")).assign(y=np.where(x[:, 0] - x[:, 1] > 0, "p", "n"))
+    frame.to_csv(folder / "t.csv", index=False)
+    return folder / "t.csv"
+
+
+TABLE_ARGS = ["--target", "y", "--set", "model.name=mlp", "--set", "model.dropout=0.3",
+              "--set", "train.epochs=6", "--set", "train.early_stopping=3"]
+
+
+@pytest.fixture(scope="module")
+def reference(table):
+    """One uninterrupted run, shared by the kill seeds."""
+    out = table.parent / "reference"
+    subprocess.run(command(table, out, *TABLE_ARGS), check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(table, reference, tmp_path, seed):
+    total = max(checkpoint_steps(reference))
+    killed = tmp_path / "killed"
+    kill_at_step(command(table, killed, *TABLE_ARGS), killed, random.Random(seed).randint(1, total - 2))
+    resumed = subprocess.run(command(table, killed, *TABLE_ARGS, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(reference, killed)
+    assert (reference / "history.csv").read_text().splitlines()[0] == (killed / "history.csv").read_text().splitlines()[0]
+    ref_hist, res_hist = pd.read_csv(reference / "history.csv"), pd.read_csv(killed / "history.csv")
+    assert ref_hist.drop(columns="seconds").equals(res_hist.drop(columns="seconds"))
+
+
+def test_image_run_with_augmentation_resumes_bit_identically(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.savez(tmp_path / "d.npz", x=digits.images[:400], y=digits.target[:400])
+    args = ["--set", "train.epochs=3", "--set", "data.augment_erase=0.5", "--set", "model.width=8"]
+    reference = tmp_path / "reference"
+    subprocess.run(command(tmp_path / "d.npz", reference, *args), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    kill_at_step(command(tmp_path / "d.npz", killed, *args), killed, 9)
+    subprocess.run(command(tmp_path / "d.npz", killed, *args, "--resume"), check=True, capture_output=True)
+    assert_same_weights(reference, killed)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(table, tmp_path):
+    out = tmp_path / "run"
+    scaletrain.fit(table, "y", out=out, model="mlp", epochs=2, checkpoint__every_steps=1, checkpoint__keep=3)
+    newest = sorted((out / "checkpoints").glob("step-*.safetensors"))[-1]
+    newest.write_bytes(newest.read_bytes()[:-10] + b"0123456789")
+    with pytest.warns(UserWarning, match="damaged"):
+        scaletrain.fit(table, "y", out=out, model="mlp", epochs=2, checkpoint__every_steps=1,
+                       checkpoint__keep=3, resume=True)
+
+
+def test_resume_with_another_config_names_the_differing_keys(table, tmp_path):
+    out = tmp_path / "run"
+    scaletrain.fit(table, "y", out=out, model="mlp", epochs=1)
+    with pytest.raises(ConfigError, match="train.lr"):
+        scaletrain.fit(table, "y", out=out, model="mlp", epochs=1, lr=0.5, resume=True)
+
+
+def test_resume_without_checkpoints_starts_fresh(table, tmp_path):
+    run = scaletrain.fit(table, "y", out=tmp_path / "new", model="mlp", epochs=2, resume=True)
+    assert run.metrics["epochs"] == 2
