@@ -114,3 +114,28 @@ def test_resume_with_another_config_names_the_differing_keys(table, tmp_path):
 def test_resume_without_checkpoints_starts_fresh(table, tmp_path):
     run = scaletrain.fit(table, "y", out=tmp_path / "new", model="mlp", epochs=2, resume=True)
     assert run.metrics["epochs"] == 2
+
+
+class _Bomb:
+    """Unpickling this runs a command that leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_pickle_files_are_never_loaded(table, tmp_path):
+    import pickle
+
+    out = tmp_path / "run"
+    scaletrain.fit(table, "y", out=out, model="mlp", epochs=1)
+    marker = tmp_path / "executed"
+    for name in ("model.pt", "model.pkl", "checkpoints/step-999999999-99999-999999.pt", "preprocess.pkl"):
+        (out / name).write_bytes(pickle.dumps(_Bomb(marker)))
+    run = scaletrain.load(out)
+    run.predict(table)
+    subprocess.run([sys.executable, "-m", "scaletrain", "info", str(out)], check=True, capture_output=True)
+    scaletrain.fit(table, "y", out=out, model="mlp", epochs=1, resume=True)
+    assert not marker.exists()
