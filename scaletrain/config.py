@@ -78,6 +78,7 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: int = 0
     time_limit: float | None = None
+    on_nan: Literal["stop", "skip"] = "stop"  # a NaN/inf loss stops the run, or skips its batch
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True
     threads: int | None = None

@@ -19,3 +19,7 @@ class TargetError(DataError):
 
 class RunDirError(ScaletrainError, FileNotFoundError):
     """A run directory is missing or incomplete."""
+
+
+class TrainingError(ScaletrainError, RuntimeError):
+    """Training cannot go on (a NaN/inf loss); says at which step and what to change."""

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scaletrain.errors import TrainingError
 from scaletrain.train.optim import lr_factor, set_lr
 
 
@@ -26,6 +27,7 @@ class LoopSettings:
     precision: str = "fp32"
     time_limit: float | None = None
     device: str = "cpu"
+    on_nan: str = "stop"
 
 
 @dataclass
@@ -100,6 +102,15 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
                 loss = loss_fn(model(*inputs), y)
             if s.l1:
                 loss = loss + s.l1 * l1_penalty(model)
+            # one host sync per step: cheap on CPU, and nothing may silently train on NaN
+            if not torch.isfinite(loss.detach()).item():
+                if s.on_nan == "skip":
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
+                raise TrainingError(
+                    f"the loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}, batch {i + 1}); "
+                    f"lower train.lr (now {s.lr}), check the data for extreme values, "
+                    "or --set train.on_nan=skip to skip such batches")
             (scaler.scale(loss) if scaler else loss).div(s.grad_accum).backward()
             state.loss_sum += loss.detach() * len(y)
             state.loss_count += len(y)

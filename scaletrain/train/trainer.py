@@ -68,7 +68,7 @@ def fit_model(model: nn.Module, train_inputs: tuple[torch.Tensor, ...], train_y:
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                             milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
                             clip=t.clip, l1=t.l1, precision=t.precision, time_limit=t.time_limit,
-                            device=device.type)
+                            device=device.type, on_nan=t.on_nan)
     validate = validation_fn(outputs_fn, val_inputs, val_y, loss_fn, task)
     state = train_loop(model, batches, loss_fn, optimizer, settings, validate, callbacks)
     return state, history, stopper

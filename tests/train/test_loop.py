@@ -79,3 +79,34 @@ def test_time_limit_stops_training(tmp_path):
 
     _, state = run(LoopSettings(epochs=100000, lr=0.01, time_limit=0.3), callbacks=[TimeLimit(0.3)])
     assert state.stop and 0.3 <= state.elapsed < 5
+
+
+def poisoned_loss(bad_batches: set):
+    """An MSE loss that turns NaN on the given batch numbers (0-based, counted across epochs)."""
+    calls = {"n": 0}
+
+    def loss_fn(out, t):
+        loss = nn.functional.mse_loss(out.squeeze(-1), t)
+        n, calls["n"] = calls["n"], calls["n"] + 1
+        return loss * float("nan") if n in bad_batches else loss
+    return loss_fn
+
+
+def test_nan_loss_stops_with_the_step_and_advice():
+    from scaletrain.errors import TrainingError
+
+    x, y = regression_data()
+    batches = TensorBatches((x,), y, 16)
+    model = nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(TrainingError, match=r"step 3 .*train.lr"):
+        train_loop(model, batches, poisoned_loss({2}), opt, LoopSettings(epochs=2, lr=0.01), lambda m: {}, [])
+
+
+def test_nan_batches_can_be_skipped_without_touching_weights():
+    x, y = regression_data()
+    model = nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    state = train_loop(model, TensorBatches((x,), y, 16), poisoned_loss({1}), opt,
+                       LoopSettings(epochs=1, lr=0.01, on_nan="skip"), lambda m: {}, [])
+    assert state.step == 3 and torch.isfinite(model.weight).all()
