@@ -143,12 +143,31 @@ class Checkpoint(Callback):
                 "optimizer": opt_plain, "rng": rng_plain, "callbacks": callbacks, "config": self.config}
         # names sort by (step, epoch, batch): the epoch-end save of a step sorts after its step save
         path = self.folder / f"step-{state.step:09d}-{meta['epoch']:05d}-{meta['batch']:06d}.safetensors"
-        save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
-        write_json(path.with_suffix(".json"), {"sha256": _sha256(path), "epoch": meta["epoch"], "step": state.step})
+        try:
+            save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
+            write_json(path.with_suffix(".json"), {"sha256": _sha256(path), "epoch": meta["epoch"], "step": state.step})
+        except OSError as exc:
+            self._write_failed(path, exc)
         for old in sorted(self.folder.glob("step-*.safetensors"))[:-self.keep]:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
         self.last_time = time.monotonic()
+
+    def _write_failed(self, path: Path, exc: OSError) -> None:
+        """Remove what this save left and stop, saying which earlier checkpoint is intact.
+
+        Writes go to a temporary name and are renamed only when whole, and old checkpoints
+        are pruned only after a save succeeds, so the previous checkpoint is never touched.
+        """
+        for leftover in (path, path.with_suffix(".json")):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        previous = sorted(self.folder.glob("step-*.safetensors")) if self.folder.is_dir() else []
+        kept = (f"the last good checkpoint '{previous[-1]}' is untouched; fix that, then rerun with --resume"
+                if previous else "no earlier checkpoint exists; fix that and train again")
+        raise RunDirError(f"could not write checkpoint '{path}' ({exc.strerror or exc}); {kept}") from None
 
     def on_step_end(self, state: TrainState, loss) -> None:
         due_steps = self.every_steps and state.step % self.every_steps == 0

@@ -1,4 +1,5 @@
 """Exact resume: a run killed with SIGKILL at a random step, then resumed, ends bit-identical."""
+import errno
 import os
 import random
 import signal
@@ -9,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import scaletrain
@@ -139,3 +141,37 @@ def test_planted_pickle_files_are_never_loaded(table, tmp_path):
     subprocess.run([sys.executable, "-m", "scaletrain", "info", str(out)], check=True, capture_output=True)
     scaletrain.fit(table, "y", out=out, model="mlp", epochs=1, resume=True)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
+def test_a_failed_checkpoint_write_keeps_the_last_good_one(table, tmp_path, monkeypatch, code):
+    """Disk full or permission denied at the 5th save: the 4th stays whole, the message says so,
+    and a resume once the disk is fixed ends where an uninterrupted run ends."""
+    import scaletrain.io
+    from scaletrain.errors import RunDirError
+    from scaletrain.train.checkpoint import newest_valid
+
+    args = dict(model="mlp", epochs=3, seed=3, checkpoint__every_steps=1, checkpoint__keep=2)
+    reference = scaletrain.fit(table, "y", out=tmp_path / "reference", **args)
+    real_save, calls = scaletrain.io.save_file, []
+
+    def failing_save(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 5:
+            with open(filename, "wb") as fh:  # half a file, as a full disk leaves it
+                fh.write(b"\0" * 100)
+            raise OSError(code, os.strerror(code))
+        real_save(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(scaletrain.io, "save_file", failing_save)
+    out = tmp_path / "run"
+    with pytest.raises(RunDirError, match=f"{os.strerror(code)}.*last good checkpoint .*step-000000004.* untouched"):
+        scaletrain.fit(table, "y", out=out, **args)
+    folder = out / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir() if "step-000000005" in p.name or p.name.endswith(".tmp")) == []
+    _, meta = newest_valid(folder)
+    assert meta["step"] == 4
+    monkeypatch.setattr(scaletrain.io, "save_file", real_save)
+    resumed = scaletrain.fit(table, "y", out=out, resume=True, **args)
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
