@@ -8,16 +8,27 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scaletrain.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/NaN are never a meaningful setting; refusing them here beats a NaN loss later
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# Bounds are checked when the config is read, so a bad value is named at the edge rather than
+# failing deep inside a split or an optimizer.
+Share = Annotated[float, Field(gt=0, lt=1)]          # a fraction of rows
+Rate = Annotated[float, Field(ge=0, lt=1)]           # dropout, smoothing, warmup share
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+AtLeastOne = Annotated[int, Field(ge=1)]
 
 
 class DataConfig(_Section):
@@ -25,69 +36,69 @@ class DataConfig(_Section):
     task: Literal["auto", "binary", "multiclass", "regression", "classification"] = "auto"
     # column -> numeric|categorical|boolean|datetime|drop, overriding inferred roles
     columns: dict[str, str] = {}
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: Share = 0.15
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
     augment: bool = True
-    image_size: int | None = None
-    channels: int | None = None
+    image_size: AtLeastOne | None = None
+    channels: Literal[1, 3] | None = None
     scale: Literal["standard", "minmax", "none"] = "standard"
-    clip_quantile: float = 0.001
+    clip_quantile: Annotated[float, Field(ge=0, lt=0.5)] = 0.001
     missing_indicators: bool = True
-    max_onehot: int = 16
+    max_onehot: Count = 16
     # fine-grained augmentation (images only); all off when augment is false
-    augment_shift: float = 0.1
+    augment_shift: Annotated[float, Field(ge=0, le=1)] = 0.1
     augment_flip: bool = False
-    augment_rotate: float = 0.0
-    augment_scale: float = 0.0
-    augment_noise: float = 0.0
-    augment_erase: float = 0.0
+    augment_rotate: Annotated[float, Field(ge=0, le=180)] = 0.0
+    augment_scale: Rate = 0.0
+    augment_noise: NonNegative = 0.0
+    augment_erase: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 class ModelConfig(_Section):
     name: Literal["auto", "linear", "mlp", "cnn", "resnet"] = "auto"
-    hidden: list[int] | None = None
-    depth: int | None = None
-    width: int | None = None
-    dropout: float | None = None
+    hidden: list[AtLeastOne] | None = None
+    depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
+    width: AtLeastOne | None = None
+    dropout: Rate | None = None
     norm: Literal["auto", "none", "batch", "layer"] = "auto"
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     init: Literal["auto", "uniform", "normal", "xavier", "kaiming"] = "auto"
-    embedding_dim: int | None = None
+    embedding_dim: AtLeastOne | None = None
 
 
 class TrainConfig(_Section):
     optimizer: Literal["auto", "gd", "sgd", "momentum", "nesterov", "adam", "adamw"] = "auto"
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    l1: float = 0.0
-    batch_size: int | None = None
-    eval_batch_size: int = 1024
-    epochs: int | None = None
+    lr: Positive | None = None
+    momentum: Rate = 0.9
+    weight_decay: NonNegative | None = None
+    l1: NonNegative = 0.0
+    batch_size: AtLeastOne | None = None
+    eval_batch_size: AtLeastOne = 1024
+    epochs: AtLeastOne | None = None
     schedule: Literal["auto", "constant", "step", "cosine", "onecycle"] = "auto"
-    warmup: float = 0.0
-    step_milestones: list[float] = [0.5, 0.75]
-    step_gamma: float = 0.1
+    warmup: Rate = 0.0
+    step_milestones: list[Share] = [0.5, 0.75]
+    step_gamma: Positive = 0.1
     loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
-    label_smoothing: float | None = None
+    label_smoothing: Rate | None = None
     class_weight: Literal["auto", "balanced", "none"] = "auto"
-    grad_accum: int = 1
-    clip: float = 0.0
+    grad_accum: AtLeastOne = 1
+    clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    early_stopping: int | None = None
+    early_stopping: Count | None = None
     monitor: Literal["val_loss", "val_score"] = "val_loss"
-    seed: int = 0
-    time_limit: float | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit
+    time_limit: Positive | None = None
     on_nan: Literal["stop", "skip"] = "stop"  # a NaN/inf loss stops the run, or skips its batch
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True
-    threads: int | None = None
+    threads: AtLeastOne | None = None
 
 
 class CheckpointConfig(_Section):
-    every_steps: int = 0
-    every_minutes: float = 0.0
-    keep: int = 2
+    every_steps: Count = 0
+    every_minutes: NonNegative = 0.0
+    keep: AtLeastOne = 2
 
 
 class Config(_Section):
@@ -115,7 +126,7 @@ def _unknown_key(key: str) -> ConfigError:
 def _check_keys(tree: dict[str, Any]) -> None:
     for section, values in tree.items():
         if section not in SECTIONS:
-            raise _unknown_key(section)
+            raise _unknown_key(str(section))
         if not isinstance(values, dict):
             raise ConfigError(f"config section '{section}' must be a mapping of keys to values")
         for key in values:
@@ -123,9 +134,14 @@ def _check_keys(tree: dict[str, Any]) -> None:
                 raise _unknown_key(f"{section}.{key}")
 
 
+def _drop_empty_sections(tree: dict[str, Any]) -> dict[str, Any]:
+    """Return the tree without sections left empty in YAML (`data:` with nothing under it)."""
+    return {k: v for k, v in tree.items() if not (k in SECTIONS and v is None)}
+
+
 def build_config(tree: dict[str, Any] | None = None) -> Config:
     """Return a validated Config from a nested dict, with errors that name the key."""
-    tree = tree or {}
+    tree = _drop_empty_sections(tree or {})
     _check_keys(tree)
     try:
         return Config.model_validate(tree)
@@ -191,6 +207,8 @@ def make_config(config_file: str | Path | dict | None = None, sets: list[str] | 
         tree = load_yaml(config_file)
     else:
         tree = {}
+    tree = _drop_empty_sections(tree)
+    _check_keys(tree)
     for item in sets or []:
         merge_override(tree, *parse_set(item))
     for key, value in overrides.items():

@@ -37,3 +37,19 @@ def test_durations(text, seconds):
 def test_bad_duration_is_a_config_error():
     with pytest.raises(ConfigError, match="10m"):
         parse_duration("ten minutes")
+
+
+@pytest.mark.parametrize("key,value,words", [("data.val_fraction", "1.5", "less than 1"),
+                                             ("train.lr", "-0.1", "greater than 0"),
+                                             ("train.lr", ".inf", "finite"),
+                                             ("train.batch_size", "0", "greater than or equal to 1"),
+                                             ("train.seed", "-1", "greater than or equal to 0"),
+                                             ("data.channels", "2", "1 or 3")])
+def test_out_of_range_values_are_refused_naming_the_key(key, value, words):
+    with pytest.raises(ConfigError, match=rf"'{key}'.*{words}"):
+        make_config(sets=[f"{key}={value}"])
+
+
+def test_an_empty_section_in_yaml_is_no_section(tmp_path):
+    (tmp_path / "c.yaml").write_text("data:\ntrain:\n  lr: 0.01\n")
+    assert make_config(tmp_path / "c.yaml").train.lr == 0.01

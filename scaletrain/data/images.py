@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,28 +59,32 @@ def image_subfolders(folder: Path) -> list[Path]:
     return [s for s in subs if any(is_image_file(f) for f in s.iterdir())]
 
 
-def read_idx_array(path: Path) -> np.ndarray:
-    """Return the array in one IDX file (the MNIST format: magic, dims, raw uint8)."""
+def read_idx_array(path: Path, ndim: int) -> np.ndarray:
+    """Return the `ndim`-D array in one IDX file (the MNIST format: magic, dims, raw uint8)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
             data = fh.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read IDX file '{path}': {exc}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"'{path}' is not an unsigned-byte IDX file (bad magic number)")
-    ndim = data[3]
+    if data[3] != ndim:
+        raise DataError(f"IDX file '{path}' has {data[3]} dimensions where {ndim} are expected")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"IDX file '{path}' is truncated inside its header")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise DataError(f"IDX file '{path}' is truncated: header says {dims}, found {body.size} bytes")
-    return body.reshape(dims)
+    size = len(data) - header
+    if size != int(np.prod(dims, dtype=object)):
+        raise DataError(f"IDX file '{path}' is damaged: header says {dims}, found {size} bytes of data")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def read_idx(files: dict[str, Path]) -> tuple[ImageSet, ImageSet | None]:
     """Return (train, test) ImageSets from MNIST-format files; test is None if absent."""
     def pair(xk: str, yk: str) -> ImageSet:
-        x, y = read_idx_array(files[xk]), read_idx_array(files[yk])
+        x, y = read_idx_array(files[xk], 3), read_idx_array(files[yk], 1)
         if len(x) != len(y):
             raise DataError(f"'{files[xk]}' has {len(x)} images but '{files[yk]}' has {len(y)} labels")
         return ImageSet(x[..., None], y.astype(np.int64), [f"{files[xk].name}[{i}]" for i in range(len(x))])
@@ -93,26 +98,53 @@ def read_npz(path: Path) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as data:  # no pickle, ever
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read '{path}' as .npz: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib and numpy each raise their own types on damage
+        raise DataError(f"cannot read '{path}' as .npz ({type(exc).__name__}: {exc}); "
+                        "write it with numpy.savez(path, x=images, y=labels)") from None
     x = next((arrays[k] for k in ("x", "images", "X", "x_train") if k in arrays), None)
     if x is None:
         raise DataError(f"'{path}' has no 'x' or 'images' array (found: {sorted(arrays)})")
     y = next((arrays[k] for k in ("y", "labels", "Y", "y_train") if k in arrays), None)
+    return ImageSet(check_image_array(x, str(path)), check_labels(y, len(x), str(path)),
+                    [f"{path.name}[{i}]" for i in range(len(x))])
+
+
+def check_image_array(x: np.ndarray, name: str) -> np.ndarray:
+    """Return an image array as uint8 (n, h, w, c), or raise DataError saying what is wrong."""
+    if x.dtype.kind not in "uifb":
+        raise DataError(f"'{name}': images must be numbers; got dtype {x.dtype}")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise DataError(f"'{path}': images must be (n, h, w) or (n, h, w, c); got {x.shape}")
-    if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3):  # channels-first input
+        raise DataError(f"'{name}': images must be (n, h, w) or (n, h, w, c); got {x.shape}")
+    if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):  # channels-first input
         x = x.transpose(0, 2, 3, 1)
-    return ImageSet(to_uint8(x), y, [f"{path.name}[{i}]" for i in range(len(x))])
+    if 0 in x.shape:
+        raise DataError(f"'{name}': the image array is empty (shape {x.shape})")
+    if x.shape[3] not in (1, 3, 4):
+        raise DataError(f"'{name}': images need 1, 3 or 4 channels; got shape {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"'{name}': {int((~np.isfinite(x)).sum())} pixel values are NaN or infinite")
+    return to_uint8(x[..., :3])  # an alpha channel carries no class information here
+
+
+def check_labels(y: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """Return labels as a 1-D array of n, or raise DataError."""
+    if y is None:
+        return None
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"'{name}': labels must be one per image ({n}); got shape {y.shape}")
+    if y.dtype.kind not in "uifbUS":
+        raise DataError(f"'{name}': labels must be numbers or strings; got dtype {y.dtype}")
+    return y
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """Return images as uint8; other dtypes are rescaled from their range to 0..255."""
     if x.dtype == np.uint8:
         return x
-    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+    x = x.astype(np.float64)
+    lo, hi = float(np.min(x)), float(np.max(x))
     return ((x - lo) / max(hi - lo, 1e-12) * 255).round().astype(np.uint8)
 
 

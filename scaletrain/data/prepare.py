@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -46,6 +47,14 @@ def _is_classification(task: str) -> bool:
     return task != "regression"
 
 
+def _require_rows(name: str, n_train: int, n_val: int, val_fraction: float) -> None:
+    """Refuse data too small to train and validate on, saying how much is needed."""
+    if n_train < 2 or n_val < 1:
+        needed = max(4, int(np.ceil(1 / val_fraction)) + 2)
+        raise DataError(f"'{name}' has too few usable rows to train and validate ({n_train} train, {n_val} validation); "
+                        f"give at least about {needed} labelled rows")
+
+
 def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Return a Prepared table: target found, roles inferred, split, preprocessing fitted on train."""
     frame, notes = source.frame, []
@@ -73,6 +82,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
     pool_labels = pool[target].to_numpy() if labels is not None else None
     tr, va = split_indices(len(pool), pool_labels, data_cfg.val_fraction, seed + 1)
     train, val = pool.iloc[tr], pool.iloc[va]
+    _require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
     state = fit_table(train, schema, data_cfg.scale, data_cfg.clip_quantile,
                       data_cfg.missing_indicators, data_cfg.max_onehot)
     state["target"] = fit_target(train[target], schema.task)
@@ -112,6 +122,7 @@ def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> 
         pool = images
     tr, va = split_indices(len(pool), pool.labels if classification else None, data_cfg.val_fraction, seed + 1)
     train, val = pool.subset(tr), pool.subset(va)
+    _require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
     state = fit_images(train.images)
     state["target"] = fit_target(train.labels, task)
     n_classes = len(state["target"].get("classes", []))

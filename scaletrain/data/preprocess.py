@@ -183,7 +183,7 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
             blocks.append(absent[:, None].astype(np.float64))
     for col in state["onehot"]:
         lookup = {c: i + 1 for i, c in enumerate(col["categories"])}
-        index = _category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy()
+        index = _category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy(dtype=np.int64)
         onehot = np.zeros((len(frame), len(col["categories"]) + 1))
         onehot[np.arange(len(frame)), index] = 1.0
         blocks.append(onehot)
@@ -193,7 +193,7 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
         codes = []
         for col in state["embed"]:
             lookup = {c: i + 1 for i, c in enumerate(col["categories"])}
-            codes.append(_category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy())
+            codes.append(_category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy(dtype=np.int64))
         categories = torch.from_numpy(np.stack(codes, axis=1).astype(np.int64))
     return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories)
 

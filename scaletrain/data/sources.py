@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaletrain.data.images import (ImageSet, find_idx, image_subfolders, is_image_file, read_idx,
-                                    read_image_files, read_image_folder, read_npz, to_uint8)
+from scaletrain.data.images import (ImageSet, check_image_array, check_labels, find_idx, image_subfolders,
+                                    is_image_file, read_idx, read_image_files, read_image_folder, read_npz)
 from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError
 
@@ -56,8 +56,8 @@ def load_source(data, y=None, *, size: tuple[int, int] | None = None, channels: 
         return Source("table", "dataframe", frame=frame_from_arrays(data, y))
     if isinstance(data, np.ndarray):
         if data.ndim >= 3:
-            labels = None if y is None else np.asarray(y)
-            images = ImageSet(to_uint8(data[..., None] if data.ndim == 3 else data), labels, [f"array[{i}]" for i in range(len(data))])
+            labels = check_labels(None if y is None else np.asarray(y), len(data), "array")
+            images = ImageSet(check_image_array(data, "array"), labels, [f"array[{i}]" for i in range(len(data))])
             return Source("image", "array", images=_resize(images, size, channels))
         return Source("table", "array", frame=frame_from_arrays(data, y))
     if not isinstance(data, (str, Path)):

@@ -5,6 +5,7 @@ import csv
 import glob
 import gzip
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,13 @@ def read_delimited(path: Path, suffix: str, compression: str | None) -> pd.DataF
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=0 if has_header else None,
                             skipinitialspace=True, low_memory=False)
     except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"cannot parse '{path}' as delimited text: {str(exc).splitlines()[0]}") from None
+        raise DataError(f"cannot parse '{path}' as delimited text: {str(exc).splitlines()[0]}; fix or remove "
+                        "that line (quote fields that hold the delimiter)") from None
     if not has_header:
         frame.columns = [f"col{i}" for i in range(frame.shape[1])]
+    else:  # pandas silently renames a repeated header to "a.1"; a repeated name is a mistake to report
+        header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter, skipinitialspace=True), [])
+        _refuse_duplicate_columns(pd.DataFrame(columns=[h for h in header if h]), path)
     return frame
 
 
@@ -140,19 +145,92 @@ def read_one(path: Path) -> pd.DataFrame:
     suffix, compression = split_suffix(path)
     if suffix in (".parquet", ".pq"):
         try:
-            return pq.read_table(path).to_pandas()
-        except (pa.ArrowException, OSError) as exc:
+            table = pq.ParquetFile(path).read()
+            table.validate(full=True)  # damaged string data would otherwise surface later
+            frame = table.to_pandas()
+        except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"cannot read '{path}' as Parquet: {exc}") from None
+        return flatten_nested(_refuse_duplicate_columns(frame, path))
     if suffix in (".jsonl", ".ndjson", ".json"):
         raw = _open_bytes(path, compression)
         if not raw.strip():
             raise DataError(f"'{path}' is empty; give one JSON object per line")
         text, _ = _decode(raw, path)
-        try:
-            return pd.read_json(io.StringIO(text), lines=suffix != ".json")
-        except ValueError as exc:
-            raise DataError(f"cannot parse '{path}' as JSON lines: {str(exc).splitlines()[0]}") from None
+        return read_json_text(text, path, lines=suffix != ".json")
     return read_delimited(path, suffix, compression)
+
+
+def _refuse_duplicate_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    names = pd.Index([str(c) for c in frame.columns])
+    if names.duplicated().any():
+        raise DataError(f"'{path}' has the column name '{names[names.duplicated()][0]}' twice; "
+                        "give every column its own name")
+    return frame
+
+
+def read_json_text(text: str, path: Path, lines: bool) -> pd.DataFrame:
+    """Return a DataFrame from JSON lines (or one JSON array of objects / object of columns).
+
+    Parsed line by line with the standard library rather than pandas.read_json, so that a bad
+    line is reported by number and a stray array or scalar line is refused, not mis-read.
+    Nested values (objects, arrays) become their JSON text: one cell, one value.
+    """
+    records = None
+    if not lines:  # a .json file: a whole document, or JSON lines under that name
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and document and all(isinstance(v, list) for v in document.values()):
+            lengths = {len(v) for v in document.values()}
+            if len(lengths) > 1:
+                raise DataError(f"'{path}' holds columns of different lengths {sorted(lengths)}; give equal-length columns")
+            records = [dict(zip(document, row)) for row in zip(*document.values())]
+        elif isinstance(document, list):
+            records = document
+        elif document is not None:
+            raise DataError(f"'{path}' holds one JSON {type(document).__name__}; give an array of objects or JSON lines")
+    if records is None:
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"'{path}' line {number} is not valid JSON ({exc.msg}); "
+                                    "give one JSON object per line") from None
+                except RecursionError:
+                    raise DataError(f"'{path}' line {number} is nested too deeply to read") from None
+                if not isinstance(records[-1], dict):
+                    raise DataError(f"'{path}' line {number} holds a JSON {type(records[-1]).__name__}, not an object; "
+                                    "give one JSON object per line")
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise DataError(f"'{path}' item {number} is a JSON {type(record).__name__}, not an object")
+    return flatten_nested(pd.DataFrame.from_records(records))
+
+
+def flatten_nested(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the frame with nested cells (lists, arrays, objects) as JSON text, bytes as text.
+
+    A nested cell is one opaque value to scaletrain (a category, or free text dropped by
+    schema inference); as text it can be counted and compared, which a list cannot.
+    """
+    for column in frame.columns[(frame.dtypes == object).to_numpy()]:
+        frame[column] = frame[column].map(_flat_value)
+    return frame
+
+
+def _flat_value(value):
+    if isinstance(value, bytes):  # a binary column: text that stays distinct for any bytes
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return float(value)  # beyond int64: keep the magnitude rather than fail on conversion
+    return value
 
 
 def read_table(source: str | Path) -> pd.DataFrame:

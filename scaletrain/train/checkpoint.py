@@ -140,7 +140,8 @@ class Checkpoint(Callback):
                 "step": state.step, "lr": state.lr, "stop": state.stop, "elapsed": state.elapsed,
                 "loss_sum": 0.0 if epoch_done else float(state.loss_sum),
                 "loss_count": 0 if epoch_done else state.loss_count,
-                "optimizer": opt_plain, "rng": rng_plain, "callbacks": callbacks, "config": self.config}
+                "optimizer": opt_plain, "rng": rng_plain, "callbacks": callbacks, "config": self.config,
+                "grad_scaler": state.scaler.state_dict() if state.scaler else None}
         # names sort by (step, epoch, batch): the epoch-end save of a step sorts after its step save
         path = self.folder / f"step-{state.step:09d}-{meta['epoch']:05d}-{meta['batch']:06d}.safetensors"
         try:
@@ -199,6 +200,8 @@ class Checkpoint(Callback):
         for name, callback in self.stateful.items():
             callback.load_state_dict(meta["callbacks"][name], part(f"cb.{name}."))
         set_rng_state(meta["rng"], part("rng."), self.generators)
+        if state.scaler and meta.get("grad_scaler"):
+            state.scaler.load_state_dict(meta["grad_scaler"])
         state.epoch, state.batch, state.step, state.lr = meta["epoch"], meta["batch"], meta["step"], meta["lr"]
         state.stop, state.elapsed_before = meta["stop"], meta["elapsed"]
         state.loss_sum, state.loss_count = meta["loss_sum"], meta["loss_count"]

@@ -49,6 +49,7 @@ class TrainState:
     train_loss: float = float("nan")
     val: dict = field(default_factory=dict)
     stop: bool = False
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling; checkpointed with the rest
 
     @property
     def elapsed(self) -> float:
@@ -86,8 +87,8 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
     """Train `model` and return the final state; `validate(model)` gives the epoch's val metrics."""
     s = settings
     steps_per_epoch = -(-len(batches) // s.grad_accum)
-    state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda") if s.precision == "fp16" else None
+    scaler = torch.amp.GradScaler(s.device) if s.precision == "fp16" else None
+    state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch, scaler=scaler)
     for cb in callbacks:
         cb.on_train_begin(state)
     for state.epoch in range(state.epoch, s.epochs):

@@ -3,6 +3,7 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import zstandard
 
 from scaletrain.data.tables import read_table, sniff_csv
@@ -74,3 +75,73 @@ def test_missing_path_and_empty_glob():
         read_table("/no/such/file.csv")
     with pytest.raises(DataError, match="matches no files"):
         read_table("/no/such/*.csv")
+
+
+def test_ragged_row_names_the_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,y\n1,2,p\n3,4,5,q\n")
+    with pytest.raises(DataError, match="ragged.csv.*line 3.*fix or remove"):
+        read_table(path)
+
+
+def test_jsonl_bad_line_and_non_object_line_are_named(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"a": 1, "y": "p"}\n{"a": 2, "y": \n')
+    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+        read_table(path)
+    path.write_text('{"a": 1, "y": "p"}\n[1, 2]\n')
+    with pytest.raises(DataError, match="line 2 holds a JSON list"):
+        read_table(path)
+
+
+def test_nested_json_and_binary_parquet_cells_become_text(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"a": [1, 2], "b": {"k": 1}, "y": 1}\n{"a": [], "b": null, "y": 2}\n')
+    frame = read_table(path)
+    assert frame["a"].tolist() == ["[1, 2]", "[]"] and frame["b"][0] == '{"k": 1}'
+    pd.DataFrame({"raw": [b"\x80\x81", b"ok"], "y": [1, 2]}).to_parquet(tmp_path / "b.parquet")
+    assert read_table(tmp_path / "b.parquet")["raw"].tolist() == ["\\x80\\x81", "ok"]
+
+
+def test_duplicate_column_names_in_parquet_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scaletrain.config import Config
+    from scaletrain.data.prepare import prepare
+    from scaletrain.data.sources import load_source
+
+    pq.write_table(pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4]), pa.array([0, 1])],
+                                        names=["a", "a", "y"]), tmp_path / "dup.parquet")
+    with pytest.raises(DataError, match="'a' twice"):
+        prepare(load_source(tmp_path / "dup.parquet"), None, Config().data, seed=0)
+
+
+def test_infinite_values_are_treated_as_missing(tmp_path):
+    from scaletrain.config import Config
+    from scaletrain.data.prepare import prepare
+    from scaletrain.data.sources import load_source
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "y": rng.integers(0, 2, 60)})
+    frame.loc[[3, 10, 20, 40], "a"] = [np.inf, -np.inf, np.inf, np.nan]
+    frame.to_csv(tmp_path / "inf.csv", index=False)
+    prepared = prepare(load_source(tmp_path / "inf.csv"), None, Config().data, seed=0)
+    assert all(bool(torch.isfinite(t).all()) for t in prepared.train_inputs + prepared.val_inputs)
+    assert "a.missing" in [c["name"] + ".missing" for c in prepared.preprocess["numeric"] if c["indicator"]]
+
+
+def test_too_few_rows_is_a_clear_error(tmp_path):
+    from scaletrain.config import Config
+    from scaletrain.data.prepare import prepare
+    from scaletrain.data.sources import load_source
+
+    pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]}).to_csv(tmp_path / "tiny.csv", index=False)
+    with pytest.raises(DataError, match="too few usable rows"):
+        prepare(load_source(tmp_path / "tiny.csv"), None, Config().data, seed=0)
+
+
+def test_duplicate_column_names_in_csv_are_refused(tmp_path):
+    (tmp_path / "dup.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match="dup.csv.*'a' twice"):
+        read_table(tmp_path / "dup.csv")

@@ -175,3 +175,22 @@ def test_a_failed_checkpoint_write_keeps_the_last_good_one(table, tmp_path, monk
     resumed = scaletrain.fit(table, "y", out=out, resume=True, **args)
     for key, value in reference.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_grad_scaler_state_is_checkpointed(tmp_path):
+    """fp16 loss scaling (CUDA) must resume with the scale it had, not the initial one."""
+    from scaletrain.train.checkpoint import Checkpoint
+    from scaletrain.train.loop import LoopSettings, TrainState
+
+    def state():
+        model = torch.nn.Linear(3, 2)
+        return TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), LoopSettings(epochs=1, lr=0.1),
+                          total_steps=10, scaler=torch.amp.GradScaler("cpu"))
+
+    before = state()
+    before.scaler.load_state_dict({**before.scaler.state_dict(), "scale": 1024.0, "_growth_tracker": 7})
+    before.step = 3
+    Checkpoint(tmp_path).save(before, epoch_done=False)
+    after = state()
+    Checkpoint(tmp_path, resume=True).on_train_begin(after)
+    assert after.scaler.state_dict() == before.scaler.state_dict() and after.step == 3
