@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from scaletrain.data.schema import Schema
+from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
 from scaletrain.errors import DataError
 
 UNKNOWN = "__unknown__"
@@ -40,16 +41,21 @@ def json_value(value):
 # ---------------------------------------------------------------- target
 def fit_target(y: pd.Series | np.ndarray, task: str) -> dict:
     """Return the target state: classes for classification, mean/std for regression."""
-    values = pd.Series(y).dropna()
-    if task == "regression":
-        v = pd.to_numeric(values).to_numpy(dtype=np.float64)
-        return {"task": task, "mean": float(v.mean()), "std": float(v.std()) or 1.0}
-    uniques = values.unique()
+    stats = TargetStats(task)
+    stats.update(pd.Series(y))
+    return target_state(stats)
+
+
+def target_state(stats: TargetStats) -> dict:
+    """Return the target state from its statistics (in memory or merged from shards)."""
+    if stats.task == "regression":
+        return {"task": stats.task, "mean": stats.moments.mean, "std": stats.moments.std or 1.0}
+    uniques = [stats.examples[k] for k in stats.labels]
     try:
         classes = sorted(uniques)
     except TypeError:
         classes = sorted(uniques, key=str)
-    return {"task": task, "classes": [json_value(c) for c in classes]}
+    return {"task": stats.task, "classes": classes}
 
 
 def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
@@ -120,36 +126,60 @@ class TableBlocks:
         return (self.numbers,) if self.categories is None else (self.numbers, self.categories)
 
 
-def fit_table(frame: pd.DataFrame, schema: Schema, scale: str, clip_quantile: float,
-              missing_indicators: bool, max_onehot: int) -> dict:
-    """Return the preprocessing state learned from training rows."""
+def table_spec(frame: pd.DataFrame, schema: Schema) -> dict:
+    """Return which raw columns feed the numeric block (datetime parts that vary in `frame`)."""
     spec = {"numeric_raw": schema.numeric, "boolean": schema.boolean, "datetime": {}}
     for name in schema.datetime:
         parts = _date_parts(frame[name], list(DATE_PARTS))
         spec["datetime"][name] = [p for p, s in parts.items() if s.nunique() > 1]
+    return spec
+
+
+def fit_table(frame: pd.DataFrame, schema: Schema, scale: str, clip_quantile: float,
+              missing_indicators: bool, max_onehot: int) -> dict:
+    """Return the preprocessing state learned from training rows."""
+    stats = TableStats(table_spec(frame, schema), schema.categorical)
+    stats.update(frame)
+    return table_state(stats, schema, scale, clip_quantile, missing_indicators, max_onehot)
+
+
+def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: float,
+                missing_indicators: bool, max_onehot: int) -> dict:
+    """Return the preprocessing state from training-row statistics.
+
+    Numbers: missing values become the median; values are clipped to the clip_quantile
+    quantiles, then centred and scaled by the mean and standard deviation of the clipped
+    values. All of it comes from one-pass statistics, so streamed data gets the same state
+    as in-memory data.
+    """
     numeric = []
-    for name, values in _numeric_columns(frame, spec).items():
-        v = values.to_numpy()
-        finite = v[np.isfinite(v)]
-        if finite.size == 0:
-            finite = np.zeros(1)
-        lo, hi = (np.quantile(finite, [clip_quantile, 1 - clip_quantile]) if clip_quantile > 0
-                  else (finite.min(), finite.max()))
-        clipped = np.clip(finite, lo, hi)
-        center, spread = {"standard": (clipped.mean(), clipped.std()),
-                          "minmax": (clipped.min(), clipped.max() - clipped.min()),
+    for name in _derived_names(stats.spec):
+        column = stats.numeric.get(name) or NumericStats()
+        m = column.moments
+        if m.count:
+            lo, median, hi = (column.sketch.quantiles([clip_quantile, 0.5, 1 - clip_quantile]) if clip_quantile > 0
+                              else [m.min, column.sketch.quantiles([0.5])[0], m.max])
+        else:
+            lo = median = hi = 0.0
+        center, spread = {"standard": column.clipped_mean_std(lo, hi), "minmax": (lo, hi - lo),
                           "none": (0.0, 1.0)}[scale]
-        numeric.append({"name": name, "median": float(np.median(finite)), "lo": float(lo), "hi": float(hi),
-                        "center": float(center), "scale": float(spread) if spread > 0 else 1.0,
-                        "indicator": bool(missing_indicators and not np.isfinite(v).all())})
+        numeric.append({"name": name, "median": median, "lo": lo, "hi": hi, "center": float(center),
+                        "scale": float(spread) if spread > 0 else 1.0,
+                        "indicator": bool(missing_indicators and column.missing > 0)})
     onehot, embed = [], []
     for name in schema.categorical:
-        counts = _category_strings(frame[name]).value_counts()
-        entry = {"name": name, "categories": [str(c) for c in counts.index]}
+        counts = stats.categories.get(name) or CategoryCounts()
+        entry = {"name": name, "categories": counts.ranked(MAX_EMBED)}
         (onehot if len(counts) <= max_onehot else embed).append(entry)
-    return {"kind": "table", "columns": {**spec, "categorical": schema.categorical},
+    return {"kind": "table", "columns": {**stats.spec, "categorical": schema.categorical},
             "numeric": numeric, "onehot": onehot, "embed": embed,
             "dropped": schema.dropped, "target": schema.target}
+
+
+def _derived_names(spec: dict) -> list[str]:
+    """Return the numeric block's source names in the order _numeric_columns makes them."""
+    return (list(spec["numeric_raw"]) + list(spec["boolean"])
+            + [f"{name}.{part}" for name, parts in spec["datetime"].items() for part in parts])
 
 
 def table_feature_names(state: dict) -> list[str]:
