@@ -16,6 +16,7 @@ from scaletrain.auto import DataFacts, candidate_configs
 from scaletrain.config import Config, make_config, parse_duration
 from scaletrain.errors import ConfigError
 from scaletrain.data.augment import AugmentSettings, ImageAugment
+from scaletrain.data.batches import TensorBatches
 from scaletrain.data.prepare import Prepared, prepare
 from scaletrain.data.sources import load_source
 from scaletrain.evaluate.metrics import main_score_name, per_class_metrics
@@ -35,13 +36,13 @@ def seed_everything(seed: int) -> None:
 
 def _facts(prepared: Prepared) -> DataFacts:
     p = prepared.preprocess
+    x = prepared.val_inputs[0]  # shapes from validation rows: training rows may be streamed
     if prepared.kind == "image":
-        x = prepared.train_inputs[0]
-        return DataFacts("image", prepared.task, len(x), prepared.n_classes, image_shape=tuple(x.shape[1:]),
+        return DataFacts("image", prepared.task, prepared.n_train, prepared.n_classes, image_shape=tuple(x.shape[1:]),
                          imbalance=prepared.imbalance())
     cards = [len(c["categories"]) for c in p["embed"]]
-    return DataFacts("table", prepared.task, len(prepared.train_y), prepared.n_classes,
-                     n_features=prepared.train_inputs[0].shape[1], max_cardinality=max(cards, default=0),
+    return DataFacts("table", prepared.task, prepared.n_train, prepared.n_classes,
+                     n_features=x.shape[1], max_cardinality=max(cards, default=0),
                      imbalance=prepared.imbalance())
 
 
@@ -49,9 +50,9 @@ def _spec(prepared: Prepared, config: Config) -> ModelSpec:
     n_out = output_size(prepared.task, config.train.loss, prepared.n_classes)
     p = prepared.preprocess
     if prepared.kind == "image":
-        return ModelSpec("image", n_out, shape=tuple(prepared.train_inputs[0].shape[1:]),
+        return ModelSpec("image", n_out, shape=tuple(prepared.val_inputs[0].shape[1:]),
                          mean=tuple(p["mean"]), std=tuple(p["std"]))
-    return ModelSpec("table", n_out, n_dense=prepared.train_inputs[0].shape[1],
+    return ModelSpec("table", n_out, n_dense=prepared.val_inputs[0].shape[1],
                      cardinalities=tuple(len(c["categories"]) for c in p["embed"]))
 
 
@@ -89,10 +90,11 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
         model = model.to(memory_format=torch.channels_last)
     run = Run(cfg, model, spec, prepared.preprocess)
     started = time.perf_counter()
+    batches = _batches(cfg, prepared)
     state, history, stopper = fit_model(
-        model, prepared.train_inputs, prepared.train_y, run.outputs, prepared.val_inputs, prepared.val_y,
-        cfg.train, cfg.checkpoint, prepared.task, prepared.n_classes,
-        transform=_image_transform(cfg) if prepared.kind == "image" else None,
+        model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
+        cfg.train, cfg.checkpoint, prepared.task,
+        generators=_generators(batches),
         checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume)
     model.eval()
     run.history = history.rows
@@ -100,6 +102,30 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
     best_epoch = (stopper.best_epoch + 1) if stopper and stopper.best_epoch >= 0 else len(history.rows)
     return Trained(run, state, time.perf_counter() - started, best_epoch,
                    min(losses) if stopper else losses[-1])
+
+
+def _generators(batches) -> dict[str, torch.Generator]:
+    """Return the random generators checkpoints must carry besides the global ones."""
+    generator = getattr(getattr(batches, "transform", None), "generator", None)
+    return {"augment": generator} if generator is not None else {}
+
+
+def _batches(cfg: Config, prepared: Prepared):
+    """Return the training batches: tensors in memory, or a stream from shards."""
+    t = cfg.train
+    if prepared.shard_url is not None:
+        from scaletrain.data.manifest import read_manifest
+        from scaletrain.data.stream import ShardBatches
+
+        return ShardBatches(read_manifest(prepared.shard_url), prepared.shard_url, "train", prepared.preprocess,
+                            t.batch_size, seed=t.seed, shuffle=t.optimizer != "gd", workers=cfg.data.loader_workers,
+                            device=t.device)
+    n = prepared.n_train
+    device = torch.device(t.device)
+    return TensorBatches(tuple(x.to(device) for x in prepared.train_inputs), prepared.train_y.to(device),
+                         t.batch_size, shuffle=t.optimizer != "gd", seed=t.seed,
+                         drop_last=n % t.batch_size == 1 and n > 1,  # a batch of 1 breaks batch norm
+                         transform=_image_transform(cfg) if prepared.kind == "image" else None)
 
 
 def _refit_on_all_rows(best: Trained, prepared: Prepared, verbose: bool) -> Trained:

@@ -120,7 +120,8 @@ def resolve(config: Config, facts: DataFacts) -> Config:
         if image:
             t.epochs = _steps_to_epochs(3500, steps_per_epoch, 5, 40)
         else:
-            t.epochs = _steps_to_epochs(4000, steps_per_epoch, 20, 200)
+            # at least 20 passes over small tables; large (streamed) ones get the step budget alone
+            t.epochs = _steps_to_epochs(4000, steps_per_epoch, 20 if steps_per_epoch < 200 else 1, 200)
     if t.schedule == "auto":
         t.schedule = "onecycle" if image else "cosine"
     if t.loss == "auto":
@@ -131,8 +132,11 @@ def resolve(config: Config, facts: DataFacts) -> Config:
         t.class_weight = "balanced" if facts.task != "regression" and facts.imbalance >= 5 else "none"
     if t.early_stopping is None:
         t.early_stopping = 0 if image else 20
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if t.threads is None:
-        t.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        t.threads = cores
+    if d.loader_workers is None:
+        d.loader_workers = min(4, cores - 1)  # shard readers beside the training threads
     if t.device == "auto":
         import torch
 

@@ -78,6 +78,45 @@ def train(
     out_console.print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}", highlight=False)
 
 
+def parse_size(text: str) -> int:
+    """Return bytes from '256MB', '1GB', '500k' or a plain number."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        from scaletrain.errors import ConfigError
+
+        raise ConfigError(f"size '{text}' is not a size; write e.g. 256MB or 1GB")
+    return int(float(match.group(1)) * 1024 ** "bkmgt".index(match.group(2) or "b"))
+
+
+@app.command()
+@guarded
+def prepare(
+    sources: List[str] = typer.Argument(..., help="Table files, folders or globs (local or fsspec URLs such as s3://)."),
+    out: str = typer.Option(..., help="Shard directory to create (local path or fsspec URL)."),
+    target: Optional[str] = typer.Option(None, help="Target column."),
+    shard_size: str = typer.Option("256MB", help="Approximate size of one shard in memory."),
+    config: Optional[Path] = typer.Option(None, help="YAML config (data.task, data.columns, split fractions)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
+    seed: int = typer.Option(0, help="Seed of the train/val/test split."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    debug: bool = DEBUG,
+):
+    """Convert table files once into Parquet shards with a manifest and statistics, for streaming."""
+    from scaletrain.config import make_config
+    from scaletrain.data.shards import prepare_shards
+
+    d = make_config(config, set_).data
+    manifest = prepare_shards(sources, out, target=target or d.target, task=d.task, roles=d.columns,
+                              shard_size=parse_size(shard_size), val_fraction=d.val_fraction,
+                              test_fraction=d.test_fraction, seed=seed, verbose=not quiet)
+    rows = manifest["rows"]
+    out_console.print(f"{len(manifest['sources'])} file(s) → {len(manifest['shards'])} shard(s) in {out}: "
+                      f"{rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows "
+                      f"in {manifest['seconds']:.1f}s", highlight=False)
+
+
 @app.command()
 @guarded
 def predict(

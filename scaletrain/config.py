@@ -45,6 +45,8 @@ class DataConfig(_Section):
     clip_quantile: Annotated[float, Field(ge=0, lt=0.5)] = 0.001
     missing_indicators: bool = True
     max_onehot: Count = 16
+    # processes that read and transform shards ahead of training (None: one per spare core)
+    loader_workers: Count | None = None
     # fine-grained augmentation (images only); all off when augment is false
     augment_shift: Annotated[float, Field(ge=0, le=1)] = 0.1
     augment_flip: bool = False

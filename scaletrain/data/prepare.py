@@ -31,16 +31,28 @@ class Prepared:
     test_source: Source | None
     summary: dict
     notes: list[str] = field(default_factory=list)
+    shard_url: str | None = None   # when set, training rows stream from this shard directory
+    train_rows: int | None = None  # (train_inputs/train_y are then empty)
+    train_class_counts: torch.Tensor | None = None
 
     @property
     def n_classes(self) -> int:
         return len(self.preprocess["target"].get("classes", []))
 
-    def imbalance(self) -> float:
+    @property
+    def n_train(self) -> int:
+        return self.train_rows if self.train_rows is not None else len(self.train_y)
+
+    def class_counts(self) -> torch.Tensor | None:
         if self.task == "regression":
-            return 1.0
-        counts = torch.bincount(self.train_y, minlength=self.n_classes).float()
-        return float(counts.max() / counts.clamp(min=1).min())
+            return None
+        if self.train_class_counts is not None:
+            return self.train_class_counts
+        return torch.bincount(self.train_y, minlength=self.n_classes)
+
+    def imbalance(self) -> float:
+        counts = self.class_counts()
+        return 1.0 if counts is None else float(counts.max() / counts.clamp(min=1).min())
 
 
 def _is_classification(task: str) -> bool:
@@ -139,8 +151,76 @@ def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> 
         summary, [])
 
 
+EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation
+
+
+def prepare_shards(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
+    """Return Prepared shards: preprocessing from the manifest's statistics, training rows left
+    to stream, validation and test rows (up to EVAL_ROWS each) read for evaluation."""
+    from scaletrain.data.manifest import STATS, filesystem, join, read_manifest, verify_shards
+    from scaletrain.data.preprocess import table_state, target_state
+    from scaletrain.data.schema import Schema
+    from scaletrain.data.stats import TableStats, TargetStats
+    from scaletrain.data.stream import read_units, units_of
+    from safetensors.torch import load as load_safetensors
+
+    if test is not None:
+        raise DataError("shard directories carry their own test split; leave out --test")
+    manifest = read_manifest(source.url)
+    verify_shards(manifest, source.url)
+    m = manifest.data
+    roles = dict(m["roles"])
+    if data_cfg.target is not None and data_cfg.target != roles["target"]:
+        raise TargetError(f"'{source.url}' was prepared with target '{roles['target']}', not '{data_cfg.target}'; "
+                          "prepare again with --target")
+    if data_cfg.columns:
+        raise DataError("data.columns must be given to `scaletrain prepare`; roles are fixed in the shards")
+    fs, root = filesystem(source.url)
+    with fs.open(join(root, STATS), "rb") as fh:
+        sketches = load_safetensors(fh.read())
+    stats = TableStats.from_parts(m["stats"], sketches)
+    schema = Schema(**roles)
+    state = table_state(stats, schema, data_cfg.scale, data_cfg.clip_quantile, data_cfg.missing_indicators,
+                        data_cfg.max_onehot)
+    state["target"] = target_state(TargetStats.from_plain(m["target"]))
+    state["target_column"] = schema.target
+    notes = [f"training rows stream from {len(manifest.split_shards('train'))} shard(s) in '{source.url}'"]
+
+    def sample(split: str) -> pd.DataFrame:
+        units, chosen, rows = units_of(manifest, split), [], 0
+        for unit in units:
+            if rows >= EVAL_ROWS:
+                notes.append(f"{split} metrics use the first {rows:,} of {manifest.rows(split):,} {split} rows")
+                break
+            chosen.append(unit)
+            rows += unit.rows
+        return read_units(manifest.root, source.url, chosen)
+
+    val, test_frame = sample("val"), sample("test")
+    _require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
+    target = schema.target
+    counts = None
+    if _is_classification(schema.task):
+        from scaletrain.data.preprocess import label_key
+
+        labels = TargetStats.from_plain(m["target"]).labels
+        counts = torch.tensor([labels[label_key(c)] for c in state["target"]["classes"]])
+    summary = {"task": schema.task, "rows": sum(m["rows"].values()), "columns": len(m["columns"]),
+               "shards": len(manifest.shards), "numeric": schema.numeric, "boolean": schema.boolean,
+               "datetime": schema.datetime, "categorical": schema.categorical, "dropped": schema.dropped,
+               "train_rows": manifest.rows("train"), "val_rows": manifest.rows("val"), "test_rows": manifest.rows("test")}
+    return Prepared(
+        "table", schema.task, state, (), torch.empty(0, dtype=torch.long),
+        transform_table(state, val, source.name).tensors(), encode_target(state["target"], val[target], source.name),
+        Source("table", f"{source.name} (validation)", frame=val),
+        Source("table", f"{source.name} (test)", frame=test_frame) if len(test_frame) else None,
+        summary, notes, shard_url=source.url, train_rows=manifest.rows("train"), train_class_counts=counts)
+
+
 def prepare(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
-    """Return Prepared data for a table or an image source."""
+    """Return Prepared data for a table, image or shard source."""
+    if source.kind == "shards":
+        return prepare_shards(source, test, data_cfg, seed)
     if test is not None and test.kind != source.kind:
         raise DataError(f"test data '{test.name}' is {test.kind} data but the training data is {source.kind} data")
     return (prepare_images if source.kind == "image" else prepare_table)(source, test, data_cfg, seed)

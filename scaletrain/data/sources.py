@@ -9,6 +9,7 @@ import pandas as pd
 
 from scaletrain.data.images import (ImageSet, check_image_array, check_labels, find_idx, image_subfolders,
                                     is_image_file, read_idx, read_image_files, read_image_folder, read_npz)
+from scaletrain.data.manifest import is_shard_dir
 from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError
 
@@ -17,13 +18,18 @@ from scaletrain.errors import DataError
 class Source:
     """Loaded input: a table, or images (with the test split that IDX files carry)."""
 
-    kind: str  # "table" | "image"
+    kind: str  # "table" | "image" | "shards"
     name: str
     frame: pd.DataFrame | None = None
     images: ImageSet | None = None
     test_images: ImageSet | None = None
+    url: str | None = None  # a shard directory (local path or fsspec URL)
 
     def __len__(self) -> int:
+        if self.kind == "shards":
+            from scaletrain.data.manifest import read_manifest
+
+            return sum(read_manifest(self.url).data["rows"].values())
         return len(self.frame) if self.kind == "table" else len(self.images)
 
 
@@ -62,6 +68,8 @@ def load_source(data, y=None, *, size: tuple[int, int] | None = None, channels: 
         return Source("table", "array", frame=frame_from_arrays(data, y))
     if not isinstance(data, (str, Path)):
         raise DataError(f"cannot read data of type {type(data).__name__}; give a path, DataFrame or numpy array")
+    if is_shard_dir(data):  # prepared by `scaletrain prepare`: streamed, not loaded
+        return Source("shards", str(data).rstrip("/").rsplit("/", 1)[-1] or "shards", url=str(data))
     path = Path(data)
     name = path.stem.split(".")[0] if path.is_file() else path.name or "data"
     if path.is_dir():

@@ -48,7 +48,7 @@ def outputs_to_proba(outputs: torch.Tensor, task: str, loss: str) -> torch.Tenso
     return torch.softmax(outputs.float(), dim=1)
 
 
-def balanced_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Return n / (k * count) per class, as scikit-learn's class_weight='balanced'."""
-    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
-    return counts.sum() / (n_classes * counts)
+def balanced_weights(counts: torch.Tensor) -> torch.Tensor:
+    """Return n / (k * count) per class from class counts, as scikit-learn's class_weight='balanced'."""
+    counts = counts.float().clamp(min=1)
+    return counts.sum() / (len(counts) * counts)

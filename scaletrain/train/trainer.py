@@ -7,7 +7,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from scaletrain.data.batches import TensorBatches
 from scaletrain.train.callbacks import EarlyStopping, History, ProgressBar, TimeLimit
 from scaletrain.train.checkpoint import Checkpoint
 from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
@@ -34,22 +33,19 @@ def validation_fn(outputs_fn: Callable, val_inputs, val_y: torch.Tensor, loss_fn
     return validate
 
 
-def fit_model(model: nn.Module, train_inputs: tuple[torch.Tensor, ...], train_y: torch.Tensor,
-              outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str, n_classes: int,
-              transform: Callable | None = None, checkpoint_dir: Path | None = None,
+def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
+              outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str,
+              generators: dict[str, torch.Generator] | None = None, checkpoint_dir: Path | None = None,
               verbose: bool = True, config: dict | None = None, resume: bool = False) -> tuple[TrainState, History, EarlyStopping | None]:
-    """Train the model in place; return the final state, the history and the early stopper.
+    """Train the model in place on `batches` (TensorBatches or ShardBatches); return the final
+    state, the history and the early stopper.
 
     With `resume`, training continues from the newest valid checkpoint in checkpoint_dir.
     """
     device = torch.device(t.device)
-    weights = balanced_weights(train_y, n_classes).to(device) if t.class_weight == "balanced" else None
+    weights = (balanced_weights(class_counts).to(device)
+               if t.class_weight == "balanced" and class_counts is not None else None)
     loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
-    n = len(train_y)
-    batches = TensorBatches(tuple(x.to(device) for x in train_inputs), train_y.to(device), t.batch_size,
-                            shuffle=t.optimizer != "gd", seed=t.seed,
-                            drop_last=n % t.batch_size == 1 and n > 1,  # a batch of 1 breaks batch norm
-                            transform=transform)
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
     callbacks: list[Callback] = [history]
@@ -60,9 +56,8 @@ def fit_model(model: nn.Module, train_inputs: tuple[torch.Tensor, ...], train_y:
         callbacks.append(TimeLimit(t.time_limit))
     if checkpoint_dir is not None and ckpt.keep > 0:
         stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
-        generators = {"augment": transform.generator} if hasattr(transform, "generator") else {}
         callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep,
-                                    config=config, stateful=stateful, generators=generators, resume=resume))
+                                    config=config, stateful=stateful, generators=generators or {}, resume=resume))
     if verbose:
         callbacks.append(ProgressBar())
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,

@@ -1,0 +1,375 @@
+"""`scaletrain prepare`: one streaming pass from any number of table files to Parquet shards.
+
+Per input file (in parallel processes where there are several local files and cores): read
+in chunks, bring columns to one canonical type per role, give every row its split from a
+seeded hash of (file, row), update mergeable statistics on the training rows, and append to
+Parquet shards of about `shard_size` bytes. Memory is bounded by a chunk and the open shards
+whatever the input size. Shards are written under temporary names and renamed when whole;
+the manifest is written last, so a directory with a manifest is always complete.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scaletrain import __version__
+from scaletrain.data.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, STATS, filesystem, join,
+                                      sha256_of, write_atomic)
+from scaletrain.data.preprocess import _bool_numbers, _category_strings, MISSING, table_spec
+from scaletrain.data.schema import Schema, find_target, infer_schema
+from scaletrain.data.stats import TableStats, TargetStats
+from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, read_json_text, sniff_csv, split_suffix)
+from scaletrain.errors import DataError
+
+CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit
+SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+# ---------------------------------------------------------------- reading files in chunks
+def expand_sources(sources: list[str]) -> list[str]:
+    """Return every table file behind paths, folders and globs (local or fsspec URLs), sorted."""
+    files: list[str] = []
+    for source in sources:
+        fs, path = filesystem(source)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+        if any(ch in path for ch in "*?["):
+            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+        elif fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if split_suffix_of(p) in TABLE_SUFFIXES)
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise DataError(f"'{source}' does not exist; check the path")
+        if not found:
+            raise DataError(f"'{source}' matches no table files (.csv, .tsv, .parquet, .jsonl)")
+        files += [prefix + p if prefix and not p.startswith(prefix) else p for p in found]
+    return files
+
+
+def split_suffix_of(path: str) -> str:
+    from pathlib import PurePosixPath
+
+    return split_suffix(PurePosixPath(path))[0]
+
+
+def read_chunks(url: str, rows: int = CHUNK_ROWS):
+    """Yield a file's rows as DataFrames of at most `rows` rows (CSV/TSV, Parquet, JSONL)."""
+    from pathlib import PurePosixPath
+
+    fs, path = filesystem(url)
+    suffix, compression = split_suffix(PurePosixPath(path))
+    try:
+        if suffix in (".parquet", ".pq"):
+            with fs.open(path, "rb") as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=rows):
+                    yield batch.to_pandas()
+            return
+        with fs.open(path, "rb", compression=compression) as fh:
+            if suffix in (".jsonl", ".ndjson", ".json"):
+                yield from _json_chunks(fh, url, rows)
+                return
+            head = fh.read(1 << 16)
+            text, encoding = _decode(head, url)
+            delimiter, has_header = sniff_csv(text, suffix)
+            fh.seek(0)
+            reader = pd.read_csv(fh, sep=delimiter, header=0 if has_header else None, encoding=encoding,
+                                 skipinitialspace=True, chunksize=rows, low_memory=False)
+            for chunk in reader:
+                if not has_header:
+                    chunk.columns = [f"col{i}" for i in range(chunk.shape[1])]
+                yield chunk
+    except DataError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read '{url}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _json_chunks(fh, url: str, rows: int):
+    lines, first = [], 1
+    wrapper = io.TextIOWrapper(fh, encoding="utf-8", errors="strict")
+    for number, line in enumerate(wrapper, 1):
+        lines.append(line)
+        if len(lines) == rows:
+            yield _json_frame(lines, url, first)
+            lines, first = [], number + 1
+    if lines:
+        yield _json_frame(lines, url, first)
+
+
+def _json_frame(lines: list[str], url: str, first: int) -> pd.DataFrame:
+    try:
+        return read_json_text("".join(lines), url, lines=True)
+    except DataError as exc:  # renumber "line N" of the chunk to the file's line
+        import re
+
+        raise DataError(re.sub(r"line (\d+)", lambda m: f"line {int(m.group(1)) + first - 1}", str(exc))) from None
+
+
+# ---------------------------------------------------------------- canonical columns
+@dataclass
+class Layout:
+    """What every chunk is brought to: the roles, the shard schema and the split rule."""
+
+    schema: Schema
+    spec: dict
+    columns: list[str]
+    arrow_schema: pa.Schema
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+    def to_plain(self) -> dict:
+        s = self.schema
+        return {"target": s.target, "task": s.task, "numeric": s.numeric, "categorical": s.categorical,
+                "boolean": s.boolean, "datetime": s.datetime, "dropped": s.dropped}
+
+
+def target_type(sample: pd.Series, task: str) -> pa.DataType:
+    if task == "regression" or sample.dtype.kind == "f":
+        return pa.float64()
+    if sample.dtype.kind in "iu":
+        return pa.int64()
+    if sample.dtype.kind == "b":
+        return pa.bool_()
+    return pa.string()
+
+
+def make_layout(sample: pd.DataFrame, target: str | None, task: str, roles: dict, source: str,
+                val_fraction: float, test_fraction: float, seed: int) -> Layout:
+    sample.columns = [str(c) for c in sample.columns]
+    target = find_target(sample, target, source)
+    sample = sample[sample[target].notna()]
+    schema = infer_schema(sample, target, task, roles)
+    fields = ([pa.field(c, pa.float64()) for c in schema.numeric + schema.boolean]
+              + [pa.field(c, pa.timestamp("ns")) for c in schema.datetime]
+              + [pa.field(c, pa.string()) for c in schema.categorical]
+              + [pa.field(target, target_type(sample[target], schema.task))])
+    return Layout(schema, table_spec(sample, schema), [f.name for f in fields], pa.schema(fields),
+                  val_fraction, test_fraction, seed)
+
+
+def canonical(chunk: pd.DataFrame, layout: Layout, url: str) -> pd.DataFrame:
+    """Return the chunk with the layout's columns in their shard types; rows without a target dropped."""
+    chunk.columns = [str(c) for c in chunk.columns]
+    missing = [c for c in layout.columns if c not in chunk.columns]
+    if missing:
+        raise DataError(f"'{url}' lacks column '{missing[0]}' that the other files have; give files with one schema")
+    s = layout.schema
+    chunk = chunk[chunk[s.target].notna()]
+    out = {}
+    for name in s.numeric:
+        out[name] = pd.to_numeric(chunk[name], errors="coerce").astype(np.float64)
+    for name in s.boolean:
+        out[name] = _bool_numbers(chunk[name])
+    for name in s.datetime:
+        out[name] = pd.to_datetime(chunk[name], errors="coerce", format="mixed")
+    for name in s.categorical:
+        out[name] = _category_strings(chunk[name]).replace(MISSING, None)
+    out[s.target] = chunk[s.target]
+    return pd.DataFrame(out, index=chunk.index)[layout.columns]
+
+
+def to_arrow(frame: pd.DataFrame, layout: Layout, url: str) -> pa.Table:
+    try:
+        return pa.Table.from_pandas(frame, schema=layout.arrow_schema, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        column = next((f.name for f in layout.arrow_schema if _fails(frame[f.name], f.type)), layout.schema.target)
+        raise DataError(f"'{url}' column '{column}' holds values that do not fit its type in the other files "
+                        f"({layout.arrow_schema.field(column).type}): {str(exc).splitlines()[0]}") from None
+
+
+def _fails(series: pd.Series, kind: pa.DataType) -> bool:
+    try:
+        pa.array(series, type=kind, from_pandas=True)
+        return False
+    except (pa.ArrowException, ValueError, TypeError):
+        return True
+
+
+def split_codes(file_index: int, start: int, n: int, layout: Layout) -> np.ndarray:
+    """Return each row's split (0 train, 1 val, 2 test) from a seeded hash of (file, row).
+
+    A hash rather than a shuffle: the assignment needs no memory, does not depend on chunk
+    sizes or on how files are spread over processes, and is the same on every re-run.
+    """
+    with np.errstate(over="ignore"):
+        x = (np.uint64(file_index) << np.uint64(40)) + np.arange(start, start + n, dtype=np.uint64)
+        x = x + np.uint64(layout.seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finalizer
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.where(u < layout.test_fraction, 2, np.where(u < layout.test_fraction + layout.val_fraction, 1, 0))
+
+
+# ---------------------------------------------------------------- one file -> shards
+class ShardWriter:
+    """Appends row groups to Parquet files of one split, starting a new file past `max_bytes`."""
+
+    def __init__(self, fs, root: str, split: str, stem: str, schema: pa.Schema, max_bytes: int):
+        self.fs, self.root, self.split, self.stem, self.schema = fs, root, split, stem, schema
+        self.max_bytes, self.part, self.writer, self.handle, self.rows, self.bytes = max_bytes, 0, None, None, 0, 0
+        self.row_groups: list[int] = []
+        self.done: list[dict] = []
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.name = f"{self.split}-{self.stem}-{self.part:04d}.parquet"
+            self.handle = self.fs.open(join(self.root, self.name + ".tmp"), "wb")
+            self.writer = pq.ParquetWriter(self.handle, self.schema, compression="zstd")
+        self.writer.write_table(table, row_group_size=len(table) or 1)
+        self.rows += len(table)
+        self.row_groups.append(len(table))
+        self.bytes += table.nbytes
+        if self.bytes >= self.max_bytes:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.handle.close()
+        path = join(self.root, self.name)
+        self.fs.mv(path + ".tmp", path)
+        self.done.append({"file": self.name, "split": self.split, "rows": self.rows, "row_groups": self.row_groups,
+                          "bytes": self.fs.size(path), "sha256": sha256_of(self.fs, path)})
+        self.writer, self.rows, self.bytes, self.row_groups, self.part = None, 0, 0, [], self.part + 1
+
+
+@dataclass
+class FileResult:
+    shards: list[dict]
+    stats: TableStats
+    target: TargetStats
+    rows: dict
+
+
+def prepare_file(url: str, file_index: int, layout: Layout, out: str, max_bytes: int, chunk_rows: int,
+                 first_chunks: list[pd.DataFrame] | None = None) -> FileResult:
+    """Turn one input file into shards and statistics of its training rows."""
+    fs, root = filesystem(out)
+    stem = f"{file_index:05d}"
+    writers = {split: ShardWriter(fs, root, split, stem, layout.arrow_schema, max_bytes) for split in SPLITS}
+    stats, target = TableStats(layout.spec, layout.schema.categorical), TargetStats(layout.schema.task)
+    counts, start = {split: 0 for split in SPLITS}, 0
+    chunks = read_chunks(url, chunk_rows) if first_chunks is None else _continue(first_chunks, url, chunk_rows)
+    try:
+        for chunk in chunks:
+            frame = canonical(chunk, layout, url)
+            codes = split_codes(file_index, start, len(frame), layout)
+            start += len(frame)
+            for split, code in SPLIT_CODES.items():
+                part = frame[codes == code]
+                if len(part):
+                    writers[split].write(to_arrow(part, layout, url))
+                    counts[split] += len(part)
+                    if split == "train":
+                        stats.update(part)
+                        target.update(part[layout.schema.target])
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return FileResult([s for w in writers.values() for s in w.done], stats, target, counts)
+
+
+def _continue(first_chunks: list[pd.DataFrame], url: str, chunk_rows: int):
+    """Yield the chunks already read for the sample, then the rest of the file."""
+    yield from first_chunks
+    for i, chunk in enumerate(read_chunks(url, chunk_rows)):
+        if i >= len(first_chunks):
+            yield chunk
+
+
+def _prepare_job(args) -> FileResult:
+    return prepare_file(*args)
+
+
+# ---------------------------------------------------------------- the command
+def prepare_shards(sources: list[str], out: str, target: str | None = None, task: str = "auto",
+                   roles: dict | None = None, shard_size: int = 256 << 20, val_fraction: float = 0.15,
+                   test_fraction: float = 0.15, seed: int = 0, workers: int | None = None,
+                   chunk_rows: int = CHUNK_ROWS, verbose: bool = True) -> dict:
+    """Prepare shards and the manifest from table files; return the manifest.
+
+    On any error the half-made directory is removed: what exists afterwards is complete.
+    """
+    files = expand_sources(sources)
+    fs, root = filesystem(out)
+    if fs.exists(join(root, MANIFEST)) or (fs.isdir(root) and fs.ls(root)):
+        raise DataError(f"'{out}' already exists and is not empty; remove it or choose another --out")
+    fs.makedirs(root, exist_ok=True)
+    try:
+        return _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction,
+                        test_fraction, seed, workers, chunk_rows, verbose)
+    except BaseException:
+        fs.rm(root, recursive=True)
+        raise
+
+
+def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction, test_fraction, seed,
+             workers, chunk_rows, verbose) -> dict:
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    started = time.perf_counter()
+    sample_chunks, rows = [], 0
+    for chunk in read_chunks(files[0], chunk_rows):
+        sample_chunks.append(chunk)
+        rows += len(chunk)
+        if rows >= SAMPLE_ROWS:
+            break
+    if not sample_chunks or rows == 0:
+        raise DataError(f"'{files[0]}' holds no data rows")
+    layout = make_layout(pd.concat(sample_chunks, ignore_index=True), target, task, roles or {}, files[0],
+                         val_fraction, test_fraction, seed)
+    local = fs.protocol in ("file", "local") or "file" in fs.protocol
+    workers = workers or min(len(files), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    results: list[FileResult] = []
+    with Progress(TextColumn("preparing {task.completed}/{task.total} files"), TimeElapsedColumn(),
+                  disable=not verbose, transient=True) as progress:
+        bar = progress.add_task("prepare", total=len(files))
+        results.append(prepare_file(files[0], 0, layout, out, shard_size, chunk_rows, sample_chunks))
+        progress.advance(bar)
+        rest = [(url, i, layout, out, shard_size, chunk_rows) for i, url in enumerate(files[1:], 1)]
+        if rest and workers > 1 and local:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(_prepare_job, rest):
+                    results.append(result)
+                    progress.advance(bar)
+        else:
+            for job in rest:
+                results.append(_prepare_job(job))
+                progress.advance(bar)
+    stats, target_stats = results[0].stats, results[0].target
+    for result in results[1:]:
+        stats.merge(result.stats)
+        target_stats.merge(result.target)
+    plain, tensors = stats.to_parts()
+    from safetensors.torch import save
+
+    write_atomic(fs, join(root, STATS), save({k: v.contiguous() for k, v in tensors.items()}) if tensors else save({}))
+    row_counts = {split: sum(r.rows[split] for r in results) for split in SPLITS}
+    if row_counts["train"] == 0:
+        raise DataError(f"no training rows with a target in {sources}; check --target")
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "table", "scaletrain_version": __version__,
+        "sources": files, "roles": layout.to_plain(), "spec": layout.spec,
+        "columns": [{"name": f.name, "type": str(f.type)} for f in layout.arrow_schema],
+        "split": {"rule": "splitmix64(seed, file, row)", "seed": seed, "val_fraction": val_fraction,
+                  "test_fraction": test_fraction},
+        "rows": row_counts, "shards": sorted((s for r in results for s in r.shards), key=lambda s: s["file"]),
+        "stats": plain, "target": target_stats.to_plain(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_atomic(fs, join(root, MANIFEST), json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8"))
+    return manifest

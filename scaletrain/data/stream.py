@@ -1,0 +1,170 @@
+"""Training batches streamed from Parquet shards with bounded memory and exact resume.
+
+The unit of work is one Parquet row group. Units are dealt to (rank, worker) slots once,
+round-robin in manifest order, so every slot owns a fixed share and no row is seen twice or
+missed in an epoch. Each epoch a slot visits its units in a seeded order, reads them a window
+at a time, shuffles the window's rows with a seeded generator and cuts batches from the
+concatenated stream. Because every unit's row count is in the manifest, a resume at batch k
+skips whole windows without reading them and starts inside the right one: exact and cheap.
+
+Loader workers (torch DataLoader processes) read and transform ahead of the model; the
+DataLoader returns their batches round-robin, which `worker_skips` inverts for a resume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from scaletrain.data.manifest import Manifest, filesystem, join
+from scaletrain.data.preprocess import encode_target, transform_table
+
+
+@dataclass(frozen=True)
+class Unit:
+    file: str
+    row_group: int
+    rows: int
+
+
+def units_of(manifest: Manifest, split: str) -> list[Unit]:
+    return [Unit(s["file"], i, n) for s in manifest.split_shards(split) for i, n in enumerate(s["row_groups"])]
+
+
+def deal(units: list[Unit], slot: int, slots: int) -> list[Unit]:
+    """Return the units slot `slot` of `slots` owns (rank * workers + worker)."""
+    return units[slot::slots]
+
+
+def read_units(root: str, url: str, units: list[Unit]) -> pd.DataFrame:
+    fs, _ = filesystem(url)
+    frames = []
+    for unit in units:
+        with fs.open(join(root, unit.file), "rb") as fh:
+            frames.append(pq.ParquetFile(fh).read_row_group(unit.row_group).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class SlotStream:
+    """One slot's epoch: windows of units, shuffled, cut into batches from row `start` on."""
+
+    def __init__(self, units: list[Unit], batch_size: int, window: int, seed: int, shuffle: bool):
+        self.units, self.batch_size, self.window, self.seed, self.shuffle = units, batch_size, window, seed, shuffle
+        self.rows = sum(u.rows for u in units)
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch_size)
+
+    def windows(self, epoch: int) -> list[list[Unit]]:
+        order = list(self.units)
+        if self.shuffle:
+            perm = np.random.default_rng([self.seed, epoch, 1]).permutation(len(order))
+            order = [order[i] for i in perm]
+        return [order[i:i + self.window] for i in range(0, len(order), self.window)]
+
+    def row_stream(self, epoch: int, start_row: int, read) -> Iterator[pd.DataFrame]:
+        """Yield the epoch's rows as frames (window by window) from row `start_row` on."""
+        offset = 0
+        for index, window in enumerate(self.windows(epoch)):
+            size = sum(u.rows for u in window)
+            if offset + size <= start_row:
+                offset += size
+                continue  # a resume skips whole windows without reading them
+            frame = read(window)
+            if self.shuffle:
+                frame = frame.iloc[np.random.default_rng([self.seed, epoch, 2, index]).permutation(len(frame))]
+            yield frame.iloc[max(start_row - offset, 0):]
+            offset += size
+
+    def batches(self, epoch: int, start_batch: int, read) -> Iterator[pd.DataFrame]:
+        pending: list[pd.DataFrame] = []
+        count = 0
+        for frame in self.row_stream(epoch, start_batch * self.batch_size, read):
+            pending.append(frame)
+            count += len(frame)
+            while count >= self.batch_size:
+                merged = pd.concat(pending) if len(pending) > 1 else pending[0]
+                yield merged.iloc[:self.batch_size]
+                pending, count = [merged.iloc[self.batch_size:]], count - self.batch_size
+        if count:
+            yield pd.concat(pending) if len(pending) > 1 else pending[0]
+
+
+def worker_skips(lengths: list[int], start: int) -> list[int]:
+    """Return how many batches each worker must skip so that the DataLoader's round-robin
+    merge of their streams (exhausted workers drop out) resumes at global batch `start`."""
+    skips, remaining = [0] * len(lengths), start
+    while remaining > 0:
+        for w, n in enumerate(lengths):
+            if remaining and skips[w] < n:
+                skips[w] += 1
+                remaining -= 1
+    return skips
+
+
+class _EpochDataset(IterableDataset):
+    def __init__(self, stream: "ShardBatches", epoch: int, skips: list[int]):
+        self.stream, self.epoch, self.skips = stream, epoch, skips
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is not None:
+            torch.set_num_threads(1)  # workers decode; the main process's threads train
+        slot = self.stream.slot(worker)
+        for frame in slot.batches(self.epoch, self.skips[worker], self.stream.read):
+            yield self.stream.tensors(frame)
+
+
+class ShardBatches:
+    """Batches of a shard directory's split for one rank, in the shape TensorBatches yields."""
+
+    def __init__(self, manifest: Manifest, url: str, split: str, state: dict, batch_size: int, seed: int = 0,
+                 shuffle: bool = True, rank: int = 0, world: int = 1, workers: int = 0, window: int = 4,
+                 device: str = "cpu"):
+        self.manifest, self.url, self.state, self.batch_size = manifest, url, state, batch_size
+        self.device = torch.device(device)
+        self.workers, self.rank, self.world = workers, rank, world
+        units = units_of(manifest, split)
+        slots = world * max(workers, 1)
+        self.slots = [SlotStream(deal(units, rank * max(workers, 1) + w, slots), batch_size, window,
+                                 seed * 1_000_003 + rank * max(workers, 1) + w, shuffle)
+                      for w in range(max(workers, 1))]
+        self.target = state["target_column"]
+
+    def slot(self, worker: int) -> SlotStream:
+        return self.slots[worker]
+
+    def read(self, units: list[Unit]) -> pd.DataFrame:
+        return read_units(self.manifest.root, self.url, units)
+
+    def tensors(self, frame: pd.DataFrame):
+        inputs = transform_table(self.state, frame, self.url).tensors()
+        return inputs, encode_target(self.state["target"], frame[self.target].to_numpy(), self.url)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.slots)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.slots)
+
+    def epoch(self, epoch: int = 0, start: int = 0):
+        skips = worker_skips([len(s) for s in self.slots], start)
+        dataset = _EpochDataset(self, epoch, skips)
+        loader = dataset if self.workers == 0 else DataLoader(
+            dataset, batch_size=None, num_workers=self.workers, prefetch_factor=4,
+            pin_memory=self.device.type == "cuda")
+        for inputs, y in loader:
+            if self.device.type != "cpu":
+                inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
+                y = y.to(self.device, non_blocking=True)
+            yield inputs, y
+
+    def __iter__(self):
+        return self.epoch(0)
