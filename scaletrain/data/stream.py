@@ -8,7 +8,7 @@ concatenated stream. Because every unit's row count is in the manifest, a resume
 skips whole windows without reading them and starts inside the right one: exact and cheap.
 
 Loader workers (torch DataLoader processes) read and transform ahead of the model; the
-DataLoader returns their batches round-robin, which `worker_skips` inverts for a resume.
+DataLoader returns their batches round-robin, which `resume_point` inverts for a resume.
 """
 from __future__ import annotations
 
@@ -95,29 +95,33 @@ class SlotStream:
             yield pd.concat(pending) if len(pending) > 1 else pending[0]
 
 
-def worker_skips(lengths: list[int], start: int) -> list[int]:
-    """Return how many batches each worker must skip so that the DataLoader's round-robin
-    merge of their streams (exhausted workers drop out) resumes at global batch `start`."""
-    skips, remaining = [0] * len(lengths), start
-    while remaining > 0:
-        for w, n in enumerate(lengths):
-            if remaining and skips[w] < n:
-                skips[w] += 1
-                remaining -= 1
-    return skips
+def resume_point(lengths: list[int], start: int) -> tuple[list[int], int]:
+    """Return (batches each slot has served, slot whose turn is next) after `start` batches of
+    the DataLoader's round-robin over the slots (exhausted slots drop out of the turn)."""
+    skips, turn, served = [0] * len(lengths), 0, 0
+    start = min(start, sum(lengths))
+    while served < start:
+        if skips[turn] < lengths[turn]:
+            skips[turn] += 1
+            served += 1
+        turn = (turn + 1) % len(lengths)
+    return skips, turn
 
 
 class _EpochDataset(IterableDataset):
-    def __init__(self, stream: "ShardBatches", epoch: int, skips: list[int]):
-        self.stream, self.epoch, self.skips = stream, epoch, skips
+    """One epoch of one rank. The DataLoader always starts its round-robin at worker 0, so on a
+    resume worker i serves slot (turn + i): the slot whose turn it was comes first."""
+
+    def __init__(self, stream: "ShardBatches", epoch: int, skips: list[int], turn: int):
+        self.stream, self.epoch, self.skips, self.turn = stream, epoch, skips, turn
 
     def __iter__(self):
         info = get_worker_info()
         worker = info.id if info is not None else 0
         if info is not None:
             torch.set_num_threads(1)  # workers decode; the main process's threads train
-        slot = self.stream.slot(worker)
-        for frame in slot.batches(self.epoch, self.skips[worker], self.stream.read):
+        index = (self.turn + worker) % len(self.stream.slots)
+        for frame in self.stream.slots[index].batches(self.epoch, self.skips[index], self.stream.read):
             yield self.stream.tensors(frame)
 
 
@@ -137,9 +141,6 @@ class ShardBatches:
                       for w in range(max(workers, 1))]
         self.target = state["target_column"]
 
-    def slot(self, worker: int) -> SlotStream:
-        return self.slots[worker]
-
     def read(self, units: list[Unit]) -> pd.DataFrame:
         return read_units(self.manifest.root, self.url, units)
 
@@ -155,11 +156,13 @@ class ShardBatches:
         return sum(s.rows for s in self.slots)
 
     def epoch(self, epoch: int = 0, start: int = 0):
-        skips = worker_skips([len(s) for s in self.slots], start)
-        dataset = _EpochDataset(self, epoch, skips)
+        skips, turn = resume_point([len(s) for s in self.slots], start)
+        dataset = _EpochDataset(self, epoch, skips, turn)
+        # its own generator: a DataLoader otherwise draws its worker seed from the global RNG,
+        # which would shift dropout masks after a resume
         loader = dataset if self.workers == 0 else DataLoader(
             dataset, batch_size=None, num_workers=self.workers, prefetch_factor=4,
-            pin_memory=self.device.type == "cuda")
+            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(epoch))
         for inputs, y in loader:
             if self.device.type != "cpu":
                 inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)

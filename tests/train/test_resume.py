@@ -194,3 +194,20 @@ def test_grad_scaler_state_is_checkpointed(tmp_path):
     after = state()
     Checkpoint(tmp_path, resume=True).on_train_begin(after)
     assert after.scaler.state_dict() == before.scaler.state_dict() and after.step == 3
+
+
+def test_streamed_run_killed_mid_epoch_resumes_bit_identically(table, tmp_path):
+    """Shards read by a loader worker: the checkpoint's data position puts the resumed stream
+    exactly where the killed one stopped."""
+    from scaletrain.data.shards import prepare_shards
+
+    shards = tmp_path / "shards"
+    prepare_shards([str(table)], str(shards), target="y", chunk_rows=40, verbose=False)
+    args = ["--set", "model.name=mlp", "--set", "train.epochs=3", "--set", "train.batch_size=16",
+            "--set", "data.loader_workers=1"]
+    reference = tmp_path / "reference"
+    subprocess.run(command(shards, reference, *args), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    kill_at_step(command(shards, killed, *args), killed, 17)  # 14 steps an epoch: mid-epoch 2
+    subprocess.run(command(shards, killed, *args, "--resume"), check=True, capture_output=True)
+    assert_same_weights(reference, killed)
