@@ -83,12 +83,9 @@ def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- tables
 def _bool_numbers(series: pd.Series) -> pd.Series:
-    def convert(v):
-        if pd.isna(v):
-            return np.nan
-        return 1.0 if str(v).strip().lower() in _TRUE else 0.0
-
-    return series.map(convert).astype(np.float64)
+    """Return 1.0 for true-like values, 0.0 for others, NaN where missing (vectorized)."""
+    words = series.astype(str).str.strip().str.lower()
+    return pd.Series(np.where(series.isna(), np.nan, words.isin(_TRUE).astype(np.float64)), index=series.index)
 
 
 def _date_parts(series: pd.Series, parts: list[str]) -> dict[str, pd.Series]:
@@ -112,6 +109,13 @@ def _numeric_columns(frame: pd.DataFrame, spec: dict) -> dict[str, pd.Series]:
 
 
 def _category_strings(series: pd.Series) -> pd.Series:
+    """Return each value's label_key, MISSING where absent; vectorized for the common dtypes
+    (a Python call per value would dominate preparing millions of rows)."""
+    kind = series.dtype.kind
+    if kind in "iu":
+        return series.astype(str)
+    if kind == "O" and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        return series.where(series.notna(), MISSING)
     return series.map(lambda v: MISSING if pd.isna(v) else label_key(v))
 
 

@@ -1,0 +1,111 @@
+"""Data at scale: a synthetic table of ≥ 3 GB of CSV, prepared into shards and streamed.
+
+Prints, side by side in one run:
+  - prepare throughput as a ratio to a bare pyarrow read of the same files (goal ≥ 0.5);
+  - training samples/s streamed from shards as a ratio to the same rows held in memory (goal ≥ 0.8);
+  - peak RSS of the training process for 1.5 GB and 3 GB of input (goal ≤ 1.5 GiB, flat).
+
+`python bench/big_table.py [--gb 3] [--dir /tmp/scaletrain-bench]`; the generated files are
+kept in --dir and reused by later runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+ROWS_PER_FILE = 2_000_000
+
+
+def generate(folder: Path, gigabytes: float) -> list[Path]:
+    """Write CSV files of numeric, categorical and boolean columns with missing values."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files, total, index = sorted(folder.glob("part-*.csv")), 0, 0
+    total = sum(f.stat().st_size for f in files)
+    index = len(files)
+    while total < gigabytes * 1e9:
+        rng = np.random.default_rng(index)
+        n = ROWS_PER_FILE
+        x = rng.normal(size=(n, 8))
+        cols = {f"x{i}": pa.array(np.round(x[:, i] * 10 ** (i % 4), 4), mask=rng.random(n) < 0.05) for i in range(8)}
+        cities = np.array([f"city{k}" for k in range(1000)])
+        cols["city"] = pa.array(cities[rng.zipf(1.3, n) % 1000], mask=rng.random(n) < 0.02)
+        cols["plan"] = pa.array(np.array(["basic", "plus", "pro", "team"])[rng.integers(0, 4, n)])
+        cols["region"] = pa.array(np.array([f"r{k}" for k in range(40)])[rng.integers(0, 40, n)])
+        cols["active"] = pa.array(rng.random(n) < 0.7)
+        cols["trial"] = pa.array(rng.random(n) < 0.2, mask=rng.random(n) < 0.03)
+        logit = x[:, 0] - 0.5 * x[:, 1] + 0.8 * (cols["plan"].to_numpy(zero_copy_only=False) == "pro") + 0.3 * x[:, 2] * x[:, 3]
+        cols["churn"] = pa.array(np.where(logit + rng.logistic(size=n) * 0.5 > 0.4, "yes", "no"))
+        path = folder / f"part-{index:03d}.csv"
+        pacsv.write_csv(pa.table(cols), path)
+        files.append(path)
+        total += path.stat().st_size
+        index += 1
+    return files
+
+
+def bare_read_seconds(files: list[Path]) -> float:
+    started = time.perf_counter()
+    for path in files:
+        pacsv.read_csv(path)
+    return time.perf_counter() - started
+
+
+def prepare_seconds(files: list[Path], out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "scaletrain", "prepare", *map(str, files), "--out", str(out),
+                    "--target", "churn", "--quiet"], check=True)
+    return time.perf_counter() - started
+
+
+def train_figures(shards: Path, mode: str, steps: int) -> dict:
+    """Run bench/stream_train.py in its own process (so its peak RSS is its own)."""
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("stream_train.py")), str(shards), mode,
+                             str(steps)], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gb", type=float, default=3.0)
+    parser.add_argument("--dir", default="/tmp/scaletrain-bench")
+    parser.add_argument("--steps", type=int, default=400)
+    args = parser.parse_args()
+    folder = Path(args.dir)
+    started = time.perf_counter()
+    files = generate(folder / "csv", args.gb)
+    size = sum(f.stat().st_size for f in files)
+    print(f"\n4. data at scale: {len(files)} CSV files, {size / 1e9:.2f} GB "
+          f"(generated or reused in {time.perf_counter() - started:.0f}s)")
+    bare = bare_read_seconds(files)
+    prep = prepare_seconds(files, folder / "shards")
+    print(f"   prepare {prep:.1f}s ({size / prep / 1e6:.0f} MB/s) vs bare pyarrow read {bare:.1f}s "
+          f"({size / bare / 1e6:.0f} MB/s): ratio {bare / prep:.2f} (goal ≥ 0.5)")
+    half = files[: len(files) // 2]
+    prepare_seconds(half, folder / "shards-half")
+    memory = train_figures(folder / "shards", "memory", args.steps)
+    streamed = train_figures(folder / "shards", "stream", args.steps)
+    streamed_half = train_figures(folder / "shards-half", "stream", args.steps)
+    print(f"   training samples/s: streamed {streamed['samples_per_s']:,.0f} vs in memory "
+          f"{memory['samples_per_s']:,.0f} (same model, batch, {args.steps} steps): ratio "
+          f"{streamed['samples_per_s'] / memory['samples_per_s']:.2f} (goal ≥ 0.8)")
+    gib = 1 << 30
+    print(f"   peak RSS streaming {size / 2e9:.1f} GB: {streamed_half['rss'] / gib:.2f} GiB (+ loader workers "
+          f"{streamed_half['children_rss'] / gib:.2f}); {size / 1e9:.1f} GB: {streamed['rss'] / gib:.2f} GiB "
+          f"(+ workers {streamed['children_rss'] / gib:.2f}) (goal ≤ 1.5 GiB, flat); in memory "
+          f"({memory['rows']:,} rows): {memory['rss'] / gib:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
