@@ -65,12 +65,12 @@ def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
         v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         return torch.from_numpy(((v - state["mean"]) / state["std"]).astype(np.float32))
     lookup = {label_key(c): i for i, c in enumerate(state["classes"])}
-    index = [lookup.get(label_key(v), -1) for v in values]
-    unknown = [v for v, i in zip(values, index) if i < 0]
-    if unknown:
-        raise DataError(f"{where} holds label {unknown[0]!r} that the model never saw "
+    index = _category_strings(values).map(lookup)  # a dict lookup per value, vectorized by pandas
+    unknown = index.isna().to_numpy()
+    if unknown.any():
+        raise DataError(f"{where} holds label {values[unknown].iloc[0]!r} that the model never saw "
                         f"(known: {state['classes'][:10]})")
-    return torch.tensor(index, dtype=torch.long)
+    return torch.tensor(index.to_numpy(dtype=np.int64))
 
 
 def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
@@ -84,6 +84,11 @@ def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- tables
 def _bool_numbers(series: pd.Series) -> pd.Series:
     """Return 1.0 for true-like values, 0.0 for others, NaN where missing (vectorized)."""
+    kind = series.dtype.kind
+    if kind == "b":
+        return series.astype(np.float64)
+    if kind in "iuf":  # of numbers only 1 reads as true, as "1" and "1.0" do below
+        return pd.Series(np.where(series.isna(), np.nan, (series == 1).astype(np.float64)), index=series.index)
     words = series.astype(str).str.strip().str.lower()
     return pd.Series(np.where(series.isna(), np.nan, words.isin(_TRUE).astype(np.float64)), index=series.index)
 

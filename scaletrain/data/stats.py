@@ -226,14 +226,13 @@ class TargetStats:
     examples: dict = field(default_factory=dict)  # label key -> one original value, to keep its type
 
     def update(self, values: pd.Series) -> None:
-        from scaletrain.data.preprocess import json_value, label_key
+        from scaletrain.data.preprocess import _category_strings, json_value, label_key
 
         values = values.dropna()
         if self.task == "regression":
             self.moments.update(pd.to_numeric(values).to_numpy(dtype=np.float64))
             return
-        counts = values.map(label_key).value_counts().to_dict()
-        self.labels.add(counts)
+        self.labels.add(_category_strings(values).value_counts().to_dict())
         for value in values.drop_duplicates():
             self.examples.setdefault(label_key(value), json_value(value))
 

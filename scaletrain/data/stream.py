@@ -67,32 +67,45 @@ class SlotStream:
             order = [order[i] for i in perm]
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
-    def row_stream(self, epoch: int, start_row: int, read) -> Iterator[pd.DataFrame]:
-        """Yield the epoch's rows as frames (window by window) from row `start_row` on."""
+    def row_stream(self, epoch: int, start_row: int, read, encode) -> Iterator[tuple]:
+        """Yield the epoch's rows as tensors, one shuffled window at a time, from `start_row` on.
+
+        A window is transformed as a whole: per-batch pandas work would cost more than the
+        model's step (measured 3x slower at batch 512).
+        """
         offset = 0
         for index, window in enumerate(self.windows(epoch)):
             size = sum(u.rows for u in window)
             if offset + size <= start_row:
                 offset += size
                 continue  # a resume skips whole windows without reading them
-            frame = read(window)
+            inputs, y = encode(read(window))
             if self.shuffle:
-                frame = frame.iloc[np.random.default_rng([self.seed, epoch, 2, index]).permutation(len(frame))]
-            yield frame.iloc[max(start_row - offset, 0):]
+                order = torch.from_numpy(np.random.default_rng([self.seed, epoch, 2, index]).permutation(size))
+                inputs, y = tuple(x[order] for x in inputs), y[order]
+            skip = max(start_row - offset, 0)
+            yield tuple(x[skip:] for x in inputs), y[skip:]
             offset += size
 
-    def batches(self, epoch: int, start_batch: int, read) -> Iterator[pd.DataFrame]:
-        pending: list[pd.DataFrame] = []
+    def batches(self, epoch: int, start_batch: int, read, encode) -> Iterator[tuple]:
+        pending: list[tuple] = []
         count = 0
-        for frame in self.row_stream(epoch, start_batch * self.batch_size, read):
-            pending.append(frame)
-            count += len(frame)
+        for part in self.row_stream(epoch, start_batch * self.batch_size, read, encode):
+            pending.append(part)
+            count += len(part[1])
             while count >= self.batch_size:
-                merged = pd.concat(pending) if len(pending) > 1 else pending[0]
-                yield merged.iloc[:self.batch_size]
-                pending, count = [merged.iloc[self.batch_size:]], count - self.batch_size
+                inputs, y = _concat(pending)
+                yield tuple(x[:self.batch_size] for x in inputs), y[:self.batch_size]
+                pending = [(tuple(x[self.batch_size:] for x in inputs), y[self.batch_size:])]
+                count -= self.batch_size
         if count:
-            yield pd.concat(pending) if len(pending) > 1 else pending[0]
+            yield _concat(pending)
+
+
+def _concat(parts: list[tuple]) -> tuple:
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(xs) for xs in zip(*(p[0] for p in parts))), torch.cat([p[1] for p in parts])
 
 
 def resume_point(lengths: list[int], start: int) -> tuple[list[int], int]:
@@ -121,8 +134,8 @@ class _EpochDataset(IterableDataset):
         if info is not None:
             torch.set_num_threads(1)  # workers decode; the main process's threads train
         index = (self.turn + worker) % len(self.stream.slots)
-        for frame in self.stream.slots[index].batches(self.epoch, self.skips[index], self.stream.read):
-            yield self.stream.tensors(frame)
+        slot = self.stream.slots[index]
+        yield from slot.batches(self.epoch, self.skips[index], self.stream.read, self.stream.tensors)
 
 
 class ShardBatches:
