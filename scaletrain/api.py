@@ -119,7 +119,7 @@ def _batches(cfg: Config, prepared: Prepared):
 
         return ShardBatches(read_manifest(prepared.shard_url), prepared.shard_url, "train", prepared.preprocess,
                             t.batch_size, seed=t.seed, shuffle=t.optimizer != "gd", workers=cfg.data.loader_workers,
-                            device=t.device)
+                            device=t.device, transform=_image_transform(cfg) if prepared.kind == "image" else None)
     n = prepared.n_train
     device = torch.device(t.device)
     return TensorBatches(tuple(x.to(device) for x in prepared.train_inputs), prepared.train_y.to(device),

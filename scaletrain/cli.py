@@ -93,7 +93,8 @@ def parse_size(text: str) -> int:
 @app.command()
 @guarded
 def prepare(
-    sources: List[str] = typer.Argument(..., help="Table files, folders or globs (local or fsspec URLs such as s3://)."),
+    sources: List[str] = typer.Argument(..., help="Table files, folders or globs, or one image folder with a "
+                                              "subfolder per class (local paths or fsspec URLs such as s3://)."),
     out: str = typer.Option(..., help="Shard directory to create (local path or fsspec URL)."),
     target: Optional[str] = typer.Option(None, help="Target column."),
     shard_size: str = typer.Option("256MB", help="Approximate size of one shard in memory."),
@@ -103,14 +104,15 @@ def prepare(
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
-    """Convert table files once into Parquet shards with a manifest and statistics, for streaming."""
+    """Convert tables or an image folder once into Parquet shards with a manifest and statistics, for streaming."""
     from scaletrain.config import make_config
     from scaletrain.data.shards import prepare_shards
 
     d = make_config(config, set_).data
     manifest = prepare_shards(sources, out, target=target or d.target, task=d.task, roles=d.columns,
                               shard_size=parse_size(shard_size), val_fraction=d.val_fraction,
-                              test_fraction=d.test_fraction, seed=seed, verbose=not quiet)
+                              test_fraction=d.test_fraction, seed=seed, image_size=d.image_size,
+                              channels=d.channels, verbose=not quiet)
     rows = manifest["rows"]
     out_console.print(f"{len(manifest['sources'])} file(s) → {len(manifest['shards'])} shard(s) in {out}: "
                       f"{rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows "

@@ -190,18 +190,37 @@ def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, in
         warnings.warn(f"skipped {len(bad)} unreadable image file(s), e.g. '{bad[0]}'", stacklevel=2)
     if not loaded:
         raise DataError(f"none of the {len(paths)} image files could be read (e.g. '{paths[0]}')")
-    if channels is None:
-        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "F", "LA") for im in loaded) else 1
-    if size is None:
-        size = choose_size([(im.height, im.width) for im in loaded])
-    mode = "L" if channels == 1 else "RGB"
+    channels = channels or choose_channels(loaded)
+    size = size or choose_size([(im.height, im.width) for im in loaded])
     out = np.empty((len(loaded), size[0], size[1], channels), dtype=np.uint8)
     for i, img in enumerate(loaded):
-        img = img.convert(mode)
-        if (img.height, img.width) != tuple(size):
-            img = img.resize((size[1], size[0]), Image.BILINEAR)
-        out[i] = np.asarray(img).reshape(size[0], size[1], channels)
+        out[i] = to_array(img, size, channels)
     return ImageSet(out, np.asarray(kept_labels, dtype=object) if labels is not None else None, names)
+
+
+def choose_channels(images: list[Image.Image]) -> int:
+    """Return 3 if any image has colour, else 1."""
+    return 3 if any(im.mode not in ("L", "1", "I", "I;16", "F", "LA") for im in images) else 1
+
+
+def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Return one image as uint8 (height, width, channels) at the given size."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    if (img.height, img.width) != tuple(size):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    return np.asarray(img).reshape(size[0], size[1], channels)
+
+
+def decode_image(data: bytes) -> Image.Image | None:
+    """Return the image encoded in `data`, or None if it is not a readable image."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def read_image_folder(folder: Path, size: tuple[int, int] | None = None,

@@ -191,6 +191,12 @@ def _derived_names(spec: dict) -> list[str]:
             + [f"{name}.{part}" for name, parts in spec["datetime"].items() for part in parts])
 
 
+def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
+    """Return 1 + each value's index in `categories`, 0 for unknown ones (a hash lookup in C)."""
+    codes = pd.Index(categories).get_indexer(_category_strings(series).to_numpy(dtype=object))
+    return (codes + 1).astype(np.int64)
+
+
 def table_feature_names(state: dict) -> list[str]:
     """Return the names of the dense block's columns, in order."""
     names = []
@@ -221,8 +227,7 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
         if col["indicator"]:
             blocks.append(absent[:, None].astype(np.float64))
     for col in state["onehot"]:
-        lookup = {c: i + 1 for i, c in enumerate(col["categories"])}
-        index = _category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy(dtype=np.int64)
+        index = _category_codes(frame[col["name"]], col["categories"])
         onehot = np.zeros((len(frame), len(col["categories"]) + 1))
         onehot[np.arange(len(frame)), index] = 1.0
         blocks.append(onehot)
@@ -231,8 +236,7 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
     if state["embed"]:
         codes = []
         for col in state["embed"]:
-            lookup = {c: i + 1 for i, c in enumerate(col["categories"])}
-            codes.append(_category_strings(frame[col["name"]]).map(lambda c: lookup.get(c, 0)).to_numpy(dtype=np.int64))
+            codes.append(_category_codes(frame[col["name"]], col["categories"]))
         categories = torch.from_numpy(np.stack(codes, axis=1).astype(np.int64))
     return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories)
 

@@ -197,8 +197,9 @@ def _fails(series: pd.Series, kind: pa.DataType) -> bool:
         return True
 
 
-def split_codes(file_index: int, start: int, n: int, layout: Layout) -> np.ndarray:
-    """Return each row's split (0 train, 1 val, 2 test) from a seeded hash of (file, row).
+def split_codes(file_index: int, start: int, n: int, layout) -> np.ndarray:
+    """Return each row's split (0 train, 1 val, 2 test) from a seeded hash of (file, row);
+    `layout` gives seed, val_fraction and test_fraction.
 
     A hash rather than a shuffle: the assignment needs no memory, does not depend on chunk
     sizes or on how files are spread over processes, and is the same on every re-run.
@@ -258,7 +259,7 @@ class FileResult:
 
 
 def prepare_file(url: str, file_index: int, layout: Layout, out: str, max_bytes: int, chunk_rows: int,
-                 first_chunks: list[pd.DataFrame] | None = None) -> FileResult:
+                 first_chunks: list[pd.DataFrame] | None = None, on_rows=None) -> FileResult:
     """Turn one input file into shards and statistics of its training rows."""
     fs, root = filesystem(out)
     stem = f"{file_index:05d}"
@@ -271,6 +272,8 @@ def prepare_file(url: str, file_index: int, layout: Layout, out: str, max_bytes:
             frame = canonical(chunk, layout, url)
             codes = split_codes(file_index, start, len(frame), layout)
             start += len(frame)
+            if on_rows is not None:
+                on_rows(len(frame))
             for split, code in SPLIT_CODES.items():
                 part = frame[codes == code]
                 if len(part):
@@ -293,25 +296,39 @@ def _continue(first_chunks: list[pd.DataFrame], url: str, chunk_rows: int):
             yield chunk
 
 
-def _prepare_job(args) -> FileResult:
-    return prepare_file(*args)
+def _prepare_job(args) -> tuple:
+    """Run prepare_file in a worker process; return its result as plain data and tensors
+    (a sketch object does not cross process boundaries, its serialized form does)."""
+    result = prepare_file(*args)
+    return result.shards, result.stats.to_parts(), result.target.to_plain(), result.rows
+
+
+def _from_job(shards, stats_parts, target_plain, rows) -> FileResult:
+    return FileResult(shards, TableStats.from_parts(*stats_parts), TargetStats.from_plain(target_plain), rows)
 
 
 # ---------------------------------------------------------------- the command
 def prepare_shards(sources: list[str], out: str, target: str | None = None, task: str = "auto",
                    roles: dict | None = None, shard_size: int = 256 << 20, val_fraction: float = 0.15,
                    test_fraction: float = 0.15, seed: int = 0, workers: int | None = None,
-                   chunk_rows: int = CHUNK_ROWS, verbose: bool = True) -> dict:
-    """Prepare shards and the manifest from table files; return the manifest.
+                   chunk_rows: int = CHUNK_ROWS, image_size: int | None = None, channels: int | None = None,
+                   verbose: bool = True) -> dict:
+    """Prepare shards and the manifest from table files or one image folder; return the manifest.
 
     On any error the half-made directory is removed: what exists afterwards is complete.
     """
-    files = expand_sources(sources)
+    from scaletrain.data.image_shards import is_image_folder, prepare_image_shards
+
+    images = len(sources) == 1 and is_image_folder(sources[0])
+    files = [] if images else expand_sources(sources)
     fs, root = filesystem(out)
     if fs.exists(join(root, MANIFEST)) or (fs.isdir(root) and fs.ls(root)):
         raise DataError(f"'{out}' already exists and is not empty; remove it or choose another --out")
     fs.makedirs(root, exist_ok=True)
     try:
+        if images:
+            return prepare_image_shards(sources[0], out, fs, root, image_size, channels, shard_size, val_fraction,
+                                        test_fraction, seed, workers, verbose)
         return _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction,
                         test_fraction, seed, workers, chunk_rows, verbose)
     except BaseException:
@@ -337,41 +354,55 @@ def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val
     local = fs.protocol in ("file", "local") or "file" in fs.protocol
     workers = workers or min(len(files), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     results: list[FileResult] = []
-    with Progress(TextColumn("preparing {task.completed}/{task.total} files"), TimeElapsedColumn(),
+    with Progress(TextColumn("preparing: {task.fields[files]}/%d files, {task.completed:,.0f} rows, "
+                             "{task.fields[speed]:,.0f} rows/s" % len(files)), TimeElapsedColumn(),
                   disable=not verbose, transient=True) as progress:
-        bar = progress.add_task("prepare", total=len(files))
-        results.append(prepare_file(files[0], 0, layout, out, shard_size, chunk_rows, sample_chunks))
-        progress.advance(bar)
+        bar = progress.add_task("prepare", total=None, files=0, speed=0.0)
+
+        def advance(rows: int, files_done: int = 0) -> None:
+            task = progress.tasks[0]
+            progress.update(bar, advance=rows, files=task.fields["files"] + files_done,
+                            speed=(task.completed + rows) / max(time.perf_counter() - started, 1e-9))
+
+        results.append(prepare_file(files[0], 0, layout, out, shard_size, chunk_rows, sample_chunks, advance))
+        advance(0, 1)
         rest = [(url, i, layout, out, shard_size, chunk_rows) for i, url in enumerate(files[1:], 1)]
         if rest and workers > 1 and local:
-            with ProcessPoolExecutor(workers) as pool:
-                for result in pool.map(_prepare_job, rest):
+            with ProcessPoolExecutor(workers) as pool:  # rows are counted as each file finishes
+                for job_result in pool.map(_prepare_job, rest):
+                    result = _from_job(*job_result)
                     results.append(result)
-                    progress.advance(bar)
+                    advance(sum(result.rows.values()), 1)
         else:
             for job in rest:
-                results.append(_prepare_job(job))
-                progress.advance(bar)
+                results.append(prepare_file(*job, None, advance))
+                advance(0, 1)
     stats, target_stats = results[0].stats, results[0].target
     for result in results[1:]:
         stats.merge(result.stats)
         target_stats.merge(result.target)
     plain, tensors = stats.to_parts()
+    return finish(fs, root, results, tensors, started, {
+        "kind": "table", "sources": files, "roles": layout.to_plain(), "spec": layout.spec,
+        "columns": [{"name": f.name, "type": str(f.type)} for f in layout.arrow_schema],
+        "split": split_rule(layout), "stats": plain, "target": target_stats.to_plain()})
+
+
+def split_rule(layout) -> dict:
+    return {"rule": "splitmix64(seed, file, row)", "seed": layout.seed, "val_fraction": layout.val_fraction,
+            "test_fraction": layout.test_fraction}
+
+
+def finish(fs, root: str, results: list, tensors: dict, started: float, fields: dict) -> dict:
+    """Write stats.safetensors, then the manifest (last: its presence means complete)."""
     from safetensors.torch import save
 
-    write_atomic(fs, join(root, STATS), save({k: v.contiguous() for k, v in tensors.items()}) if tensors else save({}))
     row_counts = {split: sum(r.rows[split] for r in results) for split in SPLITS}
     if row_counts["train"] == 0:
-        raise DataError(f"no training rows with a target in {sources}; check --target")
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "table", "scaletrain_version": __version__,
-        "sources": files, "roles": layout.to_plain(), "spec": layout.spec,
-        "columns": [{"name": f.name, "type": str(f.type)} for f in layout.arrow_schema],
-        "split": {"rule": "splitmix64(seed, file, row)", "seed": seed, "val_fraction": val_fraction,
-                  "test_fraction": test_fraction},
-        "rows": row_counts, "shards": sorted((s for r in results for s in r.shards), key=lambda s: s["file"]),
-        "stats": plain, "target": target_stats.to_plain(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+        raise DataError(f"no training rows in {fields['sources'][:3]}; check the target and the split fractions")
+    write_atomic(fs, join(root, STATS), save({k: v.contiguous() for k, v in tensors.items()}))
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "scaletrain_version": __version__, **fields,
+                "rows": row_counts, "shards": sorted((s for r in results for s in r.shards), key=lambda s: s["file"]),
+                "seconds": round(time.perf_counter() - started, 3)}
     write_atomic(fs, join(root, MANIFEST), json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8"))
     return manifest

@@ -143,7 +143,7 @@ class ShardBatches:
 
     def __init__(self, manifest: Manifest, url: str, split: str, state: dict, batch_size: int, seed: int = 0,
                  shuffle: bool = True, rank: int = 0, world: int = 1, workers: int = 0, window: int = 4,
-                 device: str = "cpu"):
+                 device: str = "cpu", transform=None):
         self.manifest, self.url, self.state, self.batch_size = manifest, url, state, batch_size
         self.device = torch.device(device)
         self.workers, self.rank, self.world = workers, rank, world
@@ -152,12 +152,19 @@ class ShardBatches:
         self.slots = [SlotStream(deal(units, rank * max(workers, 1) + w, slots), batch_size, window,
                                  seed * 1_000_003 + rank * max(workers, 1) + w, shuffle)
                       for w in range(max(workers, 1))]
-        self.target = state["target_column"]
+        self.target = state.get("target_column", "label")
+        self.transform = transform  # per batch in this process (augmentation RNG is checkpointed here)
 
     def read(self, units: list[Unit]) -> pd.DataFrame:
         return read_units(self.manifest.root, self.url, units)
 
     def tensors(self, frame: pd.DataFrame):
+        if self.state["kind"] == "image":
+            from scaletrain.data.image_shards import decode_frame
+            from scaletrain.data.preprocess import transform_images
+
+            images = decode_frame(frame, self.state["size"], self.state["channels"])
+            return (transform_images(images.images),), encode_target(self.state["target"], images.labels, self.url)
         inputs = transform_table(self.state, frame, self.url).tensors()
         return inputs, encode_target(self.state["target"], frame[self.target].to_numpy(), self.url)
 
@@ -180,6 +187,8 @@ class ShardBatches:
             if self.device.type != "cpu":
                 inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
                 y = y.to(self.device, non_blocking=True)
+            if self.transform is not None:
+                inputs = (self.transform(inputs[0], epoch), *inputs[1:])
             yield inputs, y
 
     def __iter__(self):

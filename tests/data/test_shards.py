@@ -202,3 +202,38 @@ def test_training_from_shards_matches_training_in_memory_in_quality(shards, file
     assert streamed.metrics["test"]["accuracy"] > 0.85
     predictions = streamed.predict(files / "p0.csv")  # raw rows in, as from any run
     assert len(predictions) == 1000 and set(predictions["prediction"]) <= {"pos", "neg"}
+
+
+def test_parallel_prepare_merges_sketches_from_worker_processes(files, tmp_path, monkeypatch):
+    import scaletrain.data.stats as stats
+
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 50)  # every file's sketch is a KLL, made in a worker
+    out = tmp_path / "shards"
+    prepare_shards([str(files / "p*")], str(out), target="y", workers=2, verbose=False)
+    state = prepare(load_source(str(out)), None, data_config(), seed=0).preprocess
+    b = next(c for c in state["numeric"] if c["name"] == "b")
+    assert b["median"] == pytest.approx(7, abs=15)  # b = 100 * N(0, 1) + 7
+
+
+def test_image_folder_prepares_into_shards_and_trains_streamed(tmp_path):
+    """Encoded bytes in the shards, pixel statistics equal to in-memory ones, a bad file skipped."""
+    import scaletrain
+    from scaletrain.datasets import write_digits_folder
+    from scaletrain.data.preprocess import fit_images
+    from scaletrain.data.stream import read_units
+    from scaletrain.data.image_shards import decode_frame
+
+    folder = write_digits_folder(tmp_path / "digits")
+    (folder / "3" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "shards"
+    with pytest.warns(UserWarning, match="broken.png"):
+        manifest = prepare_shards([str(folder)], str(out), verbose=False)
+    assert manifest["kind"] == "image" and sum(manifest["rows"].values()) == 1797
+    shards = read_manifest(str(out))
+    train = decode_frame(read_units(shards.root, str(out), units_of(shards, "train")), [8, 8], 1)
+    expected = fit_images(train.images)
+    assert manifest["pixels"]["mean"] == pytest.approx(expected["mean"], rel=1e-9)
+    assert manifest["pixels"]["std"] == pytest.approx(expected["std"], rel=1e-9)
+    run = scaletrain.fit(str(out), out=None, epochs=6, data__loader_workers=1)
+    assert run.metrics["test"]["accuracy"] > 0.85
+    assert len(run.predict(folder / "3")) == len(list((folder / "3").glob("*.png"))) - 1
