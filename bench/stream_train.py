@@ -47,7 +47,7 @@ def main() -> None:
     from scaletrain.train.optim import build_optimizer
 
     shards, mode, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    cfg = make_config()
+    cfg = make_config(sets=sys.argv[4:])
     prepared = prepare(load_source(shards), None, cfg.data, 0)
     cfg = resolve(cfg, _facts(prepared))
     torch.set_num_threads(cfg.train.threads)

@@ -8,7 +8,8 @@ concatenated stream. Because every unit's row count is in the manifest, a resume
 skips whole windows without reading them and starts inside the right one: exact and cheap.
 
 Loader workers (torch DataLoader processes) read and transform ahead of the model; the
-DataLoader returns their batches round-robin, which `resume_point` inverts for a resume.
+DataLoader returns their batches round-robin, GROUP batches a turn, which `resume_point`
+inverts for a resume.
 """
 from __future__ import annotations
 
@@ -108,22 +109,30 @@ def _concat(parts: list[tuple]) -> tuple:
     return tuple(torch.cat(xs) for xs in zip(*(p[0] for p in parts))), torch.cat([p[1] for p in parts])
 
 
-def resume_point(lengths: list[int], start: int) -> tuple[list[int], int]:
+GROUP = 32  # batches per message from a loader worker: one IPC round trip costs ~3 ms
+
+
+def resume_point(lengths: list[int], start: int, group: int = 1) -> tuple[list[int], int]:
     """Return (batches each slot has served, slot whose turn is next) after `start` batches of
-    the DataLoader's round-robin over the slots (exhausted slots drop out of the turn)."""
-    skips, turn, served = [0] * len(lengths), 0, 0
-    start = min(start, sum(lengths))
-    while served < start:
-        if skips[turn] < lengths[turn]:
-            skips[turn] += 1
-            served += 1
+    the DataLoader's round-robin over the slots, each turn delivering `group` batches (exhausted
+    slots drop out). A resume inside a group starts with that group's slot."""
+    served, turn, remaining = [0] * len(lengths), 0, min(start, sum(lengths))
+    while remaining > 0:
+        if served[turn] < lengths[turn]:
+            size = min(group, lengths[turn] - served[turn])
+            if remaining < size:
+                served[turn] += remaining
+                return served, turn
+            served[turn] += size
+            remaining -= size
         turn = (turn + 1) % len(lengths)
-    return skips, turn
+    return served, turn
 
 
 class _EpochDataset(IterableDataset):
     """One epoch of one rank. The DataLoader always starts its round-robin at worker 0, so on a
-    resume worker i serves slot (turn + i): the slot whose turn it was comes first."""
+    resume worker i serves slot (turn + i): the slot whose turn it was comes first. Each item
+    is a group of batches concatenated (one tensor per input), split again in the main process."""
 
     def __init__(self, stream: "ShardBatches", epoch: int, skips: list[int], turn: int):
         self.stream, self.epoch, self.skips, self.turn = stream, epoch, skips, turn
@@ -134,8 +143,15 @@ class _EpochDataset(IterableDataset):
         if info is not None:
             torch.set_num_threads(1)  # workers decode; the main process's threads train
         index = (self.turn + worker) % len(self.stream.slots)
-        slot = self.stream.slots[index]
-        yield from slot.batches(self.epoch, self.skips[index], self.stream.read, self.stream.tensors)
+        skip = self.skips[index]
+        batches = self.stream.slots[index].batches(self.epoch, skip, self.stream.read, self.stream.tensors)
+        size = GROUP - skip % GROUP  # the first group may be the rest of one a resume cut
+        while True:
+            group = [b for _, b in zip(range(size), batches)]
+            if not group:
+                return
+            yield _concat(group)
+            size = GROUP
 
 
 class ShardBatches:
@@ -176,20 +192,28 @@ class ShardBatches:
         return sum(s.rows for s in self.slots)
 
     def epoch(self, epoch: int = 0, start: int = 0):
-        skips, turn = resume_point([len(s) for s in self.slots], start)
-        dataset = _EpochDataset(self, epoch, skips, turn)
-        # its own generator: a DataLoader otherwise draws its worker seed from the global RNG,
-        # which would shift dropout masks after a resume
-        loader = dataset if self.workers == 0 else DataLoader(
-            dataset, batch_size=None, num_workers=self.workers, prefetch_factor=4,
-            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(epoch))
-        for inputs, y in loader:
+        if self.workers == 0:
+            batches = self.slots[0].batches(epoch, start, self.read, self.tensors)
+        else:
+            skips, turn = resume_point([len(s) for s in self.slots], start, GROUP)
+            # its own generator: a DataLoader otherwise draws its worker seed from the global RNG,
+            # which would shift dropout masks after a resume
+            loader = DataLoader(_EpochDataset(self, epoch, skips, turn), batch_size=None, num_workers=self.workers,
+                                prefetch_factor=2, pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(epoch))
+            batches = (part for group in loader for part in self._split(group))
+        for inputs, y in batches:
             if self.device.type != "cpu":
                 inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
                 y = y.to(self.device, non_blocking=True)
             if self.transform is not None:
                 inputs = (self.transform(inputs[0], epoch), *inputs[1:])
             yield inputs, y
+
+    def _split(self, group: tuple):
+        inputs, y = group
+        for first in range(0, len(y), self.batch_size):
+            yield tuple(x[first:first + self.batch_size] for x in inputs), y[first:first + self.batch_size]
 
     def __iter__(self):
         return self.epoch(0)

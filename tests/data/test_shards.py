@@ -136,7 +136,7 @@ def test_order_is_seeded_and_changes_per_epoch(shards, prepared):
 def test_a_resume_mid_epoch_continues_with_exactly_the_remaining_batches(shards, prepared, workers):
     batches = stream(shards, prepared, workers=workers)
     full = [(tuple(x.clone() for x in inputs), y.clone()) for inputs, y in batches.epoch(2)]
-    for start in (1, 7, len(full) - 1):
+    for start in (1, 7, 31, 32, 33, 64, len(full) - 1):  # inside and at the edges of worker groups
         resumed = list(batches.epoch(2, start))
         assert len(resumed) == len(full) - start
         for (a_in, a_y), (b_in, b_y) in zip(full[start:], resumed):
