@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -76,12 +75,12 @@ def train_figures(shards: Path, mode: str, steps: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gb", type=float, default=3.0)
     parser.add_argument("--dir", default="/tmp/scaletrain-bench")
     parser.add_argument("--steps", type=int, default=400)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     folder = Path(args.dir)
     started = time.perf_counter()
     files = generate(folder / "csv", args.gb)
@@ -101,7 +100,8 @@ def main() -> None:
           f"{memory['samples_per_s']:,.0f} (same model, batch, {args.steps} steps): ratio "
           f"{streamed['samples_per_s'] / memory['samples_per_s']:.2f} (goal ≥ 0.8)")
     gib = 1 << 30
-    print(f"   peak RSS streaming {size / 2e9:.1f} GB: {streamed_half['rss'] / gib:.2f} GiB (+ loader workers "
+    half_size = sum(f.stat().st_size for f in half)
+    print(f"   peak RSS streaming {half_size / 1e9:.1f} GB: {streamed_half['rss'] / gib:.2f} GiB (+ loader workers "
           f"{streamed_half['children_rss'] / gib:.2f}); {size / 1e9:.1f} GB: {streamed['rss'] / gib:.2f} GiB "
           f"(+ workers {streamed['children_rss'] / gib:.2f}) (goal ≤ 1.5 GiB, flat); in memory "
           f"({memory['rows']:,} rows): {memory['rss'] / gib:.2f} GiB")

@@ -3,7 +3,8 @@
 Prints, never asserts on time:
   1. zero-config small tables vs a well-set scikit-learn baseline (5 splits each);
   2. zero-config digits images (the `make run` job);
-  3. zero-config Fashion-MNIST: test accuracy and wall time (goal ≥ 0.92 within 15 minutes).
+  3. zero-config Fashion-MNIST: test accuracy and wall time (goal ≥ 0.92 within 15 minutes);
+  4. data at scale (bench/big_table.py): a 3 GB CSV table prepared into shards and streamed.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import big_table  # noqa: E402
 import scaletrain  # noqa: E402
 from scaletrain.datasets import write_digits_folder  # noqa: E402
 
@@ -74,3 +77,4 @@ if __name__ == "__main__":
     small_tables()
     digits()
     fashion()
+    big_table.main([])

@@ -274,14 +274,15 @@ def prepare_file(url: str, file_index: int, layout: Layout, out: str, max_bytes:
             start += len(frame)
             if on_rows is not None:
                 on_rows(len(frame))
+            table = to_arrow(frame, layout, url)  # once per chunk; splits are cheap Arrow filters
             for split, code in SPLIT_CODES.items():
-                part = frame[codes == code]
-                if len(part):
-                    writers[split].write(to_arrow(part, layout, url))
-                    counts[split] += len(part)
-                    if split == "train":
-                        stats.update(part)
-                        target.update(part[layout.schema.target])
+                mask = codes == code
+                if mask.any():
+                    writers[split].write(table.filter(pa.array(mask)))
+                    counts[split] += int(mask.sum())
+            train = frame[codes == SPLIT_CODES["train"]]
+            stats.update(train)
+            target.update(train[layout.schema.target])
     finally:
         for writer in writers.values():
             writer.close()
