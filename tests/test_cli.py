@@ -79,3 +79,18 @@ def test_debug_shows_the_traceback(trained):
     folder, _ = trained
     result = cli("train", folder / "train.csv", "--target", "knd", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_prepare_then_train_from_shards(trained):
+    folder, _ = trained
+    result = cli("prepare", folder / "train.csv", folder / "test.csv", "--out", folder / "shards", "--target", "kind",
+                 "--shard-size", "1MB", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "2 file(s)" in result.stdout and (folder / "shards" / "manifest.json").is_file()
+    again = cli("prepare", folder / "train.csv", "--out", folder / "shards", "--target", "kind")
+    assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    trained_run = cli("train", folder / "shards", "--out", folder / "streamed", "--set", "train.epochs=3", "--quiet")
+    assert trained_run.returncode == 0, trained_run.stderr
+    assert "accuracy" in trained_run.stdout and "stream" in trained_run.stderr  # the note says where rows came from
+    bad_size = cli("prepare", folder / "train.csv", "--out", folder / "other", "--shard-size", "lots")
+    assert bad_size.returncode == 2 and "256MB" in bad_size.stderr
