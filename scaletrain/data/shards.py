@@ -27,7 +27,8 @@ from scaletrain.data.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, 
 from scaletrain.data.preprocess import _bool_numbers, _category_strings, MISSING, table_spec
 from scaletrain.data.schema import Schema, find_target, infer_schema
 from scaletrain.data.stats import TableStats, TargetStats
-from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, read_json_text, sniff_csv, split_suffix)
+from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, flatten_nested, read_json_text, sniff_csv,
+                                    split_suffix)
 from scaletrain.errors import DataError
 
 CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit
@@ -73,16 +74,16 @@ def read_chunks(url: str, rows: int = CHUNK_ROWS):
         if suffix in (".parquet", ".pq"):
             with fs.open(path, "rb") as fh:
                 for batch in pq.ParquetFile(fh).iter_batches(batch_size=rows):
-                    yield batch.to_pandas()
+                    yield flatten_nested(batch.to_pandas())
             return
-        with fs.open(path, "rb", compression=compression) as fh:
-            if suffix in (".jsonl", ".ndjson", ".json"):
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            with fs.open(path, "rb", compression=compression) as fh:
                 yield from _json_chunks(fh, url, rows)
-                return
-            head = fh.read(1 << 16)
-            text, encoding = _decode(head, url)
-            delimiter, has_header = sniff_csv(text, suffix)
-            fh.seek(0)
+            return
+        with fs.open(path, "rb", compression=compression) as fh:  # opened twice: zstd streams cannot seek back
+            text, encoding = _decode(fh.read(1 << 16), url)
+        delimiter, has_header = sniff_csv(text, suffix)
+        with fs.open(path, "rb", compression=compression) as fh:
             reader = pd.read_csv(fh, sep=delimiter, header=0 if has_header else None, encoding=encoding,
                                  skipinitialspace=True, chunksize=rows, low_memory=False)
             for chunk in reader:

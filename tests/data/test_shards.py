@@ -237,3 +237,15 @@ def test_image_folder_prepares_into_shards_and_trains_streamed(tmp_path):
     run = scaletrain.fit(str(out), out=None, epochs=6, data__loader_workers=1)
     assert run.metrics["test"]["accuracy"] > 0.85
     assert len(run.predict(folder / "3")) == len(list((folder / "3").glob("*.png"))) - 1
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zst", ".tsv.bz2"])
+def test_compressed_inputs_stream_through_prepare(tmp_path, suffix):
+    import fsspec
+
+    frame = table(n=300)
+    with fsspec.open(str(tmp_path / f"t{suffix}"), "wb", compression="infer") as fh:
+        fh.write(frame.to_csv(index=False, sep="\t" if ".tsv" in suffix else ",").encode())
+    manifest = prepare_shards([str(tmp_path / f"t{suffix}")], str(tmp_path / "s"), target="y", chunk_rows=64,
+                              verbose=False)
+    assert sum(manifest["rows"].values()) == 300
