@@ -170,8 +170,12 @@ def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: fl
                               else [m.min, column.sketch.quantiles([0.5])[0], m.max])
         else:
             lo = median = hi = 0.0
-        center, spread = {"standard": column.clipped_mean_std(lo, hi), "minmax": (lo, hi - lo),
-                          "none": (0.0, 1.0)}[scale]
+        with np.errstate(all="ignore"):
+            center, spread = {"standard": column.clipped_mean_std(lo, hi), "minmax": (lo, hi - lo),
+                              "none": (0.0, 1.0)}[scale]
+        if not (np.isfinite(center) and np.isfinite(spread)):
+            raise DataError(f"column '{name}' holds values too large to scale (from {m.min:g} to {m.max:g}); "
+                            "rescale the column or drop it with data.columns")
         numeric.append({"name": name, "median": median, "lo": lo, "hi": hi, "center": float(center),
                         "scale": float(spread) if spread > 0 else 1.0,
                         "indicator": bool(missing_indicators and column.missing > 0)})

@@ -37,8 +37,10 @@ class Moments:
 
     def update(self, values: np.ndarray) -> None:
         if values.size:
-            self.merge(Moments(int(values.size), float(values.mean()), float(((values - values.mean()) ** 2).sum()),
-                               float(values.min()), float(values.max())))
+            with np.errstate(over="ignore", invalid="ignore"):  # near-float-max values: reported by the caller
+                mean = values.mean()
+                self.merge(Moments(int(values.size), float(mean), float(((values - mean) ** 2).sum()),
+                                   float(values.min()), float(values.max())))
 
     def merge(self, other: "Moments") -> None:
         if other.count == 0:

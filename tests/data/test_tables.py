@@ -145,3 +145,14 @@ def test_duplicate_column_names_in_csv_are_refused(tmp_path):
     (tmp_path / "dup.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
     with pytest.raises(DataError, match="dup.csv.*'a' twice"):
         read_table(tmp_path / "dup.csv")
+
+
+def test_values_too_large_to_scale_are_named(tmp_path):
+    from scaletrain.config import Config
+    from scaletrain.data.prepare import prepare
+    from scaletrain.data.sources import load_source
+
+    rows = [f"{'1e308' if i % 2 else '-1e308'},{i},{'pq'[i % 2]}" for i in range(30)]
+    (tmp_path / "big.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="column 'a' holds values too large"):
+        prepare(load_source(tmp_path / "big.csv"), None, Config().data, seed=0)
