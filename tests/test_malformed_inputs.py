@@ -256,6 +256,21 @@ def one_file(case, folder: Path) -> None:
     loads_or_refuses(write_files({name: data}, folder) / name)
 
 
+def prepared_into_shards(case, folder: Path) -> None:
+    """The streaming path: prepare the file into shards, then prepare those for training."""
+    from scaletrain.data.shards import prepare_shards
+
+    name, data = case
+    path = write_files({name: data}, folder) / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            prepare_shards([str(path)], str(folder / "shards"), workers=1, chunk_rows=7, verbose=False)
+            prepare(load_source(str(folder / "shards")), None, Config().data, seed=0)
+        except ScaletrainError:
+            pass
+
+
 def one_folder(files, folder: Path) -> None:
     root = folder / "data"
     root.mkdir()
@@ -270,6 +285,7 @@ READERS = {
     "idx": (idx_folders(), one_folder),
     "npz": (npz_files(), one_file),
     "config": (config_files(), config_loads_or_refuses),
+    "shards": (st.one_of(delimited_files(), jsonl_files(), parquet_files()), prepared_into_shards),
 }
 
 

@@ -27,8 +27,8 @@ from scaletrain.data.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, 
 from scaletrain.data.preprocess import _bool_numbers, _category_strings, MISSING, table_spec
 from scaletrain.data.schema import Schema, find_target, infer_schema
 from scaletrain.data.stats import TableStats, TargetStats
-from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, flatten_nested, read_json_text, sniff_csv,
-                                    split_suffix)
+from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, check_header, flatten_nested, read_json_text,
+                                    refuse_duplicate_columns, sniff_csv, split_suffix)
 from scaletrain.errors import DataError
 
 CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit
@@ -64,6 +64,22 @@ def split_suffix_of(path: str) -> str:
     return split_suffix(PurePosixPath(path))[0]
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """Every exception type that means "this file is damaged or not what its name says"."""
+    import bz2  # noqa: F401 - bz2 raises OSError/EOFError, listed below
+    import csv
+    import lzma
+    import zlib
+
+    import zstandard
+
+    return (pa.ArrowException, OSError, EOFError, ValueError, UnicodeDecodeError, pd.errors.ParserError,
+            zlib.error, lzma.LZMAError, zstandard.ZstdError, csv.Error)
+
+
+READ_ERRORS = _read_errors()
+
+
 def read_chunks(url: str, rows: int = CHUNK_ROWS):
     """Yield a file's rows as DataFrames of at most `rows` rows (CSV/TSV, Parquet, JSONL)."""
     from pathlib import PurePosixPath
@@ -74,7 +90,7 @@ def read_chunks(url: str, rows: int = CHUNK_ROWS):
         if suffix in (".parquet", ".pq"):
             with fs.open(path, "rb") as fh:
                 for batch in pq.ParquetFile(fh).iter_batches(batch_size=rows):
-                    yield flatten_nested(batch.to_pandas())
+                    yield flatten_nested(refuse_duplicate_columns(batch.to_pandas(), url))
             return
         if suffix in (".jsonl", ".ndjson", ".json"):
             with fs.open(path, "rb", compression=compression) as fh:
@@ -83,6 +99,8 @@ def read_chunks(url: str, rows: int = CHUNK_ROWS):
         with fs.open(path, "rb", compression=compression) as fh:  # opened twice: zstd streams cannot seek back
             text, encoding = _decode(fh.read(1 << 16), url)
         delimiter, has_header = sniff_csv(text, suffix)
+        if has_header:
+            check_header(text, delimiter, url)
         with fs.open(path, "rb", compression=compression) as fh:
             reader = pd.read_csv(fh, sep=delimiter, header=0 if has_header else None, encoding=encoding,
                                  skipinitialspace=True, chunksize=rows, low_memory=False)
@@ -92,7 +110,7 @@ def read_chunks(url: str, rows: int = CHUNK_ROWS):
                 yield chunk
     except DataError:
         raise
-    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"cannot read '{url}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
@@ -406,5 +424,12 @@ def finish(fs, root: str, results: list, tensors: dict, started: float, fields: 
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "scaletrain_version": __version__, **fields,
                 "rows": row_counts, "shards": sorted((s for r in results for s in r.shards), key=lambda s: s["file"]),
                 "seconds": round(time.perf_counter() - started, 3)}
-    write_atomic(fs, join(root, MANIFEST), json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8"))
+    try:
+        text = json.dumps(manifest, indent=1, allow_nan=False)
+    except ValueError:  # a mean or variance overflowed
+        numeric = fields.get("stats", {}).get("numeric", {})
+        bad = [k for k, v in numeric.items() if not all(np.isfinite(x) for x in v["moments"].values())]
+        raise DataError(f"column '{bad[0] if bad else '?'}' holds values too large to summarize; "
+                        "rescale the column or drop it with data.columns") from None
+    write_atomic(fs, join(root, MANIFEST), text.encode("utf-8"))
     return manifest

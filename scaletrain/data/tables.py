@@ -134,10 +134,15 @@ def read_delimited(path: Path, suffix: str, compression: str | None) -> pd.DataF
                         "that line (quote fields that hold the delimiter)") from None
     if not has_header:
         frame.columns = [f"col{i}" for i in range(frame.shape[1])]
-    else:  # pandas silently renames a repeated header to "a.1"; a repeated name is a mistake to report
-        header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter, skipinitialspace=True), [])
-        _refuse_duplicate_columns(pd.DataFrame(columns=[h for h in header if h]), path)
+    else:
+        check_header(text, delimiter, path)
     return frame
+
+
+def check_header(text: str, delimiter: str, path) -> None:
+    """Refuse a header that repeats a name (pandas would silently rename the second to "a.1")."""
+    header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter, skipinitialspace=True), [])
+    refuse_duplicate_columns(pd.DataFrame(columns=[h for h in header if h]), path)
 
 
 def read_one(path: Path) -> pd.DataFrame:
@@ -150,7 +155,7 @@ def read_one(path: Path) -> pd.DataFrame:
             frame = table.to_pandas()
         except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"cannot read '{path}' as Parquet: {exc}") from None
-        return flatten_nested(_refuse_duplicate_columns(frame, path))
+        return flatten_nested(refuse_duplicate_columns(frame, path))
     if suffix in (".jsonl", ".ndjson", ".json"):
         raw = _open_bytes(path, compression)
         if not raw.strip():
@@ -160,7 +165,7 @@ def read_one(path: Path) -> pd.DataFrame:
     return read_delimited(path, suffix, compression)
 
 
-def _refuse_duplicate_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def refuse_duplicate_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     names = pd.Index([str(c) for c in frame.columns])
     if names.duplicated().any():
         raise DataError(f"'{path}' has the column name '{names[names.duplicated()][0]}' twice; "
