@@ -116,6 +116,8 @@ def _numeric_columns(frame: pd.DataFrame, spec: dict) -> dict[str, pd.Series]:
 def _category_strings(series: pd.Series) -> pd.Series:
     """Return each value's label_key, MISSING where absent; vectorized for the common dtypes
     (a Python call per value would dominate preparing millions of rows)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):  # else value_counts lists unused categories
+        series = series.astype(object)
     kind = series.dtype.kind
     if kind in "iu":
         return series.astype(str)
