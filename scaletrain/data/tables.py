@@ -141,7 +141,11 @@ def read_delimited(path: Path, suffix: str, compression: str | None) -> pd.DataF
 
 def check_header(text: str, delimiter: str, path) -> None:
     """Refuse a header that repeats a name (pandas would silently rename the second to "a.1")."""
-    header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter, skipinitialspace=True), [])
+    try:
+        header = next(csv.reader(text.lstrip("\ufeff").splitlines()[:1], delimiter=delimiter,
+                                 skipinitialspace=True), [])
+    except csv.Error:  # a header the csv module cannot split was parsed by pandas already
+        return
     refuse_duplicate_columns(pd.DataFrame(columns=[h for h in header if h]), path)
 
 
