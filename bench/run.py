@@ -4,7 +4,9 @@ Prints, never asserts on time:
   1. zero-config small tables vs a well-set scikit-learn baseline (5 splits each);
   2. zero-config digits images (the `make run` job);
   3. zero-config Fashion-MNIST: test accuracy and wall time (goal ≥ 0.92 within 15 minutes);
-  4. data at scale (bench/big_table.py): a 3 GB CSV table prepared into shards and streamed.
+  4. data at scale (bench/big_table.py): a 3 GB CSV table prepared into shards and streamed;
+  5–7. speed (bench/overhead.py): our loop vs a hand-written PyTorch loop, skorch on the same
+     MLP, predict throughput vs a bare model(x) loop.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import big_table  # noqa: E402
+import overhead  # noqa: E402
 import scaletrain  # noqa: E402
 from scaletrain.datasets import write_digits_folder  # noqa: E402
 
@@ -78,3 +81,6 @@ if __name__ == "__main__":
     digits()
     fashion()
     big_table.main([])
+    overhead.loops()
+    overhead.peer()
+    overhead.predict_throughput()

@@ -93,7 +93,7 @@ class Run:
                 batch[0] = to_float(batch[0])
                 if t.channels_last:
                     batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
-            with autocast(t.precision, device.type):
+            with torch.inference_mode(), autocast(t.precision, device.type):  # no autograd graph to build
                 chunks.append(self.model(*batch).float().cpu())
         return torch.cat(chunks) if chunks else torch.zeros((0, self.spec.n_out))
 
