@@ -1,6 +1,5 @@
 """Zero-config scaletrain vs a well-set scikit-learn baseline on the same split, same run."""
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn import datasets
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV

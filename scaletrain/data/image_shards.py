@@ -79,7 +79,7 @@ def image_job(files: list[str], labels: list[str], start: int, layout: ImageLayo
     try:
         for first in range(0, len(files), ROW_GROUP):
             names, tags = files[first:first + ROW_GROUP], labels[first:first + ROW_GROUP]
-            blobs, kept, kept_tags, pixels, train_tags = [], [], [], [], []
+            blobs, kept, pixels, train_tags = [], [], [], []
             codes = split_codes(0, start + first, len(names), layout)
             for name, tag, code in zip(names, tags, codes):
                 data = src.cat_file(name)

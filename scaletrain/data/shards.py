@@ -9,7 +9,6 @@ the manifest is written last, so a directory with a manifest is always complete.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -22,117 +21,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scaletrain import __version__
+from scaletrain.data.chunks import CHUNK_ROWS, expand_sources, read_chunks
 from scaletrain.data.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, STATS, filesystem, join,
                                       sha256_of, write_atomic)
 from scaletrain.data.preprocess import _bool_numbers, _category_strings, MISSING, table_spec
 from scaletrain.data.schema import Schema, find_target, infer_schema
 from scaletrain.data.stats import TableStats, TargetStats
-from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, check_header, flatten_nested, read_json_text,
-                                    refuse_duplicate_columns, sniff_csv, split_suffix)
 from scaletrain.errors import DataError
 
-CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-
-
-# ---------------------------------------------------------------- reading files in chunks
-def expand_sources(sources: list[str]) -> list[str]:
-    """Return every table file behind paths, folders and globs (local or fsspec URLs), sorted."""
-    files: list[str] = []
-    for source in sources:
-        fs, path = filesystem(source)
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
-        if any(ch in path for ch in "*?["):
-            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
-        elif fs.isdir(path):
-            found = sorted(p for p in fs.find(path) if split_suffix_of(p) in TABLE_SUFFIXES)
-        elif fs.exists(path):
-            found = [path]
-        else:
-            raise DataError(f"'{source}' does not exist; check the path")
-        if not found:
-            raise DataError(f"'{source}' matches no table files (.csv, .tsv, .parquet, .jsonl)")
-        files += [prefix + p if prefix and not p.startswith(prefix) else p for p in found]
-    return files
-
-
-def split_suffix_of(path: str) -> str:
-    from pathlib import PurePosixPath
-
-    return split_suffix(PurePosixPath(path))[0]
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """Every exception type that means "this file is damaged or not what its name says"."""
-    import bz2  # noqa: F401 - bz2 raises OSError/EOFError, listed below
-    import csv
-    import lzma
-    import zlib
-
-    import zstandard
-
-    return (pa.ArrowException, OSError, EOFError, ValueError, UnicodeDecodeError, pd.errors.ParserError,
-            zlib.error, lzma.LZMAError, zstandard.ZstdError, csv.Error)
-
-
-READ_ERRORS = _read_errors()
-
-
-def read_chunks(url: str, rows: int = CHUNK_ROWS):
-    """Yield a file's rows as DataFrames of at most `rows` rows (CSV/TSV, Parquet, JSONL)."""
-    from pathlib import PurePosixPath
-
-    fs, path = filesystem(url)
-    suffix, compression = split_suffix(PurePosixPath(path))
-    try:
-        if suffix in (".parquet", ".pq"):
-            with fs.open(path, "rb") as fh:
-                for batch in pq.ParquetFile(fh).iter_batches(batch_size=rows):
-                    yield flatten_nested(refuse_duplicate_columns(batch.to_pandas(), url))
-            return
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            with fs.open(path, "rb", compression=compression) as fh:
-                yield from _json_chunks(fh, url, rows)
-            return
-        with fs.open(path, "rb", compression=compression) as fh:  # opened twice: zstd streams cannot seek back
-            text, encoding = _decode(fh.read(1 << 16), url)
-        delimiter, has_header = sniff_csv(text, suffix)
-        if has_header:
-            check_header(text, delimiter, url)
-        with fs.open(path, "rb", compression=compression) as fh:
-            reader = pd.read_csv(fh, sep=delimiter, header=0 if has_header else None, encoding=encoding,
-                                 skipinitialspace=True, chunksize=rows, low_memory=False)
-            for chunk in reader:
-                if not has_header:
-                    chunk.columns = [f"col{i}" for i in range(chunk.shape[1])]
-                yield chunk
-    except DataError:
-        raise
-    except READ_ERRORS as exc:
-        raise DataError(f"cannot read '{url}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-
-
-def _json_chunks(fh, url: str, rows: int):
-    lines, first = [], 1
-    wrapper = io.TextIOWrapper(fh, encoding="utf-8", errors="strict")
-    for number, line in enumerate(wrapper, 1):
-        lines.append(line)
-        if len(lines) == rows:
-            yield _json_frame(lines, url, first)
-            lines, first = [], number + 1
-    if lines:
-        yield _json_frame(lines, url, first)
-
-
-def _json_frame(lines: list[str], url: str, first: int) -> pd.DataFrame:
-    try:
-        return read_json_text("".join(lines), url, lines=True)
-    except DataError as exc:  # renumber "line N" of the chunk to the file's line
-        import re
-
-        raise DataError(re.sub(r"line (\d+)", lambda m: f"line {int(m.group(1)) + first - 1}", str(exc))) from None
 
 
 # ---------------------------------------------------------------- canonical columns
