@@ -6,6 +6,9 @@ import pytest
 import torch
 import zstandard
 
+from scaletrain.config import Config
+from scaletrain.data.prepare import prepare
+from scaletrain.data.sources import load_source
 from scaletrain.data.tables import read_table, sniff_csv
 from scaletrain.errors import DataError
 
@@ -77,6 +80,10 @@ def test_missing_path_and_empty_glob():
         read_table("/no/such/*.csv")
 
 
+def prepare_for_training(path):
+    return prepare(load_source(path), None, Config().data, seed=0)
+
+
 def test_ragged_row_names_the_line(tmp_path):
     path = tmp_path / "ragged.csv"
     path.write_text("a,b,y\n1,2,p\n3,4,5,q\n")
@@ -107,38 +114,26 @@ def test_duplicate_column_names_in_parquet_are_refused(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from scaletrain.config import Config
-    from scaletrain.data.prepare import prepare
-    from scaletrain.data.sources import load_source
-
     pq.write_table(pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4]), pa.array([0, 1])],
                                         names=["a", "a", "y"]), tmp_path / "dup.parquet")
     with pytest.raises(DataError, match="'a' twice"):
-        prepare(load_source(tmp_path / "dup.parquet"), None, Config().data, seed=0)
+        prepare_for_training(tmp_path / "dup.parquet")
 
 
 def test_infinite_values_are_treated_as_missing(tmp_path):
-    from scaletrain.config import Config
-    from scaletrain.data.prepare import prepare
-    from scaletrain.data.sources import load_source
-
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=60), "y": rng.integers(0, 2, 60)})
     frame.loc[[3, 10, 20, 40], "a"] = [np.inf, -np.inf, np.inf, np.nan]
     frame.to_csv(tmp_path / "inf.csv", index=False)
-    prepared = prepare(load_source(tmp_path / "inf.csv"), None, Config().data, seed=0)
+    prepared = prepare_for_training(tmp_path / "inf.csv")
     assert all(bool(torch.isfinite(t).all()) for t in prepared.train_inputs + prepared.val_inputs)
     assert "a.missing" in [c["name"] + ".missing" for c in prepared.preprocess["numeric"] if c["indicator"]]
 
 
 def test_too_few_rows_is_a_clear_error(tmp_path):
-    from scaletrain.config import Config
-    from scaletrain.data.prepare import prepare
-    from scaletrain.data.sources import load_source
-
     pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]}).to_csv(tmp_path / "tiny.csv", index=False)
     with pytest.raises(DataError, match="too few usable rows"):
-        prepare(load_source(tmp_path / "tiny.csv"), None, Config().data, seed=0)
+        prepare_for_training(tmp_path / "tiny.csv")
 
 
 def test_duplicate_column_names_in_csv_are_refused(tmp_path):
@@ -148,11 +143,7 @@ def test_duplicate_column_names_in_csv_are_refused(tmp_path):
 
 
 def test_values_too_large_to_scale_are_named(tmp_path):
-    from scaletrain.config import Config
-    from scaletrain.data.prepare import prepare
-    from scaletrain.data.sources import load_source
-
     rows = [f"{'1e308' if i % 2 else '-1e308'},{i},{'pq'[i % 2]}" for i in range(30)]
     (tmp_path / "big.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
     with pytest.raises(DataError, match="column 'a' holds values too large"):
-        prepare(load_source(tmp_path / "big.csv"), None, Config().data, seed=0)
+        prepare_for_training(tmp_path / "big.csv")
