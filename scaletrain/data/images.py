@@ -78,7 +78,7 @@ def read_idx_array(path: Path, ndim: int) -> np.ndarray:
     size = len(data) - header
     if size != int(np.prod(dims, dtype=object)):
         raise DataError(f"IDX file '{path}' is damaged: header says {dims}, found {size} bytes of data")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()  # writable, for torch
 
 
 def read_idx(files: dict[str, Path]) -> tuple[ImageSet, ImageSet | None]:
