@@ -24,6 +24,7 @@ from scaletrain.evaluate.report import build_report
 from scaletrain.io import write_text
 from scaletrain.models.registry import ModelSpec, build_model
 from scaletrain.run import Run
+from scaletrain.runtime import keep_freed_memory
 from scaletrain.train.losses import output_size
 from scaletrain.train.trainer import fit_model
 
@@ -174,6 +175,7 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     such as `epochs=5`, `train__lr=0.01` or `model="mlp"`. With resume=True training
     continues from the newest valid checkpoint in `out` (or starts fresh if there is none).
     """
+    keep_freed_memory()
     if isinstance(config, Config):
         config = config.to_dict()
     if "time_limit" in overrides:

@@ -1,0 +1,36 @@
+"""Process-level settings that make training faster on CPU.
+
+glibc returns freed memory to the OS eagerly and serves big blocks with fresh mmaps, so a
+training loop that frees and re-allocates the same activation buffers every step page-faults
+millions of times. Raising the trim and mmap thresholds keeps those pages in the process:
+measured on zero-config Fashion-MNIST, one epoch, 2 cores: 3.56 M → 0.12 M minor faults,
+system time 15 s → 3 s, training 39.5 s → 34.5 s (BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_done = False
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse; return whether it applied.
+
+    A no-op elsewhere (macOS, musl, Windows). The process keeps its peak heap instead of
+    shrinking after each step, which is what a training process wants.
+    """
+    global _done
+    if _done:
+        return True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    # mmap threshold is capped by glibc at 32 MiB on 64-bit; beyond it blocks still come from mmap
+    applied = all(mallopt(option, value) == 1 for option, value in
+                  ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
+    _done = applied
+    return applied
