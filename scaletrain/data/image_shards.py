@@ -17,7 +17,6 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
 
 from scaletrain.data.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.manifest import SPLITS, filesystem
@@ -156,7 +155,7 @@ def prepare_image_shards(url: str, out: str, fs, root: str, size: int | None, ch
         raise DataError(f"'{url}' has training images of {len(target.labels)} class(es); give at least two "
                         "class subfolders with images")
     pixels = {"mean": [m.mean for m in moments], "std": [m.std for m in moments]}
-    return finish(fs, root, results, {"pixels.count": torch.tensor([m.count for m in moments])}, started, {
+    return finish(fs, root, results, {"pixels.count": np.array([m.count for m in moments], dtype=np.int64)}, started, {
         "kind": "image", "sources": [url], "image": {"size": list(layout.size), "channels": layout.channels},
         "split": split_rule(layout), "pixels": pixels, "target": target.to_plain(), "skipped": bad[:100]})
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from scaletrain.data.schema import Schema
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
 from scaletrain.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `prepare` runs without it
+    import torch
 
 UNKNOWN = "__unknown__"
 MISSING = "__missing__"
@@ -60,6 +63,8 @@ def target_state(stats: TargetStats) -> dict:
 
 def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
     """Return targets as class indices (long) or standardized floats."""
+    import torch
+
     values = pd.Series(y)
     if state["task"] == "regression":
         v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
@@ -217,6 +222,8 @@ def table_feature_names(state: dict) -> list[str]:
 
 def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> TableBlocks:
     """Return the model inputs for raw rows, using only the fitted state."""
+    import torch
+
     needed = (state["columns"]["numeric_raw"] + state["columns"]["boolean"]
               + list(state["columns"]["datetime"]) + state["columns"]["categorical"])
     missing = [c for c in needed if c not in frame.columns]
@@ -259,6 +266,8 @@ def fit_images(images: np.ndarray) -> dict:
 
 def transform_images(images: np.ndarray) -> torch.Tensor:
     """Return images as a uint8 NCHW tensor; scaling to floats happens per batch."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
 

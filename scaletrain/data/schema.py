@@ -83,8 +83,9 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
         return "numeric", None
     if _looks_datetime(series):
         return "datetime", None
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().mean() > 0.95:
+    counts = values.value_counts()  # parse each distinct value once: categories repeat a lot
+    parsed = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna().to_numpy()
+    if counts.to_numpy()[parsed].sum() > 0.95 * len(values):
         return "numeric", None
     text = values.astype(str)
     if n_unique == len(values) and n_rows > 20:

@@ -1,0 +1,130 @@
+"""The fast reader of `prepare`: CSV and Parquet parsed and typed by Arrow, without pandas.
+
+pandas' chunked CSV parser plus the conversions after it cost ~4x a bare Arrow read
+(profile in BENCHMARKS.md), so clean files are read here: every column straight into the
+type its role needs, in fixed-size Arrow tables. Anything Arrow would read differently from
+the pandas path (odd encodings, spaces after delimiters, headerless files, datetimes, a value
+that does not parse as its column's type) raises SlowPath, and the caller reads the file with
+pandas instead, which coerces or names the bad value. Results are the same either way.
+"""
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from scaletrain.data.manifest import filesystem
+from scaletrain.data.tables import _decode, sniff_csv, split_suffix
+from scaletrain.errors import DataError
+
+BLOCK_BYTES = 4 << 20
+
+
+class SlowPath(Exception):
+    """This file needs the pandas reader (raised before or while reading it)."""
+
+
+def read_types(sample: pd.DataFrame, schema, target_type: pa.DataType) -> dict[str, pa.DataType] | None:
+    """Return the Arrow type to read each used column as, or None where Arrow cannot give
+    what the pandas path gives (datetime parts, float-valued categories)."""
+    if schema.datetime:
+        return None
+    types = {name: pa.float64() for name in schema.numeric}
+    for name in schema.boolean:  # numbers compare with 1, words go through the true-word list
+        kind = sample[name].dtype.kind
+        if kind == "b" or pd.api.types.infer_dtype(sample[name], skipna=True) == "boolean":  # True/False + gaps
+            types[name] = pa.bool_()
+        else:
+            types[name] = pa.float64() if kind in "iuf" else pa.string()
+    for name in schema.categorical:
+        kind = sample[name].dtype.kind
+        if kind in "iu":
+            types[name] = pa.int64()  # cast to text after: "007" -> "7", as pandas' int parse gives
+        elif kind == "O" and pd.api.types.infer_dtype(sample[name], skipna=True) in ("string", "empty"):
+            types[name] = pa.string()
+        else:
+            return None
+    types[schema.target] = target_type
+    return types
+
+
+def read_arrow_chunks(url: str, types: dict[str, pa.DataType], rows: int) -> Iterator[pa.Table]:
+    """Yield the used columns of a CSV/TSV or Parquet file as Arrow tables of exactly `rows`
+    rows (the last may be shorter); raise SlowPath where the pandas reader is needed."""
+    fs, path = filesystem(url)
+    suffix, compression = split_suffix(PurePosixPath(path))
+    try:
+        if suffix in (".parquet", ".pq"):
+            batches = _parquet_batches(fs, path, types, rows)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            batches = _csv_batches(fs, path, suffix, compression, types)
+        else:
+            raise SlowPath(suffix)
+        yield from _exact_chunks(batches, rows)
+    except SlowPath:
+        raise
+    except DataError as exc:
+        raise SlowPath(str(exc)) from None
+    except (pa.ArrowException, OSError, EOFError, ValueError, KeyError) as exc:  # the pandas path names it
+        raise SlowPath(str(exc)) from None
+
+
+def _csv_batches(fs, path: str, suffix: str, compression, types: dict) -> Iterator[pa.RecordBatch]:
+    from pandas._libs.parsers import STR_NA_VALUES  # pandas' missing-value words, for the same NaNs
+
+    with fs.open(path, "rb", compression=compression) as fh:
+        head = fh.read(1 << 16)
+    text, encoding = _decode(head, path)
+    delimiter, has_header = sniff_csv(text, suffix)
+    if encoding != "utf-8-sig" or head.startswith(b"\xef\xbb\xbf") or not has_header or f"{delimiter} " in text:
+        raise SlowPath("needs pandas' options")  # pandas strips spaces after delimiters; Arrow keeps them
+    native = _is_local(fs) and compression is None  # Arrow's own file reads skip Python's I/O layer
+    with (pa.OSFile(path, "rb") if native else fs.open(path, "rb", compression=compression)) as fh:
+        reader = pacsv.open_csv(
+            fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types),
+                                                 null_values=sorted(STR_NA_VALUES), strings_can_be_null=True))
+        yield from reader
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+def _parquet_batches(fs, path: str, types: dict, rows: int) -> Iterator[pa.RecordBatch]:
+    with fs.open(path, "rb") as fh:
+        parquet = pq.ParquetFile(fh)
+        names = parquet.schema_arrow.names
+        if len(set(names)) != len(names) or any(n not in names for n in types):
+            raise SlowPath("duplicate or missing columns")
+        for batch in parquet.iter_batches(batch_size=rows, columns=list(types)):
+            yield pa.RecordBatch.from_arrays([_typed(batch.column(n), t) for n, t in types.items()], names=list(types))
+
+
+def _typed(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    if array.type == kind:
+        return array
+    if pa.types.is_string(kind) and not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise SlowPath("text from another type")  # pandas' text of a number or a date differs from Arrow's
+    return array.cast(kind)  # raises ArrowInvalid (-> SlowPath) where a value does not fit
+
+
+def _exact_chunks(batches, rows: int) -> Iterator[pa.Table]:
+    """Re-cut batches of any size into tables of `rows` rows: one row group each in the shards."""
+    pending, count = [], 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending)
