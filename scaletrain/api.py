@@ -81,7 +81,7 @@ class Trained:
 
 
 def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
-           resume: bool = False) -> Trained:
+           resume: bool = False, time_spent: float = 0.0) -> Trained:
     """Build the model a resolved config names, train it, and return the result."""
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -96,7 +96,7 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
         model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
         cfg.train, cfg.checkpoint, prepared.task,
         generators=_generators(batches),
-        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume)
+        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume, time_spent=time_spent)
     model.eval()
     run.history = history.rows
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
@@ -175,6 +175,7 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     such as `epochs=5`, `train__lr=0.01` or `model="mlp"`. With resume=True training
     continues from the newest valid checkpoint in `out` (or starts fresh if there is none).
     """
+    started = time.perf_counter()  # a time limit bounds the whole command, loading included
     keep_freed_memory()
     if isinstance(config, Config):
         config = config.to_dict()
@@ -201,12 +202,13 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         out_dir = default_out(source.name) if out == "auto" else Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
     candidates = candidate_configs(cfg, _facts(prepared))
+    loading = time.perf_counter() - started
     trained = []
     for candidate in candidates:
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
             checkpoints = checkpoints / candidate.model.name
-        trained.append(_train(candidate, prepared, checkpoints, verbose, resume))
+        trained.append(_train(candidate, prepared, checkpoints, verbose, resume, loading / len(candidates)))
     best = choose(trained)
     if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
         best = _refit_on_all_rows(best, prepared, verbose)

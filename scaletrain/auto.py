@@ -34,6 +34,7 @@ class DataFacts:
     imbalance: float = 1.0    # largest class count / smallest
 
 
+MAX_EPOCHS = 1000  # planned epochs of a time-limited image run: the time limit ends it first
 SMALL_TABLE = 2000  # training rows below which zero-config compares linear and MLP models
 
 
@@ -117,7 +118,12 @@ def resolve(config: Config, facts: DataFacts) -> Config:
         t.weight_decay = {"adamw": 0.05, "adam": 0.0}.get(t.optimizer, 5e-4)
     steps_per_epoch = math.ceil(facts.n_train / t.batch_size / t.grad_accum)
     if t.epochs is None:
-        if image:
+        if image and t.time_limit:
+            # the limit, not a count, ends the run: the one-cycle schedule anneals on time, so
+            # every second of the budget is spent training (a count fitted to one machine's
+            # speed would end early on a fast one and be cut short on a slow one)
+            t.epochs = MAX_EPOCHS
+        elif image:
             t.epochs = _steps_to_epochs(3500, steps_per_epoch, 5, 40)
         else:
             # at least 20 passes over small tables; large (streamed) ones get the step budget alone

@@ -77,31 +77,33 @@ class History(Callback):
 
 
 class ProgressBar(Callback):
-    """A rich progress bar over optimizer steps, with loss and the last validation score."""
+    """A rich progress bar over training progress (steps, or time under a time limit, whichever
+    is further), with loss and the last validation score."""
 
     def __init__(self, description: str = "training"):
         self.description = description
         self.progress = None
 
     def on_train_begin(self, state: TrainState) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)
         self.progress.start()
-        self.task = self.progress.add_task(self.description, total=state.total_steps, info="")
+        self.task = self.progress.add_task(self.description, total=1.0, info="")
         self.last = time.perf_counter()
 
     def on_step_end(self, state: TrainState, loss) -> None:
         now = time.perf_counter()
         if now - self.last > 0.5:  # reading the loss syncs the device: do it twice a second at most
-            self.progress.update(self.task, completed=state.step, info=f"loss {loss.item():.4f}")
+            self.progress.update(self.task, completed=state.progress,
+                                 info=f"epoch {state.epoch + 1} step {state.step} loss {loss.item():.4f}")
             self.last = now
 
     def on_epoch_end(self, state: TrainState) -> None:
         shown = {k: v for k, v in state.val.items() if k in ("val_loss", "val_score")}
         info = f"epoch {state.epoch + 1} loss {state.train_loss:.4f} " + " ".join(f"{k} {v:.4f}" for k, v in shown.items())
-        self.progress.update(self.task, completed=state.step, info=info)
+        self.progress.update(self.task, completed=state.progress, info=info)
 
     def on_train_end(self, state: TrainState) -> None:
         self.progress.stop()

@@ -26,6 +26,7 @@ class LoopSettings:
     l1: float = 0.0
     precision: str = "fp32"
     time_limit: float | None = None
+    time_spent: float = 0.0     # seconds the command spent before training (loading, preparing)
     device: str = "cpu"
     on_nan: str = "stop"
 
@@ -88,7 +89,8 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
     s = settings
     steps_per_epoch = -(-len(batches) // s.grad_accum)
     scaler = torch.amp.GradScaler(s.device) if s.precision == "fp16" else None
-    state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch, scaler=scaler)
+    state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch, scaler=scaler,
+                       elapsed_before=s.time_spent)  # a time limit counts from the command's start
     for cb in callbacks:
         cb.on_train_begin(state)
     for state.epoch in range(state.epoch, s.epochs):

@@ -81,6 +81,20 @@ def test_time_limit_stops_training(tmp_path):
     assert state.stop and 0.3 <= state.elapsed < 5
 
 
+def test_time_spent_before_training_counts_against_the_limit():
+    from scaletrain.train.callbacks import TimeLimit
+
+    _, state = run(LoopSettings(epochs=100000, lr=0.01, time_limit=10.0, time_spent=9.99), callbacks=[TimeLimit(10.0)])
+    assert state.stop and state.step < 50  # 9.99 s of loading left a hundredth of a second
+
+
+def test_a_time_limited_one_cycle_anneals_by_the_time_it_stops():
+    from scaletrain.train.callbacks import TimeLimit
+
+    _, state = run(LoopSettings(epochs=1000, lr=0.1, schedule="onecycle", time_limit=0.5), callbacks=[TimeLimit(0.5)])
+    assert state.stop and state.epoch < 999 and state.lr < 0.01 * 0.1  # ended by time, annealed
+
+
 def poisoned_loss(bad_batches: set):
     """An MSE loss that turns NaN on the given batch numbers (0-based, counted across epochs)."""
     calls = {"n": 0}
