@@ -147,6 +147,11 @@ def resolve(config: Config, facts: DataFacts) -> Config:
         import torch
 
         t.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if t.compile == "auto":
+        # Measured on this project's 2-core CPU (ResNet width 16, batch 256): 177 ms a step
+        # compiled vs 158 ms eager, after 54 s of compiling; oneDNN's convolutions already run
+        # fused there. On CUDA, kernel fusion is where compile pays (not measured here: no GPU).
+        t.compile = "on" if t.device == "cuda" else "off"
     if t.precision == "fp16" and t.device != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU (its grad scaler is CUDA-only); "
                           "use train.precision=bf16 on CPU")

@@ -94,6 +94,7 @@ class TrainConfig(_Section):
     on_nan: Literal["stop", "skip"] = "stop"  # a NaN/inf loss stops the run, or skips its batch
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile of the training forward pass
     threads: AtLeastOne | None = None
 
 

@@ -12,6 +12,8 @@ from torch import nn
 from scaletrain.errors import TrainingError
 from scaletrain.train.optim import lr_factor, set_lr
 
+COMPILE_BACKEND = "inductor"  # the tests swap in a cheaper backend to check the wiring
+
 
 @dataclass
 class LoopSettings:
@@ -29,6 +31,7 @@ class LoopSettings:
     time_spent: float = 0.0     # seconds the command spent before training (loading, preparing)
     device: str = "cpu"
     on_nan: str = "stop"
+    compile: bool = False
 
 
 @dataclass
@@ -87,6 +90,9 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
                callbacks: list[Callback]) -> TrainState:
     """Train `model` and return the final state; `validate(model)` gives the epoch's val metrics."""
     s = settings
+    # the compiled module shares the model's parameters; checkpoints and evaluation keep
+    # using `model` itself, so their state-dict keys do not change
+    forward = torch.compile(model, backend=COMPILE_BACKEND) if s.compile else model
     steps_per_epoch = -(-len(batches) // s.grad_accum)
     scaler = torch.amp.GradScaler(s.device) if s.precision == "fp16" else None
     state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch, scaler=scaler,
@@ -102,7 +108,7 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
         state.loss_count = state.loss_count if state.batch else 0
         for i, (inputs, y) in enumerate(batches.epoch(state.epoch, start=state.batch), start=state.batch):
             with autocast(s.precision, s.device):
-                loss = loss_fn(model(*inputs), y)
+                loss = loss_fn(forward(*inputs), y)
             if s.l1:
                 loss = loss + s.l1 * l1_penalty(model)
             # one host sync per step: cheap on CPU, and nothing may silently train on NaN
@@ -114,8 +120,9 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
                     f"the loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}, batch {i + 1}); "
                     f"lower train.lr (now {s.lr}), check the data for extreme values, "
                     "or --set train.on_nan=skip to skip such batches")
-            (scaler.scale(loss) if scaler else loss).div(s.grad_accum).backward()
-            state.loss_sum += loss.detach() * len(y)
+            scaled = scaler.scale(loss) if scaler else loss
+            (scaled.div(s.grad_accum) if s.grad_accum > 1 else scaled).backward()  # no extra node at 1
+            state.loss_sum.add_(loss.detach(), alpha=len(y))
             state.loss_count += len(y)
             if (i + 1) % s.grad_accum and i + 1 < len(batches):
                 continue  # accumulate gradients over grad_accum batches

@@ -19,13 +19,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
     """Return the named optimizer; "gd" is plain SGD over full batches (the batch size says so)."""
     groups = param_groups(model, weight_decay)
+    # one fused kernel for all parameters on CUDA instead of a kernel per tensor
+    fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
     builders = {
         "gd": lambda: torch.optim.SGD(groups, lr=lr),
         "sgd": lambda: torch.optim.SGD(groups, lr=lr),
         "momentum": lambda: torch.optim.SGD(groups, lr=lr, momentum=momentum),
         "nesterov": lambda: torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True),
-        "adam": lambda: torch.optim.Adam(groups, lr=lr),
-        "adamw": lambda: torch.optim.AdamW(groups, lr=lr),
+        "adam": lambda: torch.optim.Adam(groups, lr=lr, **fused),
+        "adamw": lambda: torch.optim.AdamW(groups, lr=lr, **fused),
     }
     if name not in builders:
         raise ConfigError(f"unknown optimizer '{name}'; choose one of {sorted(builders)}")

@@ -70,7 +70,7 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                             milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
                             clip=t.clip, l1=t.l1, precision=t.precision, time_limit=time_limit, time_spent=time_spent,
-                            device=device.type, on_nan=t.on_nan)
+                            device=device.type, on_nan=t.on_nan, compile=t.compile == "on")
     if not stopper and len(val_y) > EPOCH_VAL_ROWS:
         # nothing stops on the per-epoch score, which only draws the learning curve: a fixed
         # subset keeps evaluation from stalling training (Fashion-MNIST: 2.5 s of ~32 s an
