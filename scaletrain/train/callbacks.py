@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import torch
 
@@ -49,10 +50,23 @@ class EarlyStopping(Callback):
 
 
 class TimeLimit(Callback):
-    """Stops training once the time budget is spent (the schedule has annealed by then)."""
+    """Stops training once the time budget is spent (the schedule has annealed by then).
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    `after` (optional) returns the seconds the command still needs once training ends (the
+    final evaluation, estimated from how fast validation runs); the limit, and with it the
+    time-driven schedule, is moved earlier by that much, at the start and after each epoch.
+    """
+
+    def __init__(self, seconds: float, after: Callable[[], float] | None = None, budget: float | None = None):
+        self.seconds, self.after, self.budget = seconds, after, budget or seconds
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.on_epoch_end(state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.after is not None:
+            self.seconds = max(self.budget - self.after(), 0.0)
+            state.settings.time_limit = max(self.seconds, 1e-3)
 
     def on_step_end(self, state: TrainState, loss) -> None:
         if state.elapsed >= self.seconds:

@@ -1,6 +1,7 @@
 """Assembles one training run from the resolved train config: loss, optimizer, batches, callbacks."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +15,8 @@ from scaletrain.train.losses import balanced_weights, build_loss
 from scaletrain.train.optim import build_optimizer
 
 
-EVAL_RESERVE = 0.03       # share of a time limit kept for the final evaluation and report
+EVAL_RESERVE = 0.03       # share of a time limit kept for the final evaluation until it is measured
+REPORT_SECONDS = 5.0      # writing the run directory and report.html (Fashion-MNIST: ~4 s)
 EPOCH_VAL_ROWS = 2048     # validation rows scored per epoch when no early stopping needs them
 
 def validation_fn(outputs_fn: Callable, val_inputs, val_y: torch.Tensor, loss_fn: Callable, task: str) -> Callable:
@@ -56,11 +58,19 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None
     if stopper:
         callbacks.append(stopper)
-    # the limit bounds the whole command: what loading took is counted (time_spent) and a
-    # share is kept for the final evaluation and the report
+    # The limit bounds the whole command: what loading took is counted (time_spent), and the
+    # final evaluation's time is kept free: a share until the first epoch has measured how
+    # fast validation runs, then that speed times the rows still to score (validation and,
+    # as its likely size, as many test rows) plus the report.
+    timing = {"rows": 0, "seconds": 0.0}
+    final_rows = 2 * len(val_y)
+
+    def after_training() -> float:
+        return timing["seconds"] / max(timing["rows"], 1) * final_rows + REPORT_SECONDS
+
     time_limit = t.time_limit * (1 - EVAL_RESERVE) if t.time_limit else None
     if time_limit:
-        callbacks.append(TimeLimit(time_limit))
+        callbacks.append(TimeLimit(time_limit, after_training if len(val_y) else None, budget=t.time_limit))
     if checkpoint_dir is not None and ckpt.keep > 0:
         stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
         callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep,
@@ -77,6 +87,19 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
         # epoch on all 9,000 rows); the final metrics use every row
         keep = torch.randperm(len(val_y), generator=torch.Generator().manual_seed(0))[:EPOCH_VAL_ROWS]
         val_inputs, val_y = tuple(x[keep] for x in val_inputs), val_y[keep]
-    validate = validation_fn(outputs_fn, val_inputs, val_y, loss_fn, task)
+    scored = validation_fn(outputs_fn, val_inputs, val_y, loss_fn, task)
+
+    def validate(model: nn.Module) -> dict:
+        started = time.perf_counter()
+        result = scored(model)
+        timing["rows"] += len(val_y)
+        timing["seconds"] += time.perf_counter() - started
+        return result
+
+    if time_limit and len(val_y):  # a first measure of validation speed, for the time limit's reserve
+        probe = min(len(val_y), 256)
+        started = time.perf_counter()
+        outputs_fn(tuple(x[:probe] for x in val_inputs))
+        timing["rows"], timing["seconds"] = probe, time.perf_counter() - started
     state = train_loop(model, batches, loss_fn, optimizer, settings, validate, callbacks)
     return state, history, stopper

@@ -88,6 +88,15 @@ def test_time_spent_before_training_counts_against_the_limit():
     assert state.stop and state.step < 50  # 9.99 s of loading left a hundredth of a second
 
 
+def test_time_needed_after_training_moves_the_limit_and_the_schedule_earlier():
+    from scaletrain.train.callbacks import TimeLimit
+
+    settings = LoopSettings(epochs=100000, lr=0.1, schedule="onecycle", time_limit=1.0)
+    _, state = run(settings, callbacks=[TimeLimit(1.0, after=lambda: 0.8)])
+    assert state.stop and 0.2 <= state.elapsed < 0.8  # 0.8 s kept for the final evaluation
+    assert settings.time_limit == pytest.approx(0.2) and state.lr < 0.01 * 0.1  # annealed by the earlier end
+
+
 def test_a_time_limited_one_cycle_anneals_by_the_time_it_stops():
     from scaletrain.train.callbacks import TimeLimit
 
@@ -130,6 +139,19 @@ def test_nan_loss_stops_with_the_step_and_advice():
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     with pytest.raises(TrainingError, match=r"step 3 .*train.lr"):
         train_loop(model, batches, poisoned_loss({2}), opt, LoopSettings(epochs=2, lr=0.01), lambda m: {}, [])
+
+
+@pytest.mark.parametrize("bad, steps", [(5, "5 and 6"), (4, "4 and 4")])  # caught mid-epoch / at its end
+def test_a_deferred_nan_check_still_stops_and_names_the_steps(bad, steps):
+    """The CUDA path reads the check every few steps; forced here on CPU: every 3 of 4 steps an epoch."""
+    from scaletrain.errors import TrainingError
+
+    x, y = regression_data()
+    model = nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(TrainingError, match=f"between steps {steps}"):
+        train_loop(model, TensorBatches((x,), y, 16), poisoned_loss({bad - 1}), opt,
+                   LoopSettings(epochs=5, lr=0.01, nan_check_every=3), lambda m: {}, [])
 
 
 def test_nan_batches_can_be_skipped_without_touching_weights():
