@@ -19,6 +19,7 @@ EVAL_RESERVE = 0.03       # share of a time limit kept for the final evaluation 
 REPORT_SECONDS = 5.0      # writing the run directory and report.html (Fashion-MNIST: ~4 s)
 EPOCH_VAL_ROWS = 2048     # validation rows scored per epoch when no early stopping needs them
 
+
 def validation_fn(outputs_fn: Callable, val_inputs, val_y: torch.Tensor, loss_fn: Callable, task: str) -> Callable:
     """Return validate(model) -> {val_loss, val_score}; the score is accuracy or R²."""
     def validate(model: nn.Module) -> dict:
@@ -59,9 +60,9 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     if stopper:
         callbacks.append(stopper)
     # The limit bounds the whole command: what loading took is counted (time_spent), and the
-    # final evaluation's time is kept free: a share until the first epoch has measured how
-    # fast validation runs, then that speed times the rows still to score (validation and,
-    # as its likely size, as many test rows) plus the report.
+    # final evaluation's time is kept free: validation's measured speed (probed before
+    # training, then every epoch) times the rows still to score (validation and, as its
+    # likely size, as many test rows) plus the report.
     timing = {"rows": 0, "seconds": 0.0}
     final_rows = 2 * len(val_y)
 
