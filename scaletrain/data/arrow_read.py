@@ -78,6 +78,8 @@ def _csv_batches(fs, path: str, suffix: str, compression, types: dict) -> Iterat
 
     with fs.open(path, "rb", compression=compression) as fh:
         head = fh.read(1 << 16)
+    if len(head) == 1 << 16:  # whole lines only: a cut inside a UTF-8 character is no other encoding
+        head = head[:head.rfind(b"\n") + 1] or head
     text, encoding = _decode(head, path)
     delimiter, has_header = sniff_csv(text, suffix)
     if encoding != "utf-8-sig" or head.startswith(b"\xef\xbb\xbf") or not has_header or f"{delimiter} " in text:
