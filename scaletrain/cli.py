@@ -61,11 +61,16 @@ def train(
     time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
     resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
+    cv: Optional[int] = typer.Option(None, help="K-fold cross-validation of this config on a table: prints each "
+                                                 "metric as mean ± std over K fits (writes OUT/cv.json with --out)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
     """Train a model on DATA and write a run directory."""
     from scaletrain.api import fit
+
+    if cv is not None:
+        return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)
 
     run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_,
               verbose=not quiet, resume=resume, seed=seed, time_limit=time_limit)
@@ -76,6 +81,24 @@ def train(
                       f"(best {m['best_epoch']}) · {m['train_seconds']:.1f}s training", highlight=False)
     out_console.print(_metrics_table(m, ""))
     out_console.print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}", highlight=False)
+
+
+def _cross_validate(data, target, k, out, config, sets, seed, time_limit, quiet) -> None:
+    from scaletrain.cv import cross_validate
+    from scaletrain.io import write_json
+
+    result = cross_validate(data, target, k=k, config=config, sets=sets, verbose=not quiet, seed=seed,
+                            time_limit=time_limit)
+    table = Table(title=f"{k}-fold cross-validation ({result['task']}), test fold metrics")
+    for column in ("metric", "mean", "std"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, mean in result["mean"].items():
+        table.add_row(name, f"{mean:.4f}", f"{result['std'][name]:.4f}")
+    out_console.print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "cv.json", result)
+        out_console.print(f"folds: {out / 'cv.json'}", highlight=False)
 
 
 def parse_size(text: str) -> int:
