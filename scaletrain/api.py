@@ -81,7 +81,7 @@ class Trained:
 
 
 def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
-           resume: bool = False, time_spent: float = 0.0) -> Trained:
+           resume: bool = False, time_spent: float = 0.0, callbacks: list | None = None) -> Trained:
     """Build the model a resolved config names, train it, and return the result."""
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -96,7 +96,8 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
         model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
         cfg.train, cfg.checkpoint, prepared.task,
         generators=_generators(batches),
-        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume, time_spent=time_spent)
+        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume, time_spent=time_spent,
+        callbacks=callbacks)
     model.eval()
     run.history = history.rows
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
@@ -168,12 +169,15 @@ def default_out(name: str) -> Path:
 
 def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path | None = "auto",
         config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
-        verbose: bool = False, resume: bool = False, **overrides) -> Run:
+        verbose: bool = False, resume: bool = False, callbacks: list | None = None,
+        report_sections: list[str] | None = None, **overrides) -> Run:
     """Train on raw data and return the Run; writes a run directory unless out=None.
 
     `data` is a path, glob, folder, DataFrame or array (with `y`); overrides are config keys
     such as `epochs=5`, `train__lr=0.01` or `model="mlp"`. With resume=True training
     continues from the newest valid checkpoint in `out` (or starts fresh if there is none).
+    `callbacks` join the training loop's (a tuner's pruning); `report_sections` are HTML
+    sections appended to report.html.
     """
     started = time.perf_counter()  # a time limit bounds the whole command, loading included
     keep_freed_memory()
@@ -208,9 +212,12 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
             checkpoints = checkpoints / candidate.model.name
-        trained.append(_train(candidate, prepared, checkpoints, verbose, resume, loading / len(candidates)))
+        trained.append(_train(candidate, prepared, checkpoints, verbose, resume, loading / len(candidates), callbacks))
     best = choose(trained)
+    selection_val = None
     if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
+        # a tuner compares runs on validation rows the refit has seen: keep the honest figure
+        selection_val = best.run.evaluate(prepared.val_source)
         best = _refit_on_all_rows(best, prepared, verbose)
     run, state = best.run, best.state
     test_assessment = run.assess(prepared.test_source) if prepared.test_source is not None else None
@@ -224,6 +231,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
                       "early stopping" if len(run.history) < run.config.train.epochs else "epochs",
         "model": run.config.model.name, "parameters": sum(p.numel() for p in run.model.parameters()),
     }
+    if selection_val is not None:
+        run.metrics["val_before_refit"] = selection_val
     if len(trained) > 1:
         run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
         prepared.notes.append("zero-config tried " + ", ".join(
@@ -232,11 +241,11 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     run.metrics.update(data=prepared.summary, notes=prepared.notes)
     if out_dir is not None:
         run.save(out_dir)
-        write_text(out_dir / "report.html", render_report(run, source.name, test_assessment))
+        write_text(out_dir / "report.html", render_report(run, source.name, test_assessment, report_sections))
     return run
 
 
-def render_report(run: Run, name: str, assessment) -> str:
+def render_report(run: Run, name: str, assessment, sections: list[str] | None = None) -> str:
     """Return report.html for a finished run."""
     m = run.metrics
     summary = {**m["data"], "model": f"{m['model']} ({m['parameters']:,} parameters)",
@@ -247,7 +256,7 @@ def render_report(run: Run, name: str, assessment) -> str:
                  if assessment is not None and classes else None)
     return build_report(f"scaletrain run: {name}", summary, {k: m[k] for k in ("val", "test") if m[k]},
                         run.history, run.task, assessment.truth if assessment else None,
-                        assessment.predicted if assessment else None, classes, per_class, m["notes"])
+                        assessment.predicted if assessment else None, classes, per_class, m["notes"], sections)
 
 
 def load(path: str | Path) -> Run:

@@ -144,6 +144,54 @@ def prepare(
 
 @app.command()
 @guarded
+def tune(
+    data: str = typer.Argument(..., help="Table file or image data, as for train."),
+    target: Optional[str] = typer.Option(None, help="Target column (tables)."),
+    search: str = typer.Option("bayes", help="grid, random or bayes (Optuna's TPE)."),
+    trials: Optional[int] = typer.Option(None, help="Trials to run (default: the whole grid; 20 for random/bayes "
+                                                     "without --time-limit)."),
+    time_limit: Optional[str] = typer.Option(None, help="Budget for the whole search and the retrain, e.g. 10m."),
+    cv: Optional[int] = typer.Option(None, help="Score each trial by K-fold cross-validation (tables)."),
+    space: Optional[Path] = typer.Option(None, help="YAML search space: config key -> list or {low, high, log}."),
+    out: Optional[Path] = typer.Option(None, help="Directory for leaderboard.csv, tune.json and best/ "
+                                                  "(default runs/tune-<data>-<time>)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config every trial starts from."),
+    set_: List[str] = typer.Option([], "--set", help="Fix a config key for every trial: section.key=value."),
+    workers: Optional[int] = typer.Option(None, help="Trials run at once in separate processes "
+                                                     "(default: one per core for tables, 1 for images)."),
+    backend: str = typer.Option("optuna", help="optuna (local processes) or ray (Ray Tune on a running cluster)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the split, the sampler and every trial."),
+    prune: bool = typer.Option(True, help="Stop trials whose intermediate validation scores trail the median."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    debug: bool = DEBUG,
+):
+    """Search hyperparameters, write a leaderboard and retrain the best configuration into OUT/best."""
+    from scaletrain.api import default_out
+    from scaletrain.tune import tune as run_search
+
+    out = out or default_out(f"tune-{Path(data).stem or 'data'}")
+    result = run_search(data, target, search=search, trials=trials, time_limit=time_limit, cv=cv, space=space,
+                        out=out, config=config, sets=set_, workers=workers, seed=seed, prune=prune,
+                        verbose=not quiet, backend=backend)
+    from scaletrain.tune.search import params_of
+
+    board = result.leaderboard
+    table = Table(title=f"{search} search: {int((board['trial'] != 'default').sum())} trials "
+                        f"in {result.seconds:.0f}s (validation {board.attrs.get('score', 'score')})")
+    for column in ("rank", "trial", "state", "score", "seconds", "values"):
+        table.add_column(column, justify="left" if column in ("trial", "state", "values") else "right")
+    for i, row in enumerate(board.head(10).itertuples()):
+        values = " ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+                          for k, v in params_of(board, i).items()) or "zero-config"
+        table.add_row(str(row.rank), row.trial, row.state, f"{row.score:.4f}", f"{row.seconds:.1f}", values)
+    out_console.print(table)
+    out_console.print(_metrics_table(result.run.metrics, "best configuration, retrained"))
+    out_console.print(f"leaderboard: {out / 'leaderboard.csv'}\nbest run: {result.path}\n"
+                      f"report: {result.path / 'report.html'}", highlight=False)
+
+
+@app.command()
+@guarded
 def predict(
     run: Path = typer.Argument(..., help="Run directory."),
     data: str = typer.Argument(..., help="Raw rows or images, as for train."),

@@ -31,10 +31,11 @@ def fold_indices(y: pd.Series, k: int, task: str, seed: int = 0) -> list[np.ndar
 
 
 def cross_validate(data, target: str | None = None, *, k: int = 5, config=None, sets: list[str] | None = None,
-                   verbose: bool = False, **overrides) -> dict:
+                   verbose: bool = False, on_fold=None, **overrides) -> dict:
     """Fit k times on a table, each time holding one fold out as the test set; return
     {"k", "task", "folds": [test metrics per fold], "mean": {...}, "std": {...}}. Overrides
-    (epochs, time_limit, ...) apply to every fold's fit."""
+    (epochs, time_limit, ...) apply to every fold's fit; `on_fold(i, metrics)` is called after
+    each fold (a tuner prunes there)."""
     from scaletrain.api import fit
     from scaletrain.config import make_config
     from scaletrain.data.schema import find_target, infer_task
@@ -56,6 +57,8 @@ def cross_validate(data, target: str | None = None, *, k: int = 5, config=None, 
         run = fit(frame.iloc[rest], column, test=frame.iloc[held], out=None, config=config, sets=sets,
                   verbose=verbose, **overrides)
         folds.append(run.metrics["test"])
+        if on_fold is not None:
+            on_fold(len(folds) - 1, run.metrics["test"])
     names = [n for n in folds[0] if all(isinstance(f.get(n), (int, float)) for f in folds)]
     values = {n: np.array([f[n] for f in folds], dtype=float) for n in names}
     return {"k": k, "task": task, "folds": folds,

@@ -92,10 +92,31 @@ def residual_plot(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     return _figure("residuals", "Residuals (test)", fig)
 
 
+def leaderboard_section(board, score_name: str) -> str:
+    """Return the search's section: every trial's score in order, and the leaderboard."""
+    trials = board[board["trial"] != "default"].copy()
+    trials["number"] = trials["trial"].astype(int)
+    trials = trials.sort_values("number")
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for state, color in (("COMPLETE", "tab:blue"), ("PRUNED", "tab:gray"), ("FAIL", "tab:red")):
+        part = trials[trials["state"] == state]
+        ax.scatter(part["number"], part["score"], color=color, label=state.lower(), s=18)
+    done = trials[trials["state"] == "COMPLETE"]
+    if len(done):
+        ax.step(done["number"], done["score"].cummax(), where="post", color="tab:blue", alpha=.5, label="best so far")
+    default = board[board["trial"] == "default"]
+    if len(default):
+        ax.axhline(float(default["score"].iloc[0]), color="tab:orange", ls="--", label="zero-config default")
+    ax.set_xlabel("trial"), ax.set_ylabel(f"validation {score_name}"), ax.grid(alpha=.3), ax.legend(fontsize=8)
+    rows = board.drop(columns=[c for c in ("error",) if c in board and not board[c].astype(bool).any()])
+    return ("<h2>Search</h2>" + _figure("search", f"validation {score_name} by trial", fig)
+            + _table(rows.to_dict("records")))
+
+
 def build_report(title: str, summary: dict, metrics: dict, history: list[dict], task: str,
                  y_true: np.ndarray | None, y_pred: np.ndarray | None, classes: list | None,
-                 per_class: list[dict] | None, notes: list[str]) -> str:
-    """Return the report as one HTML string."""
+                 per_class: list[dict] | None, notes: list[str], sections: list[str] | None = None) -> str:
+    """Return the report as one HTML string; `sections` (HTML) are appended at the end."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts.append("<h2>Data</h2>" + _table([{"what": k, "value": v} for k, v in summary.items()]))
@@ -110,5 +131,6 @@ def build_report(title: str, summary: dict, metrics: dict, history: list[dict], 
         else:
             parts.append("<h2>Errors</h2>" + confusion_plot(y_true, y_pred, classes))
             parts.append("<h2>Per-class metrics (test)</h2>" + _table(per_class or []))
+    parts.extend(sections or [])
     parts.append("</body></html>")
     return "\n".join(parts)

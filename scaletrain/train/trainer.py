@@ -43,7 +43,8 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
               outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str,
               generators: dict[str, torch.Generator] | None = None, checkpoint_dir: Path | None = None,
               verbose: bool = True, config: dict | None = None, resume: bool = False,
-              time_spent: float = 0.0) -> tuple[TrainState, History, EarlyStopping | None]:
+              time_spent: float = 0.0, callbacks: list[Callback] | None = None,
+              ) -> tuple[TrainState, History, EarlyStopping | None]:
     """Train the model in place on `batches` (TensorBatches or ShardBatches); return the final
     state, the history and the early stopper.
 
@@ -55,7 +56,7 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
-    callbacks: list[Callback] = [history]
+    extra, callbacks = callbacks or [], [history]
     stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None
     if stopper:
         callbacks.append(stopper)
@@ -77,6 +78,7 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
         stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
         callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep,
                                     config=config, stateful=stateful, generators=generators or {}, resume=resume))
+    callbacks.extend(extra)  # after early stopping and the time limit: they see this epoch's decision
     if verbose:
         callbacks.append(ProgressBar())
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
