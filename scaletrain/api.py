@@ -92,6 +92,11 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
     run = Run(cfg, model, spec, prepared.preprocess)
     started = time.perf_counter()
     batches = _batches(cfg, prepared)
+    if cfg.train.lr_find is True:
+        from scaletrain.budget import find_lr
+
+        find_lr(cfg, model, batches, prepared)
+        time_spent += time.perf_counter() - started
     state, history, stopper = fit_model(
         model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
         cfg.train, cfg.checkpoint, prepared.task,
@@ -206,6 +211,11 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         out_dir = default_out(source.name) if out == "auto" else Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
     candidates = candidate_configs(cfg, _facts(prepared))
+    if cfg.train.time_limit and cfg.model.width is None and prepared.kind == "image":
+        from scaletrain.budget import size_for_budget
+
+        left = cfg.train.time_limit - (time.perf_counter() - started)
+        candidates = [size_for_budget(c, prepared, left) for c in candidates]
     loading = time.perf_counter() - started
     trained = []
     for candidate in candidates:

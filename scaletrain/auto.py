@@ -106,6 +106,11 @@ def resolve(config: Config, facts: DataFacts) -> Config:
         else:
             t.batch_size = int(min(512, max(32, 2 ** round(math.log2(max(facts.n_train, 1) / 32)))))
     t.batch_size = min(t.batch_size, max(facts.n_train, 1))
+    if t.lr_find == "auto":
+        # With a time budget there is no second try: a range test (~100 steps, a few % of a
+        # budget) checks the recipe's step size on this data and model before training.
+        # Without one, the recipe's default is kept: fast, and the same on every run.
+        t.lr_find = bool(t.time_limit) and t.lr is None and t.optimizer != "gd"
     if t.lr is None:
         if t.optimizer == "gd":
             t.lr = 0.1

@@ -71,6 +71,8 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     optimizer: Literal["auto", "gd", "sgd", "momentum", "nesterov", "adam", "adamw"] = "auto"
     lr: Positive | None = None
+    # learning-rate range test before training: auto = on when a time limit is set and lr is not
+    lr_find: bool | Literal["auto"] = "auto"
     momentum: Rate = 0.9
     weight_decay: NonNegative | None = None
     l1: NonNegative = 0.0

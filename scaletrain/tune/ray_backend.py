@@ -92,7 +92,7 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
     from ray.tune.schedulers import FIFOScheduler, MedianStoppingRule
     from ray.tune.search.optuna import OptunaSearch
 
-    from scaletrain.tune.search import _default_row, make_sampler
+    from scaletrain.tune.search import _default_row, make_sampler, set_deadline
 
     if plan.data is None:
         raise ConfigError("--backend ray reads the data on the cluster's workers: give a path, not an in-memory table")
@@ -104,7 +104,7 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
     rows = [_default_row(plan, source, task_rows, info)]
     budget = None
     if limit is not None:
-        plan.deadline = started + limit - min(plan.trial_limit, max(rows[0]["seconds"], 1.0)) - 5.0
+        set_deadline(plan, started, limit, rows[0]["seconds"])
         budget = max(1.0, plan.deadline - time.time())
     threads = plan.threads or 1
     plan.threads = threads

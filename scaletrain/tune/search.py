@@ -28,6 +28,7 @@ from scaletrain.tune.space import SearchSpace, as_set
 SEARCHES = ("grid", "random", "bayes")
 DEFAULT_TRIALS = 20
 EXPECTED_TRIALS = 8       # a time budget without --trials is shared as if among this many trials
+RETRAIN_SHARE = 0.4       # of a time limit, kept for the best's final training when runs end on time
 FINISH_SECONDS = 5.0      # evaluating and writing DIR/best after the retrain
 
 
@@ -47,6 +48,7 @@ class Plan:
     trial_limit: float | None
     deadline: float | None    # time.time() after which no trial starts
     storage: str | None       # Optuna journal file, shared by the worker processes
+    retrain_reserve: float = 0.0  # seconds kept after the search for the best's final training
     study: str = "scaletrain"
     prune: bool = True
     threads: int | None = None
@@ -103,12 +105,22 @@ def tune(data, target: str | None = None, *, search: str = "bayes", trials: int 
         out_dir.mkdir(parents=True, exist_ok=True)
 
     task_rows, test_rows = _holdout_for_cv(source, cfg, target, seed) if cv else (None, None)
-    # Each trial's share of the budget: the default, the trials and the retrain of the best.
-    share = None if limit is None else limit / ((trials or EXPECTED_TRIALS) + 2)
+    # The budget: image runs train until their time limit, so trials are short low-fidelity
+    # runs that rank the configurations and the best then trains for RETRAIN_SHARE of the
+    # limit (multi-fidelity, as successive halving does). Table runs end by early stopping,
+    # so the retrain needs about what one trial took: the default, the trials and the
+    # retrain share the budget equally.
+    reserve, share = 0.0, None
+    if limit is not None:
+        if source.kind == "image":
+            reserve = RETRAIN_SHARE * limit
+            share = (limit - reserve) / ((trials or EXPECTED_TRIALS) + 1)
+        else:
+            share = limit / ((trials or EXPECTED_TRIALS) + 2)
     plan = Plan(data=str(data) if isinstance(data, (str, Path)) else None, target=target, search=search,
                 trials=trials, cv=cv, space=grid.spec,
                 sets=list(sets or []), config=cfg.to_dict(), seed=seed, trial_limit=share,
-                deadline=None, storage=None, prune=prune,
+                deadline=None, storage=None, retrain_reserve=reserve, prune=prune,
                 threads=max(1, cores // workers) if workers > 1 else None)
     if backend == "ray":
         from scaletrain.tune.ray_backend import search_with_ray
@@ -131,7 +143,7 @@ def tune(data, target: str | None = None, *, search: str = "bayes", trials: int 
         from scaletrain.io import write_json, write_text
 
         write_text(out_dir / "leaderboard.csv", board.to_csv(index=False))
-        run, path = _retrain(plan, source, task_rows, test_rows, best_params, float(best["seconds"]), limit,
+        run, path = _retrain(plan, source, task_rows, test_rows, best_params, limit,
                              started, out_dir, board, score_name, verbose)
         write_json(out_dir / "tune.json", {
             "search": search, "backend": backend, "trials": int((board["trial"] != "default").sum()),
@@ -322,8 +334,7 @@ def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, limi
 
     info: dict = {}
     rows = [_default_row(plan, source, task_rows, info)]
-    if limit is not None:  # the best's retrain gets the time one trial took, at most its share
-        plan.deadline = started + limit - min(plan.trial_limit, max(rows[0]["seconds"], 1.0)) - FINISH_SECONDS
+    set_deadline(plan, started, limit, rows[0]["seconds"])
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), disable=not verbose,
                   transient=True) as progress:
         bar = progress.add_task("tuning")
@@ -349,6 +360,14 @@ def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, limi
                            callbacks=_stop_rules(plan) + [show], catch=())
             rows += [_trial_row(t) for t in study.get_trials(deepcopy=False)]
     return rows, info.get("score", rows[0]["score_name"]), info.get("task", rows[0]["task"])
+
+
+def set_deadline(plan: Plan, started: float, limit: float | None, default_seconds: float) -> None:
+    """No trial starts after plan.deadline: what is left then is the retrain's (its reserve,
+    or as long as the default took, at most a trial's share) and writing the results."""
+    if limit is not None:
+        retrain = plan.retrain_reserve or min(plan.trial_limit, max(default_seconds, 1.0))
+        plan.deadline = started + limit - retrain - FINISH_SECONDS
 
 
 def _default_row(plan: Plan, source, task_rows, info: dict) -> dict:
@@ -447,7 +466,7 @@ def worker_main(text: str, worker: int) -> None:
 
 
 # ---------------------------------------------------------------- the best, retrained
-def _retrain(plan: Plan, source, task_rows, test_rows, params: dict, seconds: float, limit: float | None,
+def _retrain(plan: Plan, source, task_rows, test_rows, params: dict, limit: float | None,
              started: float, out_dir: Path, board: pd.DataFrame, score_name: str, verbose: bool):
     """Train the best configuration once more into DIR/best, a normal run directory, with the
     leaderboard as a section of its report."""
@@ -455,9 +474,7 @@ def _retrain(plan: Plan, source, task_rows, test_rows, params: dict, seconds: fl
     from scaletrain.evaluate.report import leaderboard_section
 
     sets = plan.sets + [as_set(k, v) for k, v in params.items()]
-    time_limit = plan.trial_limit
-    if limit is not None:
-        time_limit = max(1.0, min(plan.trial_limit, started + limit - time.time() - FINISH_SECONDS))
+    time_limit = None if limit is None else max(1.0, started + limit - time.time() - FINISH_SECONDS)
     if plan.cv:  # retrained on every row the folds came from, scored on the rows held out first
         data, test = task_rows, test_rows
     else:

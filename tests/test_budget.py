@@ -1,0 +1,82 @@
+"""The automatic mode under a time limit: a learning-rate range test and a model narrow
+enough for the budget."""
+import pandas as pd
+import torch
+from sklearn.datasets import load_breast_cancer
+from torch import nn
+
+from scaletrain import budget
+from scaletrain.api import fit
+from scaletrain.auto import DataFacts, resolve
+from scaletrain.config import Config
+from scaletrain.data.batches import TensorBatches
+from scaletrain.train.lr_find import lr_range_test
+
+
+def _regression(n=512, d=8):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g)
+    return x, x @ torch.randn(d, 1, generator=g)
+
+
+def test_the_range_test_picks_a_rate_below_divergence_and_restores_the_model():
+    # Plain SGD on MSE of standardized inputs diverges above lr ≈ 2 / (2 λmax) ≈ 1 / λmax of
+    # the inputs' covariance (≈ 1 here, a bit more for 8 sampled dimensions): the pick must
+    # be well below that, and well above "no learning".
+    x, y = _regression()
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    finding = lr_range_test(model, TensorBatches((x,), y, 64, shuffle=True, seed=0), nn.MSELoss(),
+                            lambda lr: torch.optim.SGD(model.parameters(), lr=lr), steps=100)
+    assert finding.diverged_at is not None and 0.1 < finding.diverged_at < 3
+    assert 1e-3 < finding.lr < finding.diverged_at / 5
+    assert min(finding.losses) < finding.losses[0] * 0.6  # it trained on the way up
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
+
+
+def test_the_range_test_is_skipped_when_too_few_steps_fit_its_share_of_the_budget():
+    x, y = _regression()
+    model = nn.Linear(8, 1)
+    before = model.weight.detach().clone()
+    finding = lr_range_test(model, TensorBatches((x,), y, 64, shuffle=True, seed=0), nn.MSELoss(),
+                            lambda lr: torch.optim.SGD(model.parameters(), lr=lr), max_seconds=1e-9)
+    assert finding is None and torch.equal(model.weight, before)
+
+
+def test_auto_turns_the_range_test_on_only_for_a_time_limit_without_a_named_lr():
+    facts = DataFacts("table", "binary", 400, 2, n_features=5)
+    config = Config()
+    assert resolve(config, facts).train.lr_find is False
+    config.train.time_limit = 30.0
+    assert resolve(config, facts).train.lr_find is True
+    config.train.lr = 0.003
+    assert resolve(config, facts).train.lr_find is False
+
+
+def test_a_time_limited_fit_trains_with_the_range_tests_rate(tmp_path):
+    frame = load_breast_cancer(as_frame=True).frame
+    run = fit(frame, "target", out=tmp_path / "run", time_limit=20, model="mlp")
+    notes = [n for n in run.metrics["notes"] if n.startswith("learning-rate range test")]
+    assert len(notes) == 1
+    assert f"lr {run.config.train.lr:.3g} " in notes[0]  # the rate written to config.yaml is the one found
+    assert run.metrics["test"]["accuracy"] > 0.9
+
+
+def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
+    class Prepared:
+        n_train, kind, notes = 6400, "image", []
+
+    def fake_step(cfg, prepared):  # conv compute grows with width²
+        return 1e-3 * (cfg.model.width / 8) ** 2
+
+    monkeypatch.setattr(budget, "step_seconds", fake_step)
+    config = resolve(Config(), DataFacts("image", "multiclass", 6400, 10, image_shape=(1, 28, 28)))
+    assert config.model.width == 32 and config.train.batch_size == 64  # 100 steps an epoch
+    # width 32: 16 ms a step, 1.6 s an epoch; 10 epochs need 16 s of training
+    assert budget.size_for_budget(config, Prepared, 16 / budget.TRAINING_SHARE + 1).model.width == 32
+    assert budget.size_for_budget(config, Prepared, 4 / budget.TRAINING_SHARE + 0.1).model.width == 16
+    assert budget.size_for_budget(config, Prepared, 1.0).model.width == budget.NARROWEST
+    assert any("width 8 instead of 32" in n for n in Prepared.notes)
+    tables = resolve(Config(), DataFacts("table", "binary", 6400, 2, n_features=4))
+    assert budget.size_for_budget(tables, Prepared, 0.1).model.width == tables.model.width  # MLPs are not narrowed
