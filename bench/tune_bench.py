@@ -65,7 +65,9 @@ def datasets(root: Path) -> list[tuple[str, Path, str | None, float]]:
 
 def _cli(*args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scaletrain", *args, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "scaletrain", *args, "--quiet"], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"scaletrain {' '.join(args)} failed:\n{done.stderr}")
     return time.perf_counter() - started
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, replace
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaletrain import __version__
+from scaletrain import __version__, distributed
 from scaletrain.auto import DataFacts, candidate_configs
 from scaletrain.config import Config, make_config, parse_duration
 from scaletrain.errors import ConfigError
@@ -26,7 +27,7 @@ from scaletrain.models.registry import ModelSpec, build_model
 from scaletrain.run import Run
 from scaletrain.runtime import keep_freed_memory
 from scaletrain.train.losses import output_size
-from scaletrain.train.trainer import fit_model
+from scaletrain.train.trainer import REPORT_SECONDS, fit_model
 
 
 def seed_everything(seed: int) -> None:
@@ -81,7 +82,8 @@ class Trained:
 
 
 def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
-           resume: bool = False, time_spent: float = 0.0, callbacks: list | None = None) -> Trained:
+           resume: bool = False, time_spent: float = 0.0, callbacks: list | None = None,
+           report_seconds: float = REPORT_SECONDS) -> Trained:
     """Build the model a resolved config names, train it, and return the result."""
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -96,14 +98,21 @@ def _train(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose
         from scaletrain.budget import find_lr
 
         find_lr(cfg, model, batches, prepared)
+        cfg.train.lr = float(distributed.broadcast_text(repr(cfg.train.lr)))  # rank 0's pick, on every rank
         time_spent += time.perf_counter() - started
     state, history, stopper = fit_model(
         model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
         cfg.train, cfg.checkpoint, prepared.task,
         generators=_generators(batches),
         checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(), resume=resume, time_spent=time_spent,
-        callbacks=callbacks)
-    model.eval()
+        callbacks=callbacks, report_seconds=report_seconds)
+    if cfg.train.fsdp and distributed.world().active:  # the shards gathered into one plain model, on rank 0
+        full = distributed.full_state(model, fsdp=True)  # a collective: every rank takes part
+        if distributed.world().main:
+            run.model = build_model(spec, cfg.model)
+            run.model.load_state_dict(full)
+            run.model.to(cfg.train.device)
+    run.model.eval()
     run.history = history.rows
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
     best_epoch = (stopper.best_epoch + 1) if stopper and stopper.best_epoch >= 0 else len(history.rows)
@@ -119,18 +128,24 @@ def _generators(batches) -> dict[str, torch.Generator]:
 
 def _batches(cfg: Config, prepared: Prepared):
     """Return the training batches: tensors in memory, or a stream from shards."""
-    t = cfg.train
+    t, w = cfg.train, distributed.world()
+    batch = distributed.local_batch(t.batch_size)  # this rank's rows of each global batch
     if prepared.shard_url is not None:
         from scaletrain.data.manifest import read_manifest
         from scaletrain.data.stream import ShardBatches
 
-        return ShardBatches(read_manifest(prepared.shard_url), prepared.shard_url, "train", prepared.preprocess,
-                            t.batch_size, seed=t.seed, shuffle=t.optimizer != "gd", workers=cfg.data.loader_workers,
-                            device=t.device, transform=_image_transform(cfg) if prepared.kind == "image" else None)
+        stream = ShardBatches(read_manifest(prepared.shard_url), prepared.shard_url, "train", prepared.preprocess,
+                              batch, seed=t.seed, shuffle=t.optimizer != "gd", workers=cfg.data.loader_workers,
+                              device=t.device, transform=_image_transform(cfg) if prepared.kind == "image" else None,
+                              rank=w.rank, world=w.size)
+        return distributed.EqualSteps(stream) if w.active else stream
     n = prepared.n_train
     device = torch.device(t.device)
+    if w.active and n < t.batch_size:
+        raise ConfigError(f"{n} training rows are fewer than one global batch ({t.batch_size}); "
+                          "lower train.batch_size or use fewer ranks")
     return TensorBatches(tuple(x.to(device) for x in prepared.train_inputs), prepared.train_y.to(device),
-                         t.batch_size, shuffle=t.optimizer != "gd", seed=t.seed,
+                         batch, shuffle=t.optimizer != "gd", seed=t.seed, rank=w.rank, world=w.size,
                          drop_last=n % t.batch_size == 1 and n > 1,  # a batch of 1 breaks batch norm
                          transform=_image_transform(cfg) if prepared.kind == "image" else None)
 
@@ -195,6 +210,18 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         cfg.data.target = target
     if resume and (out is None or out == "auto"):
         raise ConfigError("resuming needs the run directory of the interrupted run: give --out DIR")
+    created = distributed.init(cfg.train.device)  # a torchrun worker joins its process group
+    try:
+        return _fit(cfg, data, y, test, out, verbose, resume, callbacks, report_sections, started)
+    finally:
+        distributed.finish(created)
+
+
+def _fit(cfg: Config, data, y, test, out, verbose: bool, resume: bool, callbacks, report_sections,
+         started: float) -> Run:
+    w = distributed.world()
+    verbose = verbose and w.main  # one progress bar, one report: rank 0's
+    resume = resume or (distributed.restarted() and out not in (None, "auto"))  # restarted by the launcher
     seed_everything(cfg.train.seed)
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
     source = load_source(data, y, size=size, channels=cfg.data.channels)
@@ -207,10 +234,16 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
             test_source = load_source(test)
     prepared = prepare(source, test_source, cfg.data, cfg.train.seed)
     out_dir = None
-    if out is not None:
-        out_dir = default_out(source.name) if out == "auto" else Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if out is not None:  # every rank must agree on a time-stamped name
+        out_dir = Path(distributed.broadcast_text(str(default_out(source.name)))) if out == "auto" else Path(out)
+        if w.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
     candidates = candidate_configs(cfg, _facts(prepared))
+    if w.active:
+        candidates = [distributed.per_rank(c, cfg) for c in candidates]
+    if cfg.train.fsdp:
+        prepared.notes.append(f"FSDP over {w.size} ranks: weights sharded, no mid-run checkpoints (the final model "
+                              "is gathered)" if w.active else "train.fsdp needs several ranks; trained unsharded")
     if cfg.train.time_limit and cfg.model.width is None and prepared.kind == "image":
         from scaletrain.budget import size_for_budget
 
@@ -222,7 +255,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
             checkpoints = checkpoints / candidate.model.name
-        trained.append(_train(candidate, prepared, checkpoints, verbose, resume, loading / len(candidates), callbacks))
+        trained.append(_train(candidate, prepared, checkpoints, verbose, resume, loading / len(candidates), callbacks,
+                              REPORT_SECONDS if out_dir else 0.0))
     best = choose(trained)
     selection_val = None
     if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
@@ -230,6 +264,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         selection_val = best.run.evaluate(prepared.val_source)
         best = _refit_on_all_rows(best, prepared, verbose)
     run, state = best.run, best.state
+    if not w.main:  # rank 0 evaluates and writes the run directory
+        return run
     test_assessment = run.assess(prepared.test_source) if prepared.test_source is not None else None
     run.metrics = {
         "task": prepared.task, "score": main_score_name(prepared.task), "scaletrain_version": __version__,
@@ -241,6 +277,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
                       "early stopping" if len(run.history) < run.config.train.epochs else "epochs",
         "model": run.config.model.name, "parameters": sum(p.numel() for p in run.model.parameters()),
     }
+    if w.active:
+        run.metrics["distributed"] = {"ranks": w.size, "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))}
     if selection_val is not None:
         run.metrics["val_before_refit"] = selection_val
     if len(trained) > 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -63,24 +64,60 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
     cv: Optional[int] = typer.Option(None, help="K-fold cross-validation of this config on a table: prints each "
                                                  "metric as mean ± std over K fits (writes OUT/cv.json with --out)."),
+    nproc_per_node: Optional[int] = typer.Option(None, help="Data-parallel worker processes on this machine "
+                                                            "(torch.distributed's elastic launcher, as torchrun)."),
+    nnodes: int = typer.Option(1, help="Machines taking part; each runs this same command."),
+    node_rank: Optional[int] = typer.Option(None, help="This machine's rank among --nnodes (0 writes the run)."),
+    rdzv_endpoint: Optional[str] = typer.Option(None, help="HOST:PORT where the machines meet (the same on all)."),
+    max_restarts: int = typer.Option(0, help="Restart the workers up to K times after a failure; they resume "
+                                             "from the last checkpoint."),
+    backend: str = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
+                                              "--nproc-per-node workers)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
     """Train a model on DATA and write a run directory."""
-    from scaletrain.api import fit
+    from scaletrain import distributed
+    from scaletrain.api import default_out, fit
 
     if cv is not None:
         return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)
+    if backend not in ("torch", "ray"):
+        raise typer.BadParameter(f"--backend {backend!r}: choose torch or ray")
+    several = backend == "ray" or (nproc_per_node or 1) > 1 or nnodes > 1
+    if several and not distributed.launched():
+        # this process launches the workers; the run directory is named here, once, so that
+        # every worker (and every restart of one) writes and resumes the same one
+        out = out or default_out(Path(data).stem or "data")
+        argv = ["train", data, "--out", str(out), *(["--test", test] if test else []),
+                *(["--target", target] if target else []), *(["--config", str(config)] if config else []),
+                *[a for item in set_ for a in ("--set", item)], *(["--time-limit", time_limit] if time_limit else []),
+                *(["--seed", str(seed)] if seed is not None else []), *(["--resume"] if resume else []),
+                *(["--quiet"] if quiet else [])]
+        if backend == "ray":
+            from scaletrain.ray_train import fit_on_ray
 
+            fit_on_ray(argv[1:], nproc_per_node or 1)
+        else:
+            distributed.launch(argv, nproc_per_node or 1, nnodes, rdzv_endpoint, max_restarts, node_rank)
+        if (out / "metrics.json").exists():  # the node whose rank 0 wrote the run
+            _summary(json.loads((out / "metrics.json").read_text()), out)
+        return
     run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_,
               verbose=not quiet, resume=resume, seed=seed, time_limit=time_limit)
-    m = run.metrics
+    # under torchrun only rank 0 reports, and not at all when `train --nproc-per-node` launched it
+    if int(os.environ.get("RANK", "0")) == 0 and distributed.LAUNCHED_HERE not in os.environ:
+        _summary(run.metrics, run.path)
+
+
+def _summary(m: dict, path: Path) -> None:
     for note in m["notes"]:
         err_console.print(f"note: {note}", highlight=False)
+    ranks = f" · {m['distributed']['ranks']} ranks" if m.get("distributed") else ""
     out_console.print(f"{m['task']} · {m['model']} ({m['parameters']:,} parameters) · {m['epochs']} epochs "
-                      f"(best {m['best_epoch']}) · {m['train_seconds']:.1f}s training", highlight=False)
+                      f"(best {m['best_epoch']}) · {m['train_seconds']:.1f}s training{ranks}", highlight=False)
     out_console.print(_metrics_table(m, ""))
-    out_console.print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}", highlight=False)
+    out_console.print(f"run directory: {path}\nreport: {path / 'report.html'}", highlight=False)
 
 
 def _cross_validate(data, target, k, out, config, sets, seed, time_limit, quiet) -> None:

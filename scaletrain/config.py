@@ -93,6 +93,9 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit
     time_limit: Positive | None = None
+    # with several ranks: shard parameters, gradients and optimizer state (FSDP) instead of
+    # replicating them (DDP), for models larger than one device
+    fsdp: bool = False
     on_nan: Literal["stop", "skip"] = "stop"  # a NaN/inf loss stops the run, or skips its batch
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True

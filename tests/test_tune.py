@@ -98,14 +98,20 @@ def test_leaderboard_has_one_row_per_trial_and_the_best_is_retrained(tmp_path):
     assert "leaderboard" in result.output
 
 
-def test_a_time_limit_bounds_the_whole_search(iris):
+def test_a_time_limit_bounds_the_whole_search(iris, monkeypatch, tmp_path):
     import time
 
+    from scaletrain.tune import search
+
+    with pytest.raises(ConfigError, match="leaves no room for a search"):
+        tune(iris, "target", time_limit="20s", verbose=False)
+    monkeypatch.setattr(search, "MIN_TRIAL_SECONDS", 3.0)  # a short test; 10 s in real searches
     started = time.perf_counter()
     result = tune(iris, "target", search="random", time_limit="12s", space={"train.lr": [0.01, 0.02]},
-                  sets=["train.epochs=400", "train.early_stopping=0"], verbose=False)
-    assert time.perf_counter() - started < 12 * 1.1
+                  sets=["train.epochs=400", "train.early_stopping=0"], out=tmp_path / "search", verbose=False)
+    assert time.perf_counter() - started < 12 * 1.1  # the retrain and the files included
     assert len(_trials(result.leaderboard)) >= 1
+    assert result.run.metrics["stopped_by"] == "time limit"
 
 
 def test_a_bad_space_is_refused_before_any_trial(tmp_path, iris):

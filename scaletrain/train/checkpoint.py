@@ -117,15 +117,17 @@ class Checkpoint(Callback):
 
     def __init__(self, folder: str | Path, every_steps: int = 0, every_minutes: float = 0.0, keep: int = 2,
                  config: dict | None = None, stateful: dict | None = None,
-                 generators: dict[str, torch.Generator] | None = None, resume: bool = False):
+                 generators: dict[str, torch.Generator] | None = None, resume: bool = False, write: bool = True):
         self.folder, self.every_steps, self.every_minutes, self.keep = Path(folder), every_steps, every_minutes, keep
         self.config, self.stateful, self.generators = config or {}, stateful or {}, generators or {}
-        self.resume = resume
+        self.resume, self.write = resume, write  # write: False on all data-parallel ranks but 0
         self.last_time = time.monotonic()
         self.resumed_from: int | None = None
 
     # ---------------------------------------------------------------- save
     def save(self, state: TrainState, epoch_done: bool) -> None:
+        if not self.write:
+            return
         opt_tensors, opt_plain = optimizer_tensors(state.optimizer)
         rng_plain, rng_tensors = rng_state(self.generators)
         tensors = {f"model.{k}": v for k, v in state.model.state_dict().items()}

@@ -33,6 +33,7 @@ class LoopSettings:
     on_nan: str = "stop"
     compile: bool = False
     nan_check_every: int = 0    # steps between non-finite-loss checks; 0: 1 on CPU or with skip, 32 on CUDA
+    sync: bool = False          # data-parallel ranks: stops and the epoch's loss are agreed across them
 
 
 @dataclass
@@ -93,12 +94,17 @@ def _nonfinite(what: str, lr: float) -> TrainingError:
 
 def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.optim.Optimizer,
                settings: LoopSettings, validate: Callable[[nn.Module], dict],
-               callbacks: list[Callback]) -> TrainState:
-    """Train `model` and return the final state; `validate(model)` gives the epoch's val metrics."""
+               callbacks: list[Callback], wrapped: nn.Module | None = None) -> TrainState:
+    """Train `model` and return the final state; `validate(model)` gives the epoch's val metrics.
+    `wrapped` is the module training steps call when it is not the model itself (DDP, FSDP)."""
+    from scaletrain import distributed
+
     s = settings
-    # the compiled module shares the model's parameters; checkpoints and evaluation keep
-    # using `model` itself, so their state-dict keys do not change
-    forward = torch.compile(model, backend=COMPILE_BACKEND) if s.compile else model
+    # the compiled (or data-parallel) module shares the model's parameters; checkpoints and
+    # evaluation keep using `model` itself, so their state-dict keys do not change
+    wrapped = wrapped if wrapped is not None else model
+    forward = torch.compile(wrapped, backend=COMPILE_BACKEND) if s.compile else wrapped
+    no_sync = getattr(wrapped, "no_sync", None) if s.grad_accum > 1 else None  # DDP: reduce once per step
     steps_per_epoch = -(-len(batches) // s.grad_accum)
     scaler = torch.amp.GradScaler(s.device) if s.precision == "fp16" else None
     state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch, scaler=scaler,
@@ -118,11 +124,16 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
         state.loss_sum = torch.as_tensor(float(state.loss_sum) if state.batch else 0.0, device=s.device)
         state.loss_count = state.loss_count if state.batch else 0
         for i, (inputs, y) in enumerate(batches.epoch(state.epoch, start=state.batch), start=state.batch):
-            with autocast(s.precision, s.device):
+            accumulating = (i + 1) % s.grad_accum and i + 1 < len(batches)
+            with (no_sync() if no_sync and accumulating else contextlib.nullcontext()), \
+                    autocast(s.precision, s.device):
                 loss = loss_fn(forward(*inputs), y)
             if s.l1:
                 loss = loss + s.l1 * l1_penalty(model)
-            if check_every == 1 and not torch.isfinite(loss.detach()).item():
+            bad = check_every == 1 and not torch.isfinite(loss.detach()).item()
+            if s.sync and s.on_nan == "skip":  # every rank skips the step, or none does
+                bad = distributed.any_rank(bad)
+            if bad:
                 if s.on_nan == "skip":
                     optimizer.zero_grad(set_to_none=True)
                     continue
@@ -135,7 +146,7 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
             (scaled.div(s.grad_accum) if s.grad_accum > 1 else scaled).backward()  # no extra node at 1
             state.loss_sum.add_(loss.detach(), alpha=len(y))
             state.loss_count += len(y)
-            if (i + 1) % s.grad_accum and i + 1 < len(batches):
+            if accumulating:
                 continue  # accumulate gradients over grad_accum batches
             state.lr = s.lr * lr_factor(state.progress, s.schedule, s.warmup, list(s.milestones), s.gamma)
             set_lr(optimizer, state.lr)
@@ -155,16 +166,23 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
                 nonfinite, unchecked_from = None, state.step + 1
             for cb in callbacks:
                 cb.on_step_end(state, loss)
+            if s.sync and s.time_limit:  # each rank's clock decides; all stop at the same step
+                state.stop = distributed.any_rank(state.stop)
             if state.stop:
                 break
         if nonfinite is not None and nonfinite.item():  # the epoch's end syncs anyway
             raise _nonfinite(f"the loss became non-finite between steps {unchecked_from} and {state.step}", s.lr)
         nonfinite, unchecked_from = None, state.step + 1
-        state.train_loss = float(state.loss_sum) / max(state.loss_count, 1)
+        total, count = float(state.loss_sum), state.loss_count
+        if s.sync:
+            total, count = distributed.sum_across([total, count])
+        state.train_loss = total / max(count, 1)
         model.eval()
         state.val = validate(model)
         for cb in callbacks:
             cb.on_epoch_end(state)
+        if s.sync:
+            state.stop = distributed.any_rank(state.stop)
         state.batch, state.loss_sum, state.loss_count = 0, 0.0, 0
     for cb in callbacks:
         cb.on_train_end(state)

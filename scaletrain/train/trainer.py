@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scaletrain import distributed
 from scaletrain.train.callbacks import EarlyStopping, History, ProgressBar, TimeLimit
 from scaletrain.train.checkpoint import Checkpoint
 from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
@@ -44,16 +45,19 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
               generators: dict[str, torch.Generator] | None = None, checkpoint_dir: Path | None = None,
               verbose: bool = True, config: dict | None = None, resume: bool = False,
               time_spent: float = 0.0, callbacks: list[Callback] | None = None,
-              ) -> tuple[TrainState, History, EarlyStopping | None]:
+              report_seconds: float = REPORT_SECONDS) -> tuple[TrainState, History, EarlyStopping | None]:
     """Train the model in place on `batches` (TensorBatches or ShardBatches); return the final
     state, the history and the early stopper.
 
-    With `resume`, training continues from the newest valid checkpoint in checkpoint_dir.
+    With `resume`, training continues from the newest valid checkpoint in checkpoint_dir;
+    `report_seconds` is kept free at the end of a time limit for writing the run (0: none written).
     """
     device = torch.device(t.device)
     weights = (balanced_weights(class_counts).to(device)
                if t.class_weight == "balanced" and class_counts is not None else None)
     loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
+    w = distributed.world()
+    wrapped = distributed.wrap(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
     extra, callbacks = callbacks or [], [history]
@@ -68,23 +72,27 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     final_rows = 2 * len(val_y)
 
     def after_training() -> float:  # never below the flat share: a 10-minute run overran by 9.5 s without it
-        measured = timing["seconds"] / max(timing["rows"], 1) * final_rows + REPORT_SECONDS
+        measured = timing["seconds"] / max(timing["rows"], 1) * final_rows + report_seconds
         return max(measured, EVAL_RESERVE * t.time_limit)
 
     time_limit = t.time_limit * (1 - EVAL_RESERVE) if t.time_limit else None
     if time_limit:
         callbacks.append(TimeLimit(time_limit, after_training if len(val_y) else None, budget=t.time_limit))
-    if checkpoint_dir is not None and ckpt.keep > 0:
+    # Under FSDP each rank holds a shard of the weights and optimizer state: mid-run
+    # checkpoints of sharded state are not written (the final model is gathered and saved).
+    if checkpoint_dir is not None and ckpt.keep > 0 and not (t.fsdp and w.active):
         stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
+        # every rank restores from the checkpoint rank 0 wrote (DDP keeps their weights equal)
         callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep,
-                                    config=config, stateful=stateful, generators=generators or {}, resume=resume))
+                                    config=config, stateful=stateful, generators=generators or {}, resume=resume,
+                                    write=w.main))
     callbacks.extend(extra)  # after early stopping and the time limit: they see this epoch's decision
     if verbose:
         callbacks.append(ProgressBar())
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                             milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
                             clip=t.clip, l1=t.l1, precision=t.precision, time_limit=time_limit, time_spent=time_spent,
-                            device=device.type, on_nan=t.on_nan, compile=t.compile == "on")
+                            device=device.type, on_nan=t.on_nan, compile=t.compile == "on", sync=w.active)
     if not stopper and len(val_y) > EPOCH_VAL_ROWS:
         # nothing stops on the per-epoch score, which only draws the learning curve: a fixed
         # subset keeps evaluation from stalling training (Fashion-MNIST: 2.5 s of ~32 s an
@@ -105,5 +113,5 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
         started = time.perf_counter()
         outputs_fn(tuple(x[:probe] for x in val_inputs))
         timing["rows"], timing["seconds"] = probe, time.perf_counter() - started
-    state = train_loop(model, batches, loss_fn, optimizer, settings, validate, callbacks)
+    state = train_loop(model, batches, loss_fn, optimizer, settings, validate, callbacks, wrapped)
     return state, history, stopper

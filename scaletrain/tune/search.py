@@ -29,6 +29,7 @@ SEARCHES = ("grid", "random", "bayes")
 DEFAULT_TRIALS = 20
 EXPECTED_TRIALS = 8       # a time budget without --trials is shared as if among this many trials
 RETRAIN_SHARE = 0.4       # of a time limit, kept for the best's final training when runs end on time
+MIN_TRIAL_SECONDS = 10.0  # a trial's least time: shorter runs rank configurations by noise
 FINISH_SECONDS = 5.0      # evaluating and writing DIR/best after the retrain
 
 
@@ -112,11 +113,14 @@ def tune(data, target: str | None = None, *, search: str = "bayes", trials: int 
     # retrain share the budget equally.
     reserve, share = 0.0, None
     if limit is not None:
-        if source.kind == "image":
-            reserve = RETRAIN_SHARE * limit
-            share = (limit - reserve) / ((trials or EXPECTED_TRIALS) + 1)
-        else:
-            share = limit / ((trials or EXPECTED_TRIALS) + 2)
+        reserve = RETRAIN_SHARE * limit if source.kind == "image" else 0.0
+        runs = (trials or EXPECTED_TRIALS) + (1 if reserve else 2)  # + the default (+ the retrain)
+        least = MIN_TRIAL_SECONDS * (2 if reserve else 3) / (1 - RETRAIN_SHARE if reserve else 1)
+        if limit < least:
+            raise ConfigError(f"--time-limit {limit:.0f}s leaves no room for a search (the default, one trial and "
+                              f"the retrain need {least:.0f}s at {MIN_TRIAL_SECONDS:.0f}s a run); give a longer "
+                              "limit, or train zero-config with `scaletrain train --time-limit`")
+        share = max((limit - reserve) / runs, MIN_TRIAL_SECONDS)  # fewer trials run if the budget is short
     plan = Plan(data=str(data) if isinstance(data, (str, Path)) else None, target=target, search=search,
                 trials=trials, cv=cv, space=grid.spec,
                 sets=list(sets or []), config=cfg.to_dict(), seed=seed, trial_limit=share,
