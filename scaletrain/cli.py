@@ -97,7 +97,12 @@ def train(
         if backend == "ray":
             from scaletrain.ray_train import fit_on_ray
 
-            fit_on_ray(argv[1:], nproc_per_node or 1)
+            def where(path):  # Ray's workers run in other folders: local paths made absolute
+                return None if path is None else str(path) if "://" in str(path) else str(Path(path).resolve())
+
+            fit_on_ray({"data": where(data), "target": target, "test": where(test), "out": where(out),
+                        "sets": list(set_), "config": where(config), "time_limit": time_limit, "seed": seed,
+                        "resume": resume, "verbose": False}, nproc_per_node or 1)
         else:
             distributed.launch(argv, nproc_per_node or 1, nnodes, rdzv_endpoint, max_restarts, node_rank)
         if (out / "metrics.json").exists():  # the node whose rank 0 wrote the run

@@ -29,3 +29,30 @@ def mixed_frame() -> pd.DataFrame:
 def fast() -> dict:
     """Overrides that keep a test's training to a second or two."""
     return {"epochs": 5, "verbose": False}
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A real Ray cluster of one node on loopback, as `ray start --head` makes it."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray.tune")
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env)
+    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+    yield
+    import ray
+
+    ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
+    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env)

@@ -8,26 +8,13 @@ what scaletrain keeps is the leaderboard, tune.json and the retrained best run.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from scaletrain.errors import ConfigError, ScaletrainError
-
-
-def _connect() -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS", "auto")
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"--backend ray needs a running Ray cluster ({exc}); start one with `ray start --head` "
-                          "or set RAY_ADDRESS to its address") from None
+from scaletrain.ray_train import connect
 
 
 class _RayTrial:
@@ -99,7 +86,7 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
     if plan.data and not Path(plan.data).exists() and "://" not in plan.data:
         raise ConfigError(f"'{plan.data}' does not exist")
     plan.data = str(Path(plan.data).resolve()) if "://" not in plan.data else plan.data
-    _connect()
+    connect()
     info: dict = {}
     rows = [_default_row(plan, source, task_rows, info)]
     budget = None

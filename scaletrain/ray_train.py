@@ -1,0 +1,84 @@
+"""`train --backend ray`: the same training through Ray Train's TorchTrainer, on a Ray
+cluster that is already running (`ray start --head`, or RAY_ADDRESS).
+
+Ray starts the workers and joins them in a torch.distributed process group; each worker then
+runs the ordinary `fit`, which finds that group and trains data-parallel exactly as under
+torchrun (rank 0 writes the run directory). After every epoch each worker reports its metrics
+to Ray, rank 0 with its newest checkpoint, so Ray holds the run's checkpoints too. Ray's own
+bookkeeping (which it pickles) goes to a temporary folder, removed afterwards.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.train.loop import Callback
+
+
+def connect() -> None:
+    """Join the running Ray cluster (RAY_ADDRESS, else the local one); a clear error if none."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"--backend ray needs a running Ray cluster ({exc}); start one with `ray start --head` "
+                          "or set RAY_ADDRESS to its address") from None
+
+
+def fit_on_ray(kwargs: dict, workers: int) -> dict:
+    """Run fit(**kwargs) on `workers` Ray Train workers; return what Ray reported last."""
+    import torch
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    connect()
+    storage = tempfile.mkdtemp(prefix="scaletrain-ray-")
+    trainer = TorchTrainer(_worker, train_loop_config=kwargs,
+                           scaling_config=ScalingConfig(num_workers=workers, use_gpu=torch.cuda.is_available()),
+                           run_config=RunConfig(storage_path=storage, name="scaletrain"))
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # noqa: BLE001 - Ray wraps the workers' errors in its own types
+        raise ScaletrainError(f"Ray Train failed: {str(exc).strip().splitlines()[-1][:500]}") from None
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    if result.error:
+        raise ScaletrainError(f"Ray Train failed: {result.error}")
+    return {"metrics": result.metrics or {}, "checkpoint": result.checkpoint is not None}
+
+
+def _worker(kwargs: dict) -> None:
+    from scaletrain import distributed
+    from scaletrain.api import fit
+
+    os.environ[distributed.LAUNCHED_HERE] = "1"  # the driver prints the summary
+    fit(**kwargs, callbacks=[_ReportToRay(Path(kwargs["out"]) / "checkpoints")])
+
+
+class _ReportToRay(Callback):
+    """After each epoch: every rank reports the epoch's metrics to Ray (it expects all to),
+    rank 0 with the checkpoint it has just written."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def on_epoch_end(self, state) -> None:
+        import ray.train
+
+        from scaletrain import distributed
+
+        metrics = {"epoch": state.epoch + 1, "train_loss": state.train_loss, **state.val}
+        newest = sorted(self.folder.rglob("step-*.safetensors"))[-1:] if self.folder.is_dir() else []
+        if not (distributed.world().main and newest):
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as staging:
+            for path in (newest[0], newest[0].with_suffix(".json")):
+                shutil.copy2(path, staging)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(staging))
