@@ -8,7 +8,9 @@ Prints, never asserts on time:
   3b. zero-config Fashion-MNIST with --time-limit 10m (goal ≥ 0.939);
   5–7. speed (bench/overhead.py): our loop vs a hand-written PyTorch loop, skorch on the same
      MLP, predict throughput vs a bare model(x) loop;
-  8. CPU paths (bench/cpu_paths.py): channels_last, bf16 autocast, torch.compile per step.
+  8. CPU paths (bench/cpu_paths.py): channels_last, bf16 autocast, torch.compile per step;
+  9. tune vs zero-config train within one time limit (bench/tune_bench.py): wall ÷ limit, test scores;
+  10. data-parallel scaling efficiency, 1 and 2 ranks (bench/scaling.py).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import big_table  # noqa: E402
 import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
+import scaling  # noqa: E402
+import tune_bench  # noqa: E402
 import scaletrain  # noqa: E402
 from scaletrain.datasets import write_digits_folder  # noqa: E402
 
@@ -102,3 +106,5 @@ if __name__ == "__main__":
     overhead.peer()
     overhead.predict_throughput()
     cpu_paths.main([])
+    tune_bench.main([])
+    scaling.main([])

@@ -212,9 +212,12 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         raise ConfigError("resuming needs the run directory of the interrupted run: give --out DIR")
     created = distributed.init(cfg.train.device)  # a torchrun worker joins its process group
     try:
-        return _fit(cfg, data, y, test, out, verbose, resume, callbacks, report_sections, started)
-    finally:
-        distributed.finish(created)
+        run = _fit(cfg, data, y, test, out, verbose, resume, callbacks, report_sections, started)
+    except BaseException:
+        distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
+        raise
+    distributed.finish(created)
+    return run
 
 
 def _fit(cfg: Config, data, y, test, out, verbose: bool, resume: bool, callbacks, report_sections,
@@ -249,6 +252,8 @@ def _fit(cfg: Config, data, y, test, out, verbose: bool, resume: bool, callbacks
 
         left = cfg.train.time_limit - (time.perf_counter() - started)
         candidates = [size_for_budget(c, prepared, left) for c in candidates]
+        for c in candidates:  # each rank timed its own steps: rank 0's choice holds for all
+            c.model.width = int(distributed.broadcast_text(str(c.model.width)))
     loading = time.perf_counter() - started
     trained = []
     for candidate in candidates:

@@ -86,9 +86,11 @@ def init(device: str) -> bool:
     return True
 
 
-def finish(created: bool) -> None:
+def finish(created: bool, wait: bool = True) -> None:
+    """Leave the process group this process created (after the others, unless it failed)."""
     if created and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -231,8 +233,8 @@ def launch(argv: list[str], nproc: int, nnodes: int = 1, endpoint: str | None = 
         if endpoint is None:
             raise ConfigError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT, the same on every node")
         args += ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "scaletrain"]
-        if node_rank is not None:
-            args += ["--node-rank", str(node_rank)]
+        if node_rank is not None:  # node 0 hosts the rendezvous store (not guessed from host names)
+            args += ["--node-rank", str(node_rank), "--rdzv-conf", f"is_host={str(node_rank == 0).lower()}"]
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     os.environ[LAUNCHED_HERE] = "1"  # the workers inherit it: this process prints the summary

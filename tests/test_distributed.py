@@ -1,5 +1,6 @@
 """Data-parallel training in real processes: torch.distributed's elastic launcher (as torchrun),
-gloo on CPU, DDP and FSDP, two node launchers meeting at a TCP rendezvous, a worker killed
+gloo on CPU, DDP and FSDP, two node launchers meeting at a TCP rendezvous (in network
+namespaces where the machine allows), a worker killed
 with SIGKILL and restarted, and Ray Train on a Ray cluster."""
 import json
 import os
@@ -110,16 +111,61 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_node_launchers_meet_at_a_tcp_rendezvous(tables, tmp_path):
-    # Network namespaces joined by veth need root and iproute2; both launchers on loopback
-    # exercise the same c10d rendezvous over TCP.
-    out, endpoint = tmp_path / "nodes", f"127.0.0.1:{_free_port()}"
-    nodes = [subprocess.Popen([sys.executable, "-m", "scaletrain", "train", str(tables["train"]), "--target", "y",
-                               "--out", str(out), "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
-                               "--rdzv-endpoint", endpoint, "--set", "train.epochs=2", "--set", "model.name=mlp",
-                               "--set", "train.threads=1", "--quiet"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for rank in range(2)]
-    errors = [node.communicate(timeout=300)[1] for node in nodes]
+def _network_namespaces() -> list[tuple[str, str]] | None:
+    """Create two network namespaces joined by a veth pair (10.77.1.1 <-> 10.77.1.2); return
+    (namespace, interface) for each, or None where the machine does not allow it (not root,
+    no iproute2)."""
+    tag = f"st{os.getpid() % 100000}"
+    nodes = [(f"{tag}n0", f"{tag}a"), (f"{tag}n1", f"{tag}b")]
+
+    def ip(*args) -> int:
+        return subprocess.run(["ip", *args], capture_output=True, text=True).returncode
+
+    if ip("netns", "add", nodes[0][0]):
+        return None
+    steps = [("netns", "add", nodes[1][0]),
+             ("link", "add", nodes[0][1], "netns", nodes[0][0], "type", "veth", "peer", "name", nodes[1][1],
+              "netns", nodes[1][0])]
+    for i, (name, interface) in enumerate(nodes):
+        steps += [("-n", name, "link", "set", "lo", "up"), ("-n", name, "addr", "add", f"10.77.1.{i + 1}/24", "dev",
+                                                            interface), ("-n", name, "link", "set", interface, "up")]
+    if any(ip(*step) for step in steps):
+        _remove_namespaces([name for name, _ in nodes])
+        return None
+    return nodes
+
+
+def _remove_namespaces(names: list[str]) -> None:
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_two_nodes_meet_at_a_tcp_rendezvous(tables, tmp_path):
+    """Two node launchers, each in its own network namespace joined by a veth pair, meet at a
+    c10d rendezvous over TCP; where namespaces are not allowed, both run on loopback."""
+    out, port = tmp_path / "nodes", _free_port()
+    namespaces = _network_namespaces()
+    host = "10.77.1.1" if namespaces else "127.0.0.1"
+    try:
+        nodes = []
+        for rank in range(2):
+            prefix, env = [], dict(os.environ)
+            if namespaces:  # the launcher and gloo would otherwise use the address of the machine's hostname
+                prefix = ["ip", "netns", "exec", namespaces[rank][0]]
+                env.update(GLOO_SOCKET_IFNAME=namespaces[rank][1], PET_LOCAL_ADDR=f"10.77.1.{rank + 1}")
+            nodes.append(subprocess.Popen(
+                [*prefix, sys.executable, "-m", "scaletrain", "train", str(tables["train"]), "--target", "y",
+                 "--out", str(out), "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+                 "--rdzv-endpoint", f"{host}:{port}", "--set", "train.epochs=2", "--set", "model.name=mlp",
+                 "--set", "train.threads=1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                env=env))
+        errors = [node.communicate(timeout=180)[1] for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+        if namespaces:
+            _remove_namespaces([name for name, _ in namespaces])
     assert [node.returncode for node in nodes] == [0, 0], errors
     assert json.loads((out / "metrics.json").read_text())["distributed"]["ranks"] == 2
 

@@ -106,21 +106,7 @@ def tune(data, target: str | None = None, *, search: str = "bayes", trials: int 
         out_dir.mkdir(parents=True, exist_ok=True)
 
     task_rows, test_rows = _holdout_for_cv(source, cfg, target, seed) if cv else (None, None)
-    # The budget: image runs train until their time limit, so trials are short low-fidelity
-    # runs that rank the configurations and the best then trains for RETRAIN_SHARE of the
-    # limit (multi-fidelity, as successive halving does). Table runs end by early stopping,
-    # so the retrain needs about what one trial took: the default, the trials and the
-    # retrain share the budget equally.
-    reserve, share = 0.0, None
-    if limit is not None:
-        reserve = RETRAIN_SHARE * limit if source.kind == "image" else 0.0
-        runs = (trials or EXPECTED_TRIALS) + (1 if reserve else 2)  # + the default (+ the retrain)
-        least = MIN_TRIAL_SECONDS * (2 if reserve else 3) / (1 - RETRAIN_SHARE if reserve else 1)
-        if limit < least:
-            raise ConfigError(f"--time-limit {limit:.0f}s leaves no room for a search (the default, one trial and "
-                              f"the retrain need {least:.0f}s at {MIN_TRIAL_SECONDS:.0f}s a run); give a longer "
-                              "limit, or train zero-config with `scaletrain train --time-limit`")
-        share = max((limit - reserve) / runs, MIN_TRIAL_SECONDS)  # fewer trials run if the budget is short
+    reserve, share = _budget(limit, source.kind == "image", trials)
     plan = Plan(data=str(data) if isinstance(data, (str, Path)) else None, target=target, search=search,
                 trials=trials, cv=cv, space=grid.spec,
                 sets=list(sets or []), config=cfg.to_dict(), seed=seed, trial_limit=share,
@@ -157,6 +143,28 @@ def tune(data, target: str | None = None, *, search: str = "bayes", trials: int 
             "test": run.metrics["test"] if run is not None else {},
             "seconds": round(time.time() - started, 2)})
     return TuneResult(board, best_params, float(best["score"]), run, path, time.time() - started)
+
+
+def _budget(limit: float | None, image: bool, trials: int | None) -> tuple[float, float | None]:
+    """Return (seconds kept for the best's final training, each trial's time limit).
+
+    Image runs train until their time limit, so trials are short low-fidelity runs that rank
+    the configurations and the best then trains for RETRAIN_SHARE of the limit (the
+    multi-fidelity idea of successive halving). Table runs end by early stopping, so the
+    retrain needs about what one trial took: the default, the trials and the retrain share
+    the budget equally. A trial gets at least MIN_TRIAL_SECONDS; fewer trials run if the
+    budget is short, and a budget without room for one is refused.
+    """
+    if limit is None:
+        return 0.0, None
+    reserve = RETRAIN_SHARE * limit if image else 0.0
+    runs = (trials or EXPECTED_TRIALS) + (1 if image else 2)  # + the default (+ the retrain)
+    least = MIN_TRIAL_SECONDS * (2 / (1 - RETRAIN_SHARE) if image else 3)
+    if limit < least:
+        raise ConfigError(f"--time-limit {limit:.0f}s leaves no room for a search (the default, one trial and the "
+                          f"retrain need {least:.0f}s at {MIN_TRIAL_SECONDS:.0f}s a run); give a longer limit, or "
+                          "train zero-config with `scaletrain train --time-limit`")
+    return reserve, max((limit - reserve) / runs, MIN_TRIAL_SECONDS)
 
 
 def _cores() -> int:
