@@ -153,8 +153,8 @@ def _load_pil(path: Path) -> Image.Image | None:
         with Image.open(path) as img:
             img.load()
             return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # a header declaring > 2x Pillow's pixel limit is a bomb, not an image
 
 
 def choose_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:

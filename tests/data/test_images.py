@@ -62,3 +62,15 @@ def test_folder_without_images_is_an_error(tmp_path):
     (tmp_path / "notes.md").write_text("hello")
     with pytest.raises(DataError):
         load_source(tmp_path)
+
+
+def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.new("L", (8, 8), 200).save(tmp_path / label / "0.png")
+    # a GIF whose header declares 65,535 × 65,535 pixels: over twice Pillow's limit
+    bomb = b"GIF87a\xff\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\xff\xff\xff\xff\x00\x02\x02D\x01\x00;"
+    (tmp_path / "a" / "1.gif").write_bytes(bomb)
+    with pytest.warns(UserWarning, match="1.gif"):
+        source = load_source(tmp_path)
+    assert len(source.images.images) == 2
