@@ -1,6 +1,5 @@
 """The automatic mode under a time limit: a learning-rate range test and a model narrow
 enough for the budget."""
-import pandas as pd
 import torch
 from sklearn.datasets import load_breast_cancer
 from torch import nn

@@ -87,8 +87,7 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
         raise ConfigError(f"'{plan.data}' does not exist")
     plan.data = str(Path(plan.data).resolve()) if "://" not in plan.data else plan.data
     connect()
-    info: dict = {}
-    rows = [_default_row(plan, source, task_rows, info)]
+    rows = [_default_row(plan, source, task_rows)]
     budget = None
     if limit is not None:
         set_deadline(plan, started, limit, rows[0]["seconds"])
@@ -112,7 +111,7 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
             rows.append(_row(number, result, grid))
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    return rows, info.get("score", rows[0]["score_name"]), info.get("task", rows[0]["task"])
+    return rows, rows[0]["score_name"], rows[0]["task"]
 
 
 def _row(number: int, result, grid) -> dict:

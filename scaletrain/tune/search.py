@@ -269,7 +269,7 @@ def evaluate_config(plan: Plan, source, task_rows, params: dict, trial=None, tim
     return float(val[score_name]), float("nan"), score_name, run.metrics["task"]
 
 
-def _objective(plan: Plan, grid: SearchSpace, source, task_rows, info: dict):
+def _objective(plan: Plan, grid: SearchSpace, source, task_rows):
     def objective(trial) -> float:
         params = grid.suggest(trial)
         started = time.time()
@@ -277,14 +277,12 @@ def _objective(plan: Plan, grid: SearchSpace, source, task_rows, info: dict):
         if plan.deadline is not None and limit is not None:
             limit = max(1.0, min(limit, plan.deadline - started))
         try:
-            score, std, name, task = evaluate_config(plan, source, task_rows, params, trial, limit)
+            score, std, _, _ = evaluate_config(plan, source, task_rows, params, trial, limit)
         except ScaletrainError as exc:  # a diverging lr or a refused value fails this trial, not the search
             trial.set_user_attr("error", str(exc).splitlines()[0][:300])
-            trial.set_user_attr("seconds", round(time.time() - started, 3))
             return float("nan")
         finally:
             trial.set_user_attr("seconds", round(time.time() - started, 3))
-        info.update(score=name, task=task)
         trial.set_user_attr("std", std)
         return score
     return objective
@@ -344,8 +342,7 @@ def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, limi
             out_dir: Path | None, verbose: bool) -> tuple[list[dict], str, str]:
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-    info: dict = {}
-    rows = [_default_row(plan, source, task_rows, info)]
+    rows = [_default_row(plan, source, task_rows)]
     set_deadline(plan, started, limit, rows[0]["seconds"])
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), disable=not verbose,
                   transient=True) as progress:
@@ -368,10 +365,10 @@ def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, limi
                 Path(str(journal) + ".lock").unlink(missing_ok=True)
         else:
             study = _study(plan, grid)
-            study.optimize(_objective(plan, grid, source, task_rows, info), n_trials=None,
+            study.optimize(_objective(plan, grid, source, task_rows), n_trials=None,
                            callbacks=_stop_rules(plan) + [show], catch=())
             rows += [_trial_row(t) for t in study.get_trials(deepcopy=False)]
-    return rows, info.get("score", rows[0]["score_name"]), info.get("task", rows[0]["task"])
+    return rows, rows[0]["score_name"], rows[0]["task"]  # the default's: every trial shares them
 
 
 def set_deadline(plan: Plan, started: float, limit: float | None, default_seconds: float) -> None:
@@ -382,10 +379,9 @@ def set_deadline(plan: Plan, started: float, limit: float | None, default_second
         plan.deadline = started + limit - retrain - FINISH_SECONDS
 
 
-def _default_row(plan: Plan, source, task_rows, info: dict) -> dict:
+def _default_row(plan: Plan, source, task_rows) -> dict:
     started = time.time()
     score, std, name, task = evaluate_config(plan, source, task_rows, {})
-    info.update(score=name, task=task)
     return {"trial": "default", "state": "COMPLETE", "score": score, "std": std,
             "seconds": round(time.time() - started, 3), "params": {}, "error": "",
             "score_name": name, "task": task}
@@ -474,7 +470,7 @@ def worker_main(text: str, worker: int) -> None:
     if plan.cv:
         task_rows, _ = _holdout_for_cv(source, make_config(plan.config), plan.target, plan.seed)
     study = _study(plan, grid, worker)
-    study.optimize(_objective(plan, grid, source, task_rows, {}), n_trials=None, callbacks=_stop_rules(plan))
+    study.optimize(_objective(plan, grid, source, task_rows), n_trials=None, callbacks=_stop_rules(plan))
 
 
 # ---------------------------------------------------------------- the best, retrained
