@@ -1,13 +1,13 @@
 """The shard directory contract: `manifest.json` (format version, schema, roles, splits, one
-entry per shard with rows and SHA-256, statistics) and `stats.safetensors` (quantile sketches).
+entry per shard with rows and CRC-32, statistics) and `stats.safetensors` (quantile sketches).
 
 Paths go through fsspec, so a shard directory may live on s3://, gs:// or hdfs:// where the
 filesystem package is installed; `memory://` is what the tests use.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import zlib
 from dataclasses import dataclass
 
 import fsspec
@@ -15,7 +15,8 @@ import fsspec
 from scaletrain.errors import DataError
 
 FORMAT = "scaletrain-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: CRC-32 instead of SHA-256, text stored without compression
+CHECKSUM = "crc32"
 MANIFEST = "manifest.json"
 STATS = "stats.safetensors"
 SPLITS = ("train", "val", "test")
@@ -33,12 +34,15 @@ def join(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
-def sha256_of(fs, path: str) -> str:
-    digest = hashlib.sha256()
+def checksum_of(fs, path: str) -> str:
+    """CRC-32 of a file as 8 hex digits. The checksum guards against damaged or truncated
+    shards, not against tampering, so a CRC (3.6 GB/s here, vs 1.4 GB/s for SHA-256 with
+    SHA-NI) serves: it is paid on every shard byte in `prepare` and again before training."""
+    crc = 0
     with fs.open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def write_atomic(fs, path: str, data: bytes) -> None:
@@ -95,12 +99,12 @@ def read_manifest(url: str) -> Manifest:
 
 
 def verify_shards(manifest: Manifest, url: str) -> None:
-    """Check every shard's SHA-256 against the manifest; name the first that differs."""
+    """Check every shard's checksum against the manifest; name the first that differs."""
     fs, _ = filesystem(url)
     for shard in manifest.shards:
         path = join(manifest.root, shard["file"])
         if not fs.exists(path):
             raise DataError(f"shard '{path}' listed in the manifest is missing; prepare the data again")
-        if sha256_of(fs, path) != shard["sha256"]:
+        if checksum_of(fs, path) != shard[CHECKSUM]:
             raise DataError(f"shard '{path}' does not match its checksum in the manifest (damaged or changed); "
                             "prepare the data again")

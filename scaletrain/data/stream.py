@@ -182,7 +182,7 @@ class ShardBatches:
             images = decode_frame(frame, self.state["size"], self.state["channels"])
             return (transform_images(images.images),), encode_target(self.state["target"], images.labels, self.url)
         inputs = transform_table(self.state, frame, self.url).tensors()
-        return inputs, encode_target(self.state["target"], frame[self.target].to_numpy(), self.url)
+        return inputs, encode_target(self.state["target"], frame[self.target], self.url)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.slots)

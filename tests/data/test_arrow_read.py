@@ -97,3 +97,52 @@ def test_a_value_arrow_cannot_parse_hands_the_file_to_pandas_and_leaves_nothing(
     rows = sum(pq.read_metadata(tmp_path / "out" / name).num_rows for name in listed if name.endswith(".parquet"))
     assert rows == ROWS
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["stats"]["numeric"]["x"]["missing"] > 0
+
+
+def test_read_ahead_keeps_order_and_runs_ahead_in_another_thread():
+    import threading
+
+    producers = []
+
+    def numbers():
+        for i in range(50):
+            producers.append(threading.current_thread().name)
+            yield i
+
+    assert list(arrow_read.read_ahead(numbers(), depth=3)) == list(range(50))
+    assert set(producers) == {"scaletrain-read-ahead"}
+
+
+def test_read_ahead_raises_the_producers_error_after_its_items():
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad row 3")
+
+    seen = []
+    with pytest.raises(ValueError, match="bad row 3"):
+        for item in arrow_read.read_ahead(failing()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_read_ahead_stopped_early_stops_and_closes_the_producer():
+    import threading
+
+    closed, made = threading.Event(), []
+
+    def endless():
+        try:
+            while True:
+                made.append(1)
+                yield len(made)
+        finally:
+            closed.set()  # where a reader's `with` closes its file
+
+    items = arrow_read.read_ahead(endless(), depth=2)
+    assert [next(items) for _ in range(3)] == [1, 2, 3]
+    items.close()
+    assert closed.is_set()
+    count = len(made)
+    assert count <= 3 + 2 + 1  # the consumed items, a full queue and one waiting to go in
+    assert not any(t.name == "scaletrain-read-ahead" for t in threading.enumerate())

@@ -75,3 +75,26 @@ def test_image_statistics_per_channel():
     images[..., 0] = 255
     state = fit_images(images)
     assert np.allclose(state["mean"], [1, 0, 0]) and state["size"] == [2, 2] and state["channels"] == 3
+
+
+def test_arrow_backed_text_is_encoded_exactly_as_python_strings():
+    """Shard reads give pyarrow-backed text; its fast lookup must agree with the object path."""
+    import pyarrow as pa
+    import pytest
+
+    from scaletrain.data.preprocess import _arrow_text, _category_codes
+    from scaletrain.errors import DataError
+
+    values = ["red", None, "blue", "violet", "", "red", "__missing__"]
+    categories = ["red", "blue", "__missing__", ""]
+    as_objects = pd.Series(values, dtype=object)
+    for arrow in (pd.Series(values, dtype="string[pyarrow]"), pd.Series(values, dtype=pd.ArrowDtype(pa.large_string())),
+                  pd.Series(pa.array(values, pa.string()).to_pandas(types_mapper=pd.ArrowDtype))):
+        assert _arrow_text(arrow) is not None and _arrow_text(as_objects) is None  # the Arrow lookup is used
+        np.testing.assert_array_equal(_category_codes(arrow, categories), _category_codes(as_objects, categories))
+        np.testing.assert_array_equal(_category_codes(arrow, categories), [1, 3, 2, 0, 4, 1, 3])
+    state = fit_target(pd.Series(["no", "yes", "yes"]), "binary")
+    labels = pd.Series(["yes", "no", "yes"], dtype="string[pyarrow]")
+    assert encode_target(state, labels).tolist() == encode_target(state, labels.astype(object)).tolist() == [1, 0, 1]
+    with pytest.raises(DataError, match="'maybe' that the model never saw"):
+        encode_target(state, pd.Series(["yes", "maybe"], dtype="string[pyarrow]"))

@@ -78,9 +78,9 @@ def stream(shards, prepared, **kwargs) -> ShardBatches:
 
 def test_manifest_lists_every_row_once_with_checksums(shards):
     manifest = json.loads((shards / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and len(manifest["sources"]) == 3
+    assert manifest["format_version"] == 2 and len(manifest["sources"]) == 3
     assert sum(manifest["rows"].values()) == ROWS
-    assert all(len(s["sha256"]) == 64 and sum(s["row_groups"]) == s["rows"] for s in manifest["shards"])
+    assert all(len(s["crc32"]) == 8 and sum(s["row_groups"]) == s["rows"] for s in manifest["shards"])
     assert 0.6 < manifest["rows"]["train"] / ROWS < 0.8  # the default 70/15/15 split by hash
 
 
@@ -213,6 +213,33 @@ def test_parallel_prepare_merges_sketches_from_worker_processes(files, tmp_path,
     state = prepare(load_source(str(out)), None, data_config(), seed=0).preprocess
     b = next(c for c in state["numeric"] if c["name"] == "b")
     assert b["median"] == pytest.approx(7, abs=15)  # b = 100 * N(0, 1) + 7
+
+
+def test_parallel_prepare_starts_the_largest_file_first_and_merges_in_file_order(files, tmp_path, monkeypatch):
+    import scaletrain.data.shards as shards_module
+
+    started = []
+
+    class InProcessPool:  # records the order files are handed out in
+        def __init__(self, workers):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, jobs):
+            started.extend(job[0] for job in jobs)
+            return map(fn, jobs)
+
+    one = prepare_shards([str(files / "p*")], str(tmp_path / "one"), target="y", workers=1, verbose=False)
+    monkeypatch.setattr(shards_module, "ProcessPoolExecutor", InProcessPool)
+    two = prepare_shards([str(files / "p*")], str(tmp_path / "two"), target="y", workers=2, verbose=False)
+    sizes = {path: (files / path.rsplit("/", 1)[-1]).stat().st_size for path in started}
+    assert started == sorted(sizes, key=sizes.get, reverse=True) and len(set(sizes.values())) == 3
+    assert {k: v for k, v in one.items() if k != "seconds"} == {k: v for k, v in two.items() if k != "seconds"}
 
 
 def test_image_folder_prepares_into_shards_and_trains_streamed(tmp_path):
