@@ -25,7 +25,7 @@ def test_classification_report_has_curves_confusion_matrix_and_per_class_table(t
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    run = scaletrain.fit(x[:600], y=y[:600], out=tmp_path / "run", epochs=5)
+    scaletrain.fit(x[:600], y=y[:600], out=tmp_path / "run", epochs=5)
     html = (tmp_path / "run" / "report.html").read_text()
     plots = embedded_plots(html)
     assert set(plots) == {"learning-curves", "confusion-matrix"}
