@@ -84,8 +84,10 @@ def test_time_limit_stops_training(tmp_path):
 def test_time_spent_before_training_counts_against_the_limit():
     from scaletrain.train.callbacks import TimeLimit
 
-    _, state = run(LoopSettings(epochs=100000, lr=0.01, time_limit=10.0, time_spent=9.99), callbacks=[TimeLimit(10.0)])
-    assert state.stop and state.step < 50  # 9.99 s of loading left a hundredth of a second
+    # Loading already took longer than the whole budget: one step, not 10 s of training. (A limit
+    # that ignored the time spent would run for 10 s and many thousand steps.)
+    _, state = run(LoopSettings(epochs=100000, lr=0.01, time_limit=10.0, time_spent=10.5), callbacks=[TimeLimit(10.0)])
+    assert state.stop and state.step == 1 and state.elapsed >= 10.5
 
 
 def test_time_needed_after_training_moves_the_limit_and_the_schedule_earlier():
