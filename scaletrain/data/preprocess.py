@@ -79,7 +79,7 @@ def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
     else:
         mapped = _category_strings(values).map(lookup)  # a dict lookup per value, vectorized by pandas
         unknown = mapped.isna().to_numpy()
-        index = None if unknown.any() else mapped.to_numpy(dtype=np.int64)
+        index = None if unknown.any() else mapped.to_numpy(dtype=np.int64, copy=True)  # writable: a tensor's memory
     if unknown.any():
         raise DataError(f"{where} holds label {values[unknown].iloc[0]!r} that the model never saw "
                         f"(known: {state['classes'][:10]})")
