@@ -32,15 +32,14 @@ class StepTimer:
 
 
 def main() -> None:
-    from scaletrain.api import _batches, _spec, _facts
     from scaletrain.auto import resolve
     from scaletrain.config import make_config
     from scaletrain.data.batches import TensorBatches
     from scaletrain.data.manifest import read_manifest
-    from scaletrain.data.prepare import prepare
     from scaletrain.data.preprocess import encode_target, transform_table
-    from scaletrain.data.sources import load_source
     from scaletrain.data.stream import read_units, units_of
+    from scaletrain.modalities import load_source, modality, prepare
+    from scaletrain.train.setup import model_spec, training_batches
     from scaletrain.models.registry import build_model
     from scaletrain.train.loop import LoopSettings, train_loop
     from scaletrain.train.losses import build_loss
@@ -49,7 +48,7 @@ def main() -> None:
     shards, mode, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cfg = make_config(sets=sys.argv[4:])
     prepared = prepare(load_source(shards), None, cfg.data, 0)
-    cfg = resolve(cfg, _facts(prepared))
+    cfg = resolve(cfg, modality(prepared.kind).facts(prepared))
     torch.set_num_threads(cfg.train.threads)
     t = cfg.train
     rows = (steps + 1) * t.batch_size
@@ -68,9 +67,9 @@ def main() -> None:
                                 shuffle=True, seed=0)
         rows = len(frame)
     else:
-        batches = _batches(cfg, prepared)
+        batches = training_batches(cfg, prepared)
         rows = batches.rows
-    model = build_model(_spec(prepared, cfg), cfg.model)
+    model = build_model(model_spec(cfg, prepared), cfg.model)
     timer = StepTimer(steps, t.batch_size)
     settings = LoopSettings(epochs=1, lr=t.lr, schedule="constant")
     train_loop(model, batches, build_loss(t.loss, prepared.task, 0.0, None),

@@ -1,105 +1,88 @@
-"""The automatic mode's choices that need a measurement on this machine, not only facts
-about the data: a model narrow enough for the time budget, and a learning rate from a
-range test. Both run only under --time-limit, where a wrong guess cannot be retried."""
+"""The time budget: one value that owns a time limit and hands seconds to the phases of a
+command (loading, the range test, candidates, trials, the retrain, the final evaluation and
+report). Every share of a limit that scaletrain keeps for something is named here."""
 from __future__ import annotations
 
-import math
+import time
+from dataclasses import dataclass, field
 
-import torch
-
-from scaletrain.config import Config
-
-LR_FIND_STEPS = 100
-LR_FIND_SHARE = 0.05   # of the time limit, at most, for the range test
-LR_FIND_RANGE = 10.0   # the range test's pick is kept within this factor of the recipe's lr
-MIN_BUDGET_EPOCHS = 10  # epochs a time-limited image model should get; narrower nets until they fit
-NARROWEST = 8
-TRAINING_SHARE = 0.8    # of the time left, spent training (the rest: probes, range test, final evaluation)
-
-
-def size_for_budget(cfg: Config, prepared, seconds: float) -> Config:
-    """Return the config with the conv net's width halved (from the data-size default) until
-    MIN_BUDGET_EPOCHS epochs fit in `seconds`, each width's step time measured here.
-
-    Why: the one-cycle schedule over two or three epochs leaves a wide net far from trained,
-    while a net with a quarter of the compute (half the width) gets four times the epochs.
-    Measured on 8,000 Fashion-MNIST images with --time-limit 20s: width 32, 2 epochs, test
-    accuracy 0.69; see BENCHMARKS.md for the narrower choice.
-    """
-    c = cfg.model_copy(deep=True)
-    if c.model.name not in ("cnn", "resnet"):
-        return c
-    torch.set_num_threads(c.train.threads)
-    steps = math.ceil(prepared.n_train / c.train.batch_size / c.train.grad_accum) * c.train.grad_accum
-    default = c.model.width
-    training = seconds * TRAINING_SHARE
-    while True:
-        epochs = training / (step_seconds(c, prepared) * steps)
-        if epochs >= MIN_BUDGET_EPOCHS or c.model.width <= NARROWEST:
-            break
-        c.model.width //= 2
-    if c.model.width != default:
-        prepared.notes.append(f"width {c.model.width} instead of {default}: about {epochs:.0f} epochs fit the "
-                              f"time limit at that width (the aim is {MIN_BUDGET_EPOCHS})")
-    return c
+EVAL_RESERVE = 0.03       # of a limit, kept for the final evaluation at least (a 10-minute run overran by 9.5 s without it)
+REPORT_SECONDS = 5.0      # writing the run directory and report.html (Fashion-MNIST: ~4 s)
+LR_FIND_SHARE = 0.05      # of a limit, at most, for the learning-rate range test
+TRAINING_SHARE = 0.8      # of the time left when sizing a model: the rest goes to probes, range test, evaluation
+RETRAIN_SHARE = 0.4       # of a search's limit, kept for the best's final training when runs end on time
+MIN_TRIAL_SECONDS = 10.0  # a trial's least time: shorter runs rank configurations by noise
+FINISH_SECONDS = 5.0      # evaluating and writing DIR/best after a search's retrain
+EXPECTED_TRIALS = 8       # a search budget without a trial count is shared as if among this many
 
 
-def step_seconds(cfg: Config, prepared) -> float:
-    """Seconds per training step of the model `cfg` names, timed on real batches."""
-    from scaletrain.api import _batches, _spec, seed_everything
-    from scaletrain.models.registry import build_model
-    from scaletrain.train.losses import build_loss
-    from scaletrain.train.lr_find import seconds_per_step
-    from scaletrain.train.optim import build_optimizer
+@dataclass
+class Budget:
+    """A time limit in seconds (None: no limit) counted from `started` (a perf_counter
+    reading), `spent_before` seconds already used by what came before."""
 
-    t = cfg.train
-    seed_everything(t.seed)
-    model = build_model(_spec(prepared, cfg), cfg.model).to(t.device)
-    if prepared.kind == "image" and t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(t.loss, prepared.task, t.label_smoothing, None)
-    return seconds_per_step(model, _batches(cfg, prepared), loss_fn,
-                            build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay))
+    limit: float | None
+    started: float = field(default_factory=time.perf_counter)
+    spent_before: float = 0.0
 
+    @property
+    def limited(self) -> bool:
+        return bool(self.limit)
 
-def find_lr(cfg: Config, model: torch.nn.Module, batches, prepared) -> None:
-    """Set cfg.train.lr from a learning-rate range test on this model and data.
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started + self.spent_before
 
-    Adam-family optimizers (tables) take the test's pick, the rate of the lowest smoothed loss
-    / 10, within a decade of the recipe's default (~100 steps are a noisy measurement; on
-    breast cancer it picked 0.0147 against the default 0.01, same test accuracy).
-    SGD with a one-cycle schedule (images) keeps the recipe's rate unless the loss ran away
-    below ten times it; then it takes a tenth of where it ran away. Measured: taking the
-    pick instead lowered Fashion-MNIST (8,000 images, 60 s) from 0.881 to 0.858-0.864 for
-    every divisor tried (10, 3, 1): a short sweep from random weights favours smaller rates
-    than a one-cycle run with batch norm trains best with.
-    The test takes at most LR_FIND_SHARE of the time limit and is skipped where that buys
-    too few steps.
-    """
-    from scaletrain.train.losses import balanced_weights, build_loss
-    from scaletrain.train.lr_find import lr_range_test
-    from scaletrain.train.optim import build_optimizer
+    def left(self) -> float | None:
+        return None if not self.limited else self.limit - self.elapsed()
 
-    t = cfg.train
-    counts = prepared.class_counts()
-    weights = balanced_weights(counts).to(t.device) if t.class_weight == "balanced" and counts is not None else None
-    loss_fn = build_loss(t.loss, prepared.task, t.label_smoothing, weights)
-    finding = lr_range_test(model, batches, loss_fn,
-                            lambda lr: build_optimizer(model, t.optimizer, lr, t.momentum, t.weight_decay),
-                            steps=LR_FIND_STEPS, lo=t.lr / LR_FIND_RANGE, hi=t.lr * LR_FIND_RANGE,
-                            max_seconds=LR_FIND_SHARE * t.time_limit)
-    if finding is None:
-        prepared.notes.append(f"no learning-rate range test: too few steps fit in {LR_FIND_SHARE:.0%} of the time "
-                              f"limit; lr {t.lr:.3g} from the recipe")
-        return
-    recipe = t.lr
-    if t.optimizer in ("adam", "adamw"):
-        chosen = finding.lr
-    elif finding.diverged_at is not None and recipe > finding.diverged_at / LR_FIND_RANGE:
-        chosen = max(finding.diverged_at / LR_FIND_RANGE, recipe / LR_FIND_RANGE)
-    else:
-        chosen = recipe
-    t.lr = float(f"{chosen:.3g}")
-    ran_away = f", loss ran away at {finding.diverged_at:.3g}" if finding.diverged_at else ""
-    prepared.notes.append(f"learning-rate range test ({len(finding.lrs)} steps, {finding.seconds:.1f}s{ran_away}): "
-                          f"lr {t.lr:.3g} (recipe default {recipe:.3g})")
+    def from_now(self) -> "Budget":
+        """The same limit counted from now, what was spent so far carried over."""
+        return Budget(self.limit, spent_before=self.elapsed())
+
+    # ------------------------------------------------------------ one training run
+    def lr_find_seconds(self) -> float:
+        return LR_FIND_SHARE * self.limit
+
+    def sizing_seconds(self) -> float:
+        """Seconds a model is sized to train in: a share of what is left."""
+        return self.left() * TRAINING_SHARE
+
+    def training_limit(self) -> float | None:
+        """Where training must end before anything is measured: the flat reserve taken off."""
+        return self.limit * (1 - EVAL_RESERVE) if self.limited else None
+
+    def after_training(self, measured_seconds: float, report_seconds: float = REPORT_SECONDS) -> float:
+        """Seconds to keep after training: the final evaluation as measured, plus the report,
+        never below the flat reserve."""
+        return max(measured_seconds + report_seconds, EVAL_RESERVE * self.limit)
+
+    # ------------------------------------------------------------ a search
+    def search_plan(self, trials: int | None, ends_on_time: bool) -> tuple[float, float | None]:
+        """Return (seconds kept for the best's final training, each trial's time limit).
+
+        Runs that end on time (images) make trials short low-fidelity runs that rank the
+        configurations, and the best then trains for RETRAIN_SHARE of the limit (the
+        multi-fidelity idea of successive halving). Runs that end by early stopping (tables)
+        need about what one trial took to retrain: the default, the trials and the retrain
+        share the budget equally. A limit without room for one trial is refused by the caller
+        (`least_search_seconds`).
+        """
+        if not self.limited:
+            return 0.0, None
+        reserve = RETRAIN_SHARE * self.limit if ends_on_time else 0.0
+        runs = (trials or EXPECTED_TRIALS) + (1 if ends_on_time else 2)  # + the default (+ the retrain)
+        return reserve, max((self.limit - reserve) / runs, MIN_TRIAL_SECONDS)
+
+    @staticmethod
+    def least_search_seconds(ends_on_time: bool) -> float:
+        """The shortest limit that fits the default, one trial and the retrain."""
+        return MIN_TRIAL_SECONDS * (2 / (1 - RETRAIN_SHARE) if ends_on_time else 3)
+
+    def until_last_trial(self, retrain_seconds: float) -> float:
+        """Seconds from now after which no trial starts: what is left then is the retrain's
+        and the writing of the results."""
+        return self.left() - retrain_seconds - FINISH_SECONDS
+
+    def retrain_limit(self) -> float:
+        """The time limit of a search's final retrain: what is left, less the writing."""
+        return max(1.0, self.left() - FINISH_SECONDS)

@@ -40,7 +40,7 @@ def guarded(fn):
 
 def _metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title or None)
-    splits = [s for s in ("val", "test") if metrics.get(s)]
+    splits = [s for s in ("train", "val", "test") if metrics.get(s)]
     table.add_column("metric")
     for split in splits:
         table.add_column(split, justify="right")
@@ -126,8 +126,8 @@ def _summary(m: dict, path: Path) -> None:
 
 
 def _cross_validate(data, target, k, out, config, sets, seed, time_limit, quiet) -> None:
-    from scaletrain.cv import cross_validate
-    from scaletrain.io import write_json
+    from scaletrain.api import cross_validate
+    from scaletrain.rundir import RunDir
 
     result = cross_validate(data, target, k=k, config=config, sets=sets, verbose=not quiet, seed=seed,
                             time_limit=time_limit)
@@ -138,9 +138,7 @@ def _cross_validate(data, target, k, out, config, sets, seed, time_limit, quiet)
         table.add_row(name, f"{mean:.4f}", f"{result['std'][name]:.4f}")
     out_console.print(table)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "cv.json", result)
-        out_console.print(f"folds: {out / 'cv.json'}", highlight=False)
+        out_console.print(f"folds: {RunDir(out).write_cv(result)}", highlight=False)
 
 
 def parse_size(text: str) -> int:
@@ -170,10 +168,10 @@ def prepare(
     debug: bool = DEBUG,
 ):
     """Convert tables or an image folder once into Parquet shards with a manifest and statistics, for streaming."""
-    from scaletrain.config import make_config
-    from scaletrain.data.shards import prepare_shards
+    from scaletrain.api import config_from
+    from scaletrain.modalities import prepare_shards
 
-    d = make_config(config, set_).data
+    d = config_from(config, set_).data
     manifest = prepare_shards(sources, out, target=target or d.target, task=d.task, roles=d.columns,
                               shard_size=parse_size(shard_size), val_fraction=d.val_fraction,
                               test_fraction=d.test_fraction, seed=seed, image_size=d.image_size,
@@ -209,7 +207,7 @@ def tune(
 ):
     """Search hyperparameters, write a leaderboard and retrain the best configuration into OUT/best."""
     from scaletrain.api import default_out
-    from scaletrain.tune import tune as run_search
+    from scaletrain.api import tune as run_search
 
     out = out or default_out(f"tune-{Path(data).stem or 'data'}")
     result = run_search(data, target, search=search, trials=trials, time_limit=time_limit, cv=cv, space=space,

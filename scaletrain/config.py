@@ -36,7 +36,7 @@ class DataConfig(_Section):
     task: Literal["auto", "binary", "multiclass", "regression", "classification"] = "auto"
     # column -> numeric|categorical|boolean|datetime|drop, overriding inferred roles
     columns: dict[str, str] = {}
-    val_fraction: Share = 0.15
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # 0: train on every row (no early stopping)
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
     augment: bool = True
     image_size: AtLeastOne | None = None
@@ -117,6 +117,20 @@ class Config(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def with_values(self, values: dict[str, Any]) -> "Config":
+        """A copy with dotted keys (`train.lr`) set to typed values, each checked as it is set."""
+        copy = self.model_copy(deep=True)
+        for key, value in values.items():
+            section, _, name = key.partition(".")
+            if key not in VALID_KEYS:
+                raise _unknown_key(key)
+            try:
+                setattr(getattr(copy, section), name, value)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ConfigError(f"config value for '{key}' is invalid: {err['msg']} (got {value!r})") from None
+        return copy
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "checkpoint": CheckpointConfig}

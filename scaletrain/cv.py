@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scaletrain.config import Config
+from scaletrain.data.schema import find_target, infer_task
 from scaletrain.errors import ConfigError
+from scaletrain.modalities import load_source, modality
+from scaletrain.pipeline import FitOptions, fit_run
 
 
 def fold_indices(y: pd.Series, k: int, task: str, seed: int = 0) -> list[np.ndarray]:
@@ -30,32 +34,23 @@ def fold_indices(y: pd.Series, k: int, task: str, seed: int = 0) -> list[np.ndar
     return [held for _, held in splitter.split(np.zeros(len(y)), y.astype(str))]
 
 
-def cross_validate(data, target: str | None = None, *, k: int = 5, config=None, sets: list[str] | None = None,
-                   verbose: bool = False, on_fold=None, **overrides) -> dict:
-    """Fit k times on a table, each time holding one fold out as the test set; return
-    {"k", "task", "folds": [test metrics per fold], "mean": {...}, "std": {...}}. Overrides
-    (epochs, time_limit, ...) apply to every fold's fit; `on_fold(i, metrics)` is called after
-    each fold (a tuner prunes there)."""
-    from scaletrain.api import fit
-    from scaletrain.config import make_config
-    from scaletrain.data.schema import find_target, infer_task
-    from scaletrain.data.sources import load_source
-
-    cfg = make_config(config.to_dict() if hasattr(config, "to_dict") else config, sets)
+def cross_validate_config(data, config: Config, *, k: int = 5, verbose: bool = False, on_fold=None) -> dict:
+    """Fit the config k times on a table, each time holding one fold out as the test set;
+    return {"k", "task", "folds": [test metrics per fold], "mean": {...}, "std": {...}}.
+    `on_fold(i, metrics)` is called after each fold (a tuner prunes there)."""
     source = load_source(data)
-    if source.kind != "table":
+    if source.streamed or not modality(source.kind).cross_validates:
         raise ConfigError(f"--cv works on tables; '{source.name}' is {source.kind} data "
                           "(hold out a test set with --test instead)")
     frame = source.frame.reset_index(drop=True)
-    column = find_target(frame, target or cfg.data.target, source.name)
+    column = find_target(frame, config.data.target, source.name)
     frame = frame[frame[column].notna()].reset_index(drop=True)
-    task = infer_task(frame[column], cfg.data.task)
-    seed = cfg.train.seed if overrides.get("seed") is None else overrides["seed"]
+    task = infer_task(frame[column], config.data.task)
+    fold_config = config.with_values({"data.target": column})
     folds = []
-    for held in fold_indices(frame[column], k, task, seed=seed):
+    for held in fold_indices(frame[column], k, task, seed=config.train.seed):
         rest = np.setdiff1d(np.arange(len(frame)), held)
-        run = fit(frame.iloc[rest], column, test=frame.iloc[held], out=None, config=config, sets=sets,
-                  verbose=verbose, **overrides)
+        run = fit_run(fold_config, frame.iloc[rest], test=frame.iloc[held], options=FitOptions(verbose=verbose))
         folds.append(run.metrics["test"])
         if on_fold is not None:
             on_fold(len(folds) - 1, run.metrics["test"])

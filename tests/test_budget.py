@@ -4,7 +4,8 @@ import torch
 from sklearn.datasets import load_breast_cancer
 from torch import nn
 
-from scaletrain import budget
+from scaletrain.budget import TRAINING_SHARE, Budget
+from scaletrain.train import sizing
 from scaletrain.api import fit
 from scaletrain.auto import DataFacts, resolve
 from scaletrain.config import Config
@@ -85,13 +86,13 @@ def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
     def fake_step(cfg, prepared):  # conv compute grows with width²
         return 1e-3 * (cfg.model.width / 8) ** 2
 
-    monkeypatch.setattr(budget, "step_seconds", fake_step)
+    monkeypatch.setattr(sizing, "step_seconds", fake_step)
     config = resolve(Config(), DataFacts("image", "multiclass", 6400, 10, image_shape=(1, 28, 28)))
     assert config.model.width == 32 and config.train.batch_size == 64  # 100 steps an epoch
     # width 32: 16 ms a step, 1.6 s an epoch; 10 epochs need 16 s of training
-    assert budget.size_for_budget(config, Prepared, 16 / budget.TRAINING_SHARE + 1).model.width == 32
-    assert budget.size_for_budget(config, Prepared, 4 / budget.TRAINING_SHARE + 0.1).model.width == 16
-    assert budget.size_for_budget(config, Prepared, 1.0).model.width == budget.NARROWEST
+    assert sizing.size_for_budget(config, Prepared, Budget(16 / TRAINING_SHARE + 1)).model.width == 32
+    assert sizing.size_for_budget(config, Prepared, Budget(4 / TRAINING_SHARE + 0.1)).model.width == 16
+    assert sizing.size_for_budget(config, Prepared, Budget(1.0)).model.width == sizing.NARROWEST
     assert any("width 8 instead of 32" in n for n in Prepared.notes)
     tables = resolve(Config(), DataFacts("table", "binary", 6400, 2, n_features=4))
-    assert budget.size_for_budget(tables, Prepared, 0.1).model.width == tables.model.width  # MLPs are not narrowed
+    assert sizing.size_for_budget(tables, Prepared, Budget(0.1)).model.width == tables.model.width  # MLPs are not narrowed

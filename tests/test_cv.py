@@ -8,7 +8,8 @@ from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
 from scaletrain.cli import app
-from scaletrain.cv import cross_validate, fold_indices
+from scaletrain.api import cross_validate
+from scaletrain.cv import fold_indices
 from scaletrain.errors import ConfigError
 
 

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 import scaletrain
-from scaletrain.api import _image_transform
+from scaletrain.modalities.image import IMAGE
 from scaletrain.config import make_config
 
 
@@ -34,6 +34,6 @@ def test_image_folder_run_predicts_raw_images_exactly_as_evaluated(digit_folders
 
 def test_augmentation_is_on_by_default_and_off_with_data_augment_false():
     x = torch.randint(0, 255, (16, 1, 8, 8), dtype=torch.uint8)
-    on = _image_transform(make_config(None, None))(x, 0)
-    off = _image_transform(make_config(None, ["data.augment=false"]))(x, 0)
+    on = IMAGE.train_transform(make_config(None, None))(x, 0)
+    off = IMAGE.train_transform(make_config(None, ["data.augment=false"]))(x, 0)
     assert torch.equal(off, x.float() / 255) and not torch.allclose(on, off)

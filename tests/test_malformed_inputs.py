@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from scaletrain.config import SECTIONS, Config, make_config
-from scaletrain.data.prepare import prepare
-from scaletrain.data.sources import load_source
+from scaletrain.modalities import prepare
+from scaletrain.modalities import load_source
 from scaletrain.errors import ScaletrainError
 
 QUICK, LONG = 40, 1000
@@ -258,7 +258,7 @@ def one_file(case, folder: Path) -> None:
 
 def prepared_into_shards(case, folder: Path) -> None:
     """The streaming path: prepare the file into shards, then prepare those for training."""
-    from scaletrain.data.shards import prepare_shards
+    from scaletrain.modalities import prepare_shards
 
     name, data = case
     path = write_files({name: data}, folder) / name

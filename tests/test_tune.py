@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from scaletrain.api import fit
 from scaletrain.cli import app
 from scaletrain.errors import ConfigError
-from scaletrain.tune import tune
-from scaletrain.tune.search import pruning_callback
+from scaletrain.api import tune
+from scaletrain.tune.trials import pruning_callback
 from scaletrain.tune.space import SearchSpace
 
 FIXED = ["train.epochs=4"]
@@ -101,11 +101,11 @@ def test_leaderboard_has_one_row_per_trial_and_the_best_is_retrained(tmp_path):
 def test_a_time_limit_bounds_the_whole_search(iris, monkeypatch, tmp_path):
     import time
 
-    from scaletrain.tune import search
+    from scaletrain import budget
 
     with pytest.raises(ConfigError, match="leaves no room for a search"):
         tune(iris, "target", time_limit="20s", verbose=False)
-    monkeypatch.setattr(search, "MIN_TRIAL_SECONDS", 3.0)  # a short test; 10 s in real searches
+    monkeypatch.setattr(budget, "MIN_TRIAL_SECONDS", 3.0)  # a short test; 10 s in real searches
     started = time.perf_counter()
     result = tune(iris, "target", search="random", time_limit="12s", space={"train.lr": [0.01, 0.02]},
                   sets=["train.epochs=400", "train.early_stopping=0"], out=tmp_path / "search", verbose=False)

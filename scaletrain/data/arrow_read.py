@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
-from scaletrain.data.tables import _decode, sniff_csv, split_suffix
+from scaletrain.data.tables import decode_text, sniff_csv, split_suffix
 from scaletrain.errors import DataError
 
 BLOCK_BYTES = 4 << 20
@@ -130,7 +130,7 @@ def _csv_batches(fs, path: str, suffix: str, compression, types: dict) -> Iterat
         head = fh.read(1 << 16)
     if len(head) == 1 << 16:  # whole lines only: a cut inside a UTF-8 character is no other encoding
         head = head[:head.rfind(b"\n") + 1] or head
-    text, encoding = _decode(head, path)
+    text, encoding = decode_text(head, path)
     delimiter, has_header = sniff_csv(text, suffix)
     if encoding != "utf-8-sig" or head.startswith(b"\xef\xbb\xbf") or not has_header or f"{delimiter} " in text:
         raise SlowPath("needs pandas' options")  # pandas strips spaces after delimiters; Arrow keeps them

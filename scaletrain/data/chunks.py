@@ -10,37 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
-from scaletrain.data.tables import (TABLE_SUFFIXES, _decode, check_header, flatten_nested, read_json_text,
-                                    refuse_duplicate_columns, sniff_csv, split_suffix)
+from scaletrain.data.tables import (decode_text, check_header, flatten_nested, read_json_text, refuse_duplicate_columns, sniff_csv, split_suffix)
 from scaletrain.errors import DataError
 
 CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit
 
-def expand_sources(sources: list[str]) -> list[str]:
-    """Return every table file behind paths, folders and globs (local or fsspec URLs), sorted."""
-    files: list[str] = []
-    for source in sources:
-        fs, path = filesystem(source)
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
-        if any(ch in path for ch in "*?["):
-            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
-        elif fs.isdir(path):
-            found = sorted(p for p in fs.find(path) if split_suffix_of(p) in TABLE_SUFFIXES)
-        elif fs.exists(path):
-            found = [path]
-        else:
-            raise DataError(f"'{source}' does not exist; check the path")
-        if not found:
-            raise DataError(f"'{source}' matches no table files (.csv, .tsv, .parquet, .jsonl)")
-        files += [prefix + p if prefix and not p.startswith(prefix) else p for p in found]
-    return files
 
-
-def split_suffix_of(path: str) -> str:
-    from pathlib import PurePosixPath
-
-    return split_suffix(PurePosixPath(path))[0]
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -75,7 +50,7 @@ def read_chunks(url: str, rows: int = CHUNK_ROWS):
                 yield from _json_chunks(fh, url, rows)
             return
         with fs.open(path, "rb", compression=compression) as fh:  # opened twice: zstd streams cannot seek back
-            text, encoding = _decode(fh.read(1 << 16), url)
+            text, encoding = decode_text(fh.read(1 << 16), url)
         delimiter, has_header = sniff_csv(text, suffix)
         if has_header:
             check_header(text, delimiter, url)

@@ -8,9 +8,10 @@ from safetensors.torch import load as load_safetensors
 
 from scaletrain.data.image_shards import decode_frame
 from scaletrain.data.manifest import STATS, filesystem, join, read_manifest, verify_shards
-from scaletrain.data.prepare import Prepared, _is_classification, _require_rows
-from scaletrain.data.preprocess import (encode_target, label_key, table_state, target_state, transform_images,
+from scaletrain.data.prepared import Prepared, is_classification, require_rows
+from scaletrain.data.preprocess import (encode_target, table_state, target_state, transform_images,
                                         transform_table)
+from scaletrain.data.values import label_key
 from scaletrain.data.schema import Schema, infer_task
 from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
@@ -26,17 +27,19 @@ def class_counts(target: TargetStats, state: dict) -> torch.Tensor:
 EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation
 
 
-def prepare_from_shards(source: Source, test: Source | None, data_cfg) -> Prepared:
-    """Return Prepared shards: preprocessing from the manifest's statistics, training rows left
-    to stream, validation and test rows (up to EVAL_ROWS each) read for evaluation."""
-
+def verified_manifest(source: Source, test: Source | None):
+    """The manifest of a shard directory whose every shard passed its checksum."""
     if test is not None:
         raise DataError("shard directories carry their own test split; leave out --test")
     manifest = read_manifest(source.url)
     verify_shards(manifest, source.url)
+    return manifest
+
+
+def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
+    """Return Prepared table shards: preprocessing from the manifest's statistics, training rows
+    left to stream, validation and test rows (up to EVAL_ROWS each) read for evaluation."""
     m = manifest.data
-    if m["kind"] == "image":
-        return prepare_from_image_shards(source, manifest, data_cfg)
     roles = dict(m["roles"])
     if data_cfg.target is not None and data_cfg.target != roles["target"]:
         raise TargetError(f"'{source.url}' was prepared with target '{roles['target']}', not '{data_cfg.target}'; "
@@ -56,9 +59,9 @@ def prepare_from_shards(source: Source, test: Source | None, data_cfg) -> Prepar
 
     val, test_frame = eval_sample(manifest, source.url, "val", EVAL_ROWS, notes), \
         eval_sample(manifest, source.url, "test", EVAL_ROWS, notes)
-    _require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
+    require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
     target = schema.target
-    counts = class_counts(TargetStats.from_plain(m["target"]), state) if _is_classification(schema.task) else None
+    counts = class_counts(TargetStats.from_plain(m["target"]), state) if is_classification(schema.task) else None
     summary = {"task": schema.task, "rows": sum(m["rows"].values()), "columns": len(m["columns"]),
                "shards": len(manifest.shards), "numeric": schema.numeric, "boolean": schema.boolean,
                "datetime": schema.datetime, "categorical": schema.categorical, "dropped": schema.dropped,
@@ -100,7 +103,7 @@ def prepare_from_image_shards(source: Source, manifest, data_cfg) -> Prepared:
     limit = max(1, EVAL_PIXELS // (size[0] * size[1] * channels))
     val = decode_frame(eval_sample(manifest, source.url, "val", limit, notes), size, channels)
     test_set = decode_frame(eval_sample(manifest, source.url, "test", limit, notes), size, channels)
-    _require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
+    require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
     counts = class_counts(target, state)
     summary = {"task": target.task, "images": sum(m["rows"].values()), "size": f"{size[0]}×{size[1]}",
                "channels": channels, "classes": len(counts), "shards": len(manifest.shards),

@@ -7,7 +7,6 @@ keeping the encoded bytes keeps shards small (a PNG is a fraction of its pixels)
 """
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +19,9 @@ import pyarrow as pa
 
 from scaletrain.data.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.manifest import SPLITS, filesystem
-from scaletrain.data.shards import SPLIT_CODES, FileResult, ShardWriter, finish, split_codes, split_rule
+from scaletrain.data.shard_writer import (SPLIT_CODES, FileResult, ShardWriter, finish, new_shard_directory,
+                                         split_codes, split_rule)
+from scaletrain.runtime import cores
 from scaletrain.data.stats import Moments, TargetStats
 from scaletrain.errors import DataError
 
@@ -46,15 +47,6 @@ def list_image_folder(url: str) -> tuple[list[str], list[str]]:
     return files, labels
 
 
-def is_image_folder(url: str) -> bool:
-    fs, root = filesystem(url)
-    if not fs.isdir(root):
-        return False
-    for entry in fs.ls(root, detail=False):
-        if fs.isdir(entry):
-            if any(PurePosixPath(p).suffix.lower() in IMAGE_SUFFIXES for p in fs.ls(entry, detail=False)):
-                return True
-    return False
 
 
 @dataclass
@@ -114,9 +106,18 @@ def _image_job(args) -> tuple:
     return image_job(*args)
 
 
-def prepare_image_shards(url: str, out: str, fs, root: str, size: int | None, channels: int | None,
-                         shard_size: int, val_fraction: float, test_fraction: float, seed: int,
-                         workers: int | None, verbose: bool) -> dict:
+def prepare_image_shards(url: str, out: str, image_size: int | None = None, channels: int | None = None,
+                         shard_size: int = 256 << 20, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                         seed: int = 0, workers: int | None = None, verbose: bool = True) -> dict:
+    """Prepare shards and the manifest from a folder with one subfolder of images per class."""
+    with new_shard_directory(out) as (fs, root):
+        return _prepare_images(url, out, fs, root, image_size, channels, shard_size, val_fraction, test_fraction,
+                               seed, workers, verbose)
+
+
+def _prepare_images(url: str, out: str, fs, root: str, size: int | None, channels: int | None,
+                    shard_size: int, val_fraction: float, test_fraction: float, seed: int,
+                    workers: int | None, verbose: bool) -> dict:
     from rich.progress import track
 
     started = time.perf_counter()
@@ -132,7 +133,7 @@ def prepare_image_shards(url: str, out: str, fs, root: str, size: int | None, ch
             for i in range(0, len(files), IMAGES_PER_JOB)]
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) and \
         "file" in (src.protocol if isinstance(src.protocol, tuple) else (src.protocol,))
-    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = workers or cores()
     if local and workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
             outputs = list(track(pool.map(_image_job, jobs), total=len(jobs), description="preparing images",

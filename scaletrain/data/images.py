@@ -53,10 +53,18 @@ def find_idx(folder: Path) -> dict[str, Path] | None:
     return None
 
 
-def image_subfolders(folder: Path) -> list[Path]:
-    """Return subfolders that hold at least one image file (one per class)."""
-    subs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    return [s for s in subs if any(is_image_file(f) for f in s.iterdir())]
+def image_subfolders(folder: str | Path) -> list[str]:
+    """Return the subfolders (one per class) that hold at least one image file, of a local
+    folder or an fsspec URL; none if it is no folder."""
+    from pathlib import PurePosixPath
+
+    from scaletrain.data.manifest import filesystem
+
+    fs, root = filesystem(str(folder))
+    if not fs.isdir(root):
+        return []
+    subs = sorted(e for e in fs.ls(root, detail=False) if fs.isdir(e) and not PurePosixPath(e).name.startswith("."))
+    return [s for s in subs if any(PurePosixPath(f).suffix.lower() in IMAGE_SUFFIXES for f in fs.ls(s, detail=False))]
 
 
 def read_idx_array(path: Path, ndim: int) -> np.ndarray:
@@ -148,13 +156,6 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / max(hi - lo, 1e-12) * 255).round().astype(np.uint8)
 
 
-def _load_pil(path: Path) -> Image.Image | None:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None  # a header declaring > 2x Pillow's pixel limit is a bomb, not an image
 
 
 def choose_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
@@ -178,7 +179,7 @@ def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, in
     loaded, kept_labels, names, bad = [], [], [], []
     # a progress bar only where decoding takes noticeable time
     for i, path in enumerate(track(paths, description="reading images", transient=True, disable=len(paths) < 2000)):
-        img = _load_pil(path)
+        img = decode_image(path)
         if img is None:
             bad.append(str(path))
             continue
@@ -211,22 +212,22 @@ def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarr
     return np.asarray(img).reshape(size[0], size[1], channels)
 
 
-def decode_image(data: bytes) -> Image.Image | None:
-    """Return the image encoded in `data`, or None if it is not a readable image."""
+def decode_image(data: bytes | Path) -> Image.Image | None:
+    """Return the image in `data` (encoded bytes or a file), or None if it is not a readable image."""
     import io
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
             img.load()
             return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
+        return None  # a header declaring > 2x Pillow's pixel limit is a bomb, not an image
 
 
 def read_image_folder(folder: Path, size: tuple[int, int] | None = None,
                       channels: int | None = None) -> ImageSet:
     """Return a folder's images; class labels come from subfolder names when there are any."""
-    subs = image_subfolders(folder)
+    subs = [Path(s) for s in image_subfolders(folder)]
     if subs:
         paths, labels = [], []
         for sub in subs:
@@ -238,3 +239,19 @@ def read_image_folder(folder: Path, size: tuple[int, int] | None = None,
     if not files:
         raise DataError(f"the folder '{folder}' holds no images and no class subfolders with images")
     return read_image_files(files, None, size, channels)
+
+
+def resize_images(images: ImageSet, size: tuple[int, int] | None, channels: int | None) -> ImageSet:
+    """Return images brought to the given size and channel count (used for IDX/npz input)."""
+    x = images.images
+    if channels is not None and x.shape[3] != channels:
+        x = x.mean(axis=3, keepdims=True).astype(np.uint8) if channels == 1 else np.repeat(x, channels, axis=3)
+    if size is not None and tuple(x.shape[1:3]) != tuple(size):
+        mode = "L" if x.shape[3] == 1 else "RGB"
+        out = np.empty((len(x), size[0], size[1], x.shape[3]), dtype=np.uint8)
+        for i, img in enumerate(x):
+            pil = Image.fromarray(img[..., 0] if mode == "L" else img, mode)
+            out[i] = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR)).reshape(out.shape[1:])
+        x = out
+    return ImageSet(x, images.labels, images.names)
+

@@ -5,7 +5,6 @@ JSON data instead of pickled objects, so a run directory is safe to load and to 
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,32 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scaletrain.data.schema import Schema
+from scaletrain.data.values import (DATE_PARTS, MISSING, UNKNOWN, category_strings,
+                                     date_parts, label_key, numeric_columns)
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
 from scaletrain.errors import DataError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `prepare` runs without it
     import torch
 
-UNKNOWN = "__unknown__"
-MISSING = "__missing__"
-_TRUE = {"true", "yes", "y", "t", "1", "1.0"}
-DATE_PARTS = ("year", "month", "day", "day_of_week", "hour", "minute")
-
-
-def label_key(value) -> str:
-    """Return the lookup key of a label, so 1, 1.0, '1' and np.int64(1) agree."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, (np.integer,)):
-        return str(int(value))
-    return str(value)
-
-
-def json_value(value):
-    """Return a value as a plain JSON type (numpy scalars become Python ones)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 # ---------------------------------------------------------------- target
@@ -77,7 +58,7 @@ def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
         unknown = found.is_null().to_numpy(zero_copy_only=False)
         index = np.asarray(list(lookup.values()), dtype=np.int64)[pc.fill_null(found, 0).to_numpy()]
     else:
-        mapped = _category_strings(values).map(lookup)  # a dict lookup per value, vectorized by pandas
+        mapped = category_strings(values).map(lookup)  # a dict lookup per value, vectorized by pandas
         unknown = mapped.isna().to_numpy()
         index = None if unknown.any() else mapped.to_numpy(dtype=np.int64, copy=True)  # writable: a tensor's memory
     if unknown.any():
@@ -95,50 +76,6 @@ def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- tables
-def _bool_numbers(series: pd.Series) -> pd.Series:
-    """Return 1.0 for true-like values, 0.0 for others, NaN where missing (vectorized)."""
-    kind = series.dtype.kind
-    if kind == "b":
-        return series.astype(np.float64)
-    if kind in "iuf":  # of numbers only 1 reads as true, as "1" and "1.0" do below
-        return pd.Series(np.where(series.isna(), np.nan, (series == 1).astype(np.float64)), index=series.index)
-    words = series.astype(str).str.strip().str.lower()
-    return pd.Series(np.where(series.isna(), np.nan, words.isin(_TRUE).astype(np.float64)), index=series.index)
-
-
-def _date_parts(series: pd.Series, parts: list[str]) -> dict[str, pd.Series]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        when = pd.to_datetime(series, errors="coerce", format="mixed")
-    return {p: getattr(when.dt, p).astype(np.float64) for p in parts}
-
-
-def _numeric_columns(frame: pd.DataFrame, spec: dict) -> dict[str, pd.Series]:
-    """Return every column that feeds the numeric block, by derived name."""
-    out: dict[str, pd.Series] = {}
-    for name in spec["numeric_raw"]:
-        out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
-    for name in spec["boolean"]:
-        out[name] = _bool_numbers(frame[name])
-    for name, parts in spec["datetime"].items():
-        for part, series in _date_parts(frame[name], parts).items():
-            out[f"{name}.{part}"] = series
-    return out
-
-
-def _category_strings(series: pd.Series) -> pd.Series:
-    """Return each value's label_key, MISSING where absent; vectorized for the common dtypes
-    (a Python call per value would dominate preparing millions of rows)."""
-    if isinstance(series.dtype, pd.CategoricalDtype):  # else value_counts lists unused categories
-        series = series.astype(object)
-    kind = series.dtype.kind
-    if kind in "iu":
-        return series.astype(str)
-    if kind == "O" and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
-        return series.where(series.notna(), MISSING)
-    return series.map(lambda v: MISSING if pd.isna(v) else label_key(v))
-
-
 @dataclass
 class TableBlocks:
     """Model inputs for a table: dense floats and category indices for embeddings."""
@@ -154,7 +91,7 @@ def table_spec(frame: pd.DataFrame, schema: Schema) -> dict:
     """Return which raw columns feed the numeric block (datetime parts that vary in `frame`)."""
     spec = {"numeric_raw": schema.numeric, "boolean": schema.boolean, "datetime": {}}
     for name in schema.datetime:
-        parts = _date_parts(frame[name], list(DATE_PARTS))
+        parts = date_parts(frame[name], list(DATE_PARTS))
         spec["datetime"][name] = [p for p, s in parts.items() if s.nunique() > 1]
     return spec
 
@@ -205,7 +142,7 @@ def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: fl
 
 
 def _derived_names(spec: dict) -> list[str]:
-    """Return the numeric block's source names in the order _numeric_columns makes them."""
+    """Return the numeric block's source names in the order numeric_columns makes them."""
     return (list(spec["numeric_raw"]) + list(spec["boolean"])
             + [f"{name}.{part}" for name, parts in spec["datetime"].items() for part in parts])
 
@@ -227,7 +164,7 @@ def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
         # looked up in Arrow: turning 180k strings into Python objects first cost 5x as much
         codes = pc.index_in(pc.fill_null(text, MISSING), value_set=pa.array(categories, text.type))
         return pc.fill_null(codes, -1).to_numpy().astype(np.int64) + 1
-    codes = pd.Index(categories).get_indexer(_category_strings(series).to_numpy(dtype=object))
+    codes = pd.Index(categories).get_indexer(category_strings(series).to_numpy(dtype=object))
     return (codes + 1).astype(np.int64)
 
 
@@ -252,7 +189,7 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"{source} lacks column(s) {missing[:5]} that the model was trained on")
-    derived = _numeric_columns(frame, state["columns"])
+    derived = numeric_columns(frame, state["columns"])
     blocks = []
     for col in state["numeric"]:
         v = derived[col["name"]].to_numpy(dtype=np.float64)

@@ -10,10 +10,7 @@ the manifest is written last, so a directory with a manifest is always complete.
 from __future__ import annotations
 
 import gc
-import json
-import os
 import time
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -21,21 +18,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from scaletrain import __version__
 from scaletrain.data.arrow_read import SlowPath, read_arrow_chunks, read_types
-from scaletrain.data.chunks import CHUNK_ROWS, expand_sources, read_chunks
-from scaletrain.data.manifest import (CHECKSUM, FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, STATS, filesystem,
-                                      join, write_atomic)
-from scaletrain.data.preprocess import _TRUE, MISSING, _bool_numbers, _category_strings, table_spec
+from scaletrain.data.chunks import CHUNK_ROWS, read_chunks
+from scaletrain.data.tables import expand_sources
+from scaletrain.data.manifest import SPLITS, filesystem
+from scaletrain.data.preprocess import table_spec
+from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_strings
 from scaletrain.data.schema import Schema, find_target, infer_schema
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.errors import DataError
-from scaletrain.runtime import keep_freed_memory
+from scaletrain.data.shard_writer import (SPLIT_CODES, FileResult, ShardWriter, finish, new_shard_directory, split_codes,
+                                         split_rule)
+from scaletrain.runtime import cores
 
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
 # ---------------------------------------------------------------- canonical columns
@@ -94,11 +91,11 @@ def canonical(chunk: pd.DataFrame, layout: Layout, url: str) -> pd.DataFrame:
     for name in s.numeric:
         out[name] = pd.to_numeric(chunk[name], errors="coerce").astype(np.float64)
     for name in s.boolean:
-        out[name] = _bool_numbers(chunk[name])
+        out[name] = bool_numbers(chunk[name])
     for name in s.datetime:
         out[name] = pd.to_datetime(chunk[name], errors="coerce", format="mixed")
     for name in s.categorical:
-        out[name] = _category_strings(chunk[name]).replace(MISSING, None)
+        out[name] = category_strings(chunk[name]).replace(MISSING, None)
     out[s.target] = chunk[s.target]
     return pd.DataFrame(out, index=chunk.index)[layout.columns]
 
@@ -120,13 +117,13 @@ def canonical_arrow(table: pa.Table, layout: Layout) -> pa.Table:
 
 
 def _bool_arrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """1.0 for true-like values, 0.0 for others, missing kept: as `_bool_numbers` does."""
+    """1.0 for true-like values, 0.0 for others, missing kept: as `bool_numbers` does."""
     if pa.types.is_boolean(column.type):
         return pc.cast(column, pa.float64())
     if pa.types.is_floating(column.type):
         return pc.cast(pc.equal(column, 1.0), pa.float64())
     words = pc.utf8_lower(pc.utf8_trim_whitespace(column))
-    truth = pc.cast(pc.is_in(words, value_set=pa.array(sorted(_TRUE))), pa.float64())
+    truth = pc.cast(pc.is_in(words, value_set=pa.array(sorted(TRUE_WORDS))), pa.float64())
     return pc.if_else(pc.is_valid(column), truth, pa.scalar(None, pa.float64()))
 
 
@@ -145,101 +142,6 @@ def _fails(series: pd.Series, kind: pa.DataType) -> bool:
         return False
     except (pa.ArrowException, ValueError, TypeError):
         return True
-
-
-def split_codes(file_index: int, start: int, n: int, layout) -> np.ndarray:
-    """Return each row's split (0 train, 1 val, 2 test) from a seeded hash of (file, row);
-    `layout` gives seed, val_fraction and test_fraction.
-
-    A hash rather than a shuffle: the assignment needs no memory, does not depend on chunk
-    sizes or on how files are spread over processes, and is the same on every re-run.
-    """
-    with np.errstate(over="ignore"):
-        x = (np.uint64(file_index) << np.uint64(40)) + np.arange(start, start + n, dtype=np.uint64)
-        x = x + np.uint64(layout.seed) * np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finalizer
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return np.where(u < layout.test_fraction, 2, np.where(u < layout.test_fraction + layout.val_fraction, 1, 0))
-
-
-# ---------------------------------------------------------------- one file -> shards
-class ChecksummingFile:
-    """A write-only file that checksums what passes through, so a shard's checksum costs no
-    second read (Parquet writes strictly forward)."""
-
-    def __init__(self, handle):
-        self.handle, self.crc, self.closed = handle, 0, False
-
-    def write(self, data) -> int:
-        self.crc = zlib.crc32(data, self.crc)
-        return self.handle.write(data)
-
-    def tell(self) -> int:
-        return self.handle.tell()
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-        self.closed = True
-
-
-class ShardWriter:
-    """Appends row groups to Parquet files of one split, starting a new file past `max_bytes`."""
-
-    def __init__(self, fs, root: str, split: str, stem: str, schema: pa.Schema, max_bytes: int):
-        self.fs, self.root, self.split, self.stem, self.schema = fs, root, split, stem, schema
-        self.max_bytes, self.part, self.writer, self.handle, self.rows, self.bytes = max_bytes, 0, None, None, 0, 0
-        self.row_groups: list[int] = []
-        self.done: list[dict] = []
-
-    def write(self, table: pa.Table) -> None:
-        if self.writer is None:
-            self.name = f"{self.split}-{self.stem}-{self.part:04d}.parquet"
-            self.handle = ChecksummingFile(self.fs.open(join(self.root, self.name + ".tmp"), "wb"))
-            # Shards are working data, not archives: stored plain, without compression, dictionaries
-            # or page statistics. Per 2 M rows of the benchmark table: written with 0.33 s of CPU
-            # vs 0.42 s with lz4 text (0.97 s with lz4 everywhere, zstd 1.6 s), 206 vs 166 MB.
-            self.writer = pq.ParquetWriter(self.handle, self.schema, compression="none", use_dictionary=False,
-                                           write_statistics=False)
-        self.writer.write_table(table, row_group_size=len(table) or 1)
-        self.rows += len(table)
-        self.row_groups.append(len(table))
-        self.bytes += table.nbytes
-        if self.bytes >= self.max_bytes:
-            self.close()
-
-    def close(self) -> None:
-        if self.writer is None:
-            return
-        self.writer.close()
-        self.handle.close()
-        path = join(self.root, self.name)
-        self.fs.mv(path + ".tmp", path)
-        self.done.append({"file": self.name, "split": self.split, "rows": self.rows, "row_groups": self.row_groups,
-                          "bytes": self.fs.size(path), CHECKSUM: f"{self.handle.crc:08x}"})
-        self.writer, self.rows, self.bytes, self.row_groups, self.part = None, 0, 0, [], self.part + 1
-
-    def discard(self) -> None:
-        """Remove everything this writer wrote (the file is being read again another way)."""
-        if self.writer is not None:
-            self.writer.close()
-            self.handle.close()
-            self.fs.rm(join(self.root, self.name + ".tmp"))
-        for shard in self.done:
-            self.fs.rm(join(self.root, shard["file"]))
-        self.writer, self.done = None, []
-
-
-@dataclass
-class FileResult:
-    shards: list[dict]
-    stats: TableStats
-    target: TargetStats
-    rows: dict
 
 
 def prepare_file(url: str, file_index: int, layout: Layout, out: str, max_bytes: int, chunk_rows: int,
@@ -320,40 +222,15 @@ def _from_job(shards, stats_parts, target_plain, rows) -> FileResult:
 
 
 # ---------------------------------------------------------------- the command
-def prepare_shards(sources: list[str], out: str, target: str | None = None, task: str = "auto",
-                   roles: dict | None = None, shard_size: int = 256 << 20, val_fraction: float = 0.15,
-                   test_fraction: float = 0.15, seed: int = 0, workers: int | None = None,
-                   chunk_rows: int = CHUNK_ROWS, image_size: int | None = None, channels: int | None = None,
-                   verbose: bool = True) -> dict:
-    """Prepare shards and the manifest from table files or one image folder; return the manifest.
-
-    On any error the half-made directory is removed: what exists afterwards is complete.
-    """
-    from scaletrain.data.image_shards import is_image_folder, prepare_image_shards
-
-    images = len(sources) == 1 and is_image_folder(sources[0])
-    files = [] if images else expand_sources(sources)
-    fs, root = filesystem(out)
-    if fs.exists(join(root, MANIFEST)) or (fs.isdir(root) and fs.ls(root)):
-        raise DataError(f"'{out}' already exists and is not empty; remove it or choose another --out")
-    fs.makedirs(root, exist_ok=True)
-    # Per-chunk buffers come and go ~100 times a file: glibc told to keep freed memory, and
-    # Arrow allocating there too instead of in its jemalloc (which returns pages eagerly),
-    # halve the system time (3 files: 2.0 s -> 1.0 s). Forked workers inherit both.
-    keep_freed_memory()
-    previous_pool = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        if images:
-            return prepare_image_shards(sources[0], out, fs, root, image_size, channels, shard_size, val_fraction,
-                                        test_fraction, seed, workers, verbose)
+def prepare_table_shards(sources: list[str], out: str, target: str | None = None, task: str = "auto",
+                         roles: dict | None = None, shard_size: int = 256 << 20, val_fraction: float = 0.15,
+                         test_fraction: float = 0.15, seed: int = 0, workers: int | None = None,
+                         chunk_rows: int = CHUNK_ROWS, verbose: bool = True) -> dict:
+    """Prepare shards and the manifest from table files, folders and globs; return the manifest."""
+    files = expand_sources(sources)
+    with new_shard_directory(out) as (fs, root):
         return _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction,
                         test_fraction, seed, workers, chunk_rows, verbose)
-    except BaseException:
-        fs.rm(root, recursive=True)
-        raise
-    finally:
-        pa.set_memory_pool(previous_pool)
 
 
 def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction, test_fraction, seed,
@@ -372,7 +249,7 @@ def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val
     layout = make_layout(pd.concat(sample_chunks, ignore_index=True), target, task, roles or {}, files[0],
                          val_fraction, test_fraction, seed)
     local = fs.protocol in ("file", "local") or "file" in fs.protocol
-    workers = workers or min(len(files), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = workers or min(len(files), cores())
     results: list[FileResult] = []
     with Progress(TextColumn("preparing: {task.fields[files]}/%d files, {task.completed:,.0f} rows, "
                              "{task.fields[speed]:,.0f} rows/s" % len(files)), TimeElapsedColumn(),
@@ -414,28 +291,3 @@ def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val
         "split": split_rule(layout), "stats": plain, "target": target_stats.to_plain()})
 
 
-def split_rule(layout) -> dict:
-    return {"rule": "splitmix64(seed, file, row)", "seed": layout.seed, "val_fraction": layout.val_fraction,
-            "test_fraction": layout.test_fraction}
-
-
-def finish(fs, root: str, results: list, tensors: dict, started: float, fields: dict) -> dict:
-    """Write stats.safetensors, then the manifest (last: its presence means complete)."""
-    from safetensors.numpy import save  # numpy: prepare never imports torch (2 s per process)
-
-    row_counts = {split: sum(r.rows[split] for r in results) for split in SPLITS}
-    if row_counts["train"] == 0:
-        raise DataError(f"no training rows in {fields['sources'][:3]}; check the target and the split fractions")
-    write_atomic(fs, join(root, STATS), save({k: np.ascontiguousarray(v) for k, v in tensors.items()}))
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "scaletrain_version": __version__, **fields,
-                "rows": row_counts, "shards": sorted((s for r in results for s in r.shards), key=lambda s: s["file"]),
-                "seconds": round(time.perf_counter() - started, 3)}
-    try:
-        text = json.dumps(manifest, indent=1, allow_nan=False)
-    except ValueError:  # a mean or variance overflowed
-        numeric = fields.get("stats", {}).get("numeric", {})
-        bad = [k for k, v in numeric.items() if not all(np.isfinite(x) for x in v["moments"].values())]
-        raise DataError(f"column '{bad[0] if bad else '?'}' holds values too large to summarize; "
-                        "rescale the column or drop it with data.columns") from None
-    write_atomic(fs, join(root, MANIFEST), text.encode("utf-8"))
-    return manifest

@@ -216,18 +216,18 @@ class TableStats:
     categories: dict[str, CategoryCounts] = field(default_factory=dict)
 
     def update(self, frame: pd.DataFrame) -> None:
-        from scaletrain.data.preprocess import _category_strings, _numeric_columns
+        from scaletrain.data.values import category_strings, numeric_columns
 
         self.rows += len(frame)
-        for name, series in _numeric_columns(frame, self.spec).items():
+        for name, series in numeric_columns(frame, self.spec).items():
             self.numeric.setdefault(name, NumericStats()).update(series.to_numpy(dtype=np.float64))
         for name in self.categorical:
-            self.categories.setdefault(name, CategoryCounts()).add(_category_strings(frame[name]).value_counts().to_dict())
+            self.categories.setdefault(name, CategoryCounts()).add(category_strings(frame[name]).value_counts().to_dict())
 
     def update_arrow(self, table) -> None:
         """Update from a table already in shard types (numbers and booleans as float64,
         categories as text), as `prepare`'s Arrow reader makes; no datetime columns."""
-        from scaletrain.data.preprocess import MISSING
+        from scaletrain.data.values import MISSING
 
         self.rows += len(table)
         for name in self.spec["numeric_raw"] + self.spec["boolean"]:
@@ -275,19 +275,19 @@ class TargetStats:
     examples: dict = field(default_factory=dict)  # label key -> one original value, to keep its type
 
     def update(self, values: pd.Series) -> None:
-        from scaletrain.data.preprocess import _category_strings, json_value, label_key
+        from scaletrain.data.values import category_strings, json_value, label_key
 
         values = values.dropna()
         if self.task == "regression":
             self.moments.update(pd.to_numeric(values).to_numpy(dtype=np.float64))
             return
-        self.labels.add(_category_strings(values).value_counts().to_dict())
+        self.labels.add(category_strings(values).value_counts().to_dict())
         for value in values.drop_duplicates():
             self.examples.setdefault(label_key(value), json_value(value))
 
     def update_arrow(self, column) -> None:
         """Update from an Arrow column without missing values (`prepare`'s Arrow reader)."""
-        from scaletrain.data.preprocess import label_key
+        from scaletrain.data.values import label_key
 
         if self.task == "regression":
             self.moments.update(column.to_numpy().astype(np.float64))

@@ -13,6 +13,7 @@ inverts for a resume.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -154,12 +155,23 @@ class _EpochDataset(IterableDataset):
             size = GROUP
 
 
+def table_tensors(state: dict, where: str):
+    """Return frame -> (table inputs, encoded targets) with a table's fitted state (a partial:
+    loader worker processes may need to pickle it)."""
+    return functools.partial(_table_tensors, state, where)
+
+
+def _table_tensors(state: dict, where: str, frame: pd.DataFrame):
+    target = frame[state.get("target_column", "label")]
+    return transform_table(state, frame, where).tensors(), encode_target(state["target"], target, where)
+
+
 class ShardBatches:
     """Batches of a shard directory's split for one rank, in the shape TensorBatches yields."""
 
     def __init__(self, manifest: Manifest, url: str, split: str, state: dict, batch_size: int, seed: int = 0,
                  shuffle: bool = True, rank: int = 0, world: int = 1, workers: int = 0, window: int = 4,
-                 device: str = "cpu", transform=None):
+                 device: str = "cpu", transform=None, to_tensors=None):
         self.manifest, self.url, self.state, self.batch_size = manifest, url, state, batch_size
         self.device = torch.device(device)
         self.workers, self.rank, self.world = workers, rank, world
@@ -168,21 +180,15 @@ class ShardBatches:
         self.slots = [SlotStream(deal(units, rank * max(workers, 1) + w, slots), batch_size, window,
                                  seed * 1_000_003 + rank * max(workers, 1) + w, shuffle)
                       for w in range(max(workers, 1))]
-        self.target = state.get("target_column", "label")
         self.transform = transform  # per batch in this process (augmentation RNG is checkpointed here)
+        # frame of shard rows -> (inputs, targets): the modality's encoding (a table's by default)
+        self.to_tensors = to_tensors or table_tensors(state, url)
 
     def read(self, units: list[Unit]) -> pd.DataFrame:
         return read_units(self.manifest.root, self.url, units)
 
     def tensors(self, frame: pd.DataFrame):
-        if self.state["kind"] == "image":
-            from scaletrain.data.image_shards import decode_frame
-            from scaletrain.data.preprocess import transform_images
-
-            images = decode_frame(frame, self.state["size"], self.state["channels"])
-            return (transform_images(images.images),), encode_target(self.state["target"], images.labels, self.url)
-        inputs = transform_table(self.state, frame, self.url).tensors()
-        return inputs, encode_target(self.state["target"], frame[self.target], self.url)
+        return self.to_tensors(frame)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.slots)

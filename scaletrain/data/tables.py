@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import glob
 import gzip
 import io
 import json
@@ -13,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scaletrain.data.manifest import filesystem
 from scaletrain.errors import DataError
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"}
@@ -33,24 +33,39 @@ def is_table_file(path: Path) -> bool:
     return path.is_file() and split_suffix(path)[0] in TABLE_SUFFIXES
 
 
+def expand_sources(sources: list[str]) -> list[str]:
+    """Return every table file behind paths, folders and globs (local or fsspec URLs), sorted."""
+    files: list[str] = []
+    for source in sources:
+        fs, path = filesystem(source)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+        if any(ch in path for ch in "*?["):
+            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            if not found:
+                raise DataError(f"the pattern '{source}' matches no files; check the path and quoting")
+        elif fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if split_suffix_of(p) in TABLE_SUFFIXES)
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise DataError(f"'{source}' does not exist; check the path")
+        if not found:
+            raise DataError(f"the folder '{source}' holds no table files (.csv, .tsv, .parquet, .jsonl)")
+        files += [prefix + p if prefix and not p.startswith(prefix) else p for p in found]
+    return files
+
+
+
+def split_suffix_of(path: str) -> str:
+    from pathlib import PurePosixPath
+
+    return split_suffix(PurePosixPath(path))[0]
+
+
 def expand_paths(source: str | Path) -> list[Path]:
-    """Return the table files a path, directory or glob names, sorted, or raise DataError."""
-    text = str(source)
-    if any(ch in text for ch in "*?["):
-        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
-        paths = [p for p in paths if p.is_file()]
-        if not paths:
-            raise DataError(f"the pattern '{text}' matches no files; check the path and quoting")
-        return paths
-    path = Path(text)
-    if path.is_dir():
-        paths = sorted(p for p in path.rglob("*") if is_table_file(p))
-        if not paths:
-            raise DataError(f"the folder '{path}' holds no table files (.csv, .tsv, .parquet, .jsonl)")
-        return paths
-    if not path.exists():
-        raise DataError(f"'{path}' does not exist; check the path")
-    return [path]
+    """Return the local table files a path, directory or glob names, sorted, or raise DataError."""
+    return [Path(p) for p in expand_sources([str(source)])]
 
 
 def _open_bytes(path: Path, compression: str | None, limit: int | None = None) -> bytes:
@@ -79,7 +94,7 @@ def _open_bytes(path: Path, compression: str | None, limit: int | None = None) -
         raise DataError(f"cannot decompress '{path}' as {compression}: {exc}") from None
 
 
-def _decode(data: bytes, path: Path) -> tuple[str, str]:
+def decode_text(data: bytes, path: Path) -> tuple[str, str]:
     if b"\x00" in data[:4096]:
         raise DataError(f"'{path}' looks binary, not text; give a CSV, TSV, JSONL or Parquet file")
     for encoding in _ENCODINGS:
@@ -124,7 +139,7 @@ def read_delimited(path: Path, suffix: str, compression: str | None) -> pd.DataF
     raw = _open_bytes(path, compression)
     if not raw.strip():
         raise DataError(f"'{path}' is empty; give a file with a header row and data rows")
-    text, _ = _decode(raw, path)
+    text, _ = decode_text(raw, path)
     delimiter, has_header = sniff_csv(text[:65536], suffix)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=0 if has_header else None,
@@ -164,7 +179,7 @@ def read_one(path: Path) -> pd.DataFrame:
         raw = _open_bytes(path, compression)
         if not raw.strip():
             raise DataError(f"'{path}' is empty; give one JSON object per line")
-        text, _ = _decode(raw, path)
+        text, _ = decode_text(raw, path)
         return read_json_text(text, path, lines=suffix != ".json")
     return read_delimited(path, suffix, compression)
 

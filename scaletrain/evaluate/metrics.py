@@ -12,6 +12,21 @@ def main_score_name(task: str) -> str:
     return "r2" if task == "regression" else "accuracy"
 
 
+def score_outputs(task: str, outputs, y) -> float:
+    """The task's headline score (accuracy or R²) from raw model outputs and encoded targets,
+    as each epoch's validation reports it (R² is the same on standardized targets)."""
+    if task == "regression":
+        predicted = outputs.squeeze(-1)
+    elif outputs.shape[1] == 1:  # bce: one logit
+        predicted = (outputs.squeeze(-1) > 0).long()
+    else:
+        predicted = outputs.argmax(1)
+    truth, predicted = y.detach().cpu().numpy(), predicted.detach().float().cpu().numpy()
+    if task == "regression":
+        return float(skm.r2_score(truth, predicted)) if len(truth) > 1 else float("nan")
+    return float(skm.accuracy_score(truth, predicted.astype(truth.dtype)))
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
     """Return accuracy and macro precision/recall/F1 (plus ROC AUC for two classes)."""
     out = {

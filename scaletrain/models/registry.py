@@ -16,7 +16,7 @@ from scaletrain.models.vision import Normalize, build_convnet
 class ModelSpec:
     """What a builder needs to know about the data: inputs, outputs and modality."""
 
-    kind: str                      # "table" | "image"
+    kind: str                      # the modality's name (recorded; builders go by the shapes)
     n_out: int
     n_dense: int = 0               # tables: dense feature count
     cardinalities: tuple = ()      # tables: categories per embedded column
@@ -35,7 +35,7 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
     def body(n_in: int) -> nn.Module:
         return mlp_layers(n_in, hidden, spec.n_out, m.activation, m.dropout or 0.0, norm)
 
-    if spec.kind == "image":
+    if spec.shape:  # images: flattened pixels
         c, h, w = spec.shape
         return FlatImageNet(Normalize(list(spec.mean), list(spec.std)), body(c * h * w))
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body)
@@ -51,7 +51,7 @@ def build_mlp(spec: ModelSpec, m) -> nn.Module:
 
 def _conv(residual: bool) -> Callable:
     def build(spec: ModelSpec, m) -> nn.Module:
-        if spec.kind != "image":
+        if not spec.shape:
             raise ConfigError(f"model.name '{m.name}' needs images; use linear or mlp for tables")
         c, h, w = spec.shape
         return build_convnet(c, min(h, w), spec.n_out, m.width or 16, m.depth, residual, m.dropout or 0.0,

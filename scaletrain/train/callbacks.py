@@ -66,7 +66,7 @@ class TimeLimit(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         if self.after is not None:
             self.seconds = max(self.budget - self.after(), 0.0)
-            state.settings.time_limit = max(self.seconds, 1e-3)
+            state.time_limit = max(self.seconds, 1e-3)
 
     def on_step_end(self, state: TrainState, loss) -> None:
         if state.elapsed >= self.seconds:

@@ -3,8 +3,6 @@ callback state in one safetensors file (tensors + JSON metadata), written atomic
 SHA-256 in a JSON sidecar so that a damaged file is detected and skipped."""
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 import warnings
@@ -12,11 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
-
 from scaletrain.errors import ConfigError, RunDirError
-from scaletrain.io import read_json, save_tensors, write_json
+from scaletrain.rundir import CheckpointFolder
 from scaletrain.train.loop import Callback, TrainState
 
 
@@ -66,12 +61,6 @@ def set_rng_state(plain: dict, tensors: dict[str, torch.Tensor], generators: dic
         torch.cuda.set_rng_state_all(cuda)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -90,13 +79,6 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    sidecar = read_json(path.with_suffix(".json"))
-    if sidecar.get("sha256") != _sha256(path):
-        raise RunDirError("checksum mismatch")
-    with safe_open(str(path), "pt") as fh:
-        meta = json.loads(fh.metadata()["state"])
-    return load_file(str(path)), meta
 
 
 def newest_valid(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
@@ -104,9 +86,10 @@ def newest_valid(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
 
     A damaged newest file (a crash mid-copy, a bad disk) falls back to the one before it.
     """
-    for path in sorted(folder.glob("step-*.safetensors"), reverse=True):
+    store = CheckpointFolder(folder)
+    for path in reversed(store.files()):
         try:
-            return _read_checkpoint(path)
+            return store.read(path)
         except Exception as exc:  # noqa: BLE001 - whatever the damage, try the previous one
             warnings.warn(f"checkpoint '{path}' is damaged ({exc}); using the one before it", stacklevel=2)
     return None
@@ -146,28 +129,21 @@ class Checkpoint(Callback):
                 "grad_scaler": state.scaler.state_dict() if state.scaler else None}
         # names sort by (step, epoch, batch): the epoch-end save of a step sorts after its step save
         path = self.folder / f"step-{state.step:09d}-{meta['epoch']:05d}-{meta['batch']:06d}.safetensors"
+        store = CheckpointFolder(self.folder)
         try:
-            save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
-            write_json(path.with_suffix(".json"), {"sha256": _sha256(path), "epoch": meta["epoch"], "step": state.step})
+            store.write(path.name, tensors, meta, {"epoch": meta["epoch"], "step": state.step})
         except OSError as exc:
             self._write_failed(path, exc)
-        for old in sorted(self.folder.glob("step-*.safetensors"))[:-self.keep]:
-            old.unlink(missing_ok=True)
-            old.with_suffix(".json").unlink(missing_ok=True)
+        store.prune(self.keep)
         self.last_time = time.monotonic()
 
     def _write_failed(self, path: Path, exc: OSError) -> None:
-        """Remove what this save left and stop, saying which earlier checkpoint is intact.
+        """Stop, saying which earlier checkpoint is intact (the failed save removed its files).
 
         Writes go to a temporary name and are renamed only when whole, and old checkpoints
         are pruned only after a save succeeds, so the previous checkpoint is never touched.
         """
-        for leftover in (path, path.with_suffix(".json")):
-            try:
-                leftover.unlink(missing_ok=True)
-            except OSError:
-                pass
-        previous = sorted(self.folder.glob("step-*.safetensors")) if self.folder.is_dir() else []
+        previous = CheckpointFolder(self.folder).files()
         kept = (f"the last good checkpoint '{previous[-1]}' is untouched; fix that, then rerun with --resume"
                 if previous else "no earlier checkpoint exists; fix that and train again")
         raise RunDirError(f"could not write checkpoint '{path}' ({exc.strerror or exc}); {kept}") from None

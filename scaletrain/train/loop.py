@@ -9,10 +9,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scaletrain import distributed
 from scaletrain.errors import TrainingError
+from scaletrain.train import device
 from scaletrain.train.optim import lr_factor, set_lr
-
-COMPILE_BACKEND = "inductor"  # the tests swap in a cheaper backend to check the wiring
 
 
 @dataclass
@@ -55,6 +55,7 @@ class TrainState:
     train_loss: float = float("nan")
     val: dict = field(default_factory=dict)
     stop: bool = False
+    time_limit: float | None = None  # where a time limit ends training; a callback may move it
     scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling; checkpointed with the rest
 
     @property
@@ -64,7 +65,7 @@ class TrainState:
     @property
     def progress(self) -> float:
         by_steps = self.step / max(self.total_steps, 1)
-        by_time = self.elapsed / self.settings.time_limit if self.settings.time_limit else 0.0
+        by_time = self.elapsed / self.time_limit if self.time_limit else 0.0
         return max(by_steps, by_time)
 
 
@@ -73,14 +74,6 @@ class Callback:
     def on_step_end(self, state: TrainState, loss: torch.Tensor) -> None: ...
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_train_end(self, state: TrainState) -> None: ...
-
-
-def autocast(precision: str, device: str):
-    """Return the autocast context for a precision (fp16 scaling is handled by the loop)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device, dtype=dtype)
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
@@ -97,18 +90,16 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
                callbacks: list[Callback], wrapped: nn.Module | None = None) -> TrainState:
     """Train `model` and return the final state; `validate(model)` gives the epoch's val metrics.
     `wrapped` is the module training steps call when it is not the model itself (DDP, FSDP)."""
-    from scaletrain import distributed
-
     s = settings
     # the compiled (or data-parallel) module shares the model's parameters; checkpoints and
     # evaluation keep using `model` itself, so their state-dict keys do not change
     wrapped = wrapped if wrapped is not None else model
-    forward = torch.compile(wrapped, backend=COMPILE_BACKEND) if s.compile else wrapped
+    forward = device.compiled(wrapped, s.compile)
     no_sync = getattr(wrapped, "no_sync", None) if s.grad_accum > 1 else None  # DDP: reduce once per step
     steps_per_epoch = -(-len(batches) // s.grad_accum)
-    scaler = torch.amp.GradScaler(s.device) if s.precision == "fp16" else None
+    scaler = device.grad_scaler(s.precision, s.device)
     state = TrainState(model, optimizer, s, total_steps=s.epochs * steps_per_epoch, scaler=scaler,
-                       elapsed_before=s.time_spent)  # a time limit counts from the command's start
+                       elapsed_before=s.time_spent, time_limit=s.time_limit)  # counted from the command's start
     # Reading a value back from a GPU waits for the queued kernels: on CUDA the non-finite
     # check is kept on the device and read every 32 steps (a NaN still stops the run, naming the
     # steps); on CPU a read costs nothing, and skipping a bad batch needs it before the step.
@@ -126,7 +117,7 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
         for i, (inputs, y) in enumerate(batches.epoch(state.epoch, start=state.batch), start=state.batch):
             accumulating = (i + 1) % s.grad_accum and i + 1 < len(batches)
             with (no_sync() if no_sync and accumulating else contextlib.nullcontext()), \
-                    autocast(s.precision, s.device):
+                    device.autocast(s.precision, s.device):
                 loss = loss_fn(forward(*inputs), y)
             if s.l1:
                 loss = loss + s.l1 * l1_penalty(model)
@@ -166,7 +157,7 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
                 nonfinite, unchecked_from = None, state.step + 1
             for cb in callbacks:
                 cb.on_step_end(state, loss)
-            if s.sync and s.time_limit:  # each rank's clock decides; all stop at the same step
+            if s.sync and state.time_limit:  # each rank's clock decides; all stop at the same step
                 state.stop = distributed.any_rank(state.stop)
             if state.stop:
                 break

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from scaletrain.errors import ConfigError
+from scaletrain.train.device import fused_optimizer
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -19,8 +20,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
     """Return the named optimizer; "gd" is plain SGD over full batches (the batch size says so)."""
     groups = param_groups(model, weight_decay)
-    # one fused kernel for all parameters on CUDA instead of a kernel per tensor
-    fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
+    fused = fused_optimizer(model)  # one kernel for all parameters on CUDA instead of one per tensor
     builders = {
         "gd": lambda: torch.optim.SGD(groups, lr=lr),
         "sgd": lambda: torch.optim.SGD(groups, lr=lr),

@@ -9,109 +9,112 @@ import torch
 from torch import nn
 
 from scaletrain import distributed
+from scaletrain.budget import REPORT_SECONDS, Budget
+from scaletrain.train import device
 from scaletrain.train.callbacks import EarlyStopping, History, ProgressBar, TimeLimit
 from scaletrain.train.checkpoint import Checkpoint
 from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
-from scaletrain.train.losses import balanced_weights, build_loss
+from scaletrain.train.losses import LossFn, balanced_weights, build_loss
 from scaletrain.train.optim import build_optimizer
 
-
-EVAL_RESERVE = 0.03       # share of a time limit kept for the final evaluation until it is measured
-REPORT_SECONDS = 5.0      # writing the run directory and report.html (Fashion-MNIST: ~4 s)
 EPOCH_VAL_ROWS = 2048     # validation rows scored per epoch when no early stopping needs them
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], float]  # (outputs, encoded targets) -> the task's score
 
 
-def validation_fn(outputs_fn: Callable, val_inputs, val_y: torch.Tensor, loss_fn: Callable, task: str) -> Callable:
-    """Return validate(model) -> {val_loss, val_score}; the score is accuracy or R²."""
-    def validate(model: nn.Module) -> dict:
-        if len(val_y) == 0:
+class Validation:
+    """validate(model) -> {val_loss, val_score}, timed: what it measures sizes the time kept
+    for the final evaluation under a time limit."""
+
+    def __init__(self, outputs_fn: Callable, inputs, y: torch.Tensor, loss_fn: LossFn, score: ScoreFn | None):
+        self.outputs_fn, self.inputs, self.y, self.loss_fn, self.score = outputs_fn, inputs, y, loss_fn, score
+        self.rows, self.seconds = 0, 0.0
+
+    def __call__(self, model: nn.Module) -> dict:
+        if len(self.y) == 0:
             return {}
-        out = outputs_fn(val_inputs)
-        y = val_y.to(out.device)
-        loss = float(loss_fn(out, y))
-        if task == "regression":
-            pred = out.squeeze(-1)
-            score = 1 - float(((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum().clamp(min=1e-12))
-        elif out.shape[1] == 1:  # bce: one logit
-            score = float(((out.squeeze(-1) > 0).long() == y).float().mean())
-        else:
-            score = float((out.argmax(1) == y).float().mean())
-        return {"val_loss": loss, "val_score": score}
-    return validate
+        started = time.perf_counter()
+        out = self.outputs_fn(self.inputs)
+        y = self.y.to(out.device)
+        result = {"val_loss": float(self.loss_fn(out, y))}
+        if self.score is not None:
+            result["val_score"] = self.score(out, y)
+        self.rows += len(y)
+        self.seconds += time.perf_counter() - started
+        return result
+
+    def probe(self, rows: int = 256) -> None:
+        """A first measure of validation speed, before training."""
+        started = time.perf_counter()
+        self.outputs_fn(tuple(x[:rows] for x in self.inputs))
+        self.rows, self.seconds = min(rows, len(self.y)), time.perf_counter() - started
+
+    def seconds_for(self, rows: int) -> float:
+        return self.seconds / max(self.rows, 1) * rows
+
+
+def epoch_subset(val_inputs, val_y: torch.Tensor, early_stopping: int):
+    """The validation rows scored each epoch. With nothing stopping on the score, which then
+    only draws the learning curve, a fixed subset keeps evaluation from stalling training
+    (Fashion-MNIST: 2.5 s of ~32 s an epoch on all 9,000 rows); final metrics use every row."""
+    if early_stopping or len(val_y) <= EPOCH_VAL_ROWS:
+        return val_inputs, val_y
+    keep = torch.randperm(len(val_y), generator=torch.Generator().manual_seed(0))[:EPOCH_VAL_ROWS]
+    return tuple(x[keep] for x in val_inputs), val_y[keep]
 
 
 def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
               outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str,
               generators: dict[str, torch.Generator] | None = None, checkpoint_dir: Path | None = None,
               verbose: bool = True, config: dict | None = None, resume: bool = False,
-              time_spent: float = 0.0, callbacks: list[Callback] | None = None,
-              report_seconds: float = REPORT_SECONDS) -> tuple[TrainState, History, EarlyStopping | None]:
+              budget: Budget | None = None, callbacks: list[Callback] | None = None,
+              score: ScoreFn | None = None) -> tuple[TrainState, History, EarlyStopping | None]:
     """Train the model in place on `batches` (TensorBatches or ShardBatches); return the final
     state, the history and the early stopper.
 
-    With `resume`, training continues from the newest valid checkpoint in checkpoint_dir;
-    `report_seconds` is kept free at the end of a time limit for writing the run (0: none written).
+    With `resume`, training continues from the newest valid checkpoint in checkpoint_dir. A
+    limited `budget` bounds training, the time already spent counted, with the final
+    evaluation's time kept free (and the report's, when a run directory is written).
     """
-    device = torch.device(t.device)
-    weights = (balanced_weights(class_counts).to(device)
+    weights = (balanced_weights(class_counts).to(t.device)
                if t.class_weight == "balanced" and class_counts is not None else None)
     loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
-    w = distributed.world()
-    wrapped = distributed.wrap(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
+    wrapped = device.parallel(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
+    validation = Validation(outputs_fn, *epoch_subset(val_inputs, val_y, t.early_stopping), loss_fn, score)
     history = History()
-    extra, callbacks = callbacks or [], [history]
     stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None
-    if stopper:
-        callbacks.append(stopper)
-    # The limit bounds the whole command: what loading took is counted (time_spent), and the
-    # final evaluation's time is kept free: validation's measured speed (probed before
-    # training, then every epoch) times the rows still to score (validation and, as its
-    # likely size, as many test rows) plus the report, and at least 3% of the limit.
-    timing = {"rows": 0, "seconds": 0.0}
-    final_rows = 2 * len(val_y)
-
-    def after_training() -> float:  # never below the flat share: a 10-minute run overran by 9.5 s without it
-        measured = timing["seconds"] / max(timing["rows"], 1) * final_rows + report_seconds
-        return max(measured, EVAL_RESERVE * t.time_limit)
-
-    time_limit = t.time_limit * (1 - EVAL_RESERVE) if t.time_limit else None
-    if time_limit:
-        callbacks.append(TimeLimit(time_limit, after_training if len(val_y) else None, budget=t.time_limit))
-    # Under FSDP each rank holds a shard of the weights and optimizer state: mid-run
-    # checkpoints of sharded state are not written (the final model is gathered and saved).
-    if checkpoint_dir is not None and ckpt.keep > 0 and not (t.fsdp and w.active):
+    budget = budget or Budget(None)
+    listed = [history] + ([stopper] if stopper else []) + _time_limit(budget, validation, 2 * len(val_y),
+                                                                      checkpoint_dir is not None)
+    if checkpoint_dir is not None and ckpt.keep > 0 and not (t.fsdp and distributed.world().active):
+        # Under FSDP each rank holds a shard of the weights: no mid-run checkpoints (the final
+        # model is gathered and saved). Every rank restores from what rank 0 wrote.
         stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
-        # every rank restores from the checkpoint rank 0 wrote (DDP keeps their weights equal)
-        callbacks.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep,
-                                    config=config, stateful=stateful, generators=generators or {}, resume=resume,
-                                    write=w.main))
-    callbacks.extend(extra)  # after early stopping and the time limit: they see this epoch's decision
-    if verbose:
-        callbacks.append(ProgressBar())
+        listed.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep, config=config,
+                                 stateful=stateful, generators=generators or {}, resume=resume,
+                                 write=distributed.world().main))
+    listed += (callbacks or []) + ([ProgressBar()] if verbose else [])  # after the stops: they see this epoch's
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                             milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
-                            clip=t.clip, l1=t.l1, precision=t.precision, time_limit=time_limit, time_spent=time_spent,
-                            device=device.type, on_nan=t.on_nan, compile=t.compile == "on", sync=w.active)
-    if not stopper and len(val_y) > EPOCH_VAL_ROWS:
-        # nothing stops on the per-epoch score, which only draws the learning curve: a fixed
-        # subset keeps evaluation from stalling training (Fashion-MNIST: 2.5 s of ~32 s an
-        # epoch on all 9,000 rows); the final metrics use every row
-        keep = torch.randperm(len(val_y), generator=torch.Generator().manual_seed(0))[:EPOCH_VAL_ROWS]
-        val_inputs, val_y = tuple(x[keep] for x in val_inputs), val_y[keep]
-    scored = validation_fn(outputs_fn, val_inputs, val_y, loss_fn, task)
-
-    def validate(model: nn.Module) -> dict:
-        started = time.perf_counter()
-        result = scored(model)
-        timing["rows"] += len(val_y)
-        timing["seconds"] += time.perf_counter() - started
-        return result
-
-    if time_limit and len(val_y):  # a first measure of validation speed, for the time limit's reserve
-        probe = min(len(val_y), 256)
-        started = time.perf_counter()
-        outputs_fn(tuple(x[:probe] for x in val_inputs))
-        timing["rows"], timing["seconds"] = probe, time.perf_counter() - started
-    state = train_loop(model, batches, loss_fn, optimizer, settings, validate, callbacks, wrapped)
+                            clip=t.clip, l1=t.l1, precision=t.precision, time_limit=budget.training_limit(),
+                            time_spent=budget.spent_before, device=torch.device(t.device).type, on_nan=t.on_nan,
+                            compile=t.compile == "on", sync=distributed.world().active)
+    state = train_loop(model, batches, loss_fn, optimizer, settings, validation, listed, wrapped)
     return state, history, stopper
+
+
+def _time_limit(budget: Budget, validation: Validation, final_rows: int, writes_report: bool) -> list[Callback]:
+    """The time-limit callback: the limit bounds the whole command (the time already spent is
+    counted), and the final evaluation's time is kept free: validation's measured speed
+    (probed before training, then every epoch) times the rows still to score (validation and,
+    as its likely size, as many test rows), plus the report when one is written."""
+    if not budget.limited:
+        return []
+    if not len(validation.y):
+        return [TimeLimit(budget.training_limit(), budget=budget.limit)]
+    validation.probe()
+    report = REPORT_SECONDS if writes_report else 0.0
+
+    def after_training() -> float:
+        return budget.after_training(validation.seconds_for(final_rows), report)
+    return [TimeLimit(budget.training_limit(), after_training, budget=budget.limit)]

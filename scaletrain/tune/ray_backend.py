@@ -13,8 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from scaletrain.budget import Budget
+from scaletrain.config import build_config
 from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.modalities import load_source
 from scaletrain.ray_train import connect
+from scaletrain.tune.space import SearchSpace
+from scaletrain.tune.trials import Plan, default_row, evaluate_config, holdout_for_cv, make_sampler, set_deadline
 
 
 class _RayTrial:
@@ -38,8 +43,6 @@ class _DrawOn:
         self.spec = spec
 
     def __call__(self, trial) -> None:
-        from scaletrain.tune.space import SearchSpace
-
         SearchSpace(self.spec).suggest(trial)
 
 
@@ -49,13 +52,9 @@ def _trainable(plan_text: str):
 
         from ray import tune
 
-        from scaletrain.config import make_config
-        from scaletrain.data.sources import load_source
-        from scaletrain.tune.search import Plan, _holdout_for_cv, evaluate_config
-
         plan = Plan(**json.loads(plan_text))
         source = load_source(plan.data)
-        task_rows = _holdout_for_cv(source, make_config(plan.config), plan.target, plan.seed)[0] if plan.cv else None
+        task_rows = holdout_for_cv(source, build_config(plan.config), plan.target, plan.seed)[0] if plan.cv else None
         started = time.time()
         limit = plan.trial_limit
         if plan.deadline is not None and limit is not None:
@@ -71,15 +70,12 @@ def _trainable(plan_text: str):
     return run_trial
 
 
-def search_with_ray(plan, grid, source, task_rows, limit: float | None, started: float,
-                    verbose: bool) -> tuple[list[dict], str, str]:
+def search_with_ray(plan, grid, source, task_rows, budget: Budget, verbose: bool) -> tuple[list[dict], str, str]:
     import json
 
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler, MedianStoppingRule
     from ray.tune.search.optuna import OptunaSearch
-
-    from scaletrain.tune.search import _default_row, make_sampler, set_deadline
 
     if plan.data is None:
         raise ConfigError("--backend ray reads the data on the cluster's workers: give a path, not an in-memory table")
@@ -87,11 +83,11 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
         raise ConfigError(f"'{plan.data}' does not exist")
     plan.data = str(Path(plan.data).resolve()) if "://" not in plan.data else plan.data
     connect()
-    rows = [_default_row(plan, source, task_rows)]
-    budget = None
-    if limit is not None:
-        set_deadline(plan, started, limit, rows[0]["seconds"])
-        budget = max(1.0, plan.deadline - time.time())
+    rows = [default_row(plan, source, task_rows)]
+    seconds = None
+    if budget.limited:
+        set_deadline(plan, budget, rows[0]["seconds"])
+        seconds = max(1.0, plan.deadline - time.time())
     threads = plan.threads or 1
     plan.threads = threads
     searcher = OptunaSearch(space=_DrawOn(grid.spec), metric="score", mode="max", sampler=make_sampler(plan, grid))
@@ -104,7 +100,7 @@ def search_with_ray(plan, grid, source, task_rows, limit: float | None, started:
         tuner = tune.Tuner(
             tune.with_resources(_trainable(json.dumps(plan.__dict__)), {"cpu": threads}),
             tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, scheduler=scheduler,
-                                        num_samples=plan.trials or -1, time_budget_s=budget),
+                                        num_samples=plan.trials or -1, time_budget_s=seconds),
             run_config=tune.RunConfig(storage_path=storage, name="scaletrain", verbose=1 if verbose else 0))
         results = tuner.fit()
         for number, result in enumerate(results):

@@ -15,46 +15,25 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 
+from scaletrain.budget import Budget
+from scaletrain.config import Config, build_config, parse_duration
 from scaletrain.errors import ConfigError, ScaletrainError
-from scaletrain.tune.space import SearchSpace, as_set
+from scaletrain.modalities import load_source, modality
+from scaletrain.pipeline import FitOptions, fit_run
+from scaletrain.rundir import RunDir
+from scaletrain.runtime import cores
+from scaletrain.tune.space import SearchSpace
+from scaletrain.tune.trials import Plan, default_row, evaluate_config, holdout_for_cv, make_sampler, set_deadline
 
 SEARCHES = ("grid", "random", "bayes")
 DEFAULT_TRIALS = 20
-EXPECTED_TRIALS = 8       # a time budget without --trials is shared as if among this many trials
-RETRAIN_SHARE = 0.4       # of a time limit, kept for the best's final training when runs end on time
-MIN_TRIAL_SECONDS = 10.0  # a trial's least time: shorter runs rank configurations by noise
-FINISH_SECONDS = 5.0      # evaluating and writing DIR/best after the retrain
-
-
-@dataclass
-class Plan:
-    """What every trial needs, as plain values: it crosses to worker processes as JSON."""
-
-    data: str | None
-    target: str | None
-    search: str
-    trials: int | None
-    cv: int | None
-    space: dict
-    sets: list[str]
-    config: dict
-    seed: int
-    trial_limit: float | None
-    deadline: float | None    # time.time() after which no trial starts
-    storage: str | None       # Optuna journal file, shared by the worker processes
-    retrain_reserve: float = 0.0  # seconds kept after the search for the best's final training
-    study: str = "scaletrain"
-    prune: bool = True
-    threads: int | None = None
-    score: str = "accuracy"
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -67,57 +46,30 @@ class TuneResult:
     seconds: float
 
 
-def tune(data, target: str | None = None, *, search: str = "bayes", trials: int | None = None,
-         time_limit: str | float | None = None, cv: int | None = None, space: str | Path | dict | None = None,
-         out: str | Path | None = None, config=None, sets: list[str] | None = None, workers: int | None = None,
+def tune(data, target: str | None = None, *, config: Config | None = None, search: str = "bayes",
+         trials: int | None = None, time_limit: str | float | None = None, cv: int | None = None,
+         space: str | Path | dict | None = None, out: str | Path | None = None, workers: int | None = None,
          seed: int | None = None, prune: bool = True, verbose: bool = True, backend: str = "optuna") -> TuneResult:
     """Search the space, write DIR/leaderboard.csv and DIR/tune.json, retrain the best
     configuration into DIR/best (a normal run directory); return the result."""
-    from scaletrain.config import make_config, parse_duration
-    from scaletrain.data.sources import load_source
-
+    budget = Budget(parse_duration(time_limit))
     started = time.time()
-    if search not in SEARCHES:
-        raise ConfigError(f"--search {search!r}: choose one of {', '.join(SEARCHES)}")
-    if trials is not None and trials < 1:
-        raise ConfigError("--trials must be at least 1")
-    limit = parse_duration(time_limit)
-    cfg = make_config(config.to_dict() if hasattr(config, "to_dict") else config, sets)
-    seed = cfg.train.seed if seed is None else seed
+    cfg = config or Config()
     source = load_source(data)
-    if source.kind not in ("table", "image"):
-        raise ConfigError(f"tune works on tables and images held in memory; '{source.name}' is {source.kind} "
-                          "(tune on a sample of it, then train on all of it with the best config)")
-    if cv is not None and source.kind != "table":
-        raise ConfigError("--cv works on tables; tune images with the holdout (leave out --cv)")
-    searched = (space if isinstance(space, dict) else None)
-    grid = SearchSpace(searched) if searched else (SearchSpace.from_file(space) if space else
-                                                  SearchSpace.default(source.kind))
-    if search == "grid":
-        trials = min(trials or grid.grid_size(), grid.grid_size())
-    elif trials is None and limit is None:
-        trials = DEFAULT_TRIALS
-    workers = _workers(workers, source, data, trials)
-    cores = _cores()
+    plan, grid, workers = make_plan(data, source, target, cfg, search, trials, cv, space, workers, seed, prune,
+                                    budget)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         if (out_dir / "leaderboard.csv").exists():
             raise ConfigError(f"'{out_dir}' already holds a search; choose another --out")
         out_dir.mkdir(parents=True, exist_ok=True)
-
-    task_rows, test_rows = _holdout_for_cv(source, cfg, target, seed) if cv else (None, None)
-    reserve, share = _budget(limit, source.kind == "image", trials)
-    plan = Plan(data=str(data) if isinstance(data, (str, Path)) else None, target=target, search=search,
-                trials=trials, cv=cv, space=grid.spec,
-                sets=list(sets or []), config=cfg.to_dict(), seed=seed, trial_limit=share,
-                deadline=None, storage=None, retrain_reserve=reserve, prune=prune,
-                threads=max(1, cores // workers) if workers > 1 else None)
+    task_rows, test_rows = holdout_for_cv(source, cfg, target, plan.seed) if cv else (None, None)
     if backend == "ray":
         from scaletrain.tune.ray_backend import search_with_ray
 
-        rows, score_name, task = search_with_ray(plan, grid, source, task_rows, limit, started, verbose)
+        rows, score_name, task = search_with_ray(plan, grid, source, task_rows, budget, verbose)
     elif backend == "optuna":
-        rows, score_name, task = _search(plan, grid, source, task_rows, workers, limit, started, out_dir, verbose)
+        rows, score_name, task = _search(plan, grid, source, task_rows, workers, budget, out_dir, verbose)
     else:
         raise ConfigError(f"--backend {backend!r}: choose optuna or ray")
     board = leaderboard(rows)
@@ -130,48 +82,52 @@ def tune(data, target: str | None = None, *, search: str = "bayes", trials: int 
     best_params = next(row["params"] for row in rows if row["trial"] == best["trial"])
     run, path = None, None
     if out_dir is not None:
-        from scaletrain.io import write_json, write_text
-
-        write_text(out_dir / "leaderboard.csv", board.to_csv(index=False))
-        run, path = _retrain(plan, source, task_rows, test_rows, best_params, limit,
-                             started, out_dir, board, score_name, verbose)
-        write_json(out_dir / "tune.json", {
+        RunDir(out_dir).write_leaderboard(board.to_csv(index=False))
+        run, path = _retrain(plan, source, task_rows, test_rows, best_params, budget, out_dir, board, score_name,
+                             verbose)
+        RunDir(out_dir).write_tune({
             "search": search, "backend": backend, "trials": int((board["trial"] != "default").sum()),
-            "cv": cv, "time_limit": limit, "seed": seed, "score": score_name, "task": task,
+            "cv": cv, "time_limit": budget.limit, "seed": plan.seed, "score": score_name, "task": task,
             "space": plan.space, "best": {"trial": str(best["trial"]), "params": best_params,
                                           "score": float(best["score"])},
-            "test": run.metrics["test"] if run is not None else {},
-            "seconds": round(time.time() - started, 2)})
+            "test": run.metrics["test"], "seconds": round(time.time() - started, 2)})
     return TuneResult(board, best_params, float(best["score"]), run, path, time.time() - started)
 
 
-def _budget(limit: float | None, image: bool, trials: int | None) -> tuple[float, float | None]:
-    """Return (seconds kept for the best's final training, each trial's time limit).
+def make_plan(data, source, target, cfg: Config, search: str, trials: int | None, cv: int | None, space,
+              workers: int | None, seed: int | None, prune: bool, budget: Budget) -> tuple[Plan, SearchSpace, int]:
+    """Check the search's options against the data and return (plan, space, worker processes)."""
+    if search not in SEARCHES:
+        raise ConfigError(f"--search {search!r}: choose one of {', '.join(SEARCHES)}")
+    if trials is not None and trials < 1:
+        raise ConfigError("--trials must be at least 1")
+    if source.streamed:
+        raise ConfigError(f"tune works on data held in memory; '{source.name}' is a shard directory "
+                          "(tune on a sample of it, then train on all of it with the best config)")
+    m = modality(source.kind)
+    if cv is not None and not m.cross_validates:
+        raise ConfigError(f"--cv works on tables; tune {source.kind} data with the holdout (leave out --cv)")
+    grid = SearchSpace(space) if isinstance(space, dict) else (SearchSpace.from_file(space) if space else
+                                                               SearchSpace.default(m.search_space))
+    if search == "grid":
+        trials = min(trials or grid.grid_size(), grid.grid_size())
+    elif trials is None and not budget.limited:
+        trials = DEFAULT_TRIALS
+    workers = _workers(workers, m.parallel_trials, data, trials)
+    if budget.limited and budget.limit < Budget.least_search_seconds(m.ends_on_time):
+        least = Budget.least_search_seconds(m.ends_on_time)
+        raise ConfigError(f"--time-limit {budget.limit:.0f}s leaves no room for a search (the default, one trial and "
+                          f"the retrain need {least:.0f}s); give a longer limit, or train zero-config with "
+                          "`scaletrain train --time-limit`")
+    reserve, share = budget.search_plan(trials, m.ends_on_time)
+    plan = Plan(data=str(data) if isinstance(data, (str, Path)) else None, target=target, search=search,
+                trials=trials, cv=cv, space=grid.spec, config=cfg.to_dict(),
+                seed=cfg.train.seed if seed is None else seed, trial_limit=share, deadline=None, storage=None,
+                retrain_reserve=reserve, prune=prune, threads=max(1, cores() // workers) if workers > 1 else None)
+    return plan, grid, workers
 
-    Image runs train until their time limit, so trials are short low-fidelity runs that rank
-    the configurations and the best then trains for RETRAIN_SHARE of the limit (the
-    multi-fidelity idea of successive halving). Table runs end by early stopping, so the
-    retrain needs about what one trial took: the default, the trials and the retrain share
-    the budget equally. A trial gets at least MIN_TRIAL_SECONDS; fewer trials run if the
-    budget is short, and a budget without room for one is refused.
-    """
-    if limit is None:
-        return 0.0, None
-    reserve = RETRAIN_SHARE * limit if image else 0.0
-    runs = (trials or EXPECTED_TRIALS) + (1 if image else 2)  # + the default (+ the retrain)
-    least = MIN_TRIAL_SECONDS * (2 / (1 - RETRAIN_SHARE) if image else 3)
-    if limit < least:
-        raise ConfigError(f"--time-limit {limit:.0f}s leaves no room for a search (the default, one trial and the "
-                          f"retrain need {least:.0f}s at {MIN_TRIAL_SECONDS:.0f}s a run); give a longer limit, or "
-                          "train zero-config with `scaletrain train --time-limit`")
-    return reserve, max((limit - reserve) / runs, MIN_TRIAL_SECONDS)
 
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _workers(workers: int | None, source, data, trials: int | None) -> int:
+def _workers(workers: int | None, parallel: bool, data, trials: int | None) -> int:
     """Trials run in parallel processes on tables given as a path: a small MLP uses one core
     well, so N processes of one thread finish N trials in about the time of one. Images run
     one trial at a time, their convolutions already spread over every core."""
@@ -182,91 +138,9 @@ def _workers(workers: int | None, source, data, trials: int | None) -> int:
             raise ConfigError("parallel trials read the data from its path: give a file, not an in-memory "
                               "table, or use workers=1")
         return workers
-    if source.kind != "table" or not isinstance(data, (str, Path)):
+    if not parallel or not isinstance(data, (str, Path)):
         return 1
-    return max(1, min(_cores(), trials or _cores()))
-
-
-def _holdout_for_cv(source, cfg, target: str | None, seed: int):
-    """With --cv, cut the test rows off first (stratified, seeded); folds come from the rest."""
-    from sklearn.model_selection import train_test_split
-
-    from scaletrain.data.schema import find_target, infer_task
-
-    frame = source.frame.reset_index(drop=True)
-    column = find_target(frame, target or cfg.data.target, source.name)
-    frame = frame[frame[column].notna()].reset_index(drop=True)
-    if not cfg.data.test_fraction:
-        return frame, None
-    task = infer_task(frame[column], cfg.data.task)
-    stratify = frame[column].astype(str) if task != "regression" else None
-    rest, test = train_test_split(frame, test_size=cfg.data.test_fraction, random_state=seed, stratify=stratify)
-    return rest.reset_index(drop=True), test.reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- one trial
-def pruning_callback(trial):
-    """Return a training callback that reports each epoch's validation score to the trial and
-    stops the run when Optuna's pruner says the trial is worse than the median of the others."""
-    from scaletrain.train.loop import Callback
-
-    class PruneOnEpoch(Callback):
-        def __init__(self):
-            self.pruned, self.step = False, 0  # counted across runs: zero-config may train two models
-
-        def on_epoch_end(self, state) -> None:
-            score = state.val.get("val_score")
-            if score is None or not math.isfinite(score):
-                return
-            trial.report(score, self.step)
-            self.step += 1
-            if trial.should_prune():
-                self.pruned, state.stop = True, True
-
-    return PruneOnEpoch()
-
-
-def evaluate_config(plan: Plan, source, task_rows, params: dict, trial=None, time_limit: float | None = None
-                    ) -> tuple[float, float, str, str]:
-    """Fit (or cross-validate) the config with `params` set; return (score, std, score name,
-    task). With an Optuna `trial`, intermediate scores are reported and a pruned run raises
-    optuna.TrialPruned."""
-    from scaletrain.api import fit
-    from scaletrain.evaluate.metrics import main_score_name
-
-    sets = plan.sets + [as_set(k, v) for k, v in params.items()]
-    if plan.threads:
-        sets.append(f"train.threads={plan.threads}")
-    limit = time_limit if time_limit is not None else plan.trial_limit
-    if plan.cv:
-        from scaletrain.cv import cross_validate
-
-        scores: list[float] = []
-        name = {}
-
-        def on_fold(i: int, metrics: dict) -> None:  # after each fold: prune on the running mean
-            name.setdefault("score", "r2" if "r2" in metrics else "accuracy")
-            scores.append(metrics[name["score"]])
-            if trial is not None and plan.prune:
-                trial.report(float(np.mean(scores)), i)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-
-        result = cross_validate(task_rows, plan.target, k=plan.cv, config=plan.config, sets=sets,
-                                seed=plan.seed, time_limit=None if limit is None else limit / plan.cv,
-                                on_fold=on_fold)
-        score_name = main_score_name(result["task"])
-        return result["mean"][score_name], result["std"][score_name], score_name, result["task"]
-    pruning = pruning_callback(trial) if trial is not None and plan.prune else None
-    run = fit(source, plan.target, out=None, config=plan.config, sets=sets, seed=plan.seed, time_limit=limit,
-              callbacks=[pruning] if pruning else None)
-    if pruning is not None and pruning.pruned:
-        raise optuna.TrialPruned()
-    score_name = main_score_name(run.metrics["task"])
-    val = run.metrics.get("val_before_refit") or run.metrics["val"]
-    if score_name not in val:
-        raise ConfigError("tuning needs validation rows to score trials on: set data.val_fraction above 0")
-    return float(val[score_name]), float("nan"), score_name, run.metrics["task"]
+    return max(1, min(cores(), trials or cores()))
 
 
 def _objective(plan: Plan, grid: SearchSpace, source, task_rows):
@@ -289,17 +163,6 @@ def _objective(plan: Plan, grid: SearchSpace, source, task_rows):
 
 
 # ---------------------------------------------------------------- the search
-def make_sampler(plan: Plan, grid: SearchSpace, worker: int = 0):
-    if plan.search == "grid":
-        return optuna.samplers.GridSampler(grid.grid(), seed=plan.seed)
-    if plan.search == "random":
-        return optuna.samplers.RandomSampler(seed=plan.seed + worker)
-    # TPE after a few random trials: enough to model where good values lie, few enough to
-    # leave most of a small budget to the model's suggestions
-    startup = max(3, min(10, (plan.trials or EXPECTED_TRIALS) // 3))
-    return optuna.samplers.TPESampler(seed=plan.seed + worker, n_startup_trials=startup)
-
-
 def make_pruner(plan: Plan):
     if not plan.prune:
         return optuna.pruners.NopPruner()
@@ -338,12 +201,12 @@ def _stop_rules(plan: Plan):
     return rules
 
 
-def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, limit: float | None, started: float,
+def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, budget: Budget,
             out_dir: Path | None, verbose: bool) -> tuple[list[dict], str, str]:
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-    rows = [_default_row(plan, source, task_rows)]
-    set_deadline(plan, started, limit, rows[0]["seconds"])
+    rows = [default_row(plan, source, task_rows)]
+    set_deadline(plan, budget, rows[0]["seconds"])
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), disable=not verbose,
                   transient=True) as progress:
         bar = progress.add_task("tuning")
@@ -369,22 +232,6 @@ def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, limi
                            callbacks=_stop_rules(plan) + [show], catch=())
             rows += [_trial_row(t) for t in study.get_trials(deepcopy=False)]
     return rows, rows[0]["score_name"], rows[0]["task"]  # the default's: every trial shares them
-
-
-def set_deadline(plan: Plan, started: float, limit: float | None, default_seconds: float) -> None:
-    """No trial starts after plan.deadline: what is left then is the retrain's (its reserve,
-    or as long as the default took, at most a trial's share) and writing the results."""
-    if limit is not None:
-        retrain = plan.retrain_reserve or min(plan.trial_limit, max(default_seconds, 1.0))
-        plan.deadline = started + limit - retrain - FINISH_SECONDS
-
-
-def _default_row(plan: Plan, source, task_rows) -> dict:
-    started = time.time()
-    score, std, name, task = evaluate_config(plan, source, task_rows, {})
-    return {"trial": "default", "state": "COMPLETE", "score": score, "std": std,
-            "seconds": round(time.time() - started, 3), "params": {}, "error": "",
-            "score_name": name, "task": task}
 
 
 def _trial_row(trial) -> dict:
@@ -460,36 +307,30 @@ def _run_workers(plan: Plan, workers: int, progress, bar) -> None:
 
 def worker_main(text: str, worker: int) -> None:
     """A worker process: load the data itself and run trials until the study's rules stop it."""
-    from scaletrain.data.sources import load_source
-    from scaletrain.config import make_config
-
     plan = Plan(**json.loads(text))
     grid = SearchSpace(plan.space)
     source = load_source(plan.data)
     task_rows = None
     if plan.cv:
-        task_rows, _ = _holdout_for_cv(source, make_config(plan.config), plan.target, plan.seed)
+        task_rows, _ = holdout_for_cv(source, build_config(plan.config), plan.target, plan.seed)
     study = _study(plan, grid, worker)
     study.optimize(_objective(plan, grid, source, task_rows), n_trials=None, callbacks=_stop_rules(plan))
 
 
 # ---------------------------------------------------------------- the best, retrained
-def _retrain(plan: Plan, source, task_rows, test_rows, params: dict, limit: float | None,
-             started: float, out_dir: Path, board: pd.DataFrame, score_name: str, verbose: bool):
+def _retrain(plan: Plan, source, task_rows, test_rows, params: dict, budget: Budget, out_dir: Path,
+             board: pd.DataFrame, score_name: str, verbose: bool):
     """Train the best configuration once more into DIR/best, a normal run directory, with the
     leaderboard as a section of its report."""
-    from scaletrain.api import fit
     from scaletrain.evaluate.report import leaderboard_section
 
-    sets = plan.sets + [as_set(k, v) for k, v in params.items()]
-    time_limit = None if limit is None else max(1.0, started + limit - time.time() - FINISH_SECONDS)
+    config = plan.trial_config(params, budget.retrain_limit() if budget.limited else None)
     if plan.cv:  # retrained on every row the folds came from, scored on the rows held out first
         data, test = task_rows, test_rows
     else:
         data, test = source, None
     section = leaderboard_section(board, score_name)
-    run = fit(data, plan.target, test=test, out=out_dir / "best", config=plan.config, sets=sets, seed=plan.seed,
-              time_limit=time_limit, verbose=verbose, report_sections=[section])
+    run = fit_run(config, data, test=test, options=FitOptions(out_dir / "best", verbose, report_sections=[section]))
     return run, out_dir / "best"
 
 

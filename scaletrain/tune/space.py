@@ -21,26 +21,6 @@ import yaml
 
 from scaletrain.errors import ConfigError
 
-# Default spaces per model family. Tables: the MLP's step size, regularization and shape,
-# the knobs that move validation scores most on tabular data (the zero-config run, which
-# also tries a linear model, is always the search's first entry). Images: the ResNet's
-# learning rate, weight decay, width and label smoothing; epochs follow the time limit.
-DEFAULT_SPACES = {
-    "table": {
-        "model.name": ["mlp"],
-        "train.lr": {"low": 3e-4, "high": 3e-2, "log": True, "grid": [1e-3, 3e-3, 1e-2]},
-        "train.weight_decay": {"low": 1e-4, "high": 0.3, "log": True, "grid": [0.01, 0.1]},
-        "model.dropout": {"low": 0.0, "high": 0.5, "grid": [0.0, 0.3]},
-        "model.width": [64, 128, 256, 512],
-        "model.depth": {"low": 1, "high": 3, "int": True, "grid": [1, 2]},
-    },
-    "image": {
-        "train.lr": {"low": 0.02, "high": 0.4, "log": True, "grid": [0.05, 0.1, 0.2]},
-        "train.weight_decay": {"low": 1e-4, "high": 2e-3, "log": True, "grid": [5e-4]},
-        "model.width": [16, 32],
-        "train.label_smoothing": {"low": 0.0, "high": 0.2, "grid": [0.0, 0.1]},
-    },
-}
 GRID_POINTS = 3
 
 
@@ -108,8 +88,9 @@ class SearchSpace:
         self._check(where)
 
     @classmethod
-    def default(cls, kind: str) -> "SearchSpace":
-        return cls(DEFAULT_SPACES["image" if kind == "image" else "table"], "default search space")
+    def default(cls, spec: dict) -> "SearchSpace":
+        """The default space of a modality (its `search_space`)."""
+        return cls(spec, "default search space")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SearchSpace":
@@ -122,14 +103,14 @@ class SearchSpace:
         return cls(spec, f"search space '{path}'")
 
     def _check(self, where: str) -> None:
-        """Build a config from every extreme value, so a key or value the config refuses fails now."""
-        from scaletrain.config import make_config
+        """Set every extreme value on a config, so a key or value the config refuses fails now."""
+        from scaletrain.config import Config
 
         for param in self.params:
             values = param.grid_values() + ([param.low, param.high] if param.choices is None else [])
             for value in values:
                 try:
-                    make_config(None, [as_set(param.key, value)])
+                    Config().with_values({param.key: value})
                 except ConfigError as exc:
                     raise ConfigError(f"{where}: '{param.key}' = {value!r} is refused: {exc}") from None
 
@@ -141,11 +122,3 @@ class SearchSpace:
 
     def grid_size(self) -> int:
         return int(np.prod([len(values) for values in self.grid().values()]))
-
-
-def as_set(key: str, value) -> str:
-    """Return the `--set` text giving config key `key` this value (YAML-typed)."""
-    text = yaml.safe_dump(value, default_flow_style=True).strip()
-    if text.endswith("\n..."):
-        text = text[: -len("\n...")].strip()
-    return f"{key}={text}"

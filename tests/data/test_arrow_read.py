@@ -8,7 +8,7 @@ import pytest
 
 import scaletrain.data.arrow_read as arrow_read
 import scaletrain.data.shards as shards
-from scaletrain.data.shards import prepare_shards
+from scaletrain.modalities import prepare_shards
 
 ROWS = 4000
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scaletrain.data.sources import load_source
+from scaletrain.modalities import load_source
 from scaletrain.errors import DataError
 
 

@@ -8,11 +8,11 @@ import torch
 
 from scaletrain.config import Config
 from scaletrain.data.manifest import read_manifest
-from scaletrain.data.prepare import prepare
+from scaletrain.modalities import prepare
 from scaletrain.data.preprocess import fit_table, fit_target
 from scaletrain.data.schema import Schema
-from scaletrain.data.shards import prepare_shards
-from scaletrain.data.sources import load_source
+from scaletrain.modalities import prepare_shards
+from scaletrain.modalities import load_source
 from scaletrain.data.stream import ShardBatches, read_units, units_of
 from scaletrain.errors import DataError
 

@@ -7,8 +7,8 @@ import torch
 import zstandard
 
 from scaletrain.config import Config
-from scaletrain.data.prepare import prepare
-from scaletrain.data.sources import load_source
+from scaletrain.modalities import prepare
+from scaletrain.modalities import load_source
 from scaletrain.data.tables import read_table, sniff_csv
 from scaletrain.errors import DataError
 

@@ -96,7 +96,8 @@ def test_time_needed_after_training_moves_the_limit_and_the_schedule_earlier():
     settings = LoopSettings(epochs=100000, lr=0.1, schedule="onecycle", time_limit=1.0)
     _, state = run(settings, callbacks=[TimeLimit(1.0, after=lambda: 0.8)])
     assert state.stop and 0.2 <= state.elapsed < 0.8  # 0.8 s kept for the final evaluation
-    assert settings.time_limit == pytest.approx(0.2) and state.lr < 0.01 * 0.1  # annealed by the earlier end
+    assert state.time_limit == pytest.approx(0.2) and state.lr < 0.01 * 0.1  # annealed by the earlier end
+    assert settings.time_limit == 1.0  # the callback moved the state's limit, not the loop's settings
 
 
 def test_a_time_limited_one_cycle_anneals_by_the_time_it_stops():
@@ -107,10 +108,11 @@ def test_a_time_limited_one_cycle_anneals_by_the_time_it_stops():
 
 
 def test_compiled_training_matches_eager_training(monkeypatch):
-    import scaletrain.train.loop as loop
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(loop, "COMPILE_BACKEND", "aot_eager")  # dynamo + autograd tracing, no C++ build
+    import scaletrain.train.device as device
+
+    monkeypatch.setattr(device, "COMPILE_BACKEND", "aot_eager")  # dynamo + autograd tracing, no C++ build
     torch._dynamo.reset()
     counters.clear()
     eager, _ = run(LoopSettings(epochs=2, lr=0.05))

@@ -199,7 +199,7 @@ def test_grad_scaler_state_is_checkpointed(tmp_path):
 def test_streamed_run_killed_mid_epoch_resumes_bit_identically(table, tmp_path):
     """Shards read by a loader worker: the checkpoint's data position puts the resumed stream
     exactly where the killed one stopped."""
-    from scaletrain.data.shards import prepare_shards
+    from scaletrain.modalities import prepare_shards
 
     shards = tmp_path / "shards"
     prepare_shards([str(table)], str(shards), target="y", chunk_rows=40, verbose=False)

@@ -1,0 +1,66 @@
+"""What a modality's preparation hands to training: encoded tensors, fitted state, the raw
+validation and test data, notes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from scaletrain.data.sources import Source
+from scaletrain.errors import DataError
+
+
+@dataclass
+class Prepared:
+    """Everything training needs: encoded tensors, fitted state, raw val/test data, notes."""
+
+    kind: str
+    task: str
+    preprocess: dict
+    train_inputs: tuple[torch.Tensor, ...]
+    train_y: torch.Tensor
+    val_inputs: tuple[torch.Tensor, ...]
+    val_y: torch.Tensor
+    val_source: Source
+    test_source: Source | None
+    summary: dict
+    notes: list[str] = field(default_factory=list)
+    shard_url: str | None = None   # when set, training rows stream from this shard directory
+    train_rows: int | None = None  # (train_inputs/train_y are then empty)
+    train_class_counts: torch.Tensor | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.preprocess["target"].get("classes", []))
+
+    @property
+    def n_train(self) -> int:
+        return self.train_rows if self.train_rows is not None else len(self.train_y)
+
+    def class_counts(self) -> torch.Tensor | None:
+        if self.task == "regression":
+            return None
+        if self.train_class_counts is not None:
+            return self.train_class_counts
+        return torch.bincount(self.train_y, minlength=self.n_classes)
+
+    def imbalance(self) -> float:
+        counts = self.class_counts()
+        return 1.0 if counts is None else float(counts.max() / counts.clamp(min=1).min())
+
+
+def is_classification(task: str) -> bool:
+    return task != "regression"
+
+
+def require_rows(name: str, n_train: int, n_val: int, val_fraction: float) -> None:
+    """Refuse data too small to train and validate on, saying how much is needed. Without
+    validation (val_fraction 0) one training row will do."""
+    if val_fraction == 0 and n_train >= 1:
+        return
+    if n_train < 2 or n_val < 1:
+        needed = max(4, int(np.ceil(1 / val_fraction)) + 2) if val_fraction else 1
+        raise DataError(f"'{name}' has too few usable rows to train and validate ({n_train} train, {n_val} validation); "
+                        f"give at least about {needed} labelled rows, or train on every row with "
+                        "data.val_fraction=0 and data.test_fraction=0")

@@ -1,0 +1,154 @@
+"""What a modality supplies: everything that would otherwise be an `if kind == ...` branch.
+
+A modality knows how to recognize and read its sources, the facts about the data that the
+recipe needs, its own recipe defaults, how its preprocessing is fitted and applied, the model
+spec its builders take, its per-batch transform, and the columns `predict` writes. Code
+outside `scaletrain/modalities/` asks the registry for the modality of a source, a prepared
+data set or a run, and calls these methods; it never asks which modality it has.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scaletrain.config import Config, DataConfig, TrainConfig
+from scaletrain.data.prepared import Prepared
+from scaletrain.data.sources import Source
+from scaletrain.models.registry import ModelSpec
+
+
+@dataclass
+class DataFacts:
+    """What the recipe knows about the data before choosing anything."""
+
+    kind: str                 # the modality's name
+    task: str
+    n_train: int
+    n_classes: int = 0
+    n_features: int = 0
+    max_cardinality: int = 0
+    image_shape: tuple = ()   # (channels, height, width)
+    imbalance: float = 1.0    # largest class count / smallest
+
+
+def steps_to_epochs(target_steps: int, steps_per_epoch: int, lo: int, hi: int) -> int:
+    """Epochs that give about `target_steps` optimizer steps, within [lo, hi]."""
+    return int(min(hi, max(lo, round(target_steps / max(steps_per_epoch, 1)))))
+
+
+class Recipe:
+    """A modality's zero-config defaults, filled in by the recipe where the config says auto."""
+
+    model: str = "mlp"
+    dropout: float = 0.0
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0    # with cross-entropy
+    early_stopping: int = 0         # patience in epochs; 0: none
+
+    def fit_data(self, data: DataConfig, facts: DataFacts) -> None:
+        """Fix data settings the model depends on (an image size, say)."""
+
+    def batch_size(self, n_train: int) -> int:
+        raise NotImplementedError
+
+    def lr(self, optimizer: str, n_train: int) -> float:
+        raise NotImplementedError
+
+    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+        raise NotImplementedError
+
+
+class Modality:
+    """The interface; each modality module defines one subclass and one instance."""
+
+    name: str = ""
+    recipe: Recipe = Recipe()
+    search_space: dict = {}          # tune's default space (config key -> choices or range)
+    cross_validates: bool = False    # rows of an in-memory frame that `--cv` can fold
+    parallel_trials: bool = False    # tune trials run well in single-threaded processes
+    ends_on_time: bool = False       # time-limited runs train until the limit (no epoch count)
+
+    # ------------------------------------------------------------ reading
+    def recognizes(self, path: Path) -> bool:
+        """True if this modality reads the file or folder at `path`."""
+        return False
+
+    def read(self, path: Path, size: tuple[int, int] | None, channels: int | None) -> Source:
+        raise NotImplementedError
+
+    def from_array(self, x: np.ndarray, y, size, channels) -> Source | None:
+        """A Source for an in-memory array, or None if the array is not this modality's."""
+        return None
+
+    def test_source(self, source: Source, test_data, load: Callable) -> Source:
+        """Separate test data, read to match the training source; `load` is the registry's reader."""
+        return load(test_data)
+
+    def shards_from(self, sources: list[str]) -> bool:
+        """True if `scaletrain prepare` of these sources makes this modality's shards."""
+        return False
+
+    def prepare_shards(self, sources: list[str], out: str, options: dict) -> dict:
+        """Write the shard directory `out` (see modalities.prepare_shards); return the manifest."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ training
+    def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
+        raise NotImplementedError
+
+    def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
+        """Prepared data whose training rows stream from the shard directory `source.url`."""
+        raise NotImplementedError
+
+    def facts(self, prepared: Prepared) -> DataFacts:
+        raise NotImplementedError
+
+    def candidates(self, config: Config, facts: DataFacts) -> list[str]:
+        """Model names zero-config trains and chooses between (the config's own if named)."""
+        return [config.model.name]
+
+    def model_spec(self, prepared: Prepared, n_out: int) -> ModelSpec:
+        raise NotImplementedError
+
+    def channels_last(self, train: TrainConfig) -> bool:
+        """Whether the model and its inputs use the channels-last memory layout."""
+        return False
+
+    def train_transform(self, config: Config) -> Callable | None:
+        """The per-batch transform of training inputs (augmentation), or None."""
+        return None
+
+    def stream_tensors(self, state: dict, where: str) -> Callable[[pd.DataFrame], tuple]:
+        """frame of shard rows -> (model inputs, encoded targets), for a streamed split."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ a trained run
+    def read_settings(self, state: dict) -> tuple[tuple[int, int] | None, int | None]:
+        """(size, channels) new input is brought to for the run's model; None: as it comes."""
+        return None, None
+
+    def as_run_input(self, source: Source) -> Source:
+        """The part of a loaded source a trained run predicts on (an IDX folder: its test split)."""
+        return source
+
+    def encode(self, state: dict, source: Source) -> tuple[tuple[torch.Tensor, ...], object]:
+        """(model inputs, raw labels or None) for a source, with the run's fitted state."""
+        raise NotImplementedError
+
+    def eval_inputs(self, batch: list[torch.Tensor], train: TrainConfig) -> list[torch.Tensor]:
+        """A batch of encoded inputs as the model takes them at evaluation."""
+        return batch
+
+    def prediction_frame(self, source: Source) -> pd.DataFrame:
+        """The frame `predict` adds its prediction columns to."""
+        raise NotImplementedError
+
+    def report_sections(self, run, assessment) -> list[str]:
+        """HTML sections of report.html that only this modality has."""
+        return []

@@ -1,0 +1,215 @@
+"""Images: folders with one subfolder per class, image files, MNIST-format IDX folders, .npz
+files and 3-d/4-d arrays.
+
+Images are brought to one size and channel count and normalized per channel inside the
+model; the models are conv nets (a small ResNet by default) trained on batches augmented on
+the fly.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scaletrain.config import Config, DataConfig, TrainConfig
+from scaletrain.data.augment import AugmentSettings, ImageAugment, to_float
+from scaletrain.data.from_shards import prepare_from_image_shards
+from scaletrain.data.image_shards import decode_frame, prepare_image_shards
+from scaletrain.data.images import (ImageSet, check_image_array, check_labels, find_idx, image_subfolders,
+                                    is_image_file, read_idx, read_image_files, read_image_folder, read_npz,
+                                    resize_images)
+from scaletrain.data.prepared import Prepared, is_classification, require_rows
+from scaletrain.data.preprocess import encode_target, fit_images, fit_target, transform_images
+from scaletrain.data.schema import check_target, infer_task
+from scaletrain.data.sources import Source
+from scaletrain.data.split import split_indices
+from scaletrain.errors import DataError
+from scaletrain.modalities.base import DataFacts, Modality, Recipe, steps_to_epochs
+from scaletrain.models.registry import ModelSpec
+
+MAX_EPOCHS = 1000  # planned epochs of a time-limited image run: the time limit ends it first
+
+
+class ImageRecipe(Recipe):
+    """A small ResNet (conv-BN-ReLU stages that halve resolution, a residual block per stage:
+    the layout of the fast CIFAR "ResNet-9" recipes) trained with SGD + Nesterov and a
+    one-cycle schedule, label smoothing 0.1 and shift augmentation. One-cycle reaches a given
+    accuracy in the fewest epochs, which is what a CPU budget needs."""
+
+    model, dropout, optimizer, schedule, label_smoothing, early_stopping = "resnet", 0.0, "nesterov", "onecycle", 0.1, 0
+
+    def fit_data(self, data: DataConfig, facts: DataFacts) -> None:
+        data.channels, data.image_size = facts.image_shape[0], facts.image_shape[1]
+
+    def batch_size(self, n_train: int) -> int:
+        return 256 if n_train >= 20000 else 64
+
+    def lr(self, optimizer: str, n_train: int) -> float:
+        return 0.1 if optimizer in ("sgd", "momentum", "nesterov") else 2e-3
+
+    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+        if time_limit:
+            # the limit, not a count, ends the run: the one-cycle schedule anneals on time, so
+            # every second of the budget is spent training (a count fitted to one machine's
+            # speed would end early on a fast one and be cut short on a slow one)
+            return MAX_EPOCHS
+        return steps_to_epochs(3500, steps_per_epoch, 5, 40)
+
+
+class Image(Modality):
+    name = "image"
+    recipe = ImageRecipe()
+    ends_on_time = True
+    # the ResNet's learning rate, weight decay, width and label smoothing; epochs follow the time limit
+    search_space = {
+        "train.lr": {"low": 0.02, "high": 0.4, "log": True, "grid": [0.05, 0.1, 0.2]},
+        "train.weight_decay": {"low": 1e-4, "high": 2e-3, "log": True, "grid": [5e-4]},
+        "model.width": [16, 32],
+        "train.label_smoothing": {"low": 0.0, "high": 0.2, "grid": [0.0, 0.1]},
+    }
+
+    def recognizes(self, path: Path) -> bool:
+        if path.is_dir():
+            return bool(find_idx(path) or image_subfolders(path) or any(is_image_file(p) for p in path.iterdir()))
+        return path.suffix.lower() == ".npz" or is_image_file(path)
+
+    def read(self, path, size, channels) -> Source:
+        path = Path(path)
+        name = path.stem.split(".")[0] if path.is_file() else path.name or "data"
+        if path.is_dir():
+            idx = find_idx(path)
+            if idx:
+                train, test = read_idx(idx)
+                return Source(self.name, name, images=resize_images(train, size, channels),
+                              test_images=None if test is None else resize_images(test, size, channels))
+            return Source(self.name, name, images=read_image_folder(path, size, channels))
+        if path.suffix.lower() == ".npz":
+            return Source(self.name, name, images=resize_images(read_npz(path), size, channels))
+        return Source(self.name, name, images=read_image_files([path], None, size, channels))
+
+    def from_array(self, x, y, size, channels) -> Source | None:
+        if not isinstance(x, np.ndarray) or x.ndim < 3:
+            return None
+        labels = check_labels(None if y is None else np.asarray(y), len(x), "array")
+        images = ImageSet(check_image_array(x, "array"), labels, [f"array[{i}]" for i in range(len(x))])
+        return Source(self.name, "array", images=resize_images(images, size, channels))
+
+    def test_source(self, source: Source, test_data, load) -> Source:
+        """Separate test images are read at the training images' size and channel count."""
+        shape = source.images.images.shape
+        return load(test_data, size=tuple(shape[1:3]), channels=int(shape[3]))
+
+    def shards_from(self, sources: list[str]) -> bool:
+        return len(sources) == 1 and bool(image_subfolders(sources[0]))
+
+    def prepare_shards(self, sources: list[str], out: str, options: dict) -> dict:
+        keys = ("image_size", "channels", "shard_size", "val_fraction", "test_fraction", "seed", "workers", "verbose")
+        return prepare_image_shards(sources[0], out, **{k: v for k, v in options.items() if k in keys})
+
+    def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
+        return prepare_images(source, test, data_cfg, seed)
+
+    def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
+        return prepare_from_image_shards(source, manifest, data_cfg)
+
+    def facts(self, prepared: Prepared) -> DataFacts:
+        return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
+                         image_shape=tuple(prepared.val_inputs[0].shape[1:]), imbalance=prepared.imbalance())
+
+    def model_spec(self, prepared: Prepared, n_out: int) -> ModelSpec:
+        p = prepared.preprocess
+        return ModelSpec(self.name, n_out, shape=tuple(prepared.val_inputs[0].shape[1:]),
+                         mean=tuple(p["mean"]), std=tuple(p["std"]))
+
+    def channels_last(self, train: TrainConfig) -> bool:
+        return train.channels_last
+
+    def train_transform(self, config: Config):
+        """uint8 batches to floats, augmented, channels-last (the augmentation's generator is
+        checkpointed: `transform.generator`)."""
+        d = config.data
+        settings = AugmentSettings(d.augment_shift, d.augment_flip, d.augment_rotate, d.augment_scale,
+                                   d.augment_noise, d.augment_erase) if d.augment else AugmentSettings()
+        augment = ImageAugment(settings, config.train.seed)
+        channels_last = config.train.channels_last
+
+        def transform(x: torch.Tensor, epoch: int) -> torch.Tensor:
+            x = augment(x, epoch)
+            return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        transform.generator = augment.generator
+        return transform
+
+    def stream_tensors(self, state: dict, where: str):
+        return functools.partial(_image_tensors, state, where)
+
+    def read_settings(self, state: dict):
+        return tuple(state["size"]), state["channels"]
+
+    def as_run_input(self, source: Source) -> Source:
+        if source.test_images is not None:  # an MNIST-format folder: use its test split
+            return Source(self.name, source.name, images=source.test_images)
+        return source
+
+    def encode(self, state: dict, source: Source):
+        if source.images is None:
+            raise DataError("this model was trained on images; give an image folder, file, IDX folder or .npz")
+        return (transform_images(source.images.images),), source.images.labels
+
+    def eval_inputs(self, batch: list[torch.Tensor], train: TrainConfig) -> list[torch.Tensor]:
+        batch[0] = to_float(batch[0])
+        if train.channels_last:
+            batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def prediction_frame(self, source: Source) -> pd.DataFrame:
+        return pd.DataFrame({"image": source.images.names})
+
+
+def _image_tensors(state: dict, where: str, frame: pd.DataFrame):
+    images = decode_frame(frame, state["size"], state["channels"])
+    return (transform_images(images.images),), encode_target(state["target"], images.labels, where)
+
+
+def _test_images(source: Source, test: Source | None) -> ImageSet | None:
+    if test is not None:
+        return test.test_images if test.test_images is not None else test.images
+    return source.test_images
+
+
+def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
+    """Return Prepared images: split (IDX files keep their own test split), state fitted on train."""
+    images = source.images
+    if images.labels is None:
+        raise DataError(f"'{source.name}' has images but no labels; put them in one subfolder per class")
+    task = infer_task(pd.Series(images.labels), data_cfg.task)
+    check_target(pd.Series(images.labels), task, "label")
+    classification = is_classification(task)
+    test_set = _test_images(source, test)
+    if test_set is None:
+        keep, held = split_indices(len(images), images.labels if classification else None, data_cfg.test_fraction, seed)
+        pool, test_set = images.subset(keep), images.subset(held)
+    else:
+        pool = images
+    tr, va = split_indices(len(pool), pool.labels if classification else None, data_cfg.val_fraction, seed + 1)
+    train, val = pool.subset(tr), pool.subset(va)
+    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    state = fit_images(train.images)
+    state["target"] = fit_target(train.labels, task)
+    n_classes = len(state["target"].get("classes", []))
+    summary = {"task": task, "images": len(train) + len(val) + len(test_set),
+               "size": f"{state['size'][0]}×{state['size'][1]}", "channels": state["channels"],
+               "classes": n_classes, "train_images": len(train), "val_images": len(val),
+               "test_images": len(test_set)}
+    return Prepared(
+        "image", task, state,
+        (transform_images(train.images),), encode_target(state["target"], train.labels),
+        (transform_images(val.images),), encode_target(state["target"], val.labels),
+        Source("image", f"{source.name} (validation)", images=val),
+        Source("image", f"{source.name} (test)", images=test_set) if len(test_set) else None,
+        summary, [])
+
+
+IMAGE = Image()

@@ -1,0 +1,176 @@
+"""Tables: CSV/TSV/Parquet/JSONL files, DataFrames and 2-d arrays.
+
+Roles are inferred per column, preprocessing (imputation, clipping, scaling, category
+lookups) is fitted on training rows only, and the models are linear or MLPs over dense
+features plus embeddings of high-cardinality categories.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from scaletrain.config import Config, DataConfig
+from scaletrain.data.from_shards import prepare_from_table_shards
+from scaletrain.data.prepared import Prepared, is_classification, require_rows
+from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
+from scaletrain.data.shards import prepare_table_shards
+from scaletrain.data.schema import find_target, infer_schema
+from scaletrain.data.sources import Source
+from scaletrain.data.split import split_indices
+from scaletrain.data.stream import table_tensors
+from scaletrain.data.tables import frame_from_arrays, read_table
+from scaletrain.errors import DataError, TargetError
+from scaletrain.modalities.base import DataFacts, Modality, Recipe, steps_to_epochs
+from scaletrain.models.registry import ModelSpec
+
+SMALL_TABLE = 2000  # training rows below which zero-config compares linear and MLP models
+
+
+class TableRecipe(Recipe):
+    """An MLP (two hidden layers) with AdamW, a cosine schedule, dropout and early stopping on
+    validation loss that restores the best epoch: on small tables the weight decay + early
+    stopping pair is what keeps a net as good as a tuned linear model, and on large ones the
+    MLP is what beats it."""
+
+    model, dropout, optimizer, schedule, label_smoothing, early_stopping = "mlp", 0.1, "adamw", "cosine", 0.0, 20
+
+    def batch_size(self, n_train: int) -> int:
+        return int(min(512, max(32, 2 ** round(math.log2(max(n_train, 1) / 32)))))
+
+    def lr(self, optimizer: str, n_train: int) -> float:
+        if optimizer in ("sgd", "momentum", "nesterov"):
+            return 0.05
+        # tiny tables give few steps: a larger Adam step still converges within them
+        return 1e-2 if n_train < SMALL_TABLE else 1e-3
+
+    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+        # at least 20 passes over small tables; large (streamed) ones get the step budget alone
+        return steps_to_epochs(4000, steps_per_epoch, 20 if steps_per_epoch < 200 else 1, 200)
+
+
+class Table(Modality):
+    name = "table"
+    recipe = TableRecipe()
+    cross_validates = True
+    parallel_trials = True
+    # the MLP's step size, regularization and shape, the knobs that move validation scores most
+    # on tabular data (the zero-config run, which also tries a linear model, is the first entry)
+    search_space = {
+        "model.name": ["mlp"],
+        "train.lr": {"low": 3e-4, "high": 3e-2, "log": True, "grid": [1e-3, 3e-3, 1e-2]},
+        "train.weight_decay": {"low": 1e-4, "high": 0.3, "log": True, "grid": [0.01, 0.1]},
+        "model.dropout": {"low": 0.0, "high": 0.5, "grid": [0.0, 0.3]},
+        "model.width": [64, 128, 256, 512],
+        "model.depth": {"low": 1, "high": 3, "int": True, "grid": [1, 2]},
+    }
+
+    def recognizes(self, path: Path) -> bool:
+        return True  # the registry asks it last: whatever no other modality claims is read as a table
+
+    def read(self, path, size, channels) -> Source:
+        return Source(self.name, _name_of(path), frame=read_table(path))
+
+    def from_array(self, x, y, size, channels) -> Source | None:
+        if isinstance(x, pd.DataFrame):
+            return Source(self.name, "dataframe", frame=frame_from_arrays(x, y))
+        return Source(self.name, "array", frame=frame_from_arrays(x, y)) if x.ndim < 3 else None
+
+    def shards_from(self, sources: list[str]) -> bool:
+        return True  # asked last, as for reading
+
+    def prepare_shards(self, sources: list[str], out: str, options: dict) -> dict:
+        keys = ("target", "task", "roles", "shard_size", "val_fraction", "test_fraction", "seed", "workers",
+                "chunk_rows", "verbose")
+        return prepare_table_shards(sources, out, **{k: v for k, v in options.items() if k in keys})
+
+    def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
+        return prepare_table(source, test, data_cfg, seed)
+
+    def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
+        return prepare_from_table_shards(source, manifest, data_cfg)
+
+    def facts(self, prepared: Prepared) -> DataFacts:
+        cards = [len(c["categories"]) for c in prepared.preprocess["embed"]]
+        return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
+                         n_features=prepared.val_inputs[0].shape[1], max_cardinality=max(cards, default=0),
+                         imbalance=prepared.imbalance())
+
+    def candidates(self, config: Config, facts: DataFacts) -> list[str]:
+        """Under SMALL_TABLE training rows zero-config trains a linear model and an MLP: which
+        one generalises better there depends on the data, and both train in seconds."""
+        if config.model.name == "auto" and facts.n_train < SMALL_TABLE:
+            return ["linear", "mlp"]
+        return [config.model.name]
+
+    def model_spec(self, prepared: Prepared, n_out: int) -> ModelSpec:
+        return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
+                         cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]))
+
+    def stream_tensors(self, state: dict, where: str):
+        return table_tensors(state, where)
+
+    def encode(self, state: dict, source: Source):
+        if source.frame is None:
+            raise DataError("this model was trained on a table; give CSV, TSV, Parquet or JSONL rows")
+        target = state.get("target_column")
+        frame = source.frame
+        labels = frame[target].to_numpy() if target in frame.columns else None
+        return transform_table(state, frame, source.name).tensors(), labels
+
+    def prediction_frame(self, source: Source) -> pd.DataFrame:
+        return source.frame.copy()
+
+
+def _name_of(data) -> str:
+    path = Path(data)
+    return path.stem.split(".")[0] if path.is_file() else path.name or "data"
+
+
+def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
+    """Return a Prepared table: target found, roles inferred, split, preprocessing fitted on train."""
+    frame, notes = source.frame, []
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.columns.duplicated().any():
+        dup = frame.columns[frame.columns.duplicated()][0]
+        raise DataError(f"'{source.name}' has the column name '{dup}' twice; give every column its own name")
+    target = find_target(frame, data_cfg.target, source.name)
+    absent = frame[target].isna()
+    if absent.all():
+        raise TargetError(f"target column '{target}' has no values; pick a column with labels")
+    if absent.any():
+        notes.append(f"{int(absent.sum())} rows with a missing target were left out")
+        frame = frame[~absent].reset_index(drop=True)
+    schema = infer_schema(frame, target, data_cfg.task, data_cfg.columns)
+    notes += [f"column '{c}' left out: {why}" for c, why in schema.dropped.items()]
+    labels = frame[target].to_numpy() if is_classification(schema.task) else None
+    if test is not None:
+        if test.frame is None or target not in test.frame.columns:
+            raise TargetError(f"test data '{test.name}' has no target column '{target}'")
+        pool, test_frame = frame, test.frame
+    else:
+        keep, held = split_indices(len(frame), labels, data_cfg.test_fraction, seed)
+        pool, test_frame = frame.iloc[keep], frame.iloc[held]
+    pool_labels = pool[target].to_numpy() if labels is not None else None
+    tr, va = split_indices(len(pool), pool_labels, data_cfg.val_fraction, seed + 1)
+    train, val = pool.iloc[tr], pool.iloc[va]
+    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    state = fit_table(train, schema, data_cfg.scale, data_cfg.clip_quantile,
+                      data_cfg.missing_indicators, data_cfg.max_onehot)
+    state["target"] = fit_target(train[target], schema.task)
+    state["target_column"] = target
+    summary = {"task": schema.task, **table_summary(frame, state),
+               "train_rows": len(train), "val_rows": len(val), "test_rows": len(test_frame)}
+    if summary["duplicate_rows"]:
+        notes.append(f"{summary['duplicate_rows']} duplicate rows found (kept)")
+    return Prepared(
+        "table", schema.task, state,
+        transform_table(state, train, source.name).tensors(), encode_target(state["target"], train[target]),
+        transform_table(state, val, source.name).tensors(), encode_target(state["target"], val[target]),
+        Source("table", f"{source.name} (validation)", frame=val),
+        Source("table", test.name if test else f"{source.name} (test)", frame=test_frame) if len(test_frame) else None,
+        summary, notes)
+
+
+TABLE = Table()

@@ -1,0 +1,144 @@
+"""The run directory: the one writer (and reader) of every file in it.
+
+    config.yaml         the fully resolved config          preprocess.json   fitted preprocessing
+    model.safetensors   weights (the model's spec inside)  metrics.json      task, metrics, notes
+    history.csv         one row per epoch                  report.html       the report
+    cv.json             k-fold results (train --cv)        checkpoints/      resumable state
+    (a search's folder: leaderboard.csv, tune.json, and best/, a run directory)
+
+Every write is atomic (temporary name, fsync, rename: io.py), so a crash never leaves a
+half-written file, and a checkpoint carries a SHA-256 in its sidecar.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from scaletrain.errors import RunDirError
+from scaletrain.io import load_tensors, read_json, save_tensors, write_json, write_text, write_yaml
+
+REQUIRED = ("config.yaml", "model.safetensors", "preprocess.json")
+CHECKPOINTS = "checkpoints"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RunDir:
+    """Paths and atomic writes of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------ writing
+    def write_model(self, config: dict, state_dict: dict[str, torch.Tensor], spec: dict, preprocess: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_yaml(self.path / "config.yaml", config)
+        save_tensors(self.path / "model.safetensors", state_dict, metadata={"model_spec": json.dumps(spec)})
+        write_json(self.path / "preprocess.json", preprocess)
+
+    def write_results(self, metrics: dict, history: list[dict]) -> None:
+        if metrics:
+            write_json(self.path / "metrics.json", metrics)
+        if history:
+            write_text(self.path / "history.csv", pd.DataFrame(history).to_csv(index=False))
+
+    def write_report(self, html: str) -> None:
+        write_text(self.path / "report.html", html)
+
+    def write_leaderboard(self, leaderboard_csv: str) -> None:
+        """A search's folder: leaderboard.csv, then tune.json (its best run is a run directory in best/)."""
+        write_text(self.path / "leaderboard.csv", leaderboard_csv)
+
+    def write_tune(self, summary: dict) -> None:
+        write_json(self.path / "tune.json", summary)
+
+    def write_cv(self, result: dict) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / "cv.json", result)
+        return self.path / "cv.json"
+
+    # ------------------------------------------------------------ reading
+    def check_complete(self) -> None:
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory '{self.path}' does not exist")
+        missing = [f for f in REQUIRED if not (self.path / f).is_file()]
+        if missing:
+            raise RunDirError(f"'{self.path}' is not a complete run directory: {', '.join(missing)} missing")
+
+    def read_config(self) -> dict:
+        try:
+            return yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise RunDirError(f"'{self.path / 'config.yaml'}' is damaged: {exc}") from None
+
+    def read_spec(self) -> dict:
+        from safetensors import safe_open
+
+        with safe_open(str(self.path / "model.safetensors"), "pt") as fh:
+            return json.loads(fh.metadata()["model_spec"])
+
+    def read_weights(self) -> dict[str, torch.Tensor]:
+        return load_tensors(self.path / "model.safetensors")
+
+    def read_preprocess(self) -> dict:
+        return read_json(self.path / "preprocess.json")
+
+    def read_metrics(self) -> dict:
+        return read_json(self.path / "metrics.json") if (self.path / "metrics.json").is_file() else {}
+
+    def read_history(self) -> list[dict]:
+        file = self.path / "history.csv"
+        return pd.read_csv(file).to_dict("records") if file.is_file() else []
+
+
+class CheckpointFolder:
+    """The checkpoints of a run: safetensors files with a JSON sidecar holding their SHA-256."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob("step-*.safetensors")) if self.folder.is_dir() else []
+
+    def write(self, name: str, tensors: dict[str, torch.Tensor], meta: dict, summary: dict) -> Path:
+        """Write one checkpoint, then its sidecar; on an OSError remove both and re-raise."""
+        path = self.folder / name
+        try:
+            save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
+            write_json(path.with_suffix(".json"), {"sha256": sha256_of(path), **summary})
+        except OSError:
+            for leftover in (path, path.with_suffix(".json")):
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            raise
+        return path
+
+    def prune(self, keep: int) -> None:
+        """Remove all but the newest `keep` (only after a save succeeded)."""
+        for old in self.files()[:-keep]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
+
+    def read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        sidecar = read_json(path.with_suffix(".json"))
+        if sidecar.get("sha256") != sha256_of(path):
+            raise RunDirError("checksum mismatch")
+        with safe_open(str(path), "pt") as fh:
+            meta = json.loads(fh.metadata()["state"])
+        return load_file(str(path)), meta

@@ -1,0 +1,78 @@
+"""What one training run is built from: the seeded model placed on its device, the batches
+(tensors in memory or a shard stream), and the loss with its class weights. The trainer, the
+range test and the budget probe all build them here."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from scaletrain import distributed
+from scaletrain.config import Config, TrainConfig
+from scaletrain.data.batches import TensorBatches
+from scaletrain.data.prepared import Prepared
+from scaletrain.errors import ConfigError
+from scaletrain.modalities import modality
+from scaletrain.models.registry import ModelSpec, build_model
+from scaletrain.train import device
+from scaletrain.train.losses import balanced_weights, build_loss, output_size
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def model_spec(cfg: Config, prepared: Prepared) -> ModelSpec:
+    """What the model builders need to know of the data and the task's outputs."""
+    n_out = output_size(prepared.task, cfg.train.loss, prepared.n_classes)
+    return modality(prepared.kind).model_spec(prepared, n_out)
+
+
+def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, ModelSpec]:
+    """The model the config names, seeded, on its device and memory layout; and its spec."""
+    seed_everything(cfg.train.seed)
+    spec = model_spec(cfg, prepared)
+    channels_last = modality(prepared.kind).channels_last(cfg.train)
+    return device.place(build_model(spec, cfg.model), cfg.train.device, channels_last), spec
+
+
+def loss_for(t: TrainConfig, prepared: Prepared):
+    """The training loss, with balanced class weights where the config asks for them."""
+    counts = prepared.class_counts()
+    weights = balanced_weights(counts).to(t.device) if t.class_weight == "balanced" and counts is not None else None
+    return build_loss(t.loss, prepared.task, t.label_smoothing, weights)
+
+
+def training_batches(cfg: Config, prepared: Prepared):
+    """The training batches of this rank: tensors in memory, or a stream from shards."""
+    t, w = cfg.train, distributed.world()
+    batch = distributed.local_batch(t.batch_size)  # this rank's rows of each global batch
+    m = modality(prepared.kind)
+    transform = m.train_transform(cfg)
+    if prepared.shard_url is not None:
+        from scaletrain.data.manifest import read_manifest
+        from scaletrain.data.stream import ShardBatches
+
+        stream = ShardBatches(read_manifest(prepared.shard_url), prepared.shard_url, "train", prepared.preprocess,
+                              batch, seed=t.seed, shuffle=t.optimizer != "gd", workers=cfg.data.loader_workers,
+                              device=t.device, transform=transform, rank=w.rank, world=w.size,
+                              to_tensors=m.stream_tensors(prepared.preprocess, prepared.shard_url))
+        return distributed.EqualSteps(stream) if w.active else stream
+    n = prepared.n_train
+    if w.active and n < t.batch_size:
+        raise ConfigError(f"{n} training rows are fewer than one global batch ({t.batch_size}); "
+                          "lower train.batch_size or use fewer ranks")
+    on = torch.device(t.device)
+    return TensorBatches(device.to_device(prepared.train_inputs, on), prepared.train_y.to(on),
+                         batch, shuffle=t.optimizer != "gd", seed=t.seed, rank=w.rank, world=w.size,
+                         drop_last=n % t.batch_size == 1 and n > 1,  # a batch of 1 breaks batch norm
+                         transform=transform)
+
+
+def extra_generators(batches) -> dict[str, torch.Generator]:
+    """The random generators checkpoints must carry besides the global ones."""
+    generator = getattr(getattr(batches, "transform", None), "generator", None)
+    return {"augment": generator} if generator is not None else {}
