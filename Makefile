@@ -19,6 +19,8 @@ run: $(STAMP)
 	$(BIN)/scaletrain train data/digits --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache  # the layers of ../shared/ARCHITECTURE.md (.importlinter)
+	$(BIN)/ruff check scaletrain tests bench
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from scaletrain.config import ModelConfig
 from scaletrain.data.batches import TensorBatches
 from scaletrain.models.registry import ModelSpec, build_model
-from scaletrain.config import ModelConfig
 from scaletrain.train.callbacks import History
 from scaletrain.train.loop import LoopSettings, train_loop
 
@@ -59,8 +59,8 @@ def compare(name: str, model: torch.nn.Module, x, y, batch_size: int, make_optim
     scaletrain_loop(warm, x[:batch_size * 4], y[:batch_size * 4], batch_size, make_optimizer(warm), 1)
     for repeat in range(REPEATS):
         a, b = copy.deepcopy(model), copy.deepcopy(model)
-        run_plain = lambda: timed(lambda: plain_loop(a, x, y, batch_size, make_optimizer(a), epochs))  # noqa: E731
-        run_ours = lambda: timed(lambda: scaletrain_loop(b, x, y, batch_size, make_optimizer(b), epochs,  # noqa: E731
+        run_plain = lambda a=a: timed(lambda: plain_loop(a, x, y, batch_size, make_optimizer(a), epochs))  # noqa: E731
+        run_ours = lambda b=b: timed(lambda: scaletrain_loop(b, x, y, batch_size, make_optimizer(b), epochs,  # noqa: E731
                                                          ours_transform))
         if repeat % 2:  # alternate who goes first
             ours, plain = run_ours(), run_plain()
@@ -106,9 +106,9 @@ def peer() -> None:
     for _ in range(REPEATS):
         net = NeuralNetClassifier(copy.deepcopy(mlp), criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.AdamW,
                                   lr=1e-3, batch_size=256, max_epochs=2, train_split=None, verbose=0)
-        theirs = timed(lambda: net.fit(x.numpy(), y.numpy()))
+        theirs = timed(lambda net=net: net.fit(x.numpy(), y.numpy()))
         b = copy.deepcopy(mlp)
-        ours = timed(lambda: scaletrain_loop(b, x, y, 256, torch.optim.AdamW(b.parameters(), lr=1e-3), 2))
+        ours = timed(lambda b=b: scaletrain_loop(b, x, y, 256, torch.optim.AdamW(b.parameters(), lr=1e-3), 2))
         ratios.append(theirs / ours)
     print(f"   skorch / scaletrain time: median {statistics.median(ratios):.2f}x "
           f"(runs {', '.join(f'{r:.2f}' for r in ratios)}; > 1 means scaletrain is faster)")

@@ -31,6 +31,7 @@ import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
 import scaling  # noqa: E402
 import tune_bench  # noqa: E402
+
 import scaletrain  # noqa: E402
 from scaletrain.datasets import write_digits_folder  # noqa: E402
 

@@ -39,11 +39,11 @@ def main() -> None:
     from scaletrain.data.preprocess import encode_target, transform_table
     from scaletrain.data.stream import read_units, units_of
     from scaletrain.modalities import load_source, modality, prepare
-    from scaletrain.train.setup import model_spec, training_batches
     from scaletrain.models.registry import build_model
     from scaletrain.train.loop import LoopSettings, train_loop
     from scaletrain.train.losses import build_loss
     from scaletrain.train.optim import build_optimizer
+    from scaletrain.train.setup import model_spec, training_batches
 
     shards, mode, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cfg = make_config(sets=sys.argv[4:])

@@ -1,8 +1,8 @@
 """scaletrain: one command from raw tables or images to an evaluated, reusable neural model."""
 from scaletrain.errors import ConfigError, DataError, RunDirError, ScaletrainError, TargetError
+from scaletrain.version import VERSION as __version__
 
-__version__ = "0.1.0"
-__all__ = ["fit", "load", "Run", "ScaleClassifier", "ScaleRegressor", "ScaletrainError", "ConfigError",
+__all__ = ["__version__", "fit", "load", "Run", "ScaleClassifier", "ScaleRegressor", "ScaletrainError", "ConfigError",
            "DataError", "TargetError", "RunDirError"]
 
 

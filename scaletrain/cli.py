@@ -89,21 +89,15 @@ def train(
         # this process launches the workers; the run directory is named here, once, so that
         # every worker (and every restart of one) writes and resumes the same one
         out = out or default_out(Path(data).stem or "data")
-        argv = ["train", data, "--out", str(out), *(["--test", test] if test else []),
-                *(["--target", target] if target else []), *(["--config", str(config)] if config else []),
-                *[a for item in set_ for a in ("--set", item)], *(["--time-limit", time_limit] if time_limit else []),
-                *(["--seed", str(seed)] if seed is not None else []), *(["--resume"] if resume else []),
-                *(["--quiet"] if quiet else [])]
         if backend == "ray":
-            from scaletrain.ray_train import fit_on_ray
-
-            def where(path):  # Ray's workers run in other folders: local paths made absolute
-                return None if path is None else str(path) if "://" in str(path) else str(Path(path).resolve())
-
-            fit_on_ray({"data": where(data), "target": target, "test": where(test), "out": where(out),
-                        "sets": list(set_), "config": where(config), "time_limit": time_limit, "seed": seed,
-                        "resume": resume, "verbose": False}, nproc_per_node or 1)
+            _train_on_ray(data, test, out, config, set_, target, seed, time_limit, resume, nproc_per_node or 1)
         else:
+            argv = ["train", data, "--out", str(out), *(["--test", test] if test else []),
+                    *(["--target", target] if target else []), *(["--config", str(config)] if config else []),
+                    *[a for item in set_ for a in ("--set", item)],
+                    *(["--time-limit", time_limit] if time_limit else []),
+                    *(["--seed", str(seed)] if seed is not None else []), *(["--resume"] if resume else []),
+                    *(["--quiet"] if quiet else [])]
             distributed.launch(argv, nproc_per_node or 1, nnodes, rdzv_endpoint, max_restarts, node_rank)
         if (out / "metrics.json").exists():  # the node whose rank 0 wrote the run
             _summary(json.loads((out / "metrics.json").read_text()), out)
@@ -113,6 +107,18 @@ def train(
     # under torchrun only rank 0 reports, and not at all when `train --nproc-per-node` launched it
     if int(os.environ.get("RANK", "0")) == 0 and distributed.LAUNCHED_HERE not in os.environ:
         _summary(run.metrics, run.path)
+
+
+def _train_on_ray(data, test, out, config, sets, target, seed, time_limit, resume, workers: int) -> None:
+    from scaletrain.api import config_from
+    from scaletrain.ray_train import fit_on_ray
+
+    def where(path):  # Ray's workers run in other folders: local paths made absolute
+        return None if path is None else str(path) if "://" in str(path) else str(Path(path).resolve())
+
+    cfg = config_from(where(config), list(sets), target, seed=seed, time_limit=time_limit)
+    fit_on_ray({"data": where(data), "test": where(test), "out": where(out), "config": cfg.to_dict(),
+                "resume": resume}, workers)
 
 
 def _summary(m: dict, path: Path) -> None:

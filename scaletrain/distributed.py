@@ -24,7 +24,6 @@ import torch.distributed as dist
 
 from scaletrain.errors import ConfigError, ScaletrainError
 
-
 LAUNCHED_HERE = "SCALETRAIN_LAUNCHED"
 
 

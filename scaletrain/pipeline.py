@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from scaletrain import __version__, distributed
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
 from scaletrain.config import Config
@@ -29,6 +28,8 @@ from scaletrain.runtime import keep_freed_memory
 from scaletrain.train.setup import extra_generators, placed_model, seed_everything, training_batches
 from scaletrain.train.sizing import find_lr, size_for_budget
 from scaletrain.train.trainer import fit_model
+from scaletrain.version import VERSION as __version__
+from scaletrain.version import distributed
 
 OCCAM_MARGIN = 0.05
 

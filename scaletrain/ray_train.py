@@ -14,7 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from scaletrain import distributed
+from scaletrain.config import build_config
 from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.pipeline import FitOptions, fit_run
 from scaletrain.train.loop import Callback
 
 
@@ -31,15 +34,16 @@ def connect() -> None:
                           "or set RAY_ADDRESS to its address") from None
 
 
-def fit_on_ray(kwargs: dict, workers: int) -> dict:
-    """Run fit(**kwargs) on `workers` Ray Train workers; return what Ray reported last."""
+def fit_on_ray(job: dict, workers: int) -> dict:
+    """Run the fit `job` describes (data, test, out, config as a dict, resume) on `workers` Ray
+    Train workers; return what Ray reported last."""
     import torch
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     connect()
     storage = tempfile.mkdtemp(prefix="scaletrain-ray-")
-    trainer = TorchTrainer(_worker, train_loop_config=kwargs,
+    trainer = TorchTrainer(_worker, train_loop_config=job,
                            scaling_config=ScalingConfig(num_workers=workers, use_gpu=torch.cuda.is_available()),
                            run_config=RunConfig(storage_path=storage, name="scaletrain"))
     try:
@@ -53,12 +57,11 @@ def fit_on_ray(kwargs: dict, workers: int) -> dict:
     return {"metrics": result.metrics or {}, "checkpoint": result.checkpoint is not None}
 
 
-def _worker(kwargs: dict) -> None:
-    from scaletrain import distributed
-    from scaletrain.api import fit
-
+def _worker(job: dict) -> None:
+    """One Ray Train worker: the ordinary fit of the driver's validated config."""
     os.environ[distributed.LAUNCHED_HERE] = "1"  # the driver prints the summary
-    fit(**kwargs, callbacks=[_ReportToRay(Path(kwargs["out"]) / "checkpoints")])
+    options = FitOptions(job["out"], resume=job["resume"], callbacks=[_ReportToRay(Path(job["out"]) / "checkpoints")])
+    fit_run(build_config(job["config"]), job["data"], test=job["test"], options=options)
 
 
 class _ReportToRay(Callback):
@@ -70,8 +73,6 @@ class _ReportToRay(Callback):
 
     def on_epoch_end(self, state) -> None:
         import ray.train
-
-        from scaletrain import distributed
 
         metrics = {"epoch": state.epoch + 1, "train_loss": state.train_loss, **state.val}
         newest = sorted(self.folder.rglob("step-*.safetensors"))[-1:] if self.folder.is_dir() else []

@@ -59,8 +59,8 @@ def test_linear_model_recovers_y_equals_2x():
 
 
 def test_mlp_784_128_10_with_sgd_momentum_purely_in_config(tmp_path):
-    from sklearn.datasets import load_digits
     from PIL import Image
+    from sklearn.datasets import load_digits
 
     digits = load_digits()
     big = np.stack([np.asarray(Image.fromarray((im * 255 / 16).astype(np.uint8)).resize((28, 28))) for im in digits.images])
@@ -71,7 +71,7 @@ def test_mlp_784_128_10_with_sgd_momentum_purely_in_config(tmp_path):
         "data: {augment: false}\n")
     run = scaletrain.fit(tmp_path / "digits28.npz", config=tmp_path / "mlp.yaml", out=None)
     linears = [m for m in run.model.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(784, 128), (128, 10)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 128), (128, 10)]
     assert run.config.train.optimizer == "momentum" and run.config.train.momentum == 0.9
     assert run.metrics["test"]["accuracy"] > 0.95
 

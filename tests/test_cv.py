@@ -7,8 +7,8 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
-from scaletrain.cli import app
 from scaletrain.api import cross_validate
+from scaletrain.cli import app
 from scaletrain.cv import fold_indices
 from scaletrain.errors import ConfigError
 

@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 
 import scaletrain
-from scaletrain.modalities.image import IMAGE
 from scaletrain.config import make_config
+from scaletrain.modalities.image import IMAGE
 
 
 @pytest.fixture(scope="module")

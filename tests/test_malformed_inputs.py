@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from scaletrain.config import SECTIONS, Config, make_config
-from scaletrain.modalities import prepare
-from scaletrain.modalities import load_source
 from scaletrain.errors import ScaletrainError
+from scaletrain.modalities import load_source, prepare
 
 QUICK, LONG = 40, 1000
 HUGE_FIELD = "x" * 300_000

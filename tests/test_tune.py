@@ -9,12 +9,11 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 from typer.testing import CliRunner
 
-from scaletrain.api import fit
+from scaletrain.api import fit, tune
 from scaletrain.cli import app
 from scaletrain.errors import ConfigError
-from scaletrain.api import tune
-from scaletrain.tune.trials import pruning_callback
 from scaletrain.tune.space import SearchSpace
+from scaletrain.tune.trials import pruning_callback
 
 FIXED = ["train.epochs=4"]
 

@@ -10,7 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
-from scaletrain.data.tables import (decode_text, check_header, flatten_nested, read_json_text, refuse_duplicate_columns, sniff_csv, split_suffix)
+from scaletrain.data.tables import (
+    check_header,
+    decode_text,
+    flatten_nested,
+    read_json_text,
+    refuse_duplicate_columns,
+    sniff_csv,
+    split_suffix,
+)
 from scaletrain.errors import DataError
 
 CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit

@@ -9,13 +9,12 @@ from safetensors.torch import load as load_safetensors
 from scaletrain.data.image_shards import decode_frame
 from scaletrain.data.manifest import STATS, filesystem, join, read_manifest, verify_shards
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
-from scaletrain.data.preprocess import (encode_target, table_state, target_state, transform_images,
-                                        transform_table)
-from scaletrain.data.values import label_key
+from scaletrain.data.preprocess import encode_target, table_state, target_state, transform_images, transform_table
 from scaletrain.data.schema import Schema, infer_task
 from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.data.stream import read_units, units_of
+from scaletrain.data.values import label_key
 from scaletrain.errors import DataError, TargetError
 
 

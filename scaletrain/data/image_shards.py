@@ -19,11 +19,18 @@ import pyarrow as pa
 
 from scaletrain.data.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.manifest import SPLITS, filesystem
-from scaletrain.data.shard_writer import (SPLIT_CODES, FileResult, ShardWriter, finish, new_shard_directory,
-                                         split_codes, split_rule)
-from scaletrain.runtime import cores
+from scaletrain.data.shard_writer import (
+    SPLIT_CODES,
+    FileResult,
+    ShardWriter,
+    finish,
+    new_shard_directory,
+    split_codes,
+    split_rule,
+)
 from scaletrain.data.stats import Moments, TargetStats
 from scaletrain.errors import DataError
+from scaletrain.runtime import cores
 
 IMAGES_PER_JOB = 16_384
 ROW_GROUP = 4_096

@@ -14,9 +14,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scaletrain.data.schema import Schema
-from scaletrain.data.values import (DATE_PARTS, MISSING, UNKNOWN, category_strings,
-                                     date_parts, label_key, numeric_columns)
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
+from scaletrain.data.values import (
+    DATE_PARTS,
+    MISSING,
+    UNKNOWN,
+    category_strings,
+    date_parts,
+    label_key,
+    numeric_columns,
+)
 from scaletrain.errors import DataError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `prepare` runs without it

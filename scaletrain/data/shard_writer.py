@@ -12,11 +12,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scaletrain import __version__
-from scaletrain.data.manifest import CHECKSUM, FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, STATS, filesystem, join, write_atomic
+from scaletrain.data.manifest import (
+    CHECKSUM,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SPLITS,
+    STATS,
+    filesystem,
+    join,
+    write_atomic,
+)
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.errors import DataError
 from scaletrain.runtime import keep_freed_memory
+from scaletrain.version import VERSION as __version__
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 

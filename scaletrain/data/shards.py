@@ -21,15 +21,22 @@ import pyarrow.compute as pc
 
 from scaletrain.data.arrow_read import SlowPath, read_arrow_chunks, read_types
 from scaletrain.data.chunks import CHUNK_ROWS, read_chunks
-from scaletrain.data.tables import expand_sources
 from scaletrain.data.manifest import SPLITS, filesystem
 from scaletrain.data.preprocess import table_spec
-from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_strings
 from scaletrain.data.schema import Schema, find_target, infer_schema
+from scaletrain.data.shard_writer import (
+    SPLIT_CODES,
+    FileResult,
+    ShardWriter,
+    finish,
+    new_shard_directory,
+    split_codes,
+    split_rule,
+)
 from scaletrain.data.stats import TableStats, TargetStats
+from scaletrain.data.tables import expand_sources
+from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_strings
 from scaletrain.errors import DataError
-from scaletrain.data.shard_writer import (SPLIT_CODES, FileResult, ShardWriter, finish, new_shard_directory, split_codes,
-                                         split_rule)
 from scaletrain.runtime import cores
 
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from

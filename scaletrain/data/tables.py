@@ -240,7 +240,7 @@ def flatten_nested(frame: pd.DataFrame) -> pd.DataFrame:
     A nested cell is one opaque value to scaletrain (a category, or free text dropped by
     schema inference); as text it can be counted and compared, which a list cannot.
     """
-    for column in frame.columns[(frame.dtypes == object).to_numpy()]:
+    for column in frame.columns[(frame.dtypes == object).to_numpy()]:  # noqa: E721 - a dtype mask, not a type test
         frame[column] = frame[column].map(_flat_value)
     return frame
 

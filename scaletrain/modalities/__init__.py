@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaletrain.data.from_shards import verified_manifest
 from scaletrain.data.manifest import is_shard_dir, read_manifest
 from scaletrain.data.prepared import Prepared
-from scaletrain.data.from_shards import verified_manifest
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, Modality

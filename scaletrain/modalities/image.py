@@ -18,9 +18,19 @@ from scaletrain.config import Config, DataConfig, TrainConfig
 from scaletrain.data.augment import AugmentSettings, ImageAugment, to_float
 from scaletrain.data.from_shards import prepare_from_image_shards
 from scaletrain.data.image_shards import decode_frame, prepare_image_shards
-from scaletrain.data.images import (ImageSet, check_image_array, check_labels, find_idx, image_subfolders,
-                                    is_image_file, read_idx, read_image_files, read_image_folder, read_npz,
-                                    resize_images)
+from scaletrain.data.images import (
+    ImageSet,
+    check_image_array,
+    check_labels,
+    find_idx,
+    image_subfolders,
+    is_image_file,
+    read_idx,
+    read_image_files,
+    read_image_folder,
+    read_npz,
+    resize_images,
+)
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_images, fit_target, transform_images
 from scaletrain.data.schema import check_target, infer_task

@@ -15,8 +15,8 @@ from scaletrain.config import Config, DataConfig
 from scaletrain.data.from_shards import prepare_from_table_shards
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
-from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.schema import find_target, infer_schema
+from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
 from scaletrain.data.split import split_indices
 from scaletrain.data.stream import table_tensors

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from scaletrain.errors import ConfigError, RunDirError
 from scaletrain.rundir import CheckpointFolder
 from scaletrain.train.loop import Callback, TrainState

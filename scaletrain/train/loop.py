@@ -107,7 +107,7 @@ def train_loop(model: nn.Module, batches, loss_fn: Callable, optimizer: torch.op
     nonfinite, unchecked_from = None, state.step + 1
     for cb in callbacks:
         cb.on_train_begin(state)
-    for state.epoch in range(state.epoch, s.epochs):
+    for state.epoch in range(state.epoch, s.epochs):  # noqa: B020 - the state carries the epoch (a resume starts there)
         if state.stop:  # a resumed run that had already decided to stop
             break
         model.train()

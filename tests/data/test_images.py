@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scaletrain.modalities import load_source
 from scaletrain.errors import DataError
+from scaletrain.modalities import load_source
+from scaletrain.modalities.image import IMAGE
 
 
 def write_idx(path, array):
@@ -25,7 +26,7 @@ def test_folder_with_mixed_sizes_and_modes_is_brought_to_one_shape(tmp_path):
     with pytest.warns(UserWarning, match="broken.png"):
         source = load_source(tmp_path)
     images = source.images
-    assert source.kind == "image" and images.images.shape[0] == 3 and images.images.shape[3] == 3
+    assert source.kind == IMAGE.name and images.images.shape[0] == 3 and images.images.shape[3] == 3
     assert images.images.shape[1] == images.images.shape[2]  # mixed sizes -> one square size
     assert sorted(set(images.labels)) == ["cat", "dog"]
 

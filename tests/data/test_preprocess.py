@@ -4,8 +4,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scaletrain.data.preprocess import (decode_target, encode_target, fit_images, fit_table, fit_target,
-                                        table_feature_names, transform_table)
+from scaletrain.data.preprocess import (
+    decode_target,
+    encode_target,
+    fit_images,
+    fit_table,
+    fit_target,
+    table_feature_names,
+    transform_table,
+)
 from scaletrain.data.schema import infer_schema
 
 

@@ -8,13 +8,11 @@ import torch
 
 from scaletrain.config import Config
 from scaletrain.data.manifest import read_manifest
-from scaletrain.modalities import prepare
 from scaletrain.data.preprocess import fit_table, fit_target
 from scaletrain.data.schema import Schema
-from scaletrain.modalities import prepare_shards
-from scaletrain.modalities import load_source
 from scaletrain.data.stream import ShardBatches, read_units, units_of
 from scaletrain.errors import DataError
+from scaletrain.modalities import load_source, prepare, prepare_shards
 
 ROWS = 3000
 
@@ -245,10 +243,10 @@ def test_parallel_prepare_starts_the_largest_file_first_and_merges_in_file_order
 def test_image_folder_prepares_into_shards_and_trains_streamed(tmp_path):
     """Encoded bytes in the shards, pixel statistics equal to in-memory ones, a bad file skipped."""
     import scaletrain
-    from scaletrain.datasets import write_digits_folder
+    from scaletrain.data.image_shards import decode_frame
     from scaletrain.data.preprocess import fit_images
     from scaletrain.data.stream import read_units
-    from scaletrain.data.image_shards import decode_frame
+    from scaletrain.datasets import write_digits_folder
 
     folder = write_digits_folder(tmp_path / "digits")
     (folder / "3" / "broken.png").write_bytes(b"not an image")

@@ -37,7 +37,7 @@ def test_mlp_784_128_10_from_config_alone():
     cfg = make_config({"model": {"name": "mlp", "hidden": [128], "dropout": 0.0, "norm": "none", "init": "xavier"}})
     model = build_model(ModelSpec("table", 10, n_dense=784), cfg.model)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(784, 128), (128, 10)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 128), (128, 10)]
     assert model(torch.randn(5, 784)).shape == (5, 10)
 
 

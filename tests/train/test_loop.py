@@ -18,7 +18,9 @@ def run(settings: LoopSettings, batch_size=16, seed=0, callbacks=(), model=None,
     x, y = data or regression_data()
     model = model or nn.Linear(x.shape[1], 1)
     batches = TensorBatches((x,), y, batch_size, shuffle=True, seed=seed)
-    loss_fn = lambda out, t: nn.functional.mse_loss(out.squeeze(-1), t)
+
+    def loss_fn(out, t):
+        return nn.functional.mse_loss(out.squeeze(-1), t)
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr)
     state = train_loop(model, batches, loss_fn, opt, settings, lambda m: {"val_loss": 0.0}, list(callbacks))
     return model, state
@@ -54,7 +56,9 @@ def test_l1_pushes_irrelevant_weights_to_zero():
     y = 3 * x[:, 0] - 2 * x[:, 1] + torch.randn(40, generator=g)  # noise that plain weights fit
     plain, _ = run(LoopSettings(epochs=200, lr=0.05), data=(x, y), batch_size=40)
     sparse, _ = run(LoopSettings(epochs=200, lr=0.05, l1=0.5), data=(x, y), batch_size=40)
-    small = lambda m: int((m.weight.abs() < 0.05).sum())
+
+    def small(m):
+        return int((m.weight.abs() < 0.05).sum())
     assert small(sparse) >= 14 and small(plain) <= 3
     assert sparse.weight[0, 0] > 2 and sparse.weight[0, 1] < -1.5
 

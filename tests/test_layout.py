@@ -1,0 +1,92 @@
+"""The layout rules of ../shared/ARCHITECTURE.md that import-linter does not cover: no import
+cycle between modules, no import of another module's private name, and modules and
+functions short enough to read (STYLE.md: modules under ~400 lines, functions under ~50)."""
+import ast
+from pathlib import Path
+
+import grimp
+
+PACKAGE = Path(__file__).resolve().parent.parent / "scaletrain"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+# name -> why it may be longer; each entry must still exist (a stale one fails the test)
+LONG_FUNCTIONS = {
+    "scaletrain.train.loop.train_loop": "the whole training loop on one screen, as nanoGPT's: every "
+                                        "step's order is visible in one place (STYLE.md)",
+}
+LONG_MODULES: dict[str, str] = {}
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node):
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.find_modules_directly_imported_by(node):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_its_way_back_to_itself():
+    graph = grimp.build_graph("scaletrain", cache_dir=None)
+    # a package's __init__ re-exporting its own submodules is how a registry is written, not a cycle
+    for module in list(graph.modules):
+        for child in graph.find_children(module):
+            if graph.direct_import_exists(importer=module, imported=child):
+                graph.remove_import(importer=module, imported=child)
+    assert _cycles(graph) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = []
+    for name, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("scaletrain"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [f"{name} imports {node.module}.{p}" for p in private]
+    assert found == []
+
+
+def test_modules_and_functions_are_short_enough_to_read():
+    long_modules, long_functions = {}, {}
+    for name, path in _modules():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE_LINES:
+            long_modules[name] = lines
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions[f"{name}.{node.name}"] = length
+    assert {k: v for k, v in long_modules.items() if k not in LONG_MODULES} == {}
+    assert {k: v for k, v in long_functions.items() if k not in LONG_FUNCTIONS} == {}
+    assert set(LONG_FUNCTIONS) <= set(long_functions) and set(LONG_MODULES) <= set(long_modules)  # none stale
