@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from scaletrain import distributed
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
 from scaletrain.config import Config
@@ -29,7 +30,6 @@ from scaletrain.train.setup import extra_generators, placed_model, seed_everythi
 from scaletrain.train.sizing import find_lr, size_for_budget
 from scaletrain.train.trainer import fit_model
 from scaletrain.version import VERSION as __version__
-from scaletrain.version import distributed
 
 OCCAM_MARGIN = 0.05
 
@@ -131,6 +131,10 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
     under a time limit, a conv net narrowed until enough epochs fit."""
     w = distributed.world()
     candidates = candidate_configs(cfg, modality(prepared.kind).facts(prepared))
+    if len(candidates) > 1 and not len(prepared.val_y):  # nothing to choose on: the simplest is trained
+        prepared.notes.append(f"no validation rows to choose between {', '.join(c.model.name for c in candidates)}: "
+                              f"trained {candidates[0].model.name}")
+        candidates = candidates[:1]
     if w.active:
         candidates = [distributed.per_rank(c, cfg) for c in candidates]
     if cfg.train.fsdp:

@@ -66,13 +66,13 @@ class Run:
     def outputs(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Return raw model outputs for encoded inputs, computed in eval batches."""
         t = self.config.train
-        on = next(self.model.parameters()).device
+        weight = next(self.model.parameters())
         self.model.eval()
         chunks = []
         for start in range(0, len(inputs[0]), t.eval_batch_size):
-            batch = list(device.to_device([x[start:start + t.eval_batch_size] for x in inputs], on))
-            batch = self.modality.eval_inputs(batch, t)
-            with torch.inference_mode(), device.autocast(t.precision, on.type):  # no autograd graph to build
+            batch = list(device.to_device([x[start:start + t.eval_batch_size] for x in inputs], weight.device))
+            batch = device.as_model_dtype(self.modality.eval_inputs(batch, t), weight.dtype)
+            with torch.inference_mode(), device.autocast(t.precision, weight.device.type):  # no autograd graph to build
                 chunks.append(self.model(*batch).float().cpu())
         return torch.cat(chunks) if chunks else torch.zeros((0, self.spec.n_out))
 

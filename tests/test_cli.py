@@ -1,4 +1,5 @@
 """The CLI as a user runs it: real processes, exit codes, one-line errors."""
+import io
 import json
 import subprocess
 import sys
@@ -94,3 +95,28 @@ def test_prepare_then_train_from_shards(trained):
     assert "accuracy" in trained_run.stdout and "stream" in trained_run.stderr  # the note says where rows came from
     bad_size = cli("prepare", folder / "train.csv", "--out", folder / "other", "--shard-size", "lots")
     assert bad_size.returncode == 2 and "256MB" in bad_size.stderr
+
+
+def test_the_textbook_line_trains_on_every_row_and_recovers_w_and_b(tmp_path):
+    """y = 2x on x = 1, 2, 3: too small to split, so every row trains (no early stopping) and
+    the metrics say they are the training rows'; gradient descent finds w = 2, b = 0."""
+    (tmp_path / "line.csv").write_text("x,y\n1,2\n2,4\n3,6\n")
+    result = cli("train", tmp_path / "line.csv", "--target", "y", "--out", tmp_path / "run", "--quiet",
+                 "--set", "data.val_fraction=0", "--set", "data.test_fraction=0", "--set", "train.optimizer=gd")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["task"] == "regression" and metrics["model"] == "linear" and metrics["stopped_by"] == "epochs"
+    assert metrics["train"]["r2"] > 0.999 and not metrics["val"] and not metrics["test"]
+    assert "train" in result.stdout and any("training rows" in n for n in metrics["notes"])
+    (tmp_path / "x.csv").write_text("x\n1\n3\n")
+    predicted = cli("predict", tmp_path / "run", tmp_path / "x.csv")
+    low, high = pd.read_csv(io.StringIO(predicted.stdout))["prediction"]
+    w = (high - low) / 2
+    assert abs(w - 2) < 0.01 and abs(low - w) < 0.01  # b = f(1) - w
+
+
+def test_early_stopping_without_validation_rows_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "line.csv").write_text("x,y\n1,2\n2,4\n3,6\n")
+    result = cli("train", tmp_path / "line.csv", "--target", "y", "--set", "data.val_fraction=0",
+                 "--set", "data.test_fraction=0", "--set", "train.early_stopping=5", "--out", tmp_path / "run")
+    assert result.returncode == 2 and "early_stopping needs validation rows" in result.stderr

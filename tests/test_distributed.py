@@ -226,11 +226,13 @@ def test_shards_are_divided_across_ranks(tables, tmp_path):
 
 
 def test_the_ray_backend_trains_on_a_ray_cluster(ray_head, tables, tmp_path):
+    from scaletrain.api import config_from
     from scaletrain.ray_train import fit_on_ray
 
     out = tmp_path / "ray"
-    reported = fit_on_ray({"data": str(tables["train"]), "target": "y", "out": str(out),
-                           "sets": ["train.epochs=2", "model.name=mlp", "train.threads=1"], "verbose": False}, 2)
+    config = config_from(None, ["train.epochs=2", "model.name=mlp", "train.threads=1"], "y")
+    reported = fit_on_ray({"data": str(tables["train"]), "test": None, "out": str(out), "config": config.to_dict(),
+                           "resume": False}, 2)
     assert reported["checkpoint"] and reported["metrics"]["epoch"] == 2  # checkpoints reported to Ray
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["distributed"]["ranks"] == 2

@@ -107,6 +107,8 @@ def infer_task(y: pd.Series, task: str) -> str:
         return task
     if task == "classification":
         return "binary" if n_unique == 2 else "multiclass"
+    if values.dtype.kind in "fciu" and n_unique > 2 and n_unique == len(values):
+        return "regression"  # numbers that never repeat: as classes, each would be seen once
     if values.dtype.kind in "fc":
         integral = np.all(np.mod(values, 1) == 0)
         if n_unique == 2:

@@ -34,6 +34,13 @@ def to_device(tensors, device: torch.device, non_blocking: bool = False) -> tupl
     return tuple(x.to(device, non_blocking=non_blocking) for x in tensors)
 
 
+def as_model_dtype(batch: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """Floating inputs in the model's dtype (a float64 copy of a model takes float64 inputs)."""
+    if dtype == torch.float32:
+        return batch
+    return [x.to(dtype) if x.is_floating_point() else x for x in batch]
+
+
 def autocast(precision: str, device: str):
     """Return the autocast context for a precision (fp16 scaling is handled by the loop)."""
     if precision == "fp32":

@@ -52,3 +52,11 @@ def balanced_weights(counts: torch.Tensor) -> torch.Tensor:
     """Return n / (k * count) per class from class counts, as scikit-learn's class_weight='balanced'."""
     counts = counts.float().clamp(min=1)
     return counts.sum() / (len(counts) * counts)
+
+
+def training_loss(t, task: str, class_counts: torch.Tensor | None) -> LossFn:
+    """The loss a train config names, with balanced class weights where it asks for them."""
+    weights = None
+    if t.class_weight == "balanced" and class_counts is not None:
+        weights = balanced_weights(class_counts).to(t.device)
+    return build_loss(t.loss, task, t.label_smoothing, weights)

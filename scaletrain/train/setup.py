@@ -16,7 +16,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.modalities import modality
 from scaletrain.models.registry import ModelSpec, build_model
 from scaletrain.train import device
-from scaletrain.train.losses import balanced_weights, build_loss, output_size
+from scaletrain.train.losses import output_size, training_loss
 
 
 def seed_everything(seed: int) -> None:
@@ -41,9 +41,7 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
 
 def loss_for(t: TrainConfig, prepared: Prepared):
     """The training loss, with balanced class weights where the config asks for them."""
-    counts = prepared.class_counts()
-    weights = balanced_weights(counts).to(t.device) if t.class_weight == "balanced" and counts is not None else None
-    return build_loss(t.loss, prepared.task, t.label_smoothing, weights)
+    return training_loss(t, prepared.task, prepared.class_counts())
 
 
 def training_batches(cfg: Config, prepared: Prepared):

@@ -14,7 +14,7 @@ from scaletrain.train import device
 from scaletrain.train.callbacks import EarlyStopping, History, ProgressBar, TimeLimit
 from scaletrain.train.checkpoint import Checkpoint
 from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
-from scaletrain.train.losses import LossFn, balanced_weights, build_loss
+from scaletrain.train.losses import LossFn, training_loss
 from scaletrain.train.optim import build_optimizer
 
 EPOCH_VAL_ROWS = 2048     # validation rows scored per epoch when no early stopping needs them
@@ -75,9 +75,7 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     limited `budget` bounds training, the time already spent counted, with the final
     evaluation's time kept free (and the report's, when a run directory is written).
     """
-    weights = (balanced_weights(class_counts).to(t.device)
-               if t.class_weight == "balanced" and class_counts is not None else None)
-    loss_fn = build_loss(t.loss, task, t.label_smoothing, weights)
+    loss_fn = training_loss(t, task, class_counts)
     wrapped = device.parallel(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     validation = Validation(outputs_fn, *epoch_subset(val_inputs, val_y, t.early_stopping), loss_fn, score)
