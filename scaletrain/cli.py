@@ -174,10 +174,10 @@ def prepare(
     debug: bool = DEBUG,
 ):
     """Convert tables or an image folder once into Parquet shards with a manifest and statistics, for streaming."""
-    from scaletrain.api import config_from
+    from scaletrain.config import make_config  # not through the API: prepare runs without torch
     from scaletrain.modalities import prepare_shards
 
-    d = config_from(config, set_).data
+    d = make_config(config, set_).data
     manifest = prepare_shards(sources, out, target=target or d.target, task=d.task, roles=d.columns,
                               shard_size=parse_size(shard_size), val_fraction=d.val_fraction,
                               test_fraction=d.test_fraction, seed=seed, image_size=d.image_size,

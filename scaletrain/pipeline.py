@@ -26,6 +26,7 @@ from scaletrain.models.registry import build_model
 from scaletrain.run import Run
 from scaletrain.rundir import RunDir
 from scaletrain.runtime import keep_freed_memory
+from scaletrain.train import device
 from scaletrain.train.setup import extra_generators, placed_model, seed_everything, training_batches
 from scaletrain.train.sizing import find_lr, size_for_budget
 from scaletrain.train.trainer import fit_model
@@ -100,7 +101,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         return best.run
     finish_run(best, trained, prepared, selection_val)
     if out_dir is not None:
-        write_run(best.run, out_dir, source.name, prepared, options.report_sections)
+        write_run(best.run, out_dir, source.name, options.report_sections)
     return best.run
 
 
@@ -168,9 +169,9 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     if cfg.train.fsdp and distributed.world().active:  # the shards gathered into one plain model, on rank 0
         full = distributed.full_state(model, fsdp=True)  # a collective: every rank takes part
         if distributed.world().main:
-            run.model = build_model(spec, cfg.model)
-            run.model.load_state_dict(full)
-            run.model.to(cfg.train.device)
+            gathered = build_model(spec, cfg.model)
+            gathered.load_state_dict(full)
+            run.model = device.place(gathered, cfg.train.device)
     run.model.eval()
     run.history = history.rows
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
@@ -247,7 +248,8 @@ def training_metrics(run: Run, prepared: Prepared) -> dict:
     return compute_metrics(run.task, truth, values, proba)
 
 
-def write_run(run: Run, out_dir: Path, name: str, prepared: Prepared, sections: list[str] | None) -> None:
+def write_run(run: Run, out_dir: Path, name: str, sections: list[str] | None) -> None:
+    """Write the run directory: the run's files, then its report."""
     run.save(out_dir)
     RunDir(out_dir).write_report(render_report(run, name, run.assessment, sections))
 

@@ -1,11 +1,13 @@
 """The CLI as a user runs it: real processes, exit codes, one-line errors."""
-import io
 import json
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+
+import scaletrain
+from scaletrain.errors import ConfigError
 
 
 def cli(*args, cwd=None):
@@ -108,15 +110,25 @@ def test_the_textbook_line_trains_on_every_row_and_recovers_w_and_b(tmp_path):
     assert metrics["task"] == "regression" and metrics["model"] == "linear" and metrics["stopped_by"] == "epochs"
     assert metrics["train"]["r2"] > 0.999 and not metrics["val"] and not metrics["test"]
     assert "train" in result.stdout and any("training rows" in n for n in metrics["notes"])
-    (tmp_path / "x.csv").write_text("x\n1\n3\n")
-    predicted = cli("predict", tmp_path / "run", tmp_path / "x.csv")
-    low, high = pd.read_csv(io.StringIO(predicted.stdout))["prediction"]
+    low, high = scaletrain.load(tmp_path / "run").predict(pd.DataFrame({"x": [1.0, 3.0]}))["prediction"]
     w = (high - low) / 2
     assert abs(w - 2) < 0.01 and abs(low - w) < 0.01  # b = f(1) - w
 
 
-def test_early_stopping_without_validation_rows_is_refused_with_what_to_do(tmp_path):
-    (tmp_path / "line.csv").write_text("x,y\n1,2\n2,4\n3,6\n")
-    result = cli("train", tmp_path / "line.csv", "--target", "y", "--set", "data.val_fraction=0",
-                 "--set", "data.test_fraction=0", "--set", "train.early_stopping=5", "--out", tmp_path / "run")
-    assert result.returncode == 2 and "early_stopping needs validation rows" in result.stderr
+def test_early_stopping_without_validation_rows_is_refused_with_what_to_do():
+    line = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0]})
+    with pytest.raises(ConfigError, match="early_stopping needs validation rows; set data.val_fraction above 0"):
+        scaletrain.fit(line, "y", out=None, sets=["data.val_fraction=0", "data.test_fraction=0",
+                                                  "train.early_stopping=5"])
+
+
+def test_prepare_imports_neither_torch_nor_scikit_learn(tmp_path):
+    """`prepare` is timed against a bare pyarrow read: importing torch would cost it ~2 s a run."""
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,x\n3,4,z\n5,6,x\n7,8,z\n")
+    code = ("import sys; from typer.testing import CliRunner; from scaletrain.cli import app; "
+            f"r = CliRunner().invoke(app, ['prepare', {str(tmp_path / 't.csv')!r}, '--out', {str(tmp_path / 's')!r}, "
+            "'--target', 'y', '--quiet']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -3,12 +3,15 @@ validation and test data, notes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError
+
+if TYPE_CHECKING:  # tensors are made where data is prepared: `scaletrain prepare` runs without torch
+    import torch
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Prepared:
             return None
         if self.train_class_counts is not None:
             return self.train_class_counts
+        import torch
+
         return torch.bincount(self.train_y, minlength=self.n_classes)
 
     def imbalance(self) -> float:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaletrain.data.from_shards import verified_manifest
 from scaletrain.data.manifest import is_shard_dir, read_manifest
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.sources import Source
@@ -63,6 +62,8 @@ def prepare(source: Source, test: Source | None, data_cfg, seed: int) -> Prepare
     """Return Prepared data: split, preprocessing fitted on training rows, tensors encoded."""
     m = modality(source.kind)
     if source.streamed:
+        from scaletrain.data.from_shards import verified_manifest  # torch: not for `scaletrain prepare`
+
         return m.prepare_streamed(source, verified_manifest(source, test), data_cfg)
     if test is not None and test.kind != source.kind:
         raise DataError(f"test data '{test.name}' is {test.kind} data but the training data is {source.kind} data")

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from scaletrain.config import Config, DataConfig, TrainConfig
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.sources import Source
-from scaletrain.models.registry import ModelSpec
+
+if TYPE_CHECKING:  # `scaletrain prepare` reaches the registry without torch (2 s a process)
+    import torch
+
+    from scaletrain.models.registry import ModelSpec
 
 
 @dataclass

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from scaletrain.config import Config, DataConfig, TrainConfig
-from scaletrain.data.augment import AugmentSettings, ImageAugment, to_float
-from scaletrain.data.from_shards import prepare_from_image_shards
 from scaletrain.data.image_shards import decode_frame, prepare_image_shards
 from scaletrain.data.images import (
     ImageSet,
@@ -35,10 +32,11 @@ from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_images, fit_target, transform_images
 from scaletrain.data.schema import check_target, infer_task
 from scaletrain.data.sources import Source
-from scaletrain.data.split import split_indices
 from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, Modality, Recipe, steps_to_epochs
-from scaletrain.models.registry import ModelSpec
+
+# torch and scikit-learn are imported where training needs them: `scaletrain prepare` shards an
+# image folder through this module without either (2-3 s a process).
 
 MAX_EPOCHS = 1000  # planned epochs of a time-limited image run: the time limit ends it first
 
@@ -123,13 +121,17 @@ class Image(Modality):
         return prepare_images(source, test, data_cfg, seed)
 
     def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
+        from scaletrain.data.from_shards import prepare_from_image_shards
+
         return prepare_from_image_shards(source, manifest, data_cfg)
 
     def facts(self, prepared: Prepared) -> DataFacts:
         return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
                          image_shape=tuple(prepared.val_inputs[0].shape[1:]), imbalance=prepared.imbalance())
 
-    def model_spec(self, prepared: Prepared, n_out: int) -> ModelSpec:
+    def model_spec(self, prepared: Prepared, n_out: int):
+        from scaletrain.models.registry import ModelSpec
+
         p = prepared.preprocess
         return ModelSpec(self.name, n_out, shape=tuple(prepared.val_inputs[0].shape[1:]),
                          mean=tuple(p["mean"]), std=tuple(p["std"]))
@@ -140,13 +142,17 @@ class Image(Modality):
     def train_transform(self, config: Config):
         """uint8 batches to floats, augmented, channels-last (the augmentation's generator is
         checkpointed: `transform.generator`)."""
+        import torch
+
+        from scaletrain.data.augment import AugmentSettings, ImageAugment
+
         d = config.data
         settings = AugmentSettings(d.augment_shift, d.augment_flip, d.augment_rotate, d.augment_scale,
                                    d.augment_noise, d.augment_erase) if d.augment else AugmentSettings()
         augment = ImageAugment(settings, config.train.seed)
         channels_last = config.train.channels_last
 
-        def transform(x: torch.Tensor, epoch: int) -> torch.Tensor:
+        def transform(x, epoch: int):
             x = augment(x, epoch)
             return x.contiguous(memory_format=torch.channels_last) if channels_last else x
         transform.generator = augment.generator
@@ -168,7 +174,11 @@ class Image(Modality):
             raise DataError("this model was trained on images; give an image folder, file, IDX folder or .npz")
         return (transform_images(source.images.images),), source.images.labels
 
-    def eval_inputs(self, batch: list[torch.Tensor], train: TrainConfig) -> list[torch.Tensor]:
+    def eval_inputs(self, batch: list, train: TrainConfig) -> list:
+        import torch
+
+        from scaletrain.data.augment import to_float
+
         batch[0] = to_float(batch[0])
         if train.channels_last:
             batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
@@ -191,6 +201,8 @@ def _test_images(source: Source, test: Source | None) -> ImageSet | None:
 
 def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Return Prepared images: split (IDX files keep their own test split), state fitted on train."""
+    from scaletrain.data.split import split_indices
+
     images = source.images
     if images.labels is None:
         raise DataError(f"'{source.name}' has images but no labels; put them in one subfolder per class")

@@ -12,18 +12,17 @@ from pathlib import Path
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig
-from scaletrain.data.from_shards import prepare_from_table_shards
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
 from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
-from scaletrain.data.split import split_indices
-from scaletrain.data.stream import table_tensors
 from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.base import DataFacts, Modality, Recipe, steps_to_epochs
-from scaletrain.models.registry import ModelSpec
+
+# torch and scikit-learn are imported where training needs them: `scaletrain prepare` reads
+# and shards tables through this module without either (2-3 s a process).
 
 SMALL_TABLE = 2000  # training rows below which zero-config compares linear and MLP models
 
@@ -89,6 +88,8 @@ class Table(Modality):
         return prepare_table(source, test, data_cfg, seed)
 
     def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
+        from scaletrain.data.from_shards import prepare_from_table_shards
+
         return prepare_from_table_shards(source, manifest, data_cfg)
 
     def facts(self, prepared: Prepared) -> DataFacts:
@@ -104,11 +105,15 @@ class Table(Modality):
             return ["linear", "mlp"]
         return [config.model.name]
 
-    def model_spec(self, prepared: Prepared, n_out: int) -> ModelSpec:
+    def model_spec(self, prepared: Prepared, n_out: int):
+        from scaletrain.models.registry import ModelSpec
+
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]))
 
     def stream_tensors(self, state: dict, where: str):
+        from scaletrain.data.stream import table_tensors
+
         return table_tensors(state, where)
 
     def encode(self, state: dict, source: Source):
@@ -130,6 +135,8 @@ def _name_of(data) -> str:
 
 def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Return a Prepared table: target found, roles inferred, split, preprocessing fitted on train."""
+    from scaletrain.data.split import split_indices
+
     frame, notes = source.frame, []
     frame.columns = [str(c) for c in frame.columns]
     if frame.columns.duplicated().any():
