@@ -35,6 +35,11 @@ class Budget:
     def left(self) -> float | None:
         return None if not self.limited else self.limit - self.elapsed()
 
+    def share(self, runs: int, spent: float) -> "Budget":
+        """The budget of one of `runs` runs that share this one equally, starting now: the limit
+        and the `spent` seconds before them, each divided among them (zero-config's candidates)."""
+        return Budget(self.limit / runs if self.limited else None, spent_before=spent / runs)
+
     def from_now(self) -> "Budget":
         """The same limit counted from now, what was spent so far carried over."""
         return Budget(self.limit, spent_before=self.elapsed())

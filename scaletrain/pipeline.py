@@ -85,11 +85,11 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     candidates = plan_candidates(cfg, prepared, budget)
     loading = budget.elapsed()
     trained = []
-    for candidate in candidates:
+    for candidate in candidates:  # each with its share of the limit (its config's time limit)
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
             checkpoints = checkpoints / candidate.model.name
-        share = Budget(candidate.train.time_limit, spent_before=loading / len(candidates))
+        share = budget.share(len(candidates), loading)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
     best = choose(trained)
     selection_val = None

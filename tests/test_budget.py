@@ -96,3 +96,13 @@ def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
     assert any("width 8 instead of 32" in n for n in Prepared.notes)
     tables = resolve(Config(), DataFacts("table", "binary", 6400, 2, n_features=4))
     assert sizing.size_for_budget(tables, Prepared, Budget(0.1)).model.width == tables.model.width  # MLPs are not narrowed
+
+
+def test_a_budget_shares_its_limit_and_the_time_spent_among_runs():
+    budget = Budget(60.0, spent_before=10.0)
+    share = budget.share(2, spent=budget.elapsed())
+    assert share.limit == 30.0 and 4.9 < share.spent_before < 5.5 and 24 < share.left() <= 25
+    assert Budget(None).share(2, spent=4.0).limited is False
+    reserve, per_trial = Budget(100.0).search_plan(trials=4, ends_on_time=True)
+    assert reserve == 40.0 and per_trial == 60.0 / 5  # 4 trials + the default share what the retrain leaves
+    assert Budget(100.0).after_training(measured_seconds=0.1, report_seconds=0.0) == 3.0  # never below 3%
