@@ -19,6 +19,8 @@ from scaletrain.train.device import resolve_device
 
 __all__ = ["DataFacts", "MAX_EPOCHS", "SMALL_TABLE", "candidate_configs", "resolve"]
 SGD_FAMILY = ("gd", "sgd", "momentum", "nesterov")
+MIN_THRESHOLD_ROWS = 20  # validation rows of the rarer class a tuned decision threshold needs
+THRESHOLD_IMBALANCE = 3  # majority / minority from which the binary threshold is tuned (minority < 25%)
 CONV_NETS = ("cnn", "resnet")
 
 
@@ -102,8 +104,17 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
         t.loss = "mse" if facts.task == "regression" else "cross_entropy"
     if t.label_smoothing is None:
         t.label_smoothing = recipe.label_smoothing if t.loss == "cross_entropy" else 0.0
+    if t.threshold_metric == "auto":
+        # A tuned threshold fixes what imbalance does to a binary decision without distorting the
+        # probabilities (reweighting does: calibration suffers). It needs enough rare-class rows
+        # in validation to be measured (below 20, one row moves the F1 by 5%), and on balanced
+        # classes 0.5 is already near the best: tuning there only fits validation noise
+        # (breast cancer, 5 splits: accuracy 0.9664 tuned vs 0.9692 for the baseline).
+        imbalanced = facts.task == "binary" and facts.imbalance >= THRESHOLD_IMBALANCE
+        t.threshold_metric = "f1_macro" if imbalanced and facts.val_minority >= MIN_THRESHOLD_ROWS else "none"
     if t.class_weight == "auto":
-        t.class_weight = "balanced" if facts.task != "regression" and facts.imbalance >= 5 else "none"
+        weighted = facts.task != "regression" and facts.imbalance >= 5 and t.threshold_metric == "none"
+        t.class_weight = "balanced" if weighted else "none"
     if t.early_stopping is None:
         t.early_stopping = 0 if no_validation else recipe.early_stopping  # nothing to stop on without validation
     if no_validation and t.early_stopping:

@@ -86,6 +86,9 @@ class TrainConfig(_Section):
     loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
     label_smoothing: Rate | None = None
     class_weight: Literal["auto", "balanced", "none"] = "auto"
+    # binary tasks: the decision threshold tuned on validation rows for this metric (auto: macro F1
+    # where the rarer class is under 25% and validation holds 20 of it, else none: 0.5)
+    threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
     grad_accum: AtLeastOne = 1
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

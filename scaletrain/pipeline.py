@@ -21,6 +21,7 @@ from scaletrain.data.preprocess import decode_target
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics, score_outputs
 from scaletrain.evaluate.report import build_report
+from scaletrain.evaluate.threshold import tune_threshold
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.models.registry import build_model
 from scaletrain.run import Run
@@ -92,14 +93,18 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         share = budget.share(len(candidates), loading)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
     best = choose(trained)
+    decision = set_threshold(best.run, prepared)
     selection_val = None
     if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
         # a tuner compares runs on validation rows the refit has seen: keep the honest figure
         selection_val = best.run.evaluate(prepared.val_source)
         best = refit_on_all_rows(best, prepared)
+        best.run.preprocess = best.run.preprocess | {"target": decision_target(best.run, decision)}
     if not w.main:  # rank 0 evaluates and writes the run directory
         return best.run
     finish_run(best, trained, prepared, selection_val)
+    if decision is not None:
+        best.run.metrics["threshold"] = decision
     if out_dir is not None:
         write_run(best.run, out_dir, source.name, options.report_sections)
     return best.run
@@ -177,6 +182,27 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
     best_epoch = (stopper.best_epoch + 1) if stopper and stopper.best_epoch >= 0 else len(history.rows)
     return Trained(run, state, time.perf_counter() - started, best_epoch, min(losses) if stopper else losses[-1])
+
+
+def set_threshold(run: Run, prepared: Prepared) -> dict | None:
+    """Tune the binary decision threshold on the validation rows for `train.threshold_metric`
+    and store it with the run's target state (predict applies it); return what was measured."""
+    metric = run.config.train.threshold_metric
+    if metric == "none" or run.task != "binary" or not len(prepared.val_y):
+        return None
+    _, proba = run.predict_encoded(prepared.val_inputs)
+    decision = tune_threshold(prepared.val_y.numpy(), proba[:, 1], metric)
+    run.preprocess = {**run.preprocess, "target": decision_target(run, decision)}
+    prepared.notes.append(f"decision threshold {decision['threshold']:.3f} tuned on validation rows for {metric} "
+                          f"({decision['score_at_half']:.4f} at 0.5, {decision['score']:.4f} there; validation "
+                          "metrics are measured at it, so they are optimistic)")
+    return decision
+
+
+def decision_target(run: Run, decision: dict | None) -> dict:
+    """The run's target state with the tuned threshold (none: the plain argmax)."""
+    target = {k: v for k, v in run.preprocess["target"].items() if k != "threshold"}
+    return target | ({"threshold": decision["threshold"]} if decision else {})
 
 
 def choose(trained: list[Trained]) -> Trained:

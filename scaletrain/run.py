@@ -82,6 +82,9 @@ class Run:
         if self.task == "regression":
             return decode_target(self.preprocess["target"], out.squeeze(-1).double().numpy()), None
         proba = outputs_to_proba(out, self.task, self.config.train.loss).numpy()
+        threshold = self.preprocess["target"].get("threshold")  # binary: tuned on validation rows
+        if threshold is not None:
+            return (proba[:, 1] >= threshold).astype(np.int64), proba
         return proba.argmax(axis=1), proba
 
     def predict(self, data, y=None) -> pd.DataFrame:

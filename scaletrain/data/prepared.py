@@ -50,6 +50,12 @@ class Prepared:
 
         return torch.bincount(self.train_y, minlength=self.n_classes)
 
+    def val_minority(self) -> int:
+        """Validation rows of the rarest class (0 for regression)."""
+        if self.task == "regression" or not len(self.val_y):
+            return 0
+        return int(np.bincount(self.val_y.numpy(), minlength=self.n_classes).min())
+
     def imbalance(self) -> float:
         counts = self.class_counts()
         return 1.0 if counts is None else float(counts.max() / counts.clamp(min=1).min())

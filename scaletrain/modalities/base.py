@@ -37,6 +37,7 @@ class DataFacts:
     max_cardinality: int = 0
     image_shape: tuple = ()   # (channels, height, width)
     imbalance: float = 1.0    # largest class count / smallest
+    val_minority: int = 0     # validation rows of the rarest class
 
 
 def steps_to_epochs(target_steps: int, steps_per_epoch: int, lo: int, hi: int) -> int:
