@@ -8,7 +8,8 @@ under 2,000 rows are split three times (seeds 0-2), larger ones once; 25% of the
 test set, stratified for classification. The score is macro F1 (classification) or R²
 (regression); "spread" is the standard deviation over the splits.
 
-`python bench/panel.py [--only NAME ...] [--json FILE]`
+`python bench/panel.py [--only NAME ...] [--set KEY=VALUE ...] [--json FILE]` (--set: zero-config's
+overrides, to measure a variant such as train.choose_by=cv)
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def score(task: str, truth, predicted) -> float:
     return float(f1_score(np.asarray(truth).astype(str), np.asarray(predicted).astype(str), average="macro"))
 
 
-def one_split(table: Table, frame: pd.DataFrame, seed: int) -> dict:
+def one_split(table: Table, frame: pd.DataFrame, seed: int, sets: list[str]) -> dict:
     from sklearn.model_selection import train_test_split
 
     import scaletrain
@@ -118,7 +119,7 @@ def one_split(table: Table, frame: pd.DataFrame, seed: int) -> dict:
     train, test = train_test_split(frame, test_size=0.25, random_state=seed, stratify=stratify)
     out = {}
     started = time.perf_counter()
-    run = scaletrain.fit(train, table.target, test=test, out=None, seed=seed)
+    run = scaletrain.fit(train, table.target, test=test, out=None, seed=seed, sets=sets)
     predicted = run.predict(test.drop(columns=table.target))["prediction"]
     out["zero-config"] = (score(table.task, test[table.target], predicted), time.perf_counter() - started,
                           run.metrics["model"])
@@ -132,10 +133,10 @@ def one_split(table: Table, frame: pd.DataFrame, seed: int) -> dict:
     return out
 
 
-def evaluate(table: Table) -> dict:
+def evaluate(table: Table, sets: list[str] | None = None) -> dict:
     frame = load(table)
     seeds = range(3) if len(frame) < SMALL else range(1)
-    splits = [one_split(table, frame, seed) for seed in seeds]
+    splits = [one_split(table, frame, seed, sets or []) for seed in seeds]
     result = {"table": table.name, "rows": len(frame), "columns": frame.shape[1] - 1, "task": table.task,
               "why": table.why, "splits": len(splits)}
     for name in ("zero-config", "linear", "boosting"):
@@ -167,13 +168,14 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", help="table names (R package/item) to run")
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--set", action="append", default=[], help="a config override for zero-config")
     args = parser.parse_args(argv)
     chosen = [t for t in PANEL if not args.only or t.name in args.only]
     print(f"{'table':26} {'rows':>7} {'task':>5}  {'zero-config':>15} {'linear':>15} {'boosting':>15}  "
           f"{'seconds (ours/lin/gbm)':>22}  model")
     results = []
     for table in chosen:
-        r = evaluate(table)
+        r = evaluate(table, args.set)
         results.append(r)
         cell = " ".join(f"{r[n]['score']:.3f}±{r[n]['spread']:.3f}".rjust(15) for n in ("zero-config", "linear", "boosting"))
         times = "/".join(f"{r[n]['seconds']:.1f}" for n in ("zero-config", "linear", "boosting"))

@@ -89,6 +89,9 @@ class TrainConfig(_Section):
     # binary tasks: the decision threshold tuned on validation rows for this metric (auto: macro F1
     # where the rarer class is under 25% and validation holds 20 of it, else none: 0.5)
     threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
+    # how zero-config chooses between its candidates on small tables: their losses on the one
+    # validation split, or k-fold cross-validation of both (4-5x the time; BENCHMARKS.md)
+    choose_by: Literal["validation", "cv"] = "validation"
     grad_accum: AtLeastOne = 1
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

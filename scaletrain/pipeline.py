@@ -3,46 +3,29 @@ refit), evaluated, and the run directory written. `api.fit`, tune, cv, the estim
 benchmarks all call `fit_run`; nothing here imports from them."""
 from __future__ import annotations
 
-import math
 import os
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import torch
 
 from scaletrain import distributed
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
+from scaletrain.candidates import Trained, choose, choose_by_cross_validation, cross_validates, refit_on_all_rows, train_candidate
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import decode_target
 from scaletrain.errors import ConfigError
-from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics, score_outputs
+from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics
 from scaletrain.evaluate.report import build_report
 from scaletrain.evaluate.threshold import tune_threshold
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
-from scaletrain.models.registry import build_model
 from scaletrain.run import Run
 from scaletrain.rundir import RunDir
 from scaletrain.runtime import keep_freed_memory
-from scaletrain.train import device
-from scaletrain.train.setup import extra_generators, placed_model, seed_everything, training_batches
-from scaletrain.train.sizing import find_lr, size_for_budget
-from scaletrain.train.trainer import fit_model
+from scaletrain.train.setup import seed_everything
+from scaletrain.train.sizing import size_for_budget
 from scaletrain.version import VERSION as __version__
-
-OCCAM_MARGIN = 0.05
-
-
-@dataclass
-class Trained:
-    run: Run
-    state: object
-    seconds: float
-    best_epoch: int
-    best_val_loss: float
 
 
 @dataclass
@@ -92,7 +75,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
             checkpoints = checkpoints / candidate.model.name
         share = budget.share(len(candidates), loading)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
-    best = choose(trained)
+    best, chosen_by = pick(trained, prepared)
     decision = set_threshold(best.run, prepared)
     selection_val = None
     if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
@@ -102,7 +85,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         best.run.preprocess = best.run.preprocess | {"target": decision_target(best.run, decision)}
     if not w.main:  # rank 0 evaluates and writes the run directory
         return best.run
-    finish_run(best, trained, prepared, selection_val)
+    finish_run(best, trained, prepared, selection_val, chosen_by)
     if decision is not None:
         best.run.metrics["threshold"] = decision
     if out_dir is not None:
@@ -153,37 +136,6 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
     return candidates
 
 
-def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
-                    resume: bool = False, budget: Budget | None = None, callbacks: list | None = None) -> Trained:
-    """Build the model a resolved config names, train it, and return the result."""
-    torch.set_num_threads(cfg.train.threads)
-    budget = budget or Budget(None)
-    model, spec = placed_model(cfg, prepared)
-    run = Run(cfg, model, spec, prepared.preprocess)
-    started = time.perf_counter()
-    batches = training_batches(cfg, prepared)
-    if cfg.train.lr_find is True:
-        find_lr(cfg, model, batches, prepared, budget)
-        cfg.train.lr = float(distributed.broadcast_text(repr(cfg.train.lr)))  # rank 0's pick, on every rank
-    state, history, stopper = fit_model(
-        model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
-        cfg.train, cfg.checkpoint, prepared.task, generators=extra_generators(batches),
-        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(),
-        resume=resume, budget=budget.from_now(), callbacks=callbacks,
-        score=lambda out, y: score_outputs(prepared.task, out, y))
-    if cfg.train.fsdp and distributed.world().active:  # the shards gathered into one plain model, on rank 0
-        full = distributed.full_state(model, fsdp=True)  # a collective: every rank takes part
-        if distributed.world().main:
-            gathered = build_model(spec, cfg.model)
-            gathered.load_state_dict(full)
-            run.model = device.place(gathered, cfg.train.device)
-    run.model.eval()
-    run.history = history.rows
-    losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
-    best_epoch = (stopper.best_epoch + 1) if stopper and stopper.best_epoch >= 0 else len(history.rows)
-    return Trained(run, state, time.perf_counter() - started, best_epoch, min(losses) if stopper else losses[-1])
-
-
 def set_threshold(run: Run, prepared: Prepared) -> dict | None:
     """Tune the binary decision threshold on the validation rows for `train.threshold_metric`
     and store it with the run's target state (predict applies it); return what was measured."""
@@ -205,37 +157,20 @@ def decision_target(run: Run, decision: dict | None) -> dict:
     return target | ({"threshold": decision["threshold"]} if decision else {})
 
 
-def choose(trained: list[Trained]) -> Trained:
-    """Return the simplest candidate unless a bigger one beats its validation loss by > 5%.
-
-    Candidates come simplest first; on a few dozen validation rows a small win is noise, and
-    an early-stopped MLP reports its best epoch's loss (a minimum over epochs, biased low)
-    while the linear model reports its last: the simpler model is the safer bet.
-    """
-    best = trained[0]
-    for candidate in trained[1:]:
-        if candidate.best_val_loss < best.best_val_loss * (1 - OCCAM_MARGIN):
-            best = candidate
-    return best
+def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None]:
+    """The candidate to keep, and the cross-validation results where they chose it."""
+    if not cross_validates(trained, prepared):
+        return choose(trained), None
+    best, results = choose_by_cross_validation(trained, prepared)
+    prepared.notes.append("zero-config compared " + ", ".join(
+        f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f})"
+        for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds and kept "
+        f"{best.run.config.model.name}")
+    return best, {name: {k: v for k, v in r.items() if k != "fold_losses"} for name, r in results.items()}
 
 
-def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
-    """Return the chosen linear model retrained, same config, on training + validation rows.
-
-    With a few hundred rows the validation split is too valuable to leave out of the final
-    fit; a linear model trained to convergence needs no validation rows to stop on (measured
-    on diabetes over 5 splits: R² 0.423 without the refit, 0.428 with it; RidgeCV 0.429).
-    """
-    merged = replace(prepared,
-                     train_inputs=tuple(torch.cat([a, b]) for a, b in zip(prepared.train_inputs, prepared.val_inputs)),
-                     train_y=torch.cat([prepared.train_y, prepared.val_y]))
-    refit = train_candidate(best.run.config, merged, None, False, budget=Budget(best.run.config.train.time_limit))
-    prepared.notes.append("the linear model was refit on training + validation rows "
-                          "(so its validation metrics are optimistic)")
-    return Trained(refit.run, refit.state, refit.seconds + best.seconds, best.best_epoch, best.best_val_loss)
-
-
-def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, selection_val: dict | None) -> None:
+def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, selection_val: dict | None,
+               chosen_by: dict | None = None) -> None:
     """Fill the chosen run's metrics: test and validation scores, how training went, notes."""
     run, state = best.run, best.state
     run.assessment = run.assess(prepared.test_source) if prepared.test_source is not None else None
@@ -257,8 +192,11 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
         run.metrics["distributed"] = {"ranks": w.size, "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))}
     if selection_val is not None:
         run.metrics["val_before_refit"] = selection_val
+    if chosen_by is not None:
+        run.metrics["candidates_cv"] = chosen_by
     if len(trained) > 1:
         run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
+    if len(trained) > 1 and chosen_by is None:
         prepared.notes.append("zero-config tried " + ", ".join(
             f"{name} (val loss {loss:.4f})" for name, loss in run.metrics["candidates"].items())
             + f" and kept {run.config.model.name}")

@@ -1,0 +1,43 @@
+"""Zero-config's choice between candidates on small tables: by cross-validation, the bigger
+model kept only when it wins by more than the folds' noise."""
+import numpy as np
+import pandas as pd
+
+import scaletrain
+
+
+def linear_rule(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    y = x @ np.array([1.5, -2.0, 0.5, 0.0, 1.0]) + rng.normal(scale=1.0, size=n)
+    return pd.DataFrame(x, columns=[f"x{i}" for i in range(5)]).assign(y=y)
+
+
+def interaction(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    return pd.DataFrame(x, columns=["a", "b", "c"]).assign(y=np.where(x[:, 0] * x[:, 1] > 0, "same", "other"))
+
+
+CV = {"train__choose_by": "cv", "epochs": 40}  # 40 epochs: enough for both rules, a few seconds a fit
+
+
+def test_cross_validation_keeps_the_linear_model_on_a_linear_rule():
+    run = scaletrain.fit(linear_rule(), "y", out=None, **CV)
+    cv = run.metrics["candidates_cv"]
+    assert run.metrics["model"] == "linear" and set(cv) == {"linear", "mlp"}
+    assert cv["linear"]["folds"] == 10 and cv["linear"]["loss_std"] > 0  # under 500 rows: 5 folds, twice
+    assert any("cross-validated loss" in n for n in run.metrics["notes"])
+
+
+def test_cross_validation_keeps_the_mlp_on_an_interaction():
+    run = scaletrain.fit(interaction(), "y", out=None, **CV)
+    cv = run.metrics["candidates_cv"]
+    assert run.metrics["model"] == "mlp"
+    assert cv["mlp"]["loss"] < cv["linear"]["loss"] and cv["mlp"]["score"] > cv["linear"]["score"] + 0.2
+    assert run.metrics["test"]["accuracy"] > 0.85
+
+
+def test_the_default_chooses_on_the_validation_split_without_folds():
+    run = scaletrain.fit(linear_rule(), "y", out=None, epochs=5)
+    assert "candidates_cv" not in run.metrics and set(run.metrics["candidates"]) == {"linear", "mlp"}
