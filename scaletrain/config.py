@@ -39,6 +39,8 @@ class DataConfig(_Section):
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # 0: train on every row (no early stopping)
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
     augment: bool = True
+    # resample the training rows to balanced classes (imbalanced-learn); validation and test untouched
+    resample: Literal["none", "oversample", "undersample", "smote"] = "none"
     image_size: AtLeastOne | None = None
     channels: Literal[1, 3] | None = None
     scale: Literal["standard", "minmax", "none"] = "standard"

@@ -4,7 +4,7 @@ benchmarks all call `fit_run`; nothing here imports from them."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from scaletrain.candidates import Trained, choose, choose_by_cross_validation, c
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import decode_target
+from scaletrain.data.resample import resample
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics
 from scaletrain.evaluate.report import build_report
@@ -98,7 +99,23 @@ def load_and_prepare(cfg: Config, data, y, test) -> tuple:
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
     source = load_source(data, y, size=size, channels=cfg.data.channels)
     test_source = load_test_source(source, test) if test is not None else None
-    return source, prepare(source, test_source, cfg.data, cfg.train.seed)
+    prepared = prepare(source, test_source, cfg.data, cfg.train.seed)
+    return source, resampled(prepared, cfg.data.resample, cfg.train.seed)
+
+
+def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
+    """Prepared data with its training rows (only) resampled to balanced classes."""
+    if method == "none":
+        return prepared
+    if prepared.task == "regression" or prepared.shard_url is not None:
+        raise ConfigError(f"data.resample={method} balances the classes of training rows held in memory; "
+                          "it has no meaning for regression or streamed shards")
+    before = prepared.class_counts().tolist()
+    inputs, y = resample(prepared.train_inputs, prepared.train_y, method, seed)
+    out = replace(prepared, train_inputs=inputs, train_y=y)
+    out.notes.append(f"training rows resampled ({method}): class counts {before} -> {out.class_counts().tolist()}; "
+                     "validation and test rows untouched")
+    return out
 
 
 def default_out(name: str) -> Path:
