@@ -35,10 +35,13 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
     for name in names:
         candidate = config.model_copy(deep=True)
         candidate.model.name = name
-        if len(names) > 1 and name == "linear" and candidate.train.early_stopping is None:
-            # a weight-decayed linear model is convex: it is trained to convergence, not
-            # stopped early, so it can be refit on all rows without a validation split
-            candidate.train.early_stopping = 0
+        if len(names) > 1 and name == "linear" and candidate.train.optimizer == "auto" and not facts.streamed:
+            # a weight-decayed linear model is convex: solved to convergence by full-batch
+            # L-BFGS (its L2 strength cross-validated, as LogisticRegressionCV does), not stopped
+            # early, so it can be refit on all rows without a validation split
+            candidate.train.optimizer = "lbfgs"
+        elif len(names) > 1 and name == "linear" and candidate.train.early_stopping is None:
+            candidate.train.early_stopping = 0  # streamed: trained by the recipe's optimizer to its end
         if len(names) > 1 and candidate.train.time_limit:
             candidate.train.time_limit /= len(names)
         tried.append(resolve(candidate, facts))
@@ -84,6 +87,9 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
     t, no_validation = c.train, c.data.val_fraction == 0
     if t.optimizer == "auto":
         t.optimizer = recipe.optimizer
+    if t.optimizer == "lbfgs":  # one full batch, solved to convergence: nothing to schedule or stop
+        t.batch_size, t.epochs, t.lr, t.lr_find, t.schedule = facts.n_train, 1, t.lr or 1.0, False, "constant"
+        t.early_stopping = 0 if t.early_stopping is None else t.early_stopping
     if t.batch_size is None:
         t.batch_size = facts.n_train if t.optimizer == "gd" else recipe.batch_size(facts.n_train)
     t.batch_size = min(t.batch_size, max(facts.n_train, 1))
@@ -94,7 +100,7 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
         t.lr_find = bool(t.time_limit) and t.lr is None and t.optimizer != "gd"
     if t.lr is None:
         t.lr = 0.1 if t.optimizer == "gd" else recipe.lr(t.optimizer, facts.n_train)
-    if t.weight_decay is None:
+    if t.weight_decay is None and t.optimizer != "lbfgs":  # lbfgs: chosen by cross-validation
         t.weight_decay = {"adamw": 0.05, "adam": 0.0}.get(t.optimizer, 5e-4)
     if t.epochs is None:
         t.epochs = recipe.epochs(math.ceil(facts.n_train / t.batch_size / t.grad_accum), t.time_limit)
@@ -105,12 +111,13 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
     if t.label_smoothing is None:
         t.label_smoothing = recipe.label_smoothing if t.loss == "cross_entropy" else 0.0
     if t.threshold_metric == "auto":
-        # A tuned threshold fixes what imbalance does to a binary decision without distorting the
-        # probabilities (reweighting does: calibration suffers). It needs enough rare-class rows
-        # in validation to be measured (below 20, one row moves the F1 by 5%), and on balanced
+        # A tuned threshold (binary) or class-prior shift (multiclass) fixes what imbalance does to
+        # a decision without distorting the probabilities (reweighting does: calibration suffers).
+        # It needs enough rare-class rows in validation to be measured (below 20, one row moves the
+        # F1 by 5%), and on balanced
         # classes 0.5 is already near the best: tuning there only fits validation noise
         # (breast cancer, 5 splits: accuracy 0.9664 tuned vs 0.9692 for the baseline).
-        imbalanced = facts.task == "binary" and facts.imbalance >= THRESHOLD_IMBALANCE
+        imbalanced = facts.task != "regression" and facts.imbalance >= THRESHOLD_IMBALANCE
         t.threshold_metric = "f1_macro" if imbalanced and facts.val_minority >= MIN_THRESHOLD_ROWS else "none"
     if t.class_weight == "auto":
         weighted = facts.task != "regression" and facts.imbalance >= 5 and t.threshold_metric == "none"

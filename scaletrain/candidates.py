@@ -1,6 +1,5 @@
-"""Zero-config's candidates: each trained, then one chosen — by cross-validation on small
-data, where one small validation split cannot tell two models apart — and, if linear, refit on
-every row."""
+"""Zero-config's candidates: each trained, then one chosen on the validation split (by
+cross-validation on small data: scaletrain/folds.py) and, if linear, refit on every row."""
 from __future__ import annotations
 
 import math
@@ -14,10 +13,13 @@ from scaletrain import distributed
 from scaletrain.budget import Budget
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
+from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import score_outputs
 from scaletrain.models.registry import build_model
 from scaletrain.run import Run
 from scaletrain.train import device
+from scaletrain.train.full_batch import CV_FOLDS as L2_FOLDS
+from scaletrain.train.full_batch import fit_full_batch
 from scaletrain.train.setup import extra_generators, placed_model, training_batches
 from scaletrain.train.sizing import find_lr
 from scaletrain.train.trainer import fit_model
@@ -32,6 +34,7 @@ class Trained:
     seconds: float
     best_epoch: int
     best_val_loss: float
+    l2_chosen: bool = False  # lbfgs: its L2 strength was cross-validated (a refit chooses it anew)
 
 
 def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
@@ -42,6 +45,9 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     model, spec = placed_model(cfg, prepared)
     run = Run(cfg, model, spec, prepared.preprocess)
     started = time.perf_counter()
+    score = lambda out, y: score_outputs(prepared.task, out, y)  # noqa: E731
+    if cfg.train.optimizer == "lbfgs":
+        return fit_by_lbfgs(cfg, prepared, run, started, score, callbacks)
     batches = training_batches(cfg, prepared)
     if cfg.train.lr_find is True:
         find_lr(cfg, model, batches, prepared, budget)
@@ -50,8 +56,7 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
         model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
         cfg.train, cfg.checkpoint, prepared.task, generators=extra_generators(batches),
         checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(),
-        resume=resume, budget=budget.from_now(), callbacks=callbacks,
-        score=lambda out, y: score_outputs(prepared.task, out, y))
+        resume=resume, budget=budget.from_now(), callbacks=callbacks, score=score)
     if cfg.train.fsdp and distributed.world().active:  # the shards gathered into one plain model, on rank 0
         full = distributed.full_state(model, fsdp=True)  # a collective: every rank takes part
         if distributed.world().main:
@@ -63,6 +68,22 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]
     best_epoch = (stopper.best_epoch + 1) if stopper and stopper.best_epoch >= 0 else len(history.rows)
     return Trained(run, state, time.perf_counter() - started, best_epoch, min(losses) if stopper else losses[-1])
+
+
+def fit_by_lbfgs(cfg: Config, prepared: Prepared, run: Run, started: float, score, callbacks) -> Trained:
+    """Train by full-batch L-BFGS (in memory, one process), the L2 strength cross-validated if unset."""
+    if prepared.shard_url is not None or distributed.world().active:
+        raise ConfigError("train.optimizer=lbfgs takes every training row at once: it needs the rows in memory "
+                          "and one process; use adamw for shards or several ranks")
+    chosen = cfg.train.weight_decay is None
+    state, history, path = fit_full_batch(run.model, lambda: placed_model(cfg, prepared)[0], prepared, cfg.train,
+                                          run.outputs, score, callbacks or [])
+    if chosen and path:
+        prepared.notes.append(f"{cfg.model.name}: L2 strength (train.weight_decay) {cfg.train.weight_decay:g} chosen by "
+                              f"{L2_FOLDS}-fold cross-validation over {min(path):g}..{max(path):g}")
+    run.history = history.rows
+    val_loss = history.rows[-1].get("val_loss", math.inf)
+    return Trained(run, state, time.perf_counter() - started, 1, val_loss, l2_chosen=chosen)
 
 
 def choose(trained: list[Trained]) -> Trained:
@@ -79,6 +100,11 @@ def choose(trained: list[Trained]) -> Trained:
     return best
 
 
+def refits(best: Trained, trained: list[Trained]) -> bool:
+    """Zero-config's linear candidate, once chosen, is refit on every row."""
+    return len(trained) > 1 and best.run.config.model.name == "linear"
+
+
 def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
     """Return the chosen linear model retrained, same config, on training + validation rows.
 
@@ -89,63 +115,8 @@ def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
     merged = replace(prepared,
                      train_inputs=tuple(torch.cat([a, b]) for a, b in zip(prepared.train_inputs, prepared.val_inputs)),
                      train_y=torch.cat([prepared.train_y, prepared.val_y]))
-    refit = train_candidate(best.run.config, merged, None, False, budget=Budget(best.run.config.train.time_limit))
+    cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config
+    refit = train_candidate(cfg, merged, None, False, budget=Budget(cfg.train.time_limit))
     prepared.notes.append("the linear model was refit on training + validation rows "
                           "(so its validation metrics are optimistic)")
     return Trained(refit.run, refit.state, refit.seconds + best.seconds, best.best_epoch, best.best_val_loss)
-
-
-CV_ROWS = 2000      # training + validation rows under which candidates are compared by cross-validation
-CV_FOLDS = 5
-CV_REPEATS_UNDER = 500  # rows under which the folds are cut twice (a fold of ~20 rows is noisy)
-
-
-def cross_validated(cfg: Config, prepared: Prepared, epochs: int, seed: int) -> dict:
-    """Fold losses and scores of one candidate config on the training + validation rows: each
-    fold trained for `epochs` (the epoch its early stopping chose, or its own count), without
-    looking at the held-out fold, then scored on it."""
-    from sklearn.model_selection import KFold, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold
-
-    inputs = tuple(torch.cat([a, b]) for a, b in zip(prepared.train_inputs, prepared.val_inputs))
-    y = torch.cat([prepared.train_y, prepared.val_y])
-    stratified = prepared.task != "regression" and int(torch.bincount(y).min()) >= CV_FOLDS
-    repeats = 2 if len(y) < CV_REPEATS_UNDER else 1
-    splitter = ((RepeatedStratifiedKFold if stratified else RepeatedKFold)(n_splits=CV_FOLDS, n_repeats=repeats,
-                                                                           random_state=seed)
-                if repeats > 1 else (StratifiedKFold if stratified else KFold)(CV_FOLDS, shuffle=True, random_state=seed))
-    fold_cfg = cfg.with_values({"train.epochs": max(1, epochs), "train.early_stopping": 0, "train.lr_find": False,
-                                "train.time_limit": None})
-    losses, scores = [], []
-    for kept, held in splitter.split(y.numpy(), y.numpy()):
-        kept, held = torch.from_numpy(kept), torch.from_numpy(held)
-        fold = replace(prepared, train_inputs=tuple(x[kept] for x in inputs), train_y=y[kept],
-                       val_inputs=tuple(x[held] for x in inputs), val_y=y[held], train_rows=None,
-                       train_class_counts=None, notes=[])
-        result = train_candidate(fold_cfg, fold, None, False)
-        losses.append(result.run.history[-1]["val_loss"])
-        scores.append(result.run.history[-1]["val_score"])
-    return {"loss": float(torch.tensor(losses).mean()), "loss_std": float(torch.tensor(losses).std()),
-            "score": float(torch.tensor(scores).mean()), "score_std": float(torch.tensor(scores).std()),
-            "folds": len(losses), "fold_losses": losses}
-
-
-def choose_by_cross_validation(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict]:
-    """The simplest candidate unless a bigger one's fold losses beat it by more than their noise
-    (the paired differences' mean by more than one standard error); and every candidate's
-    cross-validated loss and score."""
-    seed = trained[0].run.config.train.seed
-    results = {t.run.config.model.name: cross_validated(t.run.config, prepared, t.best_epoch, seed) for t in trained}
-    best, best_losses = trained[0], torch.tensor(results[trained[0].run.config.model.name]["fold_losses"])
-    for candidate in trained[1:]:
-        losses = torch.tensor(results[candidate.run.config.model.name]["fold_losses"])
-        difference = losses - best_losses
-        if difference.mean() + difference.std() / math.sqrt(len(difference)) < 0:
-            best, best_losses = candidate, losses
-    return best, results
-
-
-def cross_validates(trained: list[Trained], prepared: Prepared) -> bool:
-    """Asked for, on small in-memory data with several candidates and no time limit to share."""
-    t = trained[0].run.config.train
-    return (t.choose_by == "cv" and len(trained) > 1 and prepared.shard_url is None and len(prepared.val_y) > 0 and not t.time_limit
-            and prepared.n_train + len(prepared.val_y) < CV_ROWS and not distributed.world().active)

@@ -71,7 +71,9 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    optimizer: Literal["auto", "gd", "sgd", "momentum", "nesterov", "adam", "adamw"] = "auto"
+    # lbfgs: full-batch L-BFGS on in-memory rows, to convergence (zero-config's linear model on
+    # small tables; its weight decay, left unset, is then chosen by 5-fold cross-validation)
+    optimizer: Literal["auto", "gd", "sgd", "momentum", "nesterov", "adam", "adamw", "lbfgs"] = "auto"
     lr: Positive | None = None
     # learning-rate range test before training: auto = on when a time limit is set and lr is not
     lr_find: bool | Literal["auto"] = "auto"
@@ -88,12 +90,17 @@ class TrainConfig(_Section):
     loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
     label_smoothing: Rate | None = None
     class_weight: Literal["auto", "balanced", "none"] = "auto"
-    # binary tasks: the decision threshold tuned on validation rows for this metric (auto: macro F1
-    # where the rarer class is under 25% and validation holds 20 of it, else none: 0.5)
+    # classification: the decision (binary: the threshold; multiclass: class-prior shifts) tuned on
+    # validation rows for this metric (auto: macro F1 where the largest class is 3x the rarest and
+    # validation holds 20 of the rarest, else none: the plain argmax)
     threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
-    # how zero-config chooses between its candidates on small tables: their losses on the one
-    # validation split, or k-fold cross-validation of both (4-5x the time; BENCHMARKS.md)
-    choose_by: Literal["validation", "cv"] = "validation"
+    # how zero-config chooses between its candidates on small tables (under 2,000 rows, no time
+    # limit): k-fold cross-validation of each on the training rows, or their losses on the one
+    # validation split (faster; BENCHMARKS.md)
+    choose_by: Literal["validation", "cv"] = "cv"
+    # small tables, after the cross-validated choice: the chosen candidate's fold models averaged
+    # into one model; auto: kept when that beats the single model on the validation rows
+    ensemble: Literal["auto", "on", "off"] = "auto"
     grad_accum: AtLeastOne = 1
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

@@ -11,7 +11,7 @@ from pathlib import Path
 from scaletrain import distributed
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
-from scaletrain.candidates import Trained, choose, choose_by_cross_validation, cross_validates, refit_on_all_rows, train_candidate
+from scaletrain.candidates import Trained, choose, refit_on_all_rows, refits, train_candidate
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import decode_target
@@ -19,7 +19,8 @@ from scaletrain.data.resample import resample
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics
 from scaletrain.evaluate.report import build_report
-from scaletrain.evaluate.threshold import tune_threshold
+from scaletrain.evaluate.threshold import tune_class_bias, tune_threshold
+from scaletrain.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.run import Run
 from scaletrain.rundir import RunDir
@@ -76,10 +77,12 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
             checkpoints = checkpoints / candidate.model.name
         share = budget.share(len(candidates), loading)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
-    best, chosen_by = pick(trained, prepared)
+    best, chosen_by, ensemble = pick(trained, prepared)
     decision = set_threshold(best.run, prepared)
     selection_val = None
-    if len(trained) > 1 and best.run.config.model.name == "linear" and len(prepared.val_y):
+    bagging = ensemble is not None and ensemble["kept"]
+    best.run.config.train.ensemble = "on" if bagging else "off"  # the config says what the run is
+    if refits(best, trained) and len(prepared.val_y) and not bagging:
         # a tuner compares runs on validation rows the refit has seen: keep the honest figure
         selection_val = best.run.evaluate(prepared.val_source)
         best = refit_on_all_rows(best, prepared)
@@ -88,7 +91,9 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         return best.run
     finish_run(best, trained, prepared, selection_val, chosen_by)
     if decision is not None:
-        best.run.metrics["threshold"] = decision
+        best.run.metrics["threshold" if "threshold" in decision else "class_bias"] = decision
+    if ensemble is not None:
+        best.run.metrics["ensemble"] = ensemble
     if out_dir is not None:
         write_run(best.run, out_dir, source.name, options.report_sections)
     return best.run
@@ -154,36 +159,55 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
 
 
 def set_threshold(run: Run, prepared: Prepared) -> dict | None:
-    """Tune the binary decision threshold on the validation rows for `train.threshold_metric`
-    and store it with the run's target state (predict applies it); return what was measured."""
+    """Tune the decision on the validation rows for `train.threshold_metric` — the binary
+    threshold, or multiclass class-prior shifts — and store it with the run's target state
+    (predict applies it); return what was measured."""
     metric = run.config.train.threshold_metric
-    if metric == "none" or run.task != "binary" or not len(prepared.val_y):
+    if metric == "none" or run.task == "regression" or not len(prepared.val_y):
         return None
     _, proba = run.predict_encoded(prepared.val_inputs)
-    decision = tune_threshold(prepared.val_y.numpy(), proba[:, 1], metric)
+    truth = prepared.val_y.numpy()
+    if run.task == "binary":
+        decision = tune_threshold(truth, proba[:, 1], metric)
+        what, before = f"decision threshold {decision['threshold']:.3f}", decision["score_at_half"]
+    else:
+        decision = tune_class_bias(truth, proba, metric)
+        what, before = "class-prior shifts " + ", ".join(f"{b:+.1f}" for b in decision["class_bias"]), \
+            decision["score_at_argmax"]
     run.preprocess = {**run.preprocess, "target": decision_target(run, decision)}
-    prepared.notes.append(f"decision threshold {decision['threshold']:.3f} tuned on validation rows for {metric} "
-                          f"({decision['score_at_half']:.4f} at 0.5, {decision['score']:.4f} there; validation "
-                          "metrics are measured at it, so they are optimistic)")
+    prepared.notes.append(f"{what} tuned on validation rows for {metric} ({before:.4f} before, {decision['score']:.4f} "
+                          "after; validation metrics are measured with it, so they are optimistic)")
     return decision
 
 
+DECISION_KEYS = ("threshold", "class_bias")
+
+
 def decision_target(run: Run, decision: dict | None) -> dict:
-    """The run's target state with the tuned threshold (none: the plain argmax)."""
-    target = {k: v for k, v in run.preprocess["target"].items() if k != "threshold"}
-    return target | ({"threshold": decision["threshold"]} if decision else {})
+    """The run's target state with the tuned decision (none: the plain argmax)."""
+    target = {k: v for k, v in run.preprocess["target"].items() if k not in DECISION_KEYS}
+    return target | {k: decision[k] for k in DECISION_KEYS if decision and k in decision}
 
 
-def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None]:
-    """The candidate to keep, and the cross-validation results where they chose it."""
+def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None, dict | None]:
+    """The candidate to keep (bagged where that pays), the cross-validation results where they
+    chose it, and what bagging measured."""
     if not cross_validates(trained, prepared):
-        return choose(trained), None
-    best, results = choose_by_cross_validation(trained, prepared)
+        if trained[0].run.config.train.ensemble == "on":
+            prepared.notes.append("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
+                                  "one process, no time limit): a single model was trained")
+        return choose(trained), None, None
+    best, results, members = choose_by_cross_validation(trained, prepared)
     prepared.notes.append("zero-config compared " + ", ".join(
         f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f})"
-        for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds and kept "
-        f"{best.run.config.model.name}")
-    return best, {name: {k: v for k, v in r.items() if k != "fold_losses"} for name, r in results.items()}
+        for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds of the training rows "
+        f"and kept {best.run.config.model.name}")
+    ensemble, mode = None, best.run.config.train.ensemble
+    # a refit linear model is convex and sees every row: its bagged average is about itself, on fewer rows
+    if mode == "on" or (mode == "auto" and not refits(best, trained)):
+        best, ensemble = bagged(best, members, results[best.run.config.model.name], prepared)
+    summary = {name: {k: v for k, v in r.items() if k not in ("fold_losses", "fold_rows")} for name, r in results.items()}
+    return best, summary, ensemble
 
 
 def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, selection_val: dict | None,
@@ -197,7 +221,8 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
         "val": run.evaluate(prepared.val_source) if len(prepared.val_y) else {},
         "train_seconds": round(sum(t.seconds for t in trained), 3), "epochs": len(run.history),
         "best_epoch": best.best_epoch,
-        "stopped_by": "time limit" if state.time_limit and state.elapsed >= state.time_limit else
+        "stopped_by": "convergence" if run.config.train.optimizer == "lbfgs" else
+                      "time limit" if state.time_limit and state.elapsed >= state.time_limit else
                       "early stopping" if len(run.history) < run.config.train.epochs else "epochs",
         "model": run.config.model.name, "parameters": sum(p.numel() for p in run.model.parameters()),
     }

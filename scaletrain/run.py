@@ -82,9 +82,11 @@ class Run:
         if self.task == "regression":
             return decode_target(self.preprocess["target"], out.squeeze(-1).double().numpy()), None
         proba = outputs_to_proba(out, self.task, self.config.train.loss).numpy()
-        threshold = self.preprocess["target"].get("threshold")  # binary: tuned on validation rows
-        if threshold is not None:
-            return (proba[:, 1] >= threshold).astype(np.int64), proba
+        target = self.preprocess["target"]
+        if target.get("threshold") is not None:  # binary: tuned on validation rows
+            return (proba[:, 1] >= target["threshold"]).astype(np.int64), proba
+        if target.get("class_bias") is not None:  # multiclass: class-prior shifts tuned there
+            return (np.log(np.clip(proba, 1e-12, 1.0)) + np.asarray(target["class_bias"])).argmax(axis=1), proba
         return proba.argmax(axis=1), proba
 
     def predict(self, data, y=None) -> pd.DataFrame:

@@ -12,7 +12,7 @@ RUN_FILES = {"config.yaml", "model.safetensors", "preprocess.json", "metrics.jso
 
 
 def test_fit_writes_the_run_directory_contract(tmp_path, mixed_frame, fast):
-    run = scaletrain.fit(mixed_frame, "label", out=tmp_path / "run", **fast)
+    run = scaletrain.fit(mixed_frame, "label", out=tmp_path / "run", model="mlp", **fast)
     assert RUN_FILES <= {p.name for p in (tmp_path / "run").iterdir()}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["task"] == "binary" and {"accuracy", "precision_macro", "recall_macro", "f1_macro"} <= set(metrics["test"])

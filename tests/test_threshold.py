@@ -46,3 +46,26 @@ def test_balanced_classes_and_regression_keep_the_plain_decision():
     balanced = pd.DataFrame(x, columns=["a", "b"]).assign(y=np.where(x[:, 0] > 0, "p", "n"))
     run = scaletrain.fit(balanced, "y", out=None, epochs=5)
     assert run.config.train.threshold_metric == "none" and "threshold" not in run.preprocess["target"]
+
+
+def imbalanced_multiclass(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Three classes, the rarest 6%, overlapping: the argmax seldom names the rare one."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, size=n, p=[0.64, 0.30, 0.06])
+    x = rng.normal(size=(n, 2)) + np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 1.5]])[y]
+    return pd.DataFrame(x, columns=["a", "b"]).assign(y=np.array(["common", "middle", "rare"])[y])
+
+
+def test_class_prior_shifts_raise_multiclass_macro_f1_and_are_what_predict_applies(tmp_path):
+    train, test = imbalanced_multiclass(seed=0), imbalanced_multiclass(n=3000, seed=1)
+    run = scaletrain.fit(train, "y", test=test, out=tmp_path / "run", model="linear", train__optimizer="lbfgs")
+    decision = run.metrics["class_bias"]
+    assert run.config.train.threshold_metric == "f1_macro" and decision["score"] > decision["score_at_argmax"]
+    stored = scaletrain.load(tmp_path / "run")
+    assert stored.preprocess["target"]["class_bias"] == decision["class_bias"]
+    predicted = stored.predict(test.drop(columns="y"))
+    proba = predicted[[f"proba_{c}" for c in stored.classes]].to_numpy()
+    shifted = np.array(stored.classes)[(np.log(proba) + np.array(decision["class_bias"])).argmax(axis=1)]
+    assert (predicted["prediction"].to_numpy() == shifted).all()
+    plain = np.array(stored.classes)[proba.argmax(axis=1)]
+    assert f1_score(test["y"], shifted, average="macro") > f1_score(test["y"], plain, average="macro") + 0.02

@@ -107,7 +107,8 @@ def test_a_time_limit_bounds_the_whole_search(iris, monkeypatch, tmp_path):
     monkeypatch.setattr(budget, "MIN_TRIAL_SECONDS", 3.0)  # a short test; 10 s in real searches
     started = time.perf_counter()
     result = tune(iris, "target", search="random", time_limit="12s", space={"train.lr": [0.01, 0.02]},
-                  sets=["train.epochs=400", "train.early_stopping=0"], out=tmp_path / "search", verbose=False)
+                  sets=["model.name=mlp", "train.epochs=400", "train.early_stopping=0"], out=tmp_path / "search",
+                  verbose=False)
     assert time.perf_counter() - started < 12 * 1.1  # the retrain and the files included
     assert len(_trials(result.leaderboard)) >= 1
     assert result.run.metrics["stopped_by"] == "time limit"

@@ -38,6 +38,7 @@ class DataFacts:
     image_shape: tuple = ()   # (channels, height, width)
     imbalance: float = 1.0    # largest class count / smallest
     val_minority: int = 0     # validation rows of the rarest class
+    streamed: bool = False    # training rows streamed from shards, not held in memory
 
 
 def steps_to_epochs(target_steps: int, steps_per_epoch: int, lo: int, hi: int) -> int:

@@ -128,7 +128,8 @@ class Image(Modality):
     def facts(self, prepared: Prepared) -> DataFacts:
         return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
                          image_shape=tuple(prepared.val_inputs[0].shape[1:]), imbalance=prepared.imbalance(),
-                         val_minority=prepared.val_minority())
+                         val_minority=prepared.val_minority(),
+                         streamed=prepared.shard_url is not None)
 
     def model_spec(self, prepared: Prepared, n_out: int):
         from scaletrain.models.registry import ModelSpec

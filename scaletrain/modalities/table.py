@@ -96,7 +96,8 @@ class Table(Modality):
         cards = [len(c["categories"]) for c in prepared.preprocess["embed"]]
         return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
                          n_features=prepared.val_inputs[0].shape[1], max_cardinality=max(cards, default=0),
-                         imbalance=prepared.imbalance(), val_minority=prepared.val_minority())
+                         imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
+                         streamed=prepared.shard_url is not None)
 
     def candidates(self, config: Config, facts: DataFacts) -> list[str]:
         """Under SMALL_TABLE training rows zero-config trains a linear model and an MLP: which

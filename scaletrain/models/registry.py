@@ -1,12 +1,13 @@
 """Names map to builders (no if/elif chains); each builder gets plain values from the config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from torch import nn
 
 from scaletrain.errors import ConfigError
+from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
 from scaletrain.models.tabular import FlatImageNet, TabularNet, mlp_layers
 from scaletrain.models.vision import Normalize, build_convnet
@@ -23,6 +24,8 @@ class ModelSpec:
     shape: tuple = ()              # images: (channels, height, width)
     mean: tuple = ()
     std: tuple = ()
+    members: int = 1               # above 1: a bagged ensemble of that many copies of the model
+    average: str = "mean"          # how the ensemble averages them (models/ensemble.py)
 
 
 def _hidden(m) -> list[int]:
@@ -71,6 +74,9 @@ def build_model(spec: ModelSpec, model_config) -> nn.Module:
     """Return the named model, initialised with the configured scheme."""
     if model_config.name not in MODELS:
         raise ConfigError(f"unknown model '{model_config.name}'; choose one of {sorted(MODELS)}")
+    if spec.members > 1:
+        return Ensemble([build_model(replace(spec, members=1), model_config) for _ in range(spec.members)],
+                        spec.average)
     model = MODELS[model_config.name](spec, model_config)
     apply_init(model, "kaiming" if model_config.init == "auto" else model_config.init)
     return model

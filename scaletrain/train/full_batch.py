@@ -1,0 +1,129 @@
+"""Full-batch L-BFGS (`train.optimizer=lbfgs`) for small in-memory problems.
+
+A weight-decayed linear model's loss is convex: L-BFGS solves it to convergence in a few dozen
+iterations (milliseconds on a few thousand rows) where Adam needs thousands of steps, so its
+L2 strength can be chosen by k-fold cross-validation over a grid, as scikit-learn's
+LogisticRegressionCV and RidgeCV do. Written here rather than fitted by scikit-learn because
+the model is scaletrain's own module (category embeddings, the run format, export), and the
+same loss, class weights and outputs serve every optimizer.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from scaletrain.data.prepared import Prepared
+from scaletrain.data.split import kfold_splits
+from scaletrain.train import device
+from scaletrain.train.callbacks import History
+from scaletrain.train.loop import Callback, LoopSettings, TrainState
+from scaletrain.train.losses import LossFn, training_loss
+from scaletrain.train.trainer import Validation
+
+MAX_ITERATIONS = 500
+L2_GRID = tuple(10.0 ** k for k in range(1, -7, -1))  # strongest first: each fit warm-starts the next
+CV_FOLDS = 5
+MIN_CV_ROWS = 10 * CV_FOLDS  # below: scikit-learn's default strength (C=1, i.e. L2 = 1/n)
+
+
+def l2_penalty(model: nn.Module) -> torch.Tensor:
+    """Half the squared norm of the weight matrices (biases and norms are not penalized)."""
+    return 0.5 * sum(p.pow(2).sum() for p in model.parameters() if p.dim() >= 2)
+
+
+def fit_lbfgs(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn, l2: float,
+              max_iter: int = MAX_ITERATIONS) -> tuple[float, int]:
+    """Minimize mean loss + l2 * penalty over all rows at once; return (final loss, iterations)."""
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    model.train()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(*inputs), y) + l2 * l2_penalty(model)
+        loss.backward()
+        return loss
+
+    loss = optimizer.step(closure)
+    model.eval()
+    return float(loss.detach()), optimizer.state[next(model.parameters())].get("n_iter", 0)
+
+
+@torch.no_grad()
+def held_out(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn, task: str) -> tuple[float, int]:
+    """The loss on held-out rows, and (classification) how many of them the argmax gets right."""
+    out = model(*inputs)
+    hits = 0 if task == "regression" else int((out.argmax(dim=1) == y).sum()) if out.shape[1] > 1 else \
+        int(((out.squeeze(1) > 0).long() == y).sum())
+    return float(loss_fn(out, y)), hits
+
+
+def choose_l2(fresh_model: Callable[[], nn.Module], inputs: tuple, y: torch.Tensor, loss_fn: LossFn, task: str,
+              seed: int) -> tuple[float, dict[float, float]]:
+    """The L2 strength scikit-learn's estimators default to (C=1 or alpha=1: 1/n on a mean loss)
+    unless one on the grid beats it in 5-fold cross-validation by more than the folds' noise (the
+    paired differences of loss, mean plus one standard error, below 0) and, for classification,
+    decides more held-out rows right; and each strength's mean loss.
+
+    Why not simply the lowest loss: on nearly separable tables log loss keeps falling as the
+    penalty weakens while the decisions get no better. Chosen on ten small tables kept apart
+    from the panel (iris, wine, breast cancer, Pima.tr, biopsy, Mroz, crabs, Womenlf, birthwt,
+    Cowles; 3 splits each, the linear model alone): mean macro F1 0.7773 for this rule, 0.7768
+    without the decisions' condition, 0.7715 for the lowest loss, 0.7668 for the best fold
+    accuracy (LogisticRegressionCV's rule), 0.7487 for the strongest penalty within one standard
+    error (glmnet's lambda.1se); LogisticRegression(C=1) 0.7736."""
+    default = 1.0 / max(len(y), 1)
+    if len(y) < MIN_CV_ROWS:
+        return default, {}
+    grid = tuple(sorted({default, *L2_GRID}))
+    fold_losses: dict[float, list[float]] = {l2: [] for l2 in grid}
+    fold_hits: dict[float, float] = dict.fromkeys(grid, 0.0)  # classification: held-out rows decided right
+    for kept, held in kfold_splits(y.cpu().numpy(), task != "regression", seed, CV_FOLDS):
+        kept, held = torch.from_numpy(kept).to(y.device), torch.from_numpy(held).to(y.device)
+        model = fresh_model()
+        for l2 in sorted(grid, reverse=True):  # warm-started along the path, strongest first
+            fit_lbfgs(model, tuple(x[kept] for x in inputs), y[kept], loss_fn, l2)
+            loss, hits = held_out(model, tuple(x[held] for x in inputs), y[held], loss_fn, task)
+            fold_losses[l2].append(loss)
+            fold_hits[l2] += hits
+    losses = {l2: torch.tensor(v) for l2, v in fold_losses.items() if all(map(math.isfinite, v))}
+    means = {l2: float(v.mean()) for l2, v in losses.items()}
+    if default not in losses:
+        return (min(means, key=means.get) if means else L2_GRID[0]), means
+    best = min(means, key=means.get)
+    difference = losses[best] - losses[default]
+    wins = float(difference.mean() + difference.std() / math.sqrt(len(difference))) < 0
+    wins = wins and (task == "regression" or fold_hits[best] > fold_hits[default])
+    return (best if wins else default), means
+
+
+def fit_full_batch(model: nn.Module, fresh_model: Callable[[], nn.Module], prepared: Prepared, t,
+                   outputs_fn: Callable, score, callbacks: list[Callback]) -> tuple[TrainState, History, dict]:
+    """Train in place by L-BFGS on the training rows (the L2 strength chosen by cross-validation
+    when `t.weight_decay` is None, and written back into it); return the state, a one-row
+    history and the cross-validated loss of each strength tried."""
+    task, on = prepared.task, next(model.parameters()).device
+    inputs, y = device.to_device(prepared.train_inputs, on), prepared.train_y.to(on)
+    loss_fn = training_loss(t, task, prepared.class_counts())
+    path = {}
+    if t.weight_decay is None:
+        t.weight_decay, path = choose_l2(fresh_model, inputs, y, loss_fn, task, t.seed)
+    started = time.perf_counter()
+    loss, iterations = fit_lbfgs(model, inputs, y, loss_fn, t.weight_decay)
+    history = History()
+    state = TrainState(model, None, LoopSettings(epochs=1, lr=1.0), total_steps=iterations, step=iterations,
+                       lr=1.0, started=started)
+    state.train_loss = loss
+    listed = [history] + list(callbacks)
+    for cb in listed:
+        cb.on_train_begin(state)
+    state.val = Validation(outputs_fn, prepared.val_inputs, prepared.val_y, loss_fn, score)(model)
+    for cb in listed:
+        cb.on_epoch_end(state)
+    for cb in listed:
+        cb.on_train_end(state)
+    return state, history, path
