@@ -12,7 +12,8 @@ Prints, never asserts on time:
   9. tune vs zero-config train within one time limit (bench/tune_bench.py): wall ÷ limit, test scores;
   10. data-parallel scaling efficiency, 1 and 2 ranks (bench/scaling.py);
   11. the panel (bench/panel.py): zero-config on 16 real tables it was not tuned on, against an
-     L2 logistic regression / ridge and HistGradientBoosting on identical seeded splits.
+     L2 logistic regression / ridge and HistGradientBoosting on identical seeded splits;
+  12. free text (bench/text_bbc.py): zero-config on the BBC News articles against TF-IDF + LR.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import scaling  # noqa: E402
+import text_bbc  # noqa: E402
 import tune_bench  # noqa: E402
 
 import scaletrain  # noqa: E402
@@ -114,3 +116,5 @@ if __name__ == "__main__":
     scaling.main([])
     print("\n11. panel of real tables (bench/panel.py)")
     panel.main([])
+    print("\n12. free text: BBC News (bench/text_bbc.py)")
+    text_bbc.main(["--splits", "1"])

@@ -4,6 +4,7 @@
     model.safetensors   weights (the model's spec inside)  metrics.json      task, metrics, notes
     history.csv         one row per epoch                  report.html       the report
     cv.json             k-fold results (train --cv)        checkpoints/      resumable state
+    tokenizer.json      text: the fitted tokenizer (Hugging Face `tokenizers` format)
     (a search's folder: leaderboard.csv, tune.json, and best/, a run directory)
 
 Every write is atomic (temporary name, fsync, rename: io.py), so a crash never leaves a
@@ -24,6 +25,7 @@ from scaletrain.io import load_tensors, read_json, save_tensors, write_json, wri
 
 REQUIRED = ("config.yaml", "model.safetensors", "preprocess.json")
 CHECKPOINTS = "checkpoints"
+TOKENIZER = "tokenizer.json"
 
 
 def sha256_of(path: Path) -> str:
@@ -45,6 +47,10 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_yaml(self.path / "config.yaml", config)
         save_tensors(self.path / "model.safetensors", state_dict, metadata={"model_spec": json.dumps(spec)})
+        text = preprocess.get("text")
+        if text is not None:  # the tokenizer in its own standard file, loadable by `tokenizers` alone
+            write_text(self.path / TOKENIZER, text["tokenizer"])
+            preprocess = preprocess | {"text": {k: v for k, v in text.items() if k != "tokenizer"} | {"tokenizer": TOKENIZER}}
         write_json(self.path / "preprocess.json", preprocess)
 
     def write_results(self, metrics: dict, history: list[dict]) -> None:
@@ -92,7 +98,14 @@ class RunDir:
         return load_tensors(self.path / "model.safetensors")
 
     def read_preprocess(self) -> dict:
-        return read_json(self.path / "preprocess.json")
+        state = read_json(self.path / "preprocess.json")
+        text = state.get("text")
+        if text is not None:
+            path = self.path / text["tokenizer"]
+            if not path.is_file():
+                raise RunDirError(f"'{self.path}' is not a complete run directory: {text['tokenizer']} missing")
+            state["text"] = text | {"tokenizer": path.read_text(encoding="utf-8")}
+        return state
 
     def read_metrics(self) -> dict:
         return read_json(self.path / "metrics.json") if (self.path / "metrics.json").is_file() else {}

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from scaletrain.data.schema import Schema
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
+from scaletrain.data.text import encode_texts, length_for, row_texts, token_counts, tokenizer_from_json, train_tokenizer
 from scaletrain.data.values import (
     DATE_PARTS,
     MISSING,
@@ -89,8 +90,15 @@ class TableBlocks:
 
     numbers: torch.Tensor
     categories: torch.Tensor | None
+    tokens: torch.Tensor | None = None  # free text: token ids (rows, length), 0 = padding
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
+        if self.tokens is not None:
+            import torch
+
+            categories = self.categories if self.categories is not None else torch.zeros((len(self.numbers), 0),
+                                                                                         dtype=torch.long)
+            return self.numbers, categories, self.tokens
         return (self.numbers,) if self.categories is None else (self.numbers, self.categories)
 
 
@@ -108,7 +116,18 @@ def fit_table(frame: pd.DataFrame, schema: Schema, scale: str, clip_quantile: fl
     """Return the preprocessing state learned from training rows."""
     stats = TableStats(table_spec(frame, schema), schema.categorical)
     stats.update(frame)
-    return table_state(stats, schema, scale, clip_quantile, missing_indicators, max_onehot)
+    state = table_state(stats, schema, scale, clip_quantile, missing_indicators, max_onehot)
+    return state | ({"text": fit_text(frame, schema.text)} if schema.text else {})
+
+
+def fit_text(frame: pd.DataFrame, columns: list[str]) -> dict:
+    """The text columns' tokenizer (trained on these rows), vocabulary and kept length."""
+    texts = row_texts([frame[c].tolist() for c in columns])
+    tokenizer = train_tokenizer(texts)
+    counts = token_counts(tokenizer, texts)
+    length = length_for(counts)
+    return {"columns": list(columns), "length": length, "vocab_size": tokenizer.get_vocab_size(),
+            "cut_in_training": int((counts > length).sum()), "tokenizer": tokenizer.to_str()}
 
 
 def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: float,
@@ -191,8 +210,9 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
     """Return the model inputs for raw rows, using only the fitted state."""
     import torch
 
+    text = state.get("text")
     needed = (state["columns"]["numeric_raw"] + state["columns"]["boolean"]
-              + list(state["columns"]["datetime"]) + state["columns"]["categorical"])
+              + list(state["columns"]["datetime"]) + state["columns"]["categorical"] + (text["columns"] if text else []))
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"{source} lacks column(s) {missing[:5]} that the model was trained on")
@@ -218,7 +238,12 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
         for col in state["embed"]:
             codes.append(_category_codes(frame[col["name"]], col["categories"]))
         categories = torch.from_numpy(np.stack(codes, axis=1).astype(np.int64))
-    return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories)
+    tokens = None
+    if text:
+        ids, _ = encode_texts(tokenizer_from_json(text["tokenizer"]), row_texts([frame[c].tolist() for c in text["columns"]]),
+                              text["length"])
+        tokens = torch.from_numpy(ids)
+    return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens)
 
 
 # ---------------------------------------------------------------- images

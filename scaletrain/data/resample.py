@@ -26,8 +26,9 @@ def resample(inputs: tuple[torch.Tensor, ...], y: torch.Tensor, method: str, see
         index, _ = sampler.fit_resample(np.arange(len(labels))[:, None], labels)
         index = torch.from_numpy(np.sort(index[:, 0]))
         return tuple(x[index] for x in inputs), y[index]
-    if any(x.dim() > 2 for x in inputs):
-        raise ConfigError("data.resample=smote interpolates table rows; use oversample or undersample for images")
+    if any(x.dim() > 2 for x in inputs) or len(inputs) > 2:
+        raise ConfigError("data.resample=smote interpolates numbers and categories; use oversample or undersample "
+                          "for images and for tables with free text")
     rarest = int(np.bincount(labels).min())
     if rarest < 2:
         raise ConfigError("data.resample=smote needs at least 2 training rows of every class; use oversample")

@@ -23,6 +23,7 @@ class Schema:
     categorical: list[str] = field(default_factory=list)
     boolean: list[str] = field(default_factory=list)
     datetime: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # free text: tokenized, a bag of word pieces
     dropped: dict[str, str] = field(default_factory=dict)  # column -> reason
 
 
@@ -90,10 +91,10 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
     text = values.astype(str)
     if n_unique == len(values) and n_rows > 20:
         if text.str.len().mean() > 30:
-            return "dropped", "free text (text support arrives with the text issue)"
+            return "text", None
         return "dropped", "ID-like (a different value on every row)"
     if text.str.len().mean() > 30 and n_unique > 0.5 * len(values):
-        return "dropped", "free text (text support arrives with the text issue)"
+        return "text", None
     return "categorical", None
 
 
@@ -140,7 +141,7 @@ def check_target(y: pd.Series, task: str, column: str) -> None:
             raise TargetError(f"target column '{column}' holds inf values; remove those rows")
 
 
-ROLES = ("numeric", "categorical", "boolean", "datetime", "drop")
+ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "drop")
 
 
 def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto",

@@ -110,7 +110,8 @@ class Table(Modality):
         from scaletrain.models.registry import ModelSpec
 
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
-                         cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]))
+                         cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
+                         vocab_size=prepared.preprocess.get("text", {}).get("vocab_size", 0))
 
     def stream_tensors(self, state: dict, where: str):
         from scaletrain.data.stream import table_tensors
@@ -172,6 +173,12 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
                "train_rows": len(train), "val_rows": len(val), "test_rows": len(test_frame)}
     if summary["duplicate_rows"]:
         notes.append(f"{summary['duplicate_rows']} duplicate rows found (kept)")
+    if "text" in state:
+        t = state["text"]
+        notes.append(f"text column(s) {', '.join(t['columns'])}: WordPiece tokenizer trained on the training rows "
+                     f"({t['vocab_size']:,} pieces, tokenizer.json), {t['length']} tokens kept per row "
+                     f"({t['cut_in_training']} of {len(train)} training texts cut); read as a bag of pieces and "
+                     "piece pairs (fastText style)")
     return Prepared(
         "table", schema.task, state,
         transform_table(state, train, source.name).tensors(), encode_target(state["target"], train[target]),

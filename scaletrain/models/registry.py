@@ -24,6 +24,7 @@ class ModelSpec:
     shape: tuple = ()              # images: (channels, height, width)
     mean: tuple = ()
     std: tuple = ()
+    vocab_size: int = 0            # tables with free text: the tokenizer's vocabulary (0: no text)
     members: int = 1               # above 1: a bagged ensemble of that many copies of the model
     average: str = "mean"          # how the ensemble averages them (models/ensemble.py)
 
@@ -41,7 +42,7 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
     if spec.shape:  # images: flattened pixels
         c, h, w = spec.shape
         return FlatImageNet(Normalize(list(spec.mean), list(spec.std)), body(c * h * w))
-    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body)
+    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, spec.vocab_size)
 
 
 def build_linear(spec: ModelSpec, m) -> nn.Module:

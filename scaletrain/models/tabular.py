@@ -24,19 +24,42 @@ def mlp_layers(n_in: int, hidden: list[int], n_out: int, activation: str, dropou
     return nn.Sequential(*layers)
 
 
-class TabularNet(nn.Module):
-    """Embeds high-cardinality categories, concatenates them to dense features, runs a body."""
+class TextBag(nn.Module):
+    """fastText's text encoder: the mean embedding of a text's word pieces and of its hashed
+    piece pairs (bigrams carry word order a bag of pieces loses), padding ignored. Fast and
+    strong when labels are few; the Transformer is the encoder for large data."""
 
-    def __init__(self, n_dense: int, cardinalities: list[int], embedding_dim: int, body_fn):
+    DIM = 64
+    PRIME = 1_000_003  # spreads (a, b) pairs over the buckets
+
+    def __init__(self, vocab_size: int, dim: int = DIM):
+        super().__init__()
+        self.buckets = vocab_size
+        self.pieces = nn.EmbeddingBag(vocab_size, dim, mode="mean", padding_idx=0)
+        self.pairs = nn.EmbeddingBag(vocab_size + 1, dim, mode="mean", padding_idx=0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        a, b = tokens[:, :-1], tokens[:, 1:]
+        pairs = torch.where((a > 0) & (b > 0), (a * self.PRIME + b) % self.buckets + 1, torch.zeros_like(a))
+        return torch.cat([self.pieces(tokens), self.pairs(pairs)], dim=1)
+
+
+class TabularNet(nn.Module):
+    """Embeds high-cardinality categories (and free text, as a bag of pieces), concatenates
+    them to dense features, runs a body."""
+
+    def __init__(self, n_dense: int, cardinalities: list[int], embedding_dim: int, body_fn, vocab_size: int = 0):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(c + 1, embedding_dim) for c in cardinalities)
-        self.body = body_fn(n_dense + embedding_dim * len(cardinalities))
+        self.text = TextBag(vocab_size) if vocab_size else None
+        self.body = body_fn(n_dense + embedding_dim * len(cardinalities) + (2 * TextBag.DIM if vocab_size else 0))
 
-    def forward(self, dense: torch.Tensor, categories: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embeddings:
-            parts = [dense] + [emb(categories[:, i]) for i, emb in enumerate(self.embeddings)]
-            dense = torch.cat(parts, dim=1)
-        return self.body(dense)
+    def forward(self, dense: torch.Tensor, categories: torch.Tensor | None = None,
+                tokens: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [dense] + [emb(categories[:, i]) for i, emb in enumerate(self.embeddings)]
+        if self.text is not None:
+            parts.append(self.text(tokens))
+        return self.body(torch.cat(parts, dim=1) if len(parts) > 1 else dense)
 
 
 class FlatImageNet(nn.Module):

@@ -13,7 +13,7 @@ def test_roles_of_mixed_columns(mixed_frame):
     assert schema.numeric == ["x"] and schema.boolean == ["flag"] and schema.datetime == ["when"]
     assert schema.categorical == ["color", "city"]
     assert "ID-like" in schema.dropped["id"] and schema.dropped["constant"] == "constant"
-    assert "free text" in schema.dropped["notes"]
+    assert schema.text == ["notes"] and "notes" not in schema.dropped  # free text: tokenized, not dropped
 
 
 @pytest.mark.parametrize("values,task", [

@@ -1,0 +1,83 @@
+"""Free text: a WordPiece tokenizer trained on the training rows' text only (Hugging Face
+`tokenizers`, the fast Rust implementation: no reason to write one), and texts turned into
+fixed-length rows of token ids.
+
+Sizes come from the corpus: the vocabulary grows with the square root of its characters
+(Heaps' law: distinct words grow roughly so), the length covers 95% of the texts, and how many
+were cut is counted for the notes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] is id 0: padding is ignored by the bag
+VOCAB_MIN, VOCAB_MAX = 1000, 30000
+LENGTH_MIN, LENGTH_MAX = 8, 512
+LENGTH_QUANTILE = 0.95
+JOIN = " [SEP] "  # several text columns of a row become one text
+
+
+def vocab_size_for(n_chars: int) -> int:
+    """A vocabulary for a corpus of `n_chars` characters: 8·sqrt(chars), as a power of two, in bounds
+    (100 KB of text: 2,048 pieces; 1 MB: 8,192; 10 MB and more: 30,000, about BERT's size)."""
+    size = 2 ** round(math.log2(max(8 * math.sqrt(max(n_chars, 1)), 1)))
+    return int(min(VOCAB_MAX, max(VOCAB_MIN, size)))
+
+
+def length_for(token_counts: np.ndarray) -> int:
+    """Tokens kept per text: 95% of the texts fit, rounded up to a multiple of 8, in bounds."""
+    if len(token_counts) == 0:
+        return LENGTH_MIN
+    length = int(np.ceil(np.quantile(token_counts, LENGTH_QUANTILE) / 8) * 8)
+    return int(min(LENGTH_MAX, max(LENGTH_MIN, length)))
+
+
+def row_texts(columns: list) -> list[str]:
+    """One text per row from one or more text columns (missing values become empty text)."""
+    parts = [["" if _missing(v) else str(v) for v in c] for c in columns]
+    return [JOIN.join(p) if len(p) > 1 else p[0] for p in zip(*parts)] if parts else []
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def train_tokenizer(texts: list[str], vocab_size: int | None = None):
+    """A lower-casing WordPiece tokenizer trained on these texts."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    size = vocab_size or vocab_size_for(sum(len(t) for t in texts))
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=size, special_tokens=SPECIAL,
+                                                                   show_progress=False))
+    return tokenizer
+
+
+def tokenizer_from_json(text: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(text)
+
+
+def token_counts(tokenizer, texts: list[str]) -> np.ndarray:
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return np.array([len(e.ids) for e in tokenizer.encode_batch(texts)], dtype=np.int64)
+
+
+def encode_texts(tokenizer, texts: list[str], length: int) -> tuple[np.ndarray, int]:
+    """Token ids (rows, length), padded with 0, and how many texts were cut to fit."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(length)
+    encodings = tokenizer.encode_batch(texts)
+    ids = np.zeros((len(texts), length), dtype=np.int64)
+    cut = 0
+    for i, e in enumerate(encodings):
+        ids[i, :len(e.ids)] = e.ids
+        cut += bool(e.overflowing)
+    return ids, cut

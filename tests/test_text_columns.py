@@ -1,0 +1,73 @@
+"""Free text in a table: a tokenizer trained on the training rows, a bag of word pieces beside
+the other columns, and everything predict needs in the run directory."""
+import json
+
+import numpy as np
+import pandas as pd
+
+import scaletrain
+from scaletrain.data.text import encode_texts, length_for, train_tokenizer, vocab_size_for
+
+TOPICS = {"sport": ["match", "goal", "team", "coach", "league"], "tech": ["software", "chip", "phone", "cloud", "robot"],
+          "money": ["bank", "market", "shares", "profit", "loan"]}
+FILLER = "the a of and to in is was for on with as by at it from that this".split()
+
+
+def articles(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """The label is in the words (two topic words among filler); `size` is noise beside them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        topic = rng.choice(list(TOPICS))
+        words = list(rng.choice(FILLER, 14)) + list(rng.choice(TOPICS[topic], 2))
+        rng.shuffle(words)
+        rows.append({"body": " ".join(words), "size": rng.normal(), "topic": topic})
+    return pd.DataFrame(rows)
+
+
+def test_a_text_column_is_read_and_decides_the_label(tmp_path):
+    train, test = articles(seed=0), articles(n=150, seed=1)
+    run = scaletrain.fit(train, "topic", test=test, out=tmp_path / "run", model="mlp", epochs=30)
+    assert run.metrics["test"]["accuracy"] > 0.9  # chance is 1/3: the words are used
+    assert "body" not in run.preprocess["dropped"] and run.preprocess["text"]["columns"] == ["body"]
+    assert any("WordPiece tokenizer" in n for n in run.metrics["notes"])
+    stored = json.loads((tmp_path / "run" / "preprocess.json").read_text())
+    assert stored["text"]["tokenizer"] == "tokenizer.json" and (tmp_path / "run" / "tokenizer.json").is_file()
+    loaded = scaletrain.load(tmp_path / "run")
+    expected = run.predict(test.drop(columns="topic"))
+    np.testing.assert_allclose(loaded.predict(test.drop(columns="topic"))["proba_sport"], expected["proba_sport"],
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_the_tokenizer_learns_from_training_rows_only(tmp_path):
+    train, test = articles(seed=0), articles(n=60, seed=1)
+    test["body"] = test["body"] + " zanzibarquux"
+    run = scaletrain.fit(train, "topic", test=test, out=None, model="mlp", epochs=2)
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_str(run.preprocess["text"]["tokenizer"]).get_vocab()
+    assert "zanzibarquux" not in vocab and "goal" in vocab
+
+
+def test_sizes_follow_the_corpus():
+    assert vocab_size_for(1_000) == 1000 and vocab_size_for(100_000) == 2048 and vocab_size_for(1_000_000) == 8192
+    assert vocab_size_for(10**10) == 30000
+    assert length_for(np.array([10] * 97 + [400] * 3)) == 16 and length_for(np.array([2000])) == 512
+    tokenizer = train_tokenizer(["one two three four five six"] * 20)
+    ids, cut = encode_texts(tokenizer, ["one two", "one two three four five six one two three"], 8)
+    assert ids.shape == (2, 8) and cut == 1 and ids[0, 2:].sum() == 0  # padded with 0, the long one cut
+
+
+def test_shards_leave_text_out_and_say_so(tmp_path):
+    from scaletrain.data.shards import prepare_table_shards
+
+    articles().to_csv(tmp_path / "articles.csv", index=False)
+    manifest = prepare_table_shards([str(tmp_path / "articles.csv")], str(tmp_path / "shards"), "topic", verbose=False)
+    assert "body" in str(manifest) and "not used yet" in str(manifest)
+
+
+def test_missing_text_is_empty_text():
+    from scaletrain.data.text import row_texts
+
+    assert row_texts([["a b", None, float("nan"), pd.NA], ["c", "d", "e", "f"]]) == \
+        ["a b [SEP] c", " [SEP] d", " [SEP] e", " [SEP] f"]
