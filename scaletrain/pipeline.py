@@ -199,7 +199,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
         return choose(trained), None, None
     best, results, members = choose_by_cross_validation(trained, prepared)
     prepared.notes.append("zero-config compared " + ", ".join(
-        f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f})"
+        f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f} ± {r['score_std']:.4f})"
         for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds of the training rows "
         f"and kept {best.run.config.model.name}")
     ensemble, mode = None, best.run.config.train.ensemble
