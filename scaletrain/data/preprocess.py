@@ -15,7 +15,15 @@ import pyarrow.compute as pc
 
 from scaletrain.data.schema import Schema
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
-from scaletrain.data.text import encode_texts, length_for, row_texts, token_counts, tokenizer_from_json, train_tokenizer
+from scaletrain.data.text import (
+    counts_and_idf,
+    encode_texts,
+    length_for,
+    piece_weights,
+    row_texts,
+    tokenizer_from_json,
+    train_tokenizer,
+)
 from scaletrain.data.values import (
     DATE_PARTS,
     MISSING,
@@ -91,6 +99,7 @@ class TableBlocks:
     numbers: torch.Tensor
     categories: torch.Tensor | None
     tokens: torch.Tensor | None = None  # free text: token ids (rows, length), 0 = padding
+    weights: torch.Tensor | None = None  # and each token's idf weight (rows sum to 1)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         if self.tokens is not None:
@@ -98,7 +107,7 @@ class TableBlocks:
 
             categories = self.categories if self.categories is not None else torch.zeros((len(self.numbers), 0),
                                                                                          dtype=torch.long)
-            return self.numbers, categories, self.tokens
+            return self.numbers, categories, self.tokens, self.weights
         return (self.numbers,) if self.categories is None else (self.numbers, self.categories)
 
 
@@ -124,10 +133,10 @@ def fit_text(frame: pd.DataFrame, columns: list[str]) -> dict:
     """The text columns' tokenizer (trained on these rows), vocabulary and kept length."""
     texts = row_texts([frame[c].tolist() for c in columns])
     tokenizer = train_tokenizer(texts)
-    counts = token_counts(tokenizer, texts)
+    counts, idf = counts_and_idf(tokenizer, texts)
     length = length_for(counts)
     return {"columns": list(columns), "length": length, "vocab_size": tokenizer.get_vocab_size(),
-            "cut_in_training": int((counts > length).sum()), "tokenizer": tokenizer.to_str()}
+            "cut_in_training": int((counts > length).sum()), "idf": idf, "tokenizer": tokenizer.to_str()}
 
 
 def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: float,
@@ -238,12 +247,12 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
         for col in state["embed"]:
             codes.append(_category_codes(frame[col["name"]], col["categories"]))
         categories = torch.from_numpy(np.stack(codes, axis=1).astype(np.int64))
-    tokens = None
+    tokens = weights = None
     if text:
         ids, _ = encode_texts(tokenizer_from_json(text["tokenizer"]), row_texts([frame[c].tolist() for c in text["columns"]]),
                               text["length"])
-        tokens = torch.from_numpy(ids)
-    return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens)
+        tokens, weights = torch.from_numpy(ids), torch.from_numpy(piece_weights(ids, text["idf"]))
+    return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens, weights)
 
 
 # ---------------------------------------------------------------- images

@@ -64,10 +64,24 @@ def tokenizer_from_json(text: str):
     return Tokenizer.from_str(text)
 
 
-def token_counts(tokenizer, texts: list[str]) -> np.ndarray:
+def counts_and_idf(tokenizer, texts: list[str]) -> tuple[np.ndarray, list[float]]:
+    """Each text's token count, and each piece's inverse document frequency over these texts
+    (scikit-learn's smooth idf: log((1 + n) / (1 + df)) + 1)."""
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    return np.array([len(e.ids) for e in tokenizer.encode_batch(texts)], dtype=np.int64)
+    encodings = tokenizer.encode_batch(texts)
+    df = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
+    for e in encodings:
+        df[np.unique(np.asarray(e.ids, dtype=np.int64))] += 1
+    idf = np.log((1 + len(texts)) / (1 + df)) + 1
+    return np.array([len(e.ids) for e in encodings], dtype=np.int64), [round(float(v), 4) for v in idf]
+
+
+def piece_weights(ids: np.ndarray, idf: list[float]) -> np.ndarray:
+    """Per-token weights of each row: the pieces' idf, padding 0, summing to 1 along the row (an
+    idf-weighted mean: a word in every text counts little, as in TF-IDF)."""
+    weights = np.asarray(idf, dtype=np.float32)[ids] * (ids > 0)
+    return weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
 
 
 def encode_texts(tokenizer, texts: list[str], length: int) -> tuple[np.ndarray, int]:

@@ -177,7 +177,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         t = state["text"]
         notes.append(f"text column(s) {', '.join(t['columns'])}: WordPiece tokenizer trained on the training rows "
                      f"({t['vocab_size']:,} pieces, tokenizer.json), {t['length']} tokens kept per row "
-                     f"({t['cut_in_training']} of {len(train)} training texts cut); read as a bag of pieces and "
+                     f"({t['cut_in_training']} of {len(train)} training texts cut); read as an idf-weighted bag of pieces and "
                      "piece pairs (fastText style)")
     return Prepared(
         "table", schema.task, state,

@@ -25,9 +25,9 @@ def mlp_layers(n_in: int, hidden: list[int], n_out: int, activation: str, dropou
 
 
 class TextBag(nn.Module):
-    """fastText's text encoder: the mean embedding of a text's word pieces and of its hashed
-    piece pairs (bigrams carry word order a bag of pieces loses), padding ignored. Fast and
-    strong when labels are few; the Transformer is the encoder for large data."""
+    """fastText's text encoder: the idf-weighted mean embedding of a text's word pieces and the
+    mean of its hashed piece pairs (bigrams carry word order a bag of pieces loses), padding
+    ignored. Fast and strong when labels are few; the Transformer is the encoder for large data."""
 
     DIM = 64
     PRIME = 1_000_003  # spreads (a, b) pairs over the buckets
@@ -35,13 +35,13 @@ class TextBag(nn.Module):
     def __init__(self, vocab_size: int, dim: int = DIM):
         super().__init__()
         self.buckets = vocab_size
-        self.pieces = nn.EmbeddingBag(vocab_size, dim, mode="mean", padding_idx=0)
+        self.pieces = nn.EmbeddingBag(vocab_size, dim, mode="sum", padding_idx=0)  # weights: an idf mean
         self.pairs = nn.EmbeddingBag(vocab_size + 1, dim, mode="mean", padding_idx=0)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         a, b = tokens[:, :-1], tokens[:, 1:]
         pairs = torch.where((a > 0) & (b > 0), (a * self.PRIME + b) % self.buckets + 1, torch.zeros_like(a))
-        return torch.cat([self.pieces(tokens), self.pairs(pairs)], dim=1)
+        return torch.cat([self.pieces(tokens, per_sample_weights=weights), self.pairs(pairs)], dim=1)
 
 
 class TabularNet(nn.Module):
@@ -55,10 +55,10 @@ class TabularNet(nn.Module):
         self.body = body_fn(n_dense + embedding_dim * len(cardinalities) + (2 * TextBag.DIM if vocab_size else 0))
 
     def forward(self, dense: torch.Tensor, categories: torch.Tensor | None = None,
-                tokens: torch.Tensor | None = None) -> torch.Tensor:
+                tokens: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
         parts = [dense] + [emb(categories[:, i]) for i, emb in enumerate(self.embeddings)]
         if self.text is not None:
-            parts.append(self.text(tokens))
+            parts.append(self.text(tokens, weights))
         return self.body(torch.cat(parts, dim=1) if len(parts) > 1 else dense)
 
 
