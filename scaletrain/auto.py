@@ -42,6 +42,11 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
             candidate.train.optimizer = "lbfgs"
         elif len(names) > 1 and name == "linear" and candidate.train.early_stopping is None:
             candidate.train.early_stopping = 0  # streamed: trained by the recipe's optimizer to its end
+        if name != "transformer" and candidate.model.init_from and len(names) > 1:
+            from scaletrain.train.transfer import pretrained_shape
+
+            if pretrained_shape(candidate.model.init_from) is not None:  # a text encoder: only the
+                candidate.model.init_from = None  # Transformer starts from it; the others share its tokenizer
         if len(names) > 1 and candidate.train.time_limit:
             candidate.train.time_limit /= len(names)
         tried.append(resolve(candidate, facts))
@@ -65,6 +70,8 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
     m = c.model
     if m.name == "auto":
         m.name = recipe.model
+    if m.name == "transformer":
+        _resolve_transformer(c, facts)
     if m.width is None:
         large = facts.n_train >= 20000
         m.width = (16 if large else 32) if m.name in CONV_NETS else (256 if large else 128)
@@ -76,11 +83,38 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
         m.dropout = recipe.dropout
     if m.norm == "auto":
         m.norm = "none"
-    if m.init == "auto":
+    if m.init == "auto" and m.name != "transformer":  # auto there: BERT's N(0, 0.02)
         m.init = "xavier" if m.activation == "tanh" else "kaiming"
     if m.embedding_dim is None:
         # fastai's rule of thumb for embedding width, capped: 1.6 * cardinality ** 0.56
         m.embedding_dim = int(min(32, max(4, round(1.6 * max(facts.max_cardinality, 1) ** 0.56))))
+
+
+def _resolve_transformer(c: Config, facts: DataFacts) -> None:
+    """The encoder's shape: a pretrained one's (model.init_from), else a small BERT (2 layers,
+    width 256: what a few thousand labelled texts can train from scratch); and a step size for
+    fine-tuning (1e-4) or for training from scratch (5e-4), warmed up over 10% of training."""
+    m, t = c.model, c.train
+    if m.init_from:
+        from scaletrain.train.transfer import pretrained_shape
+
+        shape = pretrained_shape(m.init_from)
+        if shape is not None:
+            m.depth, m.width, m.heads, m.ff = shape["layers"], shape["width"], shape["heads"], shape["ff"]
+            m.pre_norm, m.max_positions = shape["pre_norm"], shape["max_positions"]
+            m.dropout = shape["dropout"] if m.dropout is None else m.dropout
+    m.depth = m.depth or 2
+    m.width = m.width or 256
+    m.heads = m.heads or max(1, m.width // 64)
+    m.ff = m.ff or 4 * m.width
+    m.max_positions = m.max_positions or facts.text_length or 512
+    m.dropout = 0.1 if m.dropout is None else m.dropout
+    m.hidden = m.hidden or []
+    t.optimizer = "adamw" if t.optimizer == "auto" else t.optimizer
+    t.lr = t.lr or (1e-4 if m.init_from else 5e-4)
+    t.weight_decay = 0.01 if t.weight_decay is None else t.weight_decay
+    t.warmup = t.warmup or 0.1
+    t.clip = t.clip or 1.0
 
 
 def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:

@@ -190,6 +190,34 @@ def prepare(
 
 @app.command()
 @guarded
+def pretrain(
+    corpus: List[str] = typer.Argument(..., help="Text files, folders or globs: .txt (a document per line, or per "
+                                                 "file with --set data.document=file), JSONL; .gz/.bz2/.xz too."),
+    out: Path = typer.Option(..., help="Run directory (the encoder, tokenizer.json, report, hf/)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config with data/model/train/checkpoint sections."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
+    time_limit: Optional[str] = typer.Option(None, help="Time budget, e.g. 90s, 10m, 1h."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (masks, order, init)."),
+    resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    debug: bool = DEBUG,
+):
+    """Pretrain a Transformer encoder on unlabeled text (BERT's masked language modelling)."""
+    from scaletrain.api import pretrain as run_pretraining
+
+    m = run_pretraining(corpus, out, config=config, sets=set_, verbose=not quiet, resume=resume, seed=seed,
+                        time_limit=time_limit)
+    v = m["validation"]
+    out_console.print(f"masked-LM validation loss {v['val_loss']:.4f}, perplexity {v['val_perplexity']:.2f}, "
+                      f"masked-token accuracy {v['val_score']:.4f} after {m['steps']:,} steps "
+                      f"({m['tokens_per_second']:,.0f} tokens/s)")
+    for note in m["notes"]:
+        out_console.print(f"note: {note}", highlight=False)
+    out_console.print(f"run directory: {out} (Hugging Face: {out / 'hf'})" if m.get("hf") else f"run directory: {out}")
+
+
+@app.command()
+@guarded
 def tune(
     data: str = typer.Argument(..., help="Table file or image data, as for train."),
     target: Optional[str] = typer.Option(None, help="Target column (tables)."),

@@ -56,10 +56,19 @@ class DataConfig(_Section):
     augment_scale: Rate = 0.0
     augment_noise: NonNegative = 0.0
     augment_erase: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # free text: a tokenizer.json, or a run directory holding one, used instead of training a
+    # tokenizer on the training rows (None: trained; set from model.init_from when that is given)
+    tokenizer: str | None = None
+    # plain-text corpora (pretrain): a document per line or per file; JSONL's text field
+    document: Literal["line", "file"] = "line"
+    text_field: str = "text"
+    # masked-LM pretraining: tokens per packed block, and the share of tokens chosen to predict
+    block_size: Annotated[int, Field(ge=8)] | None = None
+    mask_rate: Share = 0.15
 
 
 class ModelConfig(_Section):
-    name: Literal["auto", "linear", "mlp", "cnn", "resnet"] = "auto"
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "transformer"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
     width: AtLeastOne | None = None
@@ -68,6 +77,14 @@ class ModelConfig(_Section):
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     init: Literal["auto", "uniform", "normal", "xavier", "kaiming"] = "auto"
     embedding_dim: AtLeastOne | None = None
+    # transformer: depth is its layers and width its hidden size (None: from the data's size)
+    heads: AtLeastOne | None = None
+    ff: AtLeastOne | None = None  # feed-forward size (None: 4 x width)
+    pre_norm: bool = False  # LayerNorm before each sublayer (stabler when deep); BERT's post-norm exports to HF
+    max_positions: AtLeastOne | None = None
+    # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
+    # starts this model: its tokenizer is reused and only the head is new
+    init_from: str | None = None
 
 
 class TrainConfig(_Section):
@@ -102,6 +119,9 @@ class TrainConfig(_Section):
     # into one model; auto: kept when that beats the single model on the validation rows
     ensemble: Literal["auto", "on", "off"] = "auto"
     grad_accum: AtLeastOne = 1
+    # fine-tuning a pretrained encoder: each layer below the head learns at this factor of the
+    # one above it (layer-wise learning-rate decay; 1: one rate for all)
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     early_stopping: Count | None = None

@@ -104,6 +104,8 @@ def load_and_prepare(cfg: Config, data, y, test) -> tuple:
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
     source = load_source(data, y, size=size, channels=cfg.data.channels)
     test_source = load_test_source(source, test) if test is not None else None
+    if cfg.model.init_from and cfg.data.tokenizer is None:  # a pretrained encoder reads its own pieces
+        cfg.data.tokenizer = cfg.model.init_from
     prepared = prepare(source, test_source, cfg.data, cfg.train.seed)
     return source, resampled(prepared, cfg.data.resample, cfg.train.seed)
 

@@ -5,6 +5,7 @@
     history.csv         one row per epoch                  report.html       the report
     cv.json             k-fold results (train --cv)        checkpoints/      resumable state
     tokenizer.json      text: the fitted tokenizer (Hugging Face `tokenizers` format)
+    hf/                 pretraining runs: encoder + tokenizer for Hugging Face transformers
     (a search's folder: leaderboard.csv, tune.json, and best/, a run directory)
 
 Every write is atomic (temporary name, fsync, rename: io.py), so a crash never leaves a
@@ -26,6 +27,7 @@ from scaletrain.io import load_tensors, read_json, save_tensors, write_json, wri
 REQUIRED = ("config.yaml", "model.safetensors", "preprocess.json")
 CHECKPOINTS = "checkpoints"
 TOKENIZER = "tokenizer.json"
+HF = "hf"
 
 
 def sha256_of(path: Path) -> str:
@@ -52,6 +54,36 @@ class RunDir:
             write_text(self.path / TOKENIZER, text["tokenizer"])
             preprocess = preprocess | {"text": {k: v for k, v in text.items() if k != "tokenizer"} | {"tokenizer": TOKENIZER}}
         write_json(self.path / "preprocess.json", preprocess)
+
+    def write_tokenizer(self, tokenizer_json: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text(self.path / TOKENIZER, tokenizer_json)
+
+    def write_pretrained(self, config: dict, state_dict: dict[str, torch.Tensor], encoder: dict) -> None:
+        """A pretraining run: the masked-LM's weights, its encoder's shape in their metadata."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_yaml(self.path / "config.yaml", config)
+        save_tensors(self.path / "model.safetensors", state_dict,
+                     metadata={"model_spec": json.dumps({"kind": "masked_lm", "encoder": encoder})})
+
+    def write_hf(self, tensors: dict[str, torch.Tensor], config: dict, tokenizer_config: dict) -> Path:
+        """`hf/`: what Hugging Face transformers' Auto classes load (the tokenizer copied in)."""
+        folder = self.path / HF
+        folder.mkdir(parents=True, exist_ok=True)
+        save_tensors(folder / "model.safetensors", tensors, metadata={"format": "pt"})
+        write_json(folder / "config.json", config)
+        write_text(folder / TOKENIZER, (self.path / TOKENIZER).read_text(encoding="utf-8"))
+        write_json(folder / "tokenizer_config.json", tokenizer_config)
+        return folder
+
+    def is_pretrained(self) -> bool:
+        return (self.path / "model.safetensors").is_file() and self.read_spec().get("kind") == "masked_lm"
+
+    def read_tokenizer(self) -> str:
+        path = self.path / TOKENIZER
+        if not path.is_file():
+            raise RunDirError(f"'{self.path}' has no {TOKENIZER}; is it a pretraining or text run directory?")
+        return path.read_text(encoding="utf-8")
 
     def write_results(self, metrics: dict, history: list[dict]) -> None:
         if metrics:

@@ -55,7 +55,7 @@ def test_sizes_follow_the_corpus():
     assert length_for(np.array([10] * 97 + [400] * 3)) == 16 and length_for(np.array([2000])) == 512
     tokenizer = train_tokenizer(["one two three four five six"] * 20)
     ids, cut = encode_texts(tokenizer, ["one two", "one two three four five six one two three"], 8)
-    assert ids.shape == (2, 8) and cut == 1 and ids[0, 2:].sum() == 0  # padded with 0, the long one cut
+    assert ids.shape == (2, 8) and cut == 1 and ids[0, 4:].sum() == 0  # [CLS] one two [SEP], padded with 0
 
 
 def test_shards_leave_text_out_and_say_so(tmp_path):

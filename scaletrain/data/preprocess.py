@@ -6,6 +6,7 @@ JSON data instead of pickled objects, so a run directory is safe to load and to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 from scaletrain.data.schema import Schema
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
 from scaletrain.data.text import (
+    LENGTH_MAX,
     counts_and_idf,
     encode_texts,
     length_for,
@@ -99,7 +101,7 @@ class TableBlocks:
     numbers: torch.Tensor
     categories: torch.Tensor | None
     tokens: torch.Tensor | None = None  # free text: token ids (rows, length), 0 = padding
-    weights: torch.Tensor | None = None  # and each token's idf weight (rows sum to 1)
+    weights: torch.Tensor | None = None  # and each token's weight (a bag of them: the row's TF-IDF)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         if self.tokens is not None:
@@ -121,22 +123,39 @@ def table_spec(frame: pd.DataFrame, schema: Schema) -> dict:
 
 
 def fit_table(frame: pd.DataFrame, schema: Schema, scale: str, clip_quantile: float,
-              missing_indicators: bool, max_onehot: int) -> dict:
+              missing_indicators: bool, max_onehot: int, tokenizer: str | None = None) -> dict:
     """Return the preprocessing state learned from training rows."""
     stats = TableStats(table_spec(frame, schema), schema.categorical)
     stats.update(frame)
     state = table_state(stats, schema, scale, clip_quantile, missing_indicators, max_onehot)
-    return state | ({"text": fit_text(frame, schema.text)} if schema.text else {})
+    return state | ({"text": fit_text(frame, schema.text, tokenizer)} if schema.text else {})
 
 
-def fit_text(frame: pd.DataFrame, columns: list[str]) -> dict:
-    """The text columns' tokenizer (trained on these rows), vocabulary and kept length."""
+def fit_text(frame: pd.DataFrame, columns: list[str], tokenizer_from: str | None = None) -> dict:
+    """The text columns' tokenizer (trained on these rows, or given), vocabulary and kept length."""
     texts = row_texts([frame[c].tolist() for c in columns])
-    tokenizer = train_tokenizer(texts)
+    tokenizer, longest = given_tokenizer(tokenizer_from) if tokenizer_from else (train_tokenizer(texts), LENGTH_MAX)
     counts, idf = counts_and_idf(tokenizer, texts)
-    length = length_for(counts)
+    length = min(length_for(counts), longest)
     return {"columns": list(columns), "length": length, "vocab_size": tokenizer.get_vocab_size(),
             "cut_in_training": int((counts > length).sum()), "idf": idf, "tokenizer": tokenizer.to_str()}
+
+
+def given_tokenizer(where: str) -> tuple[object, int]:
+    """A tokenizer from a tokenizer.json or a run directory, and the longest text its encoder
+    reads (a pretraining run's positions; else LENGTH_MAX)."""
+    from scaletrain.rundir import RunDir
+
+    path = Path(where)
+    if path.is_file():
+        try:
+            return tokenizer_from_json(path.read_text(encoding="utf-8")), LENGTH_MAX
+        except Exception as exc:  # tokenizers raises its own exception type on a bad file
+            raise DataError(f"data.tokenizer '{where}' is not a tokenizer.json file ({exc})") from None
+    run = RunDir(path)
+    tokenizer = tokenizer_from_json(run.read_tokenizer())
+    spec = run.read_spec() if (path / "model.safetensors").is_file() else {}
+    return tokenizer, int(spec.get("encoder", {}).get("max_positions", LENGTH_MAX))
 
 
 def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: float,

@@ -29,12 +29,12 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figure(plot_id: str, title: str, fig) -> str:
+def figure_html(plot_id: str, title: str, fig) -> str:
     return (f'<figure id="{plot_id}"><img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig)}">'
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
 
-def _table(rows: list[dict]) -> str:
+def table_html(rows: list[dict]) -> str:
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
@@ -59,7 +59,7 @@ def learning_curves(history: list[dict], score_name: str) -> str:
     left.set_xlabel("epoch"), left.set_ylabel("loss"), left.legend(), left.grid(alpha=.3)
     right.plot(epochs, [row.get("val_score", np.nan) for row in history], color="tab:green")
     right.set_xlabel("epoch"), right.set_ylabel(f"validation {score_name}"), right.grid(alpha=.3)
-    return _figure("learning-curves", "Learning curves", fig)
+    return figure_html("learning-curves", "Learning curves", fig)
 
 
 def confusion_plot(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> str:
@@ -77,7 +77,7 @@ def confusion_plot(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> str
             for j in labels:
                 ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
                         color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    return _figure("confusion-matrix", "Confusion matrix (test)", fig)
+    return figure_html("confusion-matrix", "Confusion matrix (test)", fig)
 
 
 def residual_plot(y_true: np.ndarray, y_pred: np.ndarray) -> str:
@@ -89,7 +89,7 @@ def residual_plot(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     right.scatter(y_pred, y_true - y_pred, s=8, alpha=.6)
     right.axhline(0, color="gray", lw=1)
     right.set_xlabel("predicted"), right.set_ylabel("residual (true − predicted)"), right.set_title("residuals")
-    return _figure("residuals", "Residuals (test)", fig)
+    return figure_html("residuals", "Residuals (test)", fig)
 
 
 def leaderboard_section(board, score_name: str) -> str:
@@ -109,8 +109,14 @@ def leaderboard_section(board, score_name: str) -> str:
         ax.axhline(float(default["score"].iloc[0]), color="tab:orange", ls="--", label="zero-config default")
     ax.set_xlabel("trial"), ax.set_ylabel(f"validation {score_name}"), ax.grid(alpha=.3), ax.legend(fontsize=8)
     rows = board.drop(columns=[c for c in ("error",) if c in board and not board[c].astype(bool).any()])
-    return ("<h2>Search</h2>" + _figure("search", f"validation {score_name} by trial", fig)
-            + _table(rows.to_dict("records")))
+    return ("<h2>Search</h2>" + figure_html("search", f"validation {score_name} by trial", fig)
+            + table_html(rows.to_dict("records")))
+
+
+def build_page(title: str, body: str) -> str:
+    """A self-contained HTML page around `body`."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 
 def build_report(title: str, summary: dict, metrics: dict, history: list[dict], task: str,
@@ -119,10 +125,10 @@ def build_report(title: str, summary: dict, metrics: dict, history: list[dict], 
     """Return the report as one HTML string; `sections` (HTML) are appended at the end."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    parts.append("<h2>Data</h2>" + _table([{"what": k, "value": v} for k, v in summary.items()]))
+    parts.append("<h2>Data</h2>" + table_html([{"what": k, "value": v} for k, v in summary.items()]))
     if notes:
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append("<h2>Metrics</h2>" + _table([{"split": split, **values} for split, values in metrics.items()]))
+    parts.append("<h2>Metrics</h2>" + table_html([{"split": split, **values} for split, values in metrics.items()]))
     if history:
         parts.append("<h2>Training</h2>" + learning_curves(history, "R²" if task == "regression" else "accuracy"))
     if y_true is not None and len(y_true):
@@ -130,7 +136,7 @@ def build_report(title: str, summary: dict, metrics: dict, history: list[dict], 
             parts.append("<h2>Errors</h2>" + residual_plot(np.asarray(y_true, float), np.asarray(y_pred, float)))
         else:
             parts.append("<h2>Errors</h2>" + confusion_plot(y_true, y_pred, classes))
-            parts.append("<h2>Per-class metrics (test)</h2>" + _table(per_class or []))
+            parts.append("<h2>Per-class metrics (test)</h2>" + table_html(per_class or []))
     parts.extend(sections or [])
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -39,6 +39,7 @@ class DataFacts:
     imbalance: float = 1.0    # largest class count / smallest
     val_minority: int = 0     # validation rows of the rarest class
     streamed: bool = False    # training rows streamed from shards, not held in memory
+    text_length: int = 0      # free text: the token ids kept per row (0: no text)
 
 
 def steps_to_epochs(target_steps: int, steps_per_epoch: int, lo: int, hi: int) -> int:

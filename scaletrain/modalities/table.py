@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig
+from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
 from scaletrain.data.schema import find_target, infer_schema
@@ -69,7 +70,9 @@ class Table(Modality):
         return True  # the registry asks it last: whatever no other modality claims is read as a table
 
     def read(self, path, size, channels) -> Source:
-        return Source(self.name, _name_of(path), frame=read_table(path))
+        folder = Path(path)
+        frame = read_text_folder(folder) if is_text_folder(folder) else read_table(path)
+        return Source(self.name, _name_of(path), frame=frame)
 
     def from_array(self, x, y, size, channels) -> Source | None:
         if isinstance(x, pd.DataFrame):
@@ -97,14 +100,17 @@ class Table(Modality):
         return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
                          n_features=prepared.val_inputs[0].shape[1], max_cardinality=max(cards, default=0),
                          imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
-                         streamed=prepared.shard_url is not None)
+                         streamed=prepared.shard_url is not None,
+                         text_length=prepared.preprocess.get("text", {}).get("length", 0))
 
     def candidates(self, config: Config, facts: DataFacts) -> list[str]:
         """Under SMALL_TABLE training rows zero-config trains a linear model and an MLP: which
-        one generalises better there depends on the data, and both train in seconds."""
+        one generalises better there depends on the data, and both train in seconds. Given a
+        pretrained text encoder (model.init_from), the fine-tuned Transformer takes the MLP's place."""
+        pretrained = bool(config.model.init_from and facts.text_length)  # a pretrained text encoder is given
         if config.model.name == "auto" and facts.n_train < SMALL_TABLE:
-            return ["linear", "mlp"]
-        return [config.model.name]
+            return ["linear", "transformer" if pretrained else "mlp"]
+        return ["transformer" if pretrained and config.model.name == "auto" else config.model.name]
 
     def model_spec(self, prepared: Prepared, n_out: int):
         from scaletrain.models.registry import ModelSpec
@@ -166,7 +172,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
     train, val = pool.iloc[tr], pool.iloc[va]
     require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
     state = fit_table(train, schema, data_cfg.scale, data_cfg.clip_quantile,
-                      data_cfg.missing_indicators, data_cfg.max_onehot)
+                      data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer)
     state["target"] = fit_target(train[target], schema.task)
     state["target_column"] = target
     summary = {"task": schema.task, **table_summary(frame, state),
@@ -175,10 +181,13 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         notes.append(f"{summary['duplicate_rows']} duplicate rows found (kept)")
     if "text" in state:
         t = state["text"]
-        notes.append(f"text column(s) {', '.join(t['columns'])}: WordPiece tokenizer trained on the training rows "
+        whence = f"from {data_cfg.tokenizer}" if data_cfg.tokenizer else "trained on the training rows"
+        notes.append(f"text column(s) {', '.join(t['columns'])}: WordPiece tokenizer {whence} "
                      f"({t['vocab_size']:,} pieces, tokenizer.json), {t['length']} tokens kept per row "
-                     f"({t['cut_in_training']} of {len(train)} training texts cut); read as an idf-weighted bag of pieces and "
-                     "piece pairs (fastText style)")
+                     f"({t['cut_in_training']} of {len(train)} training texts cut)")
+        if not data_cfg.tokenizer:
+            notes.append("with few labels, pretraining on unlabeled text of the same kind helps: `scaletrain pretrain "
+                         "CORPUS --out DIR`, then train with --set model.init_from=DIR")
     return Prepared(
         "table", schema.task, state,
         transform_table(state, train, source.name).tensors(), encode_target(state["target"], train[target]),

@@ -33,7 +33,7 @@ def apply_init(model: nn.Module, scheme: str) -> None:
     """Re-initialise the weights of all Linear/Conv layers of a model with a named scheme."""
     init = INIT_SCHEMES[scheme]
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv1d)):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv1d)) and module.weight.numel():
             init(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

@@ -9,7 +9,8 @@ from torch import nn
 from scaletrain.errors import ConfigError
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
-from scaletrain.models.tabular import FlatImageNet, TabularNet, mlp_layers
+from scaletrain.models.tabular import FlatImageNet, TabularNet, TextBag, mlp_layers
+from scaletrain.models.transformer import EncoderShape, PooledText
 from scaletrain.models.vision import Normalize, build_convnet
 
 
@@ -42,7 +43,9 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
     if spec.shape:  # images: flattened pixels
         c, h, w = spec.shape
         return FlatImageNet(Normalize(list(spec.mean), list(spec.std)), body(c * h * w))
-    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, spec.vocab_size)
+    text = TextBag(spec.vocab_size) if spec.vocab_size and hidden else None
+    linear_text = (spec.vocab_size, spec.n_out) if spec.vocab_size and not hidden else None
+    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, text, linear_text)
 
 
 def build_linear(spec: ModelSpec, m) -> nn.Module:
@@ -51,6 +54,27 @@ def build_linear(spec: ModelSpec, m) -> nn.Module:
 
 def build_mlp(spec: ModelSpec, m) -> nn.Module:
     return _dense_model(spec, m, _hidden(m))
+
+
+def encoder_shape(spec: ModelSpec, m) -> EncoderShape:
+    return EncoderShape(vocab_size=spec.vocab_size, max_positions=m.max_positions or 512, layers=m.depth or 2,
+                        width=m.width or 256, heads=m.heads or 4, ff=m.ff or 4 * (m.width or 256),
+                        dropout=0.1 if m.dropout is None else m.dropout, pre_norm=m.pre_norm)
+
+
+def build_transformer(spec: ModelSpec, m) -> nn.Module:
+    """A Transformer encoder over the free text (its [CLS] state) beside the table's other
+    columns, then the body (a linear head unless model.hidden names layers)."""
+    if not spec.vocab_size:
+        raise ConfigError("model.name=transformer reads free text and this data has no text column; "
+                          "use linear or mlp for tables, cnn or resnet for images")
+    norm = "none" if m.norm == "auto" else m.norm
+
+    def body(n_in: int) -> nn.Module:
+        return mlp_layers(n_in, list(m.hidden or []), spec.n_out, m.activation, m.dropout or 0.0, norm)
+
+    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body,
+                      PooledText(encoder_shape(spec, m)))
 
 
 def _conv(residual: bool) -> Callable:
@@ -68,7 +92,9 @@ MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "mlp": build_mlp,
     "cnn": _conv(residual=False),
     "resnet": _conv(residual=True),
+    "transformer": build_transformer,
 }
+KEEPS_ITS_INIT = ("transformer",)  # initialized as BERT is (models/transformer.py), not re-initialized
 
 
 def build_model(spec: ModelSpec, model_config) -> nn.Module:
@@ -79,5 +105,6 @@ def build_model(spec: ModelSpec, model_config) -> nn.Module:
         return Ensemble([build_model(replace(spec, members=1), model_config) for _ in range(spec.members)],
                         spec.average)
     model = MODELS[model_config.name](spec, model_config)
-    apply_init(model, "kaiming" if model_config.init == "auto" else model_config.init)
+    if model_config.name not in KEEPS_ITS_INIT or model_config.init != "auto":
+        apply_init(model, "kaiming" if model_config.init == "auto" else model_config.init)
     return model

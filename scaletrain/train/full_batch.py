@@ -31,8 +31,9 @@ MIN_CV_ROWS = 10 * CV_FOLDS  # below: scikit-learn's default strength (C=1, i.e.
 
 
 def l2_penalty(model: nn.Module) -> torch.Tensor:
-    """Half the squared norm of the weight matrices (biases and norms are not penalized)."""
-    return 0.5 * sum(p.pow(2).sum() for p in model.parameters() if p.dim() >= 2)
+    """Half the squared norm of the weight matrices (biases and norms are not penalized), each
+    scaled by its `l2_scale` where a module sets one (models/tabular.py: TF-IDF weights)."""
+    return 0.5 * sum(getattr(p, "l2_scale", 1.0) * p.pow(2).sum() for p in model.parameters() if p.dim() >= 2)
 
 
 def fit_lbfgs(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn, l2: float,

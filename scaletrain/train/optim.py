@@ -10,16 +10,36 @@ from scaletrain.errors import ConfigError
 from scaletrain.train.device import fused_optimizer
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Return groups where only weight matrices/kernels decay (biases and norms do not)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def layer_depth(name: str, layers: int) -> int:
+    """A Transformer parameter's depth: embeddings 0, block i at i + 1, the rest (head) above."""
+    if ".blocks." in f".{name}":
+        return int(name.split("blocks.", 1)[1].split(".", 1)[0]) + 1
+    if any(part in name for part in ("encoder.tokens.", "encoder.positions.", "encoder.embedding_norm.")):
+        return 0
+    return layers + 1
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+    """Return groups where only weight matrices/kernels decay (biases and norms do not); with
+    layer_decay below 1, a Transformer's layers are grouped too, each learning at layer_decay
+    times the rate of the one above (ELECTRA's and BEiT's fine-tuning rule: the pretrained
+    lower layers, already general, move least)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    layers = 1 + max((layer_depth(n, 0) - 1 for n, _ in named if ".blocks." in f".{n}"), default=-1)
+    groups: dict[tuple, dict] = {}
+    for name, p in named:
+        scale = layer_decay ** (layers + 1 - layer_depth(name, layers)) if layer_decay < 1 and layers else 1.0
+        decays = p.dim() >= 2
+        group = groups.setdefault((decays, scale), {"params": [], "weight_decay": weight_decay if decays else 0.0,
+                                                    "lr_scale": scale})
+        group["params"].append(p)
+    return sorted(groups.values(), key=lambda g: (-g["weight_decay"], -g["lr_scale"]))
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float,
+                    layer_decay: float = 1.0) -> torch.optim.Optimizer:
     """Return the named optimizer; "gd" is plain SGD over full batches (the batch size says so)."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, layer_decay)
     fused = fused_optimizer(model)  # one kernel for all parameters on CUDA instead of one per tensor
     builders = {
         "gd": lambda: torch.optim.SGD(groups, lr=lr),
@@ -61,4 +81,4 @@ def lr_factor(progress: float, schedule: str, warmup: float, milestones: list[fl
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

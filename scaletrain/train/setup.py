@@ -17,6 +17,7 @@ from scaletrain.modalities import modality
 from scaletrain.models.registry import ModelSpec, build_model
 from scaletrain.train import device
 from scaletrain.train.losses import output_size, training_loss
+from scaletrain.train.transfer import start_from
 
 
 def seed_everything(seed: int) -> None:
@@ -36,7 +37,14 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
     seed_everything(cfg.train.seed)
     spec = model_spec(cfg, prepared)
     channels_last = modality(prepared.kind).channels_last(cfg.train)
-    return device.place(build_model(spec, cfg.model), cfg.train.device, channels_last), spec
+    model = build_model(spec, cfg.model)
+    if cfg.model.init_from:
+        info = start_from(model, cfg.model.init_from)
+        note = (f"started from {info['path']} (model.init_from): {info['tensors_loaded']} tensors loaded, "
+                f"{len(info['new'])} new ({', '.join(info['new'][:6])}{' …' if len(info['new']) > 6 else ''})")
+        if note not in prepared.notes:
+            prepared.notes.append(note)
+    return device.place(model, cfg.train.device, channels_last), spec
 
 
 def loss_for(t: TrainConfig, prepared: Prepared):

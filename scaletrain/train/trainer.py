@@ -77,7 +77,7 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     """
     loss_fn = training_loss(t, task, class_counts)
     wrapped = device.parallel(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
-    optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
+    optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay, t.layer_decay)
     validation = Validation(outputs_fn, *epoch_subset(val_inputs, val_y, t.early_stopping), loss_fn, score)
     history = History()
     stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None

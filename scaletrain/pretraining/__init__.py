@@ -1,0 +1,1 @@
+"""Masked-LM pretraining of a Transformer encoder on unlabeled text (`scaletrain pretrain`)."""

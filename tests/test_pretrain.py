@@ -1,0 +1,212 @@
+"""Masked-LM pretraining: BERT's masking, packed blocks that keep documents apart, the run
+directory (tokenizer, weights Hugging Face loads with identical logits), exact resume after
+SIGKILL, fine-tuning from it (model.init_from), and damaged corpora."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import scaletrain
+from scaletrain.models.transformer import Encoder, EncoderShape, MaskedLM
+from scaletrain.pretraining.blocks import CLS, MASK, PAD, SEP, MaskedBlocks, mask_tokens, pack
+from scaletrain.rundir import RunDir
+
+TINY = ["model.depth=2", "model.width=32", "model.heads=2", "data.block_size=32", "train.batch_size=16"]
+WORDS = {"sport": "match goal team coach league player win score".split(),
+         "tech": "software chip phone cloud robot code data screen".split()}
+FILLER = "the a of and to in is was for on with as by at it from that this".split()
+
+
+def documents(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    labels = list(rng.choice(list(WORDS), n))
+    texts = [" ".join(rng.permutation(list(rng.choice(FILLER, 12)) + list(rng.choice(WORDS[t], 4)))) for t in labels]
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    texts, _ = documents(600)
+    (folder / "a.txt").write_text("\n".join(texts[:300]) + "\n")
+    import gzip
+
+    with gzip.open(folder / "b.jsonl.gz", "wt") as fh:
+        fh.writelines(f'{{"text": "{t}"}}\n' for t in texts[300:])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pretrained(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pt") / "run"
+    metrics = scaletrain.pretrain(corpus, out, sets=TINY + ["train.epochs=8", "train.lr=0.002"])
+    return out, metrics
+
+
+def test_masking_rates_are_berts():
+    ids = torch.randint(5, 1000, (256, 512))
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    inputs, labels = mask_tokens(ids, 1000, 0.15, torch.Generator().manual_seed(0))
+    chosen = labels >= 0
+    assert abs(chosen[:, 1:-1].float().mean().item() - 0.15) < 0.003
+    assert not chosen[:, 0].any() and not chosen[:, -1].any()  # special tokens are never predicted
+    assert torch.equal(labels[chosen], ids[chosen]) and torch.equal(inputs[~chosen], ids[~chosen])
+    masked = (inputs[chosen] == MASK).float().mean().item()
+    kept = (inputs[chosen] == ids[chosen]).float().mean().item()
+    assert abs(masked - 0.8) < 0.01 and abs(kept - 0.1) < 0.01 and abs(1 - masked - kept - 0.1) < 0.01
+
+
+def test_masks_are_drawn_anew_each_epoch_and_repeat_on_a_resume():
+    blocks = np.random.default_rng(0).integers(5, 100, (40, 16)).astype(np.int32)
+    batches = MaskedBlocks(blocks, np.ones_like(blocks, dtype=np.int16), 8, 100, 0.15, seed=3)
+    first = [labels for _, labels in batches.epoch(0)]
+    again = [labels for _, labels in batches.epoch(0)]
+    resumed = [labels for _, labels in batches.epoch(0, start=2)]
+    second = [labels for _, labels in batches.epoch(1)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again)) and all(
+        torch.equal(a, b) for a, b in zip(first[2:], resumed))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_packed_blocks_keep_documents_apart():
+    ids, segments = pack([[10, 11, 12], [20, 21], [30] * 10], 8)
+    assert ids[0].tolist() == [CLS, 10, 11, 12, SEP, 20, 21, SEP]
+    assert segments[0].tolist() == [1, 1, 1, 1, 1, 2, 2, 2]
+    assert ids[1][0] == CLS and ids[1].tolist().count(30) == 7 and ids[2].tolist()[:5] == [CLS, 30, 30, 30, SEP]
+    assert ids[2][-1] == PAD and segments[2][-1] == 0  # the last block padded
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderShape(vocab_size=50, max_positions=8, layers=2, width=16, heads=2, ff=32)).eval()
+    block, seg = torch.from_numpy(ids[:1]).long(), torch.from_numpy(segments[:1]).long()
+    changed = block.clone()
+    changed[0, 1:4] = torch.tensor([40, 41, 42])  # another first document
+    with torch.no_grad():
+        a, b = encoder(block, seg), encoder(changed, seg)
+    assert torch.allclose(a[0, 5:], b[0, 5:], atol=1e-6)  # the second document does not see the first
+    assert not torch.allclose(a[0, 1:4], b[0, 1:4])
+
+
+def test_pretraining_learns_and_writes_its_run(pretrained):
+    out, metrics = pretrained
+    history = pd.read_csv(out / "history.csv")
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0] - 0.5  # the masked words get predicted
+    assert metrics["validation"]["val_perplexity"] == pytest.approx(np.exp(metrics["validation"]["val_loss"]))
+    for name in ("config.yaml", "model.safetensors", "tokenizer.json", "metrics.json", "report.html",
+                 "hf/config.json", "hf/model.safetensors", "hf/tokenizer.json"):
+        assert (out / name).is_file(), name
+    assert "masked-token accuracy" in (out / "report.html").read_text()
+    assert metrics["documents"] == 600
+
+
+def test_the_tokenizer_round_trips_through_the_run_directory(pretrained, corpus):
+    from tokenizers import Tokenizer
+
+    out, _ = pretrained
+    text = (corpus / "a.txt").read_text().splitlines()[0]
+    stored = Tokenizer.from_str(RunDir(out).read_tokenizer())
+    assert stored.encode(text).ids[0] == CLS and stored.get_vocab_size() == RunDir(out).read_spec()["encoder"]["vocab_size"]
+    assert Tokenizer.from_file(str(out / "hf" / "tokenizer.json")).encode(text).ids == stored.encode(text).ids
+
+
+def test_hugging_face_loads_the_encoder_with_identical_logits(pretrained, corpus):
+    transformers = pytest.importorskip("transformers")
+    out, _ = pretrained
+    spec = RunDir(out).read_spec()["encoder"]
+    ours = MaskedLM(EncoderShape(**spec)).eval()
+    ours.load_state_dict(RunDir(out).read_weights())
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(out / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out / "hf")
+    texts = (corpus / "a.txt").read_text().splitlines()[:4]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        mine, hf = ours(batch["input_ids"]), theirs(**batch).logits
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(mine[real], hf[real], atol=1e-4)
+
+
+def test_init_from_loads_every_encoder_tensor_and_only_the_head_is_new(pretrained, tmp_path):
+    out, _ = pretrained
+    texts, labels = documents(160, seed=5)
+    frame = pd.DataFrame({"text": texts, "topic": labels})
+    run = scaletrain.fit(frame, "topic", out=tmp_path / "ft", sets=["model.name=transformer",
+                                                                      f"model.init_from={out}", "train.epochs=3"])
+    encoder_tensors = sum(name.startswith("encoder.") for name in RunDir(out).read_weights())
+    note = next(n for n in run.metrics["notes"] if "model.init_from" in n)
+    assert f"{encoder_tensors} tensors loaded, 2 new (body.0.weight, body.0.bias)" in note
+    assert run.preprocess["text"]["tokenizer"] == RunDir(out).read_tokenizer()  # its tokenizer reused
+    assert run.config.model.depth == 2 and run.config.model.width == 32  # the pretrained shape
+    loaded = scaletrain.load(tmp_path / "ft")  # self-contained: predicts without the pretraining run
+    assert len(loaded.predict(frame.drop(columns="topic").head(5))) == 5
+
+
+def test_layer_decay_slows_the_lower_layers():
+    from scaletrain.train.optim import param_groups
+
+    model = MaskedLM(EncoderShape(vocab_size=50, max_positions=8, layers=2, width=16, heads=2, ff=32))
+    groups = param_groups(model, 0.01, layer_decay=0.5)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    assert scale[id(model.encoder.tokens.weight)] == 0.125 and scale[id(model.encoder.blocks[0].qkv.weight)] == 0.25
+    assert scale[id(model.encoder.blocks[1].qkv.weight)] == 0.5 and scale[id(model.head_dense.weight)] == 1.0
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "scaletrain", "pretrain", *map(str, args)]
+
+
+def test_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
+    sets = [a for s in TINY + ["train.epochs=3", "checkpoint.every_steps=4", "train.threads=1"] for a in ("--set", s)]
+    whole = subprocess.run(_cli(corpus, "--out", tmp_path / "whole", *sets, "--quiet"), capture_output=True,
+                           text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    process = subprocess.Popen(_cli(corpus, "--out", tmp_path / "cut", *sets, "--quiet"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "cut" / "checkpoints").glob("*.safetensors")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "cut" / "metrics.json").exists()  # killed mid-run
+    resumed = subprocess.run(_cli(corpus, "--out", tmp_path / "cut", *sets, "--resume", "--quiet"),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = RunDir(tmp_path / "whole").read_weights(), RunDir(tmp_path / "cut").read_weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_damaged_corpora_are_skipped_with_notes_or_refused(tmp_path):
+    from scaletrain.data.corpus import MAX_DOCUMENT_CHARS, Corpus, corpus_files
+    from scaletrain.errors import DataError
+
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n\n\nplain line\n".encode("latin-1"))
+    (tmp_path / "long.txt").write_text(("word " * (10 * 1024 * 1024 // 5)).strip())
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\nnot json\n{"other": 1}\n')
+    corpus = Corpus(corpus_files([tmp_path]))
+    docs = list(corpus)
+    notes = " | ".join(corpus.notes())
+    assert "binary files (binary.txt)" in notes and "not valid UTF-8" in notes and "empty documents" in notes
+    assert "cut into pieces" in notes and "do not parse" in notes and "without a text 'text' field" in notes
+    assert max(map(len, docs)) <= MAX_DOCUMENT_CHARS and "caf\ufffd au lait" in docs and "fine" in docs
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "garbage.txt").write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(DataError, match="holds no text"):
+        scaletrain.pretrain(tmp_path / "only", tmp_path / "out", sets=TINY)
+    result = subprocess.run(_cli(tmp_path / "nothing*.txt", "--out", tmp_path / "o2"), capture_output=True, text=True)
+    assert result.returncode == 2 and "no files match" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_folder_of_text_files_per_class_trains_and_predicts(tmp_path):
+    texts, labels = documents(120, seed=2)
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / label / f"{i:03d}.txt").write_text(text)
+    run = scaletrain.fit(tmp_path / "data", out=None, model="linear", epochs=30)
+    assert run.metrics["test"]["accuracy"] > 0.9
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "x.txt").write_text("goal match team the a of")
+    assert run.predict(tmp_path / "new")["prediction"].tolist() == ["sport"]
