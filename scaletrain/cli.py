@@ -170,13 +170,18 @@ def prepare(
     config: Optional[Path] = typer.Option(None, help="YAML config (data.task, data.columns, split fractions)."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     seed: int = typer.Option(0, help="Seed of the train/val/test split."),
+    corpus: bool = typer.Option(False, help="SOURCES are unlabeled text for `pretrain`: tokenize them in parallel "
+                                            "processes into blocks of data.block_size tokens."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
-    """Convert tables or an image folder once into Parquet shards with a manifest and statistics, for streaming."""
+    """Convert tables or an image folder once into Parquet shards with a manifest and statistics, for streaming
+    (or, with --corpus, a text corpus into tokenized blocks for pretraining)."""
     from scaletrain.config import make_config  # not through the API: prepare runs without torch
     from scaletrain.modalities import prepare_shards
 
+    if corpus:
+        return _prepare_corpus(sources, out, make_config(config, set_), quiet)
     d = make_config(config, set_).data
     manifest = prepare_shards(sources, out, target=target or d.target, task=d.task, roles=d.columns,
                               shard_size=parse_size(shard_size), val_fraction=d.val_fraction,
@@ -186,6 +191,21 @@ def prepare(
     out_console.print(f"{len(manifest['sources'])} file(s) → {len(manifest['shards'])} shard(s) in {out}: "
                       f"{rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows "
                       f"in {manifest['seconds']:.1f}s", highlight=False)
+
+
+def _prepare_corpus(sources: list[str], out: str, cfg, quiet: bool) -> None:
+    import time
+
+    from scaletrain.pretraining.run import PretrainRecipe, corpus_tokenizer
+    from scaletrain.pretraining.shards import prepare_corpus
+
+    started = time.perf_counter()
+    block = cfg.data.block_size or PretrainRecipe.block_size
+    m = prepare_corpus(sources, out, corpus_tokenizer(sources, cfg), block, cfg.data.document, cfg.data.text_field,
+                       cfg.data.loader_workers, verbose=not quiet)
+    out_console.print(f"{m['documents']:,} documents → {m['blocks']:,} blocks of {block} tokens ({m['tokens']:,} tokens, "
+                      f"{len(m['shards'])} shards) in {out} in {time.perf_counter() - started:.1f}s; "
+                      f"pretrain with `scaletrain pretrain {out} --out DIR`", highlight=False)
 
 
 @app.command()
@@ -307,7 +327,10 @@ def evaluate(
 def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = DEBUG):
     """Show what a run was trained on, how, and with which results."""
     from scaletrain.api import load
+    from scaletrain.rundir import RunDir
 
+    if RunDir(run).is_pretrained():
+        return _pretraining_info(run)
     loaded = load(run)
     m, c = loaded.metrics, loaded.config
     table = Table(title=f"run {run}", show_header=False)
@@ -327,6 +350,28 @@ def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = D
     out_console.print(table)
     if m.get("test") or m.get("val"):
         out_console.print(_metrics_table(m, "metrics"))
+
+
+def _pretraining_info(run: Path) -> None:
+    from scaletrain.rundir import RunDir
+
+    d = RunDir(run)
+    m, encoder = d.read_metrics(), d.read_spec()["encoder"]
+    v = m.get("validation", {})
+    table = Table(title=f"pretraining run {run}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rows = {"task": "masked language modelling", "corpus": f"{m.get('documents', 0):,} documents",
+            "encoder": ", ".join(f"{k}={encoder[k]}" for k in ("layers", "width", "heads", "ff", "vocab_size",
+                                                              "max_positions")),
+            "training": f"{m.get('steps', 0):,} steps, {m.get('epochs', 0)} epochs, {m.get('tokens_per_second', 0):,.0f} "
+                        f"tokens/s, {m.get('seconds', 0):.0f}s",
+            "validation": f"masked-LM loss {v.get('val_loss', float('nan')):.4f}, perplexity "
+                          f"{v.get('val_perplexity', float('nan')):.2f}, masked-token accuracy {v.get('val_score', float('nan')):.4f}",
+            "use": f"--set model.init_from={run}" + (f"; Hugging Face: {run / 'hf'}" if m.get("hf") else "")}
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    out_console.print(table)
 
 
 def main() -> None:

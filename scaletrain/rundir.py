@@ -111,6 +111,9 @@ class RunDir:
         if not self.path.is_dir():
             raise RunDirError(f"run directory '{self.path}' does not exist")
         missing = [f for f in REQUIRED if not (self.path / f).is_file()]
+        if missing and self.is_pretrained():
+            raise RunDirError(f"'{self.path}' is a pretraining run (a text encoder, no task head): fine-tune it with "
+                              f"`scaletrain train DATA --target COL --set model.init_from={self.path}`")
         if missing:
             raise RunDirError(f"'{self.path}' is not a complete run directory: {', '.join(missing)} missing")
 

@@ -37,3 +37,22 @@ def test_augmentation_is_on_by_default_and_off_with_data_augment_false():
     on = IMAGE.train_transform(make_config(None, None))(x, 0)
     off = IMAGE.train_transform(make_config(None, ["data.augment=false"]))(x, 0)
     assert torch.equal(off, x.float() / 255) and not torch.allclose(on, off)
+
+
+def test_init_from_takes_an_earlier_image_runs_backbone_and_a_new_head(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from scaletrain.rundir import RunDir
+
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    first, second = digits.target < 5, digits.target >= 5
+    scaletrain.fit(images[first], y=digits.target[first], out=tmp_path / "a", model="cnn", epochs=2)
+    run = scaletrain.fit(images[second], y=digits.target[second], out=tmp_path / "b", model="cnn", epochs=2,
+                         sets=[f"model.init_from={tmp_path / 'a'}"])
+    weights, trained = RunDir(tmp_path / "a").read_weights(), RunDir(tmp_path / "b").read_weights()
+    note = next(n for n in run.metrics["notes"] if "model.init_from" in n)
+    new = note.split("new (")[1].rstrip(")").split(", ")
+    assert f"{len(weights) - 2} tensors loaded, 2 new" in note
+    # the output layer is new although its shape (5 classes) would fit
+    assert len(new) == 2 and all(weights[n].shape == trained[n].shape for n in new)

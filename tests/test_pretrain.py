@@ -210,3 +210,35 @@ def test_a_folder_of_text_files_per_class_trains_and_predicts(tmp_path):
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "x.txt").write_text("goal match team the a of")
     assert run.predict(tmp_path / "new")["prediction"].tolist() == ["sport"]
+
+
+def test_info_describes_a_pretraining_run_and_predict_says_how_to_use_it(pretrained, tmp_path):
+    out, _ = pretrained
+    info = subprocess.run([sys.executable, "-m", "scaletrain", "info", str(out)], capture_output=True, text=True)
+    assert info.returncode == 0 and "masked language modelling" in info.stdout and "perplexity" in info.stdout
+    (tmp_path / "x.csv").write_text("text\nhello\n")
+    result = subprocess.run([sys.executable, "-m", "scaletrain", "predict", str(out), str(tmp_path / "x.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "model.init_from" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prepared_corpus_shards_stream_every_block_once_an_epoch(corpus, tmp_path, monkeypatch):
+    from scaletrain.pretraining import shards
+    from scaletrain.pretraining.shards import ShardedBlocks, read_manifest
+
+    monkeypatch.setattr(shards, "SHARD_BLOCKS", 40)
+    monkeypatch.setattr(shards, "PIECE_BYTES", 2000)  # a.txt cut into byte ranges, tokenized by 2 processes
+    from scaletrain.config import make_config
+    from scaletrain.pretraining.run import corpus_tokenizer
+
+    cfg = make_config(None, TINY)
+    manifest = shards.prepare_corpus([corpus], tmp_path / "blocks", corpus_tokenizer([corpus], cfg), 32, workers=2)
+    whole = shards.prepare_corpus([corpus], tmp_path / "one", corpus_tokenizer([corpus], cfg), 32, workers=1)
+    assert manifest["documents"] == 600 == whole["documents"] and len(manifest["shards"]) > 3
+    batches = ShardedBlocks(tmp_path / "blocks", 16, 0.15, seed=0, held_out=5)
+    seen = [row for (inputs, segments, labels), _ in batches.epoch(0) for row in labels.shape[:1]]
+    assert sum(seen) == manifest["blocks"] - 5 == read_manifest(tmp_path / "blocks")["blocks"] - 5
+    first, resumed = list(batches.epoch(1)), list(batches.epoch(1, start=3))
+    assert all(torch.equal(a[0][0], b[0][0]) for a, b in zip(first[3:], resumed))
+    metrics = scaletrain.pretrain(tmp_path / "blocks", tmp_path / "run", sets=TINY + ["train.epochs=1"])
+    assert metrics["blocks"]["train"] == manifest["blocks"] - metrics["blocks"]["validation"]

@@ -60,8 +60,9 @@ def _is_text_name(path: Path) -> bool:
 class Corpus:
     """Iterates the documents of a list of files; `skipped` counts what was left out and why."""
 
-    def __init__(self, files: list[Path], per: str = "line", field: str = "text"):
+    def __init__(self, files: list[Path], per: str = "line", field: str = "text", span: tuple[int, int] | None = None):
         self.files, self.per, self.field = files, per, field
+        self.span = span  # (start, end) bytes of one plain file: the lines that start in it
         self.skipped: Counter = Counter()
 
     def __iter__(self) -> Iterator[str]:
@@ -78,6 +79,9 @@ class Corpus:
                     yield document
 
     def _documents(self, path: Path) -> Iterator[str]:
+        if self.span is not None:
+            yield from self._span_lines(path, *self.span)
+            return
         opener = OPENERS.get(path.suffix.lower(), open)
         try:
             with opener(path, "rb") as fh:
@@ -105,6 +109,18 @@ class Corpus:
                     yield from self._line(carry, json_lines, path)
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise DataError(f"cannot read corpus file '{path}': {exc}; check that it is complete") from None
+
+    def _span_lines(self, path: Path, start: int, end: int) -> Iterator[str]:
+        json_lines = path.name.lower().endswith((".jsonl", ".json", ".ndjson"))
+        with open(path, "rb") as fh:
+            if start > 0:
+                fh.seek(start - 1)
+                fh.readline()  # the line holding byte start - 1 belongs to the piece before
+            while fh.tell() < end:
+                line = fh.readline()
+                if not line:
+                    break
+                yield from self._line(line.rstrip(b"\n"), json_lines, path)
 
     def _line(self, raw: bytes, json_lines: bool, path: Path) -> Iterator[str]:
         text = self._decode(raw)

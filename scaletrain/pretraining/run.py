@@ -1,10 +1,11 @@
 """`scaletrain pretrain CORPUS --out DIR`: masked-LM pretraining of a Transformer encoder.
 
-The corpus is read once (data/corpus.py), a WordPiece tokenizer trained on it, the documents
-packed into blocks (blocks.py) and the encoder trained by the same loop, checkpoints, time
-limit and progress bar as `train`, with BERT's masking drawn anew each epoch. DIR holds the
-model, tokenizer, metrics (masked-LM loss, perplexity, masked-token accuracy), history,
-report and `hf/` for Hugging Face transformers.
+A WordPiece tokenizer is trained on the corpus (data/corpus.py reads it), the documents are
+tokenized once, in parallel processes, into shards of packed blocks (shards.py; DIR/blocks,
+or a folder `scaletrain prepare --corpus` wrote) and streamed with flat memory into the same
+loop, checkpoints, time limit and progress bar as `train`, BERT's masking drawn anew each
+epoch. DIR holds the model, tokenizer, metrics (masked-LM loss, perplexity, masked-token
+accuracy), history, report and `hf/` for Hugging Face transformers.
 """
 from __future__ import annotations
 
@@ -13,19 +14,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from scaletrain.budget import Budget
 from scaletrain.config import Config
 from scaletrain.data.corpus import Corpus, corpus_files
-from scaletrain.data.text import tokenizer_from_json, train_tokenizer, vocab_size_for
-from scaletrain.errors import DataError
+from scaletrain.data.text import train_tokenizer, vocab_size_for
+from scaletrain.errors import ConfigError, DataError
 from scaletrain.models.transformer import EncoderShape, MaskedLM
-from scaletrain.pretraining.blocks import MaskedBlocks, pack
+from scaletrain.pretraining.blocks import MaskedBlocks, segments_of
 from scaletrain.pretraining.report import write_outputs
-from scaletrain.rundir import TOKENIZER, RunDir
+from scaletrain.pretraining.shards import ShardedBlocks, is_corpus_shards, prepare_corpus, read_manifest
+from scaletrain.rundir import RunDir
 from scaletrain.runtime import cores
 from scaletrain.train import device
 from scaletrain.train.callbacks import History, ProgressBar, TimeLimit
@@ -35,7 +36,6 @@ from scaletrain.train.optim import build_optimizer
 
 TOKENIZER_SAMPLE_CHARS = 50_000_000  # the tokenizer learns from the corpus's first 50 MB of text
 VAL_SHARE, VAL_MAX_BLOCKS = 0.05, 512
-ENCODE_CHUNK = 2048  # documents per tokenizer call (it runs them in parallel threads)
 
 
 @dataclass
@@ -79,58 +79,31 @@ def shape_of(cfg: Config, vocab_size: int) -> EncoderShape:
                         heads=m.heads, ff=m.ff, dropout=m.dropout, pre_norm=m.pre_norm)
 
 
-def read_corpus(sources: list, cfg: Config, out: Path) -> tuple[object, np.ndarray, np.ndarray, list[str], int]:
-    """The tokenizer (reused from DIR on a resume), the packed blocks, notes and documents read."""
+def corpus_tokenizer(sources: list, cfg: Config) -> str:
+    """A WordPiece tokenizer trained on the corpus's first 50 MB, sized from all of it."""
     files = corpus_files(sources)
-    corpus = Corpus(files, cfg.data.document, cfg.data.text_field)
-    saved = out / TOKENIZER
-    if saved.is_file():
-        tokenizer = tokenizer_from_json(saved.read_text(encoding="utf-8"))
-    else:
-        sample, chars = [], 0
-        for doc in corpus:
-            sample.append(doc)
-            chars += len(doc)
-            if chars >= TOKENIZER_SAMPLE_CHARS:
-                break
-        if not sample:
-            raise DataError(f"the corpus ({', '.join(map(str, sources))}) holds no text; "
-                            f"{'; '.join(corpus.notes()) or 'every document was empty'}")
-        size = vocab_size_for(sum(f.stat().st_size for f in files))  # bytes: about the characters
-        tokenizer = train_tokenizer(sample, size)
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    corpus.skipped.clear()
-    count = [0]
-
-    def documents():
-        chunk = []
-        for doc in corpus:
-            chunk.append(doc)
-            if len(chunk) == ENCODE_CHUNK:
-                yield from _encoded(tokenizer, chunk, count)
-                chunk = []
-        yield from _encoded(tokenizer, chunk, count)
-
-    ids, segments = pack(documents(), cfg.data.block_size)
-    if len(ids) < 2:
-        raise DataError(f"the corpus is too small to pretrain on: {len(ids)} block of {cfg.data.block_size} tokens; "
-                        "give more text or a smaller data.block_size")
-    return tokenizer, ids, segments, corpus.notes(), count[0]
+    corpus, sample, chars = Corpus(files, cfg.data.document, cfg.data.text_field), [], 0
+    for doc in corpus:
+        sample.append(doc)
+        chars += len(doc)
+        if chars >= TOKENIZER_SAMPLE_CHARS:
+            break
+    if not sample:
+        raise DataError(f"the corpus ({', '.join(map(str, sources))}) holds no text; "
+                        f"{'; '.join(corpus.notes()) or 'every document was empty'}")
+    return train_tokenizer(sample, vocab_size_for(sum(f.stat().st_size for f in files))).to_str()
 
 
-def _encoded(tokenizer, chunk: list[str], count: list[int]):
-    count[0] += len(chunk)
-    for encoding in tokenizer.encode_batch(chunk, add_special_tokens=False):
-        yield encoding.ids
-
-
-def split_blocks(ids: np.ndarray, segments: np.ndarray, seed: int):
-    """Held-out blocks (5%, at most 512) for the masked-LM validation metrics."""
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_val = int(min(VAL_MAX_BLOCKS, max(1, round(VAL_SHARE * len(ids)))))
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return (ids[train], segments[train]), (ids[val], segments[val])
+def blocks_folder(sources: list, cfg: Config, out: Path, verbose: bool) -> Path:
+    """The corpus's shards: given (`scaletrain prepare --corpus`), else written once into
+    DIR/blocks (a resume finds them there)."""
+    if len(sources) == 1 and is_corpus_shards(sources[0]):
+        return Path(sources[0])
+    folder = out / "blocks"
+    if not is_corpus_shards(folder):
+        prepare_corpus(sources, folder, corpus_tokenizer(sources, cfg), cfg.data.block_size, cfg.data.document,
+                       cfg.data.text_field, cfg.data.loader_workers or cores(), verbose=verbose)
+    return folder
 
 
 def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -161,21 +134,25 @@ def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, 
     """Pretrain on the corpus and write the run directory; return its metrics."""
     started, out, budget = time.perf_counter(), Path(out), Budget(cfg.train.time_limit)
     cfg.data.block_size = cfg.data.block_size or PretrainRecipe.block_size
-    tokenizer, ids, segments, notes, n_docs = read_corpus(sources, cfg, out)
-    (train_ids, train_seg), (val_ids, val_seg) = split_blocks(ids, segments, cfg.train.seed)
-    PretrainRecipe().resolve(cfg, len(train_ids))
+    folder = blocks_folder(sources, cfg, out, verbose)
+    manifest = read_manifest(folder)
+    if manifest["block_size"] != cfg.data.block_size:
+        raise ConfigError(f"'{folder}' holds blocks of {manifest['block_size']} tokens; set data.block_size="
+                          f"{manifest['block_size']} or prepare the corpus again")
+    held_out = int(min(VAL_MAX_BLOCKS, max(1, round(VAL_SHARE * manifest["blocks"])), manifest["shards"][0]["blocks"] - 1))
+    PretrainRecipe().resolve(cfg, manifest["blocks"] - held_out)
     t = cfg.train
     torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
-    shape = shape_of(cfg, tokenizer.get_vocab_size())
+    shape = shape_of(cfg, manifest["vocab_size"])
     model = device.place(MaskedLM(shape), t.device)
     run = RunDir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run.write_tokenizer(tokenizer.to_str())
-    vocab = shape.vocab_size
-    batches = MaskedBlocks(train_ids, train_seg, t.batch_size, vocab, cfg.data.mask_rate, t.seed)
-    validate = MaskedValidation(MaskedBlocks(val_ids, val_seg, 64, vocab, cfg.data.mask_rate, t.seed + 1,
-                                             shuffle=False), torch.device(t.device), t.precision)
+    run.write_tokenizer((folder / manifest["tokenizer"]).read_text(encoding="utf-8"))
+    batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out)
+    val_ids = batches.validation_blocks()
+    validate = MaskedValidation(MaskedBlocks(val_ids, segments_of(torch.from_numpy(val_ids)).numpy(), 64, shape.vocab_size,
+                                             cfg.data.mask_rate, t.seed + 1, shuffle=False),
+                                torch.device(t.device), t.precision)
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
     callbacks = [history, Checkpoint(out / "checkpoints", cfg.checkpoint.every_steps, cfg.checkpoint.every_minutes,
@@ -191,10 +168,12 @@ def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, 
     trained = time.perf_counter()
     state = train_loop(model, batches, mlm_loss, optimizer, settings, validate, callbacks)
     seconds = time.perf_counter() - trained
-    final = state.val or validate(model)
-    metrics = {"task": "masked_lm", "documents": n_docs, "blocks": {"train": len(train_ids), "validation": len(val_ids)},
-               "block_size": cfg.data.block_size, "vocab_size": vocab, "parameters": sum(p.numel() for p in model.parameters()),
-               "steps": state.step, "epochs": len(history.rows), "validation": final,
+    notes = [f"skipped or changed {n:,} {what}" for what, n in sorted(manifest["skipped"].items())]
+    metrics = {"task": "masked_lm", "documents": manifest["documents"], "tokens": manifest["tokens"],
+               "blocks": {"train": manifest["blocks"] - held_out, "validation": held_out},
+               "block_size": cfg.data.block_size, "vocab_size": shape.vocab_size,
+               "parameters": sum(p.numel() for p in model.parameters()), "steps": state.step,
+               "epochs": len(history.rows), "validation": state.val or validate(model),
                "tokens_per_second": round(state.step * t.batch_size * cfg.data.block_size / max(seconds, 1e-9), 1),
                "seconds": round(time.perf_counter() - started, 2), "notes": notes}
     write_outputs(run, cfg, model, metrics, history.rows)
