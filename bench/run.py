@@ -16,6 +16,7 @@ Prints, never asserts on time:
   12. free text (bench/text_bbc.py): zero-config on the BBC News articles against TF-IDF + LR.
   13. few labels (bench/text_few_labels.py): pretrain, then fine-tune on 2% of BBC News.
   14. pretraining speed (bench/pretrain_speed.py): tokens/s against the Hugging Face Trainer.
+  (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
 

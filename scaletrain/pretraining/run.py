@@ -29,7 +29,7 @@ from scaletrain.pretraining.shards import ShardedBlocks, is_corpus_shards, prepa
 from scaletrain.rundir import RunDir
 from scaletrain.runtime import cores
 from scaletrain.train import device
-from scaletrain.train.callbacks import History, ProgressBar, TimeLimit
+from scaletrain.train.callbacks import History, ProgressBar, ReleaseMemory, TimeLimit
 from scaletrain.train.checkpoint import Checkpoint
 from scaletrain.train.loop import LoopSettings, train_loop
 from scaletrain.train.optim import build_optimizer
@@ -150,12 +150,12 @@ def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, 
     run.write_tokenizer((folder / manifest["tokenizer"]).read_text(encoding="utf-8"))
     batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out)
     val_ids = batches.validation_blocks()
-    validate = MaskedValidation(MaskedBlocks(val_ids, segments_of(torch.from_numpy(val_ids)).numpy(), 64, shape.vocab_size,
+    validate = MaskedValidation(MaskedBlocks(val_ids, segments_of(torch.from_numpy(val_ids)).numpy(), 16, shape.vocab_size,
                                              cfg.data.mask_rate, t.seed + 1, shuffle=False),
                                 torch.device(t.device), t.precision)
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
-    callbacks = [history, Checkpoint(out / "checkpoints", cfg.checkpoint.every_steps, cfg.checkpoint.every_minutes,
+    callbacks = [history, ReleaseMemory(), Checkpoint(out / "checkpoints", cfg.checkpoint.every_steps, cfg.checkpoint.every_minutes,
                                      cfg.checkpoint.keep, config=cfg.to_dict(), stateful={"history": history},
                                      resume=resume)]
     if budget.limited:

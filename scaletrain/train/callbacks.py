@@ -1,4 +1,4 @@
-"""Callbacks: early stopping, time limit, history, progress bar, checkpoints."""
+"""Callbacks: early stopping, time limit, history, memory release, progress bar (checkpoints: checkpoint.py)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from scaletrain.runtime import release_freed_memory
 from scaletrain.train.loop import Callback, TrainState
 
 
@@ -88,6 +89,17 @@ class History(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         self.rows.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": state.train_loss,
                           **state.val, "lr": state.lr, "seconds": round(state.elapsed, 3)})
+
+
+class ReleaseMemory(Callback):
+    """Every `every` steps, the heap's freed pages go back to the OS (runtime.release_freed_memory)."""
+
+    def __init__(self, every: int = 10):
+        self.every = every
+
+    def on_step_end(self, state: TrainState, loss) -> None:
+        if state.step % self.every == 0:
+            release_freed_memory()
 
 
 class ProgressBar(Callback):
