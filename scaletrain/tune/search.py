@@ -145,6 +145,9 @@ def _workers(workers: int | None, parallel: bool, data, trials: int | None) -> i
 
 def _objective(plan: Plan, grid: SearchSpace, source, task_rows):
     def objective(trial) -> float:
+        if plan.trials and trial.number >= plan.trials:  # a parallel worker's extra start: no work, not listed
+            trial.study.stop()
+            return float("nan")
         params = grid.suggest(trial)
         started = time.time()
         limit = plan.trial_limit
@@ -222,7 +225,10 @@ def _search(plan: Plan, grid: SearchSpace, source, task_rows, workers: int, budg
             plan.storage = str(journal)
             try:
                 _run_workers(plan, workers, progress, bar)
-                rows += [_trial_row(t) for t in _study(plan, grid).get_trials(deepcopy=False)]
+                # Optuna's trial cap is checked as each trial ends, so parallel workers can start
+                # one more each; the storage numbers trials in order: the planned ones come first
+                rows += [_trial_row(t) for t in _study(plan, grid).get_trials(deepcopy=False)
+                         if not plan.trials or t.number < plan.trials]
             finally:
                 Path(journal).unlink(missing_ok=True)
                 Path(str(journal) + ".lock").unlink(missing_ok=True)
