@@ -3,7 +3,11 @@ training articles' text unlabelled. Pretraining on all training text (labels unu
 fine-tuning on the few, against the same Transformer trained from scratch on the few, TF-IDF +
 LogisticRegression on the few, and zero-config on the few; one seeded stratified split, one run.
 
-`python bench/text_few_labels.py [--share 0.02] [--pretrain 10m] [--depth 2] [--width 128]`
+`python bench/text_few_labels.py [--share 0.02] [--pretrain 12m] [--depth 2] [--width 128]`
+
+"pretrained + fine-tuned" is what `model.name=transformer` with `model.init_from` does by
+default with few labels (a linear probe of the frozen encoder, auto.py); "all layers tuned"
+sets train.freeze=0.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from sklearn.model_selection import train_test_split
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--share", type=float, default=0.02)
-    parser.add_argument("--pretrain", default="10m", help="pretraining time limit")
+    parser.add_argument("--pretrain", default="12m", help="pretraining time limit")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0, help="the train/test split's seed")
@@ -53,6 +57,7 @@ def main(argv: list[str]) -> None:
                   flush=True)
         configs = {
             "pretrained + fine-tuned": ["model.name=transformer", f"model.init_from={run_dir}"],
+            "pretrained, all layers tuned": ["model.name=transformer", f"model.init_from={run_dir}", "train.freeze=0"],
             "same Transformer from scratch": ["model.name=transformer", f"model.depth={args.depth}",
                                               f"model.width={args.width}"],
             "zero-config": [],

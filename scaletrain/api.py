@@ -75,5 +75,16 @@ def pretrain(corpus, out: str | Path, *, config=None, sets: list[str] | None = N
     returns its metrics. With resume=True it continues from the newest checkpoint in `out`."""
     from scaletrain.pretraining.run import pretrain as run_pretraining
 
-    sources = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
-    return run_pretraining(sources, out, config_from(config, sets, **overrides), verbose=verbose, resume=resume)
+    return run_pretraining(_sources(corpus), out, config_from(config, sets, **overrides), verbose=verbose, resume=resume)
+
+
+def pretrain_blocks(corpus, out: str | Path, cfg, verbose: bool = False) -> Path:
+    """Tokenize the corpus into OUT/blocks (unless it is shards already) for a pretraining run."""
+    from scaletrain.pretraining.run import PretrainRecipe, blocks_folder
+
+    cfg.data.block_size = cfg.data.block_size or PretrainRecipe.block_size
+    return blocks_folder(_sources(corpus), cfg, Path(out), verbose)
+
+
+def _sources(corpus) -> list:
+    return [corpus] if isinstance(corpus, (str, Path)) else list(corpus)

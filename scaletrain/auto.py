@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from scaletrain import distributed
 from scaletrain.config import Config
 from scaletrain.errors import ConfigError
 from scaletrain.modalities import DataFacts, modality
@@ -90,10 +91,20 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
         m.embedding_dim = int(min(32, max(4, round(1.6 * max(facts.max_cardinality, 1) ** 0.56))))
 
 
+PROBE_ROWS = 1000  # up to this many labelled rows, a pretrained encoder is probed, not fine-tuned
+
+
 def _resolve_transformer(c: Config, facts: DataFacts) -> None:
     """The encoder's shape: a pretrained one's (model.init_from), else a small BERT (2 layers,
     width 256: what a few thousand labelled texts can train from scratch); and a step size for
-    fine-tuning (1e-4) or for training from scratch (5e-4), warmed up over 10% of training."""
+    fine-tuning (1e-4) or for training from scratch (5e-4), warmed up over 10% of training.
+
+    With few labels (up to PROBE_ROWS rows in memory, one process) a pretrained encoder stays
+    frozen and the head on its pooled features is a logistic regression, solved by full-batch
+    L-BFGS with its L2 strength cross-validated: a linear probe, convex, so it can be refit on
+    every row. BBC News, 33 labelled articles, the same 12-minute pretraining: 0.78 test
+    accuracy fine-tuned by AdamW with the encoder frozen, ~0.70 fine-tuned whole (tuning rows
+    apart from the test split); the probe's figures are in BENCHMARKS.md."""
     m, t = c.model, c.train
     if m.init_from:
         from scaletrain.train.transfer import pretrained_shape
@@ -110,6 +121,14 @@ def _resolve_transformer(c: Config, facts: DataFacts) -> None:
     m.max_positions = m.max_positions or facts.text_length or 512
     m.dropout = 0.1 if m.dropout is None else m.dropout
     m.hidden = m.hidden or []
+    if t.freeze is None:
+        few = facts.n_train <= PROBE_ROWS and not facts.streamed and not distributed.world().active
+        t.freeze = 1.0 if m.init_from and few and t.optimizer in ("auto", "lbfgs") else 0.0
+    if t.freeze == 1 and t.optimizer == "auto" and not m.hidden and not facts.streamed:
+        t.optimizer = "lbfgs"  # weight decay None: cross-validated (train/full_batch.py)
+        m.text_tfidf = True if m.text_tfidf is None else m.text_tfidf
+        return
+    m.text_tfidf = bool(m.text_tfidf)
     t.optimizer = "adamw" if t.optimizer == "auto" else t.optimizer
     t.lr = t.lr or (1e-4 if m.init_from else 5e-4)
     t.weight_decay = 0.01 if t.weight_decay is None else t.weight_decay

@@ -101,8 +101,11 @@ def choose(trained: list[Trained]) -> Trained:
 
 
 def refits(best: Trained, trained: list[Trained]) -> bool:
-    """Zero-config's linear candidate, once chosen, is refit on every row."""
-    return len(trained) > 1 and best.run.config.model.name == "linear"
+    """Zero-config's convex candidate (the linear model, or a linear probe of a frozen
+    pretrained encoder: both solved by L-BFGS), once chosen, is refit on every row; so is a
+    linear probe named alone (with few labels every row counts, and nothing stops early)."""
+    t = best.run.config.train
+    return t.optimizer == "lbfgs" and (len(trained) > 1 or t.freeze == 1)
 
 
 def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
@@ -117,6 +120,6 @@ def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
                      train_y=torch.cat([prepared.train_y, prepared.val_y]))
     cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config
     refit = train_candidate(cfg, merged, None, False, budget=Budget(cfg.train.time_limit))
-    prepared.notes.append("the linear model was refit on training + validation rows "
+    prepared.notes.append(f"the {best.run.config.model.name} model was refit on training + validation rows "
                           "(so its validation metrics are optimistic)")
     return Trained(refit.run, refit.state, refit.seconds + best.seconds, best.best_epoch, best.best_val_loss)

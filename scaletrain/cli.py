@@ -19,6 +19,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out_console = Console()
 err_console = Console(stderr=True)
 DEBUG = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+# data-parallel training (train, pretrain)
+NPROC_PER_NODE = typer.Option(None, help="Data-parallel worker processes on this machine "
+                                         "(torch.distributed's elastic launcher, as torchrun).")
+NNODES = typer.Option(1, help="Machines taking part; each runs this same command.")
+NODE_RANK = typer.Option(None, help="This machine's rank among --nnodes (0 writes the run).")
+RDZV_ENDPOINT = typer.Option(None, help="HOST:PORT where the machines meet (the same on all).")
+MAX_RESTARTS = typer.Option(0, help="Restart the workers up to K times after a failure; they resume from the last "
+                                    "checkpoint.")
+TRAIN_BACKEND = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
+                                           "--nproc-per-node workers).")
 
 
 def guarded(fn):
@@ -64,41 +74,29 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
     cv: Optional[int] = typer.Option(None, help="K-fold cross-validation of this config on a table: prints each "
                                                  "metric as mean ± std over K fits (writes OUT/cv.json with --out)."),
-    nproc_per_node: Optional[int] = typer.Option(None, help="Data-parallel worker processes on this machine "
-                                                            "(torch.distributed's elastic launcher, as torchrun)."),
-    nnodes: int = typer.Option(1, help="Machines taking part; each runs this same command."),
-    node_rank: Optional[int] = typer.Option(None, help="This machine's rank among --nnodes (0 writes the run)."),
-    rdzv_endpoint: Optional[str] = typer.Option(None, help="HOST:PORT where the machines meet (the same on all)."),
-    max_restarts: int = typer.Option(0, help="Restart the workers up to K times after a failure; they resume "
-                                             "from the last checkpoint."),
-    backend: str = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
-                                              "--nproc-per-node workers)."),
+    nproc_per_node: Optional[int] = NPROC_PER_NODE,
+    nnodes: int = NNODES,
+    node_rank: Optional[int] = NODE_RANK,
+    rdzv_endpoint: Optional[str] = RDZV_ENDPOINT,
+    max_restarts: int = MAX_RESTARTS,
+    backend: str = TRAIN_BACKEND,
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
     """Train a model on DATA and write a run directory."""
     from scaletrain import distributed
     from scaletrain.api import default_out, fit
+    from scaletrain.launch import Launch, launch_train
 
     if cv is not None:
         return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)
-    if backend not in ("torch", "ray"):
-        raise typer.BadParameter(f"--backend {backend!r}: choose torch or ray")
-    several = backend == "ray" or (nproc_per_node or 1) > 1 or nnodes > 1
-    if several and not distributed.launched():
-        # this process launches the workers; the run directory is named here, once, so that
-        # every worker (and every restart of one) writes and resumes the same one
+    launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
+                    time_limit, seed, resume, quiet)
+    if launch.launches:
+        # the run directory is named here, once, so that every worker (and every restart of
+        # one) writes and resumes the same one
         out = out or default_out(Path(data).stem or "data")
-        if backend == "ray":
-            _train_on_ray(data, test, out, config, set_, target, seed, time_limit, resume, nproc_per_node or 1)
-        else:
-            argv = ["train", data, "--out", str(out), *(["--test", test] if test else []),
-                    *(["--target", target] if target else []), *(["--config", str(config)] if config else []),
-                    *[a for item in set_ for a in ("--set", item)],
-                    *(["--time-limit", time_limit] if time_limit else []),
-                    *(["--seed", str(seed)] if seed is not None else []), *(["--resume"] if resume else []),
-                    *(["--quiet"] if quiet else [])]
-            distributed.launch(argv, nproc_per_node or 1, nnodes, rdzv_endpoint, max_restarts, node_rank)
+        launch_train(launch, data, test, target, out)
         if (out / "metrics.json").exists():  # the node whose rank 0 wrote the run
             _summary(json.loads((out / "metrics.json").read_text()), out)
         return
@@ -107,18 +105,6 @@ def train(
     # under torchrun only rank 0 reports, and not at all when `train --nproc-per-node` launched it
     if int(os.environ.get("RANK", "0")) == 0 and distributed.LAUNCHED_HERE not in os.environ:
         _summary(run.metrics, run.path)
-
-
-def _train_on_ray(data, test, out, config, sets, target, seed, time_limit, resume, workers: int) -> None:
-    from scaletrain.api import config_from
-    from scaletrain.ray_train import fit_on_ray
-
-    def where(path):  # Ray's workers run in other folders: local paths made absolute
-        return None if path is None else str(path) if "://" in str(path) else str(Path(path).resolve())
-
-    cfg = config_from(where(config), list(sets), target, seed=seed, time_limit=time_limit)
-    fit_on_ray({"data": where(data), "test": where(test), "out": where(out), "config": cfg.to_dict(),
-                "resume": resume}, workers)
 
 
 def _summary(m: dict, path: Path) -> None:
@@ -172,6 +158,8 @@ def prepare(
     seed: int = typer.Option(0, help="Seed of the train/val/test split."),
     corpus: bool = typer.Option(False, help="SOURCES are unlabeled text for `pretrain`: tokenize them in parallel "
                                             "processes into blocks of data.block_size tokens."),
+    backend: str = typer.Option("local", help="local (processes on this machine) or ray (tasks on a running Ray "
+                                              "cluster, RAY_ADDRESS; every worker must see SOURCES and --out)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
@@ -180,20 +168,22 @@ def prepare(
     from scaletrain.config import make_config  # not through the API: prepare runs without torch
     from scaletrain.modalities import prepare_shards
 
+    if backend not in ("local", "ray"):
+        raise typer.BadParameter(f"--backend {backend!r}: choose local or ray")
     if corpus:
-        return _prepare_corpus(sources, out, make_config(config, set_), quiet)
+        return _prepare_corpus(sources, out, make_config(config, set_), quiet, backend)
     d = make_config(config, set_).data
     manifest = prepare_shards(sources, out, target=target or d.target, task=d.task, roles=d.columns,
                               shard_size=parse_size(shard_size), val_fraction=d.val_fraction,
                               test_fraction=d.test_fraction, seed=seed, image_size=d.image_size,
-                              channels=d.channels, verbose=not quiet)
+                              channels=d.channels, verbose=not quiet, backend=backend)
     rows = manifest["rows"]
     out_console.print(f"{len(manifest['sources'])} file(s) → {len(manifest['shards'])} shard(s) in {out}: "
                       f"{rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows "
                       f"in {manifest['seconds']:.1f}s", highlight=False)
 
 
-def _prepare_corpus(sources: list[str], out: str, cfg, quiet: bool) -> None:
+def _prepare_corpus(sources: list[str], out: str, cfg, quiet: bool, backend: str) -> None:
     import time
 
     from scaletrain.pretraining.run import PretrainRecipe, corpus_tokenizer
@@ -202,7 +192,7 @@ def _prepare_corpus(sources: list[str], out: str, cfg, quiet: bool) -> None:
     started = time.perf_counter()
     block = cfg.data.block_size or PretrainRecipe.block_size
     m = prepare_corpus(sources, out, corpus_tokenizer(sources, cfg), block, cfg.data.document, cfg.data.text_field,
-                       cfg.data.loader_workers, verbose=not quiet)
+                       cfg.data.loader_workers, verbose=not quiet, backend=backend)
     out_console.print(f"{m['documents']:,} documents → {m['blocks']:,} blocks of {block} tokens ({m['tokens']:,} tokens, "
                       f"{len(m['shards'])} shards) in {out} in {time.perf_counter() - started:.1f}s; "
                       f"pretrain with `scaletrain pretrain {out} --out DIR`", highlight=False)
@@ -219,18 +209,37 @@ def pretrain(
     time_limit: Optional[str] = typer.Option(None, help="Time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (masks, order, init)."),
     resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
+    nproc_per_node: Optional[int] = NPROC_PER_NODE,
+    nnodes: int = NNODES,
+    node_rank: Optional[int] = NODE_RANK,
+    rdzv_endpoint: Optional[str] = RDZV_ENDPOINT,
+    max_restarts: int = MAX_RESTARTS,
+    backend: str = TRAIN_BACKEND,
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
     """Pretrain a Transformer encoder on unlabeled text (BERT's masked language modelling)."""
+    from scaletrain import distributed
     from scaletrain.api import pretrain as run_pretraining
+    from scaletrain.launch import Launch, launch_pretrain
 
-    m = run_pretraining(corpus, out, config=config, sets=set_, verbose=not quiet, resume=resume, seed=seed,
-                        time_limit=time_limit)
+    launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
+                    time_limit, seed, resume, quiet)
+    if launch.launches:
+        launch_pretrain(launch, corpus, out)
+        if not (out / "metrics.json").exists():  # another node's rank 0 wrote the run
+            return
+        m = json.loads((out / "metrics.json").read_text())
+    else:
+        m = run_pretraining(corpus, out, config=config, sets=set_, verbose=not quiet, resume=resume, seed=seed,
+                            time_limit=time_limit)
+        if distributed.LAUNCHED_HERE in os.environ or int(os.environ.get("RANK", "0")) != 0:
+            return  # a worker: the launching process reports
     v = m["validation"]
+    ranks = f", {m['distributed']['ranks']} ranks" if m.get("distributed") else ""
     out_console.print(f"masked-LM validation loss {v['val_loss']:.4f}, perplexity {v['val_perplexity']:.2f}, "
                       f"masked-token accuracy {v['val_score']:.4f} after {m['steps']:,} steps "
-                      f"({m['tokens_per_second']:,.0f} tokens/s)")
+                      f"({m['tokens_per_second']:,.0f} tokens/s{ranks})")
     for note in m["notes"]:
         out_console.print(f"note: {note}", highlight=False)
     out_console.print(f"run directory: {out} (Hugging Face: {out / 'hf'})" if m.get("hf") else f"run directory: {out}")

@@ -57,8 +57,9 @@ class DataConfig(_Section):
     augment_noise: NonNegative = 0.0
     augment_erase: Annotated[float, Field(ge=0, le=1)] = 0.0
     # free text: a tokenizer.json, or a run directory holding one, used instead of training a
-    # tokenizer on the training rows (None: trained; set from model.init_from when that is given)
+    # tokenizer on the training rows or the corpus (None: trained; set from model.init_from when given)
     tokenizer: str | None = None
+    vocab_size: Annotated[int, Field(ge=100)] | None = None  # pieces of a trained tokenizer (None: from the text's size)
     # plain-text corpora (pretrain): a document per line or per file; JSONL's text field
     document: Literal["line", "file"] = "line"
     text_field: str = "text"
@@ -82,6 +83,9 @@ class ModelConfig(_Section):
     ff: AtLeastOne | None = None  # feed-forward size (None: 4 x width)
     pre_norm: bool = False  # LayerNorm before each sublayer (stabler when deep); BERT's post-norm exports to HF
     max_positions: AtLeastOne | None = None
+    # transformer: the text's TF-IDF vector also enters the outputs straight (a weight per piece
+    # and class) beside the encoder's pooled state (None: on for a linear probe, train.freeze=1)
+    text_tfidf: bool | None = None
     # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
     # starts this model: its tokenizer is reused and only the head is new
     init_from: str | None = None
@@ -122,6 +126,10 @@ class TrainConfig(_Section):
     # fine-tuning a pretrained encoder: each layer below the head learns at this factor of the
     # one above it (layer-wise learning-rate decay; 1: one rate for all)
     layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # the share of training in which the tensors model.init_from loaded stay fixed and only the
+    # new ones learn (1: a linear probe of the pretrained features; 0: all learn from the start;
+    # None: chosen, see auto.py)
+    freeze: Annotated[float, Field(ge=0, le=1)] | None = None
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     early_stopping: Count | None = None

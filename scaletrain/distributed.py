@@ -93,6 +93,12 @@ def finish(created: bool, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
+    if world().active:
+        dist.barrier()
+
+
 def _device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())

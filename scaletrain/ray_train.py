@@ -1,8 +1,8 @@
-"""`train --backend ray`: the same training through Ray Train's TorchTrainer, on a Ray
-cluster that is already running (`ray start --head`, or RAY_ADDRESS).
+"""`train --backend ray` and `pretrain --backend ray`: the same training through Ray Train's
+TorchTrainer, on a Ray cluster that is already running (`ray start --head`, or RAY_ADDRESS).
 
 Ray starts the workers and joins them in a torch.distributed process group; each worker then
-runs the ordinary `fit`, which finds that group and trains data-parallel exactly as under
+runs the ordinary `fit` (or `pretrain`), which finds that group and trains data-parallel exactly as under
 torchrun (rank 0 writes the run directory). After every epoch each worker reports its metrics
 to Ray, rank 0 with its newest checkpoint, so Ray holds the run's checkpoints too. Ray's own
 bookkeeping (which it pickles) goes to a temporary folder, removed afterwards.
@@ -15,35 +15,34 @@ import tempfile
 from pathlib import Path
 
 from scaletrain import distributed
+from scaletrain.cluster import connect
 from scaletrain.config import build_config
-from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.errors import ScaletrainError
 from scaletrain.pipeline import FitOptions, fit_run
+from scaletrain.pretraining.run import pretrain
 from scaletrain.train.loop import Callback
-
-
-def connect() -> None:
-    """Join the running Ray cluster (RAY_ADDRESS, else the local one); a clear error if none."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    try:
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"--backend ray needs a running Ray cluster ({exc}); start one with `ray start --head` "
-                          "or set RAY_ADDRESS to its address") from None
 
 
 def fit_on_ray(job: dict, workers: int) -> dict:
     """Run the fit `job` describes (data, test, out, config as a dict, resume) on `workers` Ray
     Train workers; return what Ray reported last."""
+    return _on_ray(_worker, job, workers)
+
+
+def pretrain_on_ray(job: dict, workers: int) -> dict:
+    """Run the pretraining `job` describes (sources, out, config as a dict, resume) on `workers`
+    Ray Train workers, data-parallel; return what Ray reported last."""
+    return _on_ray(_pretrain_worker, job, workers)
+
+
+def _on_ray(worker, job: dict, workers: int) -> dict:
     import torch
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     connect()
     storage = tempfile.mkdtemp(prefix="scaletrain-ray-")
-    trainer = TorchTrainer(_worker, train_loop_config=job,
+    trainer = TorchTrainer(worker, train_loop_config=job,
                            scaling_config=ScalingConfig(num_workers=workers, use_gpu=torch.cuda.is_available()),
                            run_config=RunConfig(storage_path=storage, name="scaletrain"))
     try:
@@ -62,6 +61,13 @@ def _worker(job: dict) -> None:
     os.environ[distributed.LAUNCHED_HERE] = "1"  # the driver prints the summary
     options = FitOptions(job["out"], resume=job["resume"], callbacks=[_ReportToRay(Path(job["out"]) / "checkpoints")])
     fit_run(build_config(job["config"]), job["data"], test=job["test"], options=options)
+
+
+def _pretrain_worker(job: dict) -> None:
+    """One Ray Train worker of a pretraining run (the driver tokenized the corpus already)."""
+    os.environ[distributed.LAUNCHED_HERE] = "1"
+    pretrain(job["sources"], job["out"], build_config(job["config"]), verbose=False, resume=job["resume"],
+             callbacks=[_ReportToRay(Path(job["out"]) / "checkpoints")])
 
 
 class _ReportToRay(Callback):

@@ -134,7 +134,8 @@ def test_init_from_loads_every_encoder_tensor_and_only_the_head_is_new(pretraine
     texts, labels = documents(160, seed=5)
     frame = pd.DataFrame({"text": texts, "topic": labels})
     run = scaletrain.fit(frame, "topic", out=tmp_path / "ft", sets=["model.name=transformer",
-                                                                      f"model.init_from={out}", "train.epochs=3"])
+                                                                      f"model.init_from={out}", "train.epochs=3",
+                                                                      "train.freeze=0"])  # fine-tuned whole
     encoder_tensors = sum(name.startswith("encoder.") for name in RunDir(out).read_weights())
     note = next(n for n in run.metrics["notes"] if "model.init_from" in n)
     assert f"{encoder_tensors} tensors loaded, 2 new (body.0.weight, body.0.bias)" in note
@@ -142,6 +143,67 @@ def test_init_from_loads_every_encoder_tensor_and_only_the_head_is_new(pretraine
     assert run.config.model.depth == 2 and run.config.model.width == 32  # the pretrained shape
     loaded = scaletrain.load(tmp_path / "ft")  # self-contained: predicts without the pretraining run
     assert len(loaded.predict(frame.drop(columns="topic").head(5))) == 5
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_freeze_holds_the_pretrained_tensors_fixed_for_its_share_of_training(pretrained, tmp_path, share):
+    from scaletrain.train.callbacks import Freeze
+
+    out, _ = pretrained
+    frame = pd.DataFrame(dict(zip(("text", "topic"), documents(120, seed=6))))
+    seen = []
+
+    class Watch(Freeze):  # what the callback leaves trainable after each step
+        def on_step_end(self, state, loss):
+            super().on_step_end(state, loss)
+            seen.append(all(p.requires_grad for p in self.params))
+
+    import scaletrain.train.trainer as trainer
+
+    original, trainer.Freeze = trainer.Freeze, Watch
+    try:
+        run = scaletrain.fit(frame, "topic", out=None, sets=["model.name=transformer", f"model.init_from={out}",
+                                                             "train.epochs=4", f"train.freeze={share}",
+                                                             "train.optimizer=adamw"])
+    finally:
+        trainer.Freeze = original
+    before, after = RunDir(out).read_weights(), run.model.state_dict()
+    same = [torch.equal(before[k], after["text." + k]) for k in before if k.startswith("encoder.")]
+    if share == 1.0:  # a linear probe: every encoder tensor as pretrained, the head trained
+        assert all(same) and seen and not any(seen)
+    else:  # frozen for the first half of the steps, then learning
+        assert not all(same) and not any(seen[: len(seen) // 2 - 1]) and all(seen[len(seen) // 2 + 1:])
+
+
+def test_with_few_labels_a_pretrained_encoder_is_probed_by_lbfgs_and_refit_on_every_row(pretrained):
+    out, _ = pretrained
+    train, test = (pd.DataFrame(dict(zip(("text", "topic"), documents(n, seed=s)))) for n, s in ((60, 7), (200, 8)))
+    named = scaletrain.fit(train, "topic", test=test, out=None, sets=["model.name=transformer", f"model.init_from={out}"])
+    t = named.config.train
+    assert (t.optimizer, t.freeze, named.config.model.text_tfidf) == ("lbfgs", 1.0, True) and t.weight_decay > 0
+    note = next(n for n in named.metrics["notes"] if "model.init_from" in n)
+    assert "3 new (text_linear.weight, body.0.weight, body.0.bias)" in note  # the head: pooled state + TF-IDF
+    assert any("transformer model was refit" in n for n in named.metrics["notes"])  # convex: every row counts
+    before, after = RunDir(out).read_weights(), named.model.state_dict()
+    assert all(torch.equal(before[k], after["text." + k]) for k in before if k.startswith("encoder."))
+    assert named.metrics["test"]["accuracy"] > 0.9  # the topic words, read through the frozen encoder
+
+
+def test_long_texts_are_read_in_windows_and_pooled_by_their_weights():
+    from scaletrain.models.transformer import PooledText
+
+    torch.manual_seed(0)
+    model = PooledText(EncoderShape(vocab_size=50, max_positions=8, layers=1, width=16, heads=2, ff=32, dropout=0.0))
+    tokens, weights = torch.randint(5, 50, (3, 20)), torch.rand(3, 20)
+    tokens[1, 6:] = 0
+    tokens[2] = 0  # an empty text: no window encoded, a zero vector, no NaN
+    pooled = model.eval()(tokens, weights)
+    window = [model.encoder(tokens[:1, i:i + 8])[0] for i in (0, 8)] + [model.encoder(tokens[:1, 16:])[0]]
+    by_hand = (torch.cat(window) * weights[0, :, None]).sum(0) / weights[0].sum()
+    assert torch.allclose(pooled[0], by_hand, atol=1e-5)  # three windows, each encoded alone
+    assert torch.allclose(pooled[1], model(tokens[1:2, :6], weights[1:2, :6])[0], atol=1e-6)  # padding ignored
+    assert torch.equal(pooled[2], torch.zeros(16))
+    assert torch.allclose(model(tokens[:1, :8]), model(tokens[:1, :8], torch.ones(1, 8)), atol=1e-6)  # plain mean
 
 
 def test_layer_decay_slows_the_lower_layers():
@@ -242,3 +304,59 @@ def test_prepared_corpus_shards_stream_every_block_once_an_epoch(corpus, tmp_pat
     assert all(torch.equal(a[0][0], b[0][0]) for a, b in zip(first[3:], resumed))
     metrics = scaletrain.pretrain(tmp_path / "blocks", tmp_path / "run", sets=TINY + ["train.epochs=1"])
     assert metrics["blocks"]["train"] == manifest["blocks"] - metrics["blocks"]["validation"]
+
+
+def test_each_rank_takes_its_share_of_the_batches_one_process_trains_on(corpus, tmp_path):
+    from scaletrain.config import make_config
+    from scaletrain.pretraining.run import corpus_tokenizer
+    from scaletrain.pretraining.shards import ShardedBlocks, prepare_corpus
+
+    prepare_corpus([corpus], tmp_path / "blocks", corpus_tokenizer([corpus], make_config(None, TINY)), 32, workers=1)
+    one = list(ShardedBlocks(tmp_path / "blocks", 16, 0.15, seed=0, held_out=5).epoch(2))
+    ranks = [list(ShardedBlocks(tmp_path / "blocks", 16, 0.15, seed=0, held_out=5, rank=r, world=2).epoch(2))
+             for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one) - (len(one[-1][0][0]) < 16)  # a short last batch: left out
+    for whole, a, b in zip(one, *ranks):
+        for part in range(3):  # inputs, segments, labels: the two halves of the same masked batch
+            assert torch.equal(torch.cat([a[0][part], b[0][part]]), whole[0][part])
+
+
+def _metrics(run) -> dict:
+    import json
+
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two_ranks(corpus, tmp_path_factory):
+    """One process, and two data-parallel ranks under torchrun, on the same corpus and steps."""
+    folder = tmp_path_factory.mktemp("dp")
+    sets = [a for s in TINY + ["train.epochs=2", "model.dropout=0"] for a in ("--set", s)]
+    for name, extra in (("one", []), ("two", ["--nproc-per-node", "2"])):
+        done = subprocess.run(_cli(corpus, "--out", folder / name, *sets, *extra, "--quiet"), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    return folder, sets
+
+
+def test_pretraining_runs_data_parallel_on_two_ranks(two_ranks):
+    folder, _ = two_ranks
+    one, two = _metrics(folder / "one"), _metrics(folder / "two")
+    assert two["distributed"]["ranks"] == 2 and "distributed" not in one
+    per_epoch = one["blocks"]["train"] // 16  # the global batch of 16 blocks: 8 per rank
+    assert two["steps"] == 2 * per_epoch
+    # the same batches and masks, gradients averaged over the ranks: the same model up to the
+    # loss's weighting (each rank's mean over its own masked tokens)
+    assert two["validation"]["val_loss"] == pytest.approx(one["validation"]["val_loss"], rel=0.03)
+    assert (folder / "two" / "hf" / "config.json").is_file() and (folder / "two" / "tokenizer.json").is_file()
+
+
+@pytest.mark.slow  # Ray Train's start alone takes about a minute here: in `make bench`
+def test_pretraining_runs_on_a_ray_cluster_as_under_torchrun(ray_head, two_ranks, corpus):
+    folder, sets = two_ranks
+    done = subprocess.run(_cli(corpus, "--out", folder / "ray", *sets, "--backend", "ray", "--nproc-per-node", "2",
+                               "--quiet"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ray, two = _metrics(folder / "ray"), _metrics(folder / "two")
+    assert ray["distributed"]["ranks"] == 2 and ray["steps"] == two["steps"]
+    assert ray["validation"]["val_loss"] == pytest.approx(two["validation"]["val_loss"], rel=1e-5)

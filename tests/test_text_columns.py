@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 import scaletrain
-from scaletrain.data.text import encode_texts, length_for, train_tokenizer, vocab_size_for
+from scaletrain.data.text import encode_texts, length_for, pretraining_vocab_size, train_tokenizer, vocab_size_for
 
 TOPICS = {"sport": ["match", "goal", "team", "coach", "league"], "tech": ["software", "chip", "phone", "cloud", "robot"],
           "money": ["bank", "market", "shares", "profit", "loan"]}
@@ -52,6 +52,8 @@ def test_the_tokenizer_learns_from_training_rows_only(tmp_path):
 def test_sizes_follow_the_corpus():
     assert vocab_size_for(1_000) == 1000 and vocab_size_for(100_000) == 2048 and vocab_size_for(1_000_000) == 8192
     assert vocab_size_for(10**10) == 30000
+    assert pretraining_vocab_size(5_000_000) == 8192 and pretraining_vocab_size(1_000) == 1000  # half, in bounds
+    assert train_tokenizer(["alpha beta gamma delta " * 50 + f"w{i}" for i in range(400)], 300).get_vocab_size() <= 300
     assert length_for(np.array([10] * 97 + [400] * 3)) == 16 and length_for(np.array([2000])) == 512
     tokenizer = train_tokenizer(["one two three four five six"] * 20)
     ids, cut = encode_texts(tokenizer, ["one two", "one two three four five six one two three"], 8)

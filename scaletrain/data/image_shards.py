@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from scaletrain.cluster import map_on_ray
 from scaletrain.data.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.manifest import SPLITS, filesystem
 from scaletrain.data.shard_writer import (
@@ -115,16 +116,18 @@ def _image_job(args) -> tuple:
 
 def prepare_image_shards(url: str, out: str, image_size: int | None = None, channels: int | None = None,
                          shard_size: int = 256 << 20, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                         seed: int = 0, workers: int | None = None, verbose: bool = True) -> dict:
-    """Prepare shards and the manifest from a folder with one subfolder of images per class."""
+                         seed: int = 0, workers: int | None = None, verbose: bool = True,
+                         backend: str = "local") -> dict:
+    """Prepare shards and the manifest from a folder with one subfolder of images per class
+    (backend "ray": the jobs of images run on a running Ray cluster's workers)."""
     with new_shard_directory(out) as (fs, root):
         return _prepare_images(url, out, fs, root, image_size, channels, shard_size, val_fraction, test_fraction,
-                               seed, workers, verbose)
+                               seed, workers, verbose, backend)
 
 
 def _prepare_images(url: str, out: str, fs, root: str, size: int | None, channels: int | None,
                     shard_size: int, val_fraction: float, test_fraction: float, seed: int,
-                    workers: int | None, verbose: bool) -> dict:
+                    workers: int | None, verbose: bool, backend: str) -> dict:
     from rich.progress import track
 
     started = time.perf_counter()
@@ -141,7 +144,9 @@ def _prepare_images(url: str, out: str, fs, root: str, size: int | None, channel
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) and \
         "file" in (src.protocol if isinstance(src.protocol, tuple) else (src.protocol,))
     workers = workers or cores()
-    if local and workers > 1 and len(jobs) > 1:
+    if backend == "ray":
+        outputs = map_on_ray(_image_job, jobs)
+    elif local and workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
             outputs = list(track(pool.map(_image_job, jobs), total=len(jobs), description="preparing images",
                                  disable=not verbose, transient=True))

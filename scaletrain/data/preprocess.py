@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 from scaletrain.data.schema import Schema
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats, TargetStats
 from scaletrain.data.text import (
-    LENGTH_MAX,
     counts_and_idf,
     encode_texts,
     length_for,
@@ -123,39 +122,37 @@ def table_spec(frame: pd.DataFrame, schema: Schema) -> dict:
 
 
 def fit_table(frame: pd.DataFrame, schema: Schema, scale: str, clip_quantile: float,
-              missing_indicators: bool, max_onehot: int, tokenizer: str | None = None) -> dict:
+              missing_indicators: bool, max_onehot: int, tokenizer: str | None = None,
+              vocab_size: int | None = None) -> dict:
     """Return the preprocessing state learned from training rows."""
     stats = TableStats(table_spec(frame, schema), schema.categorical)
     stats.update(frame)
     state = table_state(stats, schema, scale, clip_quantile, missing_indicators, max_onehot)
-    return state | ({"text": fit_text(frame, schema.text, tokenizer)} if schema.text else {})
+    return state | ({"text": fit_text(frame, schema.text, tokenizer, vocab_size)} if schema.text else {})
 
 
-def fit_text(frame: pd.DataFrame, columns: list[str], tokenizer_from: str | None = None) -> dict:
+def fit_text(frame: pd.DataFrame, columns: list[str], tokenizer_from: str | None = None,
+             vocab_size: int | None = None) -> dict:
     """The text columns' tokenizer (trained on these rows, or given), vocabulary and kept length."""
     texts = row_texts([frame[c].tolist() for c in columns])
-    tokenizer, longest = given_tokenizer(tokenizer_from) if tokenizer_from else (train_tokenizer(texts), LENGTH_MAX)
+    tokenizer = given_tokenizer(tokenizer_from) if tokenizer_from else train_tokenizer(texts, vocab_size)
     counts, idf = counts_and_idf(tokenizer, texts)
-    length = min(length_for(counts), longest)
+    length = length_for(counts)  # a pretrained encoder reads longer texts in windows (PooledText)
     return {"columns": list(columns), "length": length, "vocab_size": tokenizer.get_vocab_size(),
             "cut_in_training": int((counts > length).sum()), "idf": idf, "tokenizer": tokenizer.to_str()}
 
 
-def given_tokenizer(where: str) -> tuple[object, int]:
-    """A tokenizer from a tokenizer.json or a run directory, and the longest text its encoder
-    reads (a pretraining run's positions; else LENGTH_MAX)."""
+def given_tokenizer(where: str):
+    """A tokenizer from a tokenizer.json or a run directory."""
     from scaletrain.rundir import RunDir
 
     path = Path(where)
     if path.is_file():
         try:
-            return tokenizer_from_json(path.read_text(encoding="utf-8")), LENGTH_MAX
+            return tokenizer_from_json(path.read_text(encoding="utf-8"))
         except Exception as exc:  # tokenizers raises its own exception type on a bad file
             raise DataError(f"data.tokenizer '{where}' is not a tokenizer.json file ({exc})") from None
-    run = RunDir(path)
-    tokenizer = tokenizer_from_json(run.read_tokenizer())
-    spec = run.read_spec() if (path / "model.safetensors").is_file() else {}
-    return tokenizer, int(spec.get("encoder", {}).get("max_positions", LENGTH_MAX))
+    return tokenizer_from_json(RunDir(path).read_tokenizer())
 
 
 def table_state(stats: TableStats, schema: Schema, scale: str, clip_quantile: float,

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scaletrain.cluster import map_on_ray
 from scaletrain.data.arrow_read import SlowPath, read_arrow_chunks, read_types
 from scaletrain.data.chunks import CHUNK_ROWS, read_chunks
 from scaletrain.data.manifest import SPLITS, filesystem
@@ -235,16 +236,18 @@ def _from_job(shards, stats_parts, target_plain, rows) -> FileResult:
 def prepare_table_shards(sources: list[str], out: str, target: str | None = None, task: str = "auto",
                          roles: dict | None = None, shard_size: int = 256 << 20, val_fraction: float = 0.15,
                          test_fraction: float = 0.15, seed: int = 0, workers: int | None = None,
-                         chunk_rows: int = CHUNK_ROWS, verbose: bool = True) -> dict:
-    """Prepare shards and the manifest from table files, folders and globs; return the manifest."""
+                         chunk_rows: int = CHUNK_ROWS, verbose: bool = True, backend: str = "local") -> dict:
+    """Prepare shards and the manifest from table files, folders and globs; return the manifest.
+    With backend "ray" the files are spread over a running Ray cluster's workers (each writes
+    its shards and returns its partial statistics, merged here as a local run merges them)."""
     files = expand_sources(sources)
     with new_shard_directory(out) as (fs, root):
         return _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction,
-                        test_fraction, seed, workers, chunk_rows, verbose)
+                        test_fraction, seed, workers, chunk_rows, verbose, backend)
 
 
 def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction, test_fraction, seed,
-             workers, chunk_rows, verbose) -> dict:
+             workers, chunk_rows, verbose, backend) -> dict:
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     started = time.perf_counter()
@@ -272,7 +275,11 @@ def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val
                             speed=(task.completed + rows) / max(time.perf_counter() - started, 1e-9))
 
         jobs = [(url, i, layout, out, shard_size, chunk_rows) for i, url in enumerate(files)]
-        if workers > 1 and local:
+        if backend == "ray":
+            def done(_: int, job_result: tuple) -> None:
+                advance(sum(job_result[3].values()), 1)
+            results = [_from_job(*r) for r in map_on_ray(_prepare_job, jobs, done)]
+        elif workers > 1 and local:
             # Largest files first, so no big file starts last and runs alone while the other
             # cores idle; results are merged in file order all the same (deterministic output).
             jobs.sort(key=lambda job: -fs.size(job[0]))

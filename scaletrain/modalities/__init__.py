@@ -85,7 +85,8 @@ def read_for_run(state: dict, data, y=None) -> Source:
 def prepare_shards(sources: list[str], out: str, **options) -> dict:
     """Prepare shards and the manifest from table files or one folder of class subfolders of
     images; return the manifest. On any error the half-made directory is removed. Options:
-    target, task, roles, shard_size, val_fraction, test_fraction, seed, workers, verbose, and
+    target, task, roles, shard_size, val_fraction, test_fraction, seed, workers, verbose, backend
+    (local, or ray: the files spread over a running Ray cluster), and
     per modality chunk_rows (tables) or image_size and channels (images)."""
     for m in MODALITIES.values():
         if m.shards_from(sources):

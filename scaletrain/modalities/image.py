@@ -114,7 +114,8 @@ class Image(Modality):
         return len(sources) == 1 and bool(image_subfolders(sources[0]))
 
     def prepare_shards(self, sources: list[str], out: str, options: dict) -> dict:
-        keys = ("image_size", "channels", "shard_size", "val_fraction", "test_fraction", "seed", "workers", "verbose")
+        keys = ("image_size", "channels", "shard_size", "val_fraction", "test_fraction", "seed", "workers", "verbose",
+                "backend")
         return prepare_image_shards(sources[0], out, **{k: v for k, v in options.items() if k in keys})
 
     def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:

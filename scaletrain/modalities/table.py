@@ -84,7 +84,7 @@ class Table(Modality):
 
     def prepare_shards(self, sources: list[str], out: str, options: dict) -> dict:
         keys = ("target", "task", "roles", "shard_size", "val_fraction", "test_fraction", "seed", "workers",
-                "chunk_rows", "verbose")
+                "chunk_rows", "verbose", "backend")
         return prepare_table_shards(sources, out, **{k: v for k, v in options.items() if k in keys})
 
     def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
@@ -172,7 +172,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
     train, val = pool.iloc[tr], pool.iloc[va]
     require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
     state = fit_table(train, schema, data_cfg.scale, data_cfg.clip_quantile,
-                      data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer)
+                      data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
     state["target"] = fit_target(train[target], schema.task)
     state["target_column"] = target
     summary = {"task": schema.task, **table_summary(frame, state),

@@ -63,8 +63,9 @@ def encoder_shape(spec: ModelSpec, m) -> EncoderShape:
 
 
 def build_transformer(spec: ModelSpec, m) -> nn.Module:
-    """A Transformer encoder over the free text (its [CLS] state) beside the table's other
-    columns, then the body (a linear head unless model.hidden names layers)."""
+    """A Transformer encoder over the free text (its pooled state) beside the table's other
+    columns, then the body (a linear head unless model.hidden names layers); with
+    model.text_tfidf, the text's TF-IDF vector added straight into the outputs too."""
     if not spec.vocab_size:
         raise ConfigError("model.name=transformer reads free text and this data has no text column; "
                           "use linear or mlp for tables, cnn or resnet for images")
@@ -74,7 +75,7 @@ def build_transformer(spec: ModelSpec, m) -> nn.Module:
         return mlp_layers(n_in, list(m.hidden or []), spec.n_out, m.activation, m.dropout or 0.0, norm)
 
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body,
-                      PooledText(encoder_shape(spec, m)))
+                      PooledText(encoder_shape(spec, m)), (spec.vocab_size, spec.n_out) if m.text_tfidf else None)
 
 
 def _conv(residual: bool) -> Callable:

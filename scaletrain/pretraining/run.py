@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from scaletrain import distributed
 from scaletrain.budget import Budget
 from scaletrain.config import Config
 from scaletrain.data.corpus import Corpus, corpus_files
-from scaletrain.data.text import train_tokenizer, vocab_size_for
+from scaletrain.data.preprocess import given_tokenizer
+from scaletrain.data.text import pretraining_vocab_size, train_tokenizer
 from scaletrain.errors import ConfigError, DataError
 from scaletrain.models.transformer import EncoderShape, MaskedLM
 from scaletrain.pretraining.blocks import MaskedBlocks, segments_of
@@ -80,7 +82,11 @@ def shape_of(cfg: Config, vocab_size: int) -> EncoderShape:
 
 
 def corpus_tokenizer(sources: list, cfg: Config) -> str:
-    """A WordPiece tokenizer trained on the corpus's first 50 MB, sized from all of it."""
+    """The tokenizer data.tokenizer names (a tokenizer.json or a run directory), else a
+    WordPiece tokenizer trained on the corpus's first 50 MB, sized from all of it
+    (data.vocab_size, or text.pretraining_vocab_size)."""
+    if cfg.data.tokenizer:
+        return given_tokenizer(cfg.data.tokenizer).to_str()
     files = corpus_files(sources)
     corpus, sample, chars = Corpus(files, cfg.data.document, cfg.data.text_field), [], 0
     for doc in corpus:
@@ -91,7 +97,8 @@ def corpus_tokenizer(sources: list, cfg: Config) -> str:
     if not sample:
         raise DataError(f"the corpus ({', '.join(map(str, sources))}) holds no text; "
                         f"{'; '.join(corpus.notes()) or 'every document was empty'}")
-    return train_tokenizer(sample, vocab_size_for(sum(f.stat().st_size for f in files))).to_str()
+    size = cfg.data.vocab_size or pretraining_vocab_size(sum(f.stat().st_size for f in files))
+    return train_tokenizer(sample, size).to_str()
 
 
 def blocks_folder(sources: list, cfg: Config, out: Path, verbose: bool) -> Path:
@@ -130,43 +137,67 @@ class MaskedValidation:
         return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_score": hits / max(count, 1)}
 
 
-def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, resume: bool = False) -> dict:
-    """Pretrain on the corpus and write the run directory; return its metrics."""
-    started, out, budget = time.perf_counter(), Path(out), Budget(cfg.train.time_limit)
+def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, resume: bool = False,
+             callbacks: list | None = None) -> dict:
+    """Pretrain on the corpus and write the run directory; return its metrics. Under torchrun
+    or Ray Train (several ranks) the ranks train data-parallel and rank 0 writes the run."""
+    created = distributed.init(cfg.train.device)  # a torchrun worker joins its process group
+    try:
+        metrics = _pretrain(sources, Path(out), cfg, verbose, resume or distributed.restarted(), callbacks or [])
+    except BaseException:
+        distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
+        raise
+    distributed.finish(created)
+    return metrics
+
+
+def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool, extra: list) -> dict:
+    started, budget, w = time.perf_counter(), Budget(cfg.train.time_limit), distributed.world()
     cfg.data.block_size = cfg.data.block_size or PretrainRecipe.block_size
-    folder = blocks_folder(sources, cfg, out, verbose)
+    if w.main:  # rank 0 tokenizes the corpus once; the others then read its shards
+        folder = blocks_folder(sources, cfg, out, verbose)
+    distributed.barrier()
+    folder = blocks_folder(sources, cfg, out, verbose) if not w.main else folder
     manifest = read_manifest(folder)
     if manifest["block_size"] != cfg.data.block_size:
         raise ConfigError(f"'{folder}' holds blocks of {manifest['block_size']} tokens; set data.block_size="
                           f"{manifest['block_size']} or prepare the corpus again")
     held_out = int(min(VAL_MAX_BLOCKS, max(1, round(VAL_SHARE * manifest["blocks"])), manifest["shards"][0]["blocks"] - 1))
+    threads_given = cfg.train.threads
     PretrainRecipe().resolve(cfg, manifest["blocks"] - held_out)
     t = cfg.train
+    t.threads = t.threads if threads_given else max(1, t.threads // w.local_size)  # the machine's cores shared
+    distributed.local_batch(t.batch_size)  # a clear error unless the global batch divides over the ranks
     torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     shape = shape_of(cfg, manifest["vocab_size"])
     model = device.place(MaskedLM(shape), t.device)
     run = RunDir(out)
-    run.write_tokenizer((folder / manifest["tokenizer"]).read_text(encoding="utf-8"))
-    batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out)
+    if w.main:
+        run.write_tokenizer((folder / manifest["tokenizer"]).read_text(encoding="utf-8"))
+    batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out, w.rank, w.size)
+    if len(batches) == 0:
+        raise DataError(f"the corpus holds fewer training blocks than one global batch ({t.batch_size}); "
+                        "lower train.batch_size or give more text")
     val_ids = batches.validation_blocks()
     validate = MaskedValidation(MaskedBlocks(val_ids, segments_of(torch.from_numpy(val_ids)).numpy(), 16, shape.vocab_size,
                                              cfg.data.mask_rate, t.seed + 1, shuffle=False),
                                 torch.device(t.device), t.precision)
+    wrapped = distributed.wrap(model, t.device, fsdp=False)  # DDP: gradients averaged over the ranks
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
     callbacks = [history, ReleaseMemory(), Checkpoint(out / "checkpoints", cfg.checkpoint.every_steps, cfg.checkpoint.every_minutes,
                                      cfg.checkpoint.keep, config=cfg.to_dict(), stateful={"history": history},
-                                     resume=resume)]
+                                     resume=resume, write=w.main)]
     if budget.limited:
         callbacks.append(TimeLimit(budget.training_limit(), budget=budget.limit))
-    callbacks += [ProgressBar("pretraining")] if verbose else []
+    callbacks += extra + ([ProgressBar("pretraining")] if verbose and w.main else [])
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup, clip=t.clip or 1.0,
                             grad_accum=t.grad_accum, precision=t.precision, time_limit=budget.training_limit(),
                             time_spent=budget.spent_before, device=torch.device(t.device).type,
-                            on_nan=t.on_nan, compile=t.compile == "on")
+                            on_nan=t.on_nan, compile=t.compile == "on", sync=w.active)
     trained = time.perf_counter()
-    state = train_loop(model, batches, mlm_loss, optimizer, settings, validate, callbacks)
+    state = train_loop(model, batches, mlm_loss, optimizer, settings, validate, callbacks, wrapped)
     seconds = time.perf_counter() - trained
     notes = [f"skipped or changed {n:,} {what}" for what, n in sorted(manifest["skipped"].items())]
     metrics = {"task": "masked_lm", "documents": manifest["documents"], "tokens": manifest["tokens"],
@@ -175,6 +206,8 @@ def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, 
                "parameters": sum(p.numel() for p in model.parameters()), "steps": state.step,
                "epochs": len(history.rows), "validation": state.val or validate(model),
                "tokens_per_second": round(state.step * t.batch_size * cfg.data.block_size / max(seconds, 1e-9), 1),
-               "seconds": round(time.perf_counter() - started, 2), "notes": notes}
-    write_outputs(run, cfg, model, metrics, history.rows)
+               "seconds": round(time.perf_counter() - started, 2), "notes": notes,
+               **({"distributed": {"ranks": w.size}} if w.active else {})}
+    if w.main:
+        write_outputs(run, cfg, model, metrics, history.rows)
     return metrics

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scaletrain.cluster import map_on_ray
 from scaletrain.data.corpus import OPENERS, Corpus, corpus_files
 from scaletrain.data.text import tokenizer_from_json
 from scaletrain.errors import DataError
@@ -82,16 +83,19 @@ def _tokenize_piece(task: tuple) -> dict:
 
 
 def prepare_corpus(sources: list, out: str | Path, tokenizer_json: str, block_size: int, document: str = "line",
-                   field: str = "text", workers: int | None = None, verbose: bool = False) -> dict:
+                   field: str = "text", workers: int | None = None, verbose: bool = False,
+                   backend: str = "local") -> dict:
     """Tokenize and pack the corpus into `out` with `workers` processes (one piece: in this
-    one); return the manifest."""
+    one), or as tasks on a running Ray cluster (backend "ray"); return the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "tokenizer.json", tokenizer_json)
     tasks = pieces_of(corpus_files(sources))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     jobs = [(i, t, tokenizer_json, block_size, document, field, str(out)) for i, t in enumerate(tasks)]
-    if len(jobs) == 1:
+    if backend == "ray":
+        results = map_on_ray(_tokenize_piece, jobs)
+    elif len(jobs) == 1:
         results = [_tokenize_piece(jobs[0])]
     else:
         from rich.progress import track
@@ -118,16 +122,24 @@ class ShardedBlocks:
     """Masked training batches streamed from the shards (the first shard's first `held_out`
     blocks are the validation set and never trained on). Each epoch visits the shards in a
     fresh order and each shard's blocks shuffled; masks come from (seed, epoch, batch), so a
-    resume at any batch sees the same ones. Memory: the shards in use, memory-mapped."""
+    resume at any batch sees the same ones. Memory: the shards in use, memory-mapped.
 
-    def __init__(self, folder, batch_size: int, rate: float, seed: int, held_out: int):
+    Data-parallel (`world` ranks): every rank walks the same global batches and takes its
+    `rank`-th share of each, masked as the whole batch is, so the ranks together train on
+    exactly the batches one process would; a last batch smaller than the global batch is
+    left out there, as no rank may take a step the others do not."""
+
+    def __init__(self, folder, batch_size: int, rate: float, seed: int, held_out: int, rank: int = 0,
+                 world: int = 1):
         self.folder, self.manifest = Path(folder), read_manifest(folder)
         self.batch_size, self.rate, self.seed, self.held_out = batch_size, rate, seed, held_out
+        self.rank, self.world = rank, world
         self.vocab_size = self.manifest["vocab_size"]
         self.counts = [s["blocks"] - (held_out if i == 0 else 0) for i, s in enumerate(self.manifest["shards"])]
 
     def __len__(self) -> int:
-        return -(-sum(self.counts) // self.batch_size)
+        blocks = sum(self.counts)
+        return blocks // self.batch_size if self.world > 1 else -(-blocks // self.batch_size)
 
     def validation_blocks(self) -> np.ndarray:
         return np.asarray(self._open(0)[: self.held_out], dtype=np.int32)
@@ -157,11 +169,14 @@ class ShardedBlocks:
             if len(batch) == self.batch_size:
                 yield self._batch(opened, batch, epoch, start + b)
                 batch, b = [], b + 1
-        if batch:
+        if batch and self.world == 1:
             yield self._batch(opened, batch, epoch, start + b)
 
     def _batch(self, opened: dict, batch: list, epoch: int, index: int):
         ids = torch.from_numpy(np.stack([opened[s][r] for s, r in batch]).astype(np.int64))
         generator = torch.Generator().manual_seed((self.seed * 1009 + epoch) * 100_003 + index)
         inputs, labels = mask_tokens(ids, self.vocab_size, self.rate, generator)
+        if self.world > 1:
+            share = slice(self.rank * len(ids) // self.world, (self.rank + 1) * len(ids) // self.world)
+            ids, inputs, labels = ids[share], inputs[share], labels[share]
         return (inputs, segments_of(ids), labels), labels[labels >= 0]

@@ -133,3 +133,26 @@ class ProgressBar(Callback):
 
     def on_train_end(self, state: TrainState) -> None:
         self.progress.stop()
+
+
+class Freeze(Callback):
+    """The pretrained tensors (those model.init_from loaded, marked `pretrained`) stay fixed for
+    the first `share` of the steps, then learn too: gradual unfreezing in one stage (ULMFiT),
+    or with share 1 a linear probe. Frozen tensors need no gradients, so the encoder's backward
+    pass is skipped as well. Derived from the step count, so a resume freezes the same steps."""
+
+    def __init__(self, model: torch.nn.Module, share: float):
+        self.params = [p for p in model.parameters() if getattr(p, "pretrained", False)]
+        self.share, self.until = share, 0
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.until = round(self.share * state.total_steps) if self.share < 1 else float("inf")
+        self._set(state.step)
+
+    def on_step_end(self, state: TrainState, loss) -> None:
+        if state.step == self.until:
+            self._set(state.step)
+
+    def _set(self, step: int) -> None:
+        for p in self.params:
+            p.requires_grad_(step >= self.until)

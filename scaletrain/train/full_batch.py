@@ -33,13 +33,14 @@ MIN_CV_ROWS = 10 * CV_FOLDS  # below: scikit-learn's default strength (C=1, i.e.
 def l2_penalty(model: nn.Module) -> torch.Tensor:
     """Half the squared norm of the weight matrices (biases and norms are not penalized), each
     scaled by its `l2_scale` where a module sets one (models/tabular.py: TF-IDF weights)."""
-    return 0.5 * sum(getattr(p, "l2_scale", 1.0) * p.pow(2).sum() for p in model.parameters() if p.dim() >= 2)
+    return 0.5 * sum(getattr(p, "l2_scale", 1.0) * p.pow(2).sum() for p in model.parameters()
+                     if p.dim() >= 2 and p.requires_grad)  # frozen (train.freeze) tensors: a constant
 
 
 def fit_lbfgs(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn, l2: float,
               max_iter: int = MAX_ITERATIONS) -> tuple[float, int]:
     """Minimize mean loss + l2 * penalty over all rows at once; return (final loss, iterations)."""
-    optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+    optimizer = torch.optim.LBFGS([p for p in model.parameters() if p.requires_grad], lr=1.0, max_iter=max_iter, history_size=20,
                                   tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
     model.train()
 
@@ -51,7 +52,7 @@ def fit_lbfgs(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn,
 
     loss = optimizer.step(closure)
     model.eval()
-    return float(loss.detach()), optimizer.state[next(model.parameters())].get("n_iter", 0)
+    return float(loss.detach()), optimizer.state[optimizer.param_groups[0]["params"][0]].get("n_iter", 0)
 
 
 @torch.no_grad()
@@ -86,9 +87,12 @@ def choose_l2(fresh_model: Callable[[], nn.Module], inputs: tuple, y: torch.Tens
     for kept, held in kfold_splits(y.cpu().numpy(), task != "regression", seed, CV_FOLDS):
         kept, held = torch.from_numpy(kept).to(y.device), torch.from_numpy(held).to(y.device)
         model = fresh_model()
+        # the same tensors for every strength: a frozen pretrained encoder (PooledText) then
+        # computes each fold's features once
+        fold_in, held_in = tuple(x[kept] for x in inputs), tuple(x[held] for x in inputs)
         for l2 in sorted(grid, reverse=True):  # warm-started along the path, strongest first
-            fit_lbfgs(model, tuple(x[kept] for x in inputs), y[kept], loss_fn, l2)
-            loss, hits = held_out(model, tuple(x[held] for x in inputs), y[held], loss_fn, task)
+            fit_lbfgs(model, fold_in, y[kept], loss_fn, l2)
+            loss, hits = held_out(model, held_in, y[held], loss_fn, task)
             fold_losses[l2].append(loss)
             fold_hits[l2] += hits
     losses = {l2: torch.tensor(v) for l2, v in fold_losses.items() if all(map(math.isfinite, v))}

@@ -40,6 +40,10 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
     model = build_model(spec, cfg.model)
     if cfg.model.init_from:
         info = start_from(model, cfg.model.init_from)
+        for name, p in model.named_parameters():  # train.freeze holds these fixed (callbacks.Freeze)
+            p.pretrained = name in info["loaded"]
+            if p.pretrained and cfg.train.freeze == 1:  # a linear probe: fixed from the start
+                p.requires_grad_(False)
         note = (f"started from {info['path']} (model.init_from): {info['tensors_loaded']} tensors loaded, "
                 f"{len(info['new'])} new ({', '.join(info['new'][:6])}{' …' if len(info['new']) > 6 else ''})")
         if note not in prepared.notes:

@@ -10,8 +10,9 @@ from torch import nn
 
 from scaletrain import distributed
 from scaletrain.budget import REPORT_SECONDS, Budget
+from scaletrain.errors import ConfigError
 from scaletrain.train import device
-from scaletrain.train.callbacks import EarlyStopping, History, ProgressBar, TimeLimit
+from scaletrain.train.callbacks import EarlyStopping, Freeze, History, ProgressBar, TimeLimit
 from scaletrain.train.checkpoint import Checkpoint
 from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
 from scaletrain.train.losses import LossFn, training_loss
@@ -91,6 +92,11 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
         listed.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep, config=config,
                                  stateful=stateful, generators=generators or {}, resume=resume,
                                  write=distributed.world().main))
+    if t.freeze:
+        if distributed.world().active:
+            raise ConfigError("train.freeze with several ranks: not supported (DistributedDataParallel needs every "
+                              "parameter's gradient each step); set train.freeze=0 or train in one process")
+        listed.append(Freeze(model, t.freeze))
     listed += (callbacks or []) + ([ProgressBar()] if verbose else [])  # after the stops: they see this epoch's
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                             milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,

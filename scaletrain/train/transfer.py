@@ -72,4 +72,4 @@ def start_from(model: nn.Module, path: str) -> dict:
         for name in loaded:
             own[name].copy_(source[name])
     new = [name for name in own if name not in loaded]
-    return {"path": str(path), "tensors_loaded": len(loaded), "new": new}
+    return {"path": str(path), "tensors_loaded": len(loaded), "loaded": loaded, "new": new}
