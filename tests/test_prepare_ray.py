@@ -67,6 +67,7 @@ def test_a_ray_prepare_writes_the_rows_and_statistics_of_a_local_one(ray_head, t
         pd.testing.assert_frame_equal(_rows(tmp_path / "ray", split), _rows(tmp_path / "local", split))
 
 
+@pytest.mark.slow  # ~15 s of spawned processes and Ray workers: in `make bench`
 def test_a_ray_prepare_of_a_corpus_writes_the_blocks_of_a_local_one(ray_head, tmp_path):
     words = np.array("the market rose as the team won a vote on the new film and its music".split())
     rng = np.random.default_rng(0)

@@ -73,3 +73,21 @@ def test_missing_text_is_empty_text():
 
     assert row_texts([["a b", None, float("nan"), pd.NA], ["c", "d", "e", "f"]]) == \
         ["a b [SEP] c", " [SEP] d", " [SEP] e", " [SEP] f"]
+
+
+def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "articles.csv"
+    articles(n=120, seed=2).to_csv(data, index=False)
+    fixed = ["model.name=linear", "train.weight_decay=0.001"]  # no L2 search: a quick fit
+    cv = scaletrain.cross_validate(str(data), "topic", k=2, sets=fixed)
+    assert cv["k"] == 2 and cv["mean"]["accuracy"] > 0.9  # each fold tokenizes its own training rows
+    result = scaletrain.tune(str(data), "topic", sets=fixed, search="grid", space={"train.weight_decay": [0.001, 0.01]},
+                             out=tmp_path / "tune", verbose=False, workers=1)
+    assert (tmp_path / "tune" / "best" / "tokenizer.json").is_file() and result.run is not None
+    articles(n=60, seed=3).to_csv(tmp_path / "new.csv", index=False)
+    done = subprocess.run([sys.executable, "-m", "scaletrain", "evaluate", str(tmp_path / "tune" / "best"),
+                           str(tmp_path / "new.csv")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "accuracy" in done.stdout, done.stderr
