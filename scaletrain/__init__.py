@@ -2,12 +2,12 @@
 from scaletrain.errors import ConfigError, DataError, RunDirError, ScaletrainError, TargetError
 from scaletrain.version import VERSION as __version__
 
-__all__ = ["__version__", "fit", "load", "pretrain", "cross_validate", "tune", "Run", "ScaleClassifier",
+__all__ = ["__version__", "fit", "load", "pretrain", "cross_validate", "Run", "ScaleClassifier",
            "ScaleRegressor", "ScaletrainError", "ConfigError", "DataError", "TargetError", "RunDirError"]
 
 
 def __getattr__(name):  # import torch-heavy parts on first use, so `scaletrain --help` is quick
-    if name in ("fit", "load", "pretrain", "cross_validate", "tune"):
+    if name in ("fit", "load", "pretrain", "cross_validate"):  # tune: scaletrain.api.tune (a subpackage's name)
         from scaletrain import api
         return getattr(api, name)
     if name == "Run":

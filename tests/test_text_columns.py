@@ -84,8 +84,10 @@ def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
     fixed = ["model.name=linear", "train.weight_decay=0.001"]  # no L2 search: a quick fit
     cv = scaletrain.cross_validate(str(data), "topic", k=2, sets=fixed)
     assert cv["k"] == 2 and cv["mean"]["accuracy"] > 0.9  # each fold tokenizes its own training rows
-    result = scaletrain.tune(str(data), "topic", sets=fixed, search="grid", space={"train.weight_decay": [0.001, 0.01]},
-                             out=tmp_path / "tune", verbose=False, workers=1)
+    from scaletrain.api import tune
+
+    result = tune(str(data), "topic", sets=fixed, search="grid", space={"train.weight_decay": [0.001, 0.01]},
+                  out=tmp_path / "tune", verbose=False, workers=1)
     assert (tmp_path / "tune" / "best" / "tokenizer.json").is_file() and result.run is not None
     articles(n=60, seed=3).to_csv(tmp_path / "new.csv", index=False)
     done = subprocess.run([sys.executable, "-m", "scaletrain", "evaluate", str(tmp_path / "tune" / "best"),
