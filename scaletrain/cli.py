@@ -1,7 +1,6 @@
 """The command line: one function per verb, each a thin call into the API."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -9,16 +8,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from scaletrain.errors import ScaletrainError
+from scaletrain import cli_ship  # noqa: F401  (export, compress, serve: registered on the same app)
+from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, evaluate and use neural models on tables and images with one command.")
-out_console = Console()
-err_console = Console(stderr=True)
-DEBUG = typer.Option(False, "--debug", help="Show the full traceback on errors.")
 # data-parallel training (train, pretrain)
 NPROC_PER_NODE = typer.Option(None, help="Data-parallel worker processes on this machine "
                                          "(torch.distributed's elastic launcher, as torchrun).")
@@ -29,23 +23,6 @@ MAX_RESTARTS = typer.Option(0, help="Restart the workers up to K times after a f
                                     "checkpoint.")
 TRAIN_BACKEND = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
                                            "--nproc-per-node workers).")
-
-
-def guarded(fn):
-    """Turn ScaletrainError into one line on stderr and exit code 2 (traceback only with --debug)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ScaletrainError as exc:
-            if kwargs.get("debug"):
-                raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
-    return wrapper
 
 
 def _metrics_table(metrics: dict, title: str) -> Table:
@@ -299,13 +276,17 @@ def predict(
     run: Path = typer.Argument(..., help="Run directory."),
     data: str = typer.Argument(..., help="Raw rows or images, as for train."),
     output: Optional[Path] = typer.Option(None, help="Write predictions here (.csv, .parquet, .jsonl); default stdout."),
+    strict: bool = typer.Option(False, help="Refuse input that does not fit the trained schema (words in number "
+                                            "columns, unseen categories, far-off values, missing columns)."),
     debug: bool = DEBUG,
 ):
     """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""
     from scaletrain.api import load
     from scaletrain.data.tables import write_table
 
-    frame = load(run).predict(data)
+    frame = load(run).predict(data, strict=strict)
+    for line in frame.attrs.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if output is None:
         frame.to_csv(sys.stdout, index=False)
     else:

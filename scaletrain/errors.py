@@ -23,3 +23,7 @@ class RunDirError(ScaletrainError, FileNotFoundError):
 
 class TrainingError(ScaletrainError, RuntimeError):
     """Training cannot go on (a NaN/inf loss); says at which step and what to change."""
+
+
+class ExportError(ScaletrainError, ValueError):
+    """A run cannot be exported, compressed or served as asked (says what would make it possible)."""

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from scaletrain.config import Config, build_config
+from scaletrain.data.input_check import warning_line
 from scaletrain.data.preprocess import decode_target, encode_target
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError, RunDirError
@@ -89,9 +90,20 @@ class Run:
             return (np.log(np.clip(proba, 1e-12, 1.0)) + np.asarray(target["class_bias"])).argmax(axis=1), proba
         return proba.argmax(axis=1), proba
 
-    def predict(self, data, y=None) -> pd.DataFrame:
-        """Return the input rows (or image names) with `prediction` and `proba_<class>` columns."""
+    def input_warnings(self, source: Source, strict: bool = False) -> list[dict]:
+        """What in `source` does not fit the trained schema, per column; with `strict`, refused."""
+        findings = self.modality.input_warnings(self.preprocess, source)
+        if strict and findings:
+            raise DataError(f"'{source.name}' does not fit what the model was trained on (strict): "
+                            + "; ".join(warning_line(f) for f in findings))
+        return findings
+
+    def predict(self, data, y=None, strict: bool = False) -> pd.DataFrame:
+        """Return the input rows (or image names) with `prediction` and `proba_<class>` columns;
+        `frame.attrs["warnings"]` says, per column, what did not fit the trained schema (with
+        `strict`, such input is refused)."""
         source = self.source(data, y)
+        findings = self.input_warnings(source, strict)
         inputs, _ = self.encode(source)
         values, proba = self.predict_encoded(inputs)
         frame = self.modality.prediction_frame(source)
@@ -101,6 +113,7 @@ class Run:
             frame["prediction"] = decode_target(self.preprocess["target"], values)
             for i, name in enumerate(self.classes):
                 frame[f"proba_{name}"] = proba[:, i]
+        frame.attrs["warnings"] = [warning_line(f) for f in findings]
         return frame
 
     def evaluate(self, data, y=None) -> dict:

@@ -42,6 +42,19 @@ class DataFacts:
     text_length: int = 0      # free text: the token ids kept per row (0: no text)
 
 
+@dataclass
+class ExportParts:
+    """What a modality gives the ONNX export: the torch layers between the graph's inputs and
+    the model (`front`, traced with `example`, inputs named `names`), and an ONNX graph from raw
+    input to those inputs where tensors cannot express it (string lookups), or None."""
+
+    front: object
+    example: tuple
+    names: list[str]
+    graph: object = None
+    inputs: list[dict] | None = None  # the exported model's raw inputs, described for the model card
+
+
 def steps_to_epochs(target_steps: int, steps_per_epoch: int, lo: int, hi: int) -> int:
     """Epochs that give about `target_steps` optimizer steps, within [lo, hi]."""
     return int(min(hi, max(lo, round(target_steps / max(steps_per_epoch, 1)))))
@@ -154,6 +167,22 @@ class Modality:
     def prediction_frame(self, source: Source) -> pd.DataFrame:
         """The frame `predict` adds its prediction columns to."""
         raise NotImplementedError
+
+    def input_fields(self, state: dict) -> list[dict]:
+        """What one input is made of, for a served model's schema and form: {name, type: number |
+        boolean | category | text | date | image, values (a category's known ones)}."""
+        return []
+
+    def input_warnings(self, state: dict, source: Source) -> list[dict]:
+        """Per column, the values of new input the run's preprocessing has to guess at
+        ({column, problem, count, rows, example}; data/input_check.py)."""
+        return []
+
+    def export_parts(self, state: dict, opset: int) -> ExportParts:
+        """The pieces of an ONNX graph that takes this modality's raw input."""
+        from scaletrain.errors import ExportError
+
+        raise ExportError(f"{self.name} runs cannot be exported to ONNX yet")
 
     def report_sections(self, run, assessment) -> list[str]:
         """HTML sections of report.html that only this modality has."""

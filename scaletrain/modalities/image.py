@@ -33,7 +33,7 @@ from scaletrain.data.preprocess import encode_target, fit_images, fit_target, tr
 from scaletrain.data.schema import check_target, infer_task
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError
-from scaletrain.modalities.base import DataFacts, Modality, Recipe, steps_to_epochs
+from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
 
 # torch and scikit-learn are imported where training needs them: `scaletrain prepare` shards an
 # image folder through this module without either (2-3 s a process).
@@ -189,6 +189,20 @@ class Image(Modality):
 
     def prediction_frame(self, source: Source) -> pd.DataFrame:
         return pd.DataFrame({"image": source.images.names})
+
+    def input_fields(self, state: dict) -> list[dict]:
+        return [{"name": "image", "type": "image", "size": state["size"], "channels": state["channels"]}]
+
+    def export_parts(self, state: dict, opset: int) -> ExportParts:
+        import torch
+
+        from scaletrain.models.fronts import ImageFront
+
+        (h, w), c = state["size"], state["channels"]
+        described = [{"name": "pixels", "type": "uint8", "shape": ["batch", h, w, c],
+                      "what": f"images of {h}x{w} pixels, {c} channel(s), 0-255, as stored (height, width, channels); "
+                              "resize them first (predict does it on read)"}]
+        return ExportParts(ImageFront(), (torch.zeros((2, h, w, c), dtype=torch.uint8),), ["pixels"], None, described)
 
 
 def _image_tensors(state: dict, where: str, frame: pd.DataFrame):

@@ -13,6 +13,7 @@ import pandas as pd
 
 from scaletrain.config import Config, DataConfig
 from scaletrain.data.corpus import is_text_folder, read_text_folder
+from scaletrain.data.input_check import table_warnings, with_absent_columns
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
 from scaletrain.data.schema import find_target, infer_schema
@@ -20,7 +21,7 @@ from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
 from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError, TargetError
-from scaletrain.modalities.base import DataFacts, Modality, Recipe, steps_to_epochs
+from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
 
 # torch and scikit-learn are imported where training needs them: `scaletrain prepare` reads
 # and shards tables through this module without either (2-3 s a process).
@@ -128,12 +129,46 @@ class Table(Modality):
         if source.frame is None:
             raise DataError("this model was trained on a table; give CSV, TSV, Parquet or JSONL rows")
         target = state.get("target_column")
-        frame = source.frame
+        frame = with_absent_columns(state, source.frame)  # said by input_warnings; refused by --strict
         labels = frame[target].to_numpy() if target in frame.columns else None
         return transform_table(state, frame, source.name).tensors(), labels
 
     def prediction_frame(self, source: Source) -> pd.DataFrame:
         return source.frame.copy()
+
+    def input_fields(self, state: dict) -> list[dict]:
+        from scaletrain.data.values import MISSING
+
+        c = state["columns"]
+        known = {col["name"]: [v for v in col["categories"] if v != MISSING] for col in state["onehot"] + state["embed"]}
+        return ([{"name": n, "type": "number"} for n in c["numeric_raw"]] + [{"name": n, "type": "boolean"} for n in c["boolean"]]
+                + [{"name": n, "type": "date"} for n in c["datetime"]]
+                + [{"name": n, "type": "category", "values": known[n]} for n in c["categorical"]]
+                + [{"name": n, "type": "text"} for n in state.get("text", {}).get("columns", [])])
+
+    def input_warnings(self, state: dict, source: Source) -> list[dict]:
+        return table_warnings(state, source.frame) if source.frame is not None else []
+
+    def export_parts(self, state: dict, opset: int) -> ExportParts:
+        import torch
+
+        from scaletrain.data.onnx_graph import table_graph
+        from scaletrain.data.preprocess import table_feature_names
+        from scaletrain.models.fronts import TableFront
+
+        graph, names, described = table_graph(state, opset)
+        widths = {"dense": len(table_feature_names(state)), "categories": len(state["embed"])}
+        example = [torch.zeros((2, widths["dense"])), torch.ones((2, widths["categories"]), dtype=torch.long)]
+        example = [x for x, n in zip(example, ("dense", "categories")) if n in names]
+        text = state.get("text")
+        if text:
+            example.append(torch.ones((2, text["length"]), dtype=torch.long))
+            described.append({"name": "tokens", "type": "int64", "shape": ["batch", text["length"]],
+                              "what": f"the ids of column(s) {text['columns']} joined by ' [SEP] ', from tokenizer.json "
+                                      "(it pads and cuts them to this length)"})
+        front = TableFront("dense" in names, "categories" in names, text["idf"] if text else None)
+        return ExportParts(front, tuple(example), names + (["tokens"] if text else []), graph if names else None,
+                           described)
 
 
 def _name_of(data) -> str:

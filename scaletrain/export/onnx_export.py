@@ -1,0 +1,185 @@
+"""One ONNX file from a run: raw input in; the label in the target's own values and the class
+probabilities (or the value) out; batch axis dynamic.
+
+The model and the tensor parts of the preprocessing are traced by torch's exporter (the
+modality's `front`, the model, and the decision: probabilities, tuned threshold or class
+shifts); string lookups, which torch cannot hold, come from the modality as an ONNX graph and
+are joined in front with onnx.compose; the labels are a Gather from the classes at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from scaletrain.data.text import row_texts
+from scaletrain.io import atomic_write_bytes, write_json, write_text
+from scaletrain.run import Run
+from scaletrain.train.losses import outputs_to_proba
+from scaletrain.version import VERSION
+
+OPSET = 18
+
+
+class Decided(nn.Module):
+    """front -> model -> (class index, probabilities) as Run.predict_encoded decides, or the value."""
+
+    def __init__(self, front: nn.Module, model: nn.Module, target: dict, loss: str):
+        super().__init__()
+        self.front, self.model, self.target, self.loss = front, model, target, loss
+
+    def forward(self, *inputs: torch.Tensor):
+        blocks = self.front(*inputs)
+        out = self.model(*(blocks if isinstance(blocks, tuple) else (blocks,))).float()
+        t = self.target
+        if t["task"] == "regression":
+            return out.squeeze(-1).double() * t["std"] + t["mean"]
+        proba = outputs_to_proba(out, t["task"], self.loss)
+        if t.get("threshold") is not None:
+            index = (proba[:, 1] >= t["threshold"]).long()
+        elif t.get("class_bias") is not None:
+            index = (torch.log(proba.clamp(1e-12, 1.0)) + torch.tensor(t["class_bias"])).argmax(dim=1)
+        else:
+            index = proba.argmax(dim=1)
+        return index, proba
+
+
+def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write RUN/model.onnx (or `out`), its model card and, for text, tokenizer.json beside it;
+    return the ONNX file's path."""
+    import onnx
+
+    run = Run.load(run_dir)
+    out = Path(out) if out else run.path / "model.onnx"
+    parts = run.modality.export_parts(run.preprocess, OPSET)
+    model = _traced(Decided(parts.front, run.model.float().cpu().eval(), run.preprocess["target"], run.config.train.loss),
+                    parts.example, parts.names, run.task)
+    if parts.graph is not None:
+        parts.graph.ir_version = model.ir_version
+        feeds = [n for n in parts.names if n in {o.name for o in parts.graph.graph.output}]
+        model = onnx.compose.merge_models(parts.graph, model, io_map=[(n, n) for n in feeds])
+    if run.task != "regression":
+        model = _with_labels(model, run.classes)
+    _outputs_first(model, ["value", "label", "probabilities"])  # the input checks' `unfit` flags after them
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, model.SerializeToString())
+    if "text" in run.preprocess:
+        write_text(out.with_name("tokenizer.json"), padded_tokenizer(run.preprocess["text"]))
+    write_json(out.with_suffix(".card.json"), model_card(run, parts.inputs, out))
+    return out
+
+
+def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
+    """The torch part as an ONNX model with a dynamic batch axis."""
+    outputs = ["value"] if task == "regression" else ["index", "probabilities"]
+    batch = torch.export.Dim("batch", min=1)
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision's ops: unused
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, example, None, input_names=names, output_names=outputs, dynamo=True,
+                                    opset_version=OPSET,  # forward(*inputs) is one parameter: its shapes a tuple
+                                    dynamic_shapes=(tuple({0: batch} for _ in example),),
+                                    verbose=False)
+    return program.model_proto
+
+
+def _with_labels(model, classes: list):
+    """The model with a `label` output (the classes' own values) in place of the class index."""
+    from onnx import helper, numpy_helper
+
+    values = _label_array(classes)
+    model.graph.initializer.append(numpy_helper.from_array(values, "classes"))
+    model.graph.node.append(helper.make_node("Gather", ["classes", "index"], ["label"], axis=0))
+    kept = [o for o in model.graph.output if o.name != "index"]
+    del model.graph.output[:]
+    elem = helper.np_dtype_to_tensor_dtype(values.dtype) if values.dtype != object else 8  # 8: STRING
+    model.graph.output.extend([helper.make_tensor_value_info("label", elem, ["batch"])] + kept)
+    return model
+
+
+def _outputs_first(model, names: list[str]) -> None:
+    """Reorder the graph's outputs: `names` (those it has) first, the rest after."""
+    outputs = sorted(model.graph.output, key=lambda o: names.index(o.name) if o.name in names else len(names))
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+
+
+def _label_array(classes: list) -> np.ndarray:
+    """The classes as int64 or float64 where they are numbers, else as strings."""
+    if all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in classes):
+        return np.asarray(classes, dtype=np.int64)
+    if all(isinstance(c, (float, np.floating)) for c in classes):
+        return np.asarray(classes, dtype=np.float64)
+    return np.asarray([str(c) for c in classes], dtype=object)
+
+
+def padded_tokenizer(text: dict) -> str:
+    """The run's tokenizer, set to cut and pad every text to the exported model's length."""
+    from scaletrain.data.text import tokenizer_from_json
+
+    tokenizer = tokenizer_from_json(text["tokenizer"])
+    tokenizer.enable_truncation(text["length"])
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=text["length"])
+    return tokenizer.to_str()
+
+
+def onnx_inputs(run: Run, frame_or_images, tokenizer_json: str | None = None) -> dict[str, np.ndarray]:
+    """The exported model's feeds for raw rows (a DataFrame) or uint8 images (batch, h, w, c):
+    what the model card's `call` does, for tests and benchmarks."""
+    if isinstance(frame_or_images, np.ndarray):
+        return {"pixels": frame_or_images.astype(np.uint8)}
+    frame, state, feeds = frame_or_images, run.preprocess, {}
+    for name in state["columns"]["numeric_raw"]:
+        feeds[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64).reshape(-1, 1)
+    for name in state["columns"]["boolean"] + state["columns"]["categorical"]:
+        feeds[name] = _strings(frame[name]).reshape(-1, 1)
+    if "text" in state:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(tokenizer_json or padded_tokenizer(state["text"]))
+        texts = row_texts([frame[c].tolist() for c in state["text"]["columns"]])
+        feeds["tokens"] = np.asarray([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)
+    return feeds
+
+
+def _strings(series: pd.Series) -> np.ndarray:
+    """A column's values as the strings the graph looks up (predict's category keys; '' where missing)."""
+    from scaletrain.data.values import MISSING, category_strings
+
+    keys = category_strings(series).astype(str)
+    return keys.where(keys != MISSING, "").to_numpy(dtype=object)
+
+
+def model_card(run: Run, inputs: list[dict] | None, out: Path) -> dict:
+    """What the exported model takes, gives and was trained on."""
+    m = run.metrics
+    target = run.preprocess.get("target_column")
+    outputs = ([{"name": "value", "type": "float64", "shape": ["batch"], "what": f"the predicted {target}"}]
+               if run.task == "regression" else
+               [{"name": "label", "shape": ["batch"], "what": "the predicted class, in the target's own values"},
+                {"name": "probabilities", "type": "float32", "shape": ["batch", len(run.classes)],
+                 "what": "each class's probability, in the order of `classes`"}])
+    call = ["import onnxruntime as ort", f"session = ort.InferenceSession('{out.name}')"]
+    if "text" in run.preprocess:
+        call += ["from tokenizers import Tokenizer", "tokenizer = Tokenizer.from_file('tokenizer.json')",
+                 "tokens = np.array([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)"]
+    checks = [d for d in inputs or [] if "output" in d]
+    if checks:
+        outputs.append({"name": "unfit", "type": "int64", "shape": ["batch", len(checks[0]["columns"])], **checks[0]})
+    call.append("outputs = session.run(None, {name: column for each input, each shaped (batch, 1) or as listed})")
+    return {"model": out.name, "format": f"ONNX (opset {OPSET}, ai.onnx.ml {3})", "scaletrain": VERSION,
+            "task": run.task, "target": run.preprocess.get("target_column"), "classes": run.classes,
+            "inputs": [d for d in inputs or [] if "output" not in d], "outputs": outputs, "call": call,
+            "metrics": {k: m[k] for k in ("test", "val") if k in m},
+            "data": m.get("data", {}), "model_name": run.config.model.name, "notes": m.get("notes", []),
+            "decision": {k: run.preprocess["target"][k] for k in ("threshold", "class_bias") if k in run.preprocess["target"]},
+            "config": json.loads(json.dumps(run.config.to_dict(), default=str))}

@@ -1,0 +1,51 @@
+"""The first layers of an exported model: what predict does to its input before the model,
+written as tensor operations so that the ONNX graph takes raw input."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ImageFront(nn.Module):
+    """uint8 pixels (batch, height, width, channels), as images are stored, to the model's
+    float NCHW input in [0, 1]; the per-channel normalization is the model's own first layer."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.permute(0, 3, 1, 2).float() / 255.0
+
+
+class TextWeights(nn.Module):
+    """Each token's TF-IDF weight, as data.text.piece_weights computes it with numpy (sublinear
+    term frequency, unit L2 norm per row, padding 0): counted by comparing every position with
+    every other, which the exporter can trace (numpy's sort-and-bincount it cannot)."""
+
+    def __init__(self, idf: list[float]):
+        super().__init__()
+        self.register_buffer("idf", torch.tensor(idf, dtype=torch.float32))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        count = (ids.unsqueeze(2) == ids.unsqueeze(1)).float().sum(dim=2)
+        term = self.idf[ids] * (1 + torch.log(count)) * (ids > 0).float()
+        norm = torch.sqrt((term * term / count).sum(dim=1, keepdim=True))
+        return term / count / norm.clamp(min=1e-12)
+
+
+class TableFront(nn.Module):
+    """The table model's inputs from the exported graph's blocks: the dense block and category
+    codes where the table has them (empty ones made here: a zero-width graph input is refused
+    by some runtimes), the token ids of its text with their weights."""
+
+    def __init__(self, has_dense: bool, has_categories: bool, idf: list[float] | None):
+        super().__init__()
+        self.has_dense, self.has_categories = has_dense, has_categories
+        self.weights = TextWeights(idf) if idf is not None else None
+
+    def forward(self, *blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        blocks = list(blocks)
+        rows = blocks[0].shape[0]
+        dense = blocks.pop(0) if self.has_dense else torch.zeros((rows, 0), dtype=torch.float32)
+        if self.weights is None:
+            return (dense, blocks.pop(0)) if self.has_categories else (dense,)
+        categories = blocks.pop(0) if self.has_categories else torch.zeros((rows, 0), dtype=torch.long)
+        tokens = blocks.pop(0)
+        return dense, categories, tokens, self.weights(tokens)

@@ -1,0 +1,152 @@
+"""The HTTP server of a run: POST /predict, GET /health, GET /metadata, and a web page at /.
+
+FastAPI (typed OpenAPI schema from the run's columns) on uvicorn. A bad request gets a 4xx
+whose JSON `error` names the field and what was expected; nothing a client sends can make
+the body carry a traceback (an unforeseen failure is a 500 saying so, logged on the server).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from scaletrain.data.input_check import warning_line
+from scaletrain.data.preprocess import decode_target
+from scaletrain.data.sources import Source
+from scaletrain.data.values import json_value
+from scaletrain.errors import ScaletrainError
+from scaletrain.run import Run
+from scaletrain.serve.batcher import MicroBatcher
+from scaletrain.serve.page import page_html
+from scaletrain.serve.schema import (
+    RequestError,
+    image_source,
+    request_schema,
+    row_model,
+    rows_from_json,
+    rows_from_text,
+    rows_from_upload,
+)
+from scaletrain.version import VERSION
+
+MAX_BODY = 10 * 2 ** 20  # bytes of one request body; more rows go in several requests
+log = logging.getLogger("scaletrain.serve")
+
+
+def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_rows: int = 256,
+               wait_ms: float = 2.0) -> FastAPI:
+    """The FastAPI app serving `run`."""
+    fields = run.modality.input_fields(run.preprocess)
+    optional = [run.preprocess.get("target_column")] + list(run.preprocess.get("dropped", {}))
+    row = row_model(fields, [c for c in optional if c])
+    batcher = MicroBatcher(run.predict_encoded, max_rows, wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title=f"scaletrain: {run.path.name if run.path else 'model'}", version=VERSION, lifespan=lifespan)
+    metadata = {"task": run.task, "target": run.preprocess.get("target_column"), "classes": run.classes,
+                "inputs": fields, "metrics": run.metrics.get("test", {}), "model": run.config.model.name,
+                "run": str(run.path.name if run.path else ""), "scaletrain": VERSION}
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(ScaletrainError)
+    async def _data_error(request: Request, exc: ScaletrainError):
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("predict failed")
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
+                            status_code=500)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return page_html(metadata["run"] or "model")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model_calls": batcher.calls, "rows": batcher.rows}
+
+    @app.get("/metadata")
+    async def meta() -> dict:
+        return metadata
+
+    @app.post("/predict", openapi_extra=request_schema(row))
+    async def predict(request: Request) -> JSONResponse:
+        source = await _source(request, row, fields, max_body)
+        findings = await asyncio.to_thread(run.input_warnings, source, strict)
+        inputs, _ = await asyncio.to_thread(run.encode, source)
+        values, proba = await batcher.predict(inputs)
+        return JSONResponse(_answer(run, values, proba, findings))
+
+    return app
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (declared or as it streams in)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"request body of {int(declared):,} bytes is over the limit of {limit:,}; "
+                                "send fewer rows per request")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body over the limit of {limit:,} bytes; send fewer rows per request")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _source(request: Request, row, fields: list[dict], limit: int) -> Source:
+    """The request's input as a Source, read by its content type."""
+    body = await read_bounded(request, limit)
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        request._body = body  # starlette's form parser reads the body again from here
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise RequestError(422, "the multipart form needs a file field named 'file'")
+        name, data = upload.filename or "upload", await upload.read()
+        if any(f["type"] == "image" for f in fields) or (upload.content_type or "").startswith("image/"):
+            return image_source(data, name, fields)
+        return Source("table", name, frame=rows_from_upload(name, data))
+    if kind.startswith("image/"):
+        return image_source(body, "image", fields)
+    if kind == "text/plain":
+        return Source("table", "text", frame=rows_from_text(body, fields))
+    if kind in ("application/json", ""):
+        return Source("table", "records", frame=rows_from_json(body, row))
+    raise RequestError(415, f"content type '{kind}' is not read here: send application/json, text/plain, an image, "
+                            "or a multipart upload")
+
+
+def _answer(run: Run, values: np.ndarray, proba: np.ndarray | None, findings: list[dict]) -> dict:
+    """The JSON response: predictions in the target's own values, probabilities, warnings."""
+    if run.task == "regression":
+        return {"predictions": [float(v) for v in values], "warnings": [warning_line(f) for f in findings]}
+    labels = decode_target(run.preprocess["target"], values)
+    names = [str(c) for c in run.classes]
+    return {"predictions": [json_value(v) for v in labels],
+            "probabilities": [dict(zip(names, map(float, p))) for p in proba],
+            "warnings": [warning_line(f) for f in findings]}
+
+
+def load_app(run_dir: str | Path, **options) -> FastAPI:
+    """The app serving the run stored in `run_dir`."""
+    return create_app(Run.load(run_dir), **options)
+
+
+__all__ = ["create_app", "load_app", "read_bounded"]
