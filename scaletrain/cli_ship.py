@@ -42,3 +42,40 @@ def serve(
 
     err_console.print(f"serving {run} at http://{host}:{port}/ (OpenAPI at /docs; Ctrl-C or SIGTERM stops it)")
     serve_run(run, host, port, strict=strict, max_body=int(max_body_mb * 2 ** 20))
+
+
+@app.command()
+@guarded
+def compress(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: str = typer.Argument(..., help="The data RUN was trained on (its split is recovered from the run's seed)."),
+    out: Path = typer.Option(..., help="Folder for the variants (run directories) and compress.json."),
+    distill: Optional[float] = typer.Option(None, help="Distill into a student with at most this share of the "
+                                                       "parameters (0.25: a quarter)."),
+    prune: Optional[float] = typer.Option(None, help="Remove this share of every hidden layer's neurons/channels, "
+                                                     "then fine-tune briefly (0.5: half)."),
+    quantize: Optional[str] = typer.Option(None, help="int8: dynamic for dense layers, static per-channel for convolutions."),
+    test: Optional[str] = typer.Option(None, help="Score the variants on this labelled data instead of the test split."),
+    tolerance: float = typer.Option(0.01, help="Recommend a variant only within this much of the original's score."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+    debug: bool = DEBUG,
+):
+    """Make RUN smaller and faster: each variant a run directory, measured side by side with the original."""
+    from rich.table import Table
+
+    from scaletrain.cli_base import out_console
+    from scaletrain.compress import compress_run
+
+    summary = compress_run(run, data, out, distill=distill, prune=prune, quantize=quantize, test=test,
+                           tolerance=tolerance, verbose=not quiet)
+    score = summary["score"]
+    table = Table(title=f"{run} compressed (onnxruntime, this machine; ratios to the original)")
+    for column in ("variant", "parameters", "MB", "ms/row", "ms/batch", "× time/batch", score, "same class"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, f in summary["variants"].items():
+        table.add_row(name, f"{f['parameters']:,}", f"{f['size_mb']:.3f}", f"{f['ms_per_row']:.3f}", f"{f['ms_per_batch']:.2f}",
+                      f"{f['latency_ratio_batch']:.2f}", f"{f[score]:.4f}", f"{f.get('same_class_as_original', 1):.4f}")
+    out_console.print(table)
+    pick = summary["recommended"]
+    out_console.print(f"recommended: {pick['variant'] or 'the original'} — {pick['why']}")
+    err_console.print(f"wrote {out / 'compress.json'}")

@@ -60,3 +60,24 @@ def training_loss(t, task: str, class_counts: torch.Tensor | None) -> LossFn:
     if t.class_weight == "balanced" and class_counts is not None:
         weights = balanced_weights(class_counts).to(t.device)
     return build_loss(t.loss, task, t.label_smoothing, weights)
+
+
+def distillation_loss(task: str, loss: str, temperature: float, alpha: float) -> LossFn:
+    """Hinton et al.'s distillation loss on packed targets (column 0 the label, the rest the
+    teacher's outputs): alpha·T²·KL(teacher ‖ student at temperature T) + (1 − alpha)·the
+    task's loss on the labels (T² keeps the soft part's gradients on the hard part's scale).
+    Regression: alpha·MSE to the teacher's value + (1 − alpha)·MSE to the label."""
+    def distill(out: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        out, y, teacher = out.float(), packed[:, 0], packed[:, 1:].float()
+        if task == "regression":
+            value = out.squeeze(-1)
+            return alpha * F.mse_loss(value, teacher.squeeze(-1)) + (1 - alpha) * F.mse_loss(value, y)
+        if loss == "bce":  # one logit: the two classes' logits are (0, z)
+            hard = F.binary_cross_entropy_with_logits(out.squeeze(-1), y)
+            out, teacher = F.pad(out, (1, 0)), F.pad(teacher, (1, 0))
+        else:
+            hard = F.cross_entropy(out, y.long())
+        soft = F.kl_div(F.log_softmax(out / temperature, dim=1), F.log_softmax(teacher / temperature, dim=1),
+                        log_target=True, reduction="batchmean")
+        return alpha * temperature ** 2 * soft + (1 - alpha) * hard
+    return distill

@@ -68,15 +68,16 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
               generators: dict[str, torch.Generator] | None = None, checkpoint_dir: Path | None = None,
               verbose: bool = True, config: dict | None = None, resume: bool = False,
               budget: Budget | None = None, callbacks: list[Callback] | None = None,
-              score: ScoreFn | None = None) -> tuple[TrainState, History, EarlyStopping | None]:
+              score: ScoreFn | None = None, loss_fn: LossFn | None = None) -> tuple[TrainState, History, EarlyStopping | None]:
     """Train the model in place on `batches` (TensorBatches or ShardBatches); return the final
     state, the history and the early stopper.
 
     With `resume`, training continues from the newest valid checkpoint in checkpoint_dir. A
     limited `budget` bounds training, the time already spent counted, with the final
-    evaluation's time kept free (and the report's, when a run directory is written).
+    evaluation's time kept free (and the report's, when a run directory is written). `loss_fn`
+    replaces the config's loss (distillation's, on packed targets).
     """
-    loss_fn = training_loss(t, task, class_counts)
+    loss_fn = loss_fn or training_loss(t, task, class_counts)
     wrapped = device.parallel(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay, t.layer_decay)
     validation = Validation(outputs_fn, *epoch_subset(val_inputs, val_y, t.early_stopping), loss_fn, score)

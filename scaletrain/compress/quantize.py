@@ -1,0 +1,56 @@
+"""int8 quantization of an exported (raw-input) ONNX model, by onnxruntime's quantizer.
+
+Dense layers (MLP, Transformer) get dynamic quantization: int8 weights per output channel,
+activations quantized on the fly. Convolutions get static per-channel quantization calibrated
+on the run's validation rows (QDQ). Only MatMul/Gemm/Conv are quantized: normalization
+layers, softmax and the preprocessing stay in float (static int8 of LayerNorm is what ruined
+the F1 in the DistilBERT report the issue cites). Whether it is any faster is measured, not
+assumed (compress/measure.py): int8 is slower than float on some CPUs and models.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+DENSE_OPS = ["MatMul", "Gemm"]
+CONV_OPS = ["Conv", "MatMul", "Gemm"]
+CALIBRATION_ROWS, CALIBRATION_BATCH = 512, 64
+
+
+class _Rows:
+    """onnxruntime's CalibrationDataReader over feeds of raw validation rows."""
+
+    def __init__(self, feeds: dict[str, np.ndarray]):
+        n = min(len(next(iter(feeds.values()))), CALIBRATION_ROWS)
+        self.batches = iter([{k: v[i:i + CALIBRATION_BATCH] for k, v in feeds.items()} for i in range(0, n, CALIBRATION_BATCH)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+    def rewind(self):  # the reader protocol asks for it; one pass is all MinMax calibration needs
+        pass
+
+
+def has_convolutions(path: Path) -> bool:
+    import onnx
+
+    return any(node.op_type == "Conv" for node in onnx.load(str(path)).graph.node)
+
+
+def quantize_int8(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> str:
+    """Write the int8 model; return which quantization it got (dynamic or static)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    logging.getLogger("root").setLevel(logging.ERROR)  # the quantizer logs advice on every call
+    with contextlib.redirect_stdout(io.StringIO()):
+        if has_convolutions(fp32):
+            quantize_static(fp32, out, _Rows(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                            op_types_to_quantize=CONV_OPS, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+            return "static (per-channel, calibrated on validation rows)"
+        quantize_dynamic(fp32, out, per_channel=True, op_types_to_quantize=DENSE_OPS, weight_type=QuantType.QInt8)
+    return "dynamic (per-channel int8 weights)"
