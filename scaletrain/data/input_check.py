@@ -20,14 +20,14 @@ def needed_columns(state: dict) -> list[str]:
 
 def table_warnings(state: dict, frame: pd.DataFrame) -> list[dict]:
     """One finding per column whose values the fitted preprocessing had to guess at:
-    {column, problem, count, rows, example}."""
+    {column, problem, count, rows, example, mask (which rows), values (the column's)}."""
     findings, rows = [], len(frame)
 
     def add(column: str, problem: str, bad: np.ndarray) -> None:
         if bad.any():
-            example = frame[column].to_numpy()[bad][0] if column in frame.columns else None
+            values = frame[column].to_numpy() if column in frame.columns else None
             findings.append({"column": column, "problem": problem, "count": int(bad.sum()), "rows": rows,
-                             "example": None if example is None else str(example)})
+                             "example": None if values is None else str(values[bad][0]), "mask": bad, "values": values})
 
     absent = [c for c in needed_columns(state) if c not in frame.columns]
     for column in absent:
@@ -51,6 +51,18 @@ def table_warnings(state: dict, frame: pd.DataFrame) -> list[dict]:
         add(name, f"a category the model never saw (read as unknown; it knows {len(known[name] - {MISSING})})",
             ((keys != MISSING) & ~keys.isin(known[name])).to_numpy())
     return findings
+
+
+def slice_findings(findings: list[dict], start: int, end: int) -> list[dict]:
+    """The findings of rows start:end alone (one request's share of a micro-batch)."""
+    out = []
+    for f in findings:
+        bad = f["mask"][start:end]
+        if bad.any():
+            values = None if f["values"] is None else f["values"][start:end]
+            out.append(f | {"count": int(bad.sum()), "rows": end - start, "mask": bad, "values": values,
+                            "example": None if values is None else str(values[bad][0])})
+    return out
 
 
 def with_absent_columns(state: dict, frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from scaletrain.data.images import ImageSet
@@ -30,3 +31,20 @@ class Source:
 
             return sum(read_manifest(self.url).data["rows"].values())
         return len(self.frame) if self.frame is not None else len(self.images)
+
+
+def concat_sources(sources: list[Source]) -> Source:
+    """One in-memory source holding the rows (or images) of several, in order."""
+    first = sources[0]
+    if first.frame is not None:
+        frame = pd.concat([s.frame for s in sources], ignore_index=True) if len(sources) > 1 else first.frame
+        return Source(first.kind, first.name, frame=frame)
+    images = ImageSet(np.concatenate([s.images.images for s in sources]),
+                      None, [n for s in sources for n in s.images.names])
+    return Source(first.kind, first.name, images=images)
+
+
+def batch_key(source: Source) -> tuple:
+    """Sources with equal keys concatenate into one (same columns, or images of one shape)."""
+    return ("frame", tuple(source.frame.columns)) if source.frame is not None else ("images", source.images.images.shape[1:])
+

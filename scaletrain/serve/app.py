@@ -6,7 +6,6 @@ the body carry a traceback (an unforeseen failure is a 500 saying so, logged on 
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from scaletrain.data.input_check import warning_line
+from scaletrain.data.input_check import slice_findings, warning_line
 from scaletrain.data.preprocess import decode_target
 from scaletrain.data.sources import Source
 from scaletrain.data.values import json_value
@@ -26,6 +25,7 @@ from scaletrain.serve.page import page_html
 from scaletrain.serve.schema import (
     RequestError,
     image_source,
+    records_source,
     request_schema,
     row_model,
     rows_from_json,
@@ -39,12 +39,26 @@ log = logging.getLogger("scaletrain.serve")
 
 
 def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_rows: int = 256,
-               wait_ms: float = 2.0) -> FastAPI:
+               wait_ms: float = 0.0) -> FastAPI:
     """The FastAPI app serving `run`."""
     fields = run.modality.input_fields(run.preprocess)
     optional = [run.preprocess.get("target_column")] + list(run.preprocess.get("dropped", {}))
     row = row_model(fields, [c for c in optional if c])
-    batcher = MicroBatcher(run.predict_encoded, max_rows, wait_ms)
+
+    def process(source: Source):
+        findings = run.input_warnings(source)
+        inputs, _ = run.encode(source)
+        return (*run.predict_encoded(inputs), findings)
+
+    def split(answer, start: int, end: int) -> dict:
+        values, proba, findings = answer
+        mine = slice_findings(findings, start, end)
+        if strict and mine:
+            raise RequestError(422, "the rows do not fit what the model was trained on (the server is --strict): "
+                                    + "; ".join(warning_line(f) for f in mine))
+        return _answer(run, values[start:end], None if proba is None else proba[start:end], mine)
+
+    batcher = MicroBatcher(process, split, lambda rows: records_source(rows, row), max_rows, wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -86,10 +100,7 @@ def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_
     @app.post("/predict", openapi_extra=request_schema(row))
     async def predict(request: Request) -> JSONResponse:
         source = await _source(request, row, fields, max_body)
-        findings = await asyncio.to_thread(run.input_warnings, source, strict)
-        inputs, _ = await asyncio.to_thread(run.encode, source)
-        values, proba = await batcher.predict(inputs)
-        return JSONResponse(_answer(run, values, proba, findings))
+        return JSONResponse(await batcher.submit(source))
 
     return app
 
@@ -109,8 +120,8 @@ async def read_bounded(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _source(request: Request, row, fields: list[dict], limit: int) -> Source:
-    """The request's input as a Source, read by its content type."""
+async def _source(request: Request, row, fields: list[dict], limit: int) -> Source | list[dict]:
+    """The request's input, read by its content type: a Source, or validated JSON records."""
     body = await read_bounded(request, limit)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
@@ -128,7 +139,7 @@ async def _source(request: Request, row, fields: list[dict], limit: int) -> Sour
     if kind == "text/plain":
         return Source("table", "text", frame=rows_from_text(body, fields))
     if kind in ("application/json", ""):
-        return Source("table", "records", frame=rows_from_json(body, row))
+        return rows_from_json(body, row)
     raise RequestError(415, f"content type '{kind}' is not read here: send application/json, text/plain, an image, "
                             "or a multipart upload")
 

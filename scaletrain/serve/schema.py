@@ -52,9 +52,10 @@ def request_schema(row: type[BaseModel] | None) -> dict:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def rows_from_json(body: bytes, row: type[BaseModel] | None) -> pd.DataFrame:
-    """A frame of validated rows from a JSON body: a list of records, {"records": [...]} or
-    {"columns": {name: [values]}}."""
+def rows_from_json(body: bytes, row: type[BaseModel] | None) -> list[dict]:
+    """Validated rows from a JSON body: a list of records, {"records": [...]} or
+    {"columns": {name: [values]}}. (Frames are made per micro-batch, not per request: a
+    one-row DataFrame costs more than the model does.)"""
     if row is None:
         raise RequestError(415, "this model reads images: send one as a file upload (multipart field 'file') or as "
                                 "the body with an image/* content type")
@@ -77,7 +78,7 @@ def rows_from_json(body: bytes, row: type[BaseModel] | None) -> pd.DataFrame:
             rows.append(row.model_validate(record).model_dump())
         except ValidationError as exc:
             raise RequestError(422, f"row {i}: " + "; ".join(_problem(e) for e in exc.errors()[:5])) from None
-    return _typed_frame(rows, row)
+    return rows
 
 
 def _records_from_columns(columns) -> list[dict]:
@@ -99,7 +100,12 @@ def _problem(error: dict) -> str:
     return f"column '{where}': {error['msg'].lower()}, got {error.get('input')!r}"
 
 
-def _typed_frame(rows: list[dict], row: type[BaseModel]) -> pd.DataFrame:
+def records_source(rows: list[dict], row: type[BaseModel]) -> Source:
+    """Validated records (of one or many requests) as one table source."""
+    return Source("table", "records", frame=typed_frame(rows, row))
+
+
+def typed_frame(rows: list[dict], row: type[BaseModel]) -> pd.DataFrame:
     """Rows as a frame whose number columns are floats (NaN for null), as read from a file."""
     frame = pd.DataFrame(rows, columns=list(row.model_fields))
     for name, field in row.model_fields.items():
