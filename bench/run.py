@@ -16,6 +16,10 @@ Prints, never asserts on time:
   12. free text (bench/text_bbc.py): zero-config on the BBC News articles against TF-IDF + LR.
   13. few labels (bench/text_few_labels.py): pretrain, then fine-tune on 2% of BBC News.
   14. pretraining speed (bench/pretrain_speed.py): tokens/s against the Hugging Face Trainer.
+  15. compression (bench/compress_bench.py): digits and a Fashion-MNIST subset distilled, pruned,
+     int8 — size, parameters, latency ratios and accuracy side by side in onnxruntime.
+  16. serving under load (bench/serve_load.py): wrk at 1, 16, 64 connections against a bare
+     onnxruntime loop; 100,000 requests with the server's RSS sampled.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -33,11 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import big_table  # noqa: E402
+import compress_bench  # noqa: E402
 import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
 import scaling  # noqa: E402
+import serve_load  # noqa: E402
 import text_bbc  # noqa: E402
 import text_few_labels  # noqa: E402
 import tune_bench  # noqa: E402
@@ -127,3 +133,7 @@ if __name__ == "__main__":
     text_few_labels.main(["--pretrain", "12m"])
     print("\n14. pretraining speed against the Hugging Face Trainer (bench/pretrain_speed.py)")
     pretrain_speed.main([])
+    print("\n15. compression: distilled, pruned, int8 (bench/compress_bench.py)")
+    compress_bench.main([])
+    print("\n16. serving under load (bench/serve_load.py)")
+    serve_load.main([])

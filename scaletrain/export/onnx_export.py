@@ -60,6 +60,9 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run = Run.load(run_dir)
     out = Path(out) if out else run.path / "model.onnx"
     parts = run.modality.export_parts(run.preprocess, OPSET)
+    for module in run.model.modules():  # a Transformer's text windows: all encoded, no branch on the data
+        if hasattr(module, "every_window"):
+            module.every_window = True
     model = _traced(Decided(parts.front, run.model.float().cpu().eval(), run.preprocess["target"], run.config.train.loss),
                     parts.example, parts.names, run.task)
     if parts.graph is not None:

@@ -132,9 +132,13 @@ class PooledText(nn.Module):
         self.encoder = Encoder(s)
         self.width = s.width
         self._cache: list[tuple] = []
+        # Export sets this: every window encoded, a graph without data-dependent branches. The
+        # pooled states are the same: a padding window's weights are 0 (and its queries see
+        # themselves, so its states are finite).
+        self.every_window = False
 
     def forward(self, tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        if self.encoder.tokens.weight.requires_grad:
+        if self.encoder.tokens.weight.requires_grad or self.every_window:
             return self._pooled(tokens, weights)
         # Frozen (train.freeze=1, a linear probe): fixed features, the encoder in eval mode (no
         # dropout) and without gradients. Full-batch L-BFGS calls the model on the same tensors
@@ -157,7 +161,7 @@ class PooledText(nn.Module):
         if length > window:
             tokens = F.pad(tokens, (0, -length % window)).reshape(-1, window)
         used = (tokens > 0).any(dim=1)
-        if bool(used.all()):
+        if self.every_window or bool(used.all()):
             states = self.encoder(tokens)
         else:
             encoded = self.encoder(tokens[used]) if bool(used.any()) else self.encoder(tokens[:1])[:0]

@@ -71,19 +71,7 @@ def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_
                 "inputs": fields, "metrics": run.metrics.get("test", {}), "model": run.config.model.name,
                 "run": str(run.path.name if run.path else ""), "scaletrain": VERSION}
 
-    @app.exception_handler(RequestError)
-    async def _request_error(request: Request, exc: RequestError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(ScaletrainError)
-    async def _data_error(request: Request, exc: ScaletrainError):
-        return JSONResponse({"error": str(exc)}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("predict failed")
-        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
-                            status_code=500)
+    _answer_errors(app)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -103,6 +91,24 @@ def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_
         return JSONResponse(await batcher.submit(source))
 
     return app
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """Errors as JSON `{"error": ...}`: a RequestError with its status, a ScaletrainError as 422,
+    anything else as a 500 that says so (the traceback goes to the server's log only)."""
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(ScaletrainError)
+    async def _data_error(request: Request, exc: ScaletrainError):
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("predict failed")
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
+                            status_code=500)
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
