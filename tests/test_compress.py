@@ -104,3 +104,16 @@ def test_compress_without_a_method_or_on_a_linear_model_says_what_to_do(digits, 
         compress_run(run.path, str(digits), tmp_path / "x")
     with pytest.raises(ExportError, match="no smaller form"):
         compress_run(run.path, str(digits), tmp_path / "x", distill=0.25)
+
+
+def test_a_time_limited_run_bounds_its_student_and_fine_tune(digits, tmp_path):
+    import time
+
+    from scaletrain.compress import compress_run
+
+    run = scaletrain.fit(str(digits), out=tmp_path / "t", model="mlp", time_limit="3s")
+    assert run.config.train.epochs >= 100  # a ceiling the limit stops long before
+    started = time.perf_counter()
+    summary = compress_run(run.path, str(digits), tmp_path / "c", distill=0.25, prune=0.5)
+    assert time.perf_counter() - started < 30  # 3 s for the student, 0.75 s for the fine-tune, plus exports
+    assert summary["variants"]["distilled"]["accuracy"] > 0.8

@@ -46,8 +46,11 @@ def compress_run(run_dir: str | Path, data, out: str | Path, *, distill: float |
                                f"({parameters(student.model) / parameters(teacher.model):.1%} of the original)"))
     if prune is not None:
         model, cfg = pruned(teacher.model, teacher.config, teacher.spec, prune)
-        cfg.train.epochs = max(3, round(teacher.config.train.epochs * FINE_TUNE_SHARE))
+        trained_epochs = teacher.metrics.get("epochs") or teacher.config.train.epochs  # as run, not the ceiling
+        cfg.train.epochs = max(3, round(trained_epochs * FINE_TUNE_SHARE))
         cfg.train.lr = teacher.config.train.lr * FINE_TUNE_LR
+        if cfg.train.time_limit:
+            cfg.train.time_limit *= FINE_TUNE_SHARE
         tuned = train_student(teacher, cfg, prepared, model=model, spec=teacher.spec, verbose=verbose)
         variants.append(_saved(tuned, out / "pruned", test_source, prepared,
                                f"{prune:.0%} of neurons/channels removed, then {cfg.train.epochs} epochs of fine-tuning"))

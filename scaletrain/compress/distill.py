@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import torch
 
+from scaletrain.budget import Budget
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ExportError
@@ -74,8 +75,11 @@ def train_student(teacher: Run, cfg: Config, prepared: Prepared, model: torch.nn
     packed = replace(prepared, train_y=packed_targets(teacher, prepared.train_inputs, prepared.train_y),
                      val_y=packed_targets(teacher, prepared.val_inputs, prepared.val_y))
     run = Run(cfg, model, spec, prepared.preprocess | {"target": teacher.preprocess["target"]})
+    # the config's time limit bounds the student as it bounded the original (whose epoch count
+    # is then a ceiling, 1,000 under zero-config)
     _, history, _ = fit_model(model, training_batches(cfg, packed), None, run.outputs, packed.val_inputs, packed.val_y,
                               cfg.train, cfg.checkpoint, prepared.task, verbose=verbose,
+                              budget=Budget(cfg.train.time_limit),
                               loss_fn=distillation_loss(prepared.task, cfg.train.loss, TEMPERATURE, ALPHA))
     run.model.eval()
     run.history = history.rows

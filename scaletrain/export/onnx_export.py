@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from scaletrain.data.onnx_graph import ML_OPSET
 from scaletrain.data.text import row_texts
 from scaletrain.io import atomic_write_bytes, write_json, write_text
 from scaletrain.run import Run
@@ -179,7 +180,7 @@ def model_card(run: Run, inputs: list[dict] | None, out: Path) -> dict:
     if checks:
         outputs.append({"name": "unfit", "type": "int64", "shape": ["batch", len(checks[0]["columns"])], **checks[0]})
     call.append("outputs = session.run(None, {name: column for each input, each shaped (batch, 1) or as listed})")
-    return {"model": out.name, "format": f"ONNX (opset {OPSET}, ai.onnx.ml {3})", "scaletrain": VERSION,
+    return {"model": out.name, "format": f"ONNX (opset {OPSET}, ai.onnx.ml {ML_OPSET})", "scaletrain": VERSION,
             "task": run.task, "target": run.preprocess.get("target_column"), "classes": run.classes,
             "inputs": [d for d in inputs or [] if "output" not in d], "outputs": outputs, "call": call,
             "metrics": {k: m[k] for k in ("test", "val") if k in m},
