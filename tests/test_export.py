@@ -80,7 +80,7 @@ def test_a_text_run_takes_token_ids_from_the_tokenizer_beside_it(tmp_path, model
     run = scaletrain.fit(articles(200), "topic", out=tmp_path / "text", model=model, epochs=2, sets=sets)
     path = export_onnx(tmp_path / "text")
     rows = articles(80, seed=1).drop(columns="topic")
-    tokenizer = (path.parent / "tokenizer.json").read_text()
+    tokenizer = path.with_suffix(".tokenizer.json").read_text()
     session = ort.InferenceSession(str(path))
     label, proba = session.run(["label", "probabilities"], onnx_inputs(run, rows, tokenizer))
     expected = run.predict(rows)

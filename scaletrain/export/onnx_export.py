@@ -54,8 +54,8 @@ class Decided(nn.Module):
 
 
 def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write RUN/model.onnx (or `out`), its model card and, for text, tokenizer.json beside it;
-    return the ONNX file's path."""
+    """Write RUN/model.onnx (or `out`), its model card (model.card.json) and, for text, the
+    tokenizer that pads to the model's length (model.tokenizer.json); return the ONNX file's path."""
     import onnx
 
     run = Run.load(run_dir)
@@ -77,7 +77,8 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, model.SerializeToString())
     if "text" in run.preprocess:
-        write_text(out.with_name("tokenizer.json"), padded_tokenizer(run.preprocess["text"]))
+        # its own name: beside RUN/model.onnx a plain tokenizer.json would overwrite the run's
+        write_text(out.with_suffix(".tokenizer.json"), padded_tokenizer(run.preprocess["text"]))
     write_json(out.with_suffix(".card.json"), model_card(run, parts.inputs, out))
     return out
 
@@ -174,7 +175,7 @@ def model_card(run: Run, inputs: list[dict] | None, out: Path) -> dict:
                  "what": "each class's probability, in the order of `classes`"}])
     call = ["import onnxruntime as ort", f"session = ort.InferenceSession('{out.name}')"]
     if "text" in run.preprocess:
-        call += ["from tokenizers import Tokenizer", "tokenizer = Tokenizer.from_file('tokenizer.json')",
+        call += ["from tokenizers import Tokenizer", f"tokenizer = Tokenizer.from_file('{out.with_suffix('.tokenizer.json').name}')",
                  "tokens = np.array([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)"]
     checks = [d for d in inputs or [] if "output" in d]
     if checks:

@@ -164,8 +164,8 @@ class Table(Modality):
         if text:
             example.append(torch.ones((2, text["length"]), dtype=torch.long))
             described.append({"name": "tokens", "type": "int64", "shape": ["batch", text["length"]],
-                              "what": f"the ids of column(s) {text['columns']} joined by ' [SEP] ', from tokenizer.json "
-                                      "(it pads and cuts them to this length)"})
+                              "what": f"the ids of column(s) {text['columns']} joined by ' [SEP] ', from the "
+                                      "<model>.tokenizer.json beside the model (it pads and cuts them to this length)"})
         front = TableFront("dense" in names, "categories" in names, text["idf"] if text else None)
         return ExportParts(front, tuple(example), names + (["tokens"] if text else []), graph if names else None,
                            described)
