@@ -38,8 +38,12 @@ def serve(
     debug: bool = DEBUG,
 ):
     """Serve RUN over HTTP: POST /predict, GET /health, GET /metadata, a web page at /."""
+    from scaletrain.rundir import RunDir
+    from scaletrain.serve import check_address
     from scaletrain.serve import serve as serve_run
 
+    RunDir(run).check_complete()  # said before "serving", not after
+    check_address(host, port)
     err_console.print(f"serving {run} at http://{host}:{port}/ (OpenAPI at /docs; Ctrl-C or SIGTERM stops it)")
     serve_run(run, host, port, strict=strict, max_body=int(max_body_mb * 2 ** 20))
 

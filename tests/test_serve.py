@@ -217,3 +217,18 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(server):
     sender.join(120)
     assert result.get("status") == 200 and len(result["answer"]["predictions"]) == 100_000
     assert process.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+
+
+def test_serve_says_when_the_port_is_taken_or_the_run_is_missing(table_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from scaletrain.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(table_run), "--port", str(port)])
+    assert result.exit_code == 2 and "cannot listen on" in result.output and "serving" not in result.output
+    missing = CliRunner().invoke(app, ["serve", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
