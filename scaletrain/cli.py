@@ -10,7 +10,6 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from scaletrain import cli_ship  # noqa: F401  (export, compress, serve: registered on the same app)
 from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console
 
 # data-parallel training (train, pretrain)
@@ -362,6 +361,9 @@ def _pretraining_info(run: Path) -> None:
     for key, value in rows.items():
         table.add_row(key, str(value))
     out_console.print(table)
+
+
+from scaletrain import cli_ship  # noqa: E402,F401  (export, compress, serve: registered after the others)
 
 
 def main() -> None:
