@@ -74,8 +74,9 @@ def compress(
                            tolerance=tolerance, verbose=not quiet)
     score = summary["score"]
     table = Table(title=f"{run} compressed (onnxruntime, this machine; ratios to the original)")
-    for column in ("variant", "parameters", "MB", "ms/row", "ms/batch", "× time/batch", score, "same class"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+    for column in ("variant", "params", "MB", "ms/row", "ms/batch", "×batch", score[:8], "same"):
+        table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True,
+                         min_width=9 if column == "variant" else None)
     for name, f in summary["variants"].items():
         table.add_row(name, f"{f['parameters']:,}", f"{f['size_mb']:.3f}", f"{f['ms_per_row']:.3f}", f"{f['ms_per_batch']:.2f}",
                       f"{f['latency_ratio_batch']:.2f}", f"{f[score]:.4f}", f"{f.get('same_class_as_original', 1):.4f}")
