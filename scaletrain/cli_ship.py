@@ -1,4 +1,4 @@
-"""The commands that ship a trained run: export, compress, serve."""
+"""The commands that use a trained run beyond predicting: explain, export, compress, serve."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -84,3 +84,22 @@ def compress(
     pick = summary["recommended"]
     out_console.print(f"recommended: {pick['variant'] or 'the original'} — {pick['why']}")
     err_console.print(f"wrote {out / 'compress.json'}")
+
+
+@app.command()
+@guarded
+def explain(
+    run: Path = typer.Argument(..., help="Run directory (a table run)."),
+    data: str = typer.Argument(..., help="Raw rows to explain (labelled rows add permutation importance)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for explain.html, explanations.csv, importance.json "
+                                                  "(default RUN/explain)."),
+    rows: int = typer.Option(1000, help="Explain at most this many rows."),
+    debug: bool = DEBUG,
+):
+    """Explain RUN's predictions on DATA: each raw column's Integrated Gradients attribution, per row and overall."""
+    from scaletrain.explain import explain_run
+
+    summary = explain_run(run, data, out, rows)
+    top = ", ".join(f"{k} {v:.3g}" for k, v in list(summary["mean_abs_attribution"].items())[:5])
+    err_console.print(f"explained {summary['rows']} rows; strongest columns: {top}")
+    err_console.print(f"wrote {out or Path(run) / 'explain'}/explain.html, explanations.csv, importance.json")

@@ -231,6 +231,18 @@ def table_feature_names(state: dict) -> list[str]:
     return names
 
 
+def feature_columns(state: dict) -> list[str]:
+    """The raw column behind each of the dense block's columns (a missing indicator, a one-hot
+    slot and a date part belong to the column they come from), in table_feature_names' order."""
+    raw = {f"{name}.{part}": name for name, parts in state["columns"]["datetime"].items() for part in parts}
+    columns = []
+    for col in state["numeric"]:
+        columns += [raw.get(col["name"], col["name"])] * (2 if col["indicator"] else 1)
+    for col in state["onehot"]:
+        columns += [col["name"]] * (len(col["categories"]) + 1)
+    return columns
+
+
 def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> TableBlocks:
     """Return the model inputs for raw rows, using only the fitted state."""
     import torch
