@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import big_table  # noqa: E402
 import compress_bench  # noqa: E402
-import explain_bench  # noqa: E402
 import cpu_paths  # noqa: E402
+import explain_bench  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
