@@ -115,6 +115,8 @@ class TrainConfig(_Section):
     # validation rows for this metric (auto: macro F1 where the largest class is 3x the rarest and
     # validation holds 20 of the rarest, else none: the plain argmax)
     threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
+    # temperature scaling on validation rows: auto keeps it where it lowers their NLL
+    calibration: Literal["auto", "temperature", "none"] = "auto"
     # how zero-config chooses between its candidates on small tables (under 2,000 rows, no time
     # limit): k-fold cross-validation of each on the training rows, or their losses on the one
     # validation split (faster; BENCHMARKS.md)

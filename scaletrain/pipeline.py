@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+import torch
+
 from scaletrain import distributed
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
@@ -78,11 +80,15 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         share = budget.share(len(candidates), loading)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
     best, chosen_by, ensemble = pick(trained, prepared)
+    bagging = ensemble is not None and ensemble["kept"]
+    refitting = refits(best, trained) and len(prepared.val_y) and not bagging
+    # a refit model is another model: a temperature fitted on this one would not be its own
+    calibration = None if refitting else calibrate(best.run, prepared)
+    best.run.config.train.calibration = "temperature" if calibration and calibration["kept"] else "none"
     decision = set_threshold(best.run, prepared)
     selection_val = None
-    bagging = ensemble is not None and ensemble["kept"]
     best.run.config.train.ensemble = "on" if bagging else "off"  # the config says what the run is
-    if refits(best, trained) and len(prepared.val_y) and not bagging:
+    if refitting:
         # a tuner compares runs on validation rows the refit has seen: keep the honest figure
         selection_val = best.run.evaluate(prepared.val_source)
         best = refit_on_all_rows(best, prepared)
@@ -94,6 +100,8 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         best.run.metrics["threshold" if "threshold" in decision else "class_bias"] = decision
     if ensemble is not None:
         best.run.metrics["ensemble"] = ensemble
+    if calibration is not None:
+        best.run.metrics["calibration"] = calibration | calibration_on_test(best.run)
     if out_dir is not None:
         write_run(best.run, out_dir, source.name, options.report_sections)
     return best.run
@@ -123,6 +131,9 @@ def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
     out.notes.append(f"training rows resampled ({method}): class counts {before} -> {out.class_counts().tolist()}; "
                      "validation and test rows untouched")
     return out
+
+
+MIN_CALIBRATION_ROWS = 30  # validation rows below which one fitted number is noise
 
 
 def default_out(name: str) -> Path:
@@ -158,6 +169,41 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
         for c in candidates:  # each rank timed its own steps: rank 0's choice holds for all
             c.model.width = int(distributed.broadcast_text(str(c.model.width)))
     return candidates
+
+
+def calibrate(run: Run, prepared: Prepared) -> dict | None:
+    """Fit a temperature on the validation rows (classification); keep it where it lowers
+    their NLL (`train.calibration=temperature`: always; `none`: never) and store it with the
+    run's target state; return what was measured."""
+    from scaletrain.evaluate.calibration import fit_temperature, nll
+
+    mode, task, loss = run.config.train.calibration, run.task, run.config.train.loss
+    if mode == "none" or task == "regression" or len(prepared.val_y) < MIN_CALIBRATION_ROWS:
+        return None
+    outputs, y = run.outputs(prepared.val_inputs), prepared.val_y.numpy()
+    fitted = fit_temperature(outputs, y, task, loss)
+    before, after = nll(outputs, y, task, loss), nll(outputs, y, task, loss, fitted)
+    kept = mode == "temperature" or after < before - 1e-6
+    if kept:
+        run.preprocess = {**run.preprocess, "target": run.preprocess["target"] | {"temperature": fitted}}
+    prepared.notes.append(f"temperature scaling: T={fitted:.3f} fitted on validation rows (NLL {before:.4f} -> "
+                          f"{after:.4f}), {'applied' if kept else 'not applied: it did not lower their NLL'}")
+    return {"temperature": fitted if kept else 1.0, "fitted": fitted, "kept": kept, "val_nll_before": before,
+            "val_nll_after": after}
+
+
+def calibration_on_test(run: Run) -> dict:
+    """Test ECE and Brier score with the temperature and without it (the report's figures)."""
+    from scaletrain.evaluate.calibration import brier, expected_calibration_error
+
+    a = run.assessment
+    if a is None or a.proba is None:
+        return {}
+    temperature = run.preprocess["target"].get("temperature") or 1.0
+    raw = torch.softmax(torch.log(torch.from_numpy(a.proba).double().clamp(min=1e-38)) * temperature, dim=1).numpy()
+    truth = a.truth.astype(int)
+    return {"test_ece_before": expected_calibration_error(raw, truth), "test_ece_after": expected_calibration_error(a.proba, truth),
+            "test_brier_before": brier(raw, truth), "test_brier_after": brier(a.proba, truth)}
 
 
 def set_threshold(run: Run, prepared: Prepared) -> dict | None:

@@ -80,6 +80,8 @@ class Run:
     def predict_encoded(self, inputs) -> tuple[np.ndarray, np.ndarray | None]:
         """Return (class indices or target values, probabilities or None)."""
         out = self.outputs(inputs)
+        if self.preprocess["target"].get("temperature"):  # calibrated on validation rows (evaluate/calibration.py)
+            out = out / self.preprocess["target"]["temperature"]
         if self.task == "regression":
             return decode_target(self.preprocess["target"], out.squeeze(-1).double().numpy()), None
         proba = outputs_to_proba(out, self.task, self.config.train.loss).numpy()

@@ -41,6 +41,8 @@ class Decided(nn.Module):
         blocks = self.front(*inputs)
         out = self.model(*(blocks if isinstance(blocks, tuple) else (blocks,))).float()
         t = self.target
+        if t.get("temperature"):  # calibration, as Run.predict_encoded applies it
+            out = out / t["temperature"]
         if t["task"] == "regression":
             return out.squeeze(-1).double() * t["std"] + t["mean"]
         proba = outputs_to_proba(out, t["task"], self.loss)
