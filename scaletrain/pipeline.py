@@ -83,7 +83,8 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     bagging = ensemble is not None and ensemble["kept"]
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
     # a refit model is another model: a temperature fitted on this one would not be its own
-    calibration = None if refitting else calibrate(best.run, prepared)
+    # rank 0 alone (it writes the run): under FSDP the other ranks hold shards, whose forward is a collective
+    calibration = None if refitting or not w.main else calibrate(best.run, prepared)
     best.run.config.train.calibration = "temperature" if calibration and calibration["kept"] else "none"
     decision = set_threshold(best.run, prepared)
     selection_val = None
