@@ -277,8 +277,8 @@ def predict(
     output: Optional[Path] = typer.Option(None, help="Write predictions here (.csv, .parquet, .jsonl); default stdout."),
     strict: bool = typer.Option(False, help="Refuse input that does not fit the trained schema (words in number "
                                             "columns, unseen categories, far-off values, missing columns)."),
-    explain: int = typer.Option(0, "--explain", help="Add the K strongest reasons per row (reason_i, "
-                                                    "reason_i_attribution; Integrated Gradients, table runs)."),
+    explain: int = typer.Option(0, "--explain", help="Add the K strongest reasons per row (reason_i, reason_i_attribution: "
+                                                    "columns by Integrated Gradients, words of free text; table runs)."),
     debug: bool = DEBUG,
 ):
     """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""
@@ -289,10 +289,9 @@ def predict(
     frame = trained.predict(data, strict=strict)
     warnings = frame.attrs.get("warnings", [])
     if explain > 0:
-        from scaletrain.explain import table_attributions, top_reasons
+        from scaletrain.explain import predict_reasons
 
-        reasons = top_reasons(table_attributions(trained, trained.source(data).frame).frame, explain)
-        frame = frame.join(reasons.set_axis(frame.index))
+        frame = frame.join(predict_reasons(trained, data, explain).set_axis(frame.index))
     for line in warnings:
         err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if output is None:

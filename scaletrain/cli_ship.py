@@ -89,17 +89,16 @@ def compress(
 @app.command()
 @guarded
 def explain(
-    run: Path = typer.Argument(..., help="Run directory (a table run)."),
-    data: str = typer.Argument(..., help="Raw rows to explain (labelled rows add permutation importance)."),
+    run: Path = typer.Argument(..., help="Run directory (a table or image run)."),
+    data: str = typer.Argument(..., help="Raw rows or images to explain (labelled rows add permutation importance)."),
     out: Optional[Path] = typer.Option(None, help="Folder for explain.html, explanations.csv, importance.json "
                                                   "(default RUN/explain)."),
-    rows: int = typer.Option(1000, help="Explain at most this many rows."),
+    rows: int = typer.Option(1000, help="Explain at most this many rows or images."),
     debug: bool = DEBUG,
 ):
-    """Explain RUN's predictions on DATA: each raw column's Integrated Gradients attribution, per row and overall."""
+    """Explain RUN's predictions on DATA: columns (Integrated Gradients), words (each taken out), pixels (heatmaps)."""
     from scaletrain.explain import explain_run
 
     summary = explain_run(run, data, out, rows)
-    top = ", ".join(f"{k} {v:.3g}" for k, v in list(summary["mean_abs_attribution"].items())[:5])
-    err_console.print(f"explained {summary['rows']} rows; strongest columns: {top}")
-    err_console.print(f"wrote {out or Path(run) / 'explain'}/explain.html, explanations.csv, importance.json")
+    err_console.print(f"explained {summary['rows']} rows; {summary['headline']}")
+    err_console.print(f"wrote {out or Path(run) / 'explain'}/explain.html and the numbers beside it")

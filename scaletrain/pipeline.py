@@ -8,8 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-import torch
-
 from scaletrain import distributed
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
@@ -22,6 +20,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics
 from scaletrain.evaluate.report import build_report
 from scaletrain.evaluate.threshold import tune_class_bias, tune_threshold
+from scaletrain.explain.report import trust_sections
 from scaletrain.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.run import Run
@@ -195,13 +194,12 @@ def calibrate(run: Run, prepared: Prepared) -> dict | None:
 
 def calibration_on_test(run: Run) -> dict:
     """Test ECE and Brier score with the temperature and without it (the report's figures)."""
-    from scaletrain.evaluate.calibration import brier, expected_calibration_error
+    from scaletrain.evaluate.calibration import brier, expected_calibration_error, uncalibrated
 
     a = run.assessment
     if a is None or a.proba is None:
         return {}
-    temperature = run.preprocess["target"].get("temperature") or 1.0
-    raw = torch.softmax(torch.log(torch.from_numpy(a.proba).double().clamp(min=1e-38)) * temperature, dim=1).numpy()
+    raw = uncalibrated(a.proba, run.preprocess["target"].get("temperature") or 1.0)
     truth = a.truth.astype(int)
     return {"test_ece_before": expected_calibration_error(raw, truth), "test_ece_after": expected_calibration_error(a.proba, truth),
             "test_brier_before": brier(raw, truth), "test_brier_after": brier(a.proba, truth)}
@@ -318,7 +316,7 @@ def render_report(run: Run, name: str, assessment, sections: list[str] | None = 
     classes = run.classes
     per_class = (per_class_metrics(assessment.truth, assessment.predicted, classes)
                  if assessment is not None and classes else None)
-    sections = list(sections or []) + run.modality.report_sections(run, assessment)
+    sections = list(sections or []) + run.modality.report_sections(run, assessment) + trust_sections(run, assessment)
     return build_report(f"scaletrain run: {name}", summary, {k: m[k] for k in ("train", "val", "test") if m.get(k)},
                         run.history, run.task, assessment.truth if assessment else None,
                         assessment.predicted if assessment else None, classes, per_class, m["notes"], sections)

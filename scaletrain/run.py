@@ -33,6 +33,8 @@ class Assessment:
     truth: np.ndarray
     predicted: np.ndarray
     proba: np.ndarray | None
+    source: Source | None = None     # what was assessed (the report's galleries show its rows)
+    rows: np.ndarray | None = None   # which of its rows: the labelled ones
 
 
 class Run:
@@ -135,9 +137,10 @@ class Run:
         labels = np.asarray(labels)[keep]
         if self.task == "regression":
             truth = pd.to_numeric(pd.Series(labels)).to_numpy(np.float64)
-            return Assessment(compute_metrics(self.task, truth, values), truth, values, None)
+            return Assessment(compute_metrics(self.task, truth, values), truth, values, None, source, np.flatnonzero(keep))
         truth = encode_target(self.preprocess["target"], labels, where=f"'{source.name}'").numpy()
-        return Assessment(compute_metrics(self.task, truth, values, proba), truth, values, proba)
+        return Assessment(compute_metrics(self.task, truth, values, proba), truth, values, proba, source,
+                          np.flatnonzero(keep))
 
     # ------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:

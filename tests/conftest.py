@@ -56,3 +56,21 @@ def ray_head(tmp_path_factory):
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
     subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium driven by Selenium (skipped, saying why, where they are not installed)."""
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
+    yield driver
+    driver.quit()

@@ -28,7 +28,7 @@ def test_classification_report_has_curves_confusion_matrix_and_per_class_table(t
     scaletrain.fit(x[:600], y=y[:600], out=tmp_path / "run", epochs=5)
     html = (tmp_path / "run" / "report.html").read_text()
     plots = embedded_plots(html)
-    assert set(plots) == {"learning-curves", "confusion-matrix"}
+    assert set(plots) == {"learning-curves", "confusion-matrix", "reliability"}
     for image in plots.values():
         assert_real_plot(image)
     assert "Per-class metrics" in html and html.count("<tr>") > 10

@@ -1,7 +1,6 @@
 """`scaletrain serve`: predictions over HTTP from raw input, 4xx answers that name the problem,
 micro-batching of concurrent requests, a graceful SIGTERM, and the web page in a real browser."""
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -166,35 +165,25 @@ def test_concurrent_requests_are_batched_into_fewer_model_calls(server):
     assert calls < 96  # several requests answered by one forward pass
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                    reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-def test_the_web_page_predicts_a_row_in_a_real_browser(server):
-    from selenium import webdriver
+def test_the_web_page_predicts_a_row_in_a_real_browser(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, _ = server
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
-    try:
-        driver.get(url + "/")
-        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "f_city"))
-        for name, value in ROW.items():
-            field = driver.find_element(By.ID, f"f_{name}")
-            if field.tag_name == "select":  # a boolean: true/false/(missing)
-                field.find_element(By.CSS_SELECTOR, "option[value='true']").click()
-            else:
-                field.send_keys(str(value))
-        driver.find_element(By.ID, "submit").click()
-        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "prediction").text.startswith("Prediction:"))
-        expected = post_json(url, {"records": [ROW]})["predictions"][0]
-        assert driver.find_element(By.ID, "prediction").text == f"Prediction: {expected}"
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 2
-    finally:
-        driver.quit()
+    driver = browser
+    driver.get(url + "/")
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "f_city"))
+    for name, value in ROW.items():
+        field = driver.find_element(By.ID, f"f_{name}")
+        if field.tag_name == "select":  # a boolean: true/false/(missing)
+            field.find_element(By.CSS_SELECTOR, "option[value='true']").click()
+        else:
+            field.send_keys(str(value))
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "prediction").text.startswith("Prediction:"))
+    expected = post_json(url, {"records": [ROW]})["predictions"][0]
+    assert driver.find_element(By.ID, "prediction").text == f"Prediction: {expected}"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 2
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits(server):

@@ -49,3 +49,22 @@ def brier(proba: np.ndarray, y: np.ndarray) -> float:
     """Mean squared distance between the probabilities and the one-hot labels."""
     onehot = np.eye(proba.shape[1])[y]
     return float(((proba - onehot) ** 2).sum(axis=1).mean())
+
+
+def uncalibrated(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """The probabilities before the temperature: softmax(T·log p) undoes softmax(z / T)
+    (and sigmoid(z / T) for a binary model's two columns)."""
+    logs = np.log(np.clip(proba.astype(np.float64), 1e-300, 1.0)) * temperature
+    logs -= logs.max(axis=1, keepdims=True)
+    raw = np.exp(logs)
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+def reliability_bins(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of confidence: its rows' mean confidence, their accuracy, their count."""
+    confidence, correct = proba.max(axis=1), proba.argmax(axis=1) == y
+    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    mean = np.bincount(which, confidence, minlength=bins) / np.maximum(count, 1)
+    accuracy = np.bincount(which, correct.astype(float), minlength=bins) / np.maximum(count, 1)
+    return mean, accuracy, count

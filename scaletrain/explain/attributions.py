@@ -36,8 +36,6 @@ def _explainable(run: Run):
     model = run.model
     if not hasattr(model, "body") or not hasattr(model, "embeddings"):
         raise ExportError(f"explain handles table runs (linear, mlp); this run's model is {run.config.model.name}")
-    if getattr(model, "text", None) is not None or getattr(model, "text_linear", None) is not None:
-        raise ExportError("explain does not yet attribute free-text columns; this run has one")
     return model
 
 
@@ -52,25 +50,33 @@ def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS) -> Att
     categories = inputs[1] if len(inputs) > 1 else torch.zeros((len(dense), 0), dtype=torch.long)
     with torch.no_grad():
         embedded = torch.cat([dense[:, :0]] + [e(categories[:, i]) for i, e in enumerate(model.embeddings)], dim=1)
+        # free text is held as it is (its words are attributed by taking them out: explain/text.py)
+        text = model.text(*inputs[2:]) if model.text is not None else dense[:, :0]
+        linear_text = model.text_linear(inputs[2], per_sample_weights=inputs[3]) if model.text_linear is not None \
+            else torch.zeros((len(dense), 1))
 
-    def forward(d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return model.body(torch.cat([d, e], dim=1))
+    def forward(d: torch.Tensor, e: torch.Tensor, t: torch.Tensor, lin: torch.Tensor) -> torch.Tensor:
+        return model.body(torch.cat([d, e, t], dim=1)) + lin
 
+    fixed = (text, linear_text)
     with torch.no_grad():
-        out = forward(dense, embedded)
+        out = forward(dense, embedded, *fixed)
     target = torch.zeros(len(dense), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
+    explained = out.gather(1, target[:, None]).squeeze(1).numpy()
+    if dense.shape[1] + embedded.shape[1] == 0:  # free text alone: nothing here to integrate over
+        return Attributions(pd.DataFrame(index=range(len(dense))), explained, explained, np.zeros(len(dense)),
+                            target.numpy())
     baselines = (torch.zeros_like(dense), torch.zeros_like(embedded))
     ig = IntegratedGradients(forward)
     (a_dense, a_embedded), delta = ig.attribute((dense, embedded), baselines=baselines, target=target, n_steps=steps,
-                                                return_convergence_delta=True)
+                                                additional_forward_args=fixed, return_convergence_delta=True)
     with torch.no_grad():
-        base = forward(*baselines).gather(1, target[:, None]).squeeze(1)
+        base = forward(*baselines, *fixed).gather(1, target[:, None]).squeeze(1)
     by_column = pd.DataFrame(a_dense.detach().numpy(), columns=feature_columns(run.preprocess)).T.groupby(level=0, sort=False).sum().T
     width = model.embeddings[0].embedding_dim if len(model.embeddings) else 0
     for i, col in enumerate(run.preprocess["embed"]):
         by_column[col["name"]] = a_embedded[:, i * width:(i + 1) * width].sum(dim=1).detach().numpy()
-    return Attributions(by_column.reset_index(drop=True), out.gather(1, target[:, None]).squeeze(1).numpy(),
-                        base.numpy(), delta.detach().numpy(), target.numpy())
+    return Attributions(by_column.reset_index(drop=True), explained, base.numpy(), delta.detach().numpy(), target.numpy())
 
 
 def permutation_importance(run: Run, frame: pd.DataFrame, repeats: int = 3, seed: int = 0) -> dict[str, float]:
@@ -79,7 +85,8 @@ def permutation_importance(run: Run, frame: pd.DataFrame, repeats: int = 3, seed
     from scaletrain.evaluate.metrics import main_score_name
 
     score = main_score_name(run.task)
-    columns = list(dict.fromkeys(feature_columns(run.preprocess) + [c["name"] for c in run.preprocess["embed"]]))
+    columns = list(dict.fromkeys(feature_columns(run.preprocess) + [c["name"] for c in run.preprocess["embed"]]
+                                 + run.preprocess.get("text", {}).get("columns", [])))
     reference = run.evaluate(frame)[score]
     rng, drops = np.random.default_rng(seed), {}
     for column in columns:

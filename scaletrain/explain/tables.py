@@ -1,0 +1,95 @@
+"""`scaletrain explain` for table runs: each raw column's Integrated Gradients attribution per
+row, permutation importance on labelled rows, and the words of free-text columns."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaletrain.explain.attributions import permutation_importance, table_attributions
+from scaletrain.explain.pages import bars, page
+from scaletrain.explain.text import has_text, highlighted, top_words, word_attributions
+from scaletrain.io import write_json, write_text
+from scaletrain.run import Run
+
+TEXT_ROWS = 100  # rows whose words are taken out one at a time (a forward pass per word)
+
+
+def top_reasons(attributions: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k strongest reasons per row: reason_i (a column, or `column: word`) and
+    reason_i_attribution (signed)."""
+    values = attributions.to_numpy(dtype=np.float64, na_value=0.0)
+    order = np.argsort(-np.abs(values), axis=1)[:, :k]
+    names = np.asarray(attributions.columns)
+    out = {}
+    for i in range(order.shape[1]):
+        out[f"reason_{i + 1}"] = names[order[:, i]]
+        out[f"reason_{i + 1}_attribution"] = np.take_along_axis(values, order[:, i:i + 1], axis=1)[:, 0]
+    return pd.DataFrame(out, index=attributions.index)
+
+
+def reasons_frame(run: Run, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row, every column's attribution and, for free text, each word's (`text: word`)."""
+    found = table_attributions(run, frame).frame
+    if not has_text(run):
+        return found
+    column = "+".join(run.preprocess["text"]["columns"])
+    words = [{f"{column}: {w.text[s:e]}": a for s, e, a in w.spans} for w in word_attributions(run, frame)]
+    return pd.concat([found, pd.DataFrame(words)], axis=1)
+
+
+def explain_table(run: Run, data, out: Path, rows: int) -> dict:
+    """Write explanations.csv (each row's attribution per raw column, with its prediction),
+    importance.json and explain.html into `out`; return the summary."""
+    from scaletrain.data.tables import read_table
+
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    frame = frame.iloc[:rows].reset_index(drop=True)
+    found = table_attributions(run, frame)
+    target = run.preprocess.get("target_column")
+    labelled = target in frame.columns and frame[target].notna().all()
+    importance = found.frame.abs().mean().sort_values(ascending=False)
+    gap = np.abs(found.frame.sum(axis=1).to_numpy() - (found.output - found.baseline)) if found.frame.shape[1] else []
+    words = word_attributions(run, frame, TEXT_ROWS) if has_text(run) else []
+    summary = {"rows": len(frame), "method": "Integrated Gradients (Captum), all-zero baseline in the model's input space",
+               "mean_abs_attribution": {k: float(v) for k, v in importance.items()},
+               "permutation_importance": permutation_importance(run, frame) if labelled else None,
+               "completeness_max_abs_error": float(np.max(gap)) if len(gap) else 0.0}
+    if words:
+        summary["words"] = {"method": "each word taken out in turn (Captum FeatureAblation): the drop in the "
+                                      "predicted class's output", "rows": len(words), "strongest": top_words(words)}
+    predicted = run.predict(frame)
+    table = pd.concat([predicted[["prediction"]], found.frame.add_prefix("attribution_")], axis=1)
+    table.to_csv(out / "explanations.csv", index=False)
+    if words:
+        write_json(out / "words.json", [{"row": i, "text": w.text, "words": [list(s) for s in w.spans]}
+                                        for i, w in enumerate(words)])
+    write_json(out / "importance.json", summary)
+    write_text(out / "explain.html", _page(run, summary, top_reasons(found.frame, 3), predicted["prediction"], words))
+    strongest = summary["mean_abs_attribution"] or summary.get("words", {}).get("strongest", {})
+    summary["headline"] = "strongest: " + ", ".join(f"{k} {v:.3g}" for k, v in list(strongest.items())[:5])
+    return summary
+
+
+def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series, words: list) -> str:
+    charts = bars(summary["mean_abs_attribution"], "Mean |attribution| per column (Integrated Gradients)") \
+        if summary["mean_abs_attribution"] else ""
+    if summary["permutation_importance"]:
+        drops = dict(sorted(summary["permutation_importance"].items(), key=lambda kv: -kv[1]))
+        charts += bars(drops, "Permutation importance: score lost when the column is shuffled")
+    if words:
+        charts += bars(summary["words"]["strongest"], "Words with the largest mean attribution (taken out: the drop)")
+        charts += "<h2>Words per row (red: towards the prediction, blue: against)</h2>" + "".join(
+            f"<p class='text'><b>row {i}: {html.escape(str(predictions[i]))}</b> — {highlighted(w)}</p>"
+            for i, w in enumerate(words[:30]))
+    if reasons.shape[1]:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["row", "prediction", *reasons.columns])
+        body = "".join("<tr>" + f"<td>{i}</td><td>{html.escape(str(predictions[i]))}</td>" + "".join(
+            f"<td>{v:.3g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+            for i, row in zip(reasons.index[:50], reasons.to_numpy()[:50]))
+        charts += f"<h2>The three strongest reasons per row (first 50)</h2><table><tr>{head}</tr>{body}</table>"
+    intro = (f"{summary['rows']} rows; {html.escape(summary['method'])}; attributions sum to f(row) − f(baseline) "
+             f"within {summary['completeness_max_abs_error']:.2g}.")
+    return page(f"Why {run.path.name} predicts what it does", intro, charts)

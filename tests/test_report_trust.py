@@ -1,0 +1,57 @@
+"""The report's trust sections — calibration, the decision, importance, confident mistakes —
+render in a real headless browser, and none is blank."""
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import scaletrain
+from tests.test_explain import planted
+
+# every <img> and inline <svg> of a section: drawn at a real size, not one flat colour
+VISIBLE = """
+const out = {};
+for (const id of arguments[0]) {
+  const el = document.getElementById(id);
+  if (!el) { out[id] = 'missing'; continue; }
+  const img = el.querySelector('img'), svg = el.querySelector('svg');
+  if (img) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+    const px = g.getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < px.length; i += 4 * 97) seen.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
+    out[id] = {width: img.getBoundingClientRect().width, colours: seen.size};
+  } else if (svg) {
+    out[id] = {width: svg.getBoundingClientRect().width, colours: svg.querySelectorAll('rect').length};
+  } else { out[id] = 'empty'; }
+}
+return out;
+"""
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trust")
+    scaletrain.fit(planted(900), "y", out=root / "table", model="mlp", epochs=10)
+    digits = load_digits()
+    images = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
+    scaletrain.fit(images, y=digits.target, out=root / "images", model="cnn", epochs=2)
+    return root
+
+
+def test_the_trust_sections_render_in_a_browser(reports, browser):
+    for run, ids in (("table", ["reliability", "roc-pr", "importance"]), ("images", ["reliability", "mistakes"])):
+        browser.get((reports / run / "report.html").as_uri())
+        found = browser.execute_script(VISIBLE, ids)
+        for plot_id in ids:
+            assert isinstance(found[plot_id], dict), (run, plot_id, found[plot_id])
+            assert found[plot_id]["width"] > 200 and found[plot_id]["colours"] > 3, (run, plot_id, found[plot_id])
+
+
+def test_the_report_gives_the_calibration_figures(reports):
+    metrics = scaletrain.load(reports / "images").metrics["calibration"]
+    page = (reports / "images" / "report.html").read_text()
+    assert f"{metrics['test_ece_after']:.4f}" in page and f"{metrics['test_ece_before']:.4f}" in page
+    table_page = (reports / "table" / "report.html").read_text()
+    assert "threshold" in table_page and "Global importance" in table_page
