@@ -21,6 +21,8 @@ Prints, never asserts on time:
   16. serving under load (bench/serve_load.py): wrk at 1, 16, 64 connections against a bare
      onnxruntime loop; 100,000 requests with the server's RSS sampled.
   17. explaining (bench/explain_bench.py): explain on 1,000 rows vs shap's KernelExplainer.
+  18. privacy (bench/privacy_bench.py): DP-SGD's epoch time as a ratio to the same model without
+     it; a membership attack's AUC without privacy, at ε = 8 and ε = 1.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ import explain_bench  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
+import privacy_bench  # noqa: E402
 import scaling  # noqa: E402
 import serve_load  # noqa: E402
 import text_bbc  # noqa: E402
@@ -141,3 +144,5 @@ if __name__ == "__main__":
     serve_load.main([])
     print("\n17. explaining: Integrated Gradients vs shap KernelExplainer (bench/explain_bench.py)")
     explain_bench.main([])
+    print("\n18. privacy: DP-SGD throughput and a membership attack (bench/privacy_bench.py)")
+    privacy_bench.main([])

@@ -32,6 +32,8 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
     named explicitly is trained as named. Candidates share a time limit equally.
     """
     names = modality(facts.kind).candidates(config, facts)
+    if config.train.privacy.epsilon is not None:  # each model trained on the rows spends its own ε: one is
+        names = names[:1]
     tried = []
     for name in names:
         candidate = config.model_copy(deep=True)
@@ -64,7 +66,21 @@ def resolve(config: Config, facts: DataFacts) -> Config:
     _resolve_model(c, facts, recipe)
     _resolve_training(c, facts, recipe)
     _resolve_runtime(c)
+    if c.train.privacy.epsilon is not None:
+        _resolve_privacy(c)
     return c
+
+
+def _resolve_privacy(c: Config) -> None:
+    """What DP-SGD changes: norms that mix rows (BatchNorm) replaced, nothing else trained on the
+    rows beyond the one model (no learning-rate range test, no folds, no bagging), no compile
+    (per-row gradient hooks), clipping per row instead of per batch."""
+    m, t = c.model, c.train
+    if m.name in CONV_NETS:
+        m.norm = "group"
+    elif m.norm == "batch":
+        m.norm = "layer"
+    t.lr_find, t.choose_by, t.ensemble, t.compile, t.clip = False, "validation", "off", "off", 0.0
 
 
 def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:

@@ -342,6 +342,9 @@ def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = D
         "training": f"{c.train.optimizer} lr={c.train.lr} batch={c.train.batch_size} schedule={c.train.schedule} "
                     f"epochs={m.get('epochs')}/{c.train.epochs} in {m.get('train_seconds', 0):.1f}s",
     }
+    if p := m.get("privacy"):
+        rows["privacy"] = (f"DP-SGD ε={p['epsilon']:.3g} (target {p['target_epsilon']:g}), δ={p['delta']:.2g}, "
+                           f"{p['steps']} steps, noise {p['noise_multiplier']:.3g}, clip {p['max_grad_norm']:g}")
     for key, value in rows.items():
         table.add_row(key, str(value))
     out_console.print(table)

@@ -60,6 +60,10 @@ class DataConfig(_Section):
     # tokenizer on the training rows or the corpus (None: trained; set from model.init_from when given)
     tokenizer: str | None = None
     vocab_size: Annotated[int, Field(ge=100)] | None = None  # pieces of a trained tokenizer (None: from the text's size)
+    # tables: fit the preprocessing statistics (means, scales, quantiles, categories, vocabulary)
+    # on this file — a public sample with the same columns — instead of the training rows (what
+    # train.privacy's ε does not cover otherwise)
+    preprocess_from: str | None = None
     # plain-text corpora (pretrain): a document per line or per file; JSONL's text field
     document: Literal["line", "file"] = "line"
     text_field: str = "text"
@@ -74,7 +78,7 @@ class ModelConfig(_Section):
     depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
     width: AtLeastOne | None = None
     dropout: Rate | None = None
-    norm: Literal["auto", "none", "batch", "layer"] = "auto"
+    norm: Literal["auto", "none", "batch", "layer", "group"] = "auto"  # group: conv nets under DP-SGD
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     init: Literal["auto", "uniform", "normal", "xavier", "kaiming"] = "auto"
     embedding_dim: AtLeastOne | None = None
@@ -89,6 +93,13 @@ class ModelConfig(_Section):
     # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
     # starts this model: its tokenizer is reused and only the head is new
     init_from: str | None = None
+
+
+class PrivacyConfig(_Section):
+    # DP-SGD (Opacus): the (epsilon, delta) the whole training run may spend; None: not private
+    epsilon: Positive | None = None
+    delta: Annotated[float, Field(gt=0, lt=1)] | None = None  # None: 1 / (10 N), below 1/N as it must be
+    max_grad_norm: Positive = 1.0  # each row's gradient clipped to this L2 norm before the noise
 
 
 class TrainConfig(_Section):
@@ -146,6 +157,7 @@ class TrainConfig(_Section):
     channels_last: bool = True
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile of the training forward pass
     threads: AtLeastOne | None = None
+    privacy: PrivacyConfig = PrivacyConfig()
 
 
 class CheckpointConfig(_Section):
@@ -260,9 +272,18 @@ def merge_override(tree: dict[str, Any], key: str, value: Any) -> None:
                 raise _unknown_key(key)
             key = owners[0]
     section, name = key.split(".", 1)
-    if f"{section}.{name}" not in VALID_KEYS:
+    name, _, sub = name.partition(".")  # train.privacy.epsilon: a key of a sub-section
+    if f"{section}.{name}" not in VALID_KEYS or (sub and sub not in _subsection_keys(section, name)):
         raise _unknown_key(key)
-    tree.setdefault(section, {})[name] = value
+    if sub:
+        tree.setdefault(section, {}).setdefault(name, {})[sub] = value
+    else:
+        tree.setdefault(section, {})[name] = value
+
+
+def _subsection_keys(section: str, name: str) -> list[str]:
+    annotation = SECTIONS[section].model_fields[name].annotation
+    return list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
 
 
 def make_config(config_file: str | Path | dict | None = None, sets: list[str] | None = None,

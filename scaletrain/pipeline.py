@@ -276,6 +276,11 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     if not run.metrics["test"] and not run.metrics["val"] and len(prepared.train_y):
         run.metrics["train"] = training_metrics(run, prepared)
         prepared.notes.append("no validation or test rows: the metrics are on the training rows")
+    if getattr(state, "privacy", None):
+        from scaletrain.train.private import privacy_note
+
+        run.metrics["privacy"] = state.privacy
+        prepared.notes.append(privacy_note(state.privacy, run.config.data.preprocess_from))
     w = distributed.world()
     if w.active:
         run.metrics["distributed"] = {"ranks": w.size, "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))}
@@ -313,6 +318,8 @@ def render_report(run: Run, name: str, assessment, sections: list[str] | None = 
     summary = {**m["data"], "model": f"{m['model']} ({m['parameters']:,} parameters)",
                "epochs": f"{m['epochs']} (best {m['best_epoch']}, stopped by {m['stopped_by']})",
                "train seconds": m["train_seconds"]}
+    if p := m.get("privacy"):
+        summary["privacy (DP-SGD)"] = f"ε = {p['epsilon']:.3g} spent of {p['target_epsilon']:g}, δ = {p['delta']:.2g}"
     classes = run.classes
     per_class = (per_class_metrics(assessment.truth, assessment.predicted, classes)
                  if assessment is not None and classes else None)

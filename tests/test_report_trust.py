@@ -6,6 +6,7 @@ from sklearn.datasets import load_digits
 
 import scaletrain
 from tests.test_explain import planted
+from tests.test_text_columns import articles
 
 # every <img> and inline <svg> of a section: drawn at a real size, not one flat colour
 VISIBLE = """
@@ -37,6 +38,10 @@ def reports(tmp_path_factory):
     digits = load_digits()
     images = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
     scaletrain.fit(images, y=digits.target, out=root / "images", model="cnn", epochs=2)
+    texts = articles(300)
+    flipped = texts.index[::5]  # wrong labels: confident mistakes on the test rows
+    texts.loc[flipped, "topic"] = texts.loc[flipped, "topic"].map({"sport": "tech", "tech": "money", "money": "sport"})
+    scaletrain.fit(texts, "topic", out=root / "text", model="mlp", epochs=8)
     return root
 
 
@@ -47,6 +52,10 @@ def test_the_trust_sections_render_in_a_browser(reports, browser):
         for plot_id in ids:
             assert isinstance(found[plot_id], dict), (run, plot_id, found[plot_id])
             assert found[plot_id]["width"] > 200 and found[plot_id]["colours"] > 3, (run, plot_id, found[plot_id])
+    browser.get((reports / "text" / "report.html").as_uri())
+    words = browser.execute_script("return [...document.querySelectorAll('#mistakes span.w')]"
+                                   ".filter(w => w.getBoundingClientRect().width > 0).length")
+    assert words > 20  # the mistakes' words, highlighted and laid out
 
 
 def test_the_report_gives_the_calibration_figures(reports):

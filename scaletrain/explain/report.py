@@ -88,6 +88,7 @@ def _mistakes(run: Run, a: Assessment) -> str:
         return ""
     frame = a.source.frame.iloc[a.rows[chosen]].reset_index(drop=True)
     words = word_attributions(run, frame)
-    return ("<h2 id='mistakes'>The most confident mistakes (test): the words behind each</h2>"
+    return ("<h2>The most confident mistakes (test): the words behind each</h2><div id='mistakes'>"
             "<p class='note'>red: towards the predicted class, blue: against</p>" + "".join(
-                f"<p class='text'><b>{html.escape(c)}</b> — {highlighted(w, 600)}</p>" for c, w in zip(captions, words)))
+                f"<p class='text'><b>{html.escape(c)}</b> — {highlighted(w, 600)}</p>" for c, w in zip(captions, words))
+            + "</div>")

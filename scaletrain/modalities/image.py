@@ -221,6 +221,9 @@ def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> 
     from scaletrain.data.split import split_indices
 
     images = source.images
+    if data_cfg.preprocess_from:
+        raise DataError("data.preprocess_from fits a table's preprocessing; an image run's statistics are the mean "
+                        "and std of each channel (see the privacy note in its report)")
     if images.labels is None:
         raise DataError(f"'{source.name}' has images but no labels; put them in one subfolder per class")
     task = infer_task(pd.Series(images.labels), data_cfg.task)

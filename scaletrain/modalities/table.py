@@ -206,7 +206,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
     tr, va = split_indices(len(pool), pool_labels, data_cfg.val_fraction, seed + 1)
     train, val = pool.iloc[tr], pool.iloc[va]
     require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
-    state = fit_table(train, schema, data_cfg.scale, data_cfg.clip_quantile,
+    state = fit_table(_fitted_on(train, data_cfg.preprocess_from, notes), schema, data_cfg.scale, data_cfg.clip_quantile,
                       data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
     state["target"] = fit_target(train[target], schema.task)
     state["target_column"] = target
@@ -230,6 +230,23 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         Source("table", f"{source.name} (validation)", frame=val),
         Source("table", test.name if test else f"{source.name} (test)", frame=test_frame) if len(test_frame) else None,
         summary, notes)
+
+
+def _fitted_on(train: pd.DataFrame, public: str | None, notes: list[str]) -> pd.DataFrame:
+    """The rows preprocessing is fitted on: the training rows, or the public sample named by
+    data.preprocess_from (its columns checked against theirs)."""
+    if public is None:
+        return train
+    from scaletrain.data.tables import read_table
+
+    sample = read_table(public)
+    missing = [c for c in train.columns if c not in sample.columns]
+    if missing:
+        raise DataError(f"data.preprocess_from '{public}' lacks the column(s) {', '.join(missing[:5])}; give a sample "
+                        "with the training data's columns")
+    notes.append(f"preprocessing fitted on {len(sample):,} rows of '{public}' (data.preprocess_from), not on the "
+                 "training rows; the column roles were still inferred from the training data")
+    return sample[list(train.columns)]
 
 
 TABLE = Table()

@@ -84,7 +84,7 @@ def _conv(residual: bool) -> Callable:
             raise ConfigError(f"model.name '{m.name}' needs images; use linear or mlp for tables")
         c, h, w = spec.shape
         return build_convnet(c, min(h, w), spec.n_out, m.width or 16, m.depth, residual, m.dropout or 0.0,
-                             list(spec.mean), list(spec.std))
+                             list(spec.mean), list(spec.std), "group" if m.norm == "group" else "batch")
     return build
 
 

@@ -17,14 +17,22 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+GROUPS = 8  # GroupNorm's groups (channels per group at least 2)
+
+
+def conv_bn(c_in: int, c_out: int, stride: int = 1, norm: str = "batch") -> nn.Sequential:
+    """Conv, norm, ReLU. GroupNorm instead of BatchNorm (norm="group") for DP-SGD, where each
+    row's gradient must depend on that row alone (and the ReLU not in place: Opacus's backward
+    hooks return views that autograd forbids modifying)."""
+    group = norm == "group"
+    normed = nn.GroupNorm(min(GROUPS, c_out // 2) or 1, c_out) if group else nn.BatchNorm2d(c_out)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), normed, nn.ReLU(inplace=not group))
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: str = "batch"):
         super().__init__()
-        self.a, self.b = conv_bn(channels, channels), conv_bn(channels, channels)
+        self.a, self.b = conv_bn(channels, channels, norm=norm), conv_bn(channels, channels, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.b(self.a(x))
@@ -41,20 +49,20 @@ def stage_count(side: int, depth: int | None) -> int:
 
 
 def build_convnet(channels: int, side: int, n_out: int, width: int, depth: int | None, residual: bool,
-                  dropout: float, mean: list[float], std: list[float]) -> nn.Sequential:
+                  dropout: float, mean: list[float], std: list[float], norm: str = "batch") -> nn.Sequential:
     """Return a CNN: stem, then stages that halve resolution (and from the second on double width).
 
     With residual=True each stage adds a two-conv residual block (the ResNet-9 layout that
     speed-run recipes use: few, wide layers converge in few epochs).
     """
-    layers: list[nn.Module] = [Normalize(mean, std), conv_bn(channels, width)]
+    layers: list[nn.Module] = [Normalize(mean, std), conv_bn(channels, width, norm=norm)]
     c = width
     for stage in range(stage_count(side, depth)):
         c_out = width * 2 ** stage
-        layers += [conv_bn(c, c_out), nn.MaxPool2d(2, ceil_mode=True)]
+        layers += [conv_bn(c, c_out, norm=norm), nn.MaxPool2d(2, ceil_mode=True)]
         c = c_out
         if residual:
-            layers.append(ResidualBlock(c))
+            layers.append(ResidualBlock(c, norm))
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))

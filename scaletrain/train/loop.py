@@ -57,6 +57,7 @@ class TrainState:
     stop: bool = False
     time_limit: float | None = None  # where a time limit ends training; a callback may move it
     scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling; checkpointed with the rest
+    privacy: dict | None = None  # DP-SGD: what the accountant spent (train/private.py)
 
     @property
     def elapsed(self) -> float:

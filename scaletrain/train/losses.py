@@ -19,8 +19,9 @@ def output_size(task: str, loss: str, n_classes: int) -> int:
 
 
 def build_loss(name: str, task: str, label_smoothing: float = 0.0,
-               class_weights: torch.Tensor | None = None) -> LossFn:
-    """Return loss(outputs, targets) for the named loss, checked against the task."""
+               class_weights: torch.Tensor | None = None, reduction: str = "mean") -> LossFn:
+    """Return loss(outputs, targets) for the named loss, checked against the task; reduction
+    "none" gives each row's (DP-SGD clips per row)."""
     if task == "regression" and name not in REGRESSION_LOSSES:
         raise ConfigError(f"loss '{name}' is for classification; use mse, mae or huber for regression")
     if task != "regression" and name not in CLASSIFICATION_LOSSES:
@@ -28,16 +29,18 @@ def build_loss(name: str, task: str, label_smoothing: float = 0.0,
     if name == "bce" and task != "binary":
         raise ConfigError("loss 'bce' needs a binary target; use cross_entropy for multiclass")
     if name == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out.float(), y, weight=class_weights, label_smoothing=label_smoothing)
+        return lambda out, y: F.cross_entropy(out.float(), y, weight=class_weights, label_smoothing=label_smoothing,
+                                              reduction=reduction)
     if name == "bce":
         pos_weight = None if class_weights is None else (class_weights[1] / class_weights[0]).view(1)
 
         def bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             target = y.float() * (1 - label_smoothing) + 0.5 * label_smoothing
-            return F.binary_cross_entropy_with_logits(out.float().squeeze(-1), target, pos_weight=pos_weight)
+            return F.binary_cross_entropy_with_logits(out.float().squeeze(-1), target, pos_weight=pos_weight,
+                                                      reduction=reduction)
         return bce
     regression = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
-    return lambda out, y: regression[name](out.float().squeeze(-1), y)
+    return lambda out, y: regression[name](out.float().squeeze(-1), y, reduction=reduction)
 
 
 def outputs_to_proba(outputs: torch.Tensor, task: str, loss: str) -> torch.Tensor:
@@ -54,12 +57,12 @@ def balanced_weights(counts: torch.Tensor) -> torch.Tensor:
     return counts.sum() / (len(counts) * counts)
 
 
-def training_loss(t, task: str, class_counts: torch.Tensor | None) -> LossFn:
+def training_loss(t, task: str, class_counts: torch.Tensor | None, reduction: str = "mean") -> LossFn:
     """The loss a train config names, with balanced class weights where it asks for them."""
     weights = None
     if t.class_weight == "balanced" and class_counts is not None:
         weights = balanced_weights(class_counts).to(t.device)
-    return build_loss(t.loss, task, t.label_smoothing, weights)
+    return build_loss(t.loss, task, t.label_smoothing, weights, reduction)
 
 
 def distillation_loss(task: str, loss: str, temperature: float, alpha: float) -> LossFn:

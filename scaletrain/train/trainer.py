@@ -77,9 +77,16 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     evaluation's time kept free (and the report's, when a run directory is written). `loss_fn`
     replaces the config's loss (distillation's, on packed targets).
     """
-    loss_fn = loss_fn or training_loss(t, task, class_counts)
+    given_loss, loss_fn = loss_fn is not None, loss_fn or training_loss(t, task, class_counts)
     wrapped = device.parallel(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay, t.layer_decay)
+    privacy, step_loss = None, loss_fn
+    if t.privacy.epsilon is not None:  # DP-SGD: each row's gradient clipped, noise added; Poisson batches
+        from scaletrain.train.private import check_private, make_private
+
+        check_private(t, distributed.world().active, given_loss)
+        wrapped, optimizer, batches, privacy, step_loss = make_private(
+            model, optimizer, batches, t, t.epochs, training_loss(t, task, class_counts, reduction="none"))
     validation = Validation(outputs_fn, *epoch_subset(val_inputs, val_y, t.early_stopping), loss_fn, score)
     history = History()
     stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None
@@ -89,7 +96,8 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     if checkpoint_dir is not None and ckpt.keep > 0 and not (t.fsdp and distributed.world().active):
         # Under FSDP each rank holds a shard of the weights: no mid-run checkpoints (the final
         # model is gathered and saved). Every rank restores from what rank 0 wrote.
-        stateful = {"history": history, **({"early_stopping": stopper} if stopper else {})}
+        stateful = {"history": history, **({"early_stopping": stopper} if stopper else {}),
+                    **({"privacy": privacy} if privacy else {})}
         listed.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep, config=config,
                                  stateful=stateful, generators=generators or {}, resume=resume,
                                  write=distributed.world().main))
@@ -101,10 +109,14 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     listed += (callbacks or []) + ([ProgressBar()] if verbose else [])  # after the stops: they see this epoch's
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                             milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
-                            clip=t.clip, l1=t.l1, precision=t.precision, time_limit=budget.training_limit(),
+                            clip=0.0 if privacy else t.clip, l1=t.l1, precision=t.precision,  # DP clips per row
+                            time_limit=budget.training_limit(),
                             time_spent=budget.spent_before, device=torch.device(t.device).type, on_nan=t.on_nan,
-                            compile=t.compile == "on", sync=distributed.world().active)
-    state = train_loop(model, batches, loss_fn, optimizer, settings, validation, listed, wrapped)
+                            compile=t.compile == "on" and not privacy, sync=distributed.world().active)
+    state = train_loop(model, batches, step_loss, optimizer, settings, validation, listed, wrapped)
+    if privacy is not None:
+        state.privacy = privacy.summary()
+        wrapped.remove_hooks()  # the model goes on to predict and explain as a plain module
     return state, history, stopper
 
 
