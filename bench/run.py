@@ -23,6 +23,8 @@ Prints, never asserts on time:
   17. explaining (bench/explain_bench.py): explain on 1,000 rows vs shap's KernelExplainer.
   18. privacy (bench/privacy_bench.py): DP-SGD's epoch time as a ratio to the same model without
      it; a membership attack's AUC without privacy, at ε = 8 and ε = 1.
+  19. scaling studies (bench/scale_bench.py): AER Fertility (254,654 rows) and Fashion-MNIST,
+     the largest cell predicted by the law fitted without it; exponents with intervals.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
 import privacy_bench  # noqa: E402
+import scale_bench  # noqa: E402
 import scaling  # noqa: E402
 import serve_load  # noqa: E402
 import text_bbc  # noqa: E402
@@ -146,3 +149,5 @@ if __name__ == "__main__":
     explain_bench.main([])
     print("\n18. privacy: DP-SGD throughput and a membership attack (bench/privacy_bench.py)")
     privacy_bench.main([])
+    print("\n19. scaling studies: Fertility and Fashion-MNIST (bench/scale_bench.py)")
+    scale_bench.main([])

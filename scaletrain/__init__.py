@@ -7,7 +7,7 @@ __all__ = ["__version__", "fit", "load", "pretrain", "cross_validate", "Run", "S
 
 
 def __getattr__(name):  # import torch-heavy parts on first use, so `scaletrain --help` is quick
-    if name in ("fit", "load", "pretrain", "cross_validate"):  # tune: scaletrain.api.tune (a subpackage's name)
+    if name in ("fit", "load", "pretrain", "cross_validate"):  # tune, scale, audit: scaletrain.api.* (subpackages' names)
         from scaletrain import api
         return getattr(api, name)
     if name == "Run":

@@ -9,7 +9,7 @@ from scaletrain.config import Config, make_config, parse_duration
 from scaletrain.pipeline import FitOptions, default_out, fit_run
 from scaletrain.run import Run
 
-__all__ = ["fit", "load", "cross_validate", "tune", "pretrain", "config_from", "default_out"]
+__all__ = ["fit", "load", "cross_validate", "tune", "pretrain", "scale", "audit", "config_from", "default_out"]
 
 
 def config_from(config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
@@ -66,6 +66,23 @@ def tune(data, target: str | None = None, *, config=None, sets: list[str] | None
     from scaletrain.tune.search import tune as search
 
     return search(data, target, config=config_from(config, sets), **options)
+
+
+def scale(data, target: str | None = None, *, config=None, sets: list[str] | None = None, **options) -> dict:
+    """A scaling study of model size × data size (see scaletrain.scale.scale); returns scale.json's content."""
+    from scaletrain.scale import scale as study
+
+    if options.get("time_limit") is not None:
+        options["time_limit"] = parse_duration(options["time_limit"])
+    return study(data, target, config=config_from(config, sets), **options)
+
+
+def audit(data, target: str | None = None, *, out: str | Path = "audit", folds: int = 5, config=None,
+          sets: list[str] | None = None) -> list[dict]:
+    """The data audit (duplicates and leakage across splits, label errors, leaked columns); the findings."""
+    from scaletrain.audit_data import audit_data
+
+    return audit_data(data, target, config_from(config, sets), out, folds)
 
 
 def pretrain(corpus, out: str | Path, *, config=None, sets: list[str] | None = None, verbose: bool = False,

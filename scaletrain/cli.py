@@ -374,7 +374,7 @@ def _pretraining_info(run: Path) -> None:
     out_console.print(table)
 
 
-from scaletrain import cli_ship  # noqa: E402,F401  (export, compress, serve: registered after the others)
+from scaletrain import cli_ship, cli_study  # noqa: E402,F401  (export, compress, serve, scale, audit: after the others)
 
 
 def main() -> None:

@@ -59,3 +59,24 @@ def cross_validate_config(data, config: Config, *, k: int = 5, verbose: bool = F
     return {"k": k, "task": task, "folds": folds,
             "mean": {n: float(v.mean()) for n, v in values.items()},
             "std": {n: float(v.std(ddof=1)) for n, v in values.items()}}
+
+
+def out_of_fold_proba(source, config: Config, k: int = 5) -> tuple[np.ndarray, list]:
+    """Class probabilities for every labelled row (table rows or images) from the model fitted
+    on the other k − 1 folds: what confident learning needs (no row's own label seen).
+    Returns (probabilities in the source's order, the classes)."""
+    from scaletrain.data.sources import subset_source
+
+    labels = pd.Series(source.frame[config.data.target] if source.frame is not None else source.images.labels)
+    task = "classification"
+    proba, classes = None, sorted(labels.dropna().astype(str).unique())
+    for held in fold_indices(labels.astype(str), k, task, seed=config.train.seed):
+        rest = np.setdiff1d(np.arange(len(labels)), held)
+        run = fit_run(config, subset_source(source, rest))
+        assessed = run.assess(subset_source(source, held))
+        if proba is None:
+            proba = np.zeros((len(labels), len(run.classes)))
+            classes = [str(c) for c in run.classes]
+        order = [classes.index(str(c)) for c in run.classes]
+        proba[held[assessed.rows][:, None], np.array(order)[None, :]] = assessed.proba
+    return proba, classes

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from scaletrain import distributed
+from scaletrain.audit import audit_section, run_findings
 from scaletrain.auto import candidate_configs
 from scaletrain.budget import Budget
 from scaletrain.candidates import Trained, choose, refit_on_all_rows, refits, train_candidate
@@ -294,7 +295,8 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
         prepared.notes.append("zero-config tried " + ", ".join(
             f"{name} (val loss {loss:.4f})" for name, loss in run.metrics["candidates"].items())
             + f" and kept {run.config.model.name}")
-    run.metrics.update(data=prepared.summary, notes=prepared.notes)
+    run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,
+                                                                                       run.classes))
 
 
 def training_metrics(run: Run, prepared: Prepared) -> dict:
@@ -323,7 +325,8 @@ def render_report(run: Run, name: str, assessment, sections: list[str] | None = 
     classes = run.classes
     per_class = (per_class_metrics(assessment.truth, assessment.predicted, classes)
                  if assessment is not None and classes else None)
-    sections = list(sections or []) + run.modality.report_sections(run, assessment) + trust_sections(run, assessment)
+    sections = (list(sections or []) + run.modality.report_sections(run, assessment) + trust_sections(run, assessment)
+                + ([audit_section(m["audit"])] if "audit" in m else []))
     return build_report(f"scaletrain run: {name}", summary, {k: m[k] for k in ("train", "val", "test") if m.get(k)},
                         run.history, run.task, assessment.truth if assessment else None,
                         assessment.predicted if assessment else None, classes, per_class, m["notes"], sections)

@@ -48,3 +48,10 @@ def batch_key(source: Source) -> tuple:
     """Sources with equal keys concatenate into one (same columns, or images of one shape)."""
     return ("frame", tuple(source.frame.columns)) if source.frame is not None else ("images", source.images.images.shape[1:])
 
+
+
+def subset_source(source: Source, index: np.ndarray, name: str | None = None) -> Source:
+    """The rows (or images) of an in-memory source at `index`, in that order."""
+    if source.frame is not None:
+        return Source(source.kind, name or source.name, frame=source.frame.iloc[index].reset_index(drop=True))
+    return Source(source.kind, name or source.name, images=source.images.subset(np.asarray(index)))

@@ -92,6 +92,7 @@ class Modality:
     cross_validates: bool = False    # rows of an in-memory frame that `--cv` can fold
     parallel_trials: bool = False    # tune trials run well in single-threaded processes
     ends_on_time: bool = False       # time-limited runs train until the limit (no epoch count)
+    scaling_widths: tuple = (8, 16, 32, 64, 128)  # `scale`'s default model sizes (the recipe's family)
 
     # ------------------------------------------------------------ reading
     def recognizes(self, path: Path) -> bool:

@@ -71,6 +71,7 @@ class Image(Modality):
     name = "image"
     recipe = ImageRecipe()
     ends_on_time = True
+    scaling_widths = (4, 8, 16, 32)
     # the ResNet's learning rate, weight decay, width and label smoothing; epochs follow the time limit
     search_space = {
         "train.lr": {"low": 0.02, "high": 0.4, "log": True, "grid": [0.05, 0.1, 0.2]},

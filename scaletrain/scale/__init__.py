@@ -1,0 +1,78 @@
+"""`scaletrain scale DATA`: how the holdout loss falls with model size and data size, measured
+on a grid, fitted (scale/fit.py), checked on the largest cell, and said in sentences."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from scaletrain.budget import Budget
+from scaletrain.config import Config, build_config
+from scaletrain.io import write_json, write_text
+from scaletrain.runtime import cores
+from scaletrain.scale.analysis import analyse, sentences
+from scaletrain.scale.report import scale_page
+from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, plan_study, run_cells
+
+__all__ = ["scale"]
+
+
+def scale(data, target: str | None = None, *, config: Config | None = None, widths: list[int] | None = None,
+          fractions: list[float] | None = None, seeds: int = 1, time_limit: float | None = None,
+          backend: str = "local", workers: int | None = None, out: str | Path = "scale",
+          config_out: str | Path | None = None, progress=None) -> dict:
+    """Run the study, write OUT/scale.json and OUT/report.html (and the recommended config to
+    `config_out`); return scale.json's content."""
+    budget, started = Budget(time_limit), time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _as_path(data, out)
+    workers = workers or min(cores(), 4)
+    plan = plan_study(str(data), target, config or Config(), widths, fractions, seeds, workers)
+    plan.cells_dir = str(out / "cells")
+    parameters, row_seconds = measure_widths(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
+    if budget.limited:
+        plan.cell_limits = cell_limits(plan.widths, plan.fractions, plan.seeds, row_seconds,
+                                       budget.left() * USE_OF_LIMIT, workers)
+    cells = run_cells(plan, workers, backend, progress)
+    study = analyse(cells)
+    study["recommended"] = recommend(study, parameters, plan)
+    words = sentences(study) + [study["recommended"]["why"]]
+    study.update(cells=cells, sentences=words, family=plan.family, holdout_rows=plan.holdout, pool_rows=plan.pool,
+                 workers=workers, backend=backend, time_limit=time_limit,
+                 seconds=round(time.perf_counter() - started, 2))
+    write_json(out / "scale.json", study)
+    write_text(out / "report.html", scale_page(study, words, Path(str(data)).name))
+    if config_out:
+        tree = build_config(plan.config).with_values({"model.name": plan.family,
+                                                  "model.width": study["recommended"]["width"]}).to_dict()
+        write_text(Path(config_out), yaml.safe_dump(tree, sort_keys=False))
+    return study
+
+
+def recommend(study: dict, parameters: dict[int, int], plan) -> dict:
+    """The width to train on all the pool's rows: the measured widths and two larger ones,
+    each's loss predicted by the law at all rows; the smallest within 1% of the best."""
+    from scaletrain.scale.fit import Law
+
+    law, rows = Law(**study["law"]), plan.pool
+    predicted = {w: float(law.loss(parameters[w], rows)) for w in sorted(parameters)}
+    best = min(predicted.values())
+    width = min(w for w, v in predicted.items() if v <= best * 1.01)
+    return {"width": width, "parameters": parameters[width], "rows": rows, "predicted_loss": predicted[width],
+            "predicted_by_width": predicted,
+            "why": f"Recommended for all {rows:,} rows: {plan.family} width {width} ({parameters[width]:,} parameters), "
+                   f"predicted loss {predicted[width]:.4f} — the smallest within 1% of the best of widths "
+                   f"{', '.join(map(str, sorted(parameters)))}."}
+
+
+def _as_path(data, out: Path):
+    """Cells read the data in their own processes: a DataFrame is written once as Parquet."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        path = out / "data.parquet"
+        data.to_parquet(path, index=False)
+        return path
+    return data

@@ -1,0 +1,236 @@
+"""`scaletrain scale`: a grid of model sizes × data fractions, each cell a normal fit, its loss
+measured on one fixed holdout; then the law fitted without the largest cell and checked on it.
+
+The holdout is cut once (seeded) from the data; every cell trains on a geometric fraction of
+the rest (its own validation split for early stopping inside it, as any fit), so all cells are
+compared on the same rows. Cells run in parallel processes (`python -m scaletrain.scale.study
+PLAN CELL`: fresh interpreters that read the data themselves and write their result as JSON,
+so nothing depends on how the caller's script is written), or as Ray tasks. The time limit
+covers the whole study: each cell gets a share of it in proportion to its measured cost
+(seconds per training row of its width × its rows), the shares summing to what the workers
+can run in the time, so every cell trains about as many epochs.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scaletrain.config import Config, build_config
+from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.runtime import cores
+
+HOLDOUT_FRACTION, HOLDOUT_MAX = 0.1, 10_000
+FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+USE_OF_LIMIT = 0.8  # of the time limit, what the cells get: the rest reads data, starts processes, fits
+
+
+@dataclass
+class StudyPlan:
+    data: str
+    target: str | None
+    config: dict
+    family: str
+    widths: list[int]
+    fractions: list[float]
+    seeds: list[int]
+    holdout: int          # rows in the fixed holdout
+    pool: int             # rows the cells draw from
+    threads: int
+    cells_dir: str = ""   # where each cell's result is written
+    cell_limits: dict = field(default_factory=dict)  # "width,fraction,seed" -> seconds
+
+
+def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout rows, pool rows in a fixed shuffled order: a fraction is a prefix)."""
+    order = np.random.default_rng(seed).permutation(n)
+    held = min(HOLDOUT_MAX, max(1, int(n * HOLDOUT_FRACTION)))
+    return order[:held], order[held:]
+
+
+def holdout_loss(run, source) -> float:
+    """Cross-entropy of the true class (classification) or mean squared error on the holdout."""
+    a = run.assess(source)
+    if a.proba is None:
+        return float(np.mean((a.truth - a.predicted) ** 2))
+    return float(-np.mean(np.log(np.clip(a.proba[np.arange(len(a.truth)), a.truth.astype(int)], 1e-12, 1.0))))
+
+
+def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
+    """One cell, in a worker: read the data, take the fraction of the pool, fit, measure."""
+    import torch
+
+    from scaletrain.data.sources import subset_source
+    from scaletrain.modalities import load_source
+    from scaletrain.pipeline import fit_run
+
+    plan = StudyPlan(**json.loads(plan_text))
+    torch.set_num_threads(plan.threads)
+    source = load_source(plan.data)
+    held, pool = _split(len(source), 0)
+    rows = max(2, int(round(len(pool) * fraction)))
+    train = subset_source(source, pool[:rows], f"{source.name} ({fraction:.3g})")
+    holdout = subset_source(source, held, f"{source.name} (holdout)")
+    limit = plan.cell_limits.get(cell_key(width, fraction, seed))
+    # the study's holdout is the test: no rows of the fraction set aside for another
+    cfg = build_config(plan.config).with_values({"model.name": plan.family, "model.width": width, "train.seed": seed,
+                                                 "data.test_fraction": 0.0,
+                                                 "train.threads": plan.threads, "train.time_limit": limit,
+                                                 **({"data.target": plan.target} if plan.target else {})})
+    started = time.time()
+    run = fit_run(cfg, train)
+    loss = holdout_loss(run, holdout)
+    return {"width": width, "fraction": fraction, "seed": seed, "rows": rows, "parameters": int(run.metrics["parameters"]),
+            "loss": loss, "seconds": round(time.time() - started, 3), "epochs": run.metrics["epochs"],
+            "limit": limit, "started": started, "ended": time.time()}
+
+
+def cell_limits(widths: list[int], fractions: list[float], seeds: list[int], row_seconds: dict[int, float],
+                seconds: float | None, workers: int) -> dict:
+    """Each cell's share of the time the workers have, in proportion to its measured cost
+    (seconds per row of its width × its rows): every cell gets about as many epochs."""
+    if not seconds:
+        return {}
+    cost = {(w, f, s): row_seconds[w] * f for w in widths for f in fractions for s in seeds}
+    total = sum(cost.values())
+    return {cell_key(w, f, s): max(2.0, seconds * workers * c / total) for (w, f, s), c in cost.items()}
+
+
+def cell_key(width, fraction, seed) -> str:
+    return f"{int(width)},{float(fraction):.6g},{int(seed)}"
+
+
+def run_cells(plan: StudyPlan, workers: int, backend: str, progress=None) -> list[dict]:
+    """Every cell of the grid, largest first (the longest start first), in `workers` processes."""
+    text = json.dumps(asdict(plan))
+    cells = sorted(((w, f, s) for w in plan.widths for f in plan.fractions for s in plan.seeds),
+                   key=lambda c: -plan.cell_limits.get(cell_key(*c), plan.widths.index(c[0]) + c[1]))
+    if backend == "ray":
+        return _ray_cells(text, cells)
+    if backend not in ("local", "optuna"):  # optuna: tune's name for local processes
+        raise ConfigError(f"--backend {backend}: use local (processes here) or ray (a running Ray cluster)")
+    Path(plan.cells_dir).mkdir(parents=True, exist_ok=True)
+    (Path(plan.cells_dir) / "plan.json").write_text(text)
+    waiting, running, results = list(cells), [], []
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                cell = waiting.pop(0)
+                log = _cell_file(plan, *cell).with_suffix(".log")  # a file, not a pipe: a full pipe would block it
+                with open(log, "w") as stderr:
+                    running.append((cell, subprocess.Popen(
+                        [sys.executable, "-m", "scaletrain.scale.study", str(Path(plan.cells_dir) / "plan.json"),
+                         *map(str, cell)], stdout=subprocess.DEVNULL, stderr=stderr)))
+            time.sleep(0.2)
+            for cell, process in [r for r in running if r[1].poll() is not None]:
+                running.remove((cell, process))
+                if process.returncode:
+                    lines = _cell_file(plan, *cell).with_suffix(".log").read_text().strip().splitlines()
+                    raise ScaletrainError(f"scaling cell width {cell[0]}, fraction {cell[1]:g} failed: "
+                                          f"{(lines or [f'exit {process.returncode}'])[-1]}")
+                results.append(json.loads(_cell_file(plan, *cell).read_text()))
+                if progress:
+                    progress(len(results), len(cells))
+    finally:
+        for _, process in running:
+            process.terminate()
+            process.wait()
+    return results
+
+
+def _cell_file(plan: StudyPlan, width, fraction, seed) -> Path:
+    return Path(plan.cells_dir) / f"cell-{cell_key(width, fraction, seed).replace(',', '-')}.json"
+
+
+def cell_main(plan_path: str, width: str, fraction: str, seed: str) -> None:
+    """A cell's process: run it, write its result beside the plan."""
+    text = Path(plan_path).read_text()
+    result = run_cell(text, int(width), float(fraction), int(seed))
+    _cell_file(StudyPlan(**json.loads(text)), int(width), float(fraction), int(seed)).write_text(json.dumps(result))
+
+
+def _ray_cells(text: str, cells: list) -> list[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray: pip install 'scaletrain[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address="auto", ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_cell)
+    return ray.get([remote.remote(text, *cell) for cell in cells])
+
+
+def plan_study(data: str, target: str | None, config: Config, widths: list[int] | None, fractions: list[float] | None,
+               seeds: int, workers: int) -> StudyPlan:
+    """The plan: sizes (the recipe's family unless the config names one), fractions, holdout."""
+    from scaletrain.modalities import load_source, modality
+
+    source = load_source(data)
+    if source.streamed:
+        raise ConfigError("scale reads the data into memory to cut its fractions; give a table or image folder")
+    kind = modality(source.kind)
+    n = len(source)
+    held, pool = _split(n, 0)
+    family = config.model.name if config.model.name != "auto" else kind.recipe.model
+    widths = sorted(widths or kind.scaling_widths)
+    fractions = sorted(float(f) for f in (fractions or FRACTIONS))
+    if not all(0 < f <= 1 for f in fractions):
+        raise ConfigError(f"data fractions must lie in (0, 1]; got {fractions}")
+    if len(widths) < 2 or len(fractions) < 2:
+        raise ConfigError("a scaling study needs at least 2 sizes and 2 data fractions")
+    return StudyPlan(data, target, config.to_dict(), family, widths, fractions, list(range(seeds)), len(held),
+                     len(pool), max(1, cores() // workers))
+
+
+def measure_widths(plan: StudyPlan, widths: list[int]) -> tuple[dict[int, int], dict[int, float]]:
+    """Each width's parameter count on this data, and its measured training seconds per row
+    (a few steps of a batch, with the cells' threads): what a cell's time share is sized by.
+    Parameters × rows alone starve the small models, whose steps cost more than their size."""
+    import time as clock
+
+    import torch
+
+    from scaletrain.auto import candidate_configs
+    from scaletrain.data.sources import subset_source
+    from scaletrain.modalities import load_source, modality, prepare
+    from scaletrain.train.losses import training_loss
+    from scaletrain.train.setup import placed_model
+
+    source = load_source(plan.data)
+    _, pool = _split(len(source), 0)
+    small = subset_source(source, pool[:min(len(pool), 2000)])
+    cfg = build_config(plan.config).with_values({"model.name": plan.family, **({"data.target": plan.target}
+                                                                                 if plan.target else {})})
+    prepared = prepare(small, None, cfg.data, 0)
+    kind, counts, seconds = modality(prepared.kind), {}, {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        for width in widths:
+            resolved = candidate_configs(cfg.with_values({"model.width": width}), kind.facts(prepared))[0]
+            model = placed_model(resolved, prepared)[0].train()
+            counts[width] = sum(p.numel() for p in model.parameters())
+            if width not in plan.widths:  # a larger width only the recommendation considers: not timed
+                continue
+            rows = min(256, len(prepared.train_y))
+            batch = kind.eval_inputs([x[:rows] for x in prepared.train_inputs], resolved.train)
+            loss_fn, optimizer = training_loss(resolved.train, prepared.task, None), torch.optim.SGD(model.parameters(), 1e-3)
+            for step in range(4):  # the first is warm-up
+                if step == 1:
+                    started = clock.perf_counter()
+                optimizer.zero_grad()
+                loss_fn(model(*batch), prepared.train_y[:rows]).backward()
+                optimizer.step()
+            seconds[width] = (clock.perf_counter() - started) / (3 * rows)
+    finally:
+        torch.set_num_threads(threads)
+    return counts, seconds
+
+
+if __name__ == "__main__":
+    cell_main(*sys.argv[1:5])
