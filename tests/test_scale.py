@@ -41,18 +41,21 @@ def test_the_compute_optimal_split_is_the_minimum_on_its_budget():
 
 
 def test_a_study_runs_in_parallel_within_its_limit_and_predicts(tmp_path):
-    planted(8000).to_csv(tmp_path / "rows.csv", index=False)
-    limit = 75
-    result = CliRunner().invoke(app, ["scale", str(tmp_path / "rows.csv"), "--target", "y", "--sizes", "4,8,16,32",
+    planted(5000).to_csv(tmp_path / "rows.csv", index=False)
+    limit = 60
+    too_short = CliRunner().invoke(app, ["scale", str(tmp_path / "rows.csv"), "--target", "y", "--time-limit", "5s",
+                                         "--out", str(tmp_path / "short")])
+    assert too_short.exit_code == 2 and "too short" in too_short.output  # refused, not overrun
+    result = CliRunner().invoke(app, ["scale", str(tmp_path / "rows.csv"), "--target", "y", "--sizes", "4,8,16",
                                       "--fractions", "1/8,1/4,1/2,1", "--time-limit", f"{limit}s", "--workers", "2",
                                       "--out", str(tmp_path / "s"), "--config-out", str(tmp_path / "best.yaml")])
     assert result.exit_code == 0, result.output
     study = json.loads((tmp_path / "s" / "scale.json").read_text())
-    assert len(study["cells"]) == 16 and study["seconds"] <= 1.1 * limit
+    assert len(study["cells"]) == 12 and study["seconds"] <= 1.1 * limit
     spans = sorted((c["started"], c["ended"]) for c in study["cells"])
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # cells overlapped: parallel processes
     held = study["held_out"]
-    assert held["width"] == 32 and held["fraction"] == 1 and abs(held["error"]) < 0.25
+    assert held["width"] == 16 and held["fraction"] == 1 and abs(held["error"]) < 0.25
     assert study["law"]["alpha"] >= 0 and len(study["sentences"]) >= 5
     assert "twice the data" in result.output
     assert yaml.safe_load((tmp_path / "best.yaml").read_text())["model"]["width"] == study["recommended"]["width"]

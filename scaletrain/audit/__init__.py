@@ -102,7 +102,8 @@ def run_findings(prepared, assessment, classes: list | None) -> list[dict]:
         ids = np.concatenate([np.arange(len(t[0])) for _, t in splits])  # row numbers within each split
         findings = duplicate_findings(exact_pairs(keys), split, ids, "identical encoded rows")
     if classes:
-        findings += balance(pd.Series(np.asarray(prepared.train_y)).map(lambda i: classes[int(i)]))
+        counts = np.asarray(prepared.class_counts(), dtype=float)  # streamed runs count them in the shards
+        findings += balance(None, pd.Series(counts, index=[str(c) for c in classes][:len(counts)]))
         if assessment is not None and assessment.proba is not None:
             findings += label_suspects(assessment.truth, assessment.proba, assessment.rows, classes)
     for f in findings:

@@ -73,8 +73,12 @@ def leaked_columns(frame: pd.DataFrame, target: str, classification: bool, seed:
                    "--set data.columns={name: drop} unless it is truly available at prediction time"}]
 
 
-def balance(labels: pd.Series) -> list[dict]:
-    counts = labels.astype(str).value_counts()
+def balance(labels: pd.Series, counts: pd.Series | None = None) -> list[dict]:
+    """The classes' counts (from the labels, or given), largest first."""
+    counts = (labels.astype(str).value_counts() if counts is None else counts.sort_values(ascending=False))
+    counts = counts[counts > 0]
+    if counts.empty:
+        return []
     ratio = float(counts.iloc[0] / max(counts.iloc[-1], 1))
     finding = {"check": "class balance", "severity": "medium" if ratio >= 10 else "info",
                "counts": {str(k): int(v) for k, v in counts.items()},

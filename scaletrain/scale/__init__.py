@@ -9,11 +9,12 @@ import yaml
 
 from scaletrain.budget import Budget
 from scaletrain.config import Config, build_config
+from scaletrain.errors import ConfigError
 from scaletrain.io import write_json, write_text
 from scaletrain.runtime import cores
 from scaletrain.scale.analysis import analyse, sentences
 from scaletrain.scale.report import scale_page
-from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, plan_study, run_cells
+from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, plan_study, run_cells, startup_seconds
 
 __all__ = ["scale"]
 
@@ -32,9 +33,15 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
     plan = plan_study(str(data), target, config or Config(), widths, fractions, seeds, workers)
     plan.cells_dir = str(out / "cells")
     parameters, row_seconds = measure_widths(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
-    if budget.limited:
+    if budget.limited:  # a cell starts an interpreter, reads the data, then trains and is scored
+        overhead = startup_seconds() + 2 * row_seconds.pop("reading") + 1.0  # + fitting's set-up and scoring
+        cells, left = len(plan.widths) * len(plan.fractions) * len(plan.seeds), budget.left() * USE_OF_LIMIT
+        if overhead * cells / workers > 0.5 * left:
+            raise ConfigError(f"--time-limit {time_limit:.0f}s is too short for {cells} cells on {workers} processes: each "
+                              f"takes ~{overhead:.1f} s to start and read the data before it trains; give at least "
+                              f"{2 * overhead * cells / workers / USE_OF_LIMIT:.0f}s, or fewer sizes or fractions")
         plan.cell_limits = cell_limits(plan.widths, plan.fractions, plan.seeds, row_seconds,
-                                       budget.left() * USE_OF_LIMIT, workers)
+                                       budget.left() * USE_OF_LIMIT, workers, overhead)
     cells = run_cells(plan, workers, backend, progress)
     study = analyse(cells)
     study["recommended"] = recommend(study, parameters, plan)

@@ -27,7 +27,8 @@ from scaletrain.runtime import cores
 
 HOLDOUT_FRACTION, HOLDOUT_MAX = 0.1, 10_000
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
-USE_OF_LIMIT = 0.8  # of the time limit, what the cells get: the rest reads data, starts processes, fits
+USE_OF_LIMIT = 0.9  # of the time limit, what the cells get: the rest measures, fits the law, writes
+MIN_CELL_SECONDS = 1.0
 
 
 @dataclass
@@ -90,15 +91,25 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
             "limit": limit, "started": started, "ended": time.time()}
 
 
+def startup_seconds() -> float:
+    """What a cell's process spends before training: a fresh interpreter importing torch and
+    scaletrain (measured once, here)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import scaletrain.pipeline"], check=False, capture_output=True)
+    return time.perf_counter() - started
+
+
 def cell_limits(widths: list[int], fractions: list[float], seeds: list[int], row_seconds: dict[int, float],
-                seconds: float | None, workers: int) -> dict:
+                seconds: float | None, workers: int, overhead: float = 0.0) -> dict:
     """Each cell's share of the time the workers have, in proportion to its measured cost
-    (seconds per row of its width × its rows): every cell gets about as many epochs."""
+    (seconds per row of its width × its rows): every cell gets about as many epochs. Each
+    cell's `overhead` (starting, reading, evaluating) comes off the time first."""
     if not seconds:
         return {}
     cost = {(w, f, s): row_seconds[w] * f for w in widths for f in fractions for s in seeds}
     total = sum(cost.values())
-    return {cell_key(w, f, s): max(2.0, seconds * workers * c / total) for (w, f, s), c in cost.items()}
+    training = max(seconds * workers - overhead * len(cost), MIN_CELL_SECONDS * len(cost))
+    return {cell_key(w, f, s): max(MIN_CELL_SECONDS, training * c / total) for (w, f, s), c in cost.items()}
 
 
 def cell_key(width, fraction, seed) -> str:
@@ -201,13 +212,14 @@ def measure_widths(plan: StudyPlan, widths: list[int]) -> tuple[dict[int, int], 
     from scaletrain.train.losses import training_loss
     from scaletrain.train.setup import placed_model
 
+    started = clock.perf_counter()
     source = load_source(plan.data)
     _, pool = _split(len(source), 0)
     small = subset_source(source, pool[:min(len(pool), 2000)])
     cfg = build_config(plan.config).with_values({"model.name": plan.family, **({"data.target": plan.target}
                                                                                  if plan.target else {})})
     prepared = prepare(small, None, cfg.data, 0)
-    kind, counts, seconds = modality(prepared.kind), {}, {}
+    kind, counts, seconds = modality(prepared.kind), {}, {"reading": clock.perf_counter() - started}
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
