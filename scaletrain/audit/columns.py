@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-LEAK_SCORE = 0.98      # one column alone predicting the target this well is suspect
+LEAK_SCORE = 0.97      # one column alone predicting the target this well is suspect (a copy of it, under 2% label noise: 0.98)
 MOSTLY_MISSING = 0.5
 LEAK_ROWS = 20_000     # rows the leak check reads (a sample of larger tables)
 
@@ -76,7 +76,7 @@ def leaked_columns(frame: pd.DataFrame, target: str, classification: bool, seed:
 def balance(labels: pd.Series, counts: pd.Series | None = None) -> list[dict]:
     """The classes' counts (from the labels, or given), largest first."""
     counts = (labels.astype(str).value_counts() if counts is None else counts.sort_values(ascending=False))
-    counts = counts[counts > 0]
+    counts = counts[counts > 0].astype(int)
     if counts.empty:
         return []
     ratio = float(counts.iloc[0] / max(counts.iloc[-1], 1))

@@ -20,7 +20,7 @@ def label_suspects(labels: np.ndarray, proba: np.ndarray, ids: np.ndarray, class
     top = ranked[:max(10, int(TOP_SHARE * len(labels)))]
     suspects = [{"row": int(ids[i]), "label": str(classes[labels[i]]), "likely": str(classes[int(proba[i].argmax())]),
                  "label_probability": round(float(proba[i, labels[i]]), 4)} for i in top]
-    return [{"check": "likely label errors", "severity": "medium", "count": int(len(issues)),
+    return [{"check": "likely label errors", "severity": "medium" if len(issues) else "info", "count": int(len(issues)),
              "rows": [int(ids[i]) for i in issues][:1000], "suspects": suspects,
              "what": f"{len(issues)} rows whose label the out-of-sample probabilities contradict (confident learning); "
                      f"the {len(top)} most doubted are listed",
