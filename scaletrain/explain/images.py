@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scaletrain.run import Run
+from scaletrain.explain.base import Explainer
+from scaletrain.run import Assessment, Run
 
 STEPS = 64  # IG steps per image: images have hundreds of inputs; completeness within a few %
 
@@ -127,3 +128,20 @@ def explain_images(run: Run, data, out, rows: int) -> dict:
     write_text(out / "explain.html", page(f"Why {run.path.name} predicts what it does", intro, body))
     summary["headline"] = f"heatmaps of {len(images)} images"
     return summary
+
+
+class ImageExplainer(Explainer):
+    kind = "image"
+
+    def explain(self, run: Run, data, out, rows: int) -> dict:
+        return explain_images(run, data, out, rows)
+
+    def mistakes_section(self, run: Run, a: Assessment, chosen: np.ndarray, captions: list[str]) -> str:
+        from scaletrain.data.preprocess import transform_images
+        from scaletrain.evaluate.report import figure_html
+
+        images = a.source.images.images[a.rows[chosen]]
+        maps = image_heatmaps(run, transform_images(images)).ig
+        return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
+            "mistakes", "true → predicted (probability); Integrated Gradients for the predicted class over each "
+                        "(red: towards it, blue: against)", overlay_figure(images, list(maps), captions)))

@@ -7,15 +7,11 @@ import html
 
 import numpy as np
 
-from scaletrain.evaluate.report import figure_html
 from scaletrain.evaluate.trust_plots import binary_curves_section, reliability_section
-from scaletrain.explain.pages import bars
+from scaletrain.explain import explainer_for
 from scaletrain.run import Assessment, Run
 
-IMPORTANCE_ROWS = 300   # test rows attributed for the report's global view
-IMPORTANCE_STEPS = 32   # a mean over rows needs no per-row completeness: ~0.1 s, not 1 s
-TEXT_ROWS = 60          # test rows whose words are taken out one at a time
-MISTAKES = 12           # the most confident mistakes shown
+MISTAKES = 12  # the most confident mistakes shown
 
 
 def trust_sections(run: Run, assessment: Assessment | None) -> list[str]:
@@ -40,23 +36,7 @@ def trust_sections(run: Run, assessment: Assessment | None) -> list[str]:
 
 
 def _importance(run: Run, a: Assessment) -> str:
-    if run.modality.name != "table":
-        return ""
-    from scaletrain.explain.attributions import table_attributions
-    from scaletrain.explain.text import has_text, top_words, word_attributions
-
-    frame = a.source.frame.iloc[a.rows[:IMPORTANCE_ROWS]].reset_index(drop=True)
-    found = table_attributions(run, frame, IMPORTANCE_STEPS).frame
-    out = ""
-    if found.shape[1]:
-        importance = found.abs().mean().sort_values(ascending=False)
-        out += bars({k: float(v) for k, v in importance.items()},
-                    f"Global importance: mean |attribution| per column over {len(frame)} test rows (Integrated Gradients)")
-    if has_text(run):
-        words = word_attributions(run, frame, TEXT_ROWS)
-        out += bars(top_words(words), f"Words with the largest mean attribution over {len(words)} test rows "
-                                      "(each taken out: the drop)")
-    return "<div id='importance'>" + out + "</div>" if out else ""
+    return explainer_for(run).importance_section(run, a)
 
 
 def _confident_mistakes(a: Assessment) -> np.ndarray:
@@ -73,22 +53,4 @@ def _mistakes(run: Run, a: Assessment) -> str:
         return ""
     classes = [str(c) for c in run.classes]
     captions = [f"{classes[a.truth[i]]} → {classes[a.predicted[i]]} ({a.proba[i, a.predicted[i]]:.2f})" for i in chosen]
-    if run.modality.name == "image":
-        from scaletrain.data.preprocess import transform_images
-        from scaletrain.explain.images import image_heatmaps, overlay_figure
-
-        images = a.source.images.images[a.rows[chosen]]
-        maps = image_heatmaps(run, transform_images(images)).ig
-        return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
-            "mistakes", "true → predicted (probability); Integrated Gradients for the predicted class over each "
-                        "(red: towards it, blue: against)", overlay_figure(images, list(maps), captions)))
-    from scaletrain.explain.text import has_text, highlighted, word_attributions
-
-    if not has_text(run):
-        return ""
-    frame = a.source.frame.iloc[a.rows[chosen]].reset_index(drop=True)
-    words = word_attributions(run, frame)
-    return ("<h2>The most confident mistakes (test): the words behind each</h2><div id='mistakes'>"
-            "<p class='note'>red: towards the predicted class, blue: against</p>" + "".join(
-                f"<p class='text'><b>{html.escape(c)}</b> — {highlighted(w, 600)}</p>" for c, w in zip(captions, words))
-            + "</div>")
+    return explainer_for(run).mistakes_section(run, a, chosen, captions)

@@ -9,12 +9,16 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.explain.attributions import permutation_importance, table_attributions
+from scaletrain.explain.base import Explainer
 from scaletrain.explain.pages import bars, page
 from scaletrain.explain.text import has_text, highlighted, top_words, word_attributions
 from scaletrain.io import write_json, write_text
-from scaletrain.run import Run
+from scaletrain.run import Assessment, Run
 
 TEXT_ROWS = 100  # rows whose words are taken out one at a time (a forward pass per word)
+REPORT_ROWS = 300   # test rows attributed for the report's global view
+REPORT_STEPS = 32   # a mean over rows needs no per-row completeness: ~0.1 s, not 1 s
+REPORT_TEXT_ROWS = 60
 
 
 def top_reasons(attributions: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -93,3 +97,36 @@ def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series
     intro = (f"{summary['rows']} rows; {html.escape(summary['method'])}; attributions sum to f(row) − f(baseline) "
              f"within {summary['completeness_max_abs_error']:.2g}.")
     return page(f"Why {run.path.name} predicts what it does", intro, charts)
+
+
+class TableExplainer(Explainer):
+    kind = "table"
+
+    def explain(self, run: Run, data, out: Path, rows: int) -> dict:
+        return explain_table(run, data, out, rows)
+
+    def reasons(self, run: Run, data, k: int) -> pd.DataFrame:
+        return top_reasons(reasons_frame(run, run.source(data).frame), k)
+
+    def importance_section(self, run: Run, a: Assessment) -> str:
+        frame = a.source.frame.iloc[a.rows[:REPORT_ROWS]].reset_index(drop=True)
+        found = table_attributions(run, frame, REPORT_STEPS).frame
+        out = ""
+        if found.shape[1]:
+            importance = found.abs().mean().sort_values(ascending=False)
+            out += bars({k: float(v) for k, v in importance.items()},
+                        f"Global importance: mean |attribution| per column over {len(frame)} test rows (Integrated Gradients)")
+        if has_text(run):
+            words = word_attributions(run, frame, REPORT_TEXT_ROWS)
+            out += bars(top_words(words), f"Words with the largest mean attribution over {len(words)} test rows "
+                                          "(each taken out: the drop)")
+        return "<div id='importance'>" + out + "</div>" if out else ""
+
+    def mistakes_section(self, run: Run, a: Assessment, chosen: np.ndarray, captions: list[str]) -> str:
+        if not has_text(run):
+            return ""
+        words = word_attributions(run, a.source.frame.iloc[a.rows[chosen]].reset_index(drop=True))
+        return ("<h2>The most confident mistakes (test): the words behind each</h2><div id='mistakes'>"
+                "<p class='note'>red: towards the predicted class, blue: against</p>" + "".join(
+                    f"<p class='text'><b>{html.escape(c)}</b> — {highlighted(w, 600)}</p>" for c, w in zip(captions, words))
+                + "</div>")
