@@ -19,7 +19,8 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}figure{margin:1em 0}
-img{max-width:100%}.note{color:#666;font-size:.9em}"""
+img{max-width:100%}.note{color:#666;font-size:.9em}.w{border-radius:3px;padding:0 1px}
+.text{line-height:1.7;max-width:760px}"""
 
 
 def _png(fig) -> str:

@@ -18,9 +18,7 @@ def bars(values: dict[str, float], title: str, limit: int = 20) -> str:
 
 
 def page(title: str, intro: str, body: str) -> str:
-    """A self-contained page (no scripts, no network)."""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font:14px sans-serif;max-width:1000px;margin:2em auto}td,th{padding:2px 8px;text-align:left;"
-            "vertical-align:top}.w{border-radius:3px;padding:0 1px}.text{line-height:1.7;max-width:760px}img{max-width:100%}"
-            f"</style></head><body><h1>{html.escape(title)}</h1><p>{intro}</p>{body}</body></html>")
+    """A self-contained page (no scripts, no network), styled as the report."""
+    from scaletrain.evaluate.report import build_page
 
+    return build_page(title, f"<p>{intro}</p>{body}")
