@@ -65,8 +65,9 @@ def answers(law: Law, laws: list[Law], largest: dict) -> dict:
     """The sentences' numbers, each with its bootstrap interval, at the largest measured cell."""
     n, d = largest["parameters"], largest["rows"]
 
-    def gain(f) -> dict:
-        return {"value": f(law), "interval": interval([f(b) for b in laws])}
+    def gain(f) -> dict:  # JSON has no inf: a size out of reach (no model gets there) is None
+        value = f(law)
+        return {"value": value if np.isfinite(value) else None, "interval": interval([f(b) for b in laws])}
 
     fitted = float(law.loss(n, d))
     target = fitted + 0.1 * (fitted - law.E)  # within 10% of the largest cell's reducible loss
@@ -88,19 +89,26 @@ def sentences(study: dict) -> list[str]:
 
     def pct(x: dict) -> str:
         lo, hi = x["interval"]
+        if x["value"] is None or lo is None:
+            return "an unknown share" if x["value"] is None else f"{100 * x['value']:.2f}%"
         return f"{100 * x['value']:.2f}% [{100 * lo:.2f}%, {100 * hi:.2f}%]"
 
     def num(x: dict) -> str:
         lo, hi = x["interval"]
-        return f"{x['value']:,.0f} [{lo:,.0f}, {hi:,.0f}]"
+        if x["value"] is None:
+            return "no number of (out of reach by the law)"
+        return f"{x['value']:,.0f} [{lo:,.0f}, {hi:,.0f}]" if lo is not None else f"{x['value']:,.0f}"
+
+    def between(name: str) -> str:
+        lo, hi = study["intervals"][name]
+        return f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "[no bootstrap interval]"
 
     at = a["at"]
     return [
         f"Fitted without it, the law predicted the largest cell ({held['parameters']:,} parameters, {held['rows']:,} rows) "
         f"at loss {held['predicted']:.4f}; it measured {held['measured']:.4f} ({100 * held['error']:+.1f}%).",
         f"L(N, D) = {study['law']['E']:.3g} + {study['law']['A']:.3g}/N^{study['law']['alpha']:.3f} + "
-        f"{study['law']['B']:.3g}/D^{study['law']['beta']:.3f} (α in [{study['intervals']['alpha'][0]:.3f}, "
-        f"{study['intervals']['alpha'][1]:.3f}], β in [{study['intervals']['beta'][0]:.3f}, {study['intervals']['beta'][1]:.3f}]).",
+        f"{study['law']['B']:.3g}/D^{study['law']['beta']:.3f} (α in {between('alpha')}, β in {between('beta')}).",
         f"At {at['parameters']:,} parameters and {at['rows']:,} rows, twice the data lowers the loss by "
         f"{pct(a['double_data'])}; a model twice as large lowers it by {pct(a['double_model'])}.",
         f"The smallest model reaching loss {a['smallest_model']['loss']:.4f} (within 10% of the largest cell's loss above "

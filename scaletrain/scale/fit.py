@@ -96,9 +96,9 @@ def bootstrap(n, d, loss, law: Law, rounds: int = 200, seed: int = 0, terms: tup
 
 def interval(values, level: float = 0.95) -> list[float]:
     """The central `level` interval of bootstrap values."""
-    values = np.asarray([v for v in values if np.isfinite(v)], float)
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
     if not len(values):
-        return [float("nan"), float("nan")]
+        return [None, None]  # JSON has no NaN
     tail = (1 - level) / 2 * 100
     return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
 
