@@ -25,6 +25,8 @@ Prints, never asserts on time:
      it; a membership attack's AUC without privacy, at ε = 8 and ε = 1.
   19. scaling studies (bench/scale_bench.py): AER Fertility (254,654 rows) and Fashion-MNIST,
      the largest cell predicted by the law fitted without it; exponents with intervals.
+  20. sizing (bench/size_probe_bench.py): zero-config Fashion-MNIST --time-limit 10m, the width
+     from the scaling probe and from the epochs rule, one after the other.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -52,6 +54,7 @@ import privacy_bench  # noqa: E402
 import scale_bench  # noqa: E402
 import scaling  # noqa: E402
 import serve_load  # noqa: E402
+import size_probe_bench  # noqa: E402
 import text_bbc  # noqa: E402
 import text_few_labels  # noqa: E402
 import tune_bench  # noqa: E402
@@ -151,3 +154,5 @@ if __name__ == "__main__":
     privacy_bench.main([])
     print("\n19. scaling studies: Fertility and Fashion-MNIST (bench/scale_bench.py)")
     scale_bench.main([])
+    print("\n20. sizing: the scaling probe against the epochs rule, Fashion-MNIST 10 minutes (bench/size_probe_bench.py)")
+    size_probe_bench.main([])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 EVAL_RESERVE = 0.03       # of a limit, kept for the final evaluation at least (a 10-minute run overran by 9.5 s without it)
 REPORT_SECONDS = 5.0      # writing the run directory and report.html (Fashion-MNIST: ~4 s)
 LR_FIND_SHARE = 0.05      # of a limit, at most, for the learning-rate range test
+PROBE_SHARE = 0.12        # of a limit, at most, for the scaling probe that sizes a conv net (size_probe.py)
 TRAINING_SHARE = 0.8      # of the time left when sizing a model: the rest goes to probes, range test, evaluation
 RETRAIN_SHARE = 0.4       # of a search's limit, kept for the best's final training when runs end on time
 MIN_TRIAL_SECONDS = 10.0  # a trial's least time: shorter runs rank configurations by noise

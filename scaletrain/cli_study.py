@@ -29,7 +29,7 @@ def _fraction(value: str) -> float:
 @app.command()
 @guarded
 def scale(
-    data: str = typer.Argument(..., help="Table file or image data, as for train."),
+    data: str = typer.Argument(..., help="Table file or image data, as for train; or a text corpus (each cell pretrains)."),
     target: Optional[str] = typer.Option(None, help="Target column (tables)."),
     time_limit: Optional[str] = typer.Option(None, help="Budget for the whole study, e.g. 10m."),
     sizes: Optional[str] = typer.Option(None, help="Model widths, comma-separated (default: the modality's)."),

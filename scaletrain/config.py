@@ -70,6 +70,9 @@ class DataConfig(_Section):
     # masked-LM pretraining: tokens per packed block, and the share of tokens chosen to predict
     block_size: Annotated[int, Field(ge=8)] | None = None
     mask_rate: Share = 0.15
+    # the share of the corpus's training blocks pretraining reads (the first of each shard; a
+    # scaling study's data axis); the validation blocks stay the same
+    pretrain_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class ModelConfig(_Section):
@@ -149,6 +152,10 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit
     time_limit: Positive | None = None
+    # under a time limit, a conv net's width (unset) halved from the data-size default until 10
+    # epochs fit (epochs), or chosen by a short scaling probe (probe: scaletrain/size_probe.py;
+    # not the default, as it did not help where measured: BENCHMARKS.md)
+    sizing: Literal["epochs", "probe"] = "epochs"
     # with several ranks: shard parameters, gradients and optimizer state (FSDP) instead of
     # replicating them (DDP), for models larger than one device
     fsdp: bool = False

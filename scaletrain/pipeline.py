@@ -10,7 +10,7 @@ from pathlib import Path
 
 from scaletrain import distributed
 from scaletrain.audit import audit_section, run_findings
-from scaletrain.auto import candidate_configs
+from scaletrain.auto import CONV_NETS, candidate_configs
 from scaletrain.budget import Budget
 from scaletrain.candidates import Trained, choose, refit_on_all_rows, refits, train_candidate
 from scaletrain.config import Config
@@ -166,10 +166,24 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
         prepared.notes.append(f"FSDP over {w.size} ranks: weights sharded, no mid-run checkpoints (the final model "
                               "is gathered)" if w.active else "train.fsdp needs several ranks; trained unsharded")
     if budget.limited and cfg.model.width is None:
-        candidates = [size_for_budget(c, prepared, budget) for c in candidates]
+        candidates = [sized(c, prepared, budget) for c in candidates]
         for c in candidates:  # each rank timed its own steps: rank 0's choice holds for all
             c.model.width = int(distributed.broadcast_text(str(c.model.width)))
     return candidates
+
+
+def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
+    """A time-limited conv net's width: from the scaling probe where it is on (and the rows are
+    in memory, one process), else the halving rule."""
+    from scaletrain.size_probe import probe_width  # scipy's fit: imported only where a probe runs
+
+    probing = c.train.sizing == "probe" and c.model.name in CONV_NETS and prepared.task != "regression"
+    if probing and prepared.shard_url is None and not distributed.world().active:
+        probed, prepared.measured["size_probe"] = probe_width(c, prepared, budget)
+        if prepared.measured["size_probe"]["ran"]:
+            return probed
+        prepared.notes.append(f"no scaling probe: {prepared.measured['size_probe']['why']}; width by the epochs rule")
+    return size_for_budget(c, prepared, budget)
 
 
 def calibrate(run: Run, prepared: Prepared) -> dict | None:
@@ -295,6 +309,7 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
         prepared.notes.append("zero-config tried " + ", ".join(
             f"{name} (val loss {loss:.4f})" for name, loss in run.metrics["candidates"].items())
             + f" and kept {run.config.model.name}")
+    run.metrics.update(prepared.measured)
     run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,
                                                                                        run.classes))
 

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from scaletrain.cli import app
-from scaletrain.scale.fit import Law, bootstrap, compute_optimal, fit_law, interval
+from scaletrain.scaling_law import Law, bootstrap, compute_optimal, fit_law, interval
 from tests.test_explain import planted
 
 TRUE = Law(E=0.3, A=40.0, alpha=0.45, B=25.0, beta=0.35)
@@ -42,7 +42,7 @@ def test_the_compute_optimal_split_is_the_minimum_on_its_budget():
 
 def test_a_study_runs_in_parallel_within_its_limit_and_predicts(tmp_path):
     planted(5000).to_csv(tmp_path / "rows.csv", index=False)
-    limit = 60
+    limit = 80  # 12 cells of ~4 s start-up each on 2 processes, then training
     too_short = CliRunner().invoke(app, ["scale", str(tmp_path / "rows.csv"), "--target", "y", "--time-limit", "5s",
                                          "--out", str(tmp_path / "short")])
     assert too_short.exit_code == 2 and "too short" in too_short.output  # refused, not overrun
@@ -60,3 +60,34 @@ def test_a_study_runs_in_parallel_within_its_limit_and_predicts(tmp_path):
     assert "twice the data" in result.output
     assert yaml.safe_load((tmp_path / "best.yaml").read_text())["model"]["width"] == study["recommended"]["width"]
     assert "scaling-law" in (tmp_path / "s" / "report.html").read_text()
+
+
+def test_a_study_runs_its_cells_as_ray_tasks(ray_head, tmp_path):
+    import os
+
+    from scaletrain.scale import scale
+
+    planted(1500).to_csv(tmp_path / "rows.csv", index=False)
+    study = scale(str(tmp_path / "rows.csv"), "y", widths=[4, 8], fractions=[0.5, 1.0], backend="ray",
+                  out=tmp_path / "s", config=None)
+    assert study["backend"] == "ray" and len(study["cells"]) == 4
+    assert not (tmp_path / "s" / "cells" / "plan.json").exists()  # no local processes were started
+    assert all(c["process"] != os.getpid() for c in study["cells"]) and study["law"]["E"] > 0
+
+
+def test_a_corpus_study_pretrains_each_cell_on_a_share_of_the_tokens(tmp_path):
+    from scaletrain.config import Config
+    from scaletrain.scale import scale
+    from tests.test_pretrain import documents
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("\n".join(documents(600)[0]) + "\n")
+    config = Config().with_values({"data.block_size": 32, "train.batch_size": 16})
+    study = scale(str(tmp_path / "corpus"), widths=[16, 32], fractions=[0.25, 1.0], config=config,
+                  out=tmp_path / "s", workers=2)
+    cells = {(c["width"], c["fraction"]): c for c in study["cells"]}
+    assert study["unit"] == "tokens" and study["family"] == "transformer" and len(cells) == 4
+    assert 3.5 < cells[16, 1.0]["rows"] / cells[16, 0.25]["rows"] < 4.5  # D: the tokens each cell trained on
+    assert cells[32, 1.0]["parameters"] > cells[16, 1.0]["parameters"]
+    assert cells[32, 1.0]["loss"] < cells[16, 0.25]["loss"]  # more model and more tokens: a lower masked-LM loss
+    assert any("tokens" in line for line in study["sentences"]) and (tmp_path / "s" / "report.html").exists()

@@ -32,6 +32,7 @@ class Prepared:
     shard_url: str | None = None   # when set, training rows stream from this shard directory
     train_rows: int | None = None  # (train_inputs/train_y are then empty)
     train_class_counts: torch.Tensor | None = None
+    measured: dict = field(default_factory=dict)  # what zero-config measured before training (metrics.json)
 
     @property
     def n_classes(self) -> int:

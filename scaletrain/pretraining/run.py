@@ -164,7 +164,7 @@ def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool
                           f"{manifest['block_size']} or prepare the corpus again")
     held_out = int(min(VAL_MAX_BLOCKS, max(1, round(VAL_SHARE * manifest["blocks"])), manifest["shards"][0]["blocks"] - 1))
     threads_given = cfg.train.threads
-    PretrainRecipe().resolve(cfg, manifest["blocks"] - held_out)
+    PretrainRecipe().resolve(cfg, int((manifest["blocks"] - held_out) * cfg.data.pretrain_fraction))
     t = cfg.train
     t.threads = t.threads if threads_given else max(1, t.threads // w.local_size)  # the machine's cores shared
     distributed.local_batch(t.batch_size)  # a clear error unless the global batch divides over the ranks
@@ -175,7 +175,8 @@ def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool
     run = RunDir(out)
     if w.main:
         run.write_tokenizer((folder / manifest["tokenizer"]).read_text(encoding="utf-8"))
-    batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out, w.rank, w.size)
+    batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out, w.rank, w.size,
+                            cfg.data.pretrain_fraction)
     if len(batches) == 0:
         raise DataError(f"the corpus holds fewer training blocks than one global batch ({t.batch_size}); "
                         "lower train.batch_size or give more text")
@@ -189,24 +190,23 @@ def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool
     callbacks = [history, ReleaseMemory(), Checkpoint(out / "checkpoints", cfg.checkpoint.every_steps, cfg.checkpoint.every_minutes,
                                      cfg.checkpoint.keep, config=cfg.to_dict(), stateful={"history": history},
                                      resume=resume, write=w.main)]
-    if budget.limited:
-        callbacks.append(TimeLimit(budget.training_limit(), budget=budget.limit))
-    callbacks += extra + ([ProgressBar("pretraining")] if verbose and w.main else [])
+    limit = [TimeLimit(budget.training_limit(), budget=budget.limit)] if budget.limited else []
+    callbacks += limit + extra + ([ProgressBar("pretraining")] if verbose and w.main else [])
     settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup, clip=t.clip or 1.0,
                             grad_accum=t.grad_accum, precision=t.precision, time_limit=budget.training_limit(),
                             time_spent=budget.spent_before, device=torch.device(t.device).type,
                             on_nan=t.on_nan, compile=t.compile == "on", sync=w.active)
     trained = time.perf_counter()
     state = train_loop(model, batches, mlm_loss, optimizer, settings, validate, callbacks, wrapped)
-    seconds = time.perf_counter() - trained
-    notes = [f"skipped or changed {n:,} {what}" for what, n in sorted(manifest["skipped"].items())]
+    seconds, seen = time.perf_counter() - trained, state.step * t.batch_size * cfg.data.block_size
     metrics = {"task": "masked_lm", "documents": manifest["documents"], "tokens": manifest["tokens"],
-               "blocks": {"train": manifest["blocks"] - held_out, "validation": held_out},
+               "blocks": {"train": sum(batches.counts), "validation": held_out},
+               "tokens_seen": seen, "notes": [f"skipped or changed {n:,} {what}" for what, n in sorted(manifest["skipped"].items())],
                "block_size": cfg.data.block_size, "vocab_size": shape.vocab_size,
                "parameters": sum(p.numel() for p in model.parameters()), "steps": state.step,
                "epochs": len(history.rows), "validation": state.val or validate(model),
-               "tokens_per_second": round(state.step * t.batch_size * cfg.data.block_size / max(seconds, 1e-9), 1),
-               "seconds": round(time.perf_counter() - started, 2), "notes": notes,
+               "tokens_per_second": round(seen / max(seconds, 1e-9), 1),
+               "seconds": round(time.perf_counter() - started, 2),
                **({"distributed": {"ranks": w.size}} if w.active else {})}
     if w.main:
         write_outputs(run, cfg, model, metrics, history.rows)

@@ -130,12 +130,13 @@ class ShardedBlocks:
     left out there, as no rank may take a step the others do not."""
 
     def __init__(self, folder, batch_size: int, rate: float, seed: int, held_out: int, rank: int = 0,
-                 world: int = 1):
+                 world: int = 1, fraction: float = 1.0):
         self.folder, self.manifest = Path(folder), read_manifest(folder)
         self.batch_size, self.rate, self.seed, self.held_out = batch_size, rate, seed, held_out
         self.rank, self.world = rank, world
         self.vocab_size = self.manifest["vocab_size"]
-        self.counts = [s["blocks"] - (held_out if i == 0 else 0) for i, s in enumerate(self.manifest["shards"])]
+        self.counts = [int((s["blocks"] - (held_out if i == 0 else 0)) * fraction)  # a prefix of each shard: nested
+                       for i, s in enumerate(self.manifest["shards"])]
 
     def __len__(self) -> int:
         blocks = sum(self.counts)

@@ -1,5 +1,5 @@
 """`scaletrain scale DATA`: how the holdout loss falls with model size and data size, measured
-on a grid, fitted (scale/fit.py), checked on the largest cell, and said in sentences."""
+on a grid, fitted (scaletrain/scaling_law.py), checked on the largest cell, and said in sentences."""
 from __future__ import annotations
 
 import time
@@ -13,6 +13,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.io import write_json, write_text
 from scaletrain.runtime import cores
 from scaletrain.scale.analysis import analyse, sentences
+from scaletrain.scale.corpus import is_corpus, measure_corpus_widths, plan_corpus_study
 from scaletrain.scale.report import scale_page
 from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, plan_study, run_cells, startup_seconds
 
@@ -30,9 +31,12 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
     out.mkdir(parents=True, exist_ok=True)
     data = _as_path(data, out)
     workers = workers or min(cores(), 4)
-    plan = plan_study(str(data), target, config or Config(), widths, fractions, seeds, workers)
+    corpus = is_corpus(data, target)  # unlabelled text: each cell a pretraining run
+    plan = (plan_corpus_study(data, config or Config(), widths, fractions, seeds, workers, out) if corpus else
+            plan_study(str(data), target, config or Config(), widths, fractions, seeds, workers))
     plan.cells_dir = str(out / "cells")
-    parameters, row_seconds = measure_widths(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
+    measure = measure_corpus_widths if corpus else measure_widths
+    parameters, row_seconds = measure(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
     if budget.limited:  # a cell starts an interpreter, reads the data, then trains and is scored
         overhead = startup_seconds() + 2 * row_seconds.pop("reading") + 1.0  # + fitting's set-up and scoring
         cells, left = len(plan.widths) * len(plan.fractions) * len(plan.seeds), budget.left() * USE_OF_LIMIT
@@ -44,6 +48,7 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
                                        budget.left() * USE_OF_LIMIT, workers, overhead)
     cells = run_cells(plan, workers, backend, progress)
     study = analyse(cells)
+    study["unit"] = "tokens" if corpus else "rows"
     study["recommended"] = recommend(study, parameters, plan)
     words = sentences(study) + [study["recommended"]["why"]]
     study.update(cells=cells, sentences=words, family=plan.family, holdout_rows=plan.holdout, pool_rows=plan.pool,
@@ -61,7 +66,7 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
 def recommend(study: dict, parameters: dict[int, int], plan) -> dict:
     """The width to train on all the pool's rows: the measured widths and two larger ones,
     each's loss predicted by the law at all rows; the smallest within 1% of the best."""
-    from scaletrain.scale.fit import Law
+    from scaletrain.scaling_law import Law
 
     law, rows = Law(**study["law"]), plan.pool
     predicted = {w: float(law.loss(parameters[w], rows)) for w in sorted(parameters)}
@@ -69,7 +74,8 @@ def recommend(study: dict, parameters: dict[int, int], plan) -> dict:
     width = min(w for w, v in predicted.items() if v <= best * 1.01)
     return {"width": width, "parameters": parameters[width], "rows": rows, "predicted_loss": predicted[width],
             "predicted_by_width": predicted,
-            "why": f"Recommended for all {rows:,} rows: {plan.family} width {width} ({parameters[width]:,} parameters), "
+            "why": f"Recommended for all {rows:,} {study.get('unit', 'rows')}: "
+                   f"{plan.family} width {width} ({parameters[width]:,} parameters), "
                    f"predicted loss {predicted[width]:.4f} — the smallest within 1% of the best of widths "
                    f"{', '.join(map(str, sorted(parameters)))}."}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaletrain.scale.fit import Law, bootstrap, compute_optimal, fit_law, interval, smallest_model
+from scaletrain.scaling_law import Law, bootstrap, compute_optimal, fit_law, interval, smallest_model
 
 
 def mean_cells(cells: list[dict]) -> list[dict]:
@@ -104,7 +104,8 @@ def sentences(study: dict) -> list[str]:
         return f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "[no bootstrap interval]"
 
     at = a["at"]
-    return [
+    unit = study.get("unit", "rows")  # tokens for a corpus
+    return [line.replace(" rows", f" {unit}") for line in [
         f"Fitted without it, the law predicted the largest cell ({held['parameters']:,} parameters, {held['rows']:,} rows) "
         f"at loss {held['predicted']:.4f}; it measured {held['measured']:.4f} ({100 * held['error']:+.1f}%).",
         f"L(N, D) = {study['law']['E']:.3g} + {study['law']['A']:.3g}/N^{study['law']['alpha']:.3f} + "
@@ -116,4 +117,4 @@ def sentences(study: dict) -> list[str]:
         f"{num(a['smallest_model'])} parameters.",
         f"For the largest cell's compute (parameters × rows = {a['compute_optimal']['compute']:.3g}), the compute-optimal "
         f"split is {num(a['compute_optimal']['parameters'])} parameters on {num(a['compute_optimal']['rows'])} rows.",
-    ]
+    ]]

@@ -7,13 +7,13 @@ import html
 import numpy as np
 
 from scaletrain.evaluate.report import build_page, figure_html, plt, table_html
-from scaletrain.scale.fit import Law
+from scaletrain.scaling_law import Law
 
 
 def scale_section(study: dict, sentences: list[str]) -> str:
     law, points, held = Law(**study["law"]), study["points"], study["held_out"]
     before = Law(**held["law_without_it"])
-    widths = sorted({p["width"] for p in points})
+    widths, unit = sorted({p["width"] for p in points}), study.get("unit", "rows")
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for width, colour in zip(widths, colours):
@@ -24,7 +24,7 @@ def scale_section(study: dict, sentences: list[str]) -> str:
         left.plot(rows, law.loss(mine[0]["parameters"], rows), color=colour, lw=1)
     left.scatter([held["rows"]], [held["predicted"]], marker="x", color="red", s=70, zorder=4,
                  label=f"held-out cell, predicted ({100 * held['error']:+.1f}%)")
-    left.set_xscale("log"), left.set_yscale("log"), left.set_xlabel("training rows (D)"), left.set_ylabel("holdout loss")
+    left.set_xscale("log"), left.set_yscale("log"), left.set_xlabel(f"training {unit} (D)"), left.set_ylabel("holdout loss")
     left.legend(fontsize=7), left.grid(alpha=.3, which="both")
     n = np.geomspace(min(p["parameters"] for p in points) / 2, max(p["parameters"] for p in points) * 8, 80)
     d = np.geomspace(min(p["rows"] for p in points) / 2, max(p["rows"] for p in points) * 8, 80)
@@ -33,7 +33,7 @@ def scale_section(study: dict, sentences: list[str]) -> str:
     right.clabel(contours, fontsize=7, fmt="%.3g")
     right.scatter([p["parameters"] for p in points], [p["rows"] for p in points], c="k", s=10, label="measured cells")
     right.scatter([held["parameters"]], [held["rows"]], marker="x", color="red", s=70, label="held-out cell")
-    right.set_xscale("log"), right.set_yscale("log"), right.set_xlabel("parameters (N)"), right.set_ylabel("rows (D)")
+    right.set_xscale("log"), right.set_yscale("log"), right.set_xlabel("parameters (N)"), right.set_ylabel(f"{unit} (D)")
     right.set_title("iso-loss contours of the fitted law", fontsize=9), right.legend(fontsize=7)
     check = (f"fitted on the other cells: predicted {held['predicted']:.4f}, measured {held['measured']:.4f}; "
              f"law without it: E={before.E:.3g}, α={before.alpha:.3f}, β={before.beta:.3f}")

@@ -13,10 +13,11 @@ can run in the time, so every cell trains about as many epochs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,27 +25,11 @@ import numpy as np
 from scaletrain.config import Config, build_config
 from scaletrain.errors import ConfigError, ScaletrainError
 from scaletrain.runtime import cores
+from scaletrain.scale.plan import FRACTIONS, StudyPlan, checked_grid
 
 HOLDOUT_FRACTION, HOLDOUT_MAX = 0.1, 10_000
-FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 USE_OF_LIMIT = 0.9  # of the time limit, what the cells get: the rest measures, fits the law, writes
 MIN_CELL_SECONDS = 1.0
-
-
-@dataclass
-class StudyPlan:
-    data: str
-    target: str | None
-    config: dict
-    family: str
-    widths: list[int]
-    fractions: list[float]
-    seeds: list[int]
-    holdout: int          # rows in the fixed holdout
-    pool: int             # rows the cells draw from
-    threads: int
-    cells_dir: str = ""   # where each cell's result is written
-    cell_limits: dict = field(default_factory=dict)  # "width,fraction,seed" -> seconds
 
 
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,12 +57,16 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
 
     plan = StudyPlan(**json.loads(plan_text))
     torch.set_num_threads(plan.threads)
+    limit = plan.cell_limits.get(cell_key(width, fraction, seed))
+    if plan.kind == "pretrain":
+        from scaletrain.scale.corpus import run_pretrain_cell
+
+        return run_pretrain_cell(plan, width, fraction, seed, limit) | {"process": os.getpid()}
     source = load_source(plan.data)
     held, pool = _split(len(source), 0)
     rows = max(2, int(round(len(pool) * fraction)))
     train = subset_source(source, pool[:rows], f"{source.name} ({fraction:.3g})")
     holdout = subset_source(source, held, f"{source.name} (holdout)")
-    limit = plan.cell_limits.get(cell_key(width, fraction, seed))
     # the study's holdout is the test: no rows of the fraction set aside for another
     cfg = build_config(plan.config).with_values({"model.name": plan.family, "model.width": width, "train.seed": seed,
                                                  "data.test_fraction": 0.0,
@@ -88,7 +77,7 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
     loss = holdout_loss(run, holdout)
     return {"width": width, "fraction": fraction, "seed": seed, "rows": rows, "parameters": int(run.metrics["parameters"]),
             "loss": loss, "seconds": round(time.time() - started, 3), "epochs": run.metrics["epochs"],
-            "limit": limit, "started": started, "ended": time.time()}
+            "limit": limit, "started": started, "ended": time.time(), "process": os.getpid()}
 
 
 def startup_seconds() -> float:
@@ -188,12 +177,7 @@ def plan_study(data: str, target: str | None, config: Config, widths: list[int] 
     n = len(source)
     held, pool = _split(n, 0)
     family = config.model.name if config.model.name != "auto" else kind.recipe.model
-    widths = sorted(widths or kind.scaling_widths)
-    fractions = sorted(float(f) for f in (fractions or FRACTIONS))
-    if not all(0 < f <= 1 for f in fractions):
-        raise ConfigError(f"data fractions must lie in (0, 1]; got {fractions}")
-    if len(widths) < 2 or len(fractions) < 2:
-        raise ConfigError("a scaling study needs at least 2 sizes and 2 data fractions")
+    widths, fractions = checked_grid(widths or kind.scaling_widths, fractions or FRACTIONS)
     return StudyPlan(data, target, config.to_dict(), family, widths, fractions, list(range(seeds)), len(held),
                      len(pool), max(1, cores() // workers))
 

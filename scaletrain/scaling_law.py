@@ -110,6 +110,8 @@ def compute_optimal(law: Law, compute: float) -> tuple[float, float]:
         return float("nan"), float("nan")
     g = (law.alpha * law.A / (law.beta * law.B)) ** (1 / (law.alpha + law.beta))
     n = g * compute ** (law.beta / (law.alpha + law.beta))
+    if not np.isfinite(n) or n <= 0:  # a term so small the split under- or overflows: no optimum to state
+        return float("nan"), float("nan")
     return float(n), float(compute / n)
 
 
