@@ -29,12 +29,14 @@ def config_from(config: str | Path | dict | Config | None = None, sets: list[str
 def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path | None = "auto",
         config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
         verbose: bool = False, resume: bool = False, callbacks: list | None = None,
-        report_sections: list[str] | None = None, **overrides) -> Run:
+        report_sections: list[str] | None = None, overwrite: bool = False, resume_or_start: bool = False,
+        **overrides) -> Run:
     """Train on raw data and return the Run; writes a run directory unless out=None.
 
     `data` is a path, glob, folder, DataFrame or array (with `y`); overrides are config keys
     such as `epochs=5`, `train__lr=0.01` or `model="mlp"`. With resume=True training
-    continues from the newest valid checkpoint in `out` (or starts fresh if there is none).
+    continues from the newest valid checkpoint in `out` (refused where there is none, unless
+    resume_or_start=True); an `out` that holds a run is refused unless resuming or overwrite=True.
     `callbacks` join the training loop's (a tuner's pruning); `report_sections` are HTML
     sections appended to report.html.
     """
@@ -42,7 +44,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     cfg = config_from(config, sets, target, **overrides)
     budget.limit = cfg.train.time_limit
     return fit_run(cfg, data, y=y, test=test, budget=budget,
-                   options=FitOptions(out, verbose, resume, callbacks, report_sections))
+                   options=FitOptions(out, verbose, resume or resume_or_start, callbacks, report_sections, overwrite,
+                                      resume_or_start))
 
 
 def load(path: str | Path) -> Run:
@@ -86,13 +89,14 @@ def audit(data, target: str | None = None, *, out: str | Path = "audit", folds: 
 
 
 def pretrain(corpus, out: str | Path, *, config=None, sets: list[str] | None = None, verbose: bool = False,
-             resume: bool = False, **overrides) -> dict:
+             resume: bool = False, overwrite: bool = False, resume_or_start: bool = False, **overrides) -> dict:
     """Masked-LM pretraining of a Transformer encoder on unlabeled text (files, folders, globs;
     .txt, JSONL, compressed); writes the run directory `out` (with `hf/` for Hugging Face) and
     returns its metrics. With resume=True it continues from the newest checkpoint in `out`."""
     from scaletrain.pretraining.run import pretrain as run_pretraining
 
-    return run_pretraining(_sources(corpus), out, config_from(config, sets, **overrides), verbose=verbose, resume=resume)
+    return run_pretraining(_sources(corpus), out, config_from(config, sets, **overrides), verbose=verbose, resume=resume,
+                           overwrite=overwrite, resume_or_start=resume_or_start)
 
 
 def pretrain_blocks(corpus, out: str | Path, cfg, verbose: bool = False) -> Path:

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console
+from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console, reads_run
 
 # data-parallel training (train, pretrain)
 NPROC_PER_NODE = typer.Option(None, help="Data-parallel worker processes on this machine "
@@ -20,6 +20,9 @@ NODE_RANK = typer.Option(None, help="This machine's rank among --nnodes (0 write
 RDZV_ENDPOINT = typer.Option(None, help="HOST:PORT where the machines meet (the same on all).")
 MAX_RESTARTS = typer.Option(0, help="Restart the workers up to K times after a failure; they resume from the last "
                                     "checkpoint.")
+RESUME = typer.Option(False, help="Continue from the newest valid checkpoint in --out (refused where there is none).")
+RESUME_OR_START = typer.Option(False, "--resume-or-start", help="Resume where --out has a checkpoint, else start afresh.")
+OVERWRITE = typer.Option(False, help="--out holds a run: replace it whole (without this, it is refused).")
 TRAIN_BACKEND = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
                                            "--nproc-per-node workers).")
 
@@ -47,7 +50,9 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
-    resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
+    resume: bool = RESUME,
+    resume_or_start: bool = RESUME_OR_START,
+    overwrite: bool = OVERWRITE,
     cv: Optional[int] = typer.Option(None, help="K-fold cross-validation of this config on a table: prints each "
                                                  "metric as mean ± std over K fits (writes OUT/cv.json with --out)."),
     nproc_per_node: Optional[int] = NPROC_PER_NODE,
@@ -63,21 +68,23 @@ def train(
     from scaletrain import distributed
     from scaletrain.api import default_out, fit
     from scaletrain.launch import Launch, launch_train
+    from scaletrain.runlock import writing
 
     if cv is not None:
         return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)
     launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
-                    time_limit, seed, resume, quiet)
+                    time_limit, seed, resume or resume_or_start, quiet)
     if launch.launches:
         # the run directory is named here, once, so that every worker (and every restart of
-        # one) writes and resumes the same one
+        # one) writes and resumes the same one; this process holds its lock for them
         out = out or default_out(Path(data).stem or "data")
-        launch_train(launch, data, test, target, out)
+        with writing(out, resume or resume_or_start, overwrite, resume_or_start):
+            launch_train(launch, data, test, target, out)
         if (out / "metrics.json").exists():  # the node whose rank 0 wrote the run
             _summary(json.loads((out / "metrics.json").read_text()), out)
         return
-    run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_,
-              verbose=not quiet, resume=resume, seed=seed, time_limit=time_limit)
+    run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_, verbose=not quiet,
+              resume=resume, resume_or_start=resume_or_start, overwrite=overwrite, seed=seed, time_limit=time_limit)
     # under torchrun only rank 0 reports, and not at all when `train --nproc-per-node` launched it
     if int(os.environ.get("RANK", "0")) == 0 and distributed.LAUNCHED_HERE not in os.environ:
         _summary(run.metrics, run.path)
@@ -184,7 +191,9 @@ def pretrain(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     time_limit: Optional[str] = typer.Option(None, help="Time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (masks, order, init)."),
-    resume: bool = typer.Option(False, help="Continue from the newest valid checkpoint in --out."),
+    resume: bool = RESUME,
+    resume_or_start: bool = RESUME_OR_START,
+    overwrite: bool = OVERWRITE,
     nproc_per_node: Optional[int] = NPROC_PER_NODE,
     nnodes: int = NNODES,
     node_rank: Optional[int] = NODE_RANK,
@@ -198,17 +207,19 @@ def pretrain(
     from scaletrain import distributed
     from scaletrain.api import pretrain as run_pretraining
     from scaletrain.launch import Launch, launch_pretrain
+    from scaletrain.runlock import writing
 
     launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
-                    time_limit, seed, resume, quiet)
+                    time_limit, seed, resume or resume_or_start, quiet)
     if launch.launches:
-        launch_pretrain(launch, corpus, out)
+        with writing(out, resume or resume_or_start, overwrite, resume_or_start):  # held for the workers
+            launch_pretrain(launch, corpus, out)
         if not (out / "metrics.json").exists():  # another node's rank 0 wrote the run
             return
         m = json.loads((out / "metrics.json").read_text())
     else:
         m = run_pretraining(corpus, out, config=config, sets=set_, verbose=not quiet, resume=resume, seed=seed,
-                            time_limit=time_limit)
+                            time_limit=time_limit, overwrite=overwrite, resume_or_start=resume_or_start)
         if distributed.LAUNCHED_HERE in os.environ or int(os.environ.get("RANK", "0")) != 0:
             return  # a worker: the launching process reports
     v = m["validation"]
@@ -271,6 +282,7 @@ def tune(
 
 @app.command()
 @guarded
+@reads_run
 def predict(
     run: Path = typer.Argument(..., help="Run directory."),
     data: str = typer.Argument(..., help="Raw rows or images, as for train."),
@@ -303,6 +315,7 @@ def predict(
 
 @app.command()
 @guarded
+@reads_run
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     data: str = typer.Argument(..., help="Labelled raw data, as for train."),
@@ -321,6 +334,7 @@ def evaluate(
 
 @app.command()
 @guarded
+@reads_run
 def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = DEBUG):
     """Show what a run was trained on, how, and with which results."""
     from scaletrain.api import load
@@ -378,6 +392,9 @@ from scaletrain import cli_ship, cli_study  # noqa: E402,F401  (export, compress
 
 
 def main() -> None:
+    from scaletrain.cli_base import one_line_warnings
+
+    one_line_warnings()
     app()
 
 

@@ -1,12 +1,14 @@
 """What every command shares: the typer app, the consoles, and one-line errors."""
 from __future__ import annotations
 
+import errno
 import functools
+import warnings
 
 import typer
 from rich.console import Console
 
-from scaletrain.errors import ScaletrainError
+from scaletrain.errors import RunDirError, ScaletrainError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and use neural models on tables and images with one command.")
@@ -14,18 +16,58 @@ out_console = Console()
 err_console = Console(stderr=True)
 DEBUG = typer.Option(False, "--debug", help="Show the full traceback on errors.")
 
+
 def guarded(fn):
-    """Turn ScaletrainError into one line on stderr and exit code 2 (traceback only with --debug)."""
+    """Turn ScaletrainError, and the machine's I/O errors (a full disk, a permission), into one
+    line on stderr and exit code 2 (traceback only with --debug)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ScaletrainError as exc:
+        except (ScaletrainError, OSError) as exc:
             if kwargs.get("debug"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            text = str(exc) if isinstance(exc, ScaletrainError) else os_error_line(exc)
+            err_console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
     return wrapper
+
+
+def reads_run(fn):
+    """For the verbs that read a run directory: a failure the checks before loading did not
+    foresee is still one line naming the run (exit 2), never a traceback (--debug shows it)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ScaletrainError, OSError, typer.Exit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file made a reader raise
+            if kwargs.get("debug"):
+                raise
+            detail = (str(exc).splitlines() or [""])[0][:200]
+            raise RunDirError(f"'{kwargs.get('run')}' could not be used ({type(exc).__name__}: {detail}); its files "
+                              "may be damaged — train it again, or run with --debug to see where") from None
+    return wrapper
+
+
+def os_error_line(exc: OSError) -> str:
+    """An I/O error as what happened, where, and what to do."""
+    where = f" ('{exc.filename}')" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device{where}; free some (or write elsewhere) and run the command again — with "
+                "--resume if it was training: files already written were replaced whole or not at all")
+    return f"{exc.strerror or exc}{where}"
+
+
+def one_line_warnings() -> None:
+    """Warnings from scaletrain and the libraries under it as one `warning:` line each, not
+    Python's two-line form with a source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        err_console.print(f"[yellow]warning:[/] {str(message).splitlines()[0] if str(message) else category.__name__}",
+                          highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show

@@ -6,11 +6,12 @@ from typing import Optional
 
 import typer
 
-from scaletrain.cli_base import DEBUG, app, err_console, guarded
+from scaletrain.cli_base import DEBUG, app, err_console, guarded, reads_run
 
 
 @app.command()
 @guarded
+@reads_run
 def export(
     run: Path = typer.Argument(..., help="Run directory."),
     format: str = typer.Option("onnx", "--format", help="onnx (the one format so far)."),
@@ -29,6 +30,7 @@ def export(
 
 @app.command()
 @guarded
+@reads_run
 def serve(
     run: Path = typer.Argument(..., help="Run directory."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
@@ -88,6 +90,7 @@ def compress(
 
 @app.command()
 @guarded
+@reads_run
 def explain(
     run: Path = typer.Argument(..., help="Run directory (a table or image run)."),
     data: str = typer.Argument(..., help="Raw rows or images to explain (labelled rows add permutation importance)."),

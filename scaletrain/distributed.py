@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 
 from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.runlock import LAUNCHED
 
-LAUNCHED_HERE = "SCALETRAIN_LAUNCHED"
+LAUNCHED_HERE = LAUNCHED  # the workers inherit it (runlock: they write under the launcher's lock)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -54,11 +55,17 @@ def _plain(value):
 def read_json(path: str | Path):
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise RunDirError(f"'{path}' is missing; is '{path.parent}' a scaletrain run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"'{path}' is not valid JSON ({exc}); the run directory is damaged") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a number of 4,300+ digits, deep nesting
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise RunDirError(f"'{path}' is not valid JSON ({reason}); the run directory is damaged") from None
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (write_json never writes them): a file holding one is damaged."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -68,13 +75,26 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        except OSError:
+            raise
+        except Exception as exc:  # safetensors reports a full disk as its own SafetensorError
+            raise _as_os_error(exc, tmp) from None
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _as_os_error(exc: Exception, path: str) -> Exception:
+    """safetensors' I/O failure as the OSError it wraps (`IoError(Os { code: 28, ... })`)."""
+    code = re.search(r"code: (\d+)", str(exc))
+    if code is None:
+        return exc
+    return OSError(int(code.group(1)), os.strerror(int(code.group(1))), path)
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ from scaletrain.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.run import Run
 from scaletrain.rundir import RunDir
+from scaletrain.runlock import writing
 from scaletrain.runtime import keep_freed_memory
 from scaletrain.train.setup import seed_everything
 from scaletrain.train.sizing import size_for_budget
@@ -41,6 +42,8 @@ class FitOptions:
     resume: bool = False
     callbacks: list | None = None   # join the training loop's (a tuner's pruning)
     report_sections: list[str] | None = None  # HTML sections appended to report.html
+    overwrite: bool = False         # out holds a run: replace it whole (else refused unless resuming)
+    resume_or_start: bool = False   # resume, or start afresh where there is no checkpoint
 
 
 def fit_run(config: Config, data, *, y=None, test=None, options: FitOptions | None = None,
@@ -53,13 +56,14 @@ def fit_run(config: Config, data, *, y=None, test=None, options: FitOptions | No
     keep_freed_memory()
     if options.resume and options.out in (None, "auto"):
         raise ConfigError("resuming needs the run directory of the interrupted run: give --out DIR")
-    created = distributed.init(config.train.device)  # a torchrun worker joins its process group
-    try:
-        run = _fit(config, data, y, test, options, budget)
-    except BaseException:
-        distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
-        raise
-    distributed.finish(created)
+    with writing(options.out, options.resume, options.overwrite, options.resume_or_start):
+        created = distributed.init(config.train.device)  # a torchrun worker joins its process group
+        try:
+            run = _fit(config, data, y, test, options, budget)
+        except BaseException:
+            distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
+            raise
+        distributed.finish(created)
     return run
 
 

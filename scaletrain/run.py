@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scaletrain.config import Config, build_config
+from scaletrain.config import Config
 from scaletrain.data.input_check import warning_line
 from scaletrain.data.preprocess import decode_target, encode_target
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError, RunDirError
 from scaletrain.evaluate.metrics import compute_metrics
 from scaletrain.modalities import modality, read_for_run
-from scaletrain.models.registry import ModelSpec, build_model
+from scaletrain.models.registry import ModelSpec
+from scaletrain.runcheck import load_checked
 from scaletrain.rundir import RunDir
 from scaletrain.train import device
 from scaletrain.train.losses import outputs_to_proba
@@ -153,17 +154,26 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path) -> "Run":
-        """Return the Run stored in a run directory (no pickle: YAML, JSON and safetensors)."""
-        folder = RunDir(path)
-        folder.check_complete()
-        config = build_config(folder.read_config())
-        spec = ModelSpec(**folder.read_spec())
-        model = build_model(spec, config.model)
+        """Return the Run stored in a run directory (no pickle: YAML, JSON and safetensors), every
+        file checked first (runcheck.py) and a made-up input predicted finitely before it is
+        handed out; a damaged or tampered directory is a RunDirError naming the file."""
+        checked = load_checked(path)
+        run = cls(checked.config, checked.model, checked.spec, checked.preprocess, checked.metrics, checked.history,
+                  Path(path))
+        run.probe()
+        return run
+
+    def probe(self) -> None:
+        """Predict one made-up input; outputs that are not finite mean damage (a zero scale, say)."""
+        where = self.path or "the run"
         try:
-            model.load_state_dict(folder.read_weights())
-        except RuntimeError as exc:
-            raise RunDirError(f"the weights in '{folder.path / 'model.safetensors'}' do not fit the model its "
-                              f"config describes (written by another scaletrain version?): "
-                              f"{str(exc).splitlines()[1].strip()}") from None
-        return cls(config, model, spec, folder.read_preprocess(), folder.read_metrics(), folder.read_history(),
-                   folder.path)
+            inputs, _ = self.encode(self.modality.probe_source(self.preprocess))
+            out = self.outputs(inputs)
+        except RunDirError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the damage made the model or its preprocessing raise
+            raise RunDirError(f"{where}: its preprocessing and model do not work together "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); the run directory is damaged") from None
+        if not torch.isfinite(out).all():
+            raise RunDirError(f"{where}: a test input gives non-finite outputs (NaN or infinite scales or weights); "
+                              "the run directory is damaged")

@@ -77,7 +77,10 @@ class RunDir:
         return folder
 
     def is_pretrained(self) -> bool:
-        return (self.path / "model.safetensors").is_file() and self.read_spec().get("kind") == "masked_lm"
+        try:
+            return (self.path / "model.safetensors").is_file() and self.read_spec().get("kind") == "masked_lm"
+        except RunDirError:  # damaged: the full check when it is loaded says what is wrong
+            return False
 
     def read_tokenizer(self) -> str:
         path = self.path / TOKENIZER
@@ -126,20 +129,32 @@ class RunDir:
     def read_spec(self) -> dict:
         from safetensors import safe_open
 
-        with safe_open(str(self.path / "model.safetensors"), "pt") as fh:
-            return json.loads(fh.metadata()["model_spec"])
+        where = self.path / "model.safetensors"
+        try:
+            with safe_open(str(where), "pt") as fh:
+                spec = json.loads((fh.metadata() or {})["model_spec"])
+        except Exception:  # noqa: BLE001 - safetensors' own error type, a missing key, bad JSON
+            raise RunDirError(f"{where}: not a scaletrain model file, or damaged") from None
+        if not isinstance(spec, dict):
+            raise RunDirError(f"{where}: model_spec is not a JSON object; the file is damaged")
+        return spec
 
     def read_weights(self) -> dict[str, torch.Tensor]:
         return load_tensors(self.path / "model.safetensors")
 
     def read_preprocess(self) -> dict:
         state = read_json(self.path / "preprocess.json")
-        text = state.get("text")
+        text = state.get("text") if isinstance(state, dict) else None
         if text is not None:
-            path = self.path / text["tokenizer"]
+            if not isinstance(text, dict) or text.get("tokenizer") != TOKENIZER:  # never a path out of the run
+                raise RunDirError(f"{self.path / 'preprocess.json'}: text.tokenizer must be '{TOKENIZER}'")
+            path = self.path / TOKENIZER
             if not path.is_file():
-                raise RunDirError(f"'{self.path}' is not a complete run directory: {text['tokenizer']} missing")
-            state["text"] = text | {"tokenizer": path.read_text(encoding="utf-8")}
+                raise RunDirError(f"'{self.path}' is not a complete run directory: {TOKENIZER} missing")
+            try:
+                state["text"] = text | {"tokenizer": path.read_text(encoding="utf-8")}
+            except UnicodeDecodeError:
+                raise RunDirError(f"{path}: not UTF-8 text; the run directory is damaged") from None
         return state
 
     def read_metrics(self) -> dict:
@@ -180,12 +195,19 @@ class CheckpointFolder:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
 
+    def verifies(self, path: Path) -> bool:
+        """True if the checkpoint's checksum matches its sidecar's."""
+        try:
+            sidecar = read_json(path.with_suffix(".json"))
+            return isinstance(sidecar, dict) and sidecar.get("sha256") == sha256_of(path)
+        except (RunDirError, OSError):
+            return False
+
     def read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        sidecar = read_json(path.with_suffix(".json"))
-        if sidecar.get("sha256") != sha256_of(path):
+        if not self.verifies(path):
             raise RunDirError("checksum mismatch")
         with safe_open(str(path), "pt") as fh:
             meta = json.loads(fh.metadata()["state"])

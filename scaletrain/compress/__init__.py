@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from scaletrain.compress.distill import parameters, student_config, train_student
@@ -16,6 +17,7 @@ from scaletrain.export import export_onnx, onnx_inputs
 from scaletrain.io import write_json
 from scaletrain.pipeline import load_and_prepare
 from scaletrain.run import Run
+from scaletrain.runlock import run_lock
 
 FINE_TUNE_SHARE = 0.25   # the fine-tune after pruning: this share of the run's epochs (at least 3)
 FINE_TUNE_LR = 0.3       # at this share of its learning rate: the pruned weights are a good start
@@ -26,12 +28,18 @@ def compress_run(run_dir: str | Path, data, out: str | Path, *, distill: float |
                  verbose: bool = False) -> dict:
     """Write OUT/distilled, OUT/pruned, OUT/int8 (those asked for) and OUT/compress.json; return
     the summary. `data` is what RUN was trained on: its split is recovered from the run's seed,
-    the variants train on its training rows and are scored on its test rows (or `test`)."""
+    the variants train on its training rows and are scored on its test rows (or `test`). OUT
+    is locked for the command: one writer at a time."""
     if distill is None and prune is None and quantize is None:
         raise ExportError("nothing to do: give --distill SHARE, --prune FRACTION and/or --quantize int8")
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize {quantize}: only int8 is supported")
-    teacher, out = Run.load(run_dir), Path(out)
+    with run_lock(out):
+        return _compress(run_dir, data, Path(out), distill, prune, quantize, test, tolerance, verbose)
+
+
+def _compress(run_dir, data, out: Path, distill, prune, quantize, test, tolerance: float, verbose: bool) -> dict:
+    teacher = Run.load(run_dir)
     _, prepared = load_and_prepare(copy.deepcopy(teacher.config), data, None, test)
     if prepared.preprocess["target"].get("classes") != teacher.classes:
         raise ExportError(f"'{data}' does not hold the classes RUN was trained on ({teacher.classes[:5]}); give the "
@@ -66,25 +74,44 @@ def compress_run(run_dir: str | Path, data, out: str | Path, *, distill: float |
     return summary
 
 
+@contextmanager
+def staged(where: Path):
+    """A variant written into a hidden folder beside `where`, renamed to it only when whole: a
+    failure (a quantizer error, a full disk) leaves no half-written variant."""
+    partial = where.with_name(f".{where.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(where, ignore_errors=True)
+    partial.rename(where)
+
+
 def _saved(run: Run, where: Path, test_source, prepared, how: str) -> Variant:
     """The trained variant scored, written as a run directory, and exported."""
     run.metrics = {"task": prepared.task, "score": main_score_name(prepared.task), "test": run.evaluate(test_source),
                    "val": run.evaluate(prepared.val_source) if len(prepared.val_y) else {},
                    "parameters": parameters(run.model), "model": run.config.model.name, "compressed": how,
                    "data": prepared.summary, "notes": [how]}
-    run.save(where)
-    return Variant(where.name, run, export_onnx(where), how)
+    with staged(where) as partial:
+        run.save(partial)
+        export_onnx(partial)
+    run.path = where
+    return Variant(where.name, run, where / "model.onnx", how)
 
 
 def _int8(teacher: Run, run_dir: Path, where: Path, fp32: Path, prepared) -> Variant:
     """The original run copied, with model.onnx its int8 form (for onnxruntime: predict and
     serve keep the float weights)."""
-    if where.exists():
-        shutil.rmtree(where)
-    shutil.copytree(run_dir, where, ignore=shutil.ignore_patterns("checkpoints", "*.onnx", "*.card.json"))
-    calibration = onnx_inputs(teacher, raw_rows(prepared.val_source))
-    how = quantize_int8(fp32, where / "model.onnx", calibration)
-    shutil.copy(fp32.with_suffix(".card.json"), where / "model.card.json")
+    with staged(where) as partial:
+        shutil.copytree(run_dir, partial, ignore=shutil.ignore_patterns("checkpoints", "*.onnx", "*.card.json", ".lock"),
+                        dirs_exist_ok=True)
+        calibration = onnx_inputs(teacher, raw_rows(prepared.val_source))
+        how = quantize_int8(fp32, partial / "model.onnx", calibration)
+        shutil.copy(fp32.with_suffix(".card.json"), partial / "model.card.json")
     return Variant("int8", teacher, where / "model.onnx", f"int8 {how}")
 
 

@@ -75,6 +75,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if run.task != "regression":
         model = _with_labels(model, run.classes)
     _outputs_first(model, ["value", "label", "probabilities"])  # the input checks' `unfit` flags after them
+    _one_opset_per_domain(model)
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, model.SerializeToString())
@@ -85,11 +86,24 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
+def _one_opset_per_domain(model) -> None:
+    """Keep one opset import per domain (the highest): merge_models lists the default domain
+    once per part, and onnxruntime's quantizer refuses a model that declares it twice."""
+    versions: dict[str, int] = {}
+    for entry in model.opset_import:
+        versions[entry.domain] = max(versions.get(entry.domain, 0), entry.version)
+    del model.opset_import[:]
+    for domain, version in versions.items():
+        model.opset_import.add(domain=domain, version=version)
+
+
 def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
     """The torch part as an ONNX model with a dynamic batch axis."""
     outputs = ["value"] if task == "regression" else ["index", "probabilities"]
     batch = torch.export.Dim("batch", min=1)
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision's ops: unused
+    # torchvision's ops (unused), and the graph optimizer's notes on what it left unfolded: not the user's concern
+    for name in ("torch.onnx._internal.exporter._registration", "onnxscript.optimizer", "onnx_ir.passes"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, example, None, input_names=names, output_names=outputs, dynamo=True,

@@ -93,6 +93,7 @@ class Modality:
     parallel_trials: bool = False    # tune trials run well in single-threaded processes
     ends_on_time: bool = False       # time-limited runs train until the limit (no epoch count)
     scaling_widths: tuple = (8, 16, 32, 64, 128)  # `scale`'s default model sizes (the recipe's family)
+    state_schema = None              # the pydantic model of its preprocess.json (data/state_schema.py)
 
     # ------------------------------------------------------------ reading
     def recognizes(self, path: Path) -> bool:
@@ -173,6 +174,16 @@ class Modality:
         """What one input is made of, for a served model's schema and form: {name, type: number |
         boolean | category | text | date | image, values (a category's known ones)}."""
         return []
+
+    def check_run(self, state: dict, spec: ModelSpec, tokenizer_size: int | None) -> str | None:
+        """What in a stored run's (schema-checked) state contradicts its model spec: an index the
+        model's tables cannot hold, say (None: nothing)."""
+        return None
+
+    def probe_source(self, state: dict) -> Source:
+        """One made-up input (every value missing, a blank image) that a loaded run must predict
+        finitely: damage the schema cannot see (a wrong width, a zero scale) shows there."""
+        raise NotImplementedError
 
     def input_warnings(self, state: dict, source: Source) -> list[dict]:
         """Per column, the values of new input the run's preprocessing has to guess at

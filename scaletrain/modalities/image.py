@@ -32,6 +32,7 @@ from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_images, fit_target, transform_images
 from scaletrain.data.schema import check_target, infer_task
 from scaletrain.data.sources import Source
+from scaletrain.data.state_schema import ImageState
 from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
 
@@ -69,6 +70,7 @@ class ImageRecipe(Recipe):
 
 class Image(Modality):
     name = "image"
+    state_schema = ImageState
     recipe = ImageRecipe()
     ends_on_time = True
     scaling_widths = (4, 8, 16, 32)
@@ -190,6 +192,18 @@ class Image(Modality):
 
     def prediction_frame(self, source: Source) -> pd.DataFrame:
         return pd.DataFrame({"image": source.images.names})
+
+    def check_run(self, state: dict, spec, tokenizer_size: int | None) -> str | None:
+        (h, w), c = state["size"], state["channels"]
+        if len(state["mean"]) != c or len(state["std"]) != c:
+            return f"{c} channel(s) but {len(state['mean'])} means and {len(state['std'])} deviations"
+        if spec.shape and tuple(spec.shape) != (c, h, w):
+            return f"images of {(c, h, w)} but the model takes {tuple(spec.shape)}"
+        return None
+
+    def probe_source(self, state: dict) -> Source:
+        (h, w), c = state["size"], state["channels"]
+        return Source("image", "probe", images=ImageSet(np.zeros((1, h, w, c), np.uint8), None, ["probe"]))
 
     def input_fields(self, state: dict) -> list[dict]:
         return [{"name": "image", "type": "image", "size": state["size"], "channels": state["channels"]}]

@@ -19,6 +19,7 @@ from scaletrain.data.preprocess import encode_target, fit_table, fit_target, tab
 from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
+from scaletrain.data.state_schema import TableState
 from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
@@ -53,6 +54,7 @@ class TableRecipe(Recipe):
 
 class Table(Modality):
     name = "table"
+    state_schema = TableState
     recipe = TableRecipe()
     cross_validates = True
     parallel_trials = True
@@ -119,6 +121,23 @@ class Table(Modality):
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
                          vocab_size=prepared.preprocess.get("text", {}).get("vocab_size", 0))
+
+    def check_run(self, state: dict, spec, tokenizer_size: int | None) -> str | None:
+        tables = tuple(len(c["categories"]) for c in state["embed"])
+        if tables != tuple(spec.cardinalities):
+            return f"the embedded columns' categories ({tables}) do not match the model's tables ({spec.cardinalities})"
+        text = state.get("text")
+        if text is None:
+            return None if not spec.vocab_size else "the model reads text but no text state is stored"
+        if not tokenizer_size or tokenizer_size > spec.vocab_size or len(text["idf"]) < tokenizer_size:
+            return (f"tokenizer.json has {tokenizer_size:,} pieces, the model's table {spec.vocab_size:,} and the idf "
+                    f"{len(text['idf']):,}: ids beyond them cannot be read")
+        return None
+
+    def probe_source(self, state: dict) -> Source:
+        missing = {"number": float("nan"), "text": ""}
+        fields = self.input_fields(state)
+        return Source("table", "probe", frame=pd.DataFrame({f["name"]: [missing.get(f["type"])] for f in fields}))
 
     def stream_tensors(self, state: dict, where: str):
         from scaletrain.data.stream import table_tensors

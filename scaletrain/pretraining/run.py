@@ -29,6 +29,7 @@ from scaletrain.pretraining.blocks import MaskedBlocks, segments_of
 from scaletrain.pretraining.report import write_outputs
 from scaletrain.pretraining.shards import ShardedBlocks, is_corpus_shards, prepare_corpus, read_manifest
 from scaletrain.rundir import RunDir
+from scaletrain.runlock import writing
 from scaletrain.runtime import cores
 from scaletrain.train import device
 from scaletrain.train.callbacks import History, ProgressBar, ReleaseMemory, TimeLimit
@@ -138,16 +139,18 @@ class MaskedValidation:
 
 
 def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, resume: bool = False,
-             callbacks: list | None = None) -> dict:
+             callbacks: list | None = None, overwrite: bool = False, resume_or_start: bool = False) -> dict:
     """Pretrain on the corpus and write the run directory; return its metrics. Under torchrun
     or Ray Train (several ranks) the ranks train data-parallel and rank 0 writes the run."""
-    created = distributed.init(cfg.train.device)  # a torchrun worker joins its process group
-    try:
-        metrics = _pretrain(sources, Path(out), cfg, verbose, resume or distributed.restarted(), callbacks or [])
-    except BaseException:
-        distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
-        raise
-    distributed.finish(created)
+    resume = resume or resume_or_start
+    with writing(out, resume or distributed.restarted(), overwrite, resume_or_start):
+        created = distributed.init(cfg.train.device)  # a torchrun worker joins its process group
+        try:
+            metrics = _pretrain(sources, Path(out), cfg, verbose, resume or distributed.restarted(), callbacks or [])
+        except BaseException:
+            distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
+            raise
+        distributed.finish(created)
     return metrics
 
 

@@ -82,17 +82,25 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 
 
 
-def newest_valid(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """Return (tensors, metadata) of the newest checkpoint whose checksum holds, else None.
+def valid_checkpoints(folder: Path):
+    """Yield (path, tensors, metadata) of the checkpoints whose checksum holds, newest first.
 
     A damaged newest file (a crash mid-copy, a bad disk) falls back to the one before it.
     """
     store = CheckpointFolder(folder)
     for path in reversed(store.files()):
         try:
-            return store.read(path)
+            tensors, meta = store.read(path)
         except Exception as exc:  # noqa: BLE001 - whatever the damage, try the previous one
             warnings.warn(f"checkpoint '{path}' is damaged ({exc}); using the one before it", stacklevel=2)
+            continue
+        yield path, tensors, meta
+
+
+def newest_valid(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Return (tensors, metadata) of the newest checkpoint whose checksum holds, else None."""
+    for _, tensors, meta in valid_checkpoints(folder):
+        return tensors, meta
     return None
 
 
@@ -162,15 +170,30 @@ class Checkpoint(Callback):
     def on_train_begin(self, state: TrainState) -> None:
         if not self.resume or not self.folder.is_dir():
             return
-        found = newest_valid(self.folder)
-        if found is None:
+        for path, tensors, meta in valid_checkpoints(self.folder):
+            if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+                warnings.warn(f"checkpoint '{path}' has no readable state; using the one before it", stacklevel=2)
+                continue
+            differ = config_differences(meta["config"], self.config)
+            if differ:
+                raise ConfigError(f"--resume refused: the config differs from the checkpoint's in {', '.join(differ[:8])}; "
+                                  "resume with the same config or train into a new --out")
+            try:
+                self._restore(state, tensors, meta)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                # a checkpoint that passes its checksum but does not fit this model (forged, or
+                # from another version): the one before it may
+                warnings.warn(f"checkpoint '{path}' does not fit this run ({type(exc).__name__}); using the one "
+                              "before it", stacklevel=2)
+                continue
+            self.resumed_from = state.step
             return
-        tensors, meta = found
-        differ = config_differences(meta["config"], self.config)
-        if differ:
-            raise ConfigError(f"--resume refused: the config differs from the checkpoint's in {', '.join(differ[:8])}; "
-                              "resume with the same config or train into a new --out")
+        if not CheckpointFolder(self.folder).files():  # a candidate the interrupted run had not reached
+            return
+        raise RunDirError(f"--resume: no checkpoint in '{self.folder}' can be restored (each is damaged or does not "
+                          "fit this run); train afresh with --overwrite")
 
+    def _restore(self, state: TrainState, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -181,7 +204,7 @@ class Checkpoint(Callback):
         set_rng_state(meta["rng"], part("rng."), self.generators)
         if state.scaler and meta.get("grad_scaler"):
             state.scaler.load_state_dict(meta["grad_scaler"])
-        state.epoch, state.batch, state.step, state.lr = meta["epoch"], meta["batch"], meta["step"], meta["lr"]
-        state.stop, state.elapsed_before = meta["stop"], meta["elapsed"]
-        state.loss_sum, state.loss_count = meta["loss_sum"], meta["loss_count"]
-        self.resumed_from = state.step
+        state.epoch, state.batch, state.step, state.lr = (int(meta["epoch"]), int(meta["batch"]), int(meta["step"]),
+                                                          float(meta["lr"]))
+        state.stop, state.elapsed_before = bool(meta["stop"]), float(meta["elapsed"])
+        state.loss_sum, state.loss_count = float(meta["loss_sum"]), int(meta["loss_count"])

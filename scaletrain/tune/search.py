@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from scaletrain.errors import ConfigError, ScaletrainError
 from scaletrain.modalities import load_source, modality
 from scaletrain.pipeline import FitOptions, fit_run
 from scaletrain.rundir import RunDir
+from scaletrain.runlock import run_lock
 from scaletrain.runtime import cores
 from scaletrain.tune.space import SearchSpace
 from scaletrain.tune.trials import Plan, default_row, evaluate_config, holdout_for_cv, make_sampler, set_deadline
@@ -51,47 +53,51 @@ def tune(data, target: str | None = None, *, config: Config | None = None, searc
          space: str | Path | dict | None = None, out: str | Path | None = None, workers: int | None = None,
          seed: int | None = None, prune: bool = True, verbose: bool = True, backend: str = "optuna") -> TuneResult:
     """Search the space, write DIR/leaderboard.csv and DIR/tune.json, retrain the best
-    configuration into DIR/best (a normal run directory); return the result."""
-    budget = Budget(parse_duration(time_limit))
-    started = time.time()
-    cfg = config or Config()
-    source = load_source(data)
-    plan, grid, workers = make_plan(data, source, target, cfg, search, trials, cv, space, workers, seed, prune,
-                                    budget)
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        if (out_dir / "leaderboard.csv").exists():
-            raise ConfigError(f"'{out_dir}' already holds a search; choose another --out")
-        out_dir.mkdir(parents=True, exist_ok=True)
-    task_rows, test_rows = holdout_for_cv(source, cfg, target, plan.seed) if cv else (None, None)
-    if backend == "ray":
-        from scaletrain.tune.ray_backend import search_with_ray
+    configuration into DIR/best (a normal run directory); return the result. DIR is locked for
+    the search."""
+    with ExitStack() as held:  # one writer of OUT at a time
+        if out is not None:
+            held.enter_context(run_lock(out))
+        budget = Budget(parse_duration(time_limit))
+        started = time.time()
+        cfg = config or Config()
+        source = load_source(data)
+        plan, grid, workers = make_plan(data, source, target, cfg, search, trials, cv, space, workers, seed, prune,
+                                        budget)
+        out_dir = Path(out) if out is not None else None
+        if out_dir is not None:
+            if (out_dir / "leaderboard.csv").exists():
+                raise ConfigError(f"'{out_dir}' already holds a search; choose another --out")
+            out_dir.mkdir(parents=True, exist_ok=True)
+        task_rows, test_rows = holdout_for_cv(source, cfg, target, plan.seed) if cv else (None, None)
+        if backend == "ray":
+            from scaletrain.tune.ray_backend import search_with_ray
 
-        rows, score_name, task = search_with_ray(plan, grid, source, task_rows, budget, verbose)
-    elif backend == "optuna":
-        rows, score_name, task = _search(plan, grid, source, task_rows, workers, budget, out_dir, verbose)
-    else:
-        raise ConfigError(f"--backend {backend!r}: choose optuna or ray")
-    board = leaderboard(rows)
-    board.attrs["score"] = score_name
-    done = board[board["state"] == "COMPLETE"]
-    if done.empty:
-        raise ScaletrainError("no trial finished: every one failed or was pruned; see the leaderboard's "
-                              "error column" + (f" in {out_dir / 'leaderboard.csv'}" if out_dir else ""))
-    best = done.iloc[0]
-    best_params = next(row["params"] for row in rows if row["trial"] == best["trial"])
-    run, path = None, None
-    if out_dir is not None:
-        RunDir(out_dir).write_leaderboard(board.to_csv(index=False))
-        run, path = _retrain(plan, source, task_rows, test_rows, best_params, budget, out_dir, board, score_name,
-                             verbose)
-        RunDir(out_dir).write_tune({
-            "search": search, "backend": backend, "trials": int((board["trial"] != "default").sum()),
-            "cv": cv, "time_limit": budget.limit, "seed": plan.seed, "score": score_name, "task": task,
-            "space": plan.space, "best": {"trial": str(best["trial"]), "params": best_params,
-                                          "score": float(best["score"])},
-            "test": run.metrics["test"], "seconds": round(time.time() - started, 2)})
-    return TuneResult(board, best_params, float(best["score"]), run, path, time.time() - started)
+            rows, score_name, task = search_with_ray(plan, grid, source, task_rows, budget, verbose)
+        elif backend == "optuna":
+            rows, score_name, task = _search(plan, grid, source, task_rows, workers, budget, out_dir, verbose)
+        else:
+            raise ConfigError(f"--backend {backend!r}: choose optuna or ray")
+        board = leaderboard(rows)
+        board.attrs["score"] = score_name
+        done = board[board["state"] == "COMPLETE"]
+        if done.empty:
+            raise ScaletrainError("no trial finished: every one failed or was pruned; see the leaderboard's "
+                                  "error column" + (f" in {out_dir / 'leaderboard.csv'}" if out_dir else ""))
+        best = done.iloc[0]
+        best_params = next(row["params"] for row in rows if row["trial"] == best["trial"])
+        run, path = None, None
+        if out_dir is not None:
+            RunDir(out_dir).write_leaderboard(board.to_csv(index=False))
+            run, path = _retrain(plan, source, task_rows, test_rows, best_params, budget, out_dir, board, score_name,
+                                 verbose)
+            RunDir(out_dir).write_tune({
+                "search": search, "backend": backend, "trials": int((board["trial"] != "default").sum()),
+                "cv": cv, "time_limit": budget.limit, "seed": plan.seed, "score": score_name, "task": task,
+                "space": plan.space, "best": {"trial": str(best["trial"]), "params": best_params,
+                                              "score": float(best["score"])},
+                "test": run.metrics["test"], "seconds": round(time.time() - started, 2)})
+        return TuneResult(board, best_params, float(best["score"]), run, path, time.time() - started)
 
 
 def make_plan(data, source, target, cfg: Config, search: str, trials: int | None, cv: int | None, space,

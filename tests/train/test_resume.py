@@ -113,8 +113,13 @@ def test_resume_with_another_config_names_the_differing_keys(table, tmp_path):
         scaletrain.fit(table, "y", out=out, model="mlp", epochs=1, lr=0.5, resume=True)
 
 
-def test_resume_without_checkpoints_starts_fresh(table, tmp_path):
-    run = scaletrain.fit(table, "y", out=tmp_path / "new", model="mlp", epochs=2, resume=True)
+def test_resume_without_checkpoints_is_refused_unless_or_start(table, tmp_path):
+    # issue 29: a resume with nothing to resume used to start from scratch without a word
+    from scaletrain.errors import RunDirError
+
+    with pytest.raises(RunDirError, match="no checkpoint to continue from"):
+        scaletrain.fit(table, "y", out=tmp_path / "new", model="mlp", epochs=2, resume=True)
+    run = scaletrain.fit(table, "y", out=tmp_path / "new", model="mlp", epochs=2, resume_or_start=True)
     assert run.metrics["epochs"] == 2
 
 

@@ -1,0 +1,107 @@
+"""The schema of preprocess.json: what a run's fitted preprocessing must hold, checked before a
+run is loaded (pydantic), so a damaged or tampered file is refused with the field that is
+wrong instead of failing somewhere inside `predict`.
+
+Every number that divides or scales is finite (and a scale positive): a NaN or a zero there
+would make every prediction the same without a word. Each modality names its own state model
+(`Modality.state_schema`); the target's is shared.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from scaletrain.errors import RunDirError
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+Scale = Annotated[float, AfterValidator(_finite), Field(gt=0)]
+Label = Union[bool, int, float, str, None]
+TASKS = ("regression", "binary", "multiclass")  # the tasks a run can hold (config.py's data.task)
+
+
+class State(BaseModel):
+    # extra keys are kept (a newer writer may add some); the ones read are typed
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+class TargetState(State):
+    task: Literal[TASKS]
+    classes: Optional[list[Label]] = Field(default=None, max_length=1_000_000)
+    mean: Optional[Finite] = None
+    std: Optional[Scale] = None
+    threshold: Optional[Finite] = None
+    class_bias: Optional[list[Finite]] = None
+    temperature: Optional[Scale] = None
+
+
+class NumericState(State):
+    name: str
+    median: Finite
+    lo: Finite
+    hi: Finite
+    center: Finite
+    scale: Scale
+    indicator: bool
+
+
+class CategoryState(State):
+    name: str
+    categories: list[Label]
+
+
+class TableColumns(State):
+    numeric_raw: list[str]
+    boolean: list[str]
+    datetime: dict[str, list[str]]
+    categorical: list[str]
+
+
+class TextState(State):
+    columns: list[str] = Field(min_length=1)
+    length: int = Field(gt=0, le=1_000_000)
+    vocab_size: int = Field(gt=0)
+    idf: list[Finite]
+    tokenizer: Literal["tokenizer.json"]  # a file of the run itself, never a path elsewhere
+
+
+class TableState(State):
+    kind: Literal["table"]
+    columns: TableColumns
+    numeric: list[NumericState]
+    onehot: list[CategoryState]
+    embed: list[CategoryState]
+    dropped: dict
+    target: TargetState
+    target_column: Optional[str] = None
+    text: Optional[TextState] = None
+
+
+class ImageState(State):
+    kind: Literal["image"]
+    size: list[Annotated[int, Field(gt=0, le=65_536)]] = Field(min_length=2, max_length=2)
+    channels: Literal[1, 3, 4]
+    mean: list[Finite]
+    std: list[Scale]
+    target: TargetState
+
+
+def check_state(schema: type[BaseModel], state, where: str) -> None:
+    """Refuse `state` (preprocess.json's content) unless it fits `schema`, naming the field."""
+    if not isinstance(state, dict):
+        raise RunDirError(f"{where}: expected a JSON object, got {type(state).__name__}")
+    try:
+        schema.model_validate(state)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise RunDirError(f"{where}: field '{field}' {first['msg'].lower()} "
+                          f"({exc.error_count()} problem(s)); the run directory is damaged") from None

@@ -1,0 +1,47 @@
+"""Tampered and damaged run directories: every command that reads a run exits 0 or 2 with at
+most three lines, never a traceback, within 30 s and 1 GiB (tests/rundir_fuzz.py runs the cases
+in a fresh process; tests/rundir_mutations.py has the mutations)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scaletrain
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = 90  # hypothesis draws, beside every (run, file, mutation) once with `info`: ~60 s on 2 cores
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz")
+    rng = np.random.default_rng(0)
+    n = 240
+    words = ["good", "bad", "fine", "awful", "great", "poor"]
+    frame = pd.DataFrame({"x": rng.normal(size=n), "color": rng.choice(["red", "green"], n),
+                          "city": [f"c{i}" for i in rng.integers(0, 30, n)],
+                          "note": [" ".join(rng.choice(words, 6)) + f" item {i}" for i in range(n)]})
+    frame["y"] = np.where(frame.x + (frame.color == "red") > 0.3, "p", "n")
+    frame.to_csv(root / "table.csv", index=False)
+    scaletrain.fit(root / "table.csv", "y", out=root / "table_run", model="mlp", epochs=2, data__max_onehot=4)
+    images = rng.integers(0, 255, (120, 8, 8, 1)).astype(np.uint8)
+    np.savez(root / "images.npz", x=images, y=(images.mean(axis=(1, 2, 3)) > 127).astype(int))
+    scaletrain.fit(root / "images.npz", out=root / "image_run", model="cnn", epochs=1)
+    return root
+
+
+def test_tampered_run_directories_exit_0_or_2_within_bounds(fuzz_root):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "tests.rundir_fuzz", str(fuzz_root), str(EXAMPLES)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["failures"] == [], "\n".join(result["failures"])
+    assert result["cases"] >= 150
+    assert result["slowest"] < 30
+    assert result["peak_rss"] - result["baseline_rss"] < 2 ** 30  # no case allocated 1 GiB beyond the warm process
