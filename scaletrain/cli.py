@@ -78,7 +78,7 @@ def train(
         # the run directory is named here, once, so that every worker (and every restart of
         # one) writes and resumes the same one; this process holds its lock for them
         out = out or default_out(Path(data).stem or "data")
-        with writing(out, resume or resume_or_start, overwrite, resume_or_start):
+        with writing(launch.writer_out(out), resume or resume_or_start, overwrite, resume_or_start):
             launch_train(launch, data, test, target, out)
         if (out / "metrics.json").exists():  # the node whose rank 0 wrote the run
             _summary(json.loads((out / "metrics.json").read_text()), out)
@@ -212,7 +212,7 @@ def pretrain(
     launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
                     time_limit, seed, resume or resume_or_start, quiet)
     if launch.launches:
-        with writing(out, resume or resume_or_start, overwrite, resume_or_start):  # held for the workers
+        with writing(launch.writer_out(out), resume or resume_or_start, overwrite, resume_or_start):  # for the workers
             launch_pretrain(launch, corpus, out)
         if not (out / "metrics.json").exists():  # another node's rank 0 wrote the run
             return

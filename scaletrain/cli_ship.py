@@ -37,17 +37,22 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     strict: bool = typer.Option(False, help="Refuse (422) rows that do not fit the trained schema instead of warning."),
     max_body_mb: float = typer.Option(10.0, help="Largest request body accepted, in MB."),
+    max_rows: int = typer.Option(100_000, help="Most rows one request may hold (Parquet: as its footer declares)."),
+    max_pixels: int = typer.Option(40_000_000, help="Most pixels an uploaded image may declare (checked before decoding)."),
+    max_text_chars: int = typer.Option(100_000, help="Longest text value a request may hold, in characters."),
+    read_timeout: float = typer.Option(30.0, help="Seconds a request body may take to arrive (then 408)."),
     debug: bool = DEBUG,
 ):
     """Serve RUN over HTTP: POST /predict, GET /health, GET /metadata, a web page at /."""
     from scaletrain.rundir import RunDir
-    from scaletrain.serve import check_address
+    from scaletrain.serve import Limits, check_address
     from scaletrain.serve import serve as serve_run
 
     RunDir(run).check_complete()  # said before "serving", not after
     check_address(host, port)
+    limits = Limits(int(max_body_mb * 2 ** 20), max_rows, max_pixels, max_text_chars, read_seconds=read_timeout)
     err_console.print(f"serving {run} at http://{host}:{port}/ (OpenAPI at /docs; Ctrl-C or SIGTERM stops it)")
-    serve_run(run, host, port, strict=strict, max_body=int(max_body_mb * 2 ** 20))
+    serve_run(run, host, port, strict=strict, limits=limits)
 
 
 @app.command()

@@ -37,6 +37,11 @@ class Launch:
         several = self.backend == "ray" or (self.nproc_per_node or 1) > 1 or self.nnodes > 1
         return several and not distributed.launched()
 
+    def writer_out(self, out: Path) -> Path | None:
+        """`out` on the machine whose rank 0 writes it (it holds the run's lock), None elsewhere:
+        with several machines on a shared folder, the other nodes' launchers must not lock it."""
+        return out if self.node_rank == 0 or (self.node_rank is None and self.nnodes == 1) else None
+
     def flags(self) -> list[str]:
         """The options a launched worker gets again from this command line."""
         return [*(["--config", str(self.config)] if self.config else []),

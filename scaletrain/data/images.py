@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import warnings
 import zlib
 from collections import Counter
@@ -13,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from scaletrain.errors import DataError
 
+MAX_IMAGE_PIXELS = 100_000_000  # decoded as RGB: 300 MB; a file declaring more is refused before decoding
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 IDX_NAMES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -176,10 +178,14 @@ def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, in
     """
     from rich.progress import track
 
-    loaded, kept_labels, names, bad = [], [], [], []
+    loaded, kept_labels, names, bad, large = [], [], [], [], []
     # a progress bar only where decoding takes noticeable time
     for i, path in enumerate(track(paths, description="reading images", transient=True, disable=len(paths) < 2000)):
-        img = decode_image(path)
+        try:
+            img = decode_image(path)
+        except ImageTooLarge as exc:
+            large.append(f"'{path}' ({exc})")
+            continue
         if img is None:
             bad.append(str(path))
             continue
@@ -189,6 +195,8 @@ def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, in
             kept_labels.append(labels[i])
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image file(s), e.g. '{bad[0]}'", stacklevel=2)
+    if large:
+        warnings.warn(f"skipped {len(large)} image file(s) too large to decode, e.g. {large[0]}", stacklevel=2)
     if not loaded:
         raise DataError(f"none of the {len(paths)} image files could be read (e.g. '{paths[0]}')")
     channels = channels or choose_channels(loaded)
@@ -212,16 +220,36 @@ def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarr
     return np.asarray(img).reshape(size[0], size[1], channels)
 
 
-def decode_image(data: bytes | Path) -> Image.Image | None:
-    """Return the image in `data` (encoded bytes or a file), or None if it is not a readable image."""
+class ImageTooLarge(DataError):
+    """An image whose header declares more pixels than the limit: refused before decoding."""
+
+
+def decode_image(data: bytes | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image | None:
+    """Return the image in `data` (encoded bytes or a file), or None if it is not a readable
+    image; ImageTooLarge if its header declares more than `max_pixels` (checked before decoding:
+    a small file can declare a huge image)."""
     import io
 
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None  # a header declaring > 2x Pillow's pixel limit is a bomb, not an image
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it in words
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+                if img.width * img.height > max_pixels:
+                    raise ImageTooLarge(_too_large(img.width * img.height, max_pixels, f"{img.width}×{img.height}"))
+                img.load()
+                return img.copy()
+    except ImageTooLarge:
+        raise
+    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit, refused by Pillow at open
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageTooLarge(_too_large(int(declared.group(1)) if declared else max_pixels + 1, max_pixels, "")) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def _too_large(pixels: int, limit: int, shape: str) -> str:
+    return (f"{shape + ' = ' if shape else ''}{pixels / 1e6:,.0f} megapixels, over the limit of {limit / 1e6:,.0f} "
+            "megapixels; resize it first")
 
 
 def read_image_folder(folder: Path, size: tuple[int, int] | None = None,

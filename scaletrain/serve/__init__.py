@@ -6,19 +6,20 @@ import socket
 from pathlib import Path
 
 from scaletrain.errors import ConfigError
-from scaletrain.serve.app import MAX_BODY, create_app, load_app
+from scaletrain.serve.app import create_app, load_app
+from scaletrain.serve.limits import Limits
 
 GRACE_SECONDS = 30  # on SIGTERM, in-flight requests get this long to finish
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, strict: bool = False,
-          max_body: int = MAX_BODY, torch_threads: int | None = None) -> None:
+          limits: Limits = Limits(), torch_threads: int | None = None) -> None:
     """Serve the run until SIGTERM or Ctrl-C; requests in flight are finished first."""
     import torch
     import uvicorn
 
     torch.set_num_threads(torch_threads or os.cpu_count() or 1)
-    app = load_app(run_dir, strict=strict, max_body=max_body)
+    app = load_app(run_dir, strict=strict, limits=limits)
     check_address(host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=GRACE_SECONDS)
@@ -34,4 +35,4 @@ def check_address(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or --host") from None
 
 
-__all__ = ["serve", "check_address", "create_app", "load_app", "MAX_BODY"]
+__all__ = ["serve", "check_address", "create_app", "load_app", "Limits"]

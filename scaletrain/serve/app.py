@@ -2,17 +2,23 @@
 
 FastAPI (typed OpenAPI schema from the run's columns) on uvicorn. A bad request gets a 4xx
 whose JSON `error` names the field and what was expected; nothing a client sends can make
-the body carry a traceback (an unforeseen failure is a 500 saying so, logged on the server).
+the body carry a traceback. The work a request can cause is bounded before it is done
+(serve/limits.py), bodies are parsed and decoded in worker threads (the event loop keeps
+answering /health), and a request that fails fails alone (serve/batcher.py).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
 
 from scaletrain.data.input_check import slice_findings, warning_line
 from scaletrain.data.preprocess import decode_target
@@ -21,9 +27,9 @@ from scaletrain.data.values import json_value
 from scaletrain.errors import ScaletrainError
 from scaletrain.run import Run
 from scaletrain.serve.batcher import MicroBatcher
+from scaletrain.serve.limits import Limits, RequestError
 from scaletrain.serve.page import page_html
 from scaletrain.serve.schema import (
-    RequestError,
     image_source,
     records_source,
     request_schema,
@@ -34,13 +40,15 @@ from scaletrain.serve.schema import (
 )
 from scaletrain.version import VERSION
 
-MAX_BODY = 10 * 2 ** 20  # bytes of one request body; more rows go in several requests
 log = logging.getLogger("scaletrain.serve")
 
 
-def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_rows: int = 256,
-               wait_ms: float = 0.0) -> FastAPI:
-    """The FastAPI app serving `run`."""
+def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = None, strict: bool = False,
+               batch_rows: int = 256, wait_ms: float = 0.0) -> FastAPI:
+    """The FastAPI app serving `run`, each request bounded by `limits` (`max_body` overrides
+    their body size)."""
+    if max_body is not None:
+        limits = replace(limits, body_bytes=max_body)
     fields = run.modality.input_fields(run.preprocess)
     optional = [run.preprocess.get("target_column")] + list(run.preprocess.get("dropped", {}))
     row = row_model(fields, [c for c in optional if c])
@@ -58,7 +66,7 @@ def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_
                                     + "; ".join(warning_line(f) for f in mine))
         return _answer(run, values[start:end], None if proba is None else proba[start:end], mine)
 
-    batcher = MicroBatcher(process, split, lambda rows: records_source(rows, row), max_rows, wait_ms)
+    batcher = MicroBatcher(process, split, lambda rows: records_source(rows, row), batch_rows, wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -87,7 +95,7 @@ def create_app(run: Run, *, max_body: int = MAX_BODY, strict: bool = False, max_
 
     @app.post("/predict", openapi_extra=request_schema(row))
     async def predict(request: Request) -> JSONResponse:
-        source = await _source(request, row, fields, max_body)
+        source = await _source(request, row, fields, limits)
         return JSONResponse(await batcher.submit(source))
 
     return app
@@ -104,6 +112,14 @@ def _answer_errors(app: FastAPI) -> None:
     async def _data_error(request: Request, exc: ScaletrainError):
         return JSONResponse({"error": str(exc)}, status_code=422)
 
+    @app.exception_handler(HTTPException)  # starlette's own (a malformed multipart body, an unknown path)
+    async def _http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": "; ".join(str(e.get("msg")) for e in exc.errors()[:5])}, status_code=422)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("predict failed")
@@ -111,24 +127,33 @@ def _answer_errors(app: FastAPI) -> None:
                             status_code=500)
 
 
-async def read_bounded(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes (declared or as it streams in)."""
+async def read_bounded(request: Request, limits: Limits) -> bytes:
+    """The request body, refused with 413 past the byte limit (declared or as it streams in) and
+    with 408 when it takes longer than the read limit to arrive (a slow client holds a
+    connection, not the server)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"request body of {int(declared):,} bytes is over the limit of {limit:,}; "
-                                "send fewer rows per request")
+    if declared and declared.isdigit() and int(declared) > limits.body_bytes:
+        raise RequestError(413, f"request body of {int(declared):,} bytes is over the limit of {limits.body_bytes:,} "
+                                "(--max-body-mb); send fewer rows per request")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body over the limit of {limit:,} bytes; send fewer rows per request")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(limits.read_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.body_bytes:
+                    raise RequestError(413, f"request body over the limit of {limits.body_bytes:,} bytes (--max-body-mb); "
+                                            "send fewer rows per request")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(408, f"the request body did not arrive within {limits.read_seconds:g} s "
+                                "(--read-timeout)") from None
     return b"".join(chunks)
 
 
-async def _source(request: Request, row, fields: list[dict], limit: int) -> Source | list[dict]:
-    """The request's input, read by its content type: a Source, or validated JSON records."""
-    body = await read_bounded(request, limit)
+async def _source(request: Request, row, fields: list[dict], limits: Limits) -> Source | list[dict]:
+    """The request's input, read by its content type: a Source, or validated JSON records.
+    Parsing and decoding run in a worker thread: a large body never stalls the event loop."""
+    body = await read_bounded(request, limits)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         request._body = body  # starlette's form parser reads the body again from here
@@ -138,14 +163,14 @@ async def _source(request: Request, row, fields: list[dict], limit: int) -> Sour
             raise RequestError(422, "the multipart form needs a file field named 'file'")
         name, data = upload.filename or "upload", await upload.read()
         if any(f["type"] == "image" for f in fields) or (upload.content_type or "").startswith("image/"):
-            return image_source(data, name, fields)
-        return Source("table", name, frame=rows_from_upload(name, data))
+            return await asyncio.to_thread(image_source, data, name, fields, limits)
+        return Source("table", name, frame=await asyncio.to_thread(rows_from_upload, name, data, limits))
     if kind.startswith("image/"):
-        return image_source(body, "image", fields)
+        return await asyncio.to_thread(image_source, body, "image", fields, limits)
     if kind == "text/plain":
-        return Source("table", "text", frame=rows_from_text(body, fields))
+        return Source("table", "text", frame=rows_from_text(body, fields, limits))
     if kind in ("application/json", ""):
-        return rows_from_json(body, row)
+        return await asyncio.to_thread(rows_from_json, body, row, limits)
     raise RequestError(415, f"content type '{kind}' is not read here: send application/json, text/plain, an image, "
                             "or a multipart upload")
 
@@ -166,4 +191,4 @@ def load_app(run_dir: str | Path, **options) -> FastAPI:
     return create_app(Run.load(run_dir), **options)
 
 
-__all__ = ["create_app", "load_app", "read_bounded"]
+__all__ = ["create_app", "load_app", "read_bounded", "Limits"]

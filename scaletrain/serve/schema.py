@@ -4,7 +4,7 @@ upload, text, an image — turned into a Source, or a RequestError that names wh
 from __future__ import annotations
 
 import io
-import json
+import reprlib
 from typing import Optional, Union
 
 import numpy as np
@@ -12,17 +12,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from scaletrain.data.sources import Source
+from scaletrain.serve.limits import (
+    Limits,
+    RequestError,
+    check_frame_strings,
+    check_text,
+    too_many_rows,
+)
 
 FIELD_TYPES = {"number": Optional[float], "boolean": Optional[Union[bool, str]], "date": Optional[str],
                "category": Optional[Union[str, int, float]], "text": Optional[str]}
-
-
-class RequestError(Exception):
-    """A request the model cannot take: `status` and a message naming the field and what was expected."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def row_model(fields: list[dict], optional: list[str]) -> type[BaseModel] | None:
@@ -52,24 +51,23 @@ def request_schema(row: type[BaseModel] | None) -> dict:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def rows_from_json(body: bytes, row: type[BaseModel] | None) -> list[dict]:
+def rows_from_json(body: bytes, row: type[BaseModel] | None, limits: Limits = Limits()) -> list[dict]:
     """Validated rows from a JSON body: a list of records, {"records": [...]} or
     {"columns": {name: [values]}}. (Frames are made per micro-batch, not per request: a
     one-row DataFrame costs more than the model does.)"""
     if row is None:
         raise RequestError(415, "this model reads images: send one as a file upload (multipart field 'file') or as "
                                 "the body with an image/* content type")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"malformed JSON: {exc}") from None
+    data = parse_json(body)
     if isinstance(data, dict) and "columns" in data:
-        data = _records_from_columns(data["columns"])
+        data = _records_from_columns(data["columns"], limits)
     records = data.get("records") if isinstance(data, dict) else data
     if isinstance(data, dict) and records is None:
         raise RequestError(422, "the JSON body needs 'records' (a list of rows) or 'columns' (name -> list of values)")
     if not isinstance(records, list) or not records:
         raise RequestError(422, "'records' must be a non-empty list of rows (objects of column -> value)")
+    if len(records) > limits.rows:
+        raise too_many_rows(len(records), limits)
     rows = []
     for i, record in enumerate(records):
         if not isinstance(record, dict):
@@ -78,15 +76,30 @@ def rows_from_json(body: bytes, row: type[BaseModel] | None) -> list[dict]:
             rows.append(row.model_validate(record).model_dump())
         except ValidationError as exc:
             raise RequestError(422, f"row {i}: " + "; ".join(_problem(e) for e in exc.errors()[:5])) from None
+        for column, value in rows[-1].items():
+            if isinstance(value, str):
+                check_text(value, column, limits)
     return rows
 
 
-def _records_from_columns(columns) -> list[dict]:
+def parse_json(body: bytes):
+    """The JSON value of a body (orjson: no recursion, so nesting cannot exhaust the stack)."""
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # bad JSON or UTF-8, a lone surrogate, a number out of range
+        raise RequestError(400, f"malformed JSON: {str(exc)[:200]}") from None
+
+
+def _records_from_columns(columns, limits: Limits) -> list[dict]:
     if not isinstance(columns, dict) or not columns:
         raise RequestError(422, "'columns' must be an object of column name -> list of values")
     lengths = {name: len(v) if isinstance(v, list) else -1 for name, v in columns.items()}
     if min(lengths.values()) < 0 or len(set(lengths.values())) != 1:
         raise RequestError(422, f"every entry of 'columns' must be a list, all of one length (got lengths {lengths})")
+    if max(lengths.values()) > limits.rows:
+        raise too_many_rows(max(lengths.values()), limits)
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
@@ -97,7 +110,11 @@ def _problem(error: dict) -> str:
         return f"unknown column '{where}' (the model reads no such column)"
     if error["type"] == "missing":
         return f"column '{where}' is missing (give null for a missing value)"
-    return f"column '{where}': {error['msg'].lower()}, got {error.get('input')!r}"
+    return f"column '{where}': {error['msg'].lower()}, got {_short.repr(error.get('input'))}"
+
+
+_short = reprlib.Repr()  # a value as the client sent it, cut short (nested or long values stay readable)
+_short.maxlevel, _short.maxstring, _short.maxother = 2, 60, 60
 
 
 def records_source(rows: list[dict], row: type[BaseModel]) -> Source:
@@ -114,7 +131,7 @@ def typed_frame(rows: list[dict], row: type[BaseModel]) -> pd.DataFrame:
     return frame
 
 
-def rows_from_text(body: bytes, fields: list[dict]) -> pd.DataFrame:
+def rows_from_text(body: bytes, fields: list[dict], limits: Limits = Limits()) -> pd.DataFrame:
     """One row from a text/plain body, for a model whose only text column takes it."""
     texts = [f["name"] for f in fields if f["type"] == "text"]
     if len(texts) != 1 or len(fields) != 1:
@@ -123,30 +140,60 @@ def rows_from_text(body: bytes, fields: list[dict]) -> pd.DataFrame:
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
         raise RequestError(422, f"empty text: send the text to classify in the body (column '{texts[0]}')")
+    check_text(text, texts[0], limits)
     return pd.DataFrame({texts[0]: [text]})
 
 
-def rows_from_upload(name: str, data: bytes) -> pd.DataFrame:
-    """A table upload (CSV by default; Parquet or JSONL by its name)."""
+def rows_from_upload(name: str, data: bytes, limits: Limits = Limits()) -> pd.DataFrame:
+    """A table upload (CSV by default; Parquet or JSONL by its name), its rows counted before or
+    while it is parsed."""
     try:
-        if name.endswith(".parquet"):
-            return pd.read_parquet(io.BytesIO(data))
-        if name.endswith((".jsonl", ".json")):
-            return pd.read_json(io.BytesIO(data), lines=name.endswith(".jsonl"))
-        return pd.read_csv(io.BytesIO(data))
+        frame = _read_upload(name, data, limits)
+    except RequestError:
+        raise
     except Exception as exc:  # pandas and pyarrow raise many types for a bad file
-        raise RequestError(422, f"the upload '{name}' is not a readable table ({type(exc).__name__}: {exc})") from None
+        raise RequestError(422, f"the upload '{name}' is not a readable table ({type(exc).__name__}: "
+                                f"{str(exc)[:200]})") from None
+    if len(frame) > limits.rows:
+        raise too_many_rows(len(frame), limits)
+    check_frame_strings(frame, limits)
+    return frame
 
 
-def image_source(data: bytes, name: str, fields: list[dict]) -> Source:
-    """One image upload, decoded and brought to the run's size and channels."""
-    from scaletrain.data.images import ImageSet, decode_image, to_array
+def _read_upload(name: str, data: bytes, limits: Limits) -> pd.DataFrame:
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        declared = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows  # the footer: nothing decoded yet
+        if declared > limits.rows:
+            raise too_many_rows(declared, limits)
+        return pd.read_parquet(io.BytesIO(data))
+    if name.endswith(".jsonl"):
+        lines = data.count(b"\n") + 1
+        if lines > limits.rows + 1:  # + 1: a trailing newline
+            raise too_many_rows(lines, limits)
+        return pd.read_json(io.BytesIO(data), lines=True)
+    if name.endswith(".json"):
+        parsed = parse_json(data)
+        if isinstance(parsed, list) and len(parsed) > limits.rows:
+            raise too_many_rows(len(parsed), limits)
+        return pd.DataFrame(parsed)
+    return pd.read_csv(io.BytesIO(data), nrows=limits.rows + 1)  # one past the limit says it is over
+
+
+def image_source(data: bytes, name: str, fields: list[dict], limits: Limits = Limits()) -> Source:
+    """One image upload, its size read from the header (refused past the pixel limit), decoded
+    and brought to the run's size and channels."""
+    from scaletrain.data.images import ImageSet, ImageTooLarge, decode_image, to_array
 
     image = next((f for f in fields if f["type"] == "image"), None)
     if image is None:
         raise RequestError(415, f"this model reads table rows {[f['name'] for f in fields][:8]}: send JSON records or a "
                                 "CSV upload, not an image")
-    decoded = decode_image(data)
+    try:
+        decoded = decode_image(data, limits.pixels)
+    except ImageTooLarge as exc:
+        raise RequestError(413, f"the image '{name}' is {exc} (--max-pixels)") from None
     if decoded is None:
         raise RequestError(422, f"the upload '{name}' is not an image (PNG, JPEG, BMP, GIF, TIFF or WebP)")
     array = np.array(to_array(decoded, tuple(image["size"]), image["channels"])[None])  # writable: a tensor's memory
