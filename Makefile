@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/python -m scaletrain.datasets digits data/digits
-	$(BIN)/scaletrain train data/digits --out runs/demo
+	$(BIN)/scaletrain train data/digits --out runs/demo --overwrite  # a second make run replaces the first
 
 test: $(STAMP) browser
 	$(BIN)/lint-imports --no-cache  # the layers of ../shared/ARCHITECTURE.md (.importlinter)

@@ -20,6 +20,8 @@ Prints, never asserts on time:
      int8 — size, parameters, latency ratios and accuracy side by side in onnxruntime.
   16. serving under load (bench/serve_load.py): wrk at 1, 16, 64 connections against a bare
      onnxruntime loop; 100,000 requests with the server's RSS sampled.
+  16b. a burst of maximum-size requests (bench/serve_burst.py): the server's peak RSS, /health's
+     latency while they are computed, RSS 30 s after; valid requests beside a client sending bad ones.
   17. explaining (bench/explain_bench.py): explain on 1,000 rows vs shap's KernelExplainer.
   18. privacy (bench/privacy_bench.py): DP-SGD's epoch time as a ratio to the same model without
      it; a membership attack's AUC without privacy, at ε = 8 and ε = 1.
@@ -53,6 +55,7 @@ import pretrain_speed  # noqa: E402
 import privacy_bench  # noqa: E402
 import scale_bench  # noqa: E402
 import scaling  # noqa: E402
+import serve_burst  # noqa: E402
 import serve_load  # noqa: E402
 import size_probe_bench  # noqa: E402
 import text_bbc  # noqa: E402
@@ -148,6 +151,8 @@ if __name__ == "__main__":
     compress_bench.main([])
     print("\n16. serving under load (bench/serve_load.py)")
     serve_load.main([])
+    print("\n16b. a burst of maximum-size requests: peak RSS, /health latency, RSS 30 s after (bench/serve_burst.py)")
+    serve_burst.main()
     print("\n17. explaining: Integrated Gradients vs shap KernelExplainer (bench/explain_bench.py)")
     explain_bench.main([])
     print("\n18. privacy: DP-SGD throughput and a membership attack (bench/privacy_bench.py)")

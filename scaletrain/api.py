@@ -81,11 +81,12 @@ def scale(data, target: str | None = None, *, config=None, sets: list[str] | Non
 
 
 def audit(data, target: str | None = None, *, out: str | Path = "audit", folds: int = 5, config=None,
-          sets: list[str] | None = None) -> list[dict]:
-    """The data audit (duplicates and leakage across splits, label errors, leaked columns); the findings."""
+          sets: list[str] | None = None, test=None) -> list[dict]:
+    """The data audit (duplicates and leakage across splits — `test`, a separate test file, is
+    one of them — label errors, leaked columns); the findings."""
     from scaletrain.audit_data import audit_data
 
-    return audit_data(data, target, config_from(config, sets), out, folds)
+    return audit_data(data, target, config_from(config, sets), out, folds, test)
 
 
 def pretrain(corpus, out: str | Path, *, config=None, sets: list[str] | None = None, verbose: bool = False,

@@ -12,16 +12,23 @@ from scaletrain.audit import audit_images, audit_section, audit_table
 from scaletrain.config import Config
 from scaletrain.cv import out_of_fold_proba
 from scaletrain.data.schema import find_target, infer_task
+from scaletrain.data.sources import concat_sources
 from scaletrain.data.split import split_indices
 from scaletrain.evaluate.report import build_page
 from scaletrain.io import write_json, write_text
-from scaletrain.modalities import load_source
+from scaletrain.modalities import load_source, load_test_source
 
 
-def split_of_rows(n: int, labels, test_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
-    """'train' / 'val' / 'test' per row, cut as `train` cuts them (prepare_table, prepare_images)."""
+def split_of_rows(n: int, labels, test_fraction: float, val_fraction: float, seed: int,
+                  n_test: int = 0) -> np.ndarray:
+    """'train' / 'val' / 'test' per row, cut as `train` cuts them (prepare_table, prepare_images);
+    with `n_test`, the last n_test rows are a separate test file's (`train --test`)."""
     split = np.full(n, "train", dtype=object)
-    keep, held = split_indices(n, labels, test_fraction, seed)
+    if n_test:
+        keep, held = np.arange(n - n_test), np.arange(n - n_test, n)
+        labels = None if labels is None else np.asarray(labels)[:n - n_test]
+    else:
+        keep, held = split_indices(n, labels, test_fraction, seed)
     split[held] = "test"
     pool_labels = None if labels is None else np.asarray(labels)[keep]
     _, val = split_indices(len(keep), pool_labels, val_fraction, seed + 1)
@@ -30,16 +37,22 @@ def split_of_rows(n: int, labels, test_fraction: float, val_fraction: float, see
 
 
 def audit_data(data, target: str | None = None, config: Config | None = None, out: str | Path = "audit",
-               folds: int = 5) -> list[dict]:
+               folds: int = 5, test=None) -> list[dict]:
+    """Audit DATA (with `test`: DATA and a separate test file, as `train --test` reads them)."""
     cfg = config or Config()
     source = load_source(data)
+    n_test = 0
+    if test is not None:
+        held = load_test_source(source, test)
+        n_test = len(held.frame) if held.frame is not None else len(held.images)
+        source = concat_sources([source, held])
     seed = cfg.train.seed
     if source.frame is not None:
         frame = source.frame.reset_index(drop=True)
         target = find_target(frame, target or cfg.data.target, source.name) if (target or cfg.data.target) else target
         classification = target is not None and infer_task(frame[target], cfg.data.task) != "regression"
         labels = frame[target].astype(str).to_numpy() if classification else None
-        split = split_of_rows(len(frame), labels, cfg.data.test_fraction, cfg.data.val_fraction, seed)
+        split = split_of_rows(len(frame), labels, cfg.data.test_fraction, cfg.data.val_fraction, seed, n_test)
         proba = classes = None
         if classification and folds >= 2:
             labelled = frame[frame[target].notna()]
@@ -49,7 +62,7 @@ def audit_data(data, target: str | None = None, config: Config | None = None, ou
     else:
         images = source.images
         labels = images.labels
-        split = split_of_rows(len(images), labels, cfg.data.test_fraction, cfg.data.val_fraction, seed)
+        split = split_of_rows(len(images), labels, cfg.data.test_fraction, cfg.data.val_fraction, seed, n_test)
         proba, classes = out_of_fold_proba(source, cfg, folds) if labels is not None and folds >= 2 else (None, None)
         findings = audit_images(images.images, labels, split, proba, classes)
     out = Path(out)

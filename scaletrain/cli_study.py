@@ -62,6 +62,8 @@ def scale(
 def audit(
     data: str = typer.Argument(..., help="Table file or image data, as for train."),
     target: Optional[str] = typer.Option(None, help="Target column (tables)."),
+    test: Optional[str] = typer.Option(None, help="A separate test file, as for train: rows repeated across DATA and "
+                                                   "it are found too."),
     out: Path = typer.Option(Path("audit"), help="Directory for audit.json and audit.html."),
     folds: int = typer.Option(5, help="Folds of out-of-fold predictions for the label check (0: no label check)."),
     config: Optional[Path] = typer.Option(None, help="YAML config of the fits and splits."),
@@ -72,7 +74,7 @@ def audit(
     from scaletrain.audit_data import audit_data
     from scaletrain.config import make_config
 
-    findings = audit_data(data, target, make_config(config, set_), out, folds)
+    findings = audit_data(data, target, make_config(config, set_), out, folds, test)
     for f in findings:
         named = f.get("columns") or f.get("rows") or []
         shown = f" [{', '.join(map(str, named[:8]))}{' …' if len(named) > 8 else ''}]" if named else ""

@@ -90,8 +90,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 
 def _as_os_error(exc: Exception, path: str) -> Exception:
-    """safetensors' I/O failure as the OSError it wraps (`IoError(Os { code: 28, ... })`)."""
-    code = re.search(r"code: (\d+)", str(exc))
+    """safetensors' I/O failure as the OSError it wraps (`I/O error: ... (os error 28)`, or
+    `IoError(Os { code: 28, ... })` in older versions)."""
+    code = re.search(r"(?:os error|code:) (\d+)", str(exc))
     if code is None:
         return exc
     return OSError(int(code.group(1)), os.strerror(int(code.group(1))), path)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import scaletrain
 from scaletrain.cli import app
+from scaletrain.compress import compress_run
 from scaletrain.compress.distill import parameters
 from scaletrain.compress.measure import Variant, recommend
 from scaletrain.compress.prune import pruned
@@ -117,3 +118,46 @@ def test_a_time_limited_run_bounds_its_student_and_fine_tune(digits, tmp_path):
     summary = compress_run(run.path, str(digits), tmp_path / "c", distill=0.25, prune=0.5)
     assert time.perf_counter() - started < 30  # 3 s for the student, 0.75 s for the fine-tune, plus exports
     assert summary["variants"]["distilled"]["accuracy"] > 0.5  # it learned in its 3 s (chance: 0.1)
+
+
+@pytest.mark.parametrize("kind", ["table", "text", "image"])
+def test_int8_works_on_table_text_and_image_runs(kind, digits, tmp_path):
+    """The table graph once declared the default ONNX domain twice and the quantizer refused it."""
+    import onnx
+    import onnxruntime as ort
+    import pandas as pd
+
+    from scaletrain.export import onnx_inputs
+    from tests.test_export import mixed_table
+    from tests.test_text_columns import articles
+
+    data = {"table": (mixed_table(), "label"), "text": (articles(120), "topic"), "image": (str(digits), None)}[kind]
+    if isinstance(data[0], pd.DataFrame):
+        path = tmp_path / "data.csv"
+        data[0].to_csv(path, index=False)
+        data = (str(path), data[1])
+    run_dir = tmp_path / "run"
+    scaletrain.fit(data[0], data[1], out=run_dir, model="cnn" if kind == "image" else "mlp", epochs=2)
+    compressed = tmp_path / "c"
+    compress_run(run_dir, data[0], compressed, quantize="int8")
+    int8 = compressed / "int8" / "model.onnx"
+    domains = [entry.domain for entry in onnx.load(str(int8)).opset_import]
+    assert len(domains) == len(set(domains))
+    run = scaletrain.load(run_dir)
+    rows = (run.source(data[0]).frame.head(8) if kind != "image" else np.load(data[0])["x"][:8])
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    feeds = onnx_inputs(run, rows)
+    labels = session.run(["label"], feeds)[0]
+    assert len(labels) == 8
+
+
+def test_a_failed_variant_leaves_no_half_written_folder(mlp_run, digits, tmp_path, monkeypatch):
+    import scaletrain.compress as compress
+
+    def broken(*args, **kwargs):
+        raise ExportError("the quantizer failed")
+
+    monkeypatch.setattr(compress, "quantize_int8", broken)
+    with pytest.raises(ExportError):
+        compress.compress_run(mlp_run, str(digits), tmp_path / "c", quantize="int8")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".lock", "original.card.json", "original.onnx"]

@@ -45,3 +45,18 @@ def test_tampered_run_directories_exit_0_or_2_within_bounds(fuzz_root):
     assert result["cases"] >= 150
     assert result["slowest"] < 30
     assert result["peak_rss"] - result["baseline_rss"] < 2 ** 30  # no case allocated 1 GiB beyond the warm process
+
+
+@pytest.mark.parametrize("path", ["../../outside.json", "/etc/hostname", "tokenizer.json/../../x"])
+def test_a_tokenizer_path_out_of_the_run_is_never_read(fuzz_root, tmp_path, path):
+    import shutil
+
+    from scaletrain.errors import RunDirError
+
+    run = tmp_path / "run"
+    shutil.copytree(fuzz_root / "table_run", run)
+    state = json.loads((run / "preprocess.json").read_text())
+    state["text"]["tokenizer"] = path
+    (run / "preprocess.json").write_text(json.dumps(state))
+    with pytest.raises(RunDirError, match="text.tokenizer"):
+        scaletrain.load(run)

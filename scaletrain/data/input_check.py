@@ -37,6 +37,7 @@ def table_warnings(state: dict, frame: pd.DataFrame) -> list[dict]:
         given = frame[name].notna().to_numpy()
         value = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
         add(name, "not a number (read as missing)", given & np.isnan(value))
+        add(name, "infinite (read as missing)", np.isinf(value))
         lo, hi = bounds[name]
         span = FAR * max(hi - lo, abs(hi), abs(lo), 1e-12)
         add(name, f"far outside the training range [{lo:.4g}, {hi:.4g}] (clipped to it)",

@@ -132,6 +132,13 @@ def check_target(y: pd.Series, task: str, column: str) -> None:
     if task != "regression" and values.nunique() < 2:
         raise TargetError(f"target column '{column}' has a single class ({values.iloc[0]!r}); "
                           "a classifier needs at least two")
+    if task != "regression":
+        counts = values.value_counts()
+        once = int((counts == 1).sum())
+        if len(counts) > 2 and once > len(counts) / 2:  # no split can give most classes a training row
+            raise TargetError(f"target column '{column}' has too few rows per class: {len(counts):,} classes in "
+                              f"{len(values):,} rows, {once:,} of them seen once; a classifier needs several rows of "
+                              "each class (is it an ID, or a number to regress: --set data.task=regression?)")
     if task == "regression":
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.isna().any():

@@ -95,6 +95,13 @@ def _open_bytes(path: Path, compression: str | None, limit: int | None = None) -
 
 
 def decode_text(data: bytes, path: Path) -> tuple[str, str]:
+    """The text of a file's bytes and its encoding: UTF-16 by its byte-order mark (spreadsheets
+    save "Unicode text" so), else UTF-8, Windows-1252 or Latin-1."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data[:len(data) - len(data) % 2].decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            raise DataError(f"'{path}' starts like UTF-16 text but does not decode as it; save it as UTF-8") from None
     if b"\x00" in data[:4096]:
         raise DataError(f"'{path}' looks binary, not text; give a CSV, TSV, JSONL or Parquet file")
     for encoding in _ENCODINGS:

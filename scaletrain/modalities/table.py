@@ -190,6 +190,18 @@ class Table(Modality):
                            described)
 
 
+def infinite_values(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Notes for number columns holding infinities ('Infinity', '1e999'): read as missing, said."""
+    import numpy as np
+
+    notes = []
+    for name in columns:
+        count = int(np.isinf(pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)).sum())
+        if count:
+            notes.append(f"column '{name}': {count} infinite value(s) (such as 'Infinity' or '1e999') read as missing")
+    return notes
+
+
 def _name_of(data) -> str:
     path = Path(data)
     return path.stem.split(".")[0] if path.is_file() else path.name or "data"
@@ -213,6 +225,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         frame = frame[~absent].reset_index(drop=True)
     schema = infer_schema(frame, target, data_cfg.task, data_cfg.columns)
     notes += [f"column '{c}' left out: {why}" for c, why in schema.dropped.items()]
+    notes += infinite_values(frame, schema.numeric)
     labels = frame[target].to_numpy() if is_classification(schema.task) else None
     if test is not None:
         if test.frame is None or target not in test.frame.columns:

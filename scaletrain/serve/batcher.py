@@ -20,11 +20,9 @@ from typing import Callable
 
 from scaletrain.data.sources import Source, batch_key, concat_sources
 from scaletrain.errors import ScaletrainError
-from scaletrain.runtime import release_freed_memory
 from scaletrain.serve.limits import RequestError
 
 log = logging.getLogger("scaletrain.serve")
-TRIM_ROWS = 10_000  # after a batch this large the heap's free pages go back to the OS (RSS falls after a burst)
 
 
 @dataclass
@@ -84,6 +82,7 @@ class MicroBatcher:
                 groups.setdefault(p.key, []).append(p)
             for group in groups.values():
                 await self._run(group)
+            del batch, groups, group, p  # while idle, hold no request's rows (a burst's memory goes back)
 
     def _process(self, group: list[Pending]):
         if isinstance(group[0].source, list):
@@ -100,9 +99,6 @@ class MicroBatcher:
                 return
             self._fail(group[0], exc)
             return
-        finally:
-            if sum(p.rows for p in group) >= TRIM_ROWS:
-                await asyncio.to_thread(release_freed_memory)
         self.calls, self.rows = self.calls + 1, self.rows + sum(p.rows for p in group)
         start = 0
         for p in group:
