@@ -10,21 +10,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from scaletrain import cli_base as options
 from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console, reads_run
-
-# data-parallel training (train, pretrain)
-NPROC_PER_NODE = typer.Option(None, help="Data-parallel worker processes on this machine "
-                                         "(torch.distributed's elastic launcher, as torchrun).")
-NNODES = typer.Option(1, help="Machines taking part; each runs this same command.")
-NODE_RANK = typer.Option(None, help="This machine's rank among --nnodes (0 writes the run).")
-RDZV_ENDPOINT = typer.Option(None, help="HOST:PORT where the machines meet (the same on all).")
-MAX_RESTARTS = typer.Option(0, help="Restart the workers up to K times after a failure; they resume from the last "
-                                    "checkpoint.")
-RESUME = typer.Option(False, help="Continue from the newest valid checkpoint in --out (refused where there is none).")
-RESUME_OR_START = typer.Option(False, "--resume-or-start", help="Resume where --out has a checkpoint, else start afresh.")
-OVERWRITE = typer.Option(False, help="--out holds a run: replace it whole (without this, it is refused).")
-TRAIN_BACKEND = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
-                                           "--nproc-per-node workers).")
 
 
 def _metrics_table(metrics: dict, title: str) -> Table:
@@ -50,17 +37,17 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
-    resume: bool = RESUME,
-    resume_or_start: bool = RESUME_OR_START,
-    overwrite: bool = OVERWRITE,
+    resume: bool = options.RESUME,
+    resume_or_start: bool = options.RESUME_OR_START,
+    overwrite: bool = options.OVERWRITE,
     cv: Optional[int] = typer.Option(None, help="K-fold cross-validation of this config on a table: prints each "
                                                  "metric as mean ± std over K fits (writes OUT/cv.json with --out)."),
-    nproc_per_node: Optional[int] = NPROC_PER_NODE,
-    nnodes: int = NNODES,
-    node_rank: Optional[int] = NODE_RANK,
-    rdzv_endpoint: Optional[str] = RDZV_ENDPOINT,
-    max_restarts: int = MAX_RESTARTS,
-    backend: str = TRAIN_BACKEND,
+    nproc_per_node: Optional[int] = options.NPROC_PER_NODE,
+    nnodes: int = options.NNODES,
+    node_rank: Optional[int] = options.NODE_RANK,
+    rdzv_endpoint: Optional[str] = options.RDZV_ENDPOINT,
+    max_restarts: int = options.MAX_RESTARTS,
+    backend: str = options.TRAIN_BACKEND,
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):
@@ -191,15 +178,15 @@ def pretrain(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     time_limit: Optional[str] = typer.Option(None, help="Time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (masks, order, init)."),
-    resume: bool = RESUME,
-    resume_or_start: bool = RESUME_OR_START,
-    overwrite: bool = OVERWRITE,
-    nproc_per_node: Optional[int] = NPROC_PER_NODE,
-    nnodes: int = NNODES,
-    node_rank: Optional[int] = NODE_RANK,
-    rdzv_endpoint: Optional[str] = RDZV_ENDPOINT,
-    max_restarts: int = MAX_RESTARTS,
-    backend: str = TRAIN_BACKEND,
+    resume: bool = options.RESUME,
+    resume_or_start: bool = options.RESUME_OR_START,
+    overwrite: bool = options.OVERWRITE,
+    nproc_per_node: Optional[int] = options.NPROC_PER_NODE,
+    nnodes: int = options.NNODES,
+    node_rank: Optional[int] = options.NODE_RANK,
+    rdzv_endpoint: Optional[str] = options.RDZV_ENDPOINT,
+    max_restarts: int = options.MAX_RESTARTS,
+    backend: str = options.TRAIN_BACKEND,
     quiet: bool = typer.Option(False, help="No progress bar."),
     debug: bool = DEBUG,
 ):

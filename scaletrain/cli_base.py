@@ -16,6 +16,20 @@ out_console = Console()
 err_console = Console(stderr=True)
 DEBUG = typer.Option(False, "--debug", help="Show the full traceback on errors.")
 
+# data-parallel training (train, pretrain)
+NPROC_PER_NODE = typer.Option(None, help="Data-parallel worker processes on this machine "
+                                         "(torch.distributed's elastic launcher, as torchrun).")
+NNODES = typer.Option(1, help="Machines taking part; each runs this same command.")
+NODE_RANK = typer.Option(None, help="This machine's rank among --nnodes (0 writes the run).")
+RDZV_ENDPOINT = typer.Option(None, help="HOST:PORT where the machines meet (the same on all).")
+MAX_RESTARTS = typer.Option(0, help="Restart the workers up to K times after a failure; they resume from the last "
+                                    "checkpoint.")
+RESUME = typer.Option(False, help="Continue from the newest valid checkpoint in --out (refused where there is none).")
+RESUME_OR_START = typer.Option(False, "--resume-or-start", help="Resume where --out has a checkpoint, else start afresh.")
+OVERWRITE = typer.Option(False, help="--out holds a run: replace it whole (without this, it is refused).")
+TRAIN_BACKEND = typer.Option("torch", help="torch (torch.distributed) or ray (Ray Train on a running cluster, "
+                                           "--nproc-per-node workers).")
+
 
 def guarded(fn):
     """Turn ScaletrainError, and the machine's I/O errors (a full disk, a permission), into one

@@ -45,6 +45,9 @@ from scaletrain.version import VERSION
 
 log = logging.getLogger("scaletrain.serve")
 TRIM_ROWS = 10_000  # after a request this large the heap is trimmed: RSS falls back after a burst (BENCHMARKS.md)
+# bodies parsed at once: more threads contending for the GIL starve the event loop (/health
+# answered in up to ~0.4 s under a burst of 8 maximum-size requests) and hold more bodies in memory
+PARSE_SLOTS = 2
 
 
 def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = None, strict: bool = False,
@@ -71,6 +74,7 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
         return _answer(run, values[start:end], None if proba is None else proba[start:end], mine)
 
     batcher = MicroBatcher(process, split, lambda rows: records_source(rows, row), batch_rows, wait_ms)
+    parsing = asyncio.Semaphore(PARSE_SLOTS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -99,16 +103,22 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
 
     @app.post("/predict", openapi_extra=request_schema(row))
     async def predict(request: Request) -> JSONResponse:
-        source = await _source(request, row, fields, limits)
+        source = await _source(request, row, fields, limits, parsing)
         rows = len(source)
-        answer = await batcher.submit(source)
-        del source
-        response = Response(orjson.dumps(answer), media_type="application/json")  # ~20 ms for 100,000 rows, not ~150
-        if rows >= TRIM_ROWS:  # once the request's rows are freed, their pages go back to the OS
-            response.background = BackgroundTask(asyncio.to_thread, release_freed_memory)
-        return response
+        return await _response(await batcher.submit(source), rows)
 
     return app
+
+
+async def _response(answer: dict, rows: int) -> Response:
+    """The answer as JSON (orjson: ~20 ms for 100,000 rows, not ~150; off the event loop for
+    many rows); after a request of many rows, once they are freed, the heap's free pages go
+    back to the OS."""
+    body = orjson.dumps(answer) if rows < TRIM_ROWS else await asyncio.to_thread(orjson.dumps, answer)
+    response = Response(body, media_type="application/json")
+    if rows >= TRIM_ROWS:
+        response.background = BackgroundTask(asyncio.to_thread, release_freed_memory)
+    return response
 
 
 def _answer_errors(app: FastAPI) -> None:
@@ -160,9 +170,16 @@ async def read_bounded(request: Request, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
-async def _source(request: Request, row, fields: list[dict], limits: Limits) -> Source | list[dict]:
+async def _source(request: Request, row, fields: list[dict], limits: Limits,
+                  slots: asyncio.Semaphore) -> Source | list[dict]:
     """The request's input, read by its content type: a Source, or validated JSON records.
-    Parsing and decoding run in a worker thread: a large body never stalls the event loop."""
+    Parsing and decoding run in a worker thread (`slots` of them at once): a large body never
+    stalls the event loop."""
+
+    async def off_loop(parse, *args):
+        async with slots:
+            return await asyncio.to_thread(parse, *args)
+
     body = await read_bounded(request, limits)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
@@ -173,14 +190,14 @@ async def _source(request: Request, row, fields: list[dict], limits: Limits) -> 
             raise RequestError(422, "the multipart form needs a file field named 'file'")
         name, data = upload.filename or "upload", await upload.read()
         if any(f["type"] == "image" for f in fields) or (upload.content_type or "").startswith("image/"):
-            return await asyncio.to_thread(image_source, data, name, fields, limits)
-        return Source("table", name, frame=await asyncio.to_thread(rows_from_upload, name, data, limits))
+            return await off_loop(image_source, data, name, fields, limits)
+        return Source("table", name, frame=await off_loop(rows_from_upload, name, data, limits))
     if kind.startswith("image/"):
-        return await asyncio.to_thread(image_source, body, "image", fields, limits)
+        return await off_loop(image_source, body, "image", fields, limits)
     if kind == "text/plain":
         return Source("table", "text", frame=rows_from_text(body, fields, limits))
     if kind in ("application/json", ""):
-        return await asyncio.to_thread(rows_from_json, body, row, limits)
+        return await off_loop(rows_from_json, body, row, limits)
     raise RequestError(415, f"content type '{kind}' is not read here: send application/json, text/plain, an image, "
                             "or a multipart upload")
 

@@ -1,0 +1,117 @@
+"""The CUDA path, where a GPU is lent (the device tool; CI never has one): one training step of
+the zero-config Fashion-MNIST ResNet in fp32/bf16, channels_last/contiguous, eager/compiled,
+timed with CUDA events after warm-up; then zero-config Fashion-MNIST end to end with
+`--time-limit 30s` (wall time and test accuracy) and a masked-LM pretraining minute (tokens/s).
+
+    python bench/gpu_paths.py [--fashion DIR] [--steps 50] [--skip-runs]
+
+Prints one JSON object per figure; ratios are to fp32 channels_last eager at the same batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+MODES = ["fp32 channels_last", "fp32 contiguous", "bf16 channels_last", "bf16 channels_last compile"]
+
+
+def step_time(mode: str, batch: int, steps: int) -> dict:
+    from scaletrain.config import Config
+    from scaletrain.models.registry import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    cfg = Config().model
+    cfg.name, cfg.width, cfg.depth, cfg.dropout, cfg.norm, cfg.init = "resnet", 16, 0, 0.0, "none", "kaiming"
+    model = build_model(ModelSpec("image", 10, shape=(1, 28, 28), mean=(0.29,), std=(0.35,)), cfg).cuda()
+    x, y = torch.rand(batch, 1, 28, 28, device="cuda"), torch.randint(0, 10, (batch,), device="cuda")
+    if "channels_last" in mode:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    forward = torch.compile(model) if "compile" in mode else model
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled="bf16" in mode):
+            loss = torch.nn.functional.cross_entropy(forward(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    started = time.perf_counter()
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - started
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(steps):
+        step()
+    end.record()
+    torch.cuda.synchronize()
+    return {"mode": mode, "batch": batch, "ms_per_step": round(begin.elapsed_time(end) / steps, 3),
+            "images_per_s": round(batch * steps / (begin.elapsed_time(end) / 1000)), "warm_s": round(warm, 1)}
+
+
+def cli(*args: str, timeout: float = 600) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "scaletrain", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if done.returncode != 0:
+        print(done.stderr[-3000:], flush=True)
+    return time.perf_counter() - started, done.stdout + done.stderr
+
+
+def fashion_run(fashion: Path, limit: str, out: Path) -> dict:
+    seconds, _ = cli("train", str(fashion), "--out", str(out), "--time-limit", limit, "--quiet", "--overwrite")
+    m = json.loads((out / "metrics.json").read_text())
+    return {"figure": f"zero-config Fashion-MNIST --time-limit {limit}", "wall_s": round(seconds, 1),
+            "test_accuracy": round(m["test"]["accuracy"], 4), "epochs": m["epochs"], "model": m["model"],
+            "parameters": m["parameters"], "train_seconds": round(m["train_seconds"], 1)}
+
+
+def pretraining(out: Path, limit: str) -> dict:
+    import random
+
+    words = [f"w{i}" for i in range(3000)]
+    rng = random.Random(0)
+    corpus = out.parent / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(20, 120))) for _ in range(60000)))
+    seconds, _ = cli("pretrain", str(corpus), "--out", str(out), "--time-limit", limit, "--quiet", "--overwrite")
+    m = json.loads((out / "metrics.json").read_text())
+    return {"figure": f"masked-LM pretraining --time-limit {limit} (BERT-mini shape)", "wall_s": round(seconds, 1),
+            "tokens_per_s": m["tokens_per_second"], "steps": m["steps"], "val_loss": round(m["validation"]["val_loss"], 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fashion", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--skip-runs", action="store_true")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print(json.dumps({"skipped": "no CUDA device"}))
+        return
+    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)
+    for batch in (256, 2048):
+        base = None
+        for mode in MODES:
+            figure = step_time(mode, batch, args.steps)
+            base = base or figure["ms_per_step"]
+            print(json.dumps(figure | {"ratio_to_fp32_channels_last": round(figure["ms_per_step"] / base, 3)}), flush=True)
+    if args.skip_runs:
+        return
+    work = Path(tempfile.mkdtemp(prefix="gpu-"))
+    print(json.dumps(fashion_run(args.fashion, "30s", work / "fashion30")), flush=True)
+    print(json.dumps(pretraining(work / "pretrain", "60s")), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
