@@ -24,26 +24,9 @@ MODES = ["fp32 channels_last", "fp32 contiguous", "bf16 channels_last", "bf16 ch
 
 
 def step_time(mode: str, batch: int, steps: int) -> dict:
-    from scaletrain.config import Config
-    from scaletrain.models.registry import ModelSpec, build_model
+    from cpu_paths import resnet_step
 
-    torch.manual_seed(0)
-    cfg = Config().model
-    cfg.name, cfg.width, cfg.depth, cfg.dropout, cfg.norm, cfg.init = "resnet", 16, 0, 0.0, "none", "kaiming"
-    model = build_model(ModelSpec("image", 10, shape=(1, 28, 28), mean=(0.29,), std=(0.35,)), cfg).cuda()
-    x, y = torch.rand(batch, 1, 28, 28, device="cuda"), torch.randint(0, 10, (batch,), device="cuda")
-    if "channels_last" in mode:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-    forward = torch.compile(model) if "compile" in mode else model
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled="bf16" in mode):
-            loss = torch.nn.functional.cross_entropy(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = resnet_step(mode, batch, "cuda")
     started = time.perf_counter()
     for _ in range(5):
         step()
@@ -113,5 +96,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
     main()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scaletrain  # noqa: E402
 from bench.serve_load import rss_mb  # noqa: E402
 from tests.test_export import mixed_table  # noqa: E402
-from tests.test_serve import free_port  # noqa: E402
+from tests.test_serve import free_port, wait_until_serving  # noqa: E402
 
 
 def post(port: int, body: bytes, timeout: float = 600) -> int:
@@ -45,12 +45,7 @@ def main(burst: int = 8, rows: int = 100_000) -> dict:
                                "--max-rows", str(rows), "--max-body-mb", "64"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}")
         records = json.loads(mixed_table(rows, seed=9).drop(columns="label").to_json(orient="records"))
         body = json.dumps({"records": records}).encode()
         post(port, json.dumps({"records": records[:10]}).encode())

@@ -32,6 +32,18 @@ def fast() -> dict:
 
 
 @pytest.fixture(scope="session")
+def served_table(tmp_path_factory):
+    """A table run (numbers with missing values, one-hot and embedded categories, a boolean)
+    that the serving tests share: trained once per session."""
+    import scaletrain
+    from tests.test_export import mixed_table
+
+    out = tmp_path_factory.mktemp("serve") / "table"
+    scaletrain.fit(mixed_table(), "label", out=out, model="mlp", epochs=3, sets=["data.max_onehot=10"])
+    return out
+
+
+@pytest.fixture(scope="session")
 def ray_head(tmp_path_factory):
     """A real Ray cluster of one node on loopback, as `ray start --head` makes it."""
     import os

@@ -24,10 +24,8 @@ ROW = {"x": 0.5, "z": 1.0, "flag": "yes", "color": "red", "city": "c3"}
 
 
 @pytest.fixture(scope="module")
-def table_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "table"
-    scaletrain.fit(mixed_table(), "label", out=out, model="mlp", epochs=3, sets=["data.max_onehot=10"])
-    return out
+def table_run(served_table):
+    return served_table
 
 
 @pytest.fixture(scope="module")
@@ -132,18 +130,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, seconds: float = 30) -> None:
+    """Return once the server at `url` answers /health (or after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def server(table_run):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(table_run), "--port", str(port),
                                 "--max-body-mb", "64"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_until_serving(url)
     yield url, process
     if process.poll() is None:
         process.kill()

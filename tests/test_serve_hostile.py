@@ -22,16 +22,14 @@ from PIL import Image
 import scaletrain
 from scaletrain.serve import Limits, load_app
 from tests.test_export import mixed_table
-from tests.test_serve import ROW, free_port
+from tests.test_serve import ROW, free_port, wait_until_serving
 
 LIMITS = Limits(rows=5000, pixels=1_000_000, text_chars=200, read_seconds=2.0)
 
 
 @pytest.fixture(scope="module")
-def table_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hostile") / "table"
-    scaletrain.fit(mixed_table(), "label", out=out, model="mlp", epochs=3, sets=["data.max_onehot=10"])
-    return out
+def table_run(served_table):
+    return served_table
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +44,7 @@ def server(table_run):
     process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(table_run), "--port", str(port),
                                 "--max-rows", "200000", "--read-timeout", "2", "--max-body-mb", "64"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_until_serving(f"http://127.0.0.1:{port}")
     yield port
     process.kill()
 
