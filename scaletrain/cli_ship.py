@@ -41,6 +41,7 @@ def serve(
     max_pixels: int = typer.Option(40_000_000, help="Most pixels an uploaded image may declare (checked before decoding)."),
     max_text_chars: int = typer.Option(100_000, help="Longest text value a request may hold, in characters."),
     read_timeout: float = typer.Option(30.0, help="Seconds a request body may take to arrive (then 408)."),
+    max_explain_rows: int = typer.Option(1_000, help="Most rows one request may ask reasons for (?explain=K)."),
     debug: bool = DEBUG,
 ):
     """Serve RUN over HTTP: POST /predict, GET /health, GET /metadata, a web page at /."""
@@ -50,7 +51,7 @@ def serve(
 
     RunDir(run).check_complete()  # said before "serving", not after
     check_address(host, port)
-    limits = Limits(int(max_body_mb * 2 ** 20), max_rows, max_pixels, max_text_chars, read_seconds=read_timeout)
+    limits = Limits(int(max_body_mb * 2 ** 20), max_rows, max_pixels, max_text_chars, read_timeout, max_explain_rows)
     err_console.print(f"serving {run} at http://{host}:{port}/ (OpenAPI at /docs; Ctrl-C or SIGTERM stops it)")
     serve_run(run, host, port, strict=strict, limits=limits)
 

@@ -281,6 +281,7 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     """Fill the chosen run's metrics: test and validation scores, how training went, notes."""
     run, state = best.run, best.state
     run.assessment = run.assess(prepared.test_source) if prepared.test_source is not None else None
+    run.background = modality(prepared.kind).background(prepared, run.config.train.seed)
     run.metrics = {
         "task": prepared.task, "score": main_score_name(prepared.task), "scaletrain_version": __version__,
         "test": run.assessment.metrics if run.assessment else {},

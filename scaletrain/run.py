@@ -47,6 +47,7 @@ class Run:
         self.metrics, self.history, self.path = metrics or {}, history or [], path
         self.modality = modality(preprocess["kind"])
         self.assessment: Assessment | None = None  # on the test rows, once a fit has scored them
+        self.background: dict[str, torch.Tensor] | None = None  # encoded training rows (explain/attributions.py)
 
     @property
     def task(self) -> str:
@@ -148,6 +149,8 @@ class Run:
         """Write config, weights, preprocessing, metrics and history into a run directory."""
         folder = RunDir(path)
         folder.write_model(self.config.to_dict(), self.model.state_dict(), asdict(self.spec), self.preprocess)
+        if self.background is not None:
+            folder.write_background(self.background)
         folder.write_results(self.metrics, self.history)
         self.path = folder.path
         return self.path
@@ -160,6 +163,7 @@ class Run:
         checked = load_checked(path)
         run = cls(checked.config, checked.model, checked.spec, checked.preprocess, checked.metrics, checked.history,
                   Path(path))
+        run.background = checked.background
         run.probe()
         return run
 

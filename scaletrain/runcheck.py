@@ -23,16 +23,17 @@ import yaml
 from scaletrain.config import Config, build_config
 from scaletrain.data.state_schema import check_state
 from scaletrain.errors import ConfigError, RunDirError
-from scaletrain.io import read_json
+from scaletrain.io import load_tensors, read_json
 from scaletrain.modalities import modality
 from scaletrain.models.registry import ModelSpec, build_model
-from scaletrain.rundir import TOKENIZER, RunDir
+from scaletrain.rundir import BACKGROUND, TOKENIZER, RunDir
 from scaletrain.runlock import check_inside
 
 MAX_HEADER = 64 * 2 ** 20  # bytes of a safetensors header: far above any model's (names and shapes)
 ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
               "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 COUNTS = ("members", "depth")  # sizes that each add tensors: at most as many as the file holds
+MAX_BACKGROUND_NUMBERS = 50_000_000  # 100 rows of a very wide table; past this the file is not ours
 
 
 @dataclass
@@ -55,6 +56,7 @@ class CheckedRun:
     preprocess: dict
     metrics: dict
     history: list[dict]
+    background: dict | None = None
 
 
 def safetensors_header(path: Path) -> Header:
@@ -233,4 +235,20 @@ def load_checked(path: str | Path) -> CheckedRun:
     if bad is not None:
         raise RunDirError(f"{weights}: tensor '{bad}' holds NaN or infinite values; the run directory is damaged")
     model.load_state_dict(state_dict)
-    return CheckedRun(config, spec, model, preprocess, *read_results(folder))
+    return CheckedRun(config, spec, model, preprocess, *read_results(folder), read_background(folder, spec, preprocess))
+
+
+def read_background(folder: RunDir, spec: ModelSpec, preprocess: dict) -> dict | None:
+    """The run's background sample (None for runs written before it was kept), checked
+    against the model's inputs: codes inside the embedding tables, finite numbers."""
+    path = folder.path / BACKGROUND
+    if not path.exists():
+        return None
+    header = safetensors_header(path)
+    if header.elements > MAX_BACKGROUND_NUMBERS:
+        raise RunDirError(f"{path}: {header.elements:,} numbers, more than a background sample holds")
+    tensors = load_tensors(path)
+    problem = modality(preprocess["kind"]).check_background(tensors, spec)
+    if problem:
+        raise RunDirError(f"{path}: {problem}; the run directory is damaged")
+    return tensors

@@ -4,6 +4,7 @@
     model.safetensors   weights (the model's spec inside)  metrics.json      task, metrics, notes
     history.csv         one row per epoch                  report.html       the report
     cv.json             k-fold results (train --cv)        checkpoints/      resumable state
+    background.safetensors  a sample of encoded training rows (explanations are measured against it)
     tokenizer.json      text: the fitted tokenizer (Hugging Face `tokenizers` format)
     hf/                 pretraining runs: encoder + tokenizer for Hugging Face transformers
     (a search's folder: leaderboard.csv, tune.json, and best/, a run directory)
@@ -27,6 +28,7 @@ from scaletrain.io import load_tensors, read_json, save_tensors, write_json, wri
 REQUIRED = ("config.yaml", "model.safetensors", "preprocess.json")
 CHECKPOINTS = "checkpoints"
 TOKENIZER = "tokenizer.json"
+BACKGROUND = "background.safetensors"  # encoded training rows explanations are measured against
 HF = "hf"
 
 
@@ -54,6 +56,9 @@ class RunDir:
             write_text(self.path / TOKENIZER, text["tokenizer"])
             preprocess = preprocess | {"text": {k: v for k, v in text.items() if k != "tokenizer"} | {"tokenizer": TOKENIZER}}
         write_json(self.path / "preprocess.json", preprocess)
+
+    def write_background(self, tensors: dict[str, torch.Tensor]) -> None:
+        save_tensors(self.path / BACKGROUND, tensors)
 
     def write_tokenizer(self, tokenizer_json: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

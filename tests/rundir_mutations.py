@@ -166,6 +166,16 @@ def nan_weights(path: Path, rng) -> None:
     _write(path, header, bytes(body))
 
 
+def big_codes(path: Path, rng) -> None:
+    header, body = _header(path)
+    body = bytearray(body)
+    for name, entry in header.items():
+        if name != "__metadata__" and entry["dtype"] == "I64":
+            start, end = entry["data_offsets"]
+            body[start:end] = np.full((end - start) // 8, 10 ** 6, np.int64).tobytes()
+    _write(path, header, bytes(body))
+
+
 def shape_lie(path: Path, rng) -> None:
     header, body = _header(path)
     name = next(k for k in header if k != "__metadata__")
@@ -215,4 +225,5 @@ FILES = {
     "config.yaml": BYTES + [yaml_list, yaml_unknown_key, yaml_huge_model],
     "tokenizer.json": JSON + [tokenizer_grown],
     "history.csv": BYTES + [binary],
+    "background.safetensors": BYTES + [huge_header_length, nan_weights, shape_lie, big_codes],
 }

@@ -1,5 +1,6 @@
-"""`scaletrain explain` for table runs: each raw column's Integrated Gradients attribution per
-row, permutation importance on labelled rows, and the words of free-text columns."""
+"""`scaletrain explain` for table runs: each raw column's attribution per row measured against
+the run's background rows (explain/attributions.py), permutation importance on labelled rows,
+and the words of free-text columns."""
 from __future__ import annotations
 
 import html
@@ -17,8 +18,18 @@ from scaletrain.run import Assessment, Run
 
 TEXT_ROWS = 100  # rows whose words are taken out one at a time (a forward pass per word)
 REPORT_ROWS = 300   # test rows attributed for the report's global view
-REPORT_STEPS = 32   # a mean over rows needs no per-row completeness: ~0.1 s, not 1 s
+REPORT_PATHS = 25   # a mean over 300 rows needs fewer background rows per row than a row's own reasons
 REPORT_TEXT_ROWS = 60
+
+
+def method_of(run: Run) -> str:
+    """How the run's rows are attributed, in words (explain.html, importance.json)."""
+    if run.background is None:
+        return "DeepLIFT / Integrated Gradients (Captum) from the all-zero input (a run written before backgrounds were kept)"
+    return (f"SHAP values against {len(run.background['dense'])} training rows (background.safetensors): DeepLIFT's "
+            "rescale rule (Captum DeepLiftShap) averaged over them, or Integrated Gradients where the network has "
+            "layers DeepLIFT does not cover; the explained output is the predicted class's logit minus the mean of the "
+            "others' (the log-odds for two classes; the value for regression)")
 
 
 def top_reasons(attributions: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -57,7 +68,7 @@ def explain_table(run: Run, data, out: Path, rows: int) -> dict:
     importance = found.frame.abs().mean().sort_values(ascending=False)
     gap = np.abs(found.frame.sum(axis=1).to_numpy() - (found.output - found.baseline)) if found.frame.shape[1] else []
     words = word_attributions(run, frame, TEXT_ROWS) if has_text(run) else []
-    summary = {"rows": len(frame), "method": "Integrated Gradients (Captum), all-zero baseline in the model's input space",
+    summary = {"rows": len(frame), "method": method_of(run),
                "mean_abs_attribution": {k: float(v) for k, v in importance.items()},
                "permutation_importance": permutation_importance(run, frame) if labelled else None,
                "completeness_max_abs_error": float(np.max(gap)) if len(gap) else 0.0}
@@ -65,7 +76,9 @@ def explain_table(run: Run, data, out: Path, rows: int) -> dict:
         summary["words"] = {"method": "each word taken out in turn (Captum FeatureAblation): the drop in the "
                                       "predicted class's output", "rows": len(words), "strongest": top_words(words)}
     predicted = run.predict(frame)
-    table = pd.concat([predicted[["prediction"]], found.frame.add_prefix("attribution_")], axis=1)
+    table = pd.concat([predicted[["prediction"]], found.frame.add_prefix("attribution_"),
+                       pd.DataFrame({"explained_output": found.output, "background_output": found.baseline,
+                                     "completeness_error": found.delta})], axis=1)
     table.to_csv(out / "explanations.csv", index=False)
     if words:
         write_json(out / "words.json", [{"row": i, "text": w.text, "words": [list(s) for s in w.spans]}
@@ -78,7 +91,7 @@ def explain_table(run: Run, data, out: Path, rows: int) -> dict:
 
 
 def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series, words: list) -> str:
-    charts = bars(summary["mean_abs_attribution"], "Mean |attribution| per column (Integrated Gradients)") \
+    charts = bars(summary["mean_abs_attribution"], "Mean |attribution| per column (against the background rows)") \
         if summary["mean_abs_attribution"] else ""
     if summary["permutation_importance"]:
         drops = dict(sorted(summary["permutation_importance"].items(), key=lambda kv: -kv[1]))
@@ -94,8 +107,8 @@ def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series
             f"<td>{v:.3g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
             for i, row in zip(reasons.index[:50], reasons.to_numpy()[:50]))
         charts += f"<h2>The three strongest reasons per row (first 50)</h2><table><tr>{head}</tr>{body}</table>"
-    intro = (f"{summary['rows']} rows; {html.escape(summary['method'])}; attributions sum to f(row) − f(baseline) "
-             f"within {summary['completeness_max_abs_error']:.2g}.")
+    intro = (f"{summary['rows']} rows; {html.escape(summary['method'])}; a row's attributions sum to its output "
+             f"minus the background rows' mean output within {summary['completeness_max_abs_error']:.2g}.")
     return page(f"Why {run.path.name} predicts what it does", intro, charts)
 
 
@@ -110,12 +123,12 @@ class TableExplainer(Explainer):
 
     def importance_section(self, run: Run, a: Assessment) -> str:
         frame = a.source.frame.iloc[a.rows[:REPORT_ROWS]].reset_index(drop=True)
-        found = table_attributions(run, frame, REPORT_STEPS).frame
+        found = table_attributions(run, frame, paths=REPORT_PATHS).frame
         out = ""
         if found.shape[1]:
             importance = found.abs().mean().sort_values(ascending=False)
             out += bars({k: float(v) for k, v in importance.items()},
-                        f"Global importance: mean |attribution| per column over {len(frame)} test rows (Integrated Gradients)")
+                        f"Global importance: mean |attribution| per column over {len(frame)} test rows")
         if has_text(run):
             words = word_attributions(run, frame, REPORT_TEXT_ROWS)
             out += bars(top_words(words), f"Words with the largest mean attribution over {len(words)} test rows "

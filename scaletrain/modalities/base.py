@@ -175,6 +175,15 @@ class Modality:
         boolean | category | text | date | image, values (a category's known ones)}."""
         return []
 
+    def background(self, prepared: Prepared, seed: int) -> dict[str, torch.Tensor] | None:
+        """A sample of encoded training inputs that explanations are measured against (stored
+        in the run as background.safetensors), or None where the modality needs none."""
+        return None
+
+    def check_background(self, background: dict, spec: ModelSpec) -> str | None:
+        """What in a stored background contradicts the model's inputs (None: nothing)."""
+        return None
+
     def check_run(self, state: dict, spec: ModelSpec, tokenizer_size: int | None) -> str | None:
         """What in a stored run's (schema-checked) state contradicts its model spec: an index the
         model's tables cannot hold, say (None: nothing)."""

@@ -28,6 +28,7 @@ from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe,
 # and shards tables through this module without either (2-3 s a process).
 
 SMALL_TABLE = 2000  # training rows below which zero-config compares linear and MLP models
+BACKGROUND_ROWS = 100  # training rows kept in the run for explanations (explain/attributions.py)
 
 
 class TableRecipe(Recipe):
@@ -121,6 +122,34 @@ class Table(Modality):
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
                          vocab_size=prepared.preprocess.get("text", {}).get("vocab_size", 0))
+
+    def background(self, prepared: Prepared, seed: int):
+        """Up to BACKGROUND_ROWS training rows (validation rows when training streams from
+        shards), encoded: the dense block and the category codes."""
+        import torch
+
+        inputs = prepared.train_inputs if len(prepared.train_inputs[0]) else prepared.val_inputs
+        n = len(inputs[0])
+        if n == 0:
+            return None
+        chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:BACKGROUND_ROWS]
+        categories = inputs[1] if len(inputs) > 1 else torch.zeros((n, 0), dtype=torch.long)
+        return {"dense": inputs[0][chosen].float().contiguous(), "categories": categories[chosen].long().contiguous()}
+
+    def check_background(self, background: dict, spec) -> str | None:
+        dense, categories = background.get("dense"), background.get("categories")
+        if dense is None or categories is None or dense.ndim != 2 or categories.ndim != 2:
+            return "it needs 2-d 'dense' and 'categories' tensors"
+        if dense.shape[1] != spec.n_dense or categories.shape[1] != len(spec.cardinalities) or len(dense) != len(categories):
+            return f"its shapes {tuple(dense.shape)}, {tuple(categories.shape)} do not fit the model's inputs"
+        if not dense.is_floating_point() or not bool(dense.isfinite().all()):
+            return "its dense block is not finite floats"
+        import torch
+
+        limits = torch.tensor(spec.cardinalities or [0]).reshape(1, -1)[:, :categories.shape[1]]
+        if categories.is_floating_point() or bool((categories < 0).any()) or bool((categories > limits).any()):
+            return "a category code lies outside the model's embedding tables"
+        return None
 
     def check_run(self, state: dict, spec, tokenizer_size: int | None) -> str | None:
         tables = tuple(len(c["categories"]) for c in state["embed"])

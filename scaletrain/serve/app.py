@@ -44,6 +44,7 @@ from scaletrain.serve.schema import (
 from scaletrain.version import VERSION
 
 log = logging.getLogger("scaletrain.serve")
+MAX_REASONS = 20  # explain=K per row at most
 TRIM_ROWS = 10_000  # after a request this large the heap is trimmed: RSS falls back after a burst (BENCHMARKS.md)
 # bodies parsed at once: more threads contending for the GIL starve the event loop (/health
 # answered in up to ~0.4 s under a burst of 8 maximum-size requests) and hold more bodies in memory
@@ -102,12 +103,37 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
         return metadata
 
     @app.post("/predict", openapi_extra=request_schema(row))
-    async def predict(request: Request) -> JSONResponse:
+    async def predict(request: Request, explain: int = 0) -> JSONResponse:
+        check_explain(explain, limits)
         source = await _source(request, row, fields, limits, parsing)
         rows = len(source)
-        return await _response(await batcher.submit(source), rows)
+        answer = await batcher.submit(source)
+        if explain:  # the same explainer as `predict --explain K` (explain/), off the event loop
+            frame = source.frame if isinstance(source, Source) else records_source(source, row).frame
+            async with parsing:
+                answer["reasons"] = await asyncio.to_thread(reasons_of, run, frame, explain, limits)
+        return await _response(answer, rows)
 
     return app
+
+
+def check_explain(k: int, limits: Limits) -> None:
+    if not 0 <= k <= MAX_REASONS:
+        raise RequestError(422, f"explain={k}: ask for 0 to {MAX_REASONS} reasons per row")
+
+
+def reasons_of(run: Run, frame, k: int, limits: Limits) -> list[list[dict]]:
+    """Each row's k strongest reasons: [{"reason": column (or `column: word`), "attribution": …}]."""
+    from scaletrain.explain import predict_reasons
+
+    if frame is None:
+        raise RequestError(422, "explain= names the reasons of table rows; for images use `scaletrain explain RUN DATA`")
+    if len(frame) > limits.explain_rows:
+        raise RequestError(413, f"explain= on {len(frame):,} rows, over the limit of {limits.explain_rows:,} "
+                                "(--max-explain-rows): explain fewer rows per request")
+    reasons = predict_reasons(run, frame, k)
+    return [[{"reason": json_value(row[f"reason_{i}"]), "attribution": float(row[f"reason_{i}_attribution"])}
+             for i in range(1, k + 1) if f"reason_{i}" in row] for row in reasons.to_dict("records")]
 
 
 async def _response(answer: dict, rows: int) -> Response:

@@ -20,6 +20,7 @@ class Limits:
     pixels: int = 40_000_000            # --max-pixels
     text_chars: int = 100_000           # --max-text-chars, per value
     read_seconds: float = 30.0          # --read-timeout: the whole body, however slowly it trickles
+    explain_rows: int = 1_000           # --max-explain-rows: rows explained per request (100 model passes a row)
 
 
 class RequestError(Exception):
