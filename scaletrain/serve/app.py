@@ -61,20 +61,7 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
     optional = [run.preprocess.get("target_column")] + list(run.preprocess.get("dropped", {}))
     row = row_model(fields, [c for c in optional if c])
 
-    def process(source: Source):
-        findings = run.input_warnings(source)
-        inputs, _ = run.encode(source)
-        return (*run.predict_encoded(inputs), findings)
-
-    def split(answer, start: int, end: int) -> dict:
-        values, proba, findings = answer
-        mine = slice_findings(findings, start, end)
-        if strict and mine:
-            raise RequestError(422, "the rows do not fit what the model was trained on (the server is --strict): "
-                                    + "; ".join(warning_line(f) for f in mine))
-        return _answer(run, values[start:end], None if proba is None else proba[start:end], mine)
-
-    batcher = MicroBatcher(process, split, lambda rows: records_source(rows, row), batch_rows, wait_ms)
+    batcher = _batcher(run, row, strict, batch_rows, wait_ms)
     parsing = asyncio.Semaphore(PARSE_SLOTS)
 
     @asynccontextmanager
@@ -115,6 +102,24 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
         return await _response(answer, rows)
 
     return app
+
+
+def _batcher(run: Run, row, strict: bool, batch_rows: int, wait_ms: float) -> MicroBatcher:
+    """The micro-batcher predicting `run`: input warnings, encoding and the model per batch."""
+    def process(source: Source):
+        findings = run.input_warnings(source)
+        inputs, _ = run.encode(source)
+        return (*run.predict_encoded(inputs), findings)
+
+    def split(answer, start: int, end: int) -> dict:
+        values, proba, findings = answer
+        mine = slice_findings(findings, start, end)
+        if strict and mine:
+            raise RequestError(422, "the rows do not fit what the model was trained on (the server is --strict): "
+                                    + "; ".join(warning_line(f) for f in mine))
+        return _answer(run, values[start:end], None if proba is None else proba[start:end], mine)
+
+    return MicroBatcher(process, split, lambda rows: records_source(rows, row), batch_rows, wait_ms)
 
 
 def check_explain(k: int, limits: Limits) -> None:
