@@ -128,10 +128,10 @@ class Table(Modality):
         shards), encoded: the dense block and the category codes."""
         import torch
 
-        inputs = prepared.train_inputs if len(prepared.train_inputs[0]) else prepared.val_inputs
-        n = len(inputs[0])
-        if n == 0:
+        inputs = next((x for x in (prepared.train_inputs, prepared.val_inputs) if x and len(x[0])), None)
+        if inputs is None:  # streamed from shards with no validation rows: explained from the zero input
             return None
+        n = len(inputs[0])
         chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:BACKGROUND_ROWS]
         categories = inputs[1] if len(inputs) > 1 else torch.zeros((n, 0), dtype=torch.long)
         return {"dense": inputs[0][chosen].float().contiguous(), "categories": categories[chosen].long().contiguous()}
