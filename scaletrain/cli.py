@@ -277,7 +277,7 @@ def predict(
     strict: bool = typer.Option(False, help="Refuse input that does not fit the trained schema (words in number "
                                             "columns, unseen categories, far-off values, missing columns)."),
     explain: int = typer.Option(0, "--explain", help="Add the K strongest reasons per row (reason_i, reason_i_attribution: "
-                                                    "columns by Integrated Gradients, words of free text; table runs)."),
+                                                    "columns by SHAP values against training rows, words of free text; table runs)."),
     debug: bool = DEBUG,
 ):
     """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""

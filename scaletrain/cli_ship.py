@@ -105,7 +105,7 @@ def explain(
     rows: int = typer.Option(1000, help="Explain at most this many rows or images."),
     debug: bool = DEBUG,
 ):
-    """Explain RUN's predictions on DATA: columns (Integrated Gradients), words (each taken out), pixels (heatmaps)."""
+    """Explain RUN's predictions on DATA: columns (SHAP values against training rows), words (each taken out), pixels (heatmaps)."""
     from scaletrain.explain import explain_run
 
     summary = explain_run(run, data, out, rows)

@@ -1,7 +1,8 @@
 """`scaletrain explain` and `predict --explain K`: why a run decides as it does.
 
 One explainer per kind of run (a registry, as for modalities): tables (their columns by
-Integrated Gradients, the words of free-text columns by taking each out) and images (heatmaps).
+SHAP values against the run's training rows, the words of free-text columns by taking each out) and images
+(heatmaps).
 """
 from __future__ import annotations
 

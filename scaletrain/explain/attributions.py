@@ -42,7 +42,7 @@ RESCALED = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)
 class Attributions:
     frame: pd.DataFrame     # one row per explained row, one column per raw column
     output: np.ndarray      # f(row) for the explained output
-    baseline: np.ndarray    # f(baseline)
+    baseline: np.ndarray    # the background rows' mean output (f(0) for runs without a background)
     delta: np.ndarray       # completeness error per row
     target: np.ndarray      # the explained class index (0 for regression)
 
