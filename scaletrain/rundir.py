@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -180,13 +181,18 @@ class CheckpointFolder:
         return sorted(self.folder.glob("step-*.safetensors")) if self.folder.is_dir() else []
 
     def write(self, name: str, tensors: dict[str, torch.Tensor], meta: dict, summary: dict) -> Path:
-        """Write one checkpoint, then its sidecar; on an OSError remove both and re-raise."""
+        """Write one checkpoint under a partial name, then its sidecar, then rename it into
+        place: a kill at any moment leaves every visible checkpoint with its sidecar (a resume
+        refuses a folder whose checkpoints are all unverifiable). On an OSError remove what
+        was written and re-raise."""
         path = self.folder / name
+        partial = self.folder / f".partial-{name}"
         try:
-            save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
-            write_json(path.with_suffix(".json"), {"sha256": sha256_of(path), **summary})
+            save_tensors(partial, tensors, metadata={"state": json.dumps(meta)})
+            write_json(path.with_suffix(".json"), {"sha256": sha256_of(partial), **summary})
+            os.replace(partial, path)
         except OSError:
-            for leftover in (path, path.with_suffix(".json")):
+            for leftover in (partial, path, path.with_suffix(".json")):
                 try:
                     leftover.unlink(missing_ok=True)
                 except OSError:
@@ -195,10 +201,14 @@ class CheckpointFolder:
         return path
 
     def prune(self, keep: int) -> None:
-        """Remove all but the newest `keep` (only after a save succeeded)."""
+        """Remove all but the newest `keep` (only after a save succeeded), and sidecars whose
+        checkpoint a kill stopped before its rename."""
         for old in self.files()[:-keep]:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
+        for sidecar in self.folder.glob("step-*.json"):
+            if not sidecar.with_suffix(".safetensors").exists():
+                sidecar.unlink(missing_ok=True)
 
     def verifies(self, path: Path) -> bool:
         """True if the checkpoint's checksum matches its sidecar's."""

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -216,3 +217,31 @@ def test_streamed_run_killed_mid_epoch_resumes_bit_identically(table, tmp_path):
     kill_at_step(command(shards, killed, *args), killed, 17)  # 14 steps an epoch: mid-epoch 2
     subprocess.run(command(shards, killed, *args, "--resume"), check=True, capture_output=True)
     assert_same_weights(reference, killed)
+
+
+def test_a_checkpoint_is_visible_only_with_its_sidecar(table, tmp_path, monkeypatch):
+    """A kill between writing a checkpoint and its sidecar once left a checkpoint no checksum
+    could verify: the tensors go under a partial name and are renamed into place last."""
+    import scaletrain.rundir
+    from scaletrain.rundir import CheckpointFolder
+
+    args = dict(model="mlp", epochs=3, seed=3, checkpoint__every_steps=1, checkpoint__keep=2)
+    real_replace, seen = os.replace, []
+
+    def killed_at_the_rename(src, dst):
+        if Path(dst).name.startswith("step-") and Path(dst).suffix == ".safetensors":  # a checkpoint put in place
+            seen.append(dst)
+            if len(seen) == 3:  # the process dies here: the sidecar is written, the tensors are not in place
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(scaletrain.rundir.os, "replace", killed_at_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        scaletrain.fit(table, "y", out=tmp_path / "run", **args)
+    monkeypatch.setattr(scaletrain.rundir.os, "replace", real_replace)
+    store = CheckpointFolder(tmp_path / "run" / "checkpoints")
+    assert len(store.files()) == 2 and all(store.verifies(p) for p in store.files())
+    assert seen[2].with_suffix(".json").exists() and not seen[2].exists()  # the orphan sidecar of the killed save
+    resumed = scaletrain.fit(table, "y", out=tmp_path / "run", resume=True, **args)
+    assert resumed.metrics["epochs"] == 3
+    assert all(p.with_suffix(".safetensors").exists() for p in store.folder.glob("step-*.json"))
