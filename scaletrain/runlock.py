@@ -115,8 +115,9 @@ def claim(folder: str | Path, *, resume: bool = False, overwrite: bool = False, 
 
 
 def clear(folder: Path) -> None:
-    """Remove everything in the run directory but its lock (a replaced run leaves nothing behind)."""
-    if not folder.is_dir():
+    """Remove everything in the run directory but its lock (a replaced run leaves nothing
+    behind); a folder that holds no run (`--out .`, say) is left as it is."""
+    if not folder.is_dir() or not holds_run(folder):
         return
     for path in folder.iterdir():
         if path.name == LOCK:

@@ -105,3 +105,9 @@ def test_a_full_disk_stops_training_with_one_line_naming_the_last_good_checkpoin
         assert not [p for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_overwrite_never_clears_a_folder_that_holds_no_run(table, tmp_path):
+    (tmp_path / "mine.txt").write_text("a user's own file")
+    scaletrain.fit(table, "y", out=tmp_path, model="linear", epochs=2, overwrite=True)
+    assert (tmp_path / "mine.txt").read_text() == "a user's own file"
