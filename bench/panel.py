@@ -19,13 +19,14 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 SMALL = 2000  # rows under which a table is split SMALL_SPLITS times
 SMALL_SPLITS = 5  # three left a one-test-row gap (penguins) inside its own noise estimate
+NAMES = ("zero-config", "network", "linear", "boosting", "lightgbm")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Table:
     task: str            # classification | regression
     why: str             # what this table adds to the panel's variety
     drop: list = field(default_factory=list)  # columns a user would leave out (the target restated)
+    role: str = ""       # the larger panel's half: choose (may inform the recipe) or report (never)
 
 
 PANEL = [
@@ -55,6 +57,38 @@ PANEL = [
     Table("datasets/airquality", "Ozone", "regression", "153 rows, missing-heavy"),
     Table("AER/CPS1985", "wage", "regression", "534 rows, categorical-heavy"),
 ]
+
+
+# The larger panel (issue 31): only R packages AER, ISLR, MASS, carData, openintro, causaldata,
+# wooldridge, stevedata, Stat2Data, mosaicData, COUNT, survival and plm; "choose" tables may
+# inform the recipe, "report" tables never do. Columns that restate the target are dropped.
+LARGE_PANEL = [
+    *[replace(t, role="choose") for t in PANEL if t.name.split("/")[0] in ("ISLR", "AER", "carData")],
+    Table("carData/Wells", "switch", "classification", "binary, 3k rows, few columns", role="choose"),
+    Table("openintro/email", "spam", "classification", "binary, 9% spam, 20 columns", role="choose"),
+    Table("wooldridge/k401k", "prate", "regression", "1.5k rows", drop=["totpart", "totelg"], role="choose"),
+    Table("ISLR/College", "Grad.Rate", "regression", "777 rows", role="report"),
+    Table("AER/CreditCard", "card", "classification", "binary, 1.3k rows", drop=["expenditure", "share"], role="report"),
+    Table("AER/DoctorVisits", "visits", "regression", "counts, 5k rows", role="report"),
+    Table("AER/CollegeDistance", "score", "regression", "4.7k rows, categorical", role="report"),
+    Table("AER/GSS7402", "kids", "regression", "counts, 9k rows", role="report"),
+    Table("carData/SLID", "wages", "regression", "7.4k rows, missing values", role="report"),
+    Table("carData/TitanicSurvival", "survived", "classification", "binary, 1.3k rows, missing ages", role="report"),
+    Table("MASS/nlschools", "lang", "regression", "2.3k pupils", role="report"),
+    Table("openintro/ames", "price", "regression", "2.9k houses, 80 columns, categorical-heavy",
+          drop=["Order", "PID"], role="report"),
+    Table("openintro/acs12", "income", "regression", "2k rows, categorical, skewed", role="report"),
+    Table("wooldridge/loanapp", "approve", "classification", "binary, 2k rows, wide (58 columns)",
+          drop=["action", "reject"], role="report"),
+    Table("COUNT/rwm1984", "docvis", "regression", "counts, 3.9k rows", role="report"),
+    Table("survival/flchain", "death", "classification", "binary, 7.9k rows, missing values",
+          drop=["futime", "chapter"], role="report"),
+    Table("causaldata/cps_mixtape", "re78", "regression", "16k rows, skewed earnings", drop=["data_id"], role="report"),
+    Table("mosaicData/TenMileRace", "net", "regression", "8.6k runners", drop=["time"], role="report"),
+    Table("Stat2Data/Airlines", "OnTime", "classification", "binary, 10k flights, categorical", role="report"),
+    Table("AER/CPSSW9298", "earnings", "regression", "13.5k rows", role="report"),
+]
+PANELS = {"panel": PANEL, "large": LARGE_PANEL}
 
 
 def load(table: Table) -> pd.DataFrame:
@@ -91,7 +125,8 @@ def baselines(task: str, frame: pd.DataFrame, target: str):
         ("num", "passthrough", numeric),
         ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
          categorical)])
-    cat_mask = [False] * len(numeric) + [True] * len(categorical)
+    # HistGradientBoosting takes up to 255 categories a column; codes beyond that are read as numbers
+    cat_mask = [False] * len(numeric) + [int(x[c].nunique()) <= 250 for c in categorical]
     if task == "classification":
         linear = make_pipeline(linear_prep, LogisticRegression(C=1.0, max_iter=3000))
         boosted = make_pipeline(tree_prep, HistGradientBoostingClassifier(categorical_features=cat_mask,
@@ -100,7 +135,10 @@ def baselines(task: str, frame: pd.DataFrame, target: str):
         linear = make_pipeline(linear_prep, Ridge(alpha=1.0))
         boosted = make_pipeline(tree_prep, HistGradientBoostingRegressor(categorical_features=cat_mask,
                                                                          random_state=0))
-    return {"linear": linear, "boosting": boosted}
+    import lightgbm
+
+    lgbm = (lightgbm.LGBMClassifier if task == "classification" else lightgbm.LGBMRegressor)(verbosity=-1, random_state=0)
+    return {"linear": linear, "boosting": boosted, "lightgbm": make_pipeline(tree_prep, lgbm)}
 
 
 def score(task: str, truth, predicted) -> float:
@@ -124,6 +162,14 @@ def one_split(table: Table, frame: pd.DataFrame, seed: int, sets: list[str]) -> 
     predicted = run.predict(test.drop(columns=table.target))["prediction"]
     out["zero-config"] = (score(table.task, test[table.target], predicted), time.perf_counter() - started,
                           run.metrics["model"])
+    if run.metrics["model"] == "boosted":  # the networks' own figure: zero-config without the trees
+        started = time.perf_counter()
+        nets = scaletrain.fit(train, table.target, test=test, out=None, seed=seed, sets=sets + ["train.boosting=off"])
+        predicted = nets.predict(test.drop(columns=table.target))["prediction"]
+        out["network"] = (score(table.task, test[table.target], predicted), time.perf_counter() - started,
+                          nets.metrics["model"])
+    else:
+        out["network"] = out["zero-config"]
     for name, model in baselines(table.task, frame, table.target).items():
         started = time.perf_counter()
         with warnings.catch_warnings():
@@ -140,7 +186,8 @@ def evaluate(table: Table, sets: list[str] | None = None) -> dict:
     splits = [one_split(table, frame, seed, sets or []) for seed in seeds]
     result = {"table": table.name, "rows": len(frame), "columns": frame.shape[1] - 1, "task": table.task,
               "why": table.why, "splits": len(splits)}
-    for name in ("zero-config", "linear", "boosting"):
+    result["role"] = table.role
+    for name in NAMES:
         scores = [s[name][0] for s in splits]
         result[name] = {"score": statistics.mean(scores), "spread": statistics.pstdev(scores) if len(scores) > 1 else 0.0,
                         "seconds": statistics.mean(s[name][1] for s in splits)}
@@ -149,39 +196,49 @@ def evaluate(table: Table, sets: list[str] | None = None) -> dict:
 
 
 def summary(results: list[dict]) -> str:
-    """Wins, ties within noise and losses of zero-config against each baseline, and the mean gap."""
+    """Per half of the panel: wins, ties within noise and losses of zero-config (and of its
+    networks alone) against each baseline, the mean gap, and the tables more than 2 points
+    beyond the spread below HistGradientBoosting."""
     lines = []
-    for baseline in ("linear", "boosting"):
-        wins = ties = losses = 0
-        gaps = []
-        for r in results:
-            ours, theirs = r["zero-config"], r[baseline]
-            noise = max(ours["spread"], theirs["spread"], 0.005)  # a single split: half a point
-            gap = ours["score"] - theirs["score"]
-            gaps.append(gap)
-            wins, ties, losses = wins + (gap > noise), ties + (abs(gap) <= noise), losses + (gap < -noise)
-        lines.append(f"vs {baseline}: {wins} wins, {ties} ties within noise, {losses} losses; "
-                     f"mean gap {100 * statistics.mean(gaps):+.1f} points")
+    for role in sorted({r["role"] for r in results}):
+        half = [r for r in results if r["role"] == role]
+        lines.append(f"{role or 'panel'} ({len(half)} tables): means " + ", ".join(
+            f"{n} {statistics.mean(r[n]['score'] for r in half):.4f}" for n in NAMES))
+        for ours in ("zero-config", "network"):
+            for baseline in ("linear", "boosting", "lightgbm"):
+                wins = ties = losses = 0
+                gaps = []
+                for r in half:
+                    noise = max(r[ours]["spread"], r[baseline]["spread"], 0.005)  # a single split: half a point
+                    gap = r[ours]["score"] - r[baseline]["score"]
+                    gaps.append(gap)
+                    wins, ties, losses = wins + (gap > noise), ties + (abs(gap) <= noise), losses + (gap < -noise)
+                lines.append(f"  {ours} vs {baseline}: {wins} wins, {ties} ties within noise, {losses} losses; "
+                             f"mean gap {100 * statistics.mean(gaps):+.2f} points")
+        far = [r["table"] for r in half if r["zero-config"]["score"] < r["boosting"]["score"] - 0.02
+               - max(r["zero-config"]["spread"], r["boosting"]["spread"])]
+        lines.append(f"  more than 2 points beyond the spread below HistGradientBoosting: {', '.join(far) or 'none'}")
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--panel", choices=sorted(PANELS), default="panel", help="the 16-table panel or the larger one")
     parser.add_argument("--only", nargs="*", help="table names (R package/item) to run")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--set", action="append", default=[], help="a config override for zero-config")
     args = parser.parse_args(argv)
-    chosen = [t for t in PANEL if not args.only or t.name in args.only]
-    print(f"{'table':26} {'rows':>7} {'task':>5}  {'zero-config':>15} {'linear':>15} {'boosting':>15}  "
-          f"{'seconds (ours/lin/gbm)':>22}  model")
+    chosen = [t for t in PANELS[args.panel] if not args.only or t.name in args.only]
+    print(f"{'table':26} {'role':>7} {'rows':>7} {'task':>5}  " + " ".join(f"{n:>13}" for n in NAMES)
+          + f"  {'seconds (ours/gbm/lgbm)':>24}  model")
     results = []
     for table in chosen:
         r = evaluate(table, args.set)
         results.append(r)
-        cell = " ".join(f"{r[n]['score']:.3f}±{r[n]['spread']:.3f}".rjust(15) for n in ("zero-config", "linear", "boosting"))
-        times = "/".join(f"{r[n]['seconds']:.1f}" for n in ("zero-config", "linear", "boosting"))
-        print(f"{table.name:26} {r['rows']:>7} {'cls' if table.task == 'classification' else 'reg':>5}  {cell}  "
-              f"{times:>22}  {','.join(r['models'])}", flush=True)
+        cell = " ".join(f"{r[n]['score']:.3f}±{r[n]['spread']:.3f}".rjust(13) for n in NAMES)
+        times = "/".join(f"{r[n]['seconds']:.1f}" for n in ("zero-config", "boosting", "lightgbm"))
+        print(f"{table.name:26} {table.role:>7} {r['rows']:>7} {'cls' if table.task == 'classification' else 'reg':>5}  "
+              f"{cell}  {times:>24}  {','.join(r['models'])}", flush=True)
     print(summary(results))
     if args.json:
         with open(args.json, "w") as fh:

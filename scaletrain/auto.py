@@ -32,6 +32,8 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
     named explicitly is trained as named. Candidates share a time limit equally.
     """
     names = modality(facts.kind).candidates(config, facts)
+    if distributed.world().active:  # trees grow in one process: data-parallel ranks train networks
+        names = [n for n in names if n != "boosted"] or names
     if config.train.privacy.epsilon is not None:  # each model trained on the rows spends its own ε: one is
         names = names[:1]
     tried = []
@@ -102,6 +104,8 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
         m.norm = "none"
     if m.init == "auto" and m.name != "transformer":  # auto there: BERT's N(0, 0.02)
         m.init = "xavier" if m.activation == "tanh" else "kaiming"
+    if m.numeric_embedding == "auto":
+        m.numeric_embedding = recipe.numeric_embedding
     if m.embedding_dim is None:
         # fastai's rule of thumb for embedding width, capped: 1.6 * cardinality ** 0.56
         m.embedding_dim = int(min(32, max(4, round(1.6 * max(facts.max_cardinality, 1) ** 0.56))))
@@ -189,6 +193,8 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
         # (breast cancer, 5 splits: accuracy 0.9664 tuned vs 0.9692 for the baseline).
         imbalanced = facts.task != "regression" and facts.imbalance >= THRESHOLD_IMBALANCE
         t.threshold_metric = "f1_macro" if imbalanced and facts.val_minority >= MIN_THRESHOLD_ROWS else "none"
+    if t.boosting == "auto":
+        t.boosting = "on"  # the candidates were named before resolving: the config says what was allowed
     if t.class_weight == "auto":
         weighted = facts.task != "regression" and facts.imbalance >= 5 and t.threshold_metric == "none"
         t.class_weight = "balanced" if weighted else "none"

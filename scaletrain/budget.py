@@ -36,10 +36,11 @@ class Budget:
     def left(self) -> float | None:
         return None if not self.limited else self.limit - self.elapsed()
 
-    def share(self, runs: int, spent: float) -> "Budget":
-        """The budget of one of `runs` runs that share this one equally, starting now: the limit
-        and the `spent` seconds before them, each divided among them (zero-config's candidates)."""
-        return Budget(self.limit / runs if self.limited else None, spent_before=spent / runs)
+    def rest(self, runs: int) -> "Budget":
+        """The budget of the next of `runs` runs still to go, starting now: what is left shared
+        equally, so a run that ends early (a linear model solved in seconds, an early stop)
+        leaves its time to the ones after it (zero-config's candidates)."""
+        return Budget(max(self.left(), 0.0) / runs if self.limited else None)
 
     def from_now(self) -> "Budget":
         """The same limit counted from now, what was spent so far carried over."""

@@ -19,7 +19,7 @@ from scaletrain.models.registry import build_model
 from scaletrain.run import Run
 from scaletrain.train import device
 from scaletrain.train.full_batch import CV_FOLDS as L2_FOLDS
-from scaletrain.train.full_batch import fit_full_batch
+from scaletrain.train.full_batch import fit_full_batch, on_validation
 from scaletrain.train.setup import extra_generators, placed_model, training_batches
 from scaletrain.train.sizing import find_lr
 from scaletrain.train.trainer import fit_model
@@ -42,6 +42,8 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     """Build the model a resolved config names, train it, and return the result."""
     torch.set_num_threads(cfg.train.threads)
     budget = budget or Budget(None)
+    if cfg.model.name == "boosted":
+        return fit_by_boosting(cfg, prepared)
     model, spec = placed_model(cfg, prepared)
     run = Run(cfg, model, spec, prepared.preprocess)
     started = time.perf_counter()
@@ -76,14 +78,47 @@ def fit_by_lbfgs(cfg: Config, prepared: Prepared, run: Run, started: float, scor
         raise ConfigError("train.optimizer=lbfgs takes every training row at once: it needs the rows in memory "
                           "and one process; use adamw for shards or several ranks")
     chosen = cfg.train.weight_decay is None
+    by_validation = chosen and on_validation(len(prepared.train_y), len(prepared.val_y))
     state, history, path = fit_full_batch(run.model, lambda: placed_model(cfg, prepared)[0], prepared, cfg.train,
                                           run.outputs, score, callbacks or [])
     if chosen and path:
-        prepared.notes.append(f"{cfg.model.name}: L2 strength (train.weight_decay) {cfg.train.weight_decay:g} chosen by "
-                              f"{L2_FOLDS}-fold cross-validation over {min(path):g}..{max(path):g}")
+        how = "on the validation rows" if by_validation else f"by {L2_FOLDS}-fold cross-validation"
+        prepared.notes.append(f"{cfg.model.name}: L2 strength (train.weight_decay) {cfg.train.weight_decay:g} chosen {how} "
+                              f"over {min(path):g}..{max(path):g}")
     run.history = history.rows
     val_loss = history.rows[-1].get("val_loss", math.inf)
-    return Trained(run, state, time.perf_counter() - started, 1, val_loss, l2_chosen=chosen)
+    # chosen on the validation rows: a refit on them keeps the strength (there is nothing left to choose on)
+    return Trained(run, state, time.perf_counter() - started, 1, val_loss, l2_chosen=chosen and not by_validation)
+
+
+def fit_by_boosting(cfg: Config, prepared: Prepared) -> Trained:
+    """Grow boosted trees (one process, rows in memory), compile them into the run's model and
+    record their shape in its config so the run directory rebuilds them."""
+    from scaletrain.train.boosted import fit_boosted
+    from scaletrain.train.loop import LoopSettings, TrainState
+    from scaletrain.train.setup import loss_for, model_spec
+    from scaletrain.train.trainer import Validation
+
+    if distributed.world().active:
+        raise ConfigError("model.name=boosted grows trees in one process; use mlp under torchrun or Ray")
+    started = time.perf_counter()
+    spec = model_spec(cfg, prepared)
+    model, measured = fit_boosted(prepared, spec.n_out, cfg.train.threads, cfg.train.seed,
+                                  cfg.train.class_weight == "balanced")
+    cfg.model.trees, cfg.model.width, cfg.model.depth = measured["trees"], model.feature.shape[1], model.depth
+    run = Run(cfg, model, spec, prepared.preprocess)
+    loss_fn = loss_for(cfg.train, prepared)
+    val = Validation(run.outputs, prepared.val_inputs, prepared.val_y, loss_fn,
+                     lambda out, y: score_outputs(prepared.task, out, y))(model) if len(prepared.val_y) else {}
+    state = TrainState(model, None, LoopSettings(epochs=1, lr=cfg.train.lr or 0.0), total_steps=measured["rounds"],
+                       step=measured["rounds"], lr=0.0, started=started)
+    with torch.no_grad():
+        state.train_loss = float(loss_fn(run.outputs(prepared.train_inputs), prepared.train_y))
+    run.history = [{"epoch": 1, "step": measured["best_round"], "train_loss": state.train_loss, **val,
+                    "seconds": round(time.perf_counter() - started, 3)}]
+    prepared.notes.append(f"boosted: LightGBM, {measured['trees']} trees ({measured['best_round']} rounds: the best "
+                          "on the validation rows, early stopping)")
+    return Trained(run, state, time.perf_counter() - started, 1, val.get("val_loss", math.inf))
 
 
 def choose(trained: list[Trained]) -> Trained:

@@ -76,7 +76,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "transformer"] = "auto"
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "transformer", "boosted"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
     width: AtLeastOne | None = None
@@ -85,6 +85,9 @@ class ModelConfig(_Section):
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     init: Literal["auto", "uniform", "normal", "xavier", "kaiming"] = "auto"
     embedding_dim: AtLeastOne | None = None
+    # mlp on tables: each numeric input column embedded before the layers (periodic: PLR,
+    # models/tabular.PeriodicNumbers); auto: the recipe's choice
+    numeric_embedding: Literal["auto", "none", "periodic"] = "auto"
     # transformer: depth is its layers and width its hidden size (None: from the data's size)
     heads: AtLeastOne | None = None
     ff: AtLeastOne | None = None  # feed-forward size (None: 4 x width)
@@ -96,6 +99,8 @@ class ModelConfig(_Section):
     # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
     # starts this model: its tokenizer is reused and only the head is new
     init_from: str | None = None
+    # boosted: the trees LightGBM grew (set after training; width is then nodes per tree, depth the deepest)
+    trees: AtLeastOne | None = None
 
 
 class PrivacyConfig(_Section):
@@ -135,6 +140,9 @@ class TrainConfig(_Section):
     # limit): k-fold cross-validation of each on the training rows, or their losses on the one
     # validation split (faster; BENCHMARKS.md)
     choose_by: Literal["validation", "cv"] = "cv"
+    # zero-config on tables held in memory: gradient-boosted trees (LightGBM, compiled into the
+    # run's model) join the candidates (auto, resolved to on); off: networks only
+    boosting: Literal["auto", "on", "off"] = "auto"
     # small tables, after the cross-validated choice: the chosen candidate's fold models averaged
     # into one model; auto: kept when that beats the single model on the validation rows
     ensemble: Literal["auto", "on", "off"] = "auto"
@@ -256,6 +264,8 @@ def parse_set(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"--set '{item}' must look like section.key=value")
     key, raw = item.split("=", 1)
+    if raw.strip().lower() in ("on", "off", "yes", "no"):  # YAML 1.1 reads these as booleans; options
+        return key.strip(), raw.strip()  # such as train.ensemble=off mean the word (pydantic reads it for a bool)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:

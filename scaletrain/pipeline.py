@@ -75,15 +75,15 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     source, prepared = load_and_prepare(cfg, data, y, test)
     out_dir = run_directory(options.out, source.name)
     candidates = plan_candidates(cfg, prepared, budget)
-    loading = budget.elapsed()
     trained = []
-    for candidate in candidates:  # each with its share of the limit (its config's time limit)
+    for i, candidate in enumerate(candidates):  # each with its share of what is left of the limit
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
             checkpoints = checkpoints / candidate.model.name
-        share = budget.share(len(candidates), loading)
+        share = budget.rest(len(candidates) - i)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
     best, chosen_by, ensemble = pick(trained, prepared)
+    prepared.notes += [n for n in [budget_note(trained, budget)] if n]
     bagging = ensemble is not None and ensemble["kept"]
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
     # a refit model is another model: a temperature fitted on this one would not be its own
@@ -270,7 +270,8 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
         f"and kept {best.run.config.model.name}")
     ensemble, mode = None, best.run.config.train.ensemble
     # a refit linear model is convex and sees every row: its bagged average is about itself, on fewer rows
-    if mode == "on" or (mode == "auto" and not refits(best, trained)):
+    # boosted trees are an ensemble already, and their fold models differ in shape
+    if best.run.config.model.name != "boosted" and (mode == "on" or (mode == "auto" and not refits(best, trained))):
         best, ensemble = bagged(best, members, results[best.run.config.model.name], prepared)
     summary = {name: {k: v for k, v in r.items() if k not in ("fold_losses", "fold_rows")} for name, r in results.items()}
     return best, summary, ensemble
@@ -311,12 +312,34 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     if len(trained) > 1:
         run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
     if len(trained) > 1 and chosen_by is None:
-        prepared.notes.append("zero-config tried " + ", ".join(
-            f"{name} (val loss {loss:.4f})" for name, loss in run.metrics["candidates"].items())
-            + f" and kept {run.config.model.name}")
+        prepared.notes.append("zero-config tried " + ", ".join(map(candidate_summary, trained))
+                              + f" and kept {run.config.model.name}")
     run.metrics.update(prepared.measured)
     run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,
                                                                                        run.classes))
+
+
+def candidate_summary(t: Trained) -> str:
+    """One candidate as the notes name it: its best validation loss and score, its seconds."""
+    scores = [row["val_score"] for row in t.run.history if "val_score" in row]
+    score = f", {'R²' if t.run.task == 'regression' else 'accuracy'} {max(scores):.4f}" if scores else ""
+    return f"{t.run.config.model.name} (val loss {t.best_val_loss:.4f}{score}, {t.seconds:.0f}s)"
+
+
+def budget_note(trained: list[Trained], budget: Budget) -> str | None:
+    """Why a time-limited run ended well before its limit (under half of it), else None."""
+    if not budget.limited or budget.elapsed() >= budget.limit / 2:
+        return None
+    why = {"lbfgs": "solved to convergence"}
+    stops = ", ".join(f"{t.run.config.model.name} {why.get(t.run.config.train.optimizer, stop_reason(t))}" for t in trained)
+    return (f"the run took {budget.elapsed():.0f}s of its {budget.limit:.0f}s limit: every candidate finished early "
+            f"({stops}); nothing more is tried on these data (see `scaletrain tune` to search further)")
+
+
+def stop_reason(t: Trained) -> str:
+    epochs = t.run.config.train.epochs
+    return f"stopped early at epoch {len(t.run.history)} of {epochs} (validation loss no longer improving)" \
+        if len(t.run.history) < epochs else f"ran its {epochs} epochs"
 
 
 def training_metrics(run: Run, prepared: Prepared) -> dict:

@@ -5,6 +5,7 @@ model.safetensors (weights; the model's shape in its metadata), preprocess.json.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,7 +72,8 @@ class Run:
     def outputs(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Return raw model outputs for encoded inputs, computed in eval batches."""
         t = self.config.train
-        weight = next(self.model.parameters())
+        # the device and float type of the model's first float tensor (trees have buffers alone)
+        weight = next(t for t in itertools.chain(self.model.parameters(), self.model.buffers()) if t.is_floating_point())
         self.model.eval()
         chunks = []
         for start in range(0, len(inputs[0]), t.eval_batch_size):

@@ -77,6 +77,8 @@ def test_a_time_limited_fit_trains_with_the_range_tests_rate(tmp_path):
     assert len(notes) == 1
     assert f"lr {run.config.train.lr:.3g} " in notes[0]  # the rate written to config.yaml is the one found
     assert run.metrics["test"]["accuracy"] > 0.9
+    # ended in seconds of its minute: the notes say why the rest was not used
+    assert any(n.startswith("the run took") and "of its 60s limit" in n and "mlp " in n for n in run.metrics["notes"])
 
 
 def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
@@ -98,11 +100,13 @@ def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
     assert sizing.size_for_budget(tables, Prepared, Budget(0.1)).model.width == tables.model.width  # MLPs are not narrowed
 
 
-def test_a_budget_shares_its_limit_and_the_time_spent_among_runs():
+def test_a_budget_shares_what_is_left_among_the_runs_still_to_go():
     budget = Budget(60.0, spent_before=10.0)
-    share = budget.share(2, spent=budget.elapsed())
-    assert share.limit == 30.0 and 4.9 < share.spent_before < 5.5 and 24 < share.left() <= 25
-    assert Budget(None).share(2, spent=4.0).limited is False
+    first = budget.rest(2)
+    assert 24.5 < first.limit <= 25 and first.spent_before == 0
+    budget.spent_before += 20.0  # the first run ended early, 5 s into its 25: the second gets the rest
+    assert 29.5 < budget.rest(1).limit <= 30
+    assert Budget(None).rest(2).limited is False and Budget(5.0, spent_before=9.0).rest(1).limit == 0.0
     reserve, per_trial = Budget(100.0).search_plan(trials=4, ends_on_time=True)
     assert reserve == 40.0 and per_trial == 60.0 / 5  # 4 trials + the default share what the retrain leaves
     assert Budget(100.0).after_training(measured_seconds=0.1, report_seconds=0.0) == 3.0  # never below 3%

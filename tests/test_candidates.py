@@ -25,13 +25,13 @@ CV = {"epochs": 40}  # the default chooses by cross-validation; 40 epochs: enoug
 def test_cross_validation_keeps_the_linear_model_on_a_linear_rule():
     run = scaletrain.fit(linear_rule(), "y", out=None, **CV)
     cv = run.metrics["candidates_cv"]
-    assert run.metrics["model"] == "linear" and set(cv) == {"linear", "mlp"}
+    assert run.metrics["model"] == "linear" and set(cv) == {"linear", "mlp", "boosted"}
     assert cv["linear"]["folds"] == 10 and cv["linear"]["loss_std"] > 0  # under 500 rows: 5 folds, twice
     assert any("cross-validated loss" in n for n in run.metrics["notes"])
 
 
 def test_cross_validation_keeps_the_mlp_on_an_interaction():
-    run = scaletrain.fit(interaction(), "y", out=None, **CV)
+    run = scaletrain.fit(interaction(), "y", out=None, train__boosting="off", **CV)  # the networks' own choice
     cv = run.metrics["candidates_cv"]
     assert run.metrics["model"] == "mlp"
     assert cv["mlp"]["loss"] < cv["linear"]["loss"] and cv["mlp"]["score"] > cv["linear"]["score"] + 0.2
@@ -40,4 +40,4 @@ def test_cross_validation_keeps_the_mlp_on_an_interaction():
 
 def test_choose_by_validation_uses_the_one_split_without_folds():
     run = scaletrain.fit(linear_rule(), "y", out=None, epochs=5, train__choose_by="validation")
-    assert "candidates_cv" not in run.metrics and set(run.metrics["candidates"]) == {"linear", "mlp"}
+    assert "candidates_cv" not in run.metrics and set(run.metrics["candidates"]) == {"linear", "mlp", "boosted"}

@@ -47,7 +47,7 @@ def test_an_ensembles_predict_is_the_mean_of_its_members_and_survives_saving(tmp
 
 def test_auto_keeps_the_ensemble_only_when_validation_says_so():
     for seed in (0, 1):
-        run = scaletrain.fit(interaction(seed=seed), "y", out=None, epochs=30, seed=seed)
+        run = scaletrain.fit(interaction(seed=seed), "y", out=None, epochs=30, seed=seed, train__boosting="off")
         info = run.metrics["ensemble"]
         assert run.metrics["model"] == "mlp"  # an interaction: the linear model cannot win
         losses = info["val_loss"]

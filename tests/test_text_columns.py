@@ -93,3 +93,35 @@ def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
     done = subprocess.run([sys.executable, "-m", "scaletrain", "evaluate", str(tmp_path / "tune" / "best"),
                            str(tmp_path / "new.csv")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "accuracy" in done.stdout, done.stderr
+
+
+def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
+    from scaletrain.config import Config
+    from scaletrain.modalities import DataFacts
+    from scaletrain.modalities.table import FEW_LABELS, TABLE, TRANSFORMER_SECONDS
+
+    for rows in (50, 2_500, 200_000):
+        facts = DataFacts("table", "multiclass", rows, 3, text_length=64)
+        assert TABLE.candidates(Config(), facts)[:2] == ["linear", "mlp"]
+    numbers = DataFacts("table", "multiclass", 200_000, 3)
+    assert TABLE.candidates(Config(), numbers) == ["mlp", "boosted"]  # no text, many rows: MLP and trees
+    timed = Config()
+    timed.train.time_limit = float(TRANSFORMER_SECONDS)
+    assert TABLE.candidates(timed, DataFacts("table", "multiclass", 5_000, 3, text_length=64))[-1] == "transformer"
+    assert "transformer" not in TABLE.candidates(timed, DataFacts("table", "multiclass", 500, 3, text_length=64))
+    assert FEW_LABELS == 1000
+
+
+def test_many_texts_train_the_linear_model_beside_the_mlp_and_no_few_labels_advice(tmp_path):
+    train, test = articles(n=2600, seed=2), articles(n=100, seed=3)
+    run = scaletrain.fit(train, "topic", test=test, out=None)
+    assert run.metrics["data"]["train_rows"] >= 2000
+    assert set(run.metrics["candidates"]) == {"linear", "mlp"}
+    notes = " ".join(run.metrics["notes"])
+    assert "chosen on the validation rows" in notes and "pretraining on unlabeled text" not in notes
+    assert run.metrics["test"]["accuracy"] > 0.9
+
+
+def test_few_texts_get_the_pretraining_advice():
+    run = scaletrain.fit(articles(n=200), "topic", out=None, model="linear")
+    assert any("with few labels (" in n for n in run.metrics["notes"])

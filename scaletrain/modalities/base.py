@@ -69,6 +69,7 @@ class Recipe:
     schedule: str = "cosine"
     label_smoothing: float = 0.0    # with cross-entropy
     early_stopping: int = 0         # patience in epochs; 0: none
+    numeric_embedding: str = "none"  # tables' MLP: how numeric columns enter it (config model.numeric_embedding)
 
     def fit_data(self, data: DataConfig, facts: DataFacts) -> None:
         """Fix data settings the model depends on (an image size, say)."""

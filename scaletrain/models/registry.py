@@ -9,8 +9,9 @@ from torch import nn
 from scaletrain.errors import ConfigError
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
-from scaletrain.models.tabular import FlatImageNet, TabularNet, TextBag, mlp_layers
+from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, TabularNet, TextBag, mlp_layers
 from scaletrain.models.transformer import EncoderShape, PooledText
+from scaletrain.models.trees import TreeEnsemble
 from scaletrain.models.vision import Normalize, build_convnet
 
 
@@ -38,6 +39,10 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
     norm = "none" if m.norm == "auto" else m.norm  # builders accept an unresolved config too
 
     def body(n_in: int) -> nn.Module:
+        if m.numeric_embedding == "periodic" and hidden and spec.n_dense and not spec.shape:
+            numbers = PeriodicNumbers(spec.n_dense)  # first in the body: explanations see the raw dense block
+            return nn.Sequential(numbers, mlp_layers(n_in + numbers.width_added, hidden, spec.n_out, m.activation,
+                                                     m.dropout or 0.0, norm))
         return mlp_layers(n_in, hidden, spec.n_out, m.activation, m.dropout or 0.0, norm)
 
     if spec.shape:  # images: flattened pixels
@@ -88,12 +93,21 @@ def _conv(residual: bool) -> Callable:
     return build
 
 
+def build_boosted(spec: ModelSpec, m) -> nn.Module:
+    """Boosted trees grown elsewhere (train/boosted.py): their tables' shape is in the config."""
+    if spec.shape or spec.vocab_size:
+        raise ConfigError("model.name=boosted grows trees on tables of numbers and categories; "
+                          "use linear or mlp for free text, cnn or resnet for images")
+    return TreeEnsemble(m.trees or 1, m.width or 1, spec.n_out, m.depth or 0)
+
+
 MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "linear": build_linear,
     "mlp": build_mlp,
     "cnn": _conv(residual=False),
     "resnet": _conv(residual=True),
     "transformer": build_transformer,
+    "boosted": build_boosted,
 }
 KEEPS_ITS_INIT = ("transformer",)  # initialized as BERT is (models/transformer.py), not re-initialized
 

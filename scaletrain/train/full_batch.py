@@ -28,6 +28,10 @@ MAX_ITERATIONS = 500
 L2_GRID = tuple(10.0 ** k for k in range(1, -7, -1))  # strongest first: each fit warm-starts the next
 CV_FOLDS = 5
 MIN_CV_ROWS = 10 * CV_FOLDS  # below: scikit-learn's default strength (C=1, i.e. L2 = 1/n)
+# From this many training rows the strength is chosen on the validation rows (one path of fits)
+# instead of 5 folds (five paths): 12k clothing reviews took 20 s a fit, 45 fits in 5-fold CV;
+# with 2,000 rows and more the validation split alone measures the losses to ~2%.
+VALIDATION_CHOICE_ROWS = 2000
 
 
 def l2_penalty(model: nn.Module) -> torch.Tensor:
@@ -115,14 +119,20 @@ def fit_full_batch(model: nn.Module, fresh_model: Callable[[], nn.Module], prepa
     inputs, y = device.to_device(prepared.train_inputs, on), prepared.train_y.to(on)
     loss_fn = training_loss(t, task, prepared.class_counts())
     path = {}
-    if t.weight_decay is None:
-        t.weight_decay, path = choose_l2(fresh_model, inputs, y, loss_fn, task, t.seed)
     started = time.perf_counter()
-    loss, iterations = fit_lbfgs(model, inputs, y, loss_fn, t.weight_decay)
+    if t.weight_decay is None and on_validation(len(y), len(prepared.val_y)):
+        val = device.to_device(prepared.val_inputs, on), prepared.val_y.to(on)
+        t.weight_decay, path = l2_on_validation(model, inputs, y, val, loss_fn)
+        iterations = 0  # the chosen strength's fit is the model: the path ends on it
+    else:
+        if t.weight_decay is None:
+            t.weight_decay, path = choose_l2(fresh_model, inputs, y, loss_fn, task, t.seed)
+        loss, iterations = fit_lbfgs(model, inputs, y, loss_fn, t.weight_decay)
     history = History()
     state = TrainState(model, None, LoopSettings(epochs=1, lr=1.0), total_steps=iterations, step=iterations,
                        lr=1.0, started=started)
-    state.train_loss = loss
+    with torch.no_grad():
+        state.train_loss = float(loss_fn(model(*inputs), y))
     listed = [history] + list(callbacks)
     for cb in listed:
         cb.on_train_begin(state)
@@ -132,3 +142,25 @@ def fit_full_batch(model: nn.Module, fresh_model: Callable[[], nn.Module], prepa
     for cb in listed:
         cb.on_train_end(state)
     return state, history, path
+
+
+def on_validation(train_rows: int, val_rows: int) -> bool:
+    """Whether the L2 strength is chosen on the validation rows rather than by k-fold CV."""
+    return train_rows >= VALIDATION_CHOICE_ROWS and val_rows >= MIN_CV_ROWS
+
+
+def l2_on_validation(model: nn.Module, inputs: tuple, y: torch.Tensor, val: tuple, loss_fn: LossFn) -> tuple[float, dict]:
+    """The strength on the grid (and scikit-learn's default) with the lowest validation loss, by
+    one warm-started path of fits from the strongest; `model` is left fitted at that strength
+    (refitted when the path went past it). Returns it and each strength's validation loss."""
+    grid = sorted({1.0 / max(len(y), 1), *L2_GRID}, reverse=True)
+    losses: dict[float, float] = {}
+    for l2 in grid:
+        fit_lbfgs(model, inputs, y, loss_fn, l2)
+        losses[l2] = float(held_out(model, *val, loss_fn, "regression")[0])
+        if math.isfinite(losses[l2]) and losses[l2] > 1.02 * min(losses.values()):
+            break  # past the best: weaker penalties from here only fit the training rows closer
+    best = min(losses, key=losses.get)
+    if best != l2:
+        fit_lbfgs(model, inputs, y, loss_fn, best)
+    return best, losses

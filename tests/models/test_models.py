@@ -65,3 +65,41 @@ def test_table_model_embeds_categories():
     model = build_model(ModelSpec("table", 2, n_dense=4, cardinalities=(10, 5)), cfg.model)
     out = model(torch.randn(6, 4), torch.randint(0, 6, (6, 2)))
     assert out.shape == (6, 2) and model.embeddings[0].num_embeddings == 11
+
+
+def test_the_weighted_bag_takes_the_sparse_path_with_the_bags_gradient():
+    """Full-batch fits see the same rows again: the cached sparse product must give the same
+    outputs and gradients as the bag, and evaluation must keep using the bag."""
+    from scaletrain.models.tabular import WeightedBag
+
+    torch.manual_seed(0)
+    tokens, weights = torch.randint(0, 50, (40, 12)), torch.rand(40, 12)
+    tokens[:, 3] = tokens[:, 4]  # a piece twice in a row: its weights add up
+    bag = WeightedBag(50, 3)
+    reference = torch.nn.EmbeddingBag(50, 3, mode="sum")
+    reference.weight.data.copy_(bag.weight.data)
+    expected = reference(tokens, per_sample_weights=weights)
+    expected.square().sum().backward()
+    for _ in range(3):  # the bag, then the sparse product (built on the second sight), then reused
+        bag.weight.grad = None
+        out = bag(tokens, weights)
+        out.square().sum().backward()
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bag.weight.grad, reference.weight.grad, rtol=1e-5, atol=1e-5)
+    assert len(bag._seen) == 4
+    bag.eval()
+    assert bag._seen is None  # rows are not kept past training
+
+
+def test_periodic_numeric_embeddings_embed_the_dense_columns_and_pass_the_rest():
+    from scaletrain.models.tabular import PeriodicNumbers
+
+    layer = PeriodicNumbers(3, frequencies=4, dim=5)
+    x = torch.randn(7, 3 + 2)
+    out = layer(x)
+    assert out.shape == (7, 3 * 5 + 2) and torch.equal(out[:, -2:], x[:, -2:])
+    assert (out[:, :15] >= 0).all()  # ReLU after each column's linear map
+    spec = ModelSpec("table", 1, n_dense=3)
+    config = make_config(sets=["model.name=mlp", "model.numeric_embedding=periodic", "model.hidden=[8]"]).model
+    model = build_model(spec, config)
+    assert isinstance(model.body[0], PeriodicNumbers) and model(torch.randn(4, 3)).shape == (4, 1)

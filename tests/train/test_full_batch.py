@@ -57,3 +57,19 @@ def test_the_default_strength_is_kept_when_no_other_wins_by_more_than_noise():
     inputs, target = (torch.tensor(x, dtype=torch.float32),), torch.tensor(y)
     chosen, path = choose_l2(lambda: torch.nn.Linear(3, 2), inputs, target, F.cross_entropy, "binary", seed=0)
     assert chosen == 1 / len(y) and len(path) > 5
+
+
+def test_with_many_rows_the_strength_is_chosen_on_the_validation_rows_and_left_fitted():
+    from scaletrain.train.full_batch import l2_on_validation, on_validation
+
+    assert on_validation(2000, 400) and not on_validation(1999, 400) and not on_validation(5000, 10)
+    rng = np.random.default_rng(3)
+    x = torch.tensor(rng.normal(size=(600, 60)), dtype=torch.float32)
+    y = x[:, 0] * 0.5 + torch.tensor(rng.normal(size=600), dtype=torch.float32)  # one weak signal among 60
+    loss = lambda out, t: F.mse_loss(out.squeeze(-1), t)  # noqa: E731
+    model = torch.nn.Linear(60, 1)
+    chosen, path = l2_on_validation(model, (x[:300],), y[:300], ((x[300:],), y[300:]), loss)
+    assert path[chosen] == min(path.values()) and chosen > 1 / 300  # stronger than the default on noise
+    fresh = torch.nn.Linear(60, 1)
+    fit_lbfgs(fresh, (x[:300],), y[:300], loss, chosen)
+    np.testing.assert_allclose(model.weight.detach().numpy(), fresh.weight.detach().numpy(), atol=1e-3)
