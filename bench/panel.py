@@ -158,6 +158,8 @@ def one_split(table: Table, frame: pd.DataFrame, seed: int, sets: list[str]) -> 
     train, test = train_test_split(frame, test_size=0.25, random_state=seed, stratify=stratify)
     out = {}
     started = time.perf_counter()
+    # the task kind a user knows (counts such as doctor visits would otherwise read as classes)
+    sets = sets + [f"data.task={table.task}"]
     run = scaletrain.fit(train, table.target, test=test, out=None, seed=seed, sets=sets)
     predicted = run.predict(test.drop(columns=table.target))["prediction"]
     out["zero-config"] = (score(table.task, test[table.target], predicted), time.perf_counter() - started,
@@ -239,9 +241,14 @@ def main(argv: list[str]) -> None:
         times = "/".join(f"{r[n]['seconds']:.1f}" for n in ("zero-config", "boosting", "lightgbm"))
         print(f"{table.name:26} {table.role:>7} {r['rows']:>7} {'cls' if table.task == 'classification' else 'reg':>5}  "
               f"{cell}  {times:>24}  {','.join(r['models'])}", flush=True)
-    print(summary(results))
-    if args.json:
-        with open(args.json, "w") as fh:
+    finish(summary(results), results, args.json)
+
+
+def finish(summary_text: str, results: list[dict], path: str | None) -> None:
+    """Print a panel's summary and write its results as JSON where asked."""
+    print(summary_text)
+    if path:
+        with open(path, "w") as fh:
             json.dump(results, fh, indent=1)
 
 

@@ -13,7 +13,11 @@ Prints, never asserts on time:
   10. data-parallel scaling efficiency, 1 and 2 ranks (bench/scaling.py);
   11. the panel (bench/panel.py): zero-config on 16 real tables it was not tuned on, against an
      L2 logistic regression / ridge and HistGradientBoosting on identical seeded splits;
+  11b. the larger panel (bench/panel.py --panel large): 32 tables from the allowed R packages, a
+     "choose" and a "report" half, against linear, HistGradientBoosting and LightGBM defaults,
+     zero-config's networks alone beside it.
   12. free text (bench/text_bbc.py): zero-config on the BBC News articles against TF-IDF + LR.
+  12b. the text panel (bench/text_panel.py): seven real corpora against TF-IDF + LR with C by CV.
   13. few labels (bench/text_few_labels.py): pretrain, then fine-tune on 2% of BBC News.
   14. pretraining speed (bench/pretrain_speed.py): tokens/s against the Hugging Face Trainer.
   15. compression (bench/compress_bench.py): digits and a Fashion-MNIST subset distilled, pruned,
@@ -60,6 +64,7 @@ import serve_load  # noqa: E402
 import size_probe_bench  # noqa: E402
 import text_bbc  # noqa: E402
 import text_few_labels  # noqa: E402
+import text_panel  # noqa: E402
 import tune_bench  # noqa: E402
 
 import scaletrain  # noqa: E402
@@ -141,8 +146,12 @@ if __name__ == "__main__":
     scaling.main([])
     print("\n11. panel of real tables (bench/panel.py)")
     panel.main([])
+    print("\n11b. the larger panel of real tables (bench/panel.py --panel large)")
+    panel.main(["--panel", "large"])
     print("\n12. free text: BBC News (bench/text_bbc.py)")
     text_bbc.main(["--splits", "1"])
+    print("\n12b. the text panel (bench/text_panel.py)")
+    text_panel.main([])
     print("\n13. few labels: pretraining then fine-tuning on 2% of BBC News (bench/text_few_labels.py)")
     text_few_labels.main(["--pretrain", "12m"])
     print("\n14. pretraining speed against the Hugging Face Trainer (bench/pretrain_speed.py)")

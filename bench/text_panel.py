@@ -10,13 +10,13 @@ the recipe.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 import warnings
 
 import pandas as pd
+from panel import finish
 from text_corpora import CORPORA
 
 SMALL = 5000
@@ -103,10 +103,7 @@ def main(argv: list[str]) -> None:
         seconds = f"{r['zero-config']['seconds']:.0f}/{r['tfidf_lr']['seconds']:.0f}"
         print(f"{name:22} {r['role']:>6} {r['rows']:>6} {r['classes']:>4}  {cells}  {seconds:>11}  "
               f"{','.join(r['zero-config']['model'])} ({','.join(r['tfidf_lr']['model'])})", flush=True)
-    print(summary(results))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+    finish(summary(results), results, args.json)
 
 
 if __name__ == "__main__":

@@ -122,15 +122,17 @@ def fit_by_boosting(cfg: Config, prepared: Prepared) -> Trained:
 
 
 def choose(trained: list[Trained]) -> Trained:
-    """Return the simplest candidate unless a bigger one beats its validation loss by > 5%.
+    """Return the simplest candidate unless bigger ones beat its validation loss by > 5%, then
+    the lowest validation loss among those.
 
     Candidates come simplest first; on a few dozen validation rows a small win is noise, and
     an early-stopped MLP reports its best epoch's loss (a minimum over epochs, biased low)
     while the linear model reports its last: the simpler model is the safer bet.
     """
-    best = trained[0]
-    for candidate in trained[1:]:
-        if candidate.best_val_loss < best.best_val_loss * (1 - OCCAM_MARGIN):
+    simplest = best = trained[0]
+    for candidate in trained[1:]:  # each against the simplest; the lowest loss among those that beat it
+        if candidate.best_val_loss < simplest.best_val_loss * (1 - OCCAM_MARGIN) and \
+                (best is simplest or candidate.best_val_loss < best.best_val_loss):
             best = candidate
     return best
 

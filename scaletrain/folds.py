@@ -58,20 +58,23 @@ def cross_validated(cfg: Config, prepared: Prepared, epochs: int, seed: int) -> 
 
 
 def choose_by_cross_validation(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict, list[Run]]:
-    """The simplest candidate unless a bigger one's fold losses beat it by more than their noise
-    (the paired differences' mean by more than one standard error); every candidate's
-    cross-validated loss and score; and the chosen one's fold models."""
+    """The simplest candidate unless bigger ones' fold losses beat it by more than their noise
+    (the paired differences' mean by more than one standard error), then the one of those with
+    the lowest mean loss (trees or an MLP: neither is the simpler; ISLR-style Ames housing kept
+    the MLP at 0.818 test R² where the trees reach 0.89 when each had to beat the one before);
+    every candidate's cross-validated loss and score; and the chosen one's fold models."""
     seed = trained[0].run.config.train.seed
     results, fold_runs = {}, {}
     for t in trained:
         results[t.run.config.model.name], fold_runs[t.run.config.model.name] = cross_validated(
             t.run.config, prepared, t.best_epoch, seed)
-    best, best_losses = trained[0], torch.tensor(results[trained[0].run.config.model.name]["fold_losses"])
-    for candidate in trained[1:]:
+    simplest = torch.tensor(results[trained[0].run.config.model.name]["fold_losses"])
+    best, best_loss = trained[0], math.inf
+    for candidate in trained[1:]:  # each against the simplest; the lowest mean loss among those that beat it
         losses = torch.tensor(results[candidate.run.config.model.name]["fold_losses"])
-        difference = losses - best_losses
-        if difference.mean() + difference.std() / math.sqrt(len(difference)) < 0:
-            best, best_losses = candidate, losses
+        difference = losses - simplest
+        if difference.mean() + difference.std() / math.sqrt(len(difference)) < 0 and losses.mean() < best_loss:
+            best, best_loss = candidate, float(losses.mean())
     return best, results, fold_runs[best.run.config.model.name]
 
 

@@ -270,8 +270,10 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
         f"and kept {best.run.config.model.name}")
     ensemble, mode = None, best.run.config.train.ensemble
     # a refit linear model is convex and sees every row: its bagged average is about itself, on fewer rows
-    # boosted trees are an ensemble already, and their fold models differ in shape
-    if best.run.config.model.name != "boosted" and (mode == "on" or (mode == "auto" and not refits(best, trained))):
+    if best.run.config.model.name == "boosted":  # an ensemble already, and its fold models differ in shape
+        if mode == "on":
+            prepared.notes.append("train.ensemble=on bags networks; the boosted trees chosen are an ensemble already")
+    elif mode == "on" or (mode == "auto" and not refits(best, trained)):
         best, ensemble = bagged(best, members, results[best.run.config.model.name], prepared)
     summary = {name: {k: v for k, v in r.items() if k not in ("fold_losses", "fold_rows")} for name, r in results.items()}
     return best, summary, ensemble

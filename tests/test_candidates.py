@@ -41,3 +41,17 @@ def test_cross_validation_keeps_the_mlp_on_an_interaction():
 def test_choose_by_validation_uses_the_one_split_without_folds():
     run = scaletrain.fit(linear_rule(), "y", out=None, epochs=5, train__choose_by="validation")
     assert "candidates_cv" not in run.metrics and set(run.metrics["candidates"]) == {"linear", "mlp", "boosted"}
+
+
+def test_the_lowest_loss_among_candidates_that_beat_the_simplest_is_kept():
+    from types import SimpleNamespace
+
+    from scaletrain.candidates import choose
+
+    def trained(*losses):
+        return [SimpleNamespace(best_val_loss=loss, name=i) for i, loss in enumerate(losses)]
+
+    assert choose(trained(1.0, 0.9, 0.8)).name == 2  # trees after the MLP: the lower loss, not the earlier
+    assert choose(trained(1.0, 0.8, 0.9)).name == 1
+    assert choose(trained(1.0, 0.9, 0.97)).name == 1  # the trees do not beat the linear model by 5%
+    assert choose(trained(1.0, 0.97, 0.99)).name == 0  # nothing beats the simplest by more than 5%

@@ -29,7 +29,7 @@ def test_the_ensemble_averages_probabilities_and_values():
 def test_an_ensembles_predict_is_the_mean_of_its_members_and_survives_saving(tmp_path):
     train, test = interaction(seed=0), interaction(n=200, seed=1)
     run = scaletrain.fit(train, "y", test=test, out=tmp_path / "run", epochs=30, train__ensemble="on",
-                         train__calibration="none")  # the plain mean (a temperature would sharpen or soften it)
+                         train__calibration="none", train__boosting="off")  # the plain mean (a temperature would sharpen or soften it)
     info = run.metrics["ensemble"]
     assert info["kept"] and len(info["members"]) == 10  # under 500 rows: 5 folds cut twice
     assert all(m["train_rows"] < len(train) for m in info["members"])

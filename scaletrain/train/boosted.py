@@ -18,6 +18,10 @@ from scaletrain.models.trees import TreeEnsemble, from_lightgbm
 ROUNDS = 2000        # at most; early stopping on the validation rows ends it far sooner
 PATIENCE = 50        # rounds without a better validation loss
 LEARNING_RATE = 0.05  # half LightGBM's default: more, smaller steps, chosen by early stopping
+# Below this many rows LightGBM grows its trees on one thread: a round there takes microseconds,
+# and its OpenMP threads spin-wait for each other; beside another busy process (a second job, a
+# test run) that turned a 65 s zero-config fit of ISLR Default into 828 s on this 2-core machine.
+ONE_THREAD_ROWS = 20_000
 
 
 def encoded_rows(inputs: tuple) -> np.ndarray:
@@ -49,7 +53,7 @@ def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balan
         counts = np.bincount(y.astype(int), minlength=prepared.n_classes).astype(float)
         weights = (len(y) / (len(counts) * np.maximum(counts, 1)))[y.astype(int)]
     train = lgb.Dataset(x, y, weight=weights, free_raw_data=False)
-    params = lightgbm_params(prepared.task, prepared.n_classes, threads, seed)
+    params = lightgbm_params(prepared.task, prepared.n_classes, 1 if len(y) < ONE_THREAD_ROWS else threads, seed)
     callbacks, sets = [], []
     if len(prepared.val_y):
         sets = [lgb.Dataset(encoded_rows(prepared.val_inputs), prepared.val_y.numpy(), reference=train)]
