@@ -11,20 +11,26 @@ import torch
 
 from scaletrain import distributed
 from scaletrain.budget import Budget
-from scaletrain.config import Config
+from scaletrain.config import Config, ModelConfig
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import score_outputs
+from scaletrain.models.ensemble import Ensemble, average_for, combine
 from scaletrain.models.registry import build_model
 from scaletrain.run import Run
 from scaletrain.train import device
+from scaletrain.train.blend import blend_weights
 from scaletrain.train.full_batch import CV_FOLDS as L2_FOLDS
 from scaletrain.train.full_batch import fit_full_batch, on_validation
-from scaletrain.train.setup import extra_generators, placed_model, training_batches
+from scaletrain.train.losses import training_loss
+from scaletrain.train.setup import extra_generators, loss_for, placed_model, training_batches
 from scaletrain.train.sizing import find_lr
 from scaletrain.train.trainer import fit_model
 
 OCCAM_MARGIN = 0.05
+# a blend whose weights were chosen on the validation rows must beat the chosen candidate there
+# by this share of its loss: the weights have seen those rows (out-of-fold weights need no margin)
+BLEND_MARGIN = 0.01
 
 
 @dataclass
@@ -35,6 +41,8 @@ class Trained:
     best_epoch: int
     best_val_loss: float
     l2_chosen: bool = False  # lbfgs: its L2 strength was cross-validated (a refit chooses it anew)
+    members: list[Trained] | None = None  # a blend: its members as trained (a refit retrains each)
+    weights_out_of_fold: bool = False     # a blend: weights from out-of-fold outputs (small data: refit)
 
 
 def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
@@ -96,15 +104,17 @@ def fit_by_boosting(cfg: Config, prepared: Prepared) -> Trained:
     record their shape in its config so the run directory rebuilds them."""
     from scaletrain.train.boosted import fit_boosted
     from scaletrain.train.loop import LoopSettings, TrainState
-    from scaletrain.train.setup import loss_for, model_spec
+    from scaletrain.train.setup import model_spec
     from scaletrain.train.trainer import Validation
 
     if distributed.world().active:
         raise ConfigError("model.name=boosted grows trees in one process; use mlp under torchrun or Ray")
     started = time.perf_counter()
     spec = model_spec(cfg, prepared)
+    # no early stopping (a cross-validation fold): as many rounds as the early-stopped fit chose
+    rounds = max(1, cfg.model.trees // spec.n_out) if cfg.train.early_stopping == 0 and cfg.model.trees else None
     model, measured = fit_boosted(prepared, spec.n_out, cfg.train.threads, cfg.train.seed,
-                                  cfg.train.class_weight == "balanced")
+                                  cfg.train.class_weight == "balanced", rounds)
     cfg.model.trees, cfg.model.width, cfg.model.depth = measured["trees"], model.feature.shape[1], model.depth
     run = Run(cfg, model, spec, prepared.preprocess)
     loss_fn = loss_for(cfg.train, prepared)
@@ -140,8 +150,12 @@ def choose(trained: list[Trained]) -> Trained:
 def refits(best: Trained, trained: list[Trained]) -> bool:
     """Zero-config's convex candidate (the linear model, or a linear probe of a frozen
     pretrained encoder: both solved by L-BFGS), once chosen, is refit on every row; so is a
-    linear probe named alone (with few labels every row counts, and nothing stops early)."""
+    linear probe named alone (with few labels every row counts, and nothing stops early), and a
+    blend of small data's cross-validated candidates (each member as long as it trained: its
+    weights never saw the validation rows)."""
     t = best.run.config.train
+    if best.members is not None:
+        return best.weights_out_of_fold
     return t.optimizer == "lbfgs" and (len(trained) > 1 or t.freeze == 1)
 
 
@@ -154,9 +168,82 @@ def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
     """
     merged = replace(prepared,
                      train_inputs=tuple(torch.cat([a, b]) for a, b in zip(prepared.train_inputs, prepared.val_inputs)),
-                     train_y=torch.cat([prepared.train_y, prepared.val_y]))
-    cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config
-    refit = train_candidate(cfg, merged, None, False, budget=Budget(cfg.train.time_limit))
+                     train_y=torch.cat([prepared.train_y, prepared.val_y]), train_rows=None, train_class_counts=None)
+    if best.members is not None:
+        refit = _refit_blend(best, merged)
+    else:
+        cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config
+        refit = train_candidate(cfg, merged, None, False, budget=Budget(cfg.train.time_limit))
     prepared.notes.append(f"the {best.run.config.model.name} model was refit on training + validation rows "
                           "(so its validation metrics are optimistic)")
     return Trained(refit.run, refit.state, refit.seconds + best.seconds, best.best_epoch, best.best_val_loss)
+
+
+def _refit_blend(best: Trained, merged: Prepared) -> Trained:
+    """Each member retrained on every row for as long as it trained the first time (its best
+    epoch, its trees' rounds; a linear member to convergence), blended with the same weights."""
+    fitted = []
+    for member in best.members:
+        cfg = member.run.config
+        if cfg.train.optimizer == "lbfgs":
+            cfg = cfg.with_values({"train.weight_decay": None}) if member.l2_chosen else cfg
+        else:
+            cfg = cfg.with_values({"train.epochs": max(1, member.best_epoch), "train.early_stopping": 0,
+                                   "train.lr_find": False, "train.time_limit": None})
+        fitted.append(train_candidate(cfg, merged, None, False))
+    run = best.run
+    model = Ensemble([f.run.model for f in fitted], run.spec.average, list(run.config.model.weights))
+    config = run.config.model_copy(deep=True)
+    config.model.members = [f.run.config.model for f in fitted]  # the trees' counts as regrown
+    blend = Run(config, model, run.spec, run.preprocess, history=run.history)
+    return Trained(blend, best.state, sum(f.seconds for f in fitted), best.best_epoch, best.best_val_loss)
+
+
+def beats_by_noise(losses: torch.Tensor, reference: torch.Tensor) -> bool:
+    """Per-row losses lower than the reference's by more than one standard error of the paired
+    differences (the cross-validated choice's rule, folds.py): on wine's 20 validation rows a
+    blend that won by chance replaced a linear model that would have been refit on every row."""
+    difference = losses - reference
+    return len(difference) > 1 and float(difference.mean() + difference.std() / math.sqrt(len(difference))) < 0
+
+
+def blended(best: Trained, trained: list[Trained], prepared: Prepared,
+            held_out: list[torch.Tensor] | None = None) -> tuple[Trained, dict | None]:
+    """The candidates blended (train/blend.py) with weights chosen on their out-of-fold outputs
+    (`held_out`, over the training rows) or else on the validation rows; kept where the blend's
+    validation losses beat the chosen candidate's by more than their noise (and by BLEND_MARGIN
+    when the weights saw those rows); and what was measured. A user then gets no less than the
+    best of the candidates, boosted trees included, and more where they err differently."""
+    if len(trained) < 2 or not len(prepared.val_y) or best.run.config.train.blend == "off" or distributed.world().active:
+        return best, None  # several ranks: one candidate each (a sharded model's forward is a collective)
+    run = best.run
+    average = average_for(prepared.task, run.spec.n_out)
+    loss_fn = loss_for(run.config.train, prepared)
+    val_outputs = [t.run.outputs(prepared.val_inputs).float() for t in trained]
+    on = (held_out, prepared.train_y) if held_out is not None else (val_outputs, prepared.val_y)
+    weights = blend_weights(on[0], on[1], average, loss_fn)
+    kept = [i for i, w in enumerate(weights) if w > 0]
+    blend_out = combine(torch.stack([val_outputs[i] for i in kept]), average, [weights[i] for i in kept])
+    chosen_out, y = val_outputs[trained.index(best)], prepared.val_y
+    single, mixed = float(loss_fn(chosen_out, y)), float(loss_fn(blend_out, y))
+    per_row = training_loss(run.config.train, prepared.task, prepared.class_counts(), reduction="none")
+    keep = len(kept) > 1 and (run.config.train.blend == "on" or (
+        beats_by_noise(per_row(blend_out, y).double(), per_row(chosen_out, y).double())
+        and mixed < single * (1 - (0 if held_out is not None else BLEND_MARGIN))))
+    names = [trained[i].run.config.model.name for i in kept]
+    info = {"kept": keep, "weights_on": "out-of-fold" if held_out is not None else "validation",
+            "weights": {n: round(weights[i], 4) for n, i in zip(names, kept)},
+            "val_loss": {"blend": mixed, run.config.model.name: single}}
+    prepared.notes.append(f"blend of {', '.join(f'{n} {weights[i]:.2f}' for n, i in zip(names, kept))} "
+                          f"(weights on the {info['weights_on']} outputs): validation loss {mixed:.4f} against "
+                          f"{single:.4f} for {run.config.model.name} alone; "
+                          + ("the blend is kept" if keep else f"{run.config.model.name} is kept"))
+    if not keep:
+        return best, info
+    cfg = run.config.model_copy(deep=True)
+    cfg.model = ModelConfig(name="blend", members=[trained[i].run.config.model for i in kept],
+                            weights=[round(weights[i], 6) for i in kept])
+    model = Ensemble([trained[i].run.model for i in kept], average, cfg.model.weights)
+    blend = Run(cfg, model, replace(run.spec, average=average), run.preprocess, history=run.history)
+    return Trained(blend, best.state, sum(t.seconds for t in trained), best.best_epoch, mixed,
+                   members=[trained[i] for i in kept], weights_out_of_fold=held_out is not None), info

@@ -339,7 +339,9 @@ def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = D
         "task": loaded.task, "data": ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (list, dict))),
         "target": loaded.preprocess.get("target_column") or "class subfolders",
         "classes": ", ".join(map(str, loaded.classes or [])) or "—",
-        "model": f"{c.model.name} ({m.get('parameters', 0):,} parameters)",
+        "model": f"{c.model.name}" + (" of " + ", ".join(f"{member.name} {w:.2f}" for member, w in
+                                                       zip(c.model.members, c.model.weights)) if c.model.members else "")
+                 + f" ({m.get('parameters', 0):,} parameters)",
         "training": f"{c.train.optimizer} lr={c.train.lr} batch={c.train.batch_size} schedule={c.train.schedule} "
                     f"epochs={m.get('epochs')}/{c.train.epochs} in {m.get('train_seconds', 0):.1f}s",
     }

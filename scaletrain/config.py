@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scaletrain.errors import ConfigError
 
@@ -29,6 +29,7 @@ NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=0)]
 AtLeastOne = Annotated[int, Field(ge=1)]
+MAX_BLEND = 8  # members of a blend: zero-config's candidates (a config.yaml cannot ask for thousands)
 
 
 class DataConfig(_Section):
@@ -76,7 +77,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "transformer", "boosted"] = "auto"
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "transformer", "boosted", "blend"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
     width: AtLeastOne | None = None
@@ -101,6 +102,17 @@ class ModelConfig(_Section):
     init_from: str | None = None
     # boosted: the trees LightGBM grew (set after training; width is then nodes per tree, depth the deepest)
     trees: AtLeastOne | None = None
+    # blend (set by zero-config, train/blend.py): the candidates' model sections and their weights
+    members: Annotated[list[ModelConfig], Field(max_length=MAX_BLEND)] | None = None
+    weights: list[Positive] | None = None
+
+    @model_validator(mode="after")
+    def _blend_shape(self) -> ModelConfig:
+        if self.name == "blend" and (not self.members or len(self.weights or []) != len(self.members)):
+            raise ValueError("model.name=blend needs model.members and as many model.weights")
+        if any(m.name in ("blend", "auto") for m in self.members or []):
+            raise ValueError("a blend's members are trained models (linear, mlp, boosted, ...), not blends or auto")
+        return self
 
 
 class PrivacyConfig(_Section):
@@ -146,6 +158,11 @@ class TrainConfig(_Section):
     # small tables, after the cross-validated choice: the chosen candidate's fold models averaged
     # into one model; auto: kept when that beats the single model on the validation rows
     ensemble: Literal["auto", "on", "off"] = "auto"
+    # zero-config's candidates blended with weights chosen on held-out predictions (out-of-fold
+    # where candidates are cross-validated, else the validation rows); auto: kept where the blend
+    # beats the chosen candidate on the validation rows; on: whenever the weights pick two or
+    # more; off: the chosen candidate alone (a written run says on or off: what it is)
+    blend: Literal["auto", "on", "off"] = "auto"
     grad_accum: AtLeastOne = 1
     # fine-tuning a pretrained encoder: each layer below the head learns at this factor of the
     # one above it (layer-wise learning-rate decay; 1: one rate for all)

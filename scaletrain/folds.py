@@ -33,14 +33,16 @@ CV_FOLDS = 5
 CV_REPEATS_UNDER = 500  # training rows under which the folds are cut twice (a fold of ~20 rows is noisy)
 
 
-def cross_validated(cfg: Config, prepared: Prepared, epochs: int, seed: int) -> tuple[dict, list[Run]]:
-    """Fold losses and scores of one candidate config on the training rows, and its fold models:
+def cross_validated(cfg: Config, prepared: Prepared, epochs: int, seed: int) -> tuple[dict, list[Run], torch.Tensor]:
+    """Fold losses and scores of one candidate config on the training rows, its fold models and
+    its out-of-fold outputs (each training row's mean over the fold models that held it out):
     each fold trained for `epochs` (the epoch its early stopping chose, or its own count) without
     the held-out fold, then scored on it."""
     inputs, y = prepared.train_inputs, prepared.train_y
     fold_cfg = cfg.with_values({"train.epochs": max(1, epochs), "train.early_stopping": 0, "train.lr_find": False,
                                 "train.time_limit": None})
     losses, scores, runs, rows, started = [], [], [], [], time.perf_counter()
+    held_out, times = None, torch.zeros(len(y))
     repeats = 2 if len(y) < CV_REPEATS_UNDER else 1
     for kept, held in kfold_splits(y.numpy(), prepared.task != "regression", seed, CV_FOLDS, repeats):
         kept, held = torch.from_numpy(kept), torch.from_numpy(held)
@@ -48,26 +50,33 @@ def cross_validated(cfg: Config, prepared: Prepared, epochs: int, seed: int) -> 
                        val_inputs=tuple(x[held] for x in inputs), val_y=y[held], train_rows=None,
                        train_class_counts=None, notes=[])
         result = train_candidate(fold_cfg, fold, None, False)
+        outputs = result.run.outputs(fold.val_inputs).float()
+        held_out = torch.zeros((len(y), *outputs.shape[1:])) if held_out is None else held_out
+        held_out[held] += outputs
+        times[held] += 1
         losses.append(result.run.history[-1]["val_loss"])
         scores.append(result.run.history[-1]["val_score"])
         runs.append(result.run)
         rows.append(len(kept))
     return {"loss": float(torch.tensor(losses).mean()), "loss_std": float(torch.tensor(losses).std()),
             "score": float(torch.tensor(scores).mean()), "score_std": float(torch.tensor(scores).std()),
-            "folds": len(losses), "fold_losses": losses, "fold_rows": rows, "seconds": round(time.perf_counter() - started, 3)}, runs
+            "folds": len(losses), "fold_losses": losses, "fold_rows": rows, "seconds": round(time.perf_counter() - started, 3)}, \
+        runs, held_out / times.clamp(min=1).view(-1, *[1] * (held_out.dim() - 1))
 
 
-def choose_by_cross_validation(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict, list[Run]]:
+def choose_by_cross_validation(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict, list[Run], list]:
     """The simplest candidate unless bigger ones' fold losses beat it by more than their noise
     (the paired differences' mean by more than one standard error), then the one of those with
     the lowest mean loss (trees or an MLP: neither is the simpler; ISLR-style Ames housing kept
     the MLP at 0.818 test R² where the trees reach 0.89 when each had to beat the one before);
-    every candidate's cross-validated loss and score; and the chosen one's fold models."""
+    every candidate's cross-validated loss and score; the chosen one's fold models; and each
+    candidate's out-of-fold outputs (the blend's weights are chosen on them)."""
     seed = trained[0].run.config.train.seed
-    results, fold_runs = {}, {}
+    results, fold_runs, held_out = {}, {}, []
     for t in trained:
-        results[t.run.config.model.name], fold_runs[t.run.config.model.name] = cross_validated(
-            t.run.config, prepared, t.best_epoch, seed)
+        name = t.run.config.model.name
+        results[name], fold_runs[name], outputs = cross_validated(t.run.config, prepared, t.best_epoch, seed)
+        held_out.append(outputs)
     simplest = torch.tensor(results[trained[0].run.config.model.name]["fold_losses"])
     best, best_loss = trained[0], math.inf
     for candidate in trained[1:]:  # each against the simplest; the lowest mean loss among those that beat it
@@ -75,7 +84,7 @@ def choose_by_cross_validation(trained: list[Trained], prepared: Prepared) -> tu
         difference = losses - simplest
         if difference.mean() + difference.std() / math.sqrt(len(difference)) < 0 and losses.mean() < best_loss:
             best, best_loss = candidate, float(losses.mean())
-    return best, results, fold_runs[best.run.config.model.name]
+    return best, results, fold_runs[best.run.config.model.name], held_out
 
 
 def cross_validates(trained: list[Trained], prepared: Prepared) -> bool:

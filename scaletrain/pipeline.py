@@ -12,7 +12,7 @@ from scaletrain import distributed
 from scaletrain.audit import audit_section, run_findings
 from scaletrain.auto import CONV_NETS, candidate_configs
 from scaletrain.budget import Budget
-from scaletrain.candidates import Trained, choose, refit_on_all_rows, refits, train_candidate
+from scaletrain.candidates import Trained, blended, choose, refit_on_all_rows, refits, train_candidate
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import decode_target
@@ -82,7 +82,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
             checkpoints = checkpoints / candidate.model.name
         share = budget.rest(len(candidates) - i)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
-    best, chosen_by, ensemble = pick(trained, prepared)
+    best, chosen_by, ensemble, blend = pick(trained, prepared)
     prepared.notes += [n for n in [budget_note(trained, budget)] if n]
     bagging = ensemble is not None and ensemble["kept"]
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
@@ -93,6 +93,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     decision = set_threshold(best.run, prepared)
     selection_val = None
     best.run.config.train.ensemble = "on" if bagging else "off"  # the config says what the run is
+    best.run.config.train.blend = "on" if best.run.config.model.name == "blend" else "off"
     if refitting:
         # a tuner compares runs on validation rows the refit has seen: keep the honest figure
         selection_val = best.run.evaluate(prepared.val_source)
@@ -105,6 +106,8 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         best.run.metrics["threshold" if "threshold" in decision else "class_bias"] = decision
     if ensemble is not None:
         best.run.metrics["ensemble"] = ensemble
+    if blend is not None:
+        best.run.metrics["blend"] = blend
     if calibration is not None:
         best.run.metrics["calibration"] = calibration | calibration_on_test(best.run)
     if out_dir is not None:
@@ -255,28 +258,30 @@ def decision_target(run: Run, decision: dict | None) -> dict:
     return target | {k: decision[k] for k in DECISION_KEYS if decision and k in decision}
 
 
-def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None, dict | None]:
-    """The candidate to keep (bagged where that pays), the cross-validation results where they
-    chose it, and what bagging measured."""
+def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None, dict | None, dict | None]:
+    """The candidate to keep (blended with the others, or bagged, where that pays), the
+    cross-validation results where they chose it, what bagging measured and what blending did."""
     if not cross_validates(trained, prepared):
         if trained[0].run.config.train.ensemble == "on":
             prepared.notes.append("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
                                   "one process, no time limit): a single model was trained")
-        return choose(trained), None, None
-    best, results, members = choose_by_cross_validation(trained, prepared)
+        best, blend = blended(choose(trained), trained, prepared)
+        return best, None, None, blend
+    best, results, members, held_out = choose_by_cross_validation(trained, prepared)
     prepared.notes.append("zero-config compared " + ", ".join(
         f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f} ± {r['score_std']:.4f})"
         for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds of the training rows "
         f"and kept {best.run.config.model.name}")
+    summary = {name: {k: v for k, v in r.items() if k not in ("fold_losses", "fold_rows")} for name, r in results.items()}
     ensemble, mode = None, best.run.config.train.ensemble
+    best, blend = blended(best, trained, prepared, held_out) if mode != "on" else (best, None)
     # a refit linear model is convex and sees every row: its bagged average is about itself, on fewer rows
-    if best.run.config.model.name == "boosted":  # an ensemble already, and its fold models differ in shape
+    if best.run.config.model.name in ("boosted", "blend"):  # ensembles already; boosted fold models differ in shape
         if mode == "on":
             prepared.notes.append("train.ensemble=on bags networks; the boosted trees chosen are an ensemble already")
     elif mode == "on" or (mode == "auto" and not refits(best, trained)):
         best, ensemble = bagged(best, members, results[best.run.config.model.name], prepared)
-    summary = {name: {k: v for k, v in r.items() if k not in ("fold_losses", "fold_rows")} for name, r in results.items()}
-    return best, summary, ensemble
+    return best, summary, ensemble, blend
 
 
 def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, selection_val: dict | None,

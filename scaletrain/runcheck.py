@@ -146,8 +146,9 @@ def _check_size(key: str, value, header: Header, where: str, counts_only: bool =
 
 def check_shapes(spec: ModelSpec, config: Config, header: Header, where: str) -> None:
     """Build the model on the meta device (no memory) and compare its tensors with the file's."""
-    for key, value in config.model.model_dump().items():
-        _check_size(f"config model.{key}", value, header, where, counts_only=True)
+    for section in [config.model, *(config.model.members or [])]:  # a blend's members build modules too
+        for key, value in section.model_dump(exclude={"members"}).items():
+            _check_size(f"config model.{key}", value, header, where, counts_only=True)
     try:
         with torch.device("meta"):
             skeleton = build_model(spec, config.model)
@@ -235,6 +236,11 @@ def load_checked(path: str | Path) -> CheckedRun:
     if bad is not None:
         raise RunDirError(f"{weights}: tensor '{bad}' holds NaN or infinite values; the run directory is damaged")
     model.load_state_dict(state_dict)
+    inputs = spec.n_dense + len(spec.cardinalities)
+    problem = next((found for m in model.modules() if hasattr(m, "table_problem") for found in [m.table_problem(inputs)]
+                    if found), None)
+    if problem:
+        raise RunDirError(f"{weights}: {problem}; the run directory is damaged")
     return CheckedRun(config, spec, model, preprocess, *read_results(folder), read_background(folder, spec, preprocess))
 
 

@@ -201,6 +201,27 @@ def yaml_huge_model(path: Path, rng) -> None:
     path.write_text(yaml.safe_dump(tree))
 
 
+def yaml_huge_blend(path: Path, rng) -> None:
+    """A blend whose members each ask for a billion layers."""
+    import yaml
+
+    tree = yaml.safe_load(path.read_text())
+    tree["model"] = {"name": "blend", "members": [{"name": "mlp", "depth": 10 ** 9}] * 8, "weights": [1.0] * 8}
+    path.write_text(yaml.safe_dump(tree))
+
+
+def yaml_nested_blend(path: Path, rng) -> None:
+    """Blends inside blends, a hundred deep."""
+    import yaml
+
+    tree = yaml.safe_load(path.read_text())
+    model = {"name": "mlp"}
+    for _ in range(100):
+        model = {"name": "blend", "members": [model], "weights": [1.0]}
+    tree["model"] = model
+    path.write_text(yaml.safe_dump(tree))
+
+
 def tokenizer_grown(path: Path, rng) -> None:
     tree = json.loads(path.read_text())
     vocab = tree["model"]["vocab"]
@@ -222,7 +243,7 @@ FILES = {
     "model.safetensors": SAFETENSORS,
     "preprocess.json": JSON,
     "metrics.json": JSON,
-    "config.yaml": BYTES + [yaml_list, yaml_unknown_key, yaml_huge_model],
+    "config.yaml": BYTES + [yaml_list, yaml_unknown_key, yaml_huge_model, yaml_huge_blend, yaml_nested_blend],
     "tokenizer.json": JSON + [tokenizer_grown],
     "history.csv": BYTES + [binary],
     "background.safetensors": BYTES + [huge_header_length, nan_weights, shape_lie, big_codes],

@@ -23,7 +23,7 @@ CV = {"epochs": 40}  # the default chooses by cross-validation; 40 epochs: enoug
 
 
 def test_cross_validation_keeps_the_linear_model_on_a_linear_rule():
-    run = scaletrain.fit(linear_rule(), "y", out=None, **CV)
+    run = scaletrain.fit(linear_rule(), "y", out=None, train__blend="off", **CV)  # the choice alone
     cv = run.metrics["candidates_cv"]
     assert run.metrics["model"] == "linear" and set(cv) == {"linear", "mlp", "boosted"}
     assert cv["linear"]["folds"] == 10 and cv["linear"]["loss_std"] > 0  # under 500 rows: 5 folds, twice
@@ -31,7 +31,7 @@ def test_cross_validation_keeps_the_linear_model_on_a_linear_rule():
 
 
 def test_cross_validation_keeps_the_mlp_on_an_interaction():
-    run = scaletrain.fit(interaction(), "y", out=None, train__boosting="off", **CV)  # the networks' own choice
+    run = scaletrain.fit(interaction(), "y", out=None, train__boosting="off", train__blend="off", **CV)
     cv = run.metrics["candidates_cv"]
     assert run.metrics["model"] == "mlp"
     assert cv["mlp"]["loss"] < cv["linear"]["loss"] and cv["mlp"]["score"] > cv["linear"]["score"] + 0.2

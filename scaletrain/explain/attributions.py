@@ -10,7 +10,9 @@ attributions are the average over the background rows of its attributions from e
 interventional reading — so they add up to f(row) − mean f(background) (completeness), and a
 linear model's are its exact Shapley values.
 
-How each path is attributed was picked by measurement against exact Shapley values (every
+Trees, blends and bagged ensembles, which no gradient rule reads, are attributed by Shapley
+value sampling over the raw columns against the same background rows (explain/sampled.py).
+How each network path is attributed was picked by measurement against exact Shapley values (every
 coalition of columns enumerated: tests/shapley.py; BENCHMARKS.md): DeepLIFT's rescale rule
 (Captum's DeepLiftShap) where the network is Linear layers, affine normalization and
 elementwise activations it knows — one forward/backward pass per path, completeness exact,
@@ -29,6 +31,7 @@ from torch import nn
 
 from scaletrain.data.preprocess import feature_columns
 from scaletrain.errors import ExportError
+from scaletrain.explain.sampled import ORDERS, sampled_attributions
 from scaletrain.run import Run
 
 STEPS = 16  # Integrated Gradients (networks DeepLIFT does not cover): Gauss-Legendre points per path
@@ -47,22 +50,29 @@ class Attributions:
     target: np.ndarray      # the explained class index (0 for regression)
 
 
+def _has_network_body(run: Run) -> bool:
+    return hasattr(run.model, "body") and hasattr(run.model, "embeddings")
+
+
 def _explainable(run: Run):
-    model = run.model
-    if not hasattr(model, "body") or not hasattr(model, "embeddings"):
-        raise ExportError(f"explain handles table runs (linear, mlp); this run's model is {run.config.model.name}")
-    return model
+    if run.preprocess.get("kind") != "table":
+        raise ExportError(f"explain handles table runs (linear, mlp, boosted, blend); this run's model is "
+                          f"{run.config.model.name} on {run.preprocess.get('kind')} data")
+    return run.model
 
 
 def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS, paths: int | None = None,
-                       method: str = "auto") -> Attributions:
+                       method: str = "auto", orders: int = ORDERS) -> Attributions:
     """Per-row attributions of the raw columns for `frame`'s rows, measured against the run's
     background sample (`paths` of its rows per explained row; all by default), or from the
     all-zero input for runs written before a background was kept. `method`: deeplift, ig, or
-    auto (DeepLIFT where the network allows it)."""
+    auto (DeepLIFT where the network allows it); `orders`: column orders per path where
+    Shapley values are sampled (models without a network body)."""
     model = _explainable(run).eval()
     inputs, _ = run.encode(run.source(frame))
     dense, categories = _dense_and_codes(inputs)
+    if not _has_network_body(run):  # trees, blends, bagged ensembles: no gradient rule reads them
+        return _sampled(run, model, inputs, paths, orders)
     with torch.no_grad():
         embedded = _embedded(model, categories)
         # free text is held as it is (its words are attributed by taking them out: explain/text.py)
@@ -91,21 +101,51 @@ def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS, paths:
     return Attributions(by_column, explained, base.numpy(), delta, target.numpy())
 
 
-class _Explained(nn.Module):
-    """The table model from its dense block and embedded categories (free text held as given),
-    each class's output taken as its logit minus the mean of the others' — for two classes the
-    log-odds. A softmax leaves a shift common to every logit unidentified: a column that moved
+def _sampled(run: Run, model: nn.Module, inputs: tuple, paths: int | None, orders: int) -> Attributions:
+    """Shapley value sampling over the raw columns (explain/sampled.py), in chunks of rows."""
+    dense, codes = _dense_and_codes(inputs)
+    fixed = tuple(inputs[2:])
+
+    def forward(d, c, *text):
+        return contrasted(model(d, c, *text))
+
+    with torch.no_grad():
+        out = forward(dense, codes, *fixed)
+    target = torch.zeros(len(dense), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
+    if run.background is None:
+        background = (torch.zeros_like(dense[:1]), torch.zeros_like(codes[:1]))
+    else:
+        background = (run.background["dense"].float()[:paths], run.background["categories"].long()[:paths])
+    per_pass = max(1, ROWS_PER_PASS // len(background[0]))
+    parts = [sampled_attributions(run, forward, dense[i:i + per_pass], codes[i:i + per_pass],
+                                  tuple(x[i:i + per_pass] for x in fixed), background, target[i:i + per_pass], orders)
+             for i in range(0, len(dense), per_pass)]
+    frame = pd.DataFrame(np.concatenate([p[0] for p in parts]), columns=parts[0][1]) if parts else pd.DataFrame()
+    base = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
+    explained = out.gather(1, target[:, None]).squeeze(1).numpy()
+    delta = frame.sum(axis=1).to_numpy() - (explained - base)
+    return Attributions(frame, explained, base, delta, target.numpy())
+
+
+def contrasted(out: torch.Tensor) -> torch.Tensor:
+    """Each class's output as its logit minus the mean of the others' (for two classes the
+    log-odds). A softmax leaves a shift common to every logit unidentified: a column that moved
     all of them together would get credit for changing nothing."""
+    if out.shape[1] == 1:
+        return out
+    return out - (out.sum(dim=1, keepdim=True) - out) / (out.shape[1] - 1)
+
+
+class _Explained(nn.Module):
+    """The table network from its dense block and embedded categories (free text held as
+    given), each class's output contrasted with the others'."""
 
     def __init__(self, body: nn.Module):
         super().__init__()
         self.body = body
 
     def forward(self, dense, embedded, text, linear_text):
-        out = self.body(torch.cat([dense, embedded, text], dim=1)) + linear_text
-        if out.shape[1] == 1:
-            return out
-        return out - (out.sum(dim=1, keepdim=True) - out) / (out.shape[1] - 1)
+        return contrasted(self.body(torch.cat([dense, embedded, text], dim=1)) + linear_text)
 
 
 def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, steps: int | None):

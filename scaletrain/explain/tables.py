@@ -12,6 +12,7 @@ import pandas as pd
 from scaletrain.explain.attributions import permutation_importance, table_attributions
 from scaletrain.explain.base import Explainer
 from scaletrain.explain.pages import bars, page
+from scaletrain.explain.sampled import ORDERS
 from scaletrain.explain.text import has_text, highlighted, top_words, word_attributions
 from scaletrain.io import write_json, write_text
 from scaletrain.run import Assessment, Run
@@ -20,10 +21,16 @@ TEXT_ROWS = 100  # rows whose words are taken out one at a time (a forward pass 
 REPORT_ROWS = 300   # test rows attributed for the report's global view
 REPORT_PATHS = 25   # a mean over 300 rows needs fewer background rows per row than a row's own reasons
 REPORT_TEXT_ROWS = 60
+REPORT_SAMPLED_PATHS, REPORT_ORDERS = 10, 2  # sampled Shapley values: the mean's noise is over 300 rows
 
 
 def method_of(run: Run) -> str:
     """How the run's rows are attributed, in words (explain.html, importance.json)."""
+    if not hasattr(run.model, "body"):
+        return (f"SHAP values by Shapley value sampling ({ORDERS} column orders per row, antithetic) against "
+                f"{len(run.background['dense']) if run.background else 1} training rows (background.safetensors; "
+                f"the all-zero input for older runs): each raw column switched from the background row's value to "
+                f"the row's own; the explained output is the predicted class's logit minus the mean of the others'")
     if run.background is None:
         return "DeepLIFT / Integrated Gradients (Captum) from the all-zero input (a run written before backgrounds were kept)"
     return (f"SHAP values against {len(run.background['dense'])} training rows (background.safetensors): DeepLIFT's "
@@ -123,7 +130,9 @@ class TableExplainer(Explainer):
 
     def importance_section(self, run: Run, a: Assessment) -> str:
         frame = a.source.frame.iloc[a.rows[:REPORT_ROWS]].reset_index(drop=True)
-        found = table_attributions(run, frame, paths=REPORT_PATHS).frame
+        sampled = not hasattr(run.model, "body")  # trees and blends: a pass per column and order (sampled.py)
+        found = table_attributions(run, frame, paths=REPORT_SAMPLED_PATHS if sampled else REPORT_PATHS,
+                                   orders=REPORT_ORDERS).frame
         out = ""
         if found.shape[1]:
             importance = found.abs().mean().sort_values(ascending=False)

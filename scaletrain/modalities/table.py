@@ -16,7 +16,7 @@ from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.input_check import table_warnings, with_absent_columns
 from scaletrain.data.prepared import Prepared, is_classification, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
-from scaletrain.data.schema import find_target, infer_schema
+from scaletrain.data.schema import find_target, infer_schema, looks_like_counts
 from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import TableState
@@ -281,6 +281,9 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         frame = frame[~absent].reset_index(drop=True)
     schema = infer_schema(frame, target, data_cfg.task, data_cfg.columns)
     notes += [f"column '{c}' left out: {why}" for c, why in schema.dropped.items()]
+    if data_cfg.task == "auto" and target is not None and looks_like_counts(frame[target].dropna()):
+        notes.append(f"target '{target}' read as a count (whole numbers from 0, the larger the rarer): regression; "
+                     "--set data.task=classification to predict its values as classes")
     notes += infinite_values(frame, schema.numeric)
     labels = frame[target].to_numpy() if is_classification(schema.task) else None
     if test is not None:

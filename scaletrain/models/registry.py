@@ -28,7 +28,7 @@ class ModelSpec:
     std: tuple = ()
     vocab_size: int = 0            # tables with free text: the tokenizer's vocabulary (0: no text)
     members: int = 1               # above 1: a bagged ensemble of that many copies of the model
-    average: str = "mean"          # how the ensemble averages them (models/ensemble.py)
+    average: str = "mean"          # how an ensemble (bagged or blended) averages them (models/ensemble.py)
 
 
 def _hidden(m) -> list[int]:
@@ -101,6 +101,12 @@ def build_boosted(spec: ModelSpec, m) -> nn.Module:
     return TreeEnsemble(m.trees or 1, m.width or 1, spec.n_out, m.depth or 0)
 
 
+def build_blend(spec: ModelSpec, m) -> nn.Module:
+    """Zero-config's candidates, each built from its own model section, averaged with the
+    weights chosen on held-out predictions (train/blend.py)."""
+    return Ensemble([build_model(spec, member) for member in m.members], spec.average, list(m.weights))
+
+
 MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "linear": build_linear,
     "mlp": build_mlp,
@@ -108,8 +114,9 @@ MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "resnet": _conv(residual=True),
     "transformer": build_transformer,
     "boosted": build_boosted,
+    "blend": build_blend,
 }
-KEEPS_ITS_INIT = ("transformer",)  # initialized as BERT is (models/transformer.py), not re-initialized
+KEEPS_ITS_INIT = ("transformer", "blend")  # initialized as BERT is (models/transformer.py), not re-initialized
 
 
 def build_model(spec: ModelSpec, model_config) -> nn.Module:

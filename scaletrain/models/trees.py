@@ -40,6 +40,17 @@ class TreeEnsemble(nn.Module):
             at = offset + torch.where(value <= flat[1][at], flat[2][at], flat[3][at])
         return self.value.reshape(trees * nodes, -1)[at].sum(dim=1) + self.base
 
+    def table_problem(self, inputs: int) -> str | None:
+        """What is wrong with loaded node tables (a split on a column the rows do not have, a
+        child outside its tree), or None: checked before a tampered file can index past them."""
+        nodes = self.feature.shape[1]
+        if self.feature.numel() and not (0 <= int(self.feature.min()) and int(self.feature.max()) < max(inputs, 1)):
+            return f"a tree splits on input {int(self.feature.max())} of {inputs}"
+        for side in (self.left, self.right):
+            if side.numel() and not (0 <= int(side.min()) and int(side.max()) < nodes):
+                return f"a tree node points to child {int(side.max())} of {nodes}"
+        return None
+
 
 def from_lightgbm(dump: dict, outputs: int, base: float = 0.0) -> TreeEnsemble:
     """A TreeEnsemble from LightGBM's `Booster.dump_model()`: tree i adds to output i mod

@@ -40,8 +40,10 @@ def lightgbm_params(task: str, n_classes: int, threads: int, seed: int) -> dict:
     return params | ({"num_class": n_classes} if objective == "multiclass" else {})
 
 
-def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balanced: bool) -> tuple[TreeEnsemble, dict]:
-    """Grow the trees on the training rows, stopped on the validation rows; return the compiled
+def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balanced: bool,
+                rounds: int | None = None) -> tuple[TreeEnsemble, dict]:
+    """Grow the trees on the training rows, stopped on the validation rows (or `rounds` of them,
+    the validation rows unseen: a cross-validation fold scores on them); return the compiled
     module and what training measured (rounds, the best round)."""
     import lightgbm as lgb
 
@@ -55,10 +57,10 @@ def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balan
     train = lgb.Dataset(x, y, weight=weights, free_raw_data=False)
     params = lightgbm_params(prepared.task, prepared.n_classes, 1 if len(y) < ONE_THREAD_ROWS else threads, seed)
     callbacks, sets = [], []
-    if len(prepared.val_y):
+    if len(prepared.val_y) and rounds is None:
         sets = [lgb.Dataset(encoded_rows(prepared.val_inputs), prepared.val_y.numpy(), reference=train)]
         callbacks = [lgb.early_stopping(PATIENCE, verbose=False)]
-    booster = lgb.train(params, train, num_boost_round=ROUNDS if sets else 200, valid_sets=sets, callbacks=callbacks)
+    booster = lgb.train(params, train, num_boost_round=ROUNDS if sets else rounds or 200, valid_sets=sets, callbacks=callbacks)
     best = booster.best_iteration or booster.current_iteration()
     model = from_lightgbm(booster.dump_model(num_iteration=best), outputs)
     return model.eval(), {"rounds": booster.current_iteration(), "best_round": best, "trees": int(model.feature.shape[0])}

@@ -22,6 +22,9 @@ def test_roles_of_mixed_columns(mixed_frame):
     (["a", "b", "c"] * 10, "multiclass"),
     (list(range(5)) * 20, "multiclass"),
     (list(np.linspace(25, 346, 400).round()), "regression"),
+    ([0] * 400 + [1] * 80 + [2] * 20 + [3] * 6 + [4] * 4 + [7] * 2, "regression"),  # counts (doctor visits)
+    ([0] * 40 + [1] * 25 + [2] * 15 + [3] * 12 + [4] * 8, "multiclass"),  # grades: the top not ten times rarer
+    ([1] * 5 + [2] * 10 + [3] * 15 + [4] * 30 + [5] * 40, "multiclass"),  # ratings
 ])
 def test_task_from_target(values, task):
     assert infer_task(pd.Series(values), "auto") == task
