@@ -167,10 +167,9 @@ def one_split(table: Table, frame: pd.DataFrame, seed: int, sets: list[str]) -> 
     sets = sets + [f"data.task={table.task}"]
     run = scaletrain.fit(train, table.target, test=test, out=None, seed=seed, sets=sets)
     predicted = run.predict(test.drop(columns=table.target))["prediction"]
-    blend = run.metrics.get("blend") or {}
-    chosen = "+".join(blend["weights"]) if blend.get("kept") else run.metrics["model"]
-    out["zero-config"] = (score(table.task, test[table.target], predicted), time.perf_counter() - started, chosen)
-    if "boosted" in chosen.split("+"):  # the networks' own figure: zero-config without the trees
+    out["zero-config"] = (score(table.task, test[table.target], predicted), time.perf_counter() - started,
+                          chosen(run.metrics))
+    if "boosted" in chosen(run.metrics).split("+"):  # the networks' own figure: zero-config without the trees
         started = time.perf_counter()
         nets = scaletrain.fit(train, table.target, test=test, out=None, seed=seed, sets=sets + ["train.boosting=off"])
         predicted = nets.predict(test.drop(columns=table.target))["prediction"]
@@ -186,6 +185,12 @@ def one_split(table: Table, frame: pd.DataFrame, seed: int, sets: list[str]) -> 
             predicted = model.predict(test.drop(columns=table.target))
         out[name] = (score(table.task, test[table.target], predicted), time.perf_counter() - started, "")
     return out
+
+
+def chosen(metrics: dict) -> str:
+    """The model a zero-config run kept: its name, or a blend's members joined by '+'."""
+    blend = metrics.get("blend") or {}
+    return "+".join(blend["weights"]) if blend.get("kept") else metrics["model"]
 
 
 def evaluate(table: Table, sets: list[str] | None = None) -> dict:
@@ -236,11 +241,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--set", action="append", default=[], help="a config override for zero-config")
     args = parser.parse_args(argv)
-    chosen = [t for t in PANELS[args.panel] if not args.only or t.name in args.only]
+    tables = [t for t in PANELS[args.panel] if not args.only or t.name in args.only]
     print(f"{'table':26} {'role':>7} {'rows':>7} {'task':>5}  " + " ".join(f"{n:>13}" for n in NAMES)
           + f"  {'seconds (ours/gbm/lgbm)':>24}  model")
     results = []
-    for table in chosen:
+    for table in tables:
         r = evaluate(table, args.set)
         results.append(r)
         cell = " ".join(f"{r[n]['score']:.3f}±{r[n]['spread']:.3f}".rjust(13) for n in NAMES)

@@ -16,7 +16,7 @@ import time
 import warnings
 
 import pandas as pd
-from panel import finish
+from panel import chosen, finish
 from text_corpora import CORPORA
 
 SMALL = 5000
@@ -48,7 +48,7 @@ def one_split(frame: pd.DataFrame, seed: int, sets: list[str], time_limit: str |
     limit = {"time_limit": time_limit} if time_limit else {}
     run = scaletrain.fit(train, "label", test=test, out=None, seed=seed, sets=sets, **limit)
     predicted = run.predict(test.drop(columns="label"))["prediction"].astype(test["label"].dtype)
-    ours = (f1_score(test["label"], predicted, average="macro"), time.perf_counter() - started, run.metrics["model"])
+    ours = (f1_score(test["label"], predicted, average="macro"), time.perf_counter() - started, chosen(run.metrics))
     started = time.perf_counter()
     fitted = baseline(train)
     theirs = (f1_score(test["label"], fitted.predict(test["text"]), average="macro"), time.perf_counter() - started,
@@ -74,11 +74,11 @@ def evaluate(name: str, sets: list[str], rows: int | None, time_limit: str | Non
 def summary(results: list[dict]) -> str:
     lines = []
     for role in ("choose", "report"):
-        chosen = [r for r in results if r["role"] == role]
-        if not chosen:
+        half = [r for r in results if r["role"] == role]
+        if not half:
             continue
-        gaps = [r["zero-config"]["score"] - r["tfidf_lr"]["score"] for r in chosen]
-        worse = [r["corpus"] for r, g in zip(chosen, gaps)
+        gaps = [r["zero-config"]["score"] - r["tfidf_lr"]["score"] for r in half]
+        worse = [r["corpus"] for r, g in zip(half, gaps)
                  if g < -max(r["zero-config"]["spread"], r["tfidf_lr"]["spread"], 0.005)]
         lines.append(f"{role} corpora: mean gap {100 * statistics.mean(gaps):+.2f} points over TF-IDF + LR; "
                      f"worse beyond the spread on: {', '.join(worse) or 'none'}")

@@ -151,11 +151,11 @@ def refits(best: Trained, trained: list[Trained]) -> bool:
     """Zero-config's convex candidate (the linear model, or a linear probe of a frozen
     pretrained encoder: both solved by L-BFGS), once chosen, is refit on every row; so is a
     linear probe named alone (with few labels every row counts, and nothing stops early), and a
-    blend of small data's cross-validated candidates (each member as long as it trained: its
-    weights never saw the validation rows)."""
+    blend without a time limit (each member as long as it trained, the weights kept: on small
+    data the validation rows are too many to leave out, as for the linear model)."""
     t = best.run.config.train
     if best.members is not None:
-        return best.weights_out_of_fold
+        return best.weights_out_of_fold or not t.time_limit
     return t.optimizer == "lbfgs" and (len(trained) > 1 or t.freeze == 1)
 
 
@@ -213,7 +213,13 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     (`held_out`, over the training rows) or else on the validation rows; kept where the blend's
     validation losses beat the chosen candidate's by more than their noise (and by BLEND_MARGIN
     when the weights saw those rows); and what was measured. A user then gets no less than the
-    best of the candidates, boosted trees included, and more where they err differently."""
+    best of the candidates, boosted trees included, and more where they err differently.
+
+    Without out-of-fold outputs the pipeline asks for a blend only where the chosen candidate
+    was itself stopped on the validation rows (an MLP's best epoch, the trees' best round):
+    the members' outputs there are optimistic, and against a linear model that was not tuned on
+    them the blend wins by that bias — BBC News, one split: validation loss 0.18 against the
+    linear model's 0.22, test log loss 0.073 against 0.040, macro F1 0.963 against 0.987."""
     if len(trained) < 2 or not len(prepared.val_y) or best.run.config.train.blend == "off" or distributed.world().active:
         return best, None  # several ranks: one candidate each (a sharded model's forward is a collective)
     run = best.run

@@ -265,7 +265,10 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
         if trained[0].run.config.train.ensemble == "on":
             prepared.notes.append("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
                                   "one process, no time limit): a single model was trained")
-        best, blend = blended(choose(trained), trained, prepared)
+        best = choose(trained)
+        if refits(best, trained):  # a linear model that early stopping did not tune on these rows (see blended)
+            return best, None, None, None
+        best, blend = blended(best, trained, prepared)
         return best, None, None, blend
     best, results, members, held_out = choose_by_cross_validation(trained, prepared)
     prepared.notes.append("zero-config compared " + ", ".join(
