@@ -55,3 +55,13 @@ def test_the_lowest_loss_among_candidates_that_beat_the_simplest_is_kept():
     assert choose(trained(1.0, 0.8, 0.9)).name == 1
     assert choose(trained(1.0, 0.9, 0.97)).name == 1  # the trees do not beat the linear model by 5%
     assert choose(trained(1.0, 0.97, 0.99)).name == 0  # nothing beats the simplest by more than 5%
+
+
+def test_on_validation_rows_only_a_candidate_stopped_on_them_is_blended():
+    """The members' validation outputs are optimistic where early stopping chose on them: a blend
+    is weighed there against an MLP or trees, never against a linear model that did not."""
+    linear = scaletrain.fit(linear_rule(), "y", out=None, epochs=5, train__choose_by="validation")
+    assert linear.metrics["model"] == "linear" and "blend" not in linear.metrics
+    mlp = scaletrain.fit(interaction(), "y", out=None, epochs=40, train__choose_by="validation",
+                         train__boosting="off")
+    assert mlp.metrics["blend"]["weights_on"] == "validation"
