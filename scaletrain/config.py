@@ -97,6 +97,9 @@ class ModelConfig(_Section):
     # transformer: the text's TF-IDF vector also enters the outputs straight (a weight per piece
     # and class) beside the encoder's pooled state (None: on for a linear probe, train.freeze=1)
     text_tfidf: bool | None = None
+    # the linear TF-IDF part also reads hashed pairs of adjacent pieces (word pairs), as TF-IDF of
+    # words and word pairs does (None: on for short texts with enough rows, auto.py)
+    text_pairs: bool | None = None
     # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
     # starts this model: its tokenizer is reused and only the head is new
     init_from: str | None = None

@@ -125,3 +125,38 @@ def test_many_texts_train_the_linear_model_beside_the_mlp_and_no_few_labels_advi
 def test_few_texts_get_the_pretraining_advice():
     run = scaletrain.fit(articles(n=200), "topic", out=None, model="linear")
     assert any("with few labels (" in n for n in run.metrics["notes"])
+
+
+def word_order(n: int, seed: int) -> pd.DataFrame:
+    """The label is which of two words comes first, side by side among filler: every text has
+    the same bag of words in both classes, so only the pairs of pieces can tell them apart."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        red_first = bool(rng.random() < 0.5)
+        words = list(rng.choice(FILLER, 10))
+        at = int(rng.integers(0, len(words) + 1))
+        words[at:at] = ["red", "apple"] if red_first else ["apple", "red"]
+        rows.append({"body": " ".join(words), "order": "red first" if red_first else "apple first"})
+    return pd.DataFrame(rows)
+
+
+def test_piece_pairs_let_the_linear_model_read_word_order():
+    train, test = word_order(400, seed=0), word_order(200, seed=1)
+    scores = {}
+    for pairs in (True, False):
+        run = scaletrain.fit(train, "order", test=test, out=None, model="linear", sets=[f"model.text_pairs={pairs}"])
+        scores[pairs] = run.metrics["test"]["accuracy"]
+    assert scores[True] > 0.95 and scores[False] < 0.7, scores
+
+
+def test_piece_pairs_are_read_by_the_linear_model_on_short_texts_with_enough_rows():
+    from scaletrain.auto import PAIRS_MAX_LENGTH, PAIRS_MIN_ROWS, resolve
+    from scaletrain.config import Config
+    from scaletrain.modalities.base import DataFacts
+
+    def pairs(rows: int, length: int) -> bool:
+        return resolve(Config(), DataFacts("table", "multiclass", rows, 3, text_length=length)).model.text_pairs
+
+    assert pairs(PAIRS_MIN_ROWS, PAIRS_MAX_LENGTH) and not pairs(PAIRS_MIN_ROWS - 1, 64)
+    assert not pairs(5000, PAIRS_MAX_LENGTH + 8) and not pairs(5000, 0)

@@ -51,6 +51,10 @@ class Prepared:
 
         return torch.bincount(self.train_y, minlength=self.n_classes)
 
+    def rows_in_memory(self) -> tuple[torch.Tensor, ...]:
+        """The training rows' inputs, or the validation rows' where training streams from shards."""
+        return next((x for x in (self.train_inputs, self.val_inputs) if x and len(x[0])), ())
+
     def val_minority(self) -> int:
         """Validation rows of the rarest class (0 for regression)."""
         if self.task == "regression" or not len(self.val_y):

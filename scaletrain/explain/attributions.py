@@ -77,7 +77,7 @@ def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS, paths:
         embedded = _embedded(model, categories)
         # free text is held as it is (its words are attributed by taking them out: explain/text.py)
         text = model.text(*inputs[2:]) if model.text is not None else dense[:, :0]
-        linear_text = model.text_linear(inputs[2], per_sample_weights=inputs[3]) if model.text_linear is not None \
+        linear_text = model.linear_text(inputs[2], inputs[3]) if model.text_linear is not None \
             else torch.zeros((len(dense), 1))
 
     forward = _Explained(model.body).eval()

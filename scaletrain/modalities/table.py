@@ -131,19 +131,23 @@ class Table(Modality):
         return names
 
     def model_spec(self, prepared: Prepared, n_out: int):
+        from scaletrain.data.text import pair_buckets_for
         from scaletrain.models.registry import ModelSpec
 
+        vocab = prepared.preprocess.get("text", {}).get("vocab_size", 0)
+        rows = prepared.rows_in_memory()
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
-                         vocab_size=prepared.preprocess.get("text", {}).get("vocab_size", 0))
+                         vocab_size=vocab, pair_buckets=pair_buckets_for(rows[2] if rows and len(rows) > 2 else None)
+                         if vocab else 0)
 
     def background(self, prepared: Prepared, seed: int):
         """Up to BACKGROUND_ROWS training rows (validation rows when training streams from
         shards), encoded: the dense block and the category codes."""
         import torch
 
-        inputs = next((x for x in (prepared.train_inputs, prepared.val_inputs) if x and len(x[0])), None)
-        if inputs is None:  # streamed from shards with no validation rows: explained from the zero input
+        inputs = prepared.rows_in_memory()
+        if not inputs:  # streamed from shards with no validation rows: explained from the zero input
             return None
         n = len(inputs[0])
         chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:BACKGROUND_ROWS]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scaletrain.data.text import tfidf_weights
+
 
 class ImageFront(nn.Module):
     """uint8 pixels (batch, height, width, channels), as images are stored, to the model's
@@ -15,19 +17,14 @@ class ImageFront(nn.Module):
 
 
 class TextWeights(nn.Module):
-    """Each token's TF-IDF weight, as data.text.piece_weights computes it with numpy (sublinear
-    term frequency, unit L2 norm per row, padding 0): counted by comparing every position with
-    every other, which the exporter can trace (numpy's sort-and-bincount it cannot)."""
+    """Each token's TF-IDF weight, as preprocessing computes it (data.text.tfidf_weights)."""
 
     def __init__(self, idf: list[float]):
         super().__init__()
         self.register_buffer("idf", torch.tensor(idf, dtype=torch.float32))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        count = (ids.unsqueeze(2) == ids.unsqueeze(1)).float().sum(dim=2)
-        term = self.idf[ids] * (1 + torch.log(count)) * (ids > 0).float()
-        norm = torch.sqrt((term * term / count).sum(dim=1, keepdim=True))
-        return term / count / norm.clamp(min=1e-12)
+        return tfidf_weights(ids, self.idf)
 
 
 class TableFront(nn.Module):

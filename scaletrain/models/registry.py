@@ -27,6 +27,7 @@ class ModelSpec:
     mean: tuple = ()
     std: tuple = ()
     vocab_size: int = 0            # tables with free text: the tokenizer's vocabulary (0: no text)
+    pair_buckets: int = 0          # and the hashed piece pairs' table for the linear TF-IDF part (0: none)
     members: int = 1               # above 1: a bagged ensemble of that many copies of the model
     average: str = "mean"          # how an ensemble (bagged or blended) averages them (models/ensemble.py)
 
@@ -50,7 +51,12 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
         return FlatImageNet(Normalize(list(spec.mean), list(spec.std)), body(c * h * w))
     text = TextBag(spec.vocab_size) if spec.vocab_size and hidden else None
     linear_text = (spec.vocab_size, spec.n_out) if spec.vocab_size and not hidden else None
-    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, text, linear_text)
+    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, text, linear_text,
+                      _pairs(spec, m))
+
+
+def _pairs(spec: ModelSpec, m) -> int:
+    return spec.pair_buckets if m.text_pairs else 0
 
 
 def build_linear(spec: ModelSpec, m) -> nn.Module:
@@ -80,7 +86,8 @@ def build_transformer(spec: ModelSpec, m) -> nn.Module:
         return mlp_layers(n_in, list(m.hidden or []), spec.n_out, m.activation, m.dropout or 0.0, norm)
 
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body,
-                      PooledText(encoder_shape(spec, m)), (spec.vocab_size, spec.n_out) if m.text_tfidf else None)
+                      PooledText(encoder_shape(spec, m)), (spec.vocab_size, spec.n_out) if m.text_tfidf else None,
+                      _pairs(spec, m))
 
 
 def _conv(residual: bool) -> Callable:
@@ -130,3 +137,10 @@ def build_model(spec: ModelSpec, model_config) -> nn.Module:
     if model_config.name not in KEEPS_ITS_INIT or model_config.init != "auto":
         apply_init(model, "kaiming" if model_config.init == "auto" else model_config.init)
     return model
+
+
+def fit_to_rows(model: nn.Module, inputs: tuple | None) -> None:
+    """Fit the buffers a model fits on its training rows before training (models/tabular.PiecePairs)."""
+    for module in model.modules():
+        if isinstance(module, TabularNet) and inputs:
+            module.fit_to_rows(inputs)

@@ -6,7 +6,10 @@ import warnings
 import torch
 from torch import nn
 
+from scaletrain.data.text import pair_ids, tfidf_weights
+
 TEXT_L2_SCALE = 0.1
+MIN_PAIR_ROWS = 2  # a pair of pieces in fewer training rows weighs 0, as scikit-learn's min_df=2 drops it
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
@@ -60,7 +63,6 @@ class TextBag(nn.Module):
     for large data."""
 
     DIM = 64
-    PRIME = 1_000_003  # spreads (a, b) pairs over the buckets
 
     def __init__(self, vocab_size: int, dim: int = DIM):
         super().__init__()
@@ -70,8 +72,7 @@ class TextBag(nn.Module):
         self.width = 2 * dim
 
     def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        a, b = tokens[:, :-1], tokens[:, 1:]
-        pairs = torch.where((a > 0) & (b > 0), (a * self.PRIME + b) % self.buckets + 1, torch.zeros_like(a))
+        pairs = pair_ids(tokens, self.buckets)
         return torch.cat([self.pieces(tokens, per_sample_weights=weights), self.pairs(pairs)], dim=1)
 
 
@@ -125,19 +126,63 @@ class WeightedBag(nn.EmbeddingBag):
         return super().train(mode)
 
 
+class PiecePairs(nn.Module):
+    """A text's hashed pairs of adjacent pieces as a second TF-IDF half beside its pieces (word
+    order, and the words the tokenizer splits, that a bag of pieces loses): each half of unit
+    norm, both scaled by 1/√2 so that the row's vector has unit norm, as TF-IDF of words and word
+    pairs has. The pairs' idf is fitted on the training rows before training (fit_idf; a pair in
+    one row only weighs 0) and saved with the weights. Computed from the token ids inside the
+    model, so preprocessing, explanations (a word taken out takes its pairs) and the exported
+    graph read the pieces alone. Measured: see BENCHMARKS.md, "pairs of pieces"."""
+
+    HALF = 0.5 ** 0.5
+
+    def __init__(self, vocab_size: int, buckets: int):
+        super().__init__()
+        self.vocab_size, self.buckets = vocab_size, buckets
+        self.register_buffer("idf", torch.ones(buckets + 1))
+        self._seen: tuple | None = None
+
+    @torch.no_grad()
+    def fit_idf(self, tokens: torch.Tensor) -> None:
+        ranked = pair_ids(tokens, self.buckets).sort(dim=1).values
+        first = torch.cat([ranked[:, :1] > 0, (ranked[:, 1:] != ranked[:, :-1]) & (ranked[:, 1:] > 0)], dim=1)
+        df = torch.bincount(ranked[first], minlength=self.buckets + 1).float()  # rows holding each bucket
+        idf = torch.log((1 + len(tokens)) / (1 + df)) + 1  # scikit-learn's smooth idf, as the pieces'
+        self.idf.copy_(torch.where(df >= MIN_PAIR_ROWS, idf, torch.zeros_like(idf)).to(self.idf.device))
+
+    def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen = self._seen  # full-batch L-BFGS gives the same rows every time: the same tensors back (WeightedBag)
+        if seen is not None and seen[0] is tokens and seen[1] is weights:
+            return seen[2], seen[3]
+        pairs = pair_ids(tokens, self.buckets)
+        ids = torch.cat([tokens, torch.where(pairs > 0, pairs + (self.vocab_size - 1), torch.zeros_like(pairs))], dim=1)
+        both = ids, torch.cat([weights, tfidf_weights(pairs, self.idf)], dim=1) * self.HALF
+        if self.training and torch.is_grad_enabled():
+            self._seen = (tokens, weights) + both
+        return both
+
+    def train(self, mode: bool = True):
+        if not mode:
+            self._seen = None
+        return super().train(mode)
+
+
 class TabularNet(nn.Module):
     """Embeds high-cardinality categories (and free text), concatenates them to dense features,
     runs a body. Free text enters through `text`, a module whose `width` features join the
     others (a TextBag, or a Transformer's pooled state); or, for a linear body, as its TF-IDF
     vector straight into the outputs (a weight per piece and class: exactly TF-IDF + logistic
-    regression)."""
+    regression), with its hashed piece pairs where `pair_buckets` is set (PiecePairs)."""
 
     def __init__(self, n_dense: int, cardinalities: list[int], embedding_dim: int, body_fn,
-                 text: nn.Module | None = None, linear_text: tuple[int, int] | None = None):
+                 text: nn.Module | None = None, linear_text: tuple[int, int] | None = None, pair_buckets: int = 0):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(c + 1, embedding_dim) for c in cardinalities)
         self.text = text
-        self.text_linear = WeightedBag(*linear_text) if linear_text else None
+        self.text_pairs = PiecePairs(linear_text[0], pair_buckets) if linear_text and pair_buckets else None
+        self.text_linear = WeightedBag(linear_text[0] + (pair_buckets if self.text_pairs else 0), linear_text[1]) \
+            if linear_text else None
         if self.text_linear is not None:
             nn.init.zeros_(self.text_linear.weight)  # a convex problem: start where the penalty is least
             # A TF-IDF row has unit norm spread over hundreds of pieces (values near 0.05) where
@@ -154,7 +199,18 @@ class TabularNet(nn.Module):
         if self.text is not None:
             parts.append(self.text(tokens, weights))
         out = self.body(torch.cat(parts, dim=1) if len(parts) > 1 else dense)
-        return out + self.text_linear(tokens, per_sample_weights=weights) if self.text_linear is not None else out
+        return out if self.text_linear is None else out + self.linear_text(tokens, weights)
+
+    def linear_text(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The outputs' share from the text's TF-IDF vector (and its pairs'), a weight per piece and class."""
+        if self.text_pairs is not None:
+            tokens, weights = self.text_pairs(tokens, weights)
+        return self.text_linear(tokens, per_sample_weights=weights)
+
+    def fit_to_rows(self, inputs: tuple) -> None:
+        """Fit what is fitted on the training rows before training: the piece pairs' idf."""
+        if self.text_pairs is not None and len(inputs) > 2:
+            self.text_pairs.fit_idf(inputs[2])
 
 
 class FlatImageNet(nn.Module):

@@ -4,6 +4,7 @@ range test and the budget probe all build them here."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from scaletrain.data.batches import TensorBatches
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ConfigError
 from scaletrain.modalities import modality
-from scaletrain.models.registry import ModelSpec, build_model
+from scaletrain.models.registry import ModelSpec, build_model, fit_to_rows
 from scaletrain.train import device
 from scaletrain.train.losses import output_size, training_loss
 from scaletrain.train.transfer import start_from
@@ -29,7 +30,9 @@ def seed_everything(seed: int) -> None:
 def model_spec(cfg: Config, prepared: Prepared) -> ModelSpec:
     """What the model builders need to know of the data and the task's outputs."""
     n_out = output_size(prepared.task, cfg.train.loss, prepared.n_classes)
-    return modality(prepared.kind).model_spec(prepared, n_out)
+    spec = modality(prepared.kind).model_spec(prepared, n_out)
+    pairs = any(m.text_pairs for m in [cfg.model, *(cfg.model.members or [])])
+    return spec if pairs else replace(spec, pair_buckets=0)  # a size the weights do not hold is refused on load
 
 
 def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, ModelSpec]:
@@ -38,6 +41,7 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
     spec = model_spec(cfg, prepared)
     channels_last = modality(prepared.kind).channels_last(cfg.train)
     model = build_model(spec, cfg.model)
+    fit_to_rows(model, prepared.rows_in_memory())
     if cfg.model.init_from:
         info = start_from(model, cfg.model.init_from)
         for name, p in model.named_parameters():  # train.freeze holds these fixed (callbacks.Freeze)
