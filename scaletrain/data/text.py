@@ -122,8 +122,6 @@ def tfidf_weights(ids, idf):
 
 
 PAIR_PRIME = 1_000_003  # spreads the (a, b) pairs of piece ids over the buckets
-
-
 PAIR_BUCKETS_MIN, PAIR_BUCKETS_MAX = 1 << 10, 1 << 18
 
 
@@ -137,10 +135,16 @@ def pair_buckets_for(tokens) -> int:
         return PAIR_BUCKETS_MIN
     a, b = tokens[:, :-1], tokens[:, 1:]
     keys = torch.where((a > 0) & (b > 0), a * PAIR_PRIME + b, torch.zeros_like(a)).sort(dim=1).values
-    first = torch.cat([keys[:, :1] > 0, (keys[:, 1:] != keys[:, :-1]) & (keys[:, 1:] > 0)], dim=1)
-    _, rows = torch.unique(keys[first], return_counts=True)
+    _, rows = torch.unique(keys[firsts_in_row(keys)], return_counts=True)
     size = 1 << max(0, math.ceil(math.log2(max(2 * int((rows >= 2).sum()), 1))))
     return int(min(PAIR_BUCKETS_MAX, max(PAIR_BUCKETS_MIN, size)))
+
+
+def firsts_in_row(ranked):
+    """Where each row of sorted ids holds a nonzero id for the first time: each row's distinct ids once."""
+    import torch
+
+    return torch.cat([ranked[:, :1] > 0, (ranked[:, 1:] != ranked[:, :-1]) & (ranked[:, 1:] > 0)], dim=1)
 
 
 def pair_ids(tokens, buckets: int):

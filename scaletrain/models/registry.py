@@ -141,6 +141,6 @@ def build_model(spec: ModelSpec, model_config) -> nn.Module:
 
 def fit_to_rows(model: nn.Module, inputs: tuple | None) -> None:
     """Fit the buffers a model fits on its training rows before training (models/tabular.PiecePairs)."""
-    for module in model.modules():
-        if isinstance(module, TabularNet) and inputs:
+    for module in model.modules() if inputs else ():
+        if isinstance(module, TabularNet):
             module.fit_to_rows(inputs)

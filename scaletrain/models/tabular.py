@@ -6,7 +6,7 @@ import warnings
 import torch
 from torch import nn
 
-from scaletrain.data.text import pair_ids, tfidf_weights
+from scaletrain.data.text import firsts_in_row, pair_ids, tfidf_weights
 
 TEXT_L2_SCALE = 0.1
 MIN_PAIR_ROWS = 2  # a pair of pieces in fewer training rows weighs 0, as scikit-learn's min_df=2 drops it
@@ -146,8 +146,7 @@ class PiecePairs(nn.Module):
     @torch.no_grad()
     def fit_idf(self, tokens: torch.Tensor) -> None:
         ranked = pair_ids(tokens, self.buckets).sort(dim=1).values
-        first = torch.cat([ranked[:, :1] > 0, (ranked[:, 1:] != ranked[:, :-1]) & (ranked[:, 1:] > 0)], dim=1)
-        df = torch.bincount(ranked[first], minlength=self.buckets + 1).float()  # rows holding each bucket
+        df = torch.bincount(ranked[firsts_in_row(ranked)], minlength=self.buckets + 1).float()  # rows holding each
         idf = torch.log((1 + len(tokens)) / (1 + df)) + 1  # scikit-learn's smooth idf, as the pieces'
         self.idf.copy_(torch.where(df >= MIN_PAIR_ROWS, idf, torch.zeros_like(idf)).to(self.idf.device))
 

@@ -103,3 +103,21 @@ def test_periodic_numeric_embeddings_embed_the_dense_columns_and_pass_the_rest()
     config = make_config(sets=["model.name=mlp", "model.numeric_embedding=periodic", "model.hidden=[8]"]).model
     model = build_model(spec, config)
     assert isinstance(model.body[0], PeriodicNumbers) and model(torch.randn(4, 3)).shape == (4, 1)
+
+
+def test_piece_pairs_weigh_pairs_seen_in_two_rows_as_tfidf_and_drop_the_rest():
+    from scaletrain.data.text import pair_ids, tfidf_weights
+    from scaletrain.models.tabular import PiecePairs
+
+    tokens = torch.tensor([[5, 6, 7, 0], [5, 6, 9, 0], [8, 8, 8, 8], [8, 8, 0, 0]])  # (5, 6), (8, 8): two rows each
+    pairs = PiecePairs(vocab_size=10, buckets=1 << 10)
+    pairs.fit_idf(tokens)
+    bucket = pair_ids(tokens, 1 << 10)
+    assert pairs.idf[bucket[0, 0]] == pytest.approx(math.log(5 / 3) + 1)  # scikit-learn's smooth idf, 2 of 4 rows
+    assert pairs.idf[bucket[2, 0]] == pytest.approx(math.log(5 / 3) + 1) and pairs.idf[bucket[0, 1]] == 0  # (6, 7): one row
+    weights = torch.rand(4, 4)
+    ids, both = pairs(tokens, weights)
+    assert ids.shape == (4, 7) and bool((ids[:, 4:][bucket > 0] >= 10).all())  # pairs after the vocabulary
+    expected = torch.cat([weights, tfidf_weights(bucket, pairs.idf)], dim=1) * 0.5 ** 0.5
+    torch.testing.assert_close(both, expected)
+    assert float(both[2, 4:].sum()) == pytest.approx(0.5 ** 0.5)  # (8, 8) three times: one term, its half of norm 1/√2
