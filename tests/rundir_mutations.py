@@ -238,7 +238,7 @@ BYTES = [truncate, empty, random_bytes, flip_bytes, symlink_out]
 JSON = BYTES + [wrong_type, missing_key, deep_nesting, huge_number, nan_or_zero, not_an_object]
 SAFETENSORS = BYTES + [huge_header_length, spec_not_json, nan_weights, shape_lie, spec_edit("members", 10 ** 9),
                        spec_edit("n_out", 10 ** 12), spec_edit("n_dense", -3), spec_edit("surprise", 1),
-                       spec_edit("cardinalities", [10 ** 9] * 3)]
+                       spec_edit("cardinalities", [10 ** 9] * 3), spec_edit("pair_buckets", 10 ** 9)]
 FILES = {
     "model.safetensors": SAFETENSORS,
     "preprocess.json": JSON,
