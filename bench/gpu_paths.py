@@ -1,9 +1,10 @@
 """The CUDA path, where a GPU is lent (the device tool; CI never has one): one training step of
 the zero-config Fashion-MNIST ResNet in fp32/bf16, channels_last/contiguous, eager/compiled,
-timed with CUDA events after warm-up; then zero-config Fashion-MNIST end to end with
-`--time-limit 30s` (wall time and test accuracy) and a masked-LM pretraining minute (tokens/s).
+timed with CUDA events after warm-up; our loop against a plain PyTorch loop on the GPU; then
+zero-config Fashion-MNIST end to end with `--time-limit 30s` (wall time and test accuracy) and
+masked-LM pretraining for 45 s, eager and compiled (tokens/s).
 
-    python bench/gpu_paths.py [--fashion DIR] [--steps 50] [--skip-runs]
+    python bench/gpu_paths.py [--fashion DIR] [--steps 50] [--parts steps,loops,fashion,pretrain]
 
 Prints one JSON object per figure; ratios are to fp32 channels_last eager at the same batch.
 """
@@ -54,45 +55,53 @@ def cli(*args: str, timeout: float = 600) -> tuple[float, str]:
 def fashion_run(fashion: Path, limit: str, out: Path) -> dict:
     seconds, _ = cli("train", str(fashion), "--out", str(out), "--time-limit", limit, "--quiet", "--overwrite")
     m = json.loads((out / "metrics.json").read_text())
-    return {"figure": f"zero-config Fashion-MNIST --time-limit {limit}", "wall_s": round(seconds, 1),
+    return {"figure": f"zero-config Fashion-MNIST --time-limit {limit}", "notes": m.get("notes"), "wall_s": round(seconds, 1),
             "test_accuracy": round(m["test"]["accuracy"], 4), "epochs": m["epochs"], "model": m["model"],
             "parameters": m["parameters"], "train_seconds": round(m["train_seconds"], 1)}
 
 
-def pretraining(out: Path, limit: str) -> dict:
+def pretraining(out: Path, limit: str, compile_: str = "off") -> dict:
     import random
 
     words = [f"w{i}" for i in range(3000)]
     rng = random.Random(0)
     corpus = out.parent / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(20, 120))) for _ in range(60000)))
-    seconds, _ = cli("pretrain", str(corpus), "--out", str(out), "--time-limit", limit, "--quiet", "--overwrite")
+    if not corpus.exists():
+        corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(20, 120))) for _ in range(60000)))
+    seconds, _ = cli("pretrain", str(corpus), "--out", str(out), "--time-limit", limit, "--quiet", "--overwrite",
+                     "--set", f"train.compile={compile_}")
     m = json.loads((out / "metrics.json").read_text())
-    return {"figure": f"masked-LM pretraining --time-limit {limit} (BERT-mini shape)", "wall_s": round(seconds, 1),
-            "tokens_per_s": m["tokens_per_second"], "steps": m["steps"], "val_loss": round(m["validation"]["val_loss"], 3)}
+    return {"figure": f"masked-LM pretraining --time-limit {limit} (BERT-mini shape), compile {compile_}",
+            "wall_s": round(seconds, 1), "tokens_per_s": m["tokens_per_second"],
+            "steps": m["steps"], "val_loss": round(m["validation"]["val_loss"], 3)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fashion", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--skip-runs", action="store_true")
+    parser.add_argument("--parts", default="steps,loops,fashion,pretrain", help="comma-separated: which figures")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
     if not torch.cuda.is_available():
         print(json.dumps({"skipped": "no CUDA device"}))
         return
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)
-    for batch in (256, 2048):
+    for batch in (256, 2048) if "steps" in parts else ():
         base = None
         for mode in MODES:
             figure = step_time(mode, batch, args.steps)
             base = base or figure["ms_per_step"]
             print(json.dumps(figure | {"ratio_to_fp32_channels_last": round(figure["ms_per_step"] / base, 3)}), flush=True)
-    if args.skip_runs:
-        return
+    if "loops" in parts:
+        from overhead import loops
+
+        loops("cuda")  # the loop-overhead ratio on the GPU, where launch overhead is what a loop adds
     work = Path(tempfile.mkdtemp(prefix="gpu-"))
-    print(json.dumps(fashion_run(args.fashion, "30s", work / "fashion30")), flush=True)
-    print(json.dumps(pretraining(work / "pretrain", "60s")), flush=True)
+    if "fashion" in parts:
+        print(json.dumps(fashion_run(args.fashion, "30s", work / "fashion30")), flush=True)
+    for compile_ in ("off", "on") if "pretrain" in parts else ():
+        print(json.dumps(pretraining(work / f"pretrain-{compile_}", "45s", compile_)), flush=True)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,15 @@ def plain_loop(model, x, y, batch_size: int, optimizer, epochs: int) -> None:
 
 def scaletrain_loop(model, x, y, batch_size: int, optimizer, epochs: int, transform=None) -> None:
     batches = TensorBatches((x,), y, batch_size, shuffle=True, seed=0, transform=transform)
-    settings = LoopSettings(epochs=epochs, lr=optimizer.param_groups[0]["lr"], schedule="constant")
+    settings = LoopSettings(epochs=epochs, lr=optimizer.param_groups[0]["lr"], schedule="constant", device=x.device.type)
     train_loop(model, batches, F.cross_entropy, optimizer, settings, lambda m: {}, [History()])
 
 
 def timed(fn) -> float:
     started = time.perf_counter()
     fn()
+    if torch.cuda.is_available():  # queued kernels count: wait for them
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
@@ -70,23 +72,25 @@ def compare(name: str, model: torch.nn.Module, x, y, batch_size: int, make_optim
         ours_rates.append(epochs * len(y) / ours)
         ratios.append(plain / ours)
     ratio = statistics.median(ratios)
+    if x.is_cuda:
+        torch.cuda.synchronize()
     print(f"   {name:<34} scaletrain {statistics.median(ours_rates):>9,.0f}/s  plain {statistics.median(plain_rates):>9,.0f}/s"
           f"  ratio {ratio:.3f} (runs {', '.join(f'{r:.3f}' for r in ratios)}; goal ≥ 0.95)")
     return ratio
 
 
-def loops() -> None:
+def loops(device: str = "cpu") -> None:
     torch.manual_seed(0)
-    print("\n5. training throughput, scaletrain loop vs a hand-written PyTorch loop (same model, data, batch, optimizer)")
-    x = torch.randn(60_000, 64)
+    print(f"\n5. training throughput on {device}, scaletrain loop vs a hand-written PyTorch loop (same model, data, batch, optimizer)")
+    x = torch.randn(60_000, 64, device=device)
     y = (x[:, :10].argmax(1)).long()
-    mlp = build_model(ModelSpec("table", 10, n_dense=64), ModelConfig(name="mlp", hidden=[256, 256], dropout=0.1))
+    mlp = build_model(ModelSpec("table", 10, n_dense=64), ModelConfig(name="mlp", hidden=[256, 256], dropout=0.1)).to(device)
     compare("MLP 64-256-256-10, batch 256, AdamW", mlp, x, y, 256,
             lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3), epochs=2)
-    images = torch.rand(6_000, 1, 28, 28)
-    labels = torch.randint(0, 10, (6_000,))
+    images = torch.rand(6_000, 1, 28, 28, device=device)
+    labels = torch.randint(0, 10, (6_000,), device=device)
     cnn = build_model(ModelSpec("image", 10, shape=(1, 28, 28), mean=(0.5,), std=(0.25,)),
-                      ModelConfig(name="resnet", width=16, depth=0, dropout=0.0))
+                      ModelConfig(name="resnet", width=16, depth=0, dropout=0.0)).to(device)
     compare("ResNet w16 28x28, batch 256, Nesterov", cnn, images, labels, 256,
             lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True), epochs=1)
 

@@ -222,10 +222,11 @@ def _resolve_runtime(c: Config) -> None:
         d.loader_workers = min(4, cores() - 1)  # shard readers beside the training threads
     t.device = resolve_device(t.device)
     if t.compile == "auto":
-        # Measured on this project's 2-core CPU (ResNet width 16, batch 256): 177 ms a step
-        # compiled vs 158 ms eager, after 54 s of compiling; oneDNN's convolutions already run
-        # fused there. On CUDA, kernel fusion is where compile pays (not measured here: no GPU).
-        t.compile = "on" if t.device == "cuda" else "off"
+        # Off on both devices (BENCHMARKS.md, "the CUDA path"). 2-core CPU, ResNet width 16,
+        # batch 256: 177 ms a step compiled vs 158 eager, after 54 s of compiling. H200: 6.0 ms
+        # compiled (bf16) vs 4.5 eager (fp32) at batch 256, 8.1 vs 7.6 at 2048, after 20 s of
+        # compiling and a recompile for the last, smaller batch; a 30 s run spent most of it there.
+        t.compile = "off"
     if t.precision == "fp16" and t.device != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU (its grad scaler is CUDA-only); "
                           "use train.precision=bf16 on CPU")

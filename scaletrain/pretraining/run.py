@@ -178,12 +178,13 @@ def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool
     run = RunDir(out)
     if w.main:
         run.write_tokenizer((folder / manifest["tokenizer"]).read_text(encoding="utf-8"))
-    batches = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out, w.rank, w.size,
-                            cfg.data.pretrain_fraction)
+    shards = ShardedBlocks(folder, t.batch_size, cfg.data.mask_rate, t.seed, held_out, w.rank, w.size,
+                           cfg.data.pretrain_fraction)
+    batches = device.OnDevice(shards, torch.device(t.device))
     if len(batches) == 0:
         raise DataError(f"the corpus holds fewer training blocks than one global batch ({t.batch_size}); "
                         "lower train.batch_size or give more text")
-    val_ids = batches.validation_blocks()
+    val_ids = shards.validation_blocks()
     validate = MaskedValidation(MaskedBlocks(val_ids, segments_of(torch.from_numpy(val_ids)).numpy(), 16, shape.vocab_size,
                                              cfg.data.mask_rate, t.seed + 1, shuffle=False),
                                 torch.device(t.device), t.precision)
@@ -203,7 +204,7 @@ def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool
     state = train_loop(model, batches, mlm_loss, optimizer, settings, validate, callbacks, wrapped)
     seconds, seen = time.perf_counter() - trained, state.step * t.batch_size * cfg.data.block_size
     metrics = {"task": "masked_lm", "documents": manifest["documents"], "tokens": manifest["tokens"],
-               "blocks": {"train": sum(batches.counts), "validation": held_out},
+               "blocks": {"train": sum(shards.counts), "validation": held_out},
                "tokens_seen": seen, "notes": [f"skipped or changed {n:,} {what}" for what, n in sorted(manifest["skipped"].items())],
                "block_size": cfg.data.block_size, "vocab_size": shape.vocab_size,
                "parameters": sum(p.numel() for p in model.parameters()), "steps": state.step,

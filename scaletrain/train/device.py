@@ -34,6 +34,21 @@ def to_device(tensors, device: torch.device, non_blocking: bool = False) -> tupl
     return tuple(x.to(device, non_blocking=non_blocking) for x in tensors)
 
 
+class OnDevice:
+    """Batches moved to `device` as they are drawn, for batch sources that stay on the CPU
+    (memory-mapped shards): the loop itself never moves data."""
+
+    def __init__(self, batches, on: torch.device):
+        self.batches, self.on = batches, on
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, epoch: int, start: int = 0):
+        for inputs, y in self.batches.epoch(epoch, start):
+            yield to_device(inputs, self.on, non_blocking=True), y.to(self.on, non_blocking=True)
+
+
 def as_model_dtype(batch: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
     """Floating inputs in the model's dtype (a float64 copy of a model takes float64 inputs)."""
     if dtype == torch.float32:

@@ -169,3 +169,15 @@ def test_nan_batches_can_be_skipped_without_touching_weights():
     state = train_loop(model, TensorBatches((x,), y, 16), poisoned_loss({1}), opt,
                        LoopSettings(epochs=1, lr=0.01, on_nan="skip"), lambda m: {}, [])
     assert state.step == 3 and torch.isfinite(model.weight).all()
+
+
+def test_batch_sources_on_the_cpu_reach_the_training_device():
+    """Memory-mapped pretraining shards yield CPU tensors; OnDevice moves inputs and targets
+    (the meta device stands in for CUDA here: the loop itself never moves data)."""
+    from scaletrain.train.device import OnDevice
+
+    x, y = regression_data()
+    batches = OnDevice(TensorBatches((x,), y, 16), torch.device("meta"))
+    drawn = list(batches.epoch(0, start=1))
+    assert len(batches) == 4 and len(drawn) == 3
+    assert all(inputs[0].is_meta and target.is_meta for inputs, target in drawn)
