@@ -32,12 +32,12 @@ class StepTimer:
 
 
 def main() -> None:
-    from scaletrain.auto import resolve
     from scaletrain.config import make_config
     from scaletrain.data.batches import TensorBatches
     from scaletrain.data.manifest import read_manifest
     from scaletrain.data.preprocess import encode_target, transform_table
     from scaletrain.data.stream import read_units, units_of
+    from scaletrain.fitting.recipe import resolve
     from scaletrain.modalities import load_source, modality, prepare
     from scaletrain.models.registry import build_model
     from scaletrain.train.loop import LoopSettings, train_loop

@@ -6,7 +6,7 @@ LogisticRegression on the few, and zero-config on the few; one seeded stratified
 `python bench/text_few_labels.py [--share 0.02] [--pretrain 12m] [--depth 2] [--width 128] [--only NAME ...]`
 
 "pretrained + fine-tuned" is what `model.name=transformer` with `model.init_from` does by
-default with few labels (a linear probe of the frozen encoder, auto.py); "all layers tuned"
+default with few labels (a linear probe of the frozen encoder, fit/recipe.py); "all layers tuned"
 sets train.freeze=0.
 """
 from __future__ import annotations

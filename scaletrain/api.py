@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scaletrain.budget import Budget
 from scaletrain.config import Config, make_config, parse_duration
-from scaletrain.pipeline import FitOptions, default_out, fit_run
+from scaletrain.fitting.pipeline import FitOptions, default_out, fit_run
 from scaletrain.run import Run
+from scaletrain.train.budget import Budget
 
 __all__ = ["fit", "load", "cross_validate", "tune", "pretrain", "scale", "audit", "config_from", "default_out"]
 
@@ -58,7 +58,7 @@ def cross_validate(data, target: str | None = None, *, k: int = 5, config=None, 
     """Fit k times on a table, each time holding one fold out as the test set; return
     {"k", "task", "folds": [test metrics per fold], "mean": {...}, "std": {...}}. Overrides
     (epochs, time_limit, ...) apply to every fold's fit."""
-    from scaletrain.cv import cross_validate_config
+    from scaletrain.fitting.cv import cross_validate_config
 
     return cross_validate_config(data, config_from(config, sets, target, **overrides), k=k, verbose=verbose,
                                  on_fold=on_fold)

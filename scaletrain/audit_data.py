@@ -10,11 +10,11 @@ import pandas as pd
 
 from scaletrain.audit import audit_images, audit_section, audit_table
 from scaletrain.config import Config
-from scaletrain.cv import out_of_fold_proba
 from scaletrain.data.schema import find_target, infer_task
 from scaletrain.data.sources import concat_sources
 from scaletrain.data.split import split_indices
 from scaletrain.evaluate.report import build_page
+from scaletrain.fitting.cv import out_of_fold_proba
 from scaletrain.io import write_json, write_text
 from scaletrain.modalities import load_source, load_test_source
 

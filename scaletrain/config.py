@@ -1,6 +1,6 @@
 """The typed config tree: four sections, validated once at the edge.
 
-`None` and "auto" mean "scaletrain decides from the data"; `resolve` in auto.py replaces
+`None` and "auto" mean "scaletrain decides from the data"; `resolve` in fit/recipe.py replaces
 them so that the config.yaml written into a run holds every value that was used.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ class ModelConfig(_Section):
     # and class) beside the encoder's pooled state (None: on for a linear probe, train.freeze=1)
     text_tfidf: bool | None = None
     # the linear TF-IDF part also reads hashed pairs of adjacent pieces (word pairs), as TF-IDF of
-    # words and word pairs does (None: on for short texts with enough rows, auto.py)
+    # words and word pairs does (None: on for short texts with enough rows, fit/recipe.py)
     text_pairs: bool | None = None
     # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
     # starts this model: its tokenizer is reused and only the head is new
@@ -172,7 +172,7 @@ class TrainConfig(_Section):
     layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     # the share of training in which the tensors model.init_from loaded stay fixed and only the
     # new ones learn (1: a linear probe of the pretrained features; 0: all learn from the start;
-    # None: chosen, see auto.py)
+    # None: chosen, see fit/recipe.py)
     freeze: Annotated[float, Field(ge=0, le=1)] | None = None
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -181,7 +181,7 @@ class TrainConfig(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit
     time_limit: Positive | None = None
     # under a time limit, a conv net's width (unset) halved from the data-size default until 10
-    # epochs fit (epochs), or chosen by a short scaling probe (probe: scaletrain/size_probe.py;
+    # epochs fit (epochs), or chosen by a short scaling probe (probe: scaletrain/fitting/size_probe.py;
     # not the default, as it did not help where measured: BENCHMARKS.md)
     sizing: Literal["epochs", "probe"] = "epochs"
     # with several ranks: shard parameters, gradients and optimizer state (FSDP) instead of

@@ -144,7 +144,7 @@ def _forge_newest(folder: Path) -> None:
 
 
 def main(root: Path, examples: int) -> dict:
-    from scaletrain.cli_base import one_line_warnings
+    from scaletrain.cli.options import one_line_warnings
 
     one_line_warnings()
     cases = Cases(root)

@@ -12,7 +12,7 @@ from scaletrain.audit import audit_images, audit_table
 from scaletrain.audit.duplicates import near_text_pairs
 from scaletrain.cli import app
 from scaletrain.config import Config
-from scaletrain.cv import out_of_fold_proba
+from scaletrain.fitting.cv import out_of_fold_proba
 from scaletrain.modalities import load_source
 
 

@@ -2,9 +2,9 @@
 import torch
 from torch import nn
 
-from scaletrain.auto import MAX_EPOCHS, DataFacts, resolve
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
+from scaletrain.fitting.recipe import MAX_EPOCHS, DataFacts, resolve
 from scaletrain.train.trainer import EPOCH_VAL_ROWS, fit_model
 
 FASHION = DataFacts("image", "multiclass", 51_000, 10, image_shape=(1, 28, 28))

@@ -5,11 +5,11 @@ from sklearn.datasets import load_breast_cancer
 from torch import nn
 
 from scaletrain.api import fit
-from scaletrain.auto import DataFacts, resolve
-from scaletrain.budget import TRAINING_SHARE, Budget
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
+from scaletrain.fitting.recipe import DataFacts, resolve
 from scaletrain.train import sizing
+from scaletrain.train.budget import TRAINING_SHARE, Budget
 from scaletrain.train.lr_find import lr_range_test, seconds_per_step
 
 

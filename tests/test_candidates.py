@@ -46,7 +46,7 @@ def test_choose_by_validation_uses_the_one_split_without_folds():
 def test_the_lowest_loss_among_candidates_that_beat_the_simplest_is_kept():
     from types import SimpleNamespace
 
-    from scaletrain.candidates import choose
+    from scaletrain.fitting.candidates import choose
 
     def trained(*losses):
         return [SimpleNamespace(best_val_loss=loss, name=i) for i, loss in enumerate(losses)]

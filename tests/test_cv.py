@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from scaletrain.api import cross_validate
 from scaletrain.cli import app
-from scaletrain.cv import fold_indices
 from scaletrain.errors import ConfigError
+from scaletrain.fitting.cv import fold_indices
 
 
 def test_folds_are_disjoint_cover_every_row_and_keep_the_class_balance():

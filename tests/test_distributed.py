@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from scaletrain import distributed
 from scaletrain.data.batches import TensorBatches
 from scaletrain.errors import ConfigError
+from scaletrain.parallel import distributed
 
 # 640 training rows = 10 global batches of 64: no partial batch, so one process and two
 # ranks take exactly the same steps on exactly the same rows
@@ -227,7 +227,7 @@ def test_shards_are_divided_across_ranks(tables, tmp_path):
 
 def test_the_ray_backend_trains_on_a_ray_cluster(ray_head, tables, tmp_path):
     from scaletrain.api import config_from
-    from scaletrain.ray_train import fit_on_ray
+    from scaletrain.parallel.ray_train import fit_on_ray
 
     out = tmp_path / "ray"
     config = config_from(None, ["train.epochs=2", "model.name=mlp", "train.threads=1"], "y")

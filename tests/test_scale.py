@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from scaletrain.cli import app
-from scaletrain.scaling_law import Law, bootstrap, compute_optimal, fit_law, interval
+from scaletrain.fitting.scaling_law import Law, bootstrap, compute_optimal, fit_law, interval
 from tests.test_explain import planted
 
 TRUE = Law(E=0.3, A=40.0, alpha=0.45, B=25.0, beta=0.35)

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 import scaletrain
-from scaletrain import size_probe
-from scaletrain.scaling_law import Law
+from scaletrain.fitting import size_probe
+from scaletrain.fitting.scaling_law import Law
 from tests.test_explain_media import patch_images
 
 PARAMETERS = {8: 1e4, 16: 4e4, 32: 1.6e5}

@@ -151,8 +151,8 @@ def test_piece_pairs_let_the_linear_model_read_word_order():
 
 
 def test_piece_pairs_are_read_by_the_linear_model_on_short_texts_with_enough_rows():
-    from scaletrain.auto import PAIRS_MAX_LENGTH, PAIRS_MIN_ROWS, resolve
     from scaletrain.config import Config
+    from scaletrain.fitting.recipe import PAIRS_MAX_LENGTH, PAIRS_MIN_ROWS, resolve
     from scaletrain.modalities.base import DataFacts
 
     def pairs(rows: int, length: int) -> bool:

@@ -100,7 +100,7 @@ def test_leaderboard_has_one_row_per_trial_and_the_best_is_retrained(tmp_path):
 def test_a_time_limit_bounds_the_whole_search(iris, monkeypatch, tmp_path):
     import time
 
-    from scaletrain import budget
+    from scaletrain.train import budget
 
     with pytest.raises(ConfigError, match="leaves no room for a search"):
         tune(iris, "target", time_limit="20s", verbose=False)

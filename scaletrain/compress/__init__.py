@@ -14,8 +14,8 @@ from scaletrain.compress.quantize import quantize_int8
 from scaletrain.errors import ExportError
 from scaletrain.evaluate.metrics import main_score_name
 from scaletrain.export import export_onnx, onnx_inputs
+from scaletrain.fitting.pipeline import load_and_prepare
 from scaletrain.io import write_json
-from scaletrain.pipeline import load_and_prepare
 from scaletrain.run import Run
 from scaletrain.runlock import run_lock
 

@@ -9,16 +9,17 @@ from dataclasses import replace
 
 import torch
 
-from scaletrain.budget import Budget
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ExportError
 from scaletrain.models.registry import ModelSpec, build_model
 from scaletrain.run import Run
 from scaletrain.train import device
+from scaletrain.train.assembly import LoopPlan
+from scaletrain.train.budget import Budget
 from scaletrain.train.losses import distillation_loss
 from scaletrain.train.setup import placed_model, seed_everything, training_batches
-from scaletrain.train.trainer import fit_model
+from scaletrain.train.trainer import LossChoice, ValidationSet, fit_model
 
 TEMPERATURE = 2.0  # soft targets: the teacher's probabilities at this temperature
 ALPHA = 0.7        # the soft part's share of the loss; the labels' is the rest
@@ -77,10 +78,10 @@ def train_student(teacher: Run, cfg: Config, prepared: Prepared, model: torch.nn
     run = Run(cfg, model, spec, prepared.preprocess | {"target": teacher.preprocess["target"]})
     # the config's time limit bounds the student as it bounded the original (whose epoch count
     # is then a ceiling, 1,000 under zero-config)
-    _, history, _ = fit_model(model, training_batches(cfg, packed), None, run.outputs, packed.val_inputs, packed.val_y,
-                              cfg.train, cfg.checkpoint, prepared.task, verbose=verbose,
-                              budget=Budget(cfg.train.time_limit),
-                              loss_fn=distillation_loss(prepared.task, cfg.train.loss, TEMPERATURE, ALPHA))
+    loss = LossChoice(prepared.task, replaced=distillation_loss(prepared.task, cfg.train.loss, TEMPERATURE, ALPHA))
+    plan = LoopPlan(Budget(cfg.train.time_limit), progress="training" if verbose else None)
+    _, history, _ = fit_model(model, training_batches(cfg, packed), cfg.train, loss,
+                              ValidationSet(run.outputs, packed.val_inputs, packed.val_y), plan)
     run.model.eval()
     run.history = history.rows
     return run

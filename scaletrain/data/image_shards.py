@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scaletrain.cluster import map_on_ray
 from scaletrain.data.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.manifest import SPLITS, filesystem
 from scaletrain.data.shard_writer import (
@@ -31,6 +30,7 @@ from scaletrain.data.shard_writer import (
 )
 from scaletrain.data.stats import Moments, TargetStats
 from scaletrain.errors import DataError
+from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
 
 IMAGES_PER_JOB = 16_384

@@ -19,7 +19,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scaletrain.cluster import map_on_ray
 from scaletrain.data.arrow_read import SlowPath, read_arrow_chunks, read_types
 from scaletrain.data.chunks import CHUNK_ROWS, read_chunks
 from scaletrain.data.manifest import SPLITS, filesystem
@@ -38,6 +37,7 @@ from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.data.tables import expand_sources
 from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_strings
 from scaletrain.errors import DataError
+from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
 
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from

@@ -17,24 +17,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scaletrain import distributed
-from scaletrain.budget import Budget
 from scaletrain.config import Config
 from scaletrain.data.corpus import Corpus, corpus_files
 from scaletrain.data.preprocess import given_tokenizer
 from scaletrain.data.text import pretraining_vocab_size, train_tokenizer
 from scaletrain.errors import ConfigError, DataError
 from scaletrain.models.transformer import EncoderShape, MaskedLM
+from scaletrain.parallel import distributed
 from scaletrain.pretraining.blocks import MaskedBlocks, segments_of
 from scaletrain.pretraining.report import write_outputs
 from scaletrain.pretraining.shards import ShardedBlocks, is_corpus_shards, prepare_corpus, read_manifest
 from scaletrain.rundir import RunDir
 from scaletrain.runlock import writing
 from scaletrain.runtime import cores
-from scaletrain.train import device
-from scaletrain.train.callbacks import History, ProgressBar, ReleaseMemory, TimeLimit
-from scaletrain.train.checkpoint import Checkpoint
-from scaletrain.train.loop import LoopSettings, train_loop
+from scaletrain.train import assembly, device
+from scaletrain.train.assembly import Checkpointing, LoopPlan, process_group
+from scaletrain.train.budget import Budget
+from scaletrain.train.callbacks import History, ReleaseMemory
+from scaletrain.train.loop import train_loop
 from scaletrain.train.optim import build_optimizer
 
 TOKENIZER_SAMPLE_CHARS = 50_000_000  # the tokenizer learns from the corpus's first 50 MB of text
@@ -143,15 +143,8 @@ def pretrain(sources: list, out: str | Path, cfg: Config, verbose: bool = True, 
     """Pretrain on the corpus and write the run directory; return its metrics. Under torchrun
     or Ray Train (several ranks) the ranks train data-parallel and rank 0 writes the run."""
     resume = resume or resume_or_start
-    with writing(out, resume or distributed.restarted(), overwrite, resume_or_start):
-        created = distributed.init(cfg.train.device)  # a torchrun worker joins its process group
-        try:
-            metrics = _pretrain(sources, Path(out), cfg, verbose, resume or distributed.restarted(), callbacks or [])
-        except BaseException:
-            distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
-            raise
-        distributed.finish(created)
-    return metrics
+    with writing(out, resume or distributed.restarted(), overwrite, resume_or_start), process_group(cfg.train.device):
+        return _pretrain(sources, Path(out), cfg, verbose, resume or distributed.restarted(), callbacks or [])
 
 
 def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool, extra: list) -> dict:
@@ -191,15 +184,10 @@ def _pretrain(sources: list, out: Path, cfg: Config, verbose: bool, resume: bool
     wrapped = distributed.wrap(model, t.device, fsdp=False)  # DDP: gradients averaged over the ranks
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay)
     history = History()
-    callbacks = [history, ReleaseMemory(), Checkpoint(out / "checkpoints", cfg.checkpoint.every_steps, cfg.checkpoint.every_minutes,
-                                     cfg.checkpoint.keep, config=cfg.to_dict(), stateful={"history": history},
-                                     resume=resume, write=w.main)]
-    limit = [TimeLimit(budget.training_limit(), budget=budget.limit)] if budget.limited else []
-    callbacks += limit + extra + ([ProgressBar("pretraining")] if verbose and w.main else [])
-    settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup, clip=t.clip or 1.0,
-                            grad_accum=t.grad_accum, precision=t.precision, time_limit=budget.training_limit(),
-                            time_spent=budget.spent_before, device=torch.device(t.device).type,
-                            on_nan=t.on_nan, compile=t.compile == "on", sync=w.active)
+    plan = LoopPlan(budget, Checkpointing(out / "checkpoints", cfg.checkpoint, cfg.to_dict(), resume), extra,
+                    "pretraining" if verbose else None)
+    callbacks = assembly.callbacks(plan, [history, ReleaseMemory()], {"history": history})
+    settings = assembly.loop_settings(t, budget, clip=t.clip or 1.0)
     trained = time.perf_counter()
     state = train_loop(model, batches, mlm_loss, optimizer, settings, validate, callbacks, wrapped)
     seconds, seen = time.perf_counter() - trained, state.step * t.batch_size * cfg.data.block_size

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaletrain.cluster import map_on_ray
 from scaletrain.data.corpus import OPENERS, Corpus, corpus_files
 from scaletrain.data.text import tokenizer_from_json
 from scaletrain.errors import DataError
 from scaletrain.io import write_json, write_text
+from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.pretraining.blocks import iter_blocks, mask_tokens, segments_of
 
 MANIFEST = "corpus.json"

@@ -1,5 +1,5 @@
 """`scaletrain scale DATA`: how the holdout loss falls with model size and data size, measured
-on a grid, fitted (scaletrain/scaling_law.py), checked on the largest cell, and said in sentences."""
+on a grid, fitted (scaletrain/fitting/scaling_law.py), checked on the largest cell, and said in sentences."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import yaml
 
-from scaletrain.budget import Budget
 from scaletrain.config import Config, build_config
 from scaletrain.errors import ConfigError
 from scaletrain.io import write_json, write_text
@@ -16,6 +15,7 @@ from scaletrain.scale.analysis import analyse, sentences
 from scaletrain.scale.corpus import is_corpus, measure_corpus_widths, plan_corpus_study
 from scaletrain.scale.report import scale_page
 from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, plan_study, run_cells, startup_seconds
+from scaletrain.train.budget import Budget
 
 __all__ = ["scale"]
 
@@ -66,7 +66,7 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
 def recommend(study: dict, parameters: dict[int, int], plan) -> dict:
     """The width to train on all the pool's rows: the measured widths and two larger ones,
     each's loss predicted by the law at all rows; the smallest within 1% of the best."""
-    from scaletrain.scaling_law import Law
+    from scaletrain.fitting.scaling_law import Law
 
     law, rows = Law(**study["law"]), plan.pool
     predicted = {w: float(law.loss(parameters[w], rows)) for w in sorted(parameters)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaletrain.scaling_law import Law, bootstrap, compute_optimal, fit_law, interval, smallest_model
+from scaletrain.fitting.scaling_law import Law, bootstrap, compute_optimal, fit_law, interval, smallest_model
 
 
 def mean_cells(cells: list[dict]) -> list[dict]:

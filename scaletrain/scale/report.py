@@ -7,7 +7,7 @@ import html
 import numpy as np
 
 from scaletrain.evaluate.report import build_page, figure_html, plt, table_html
-from scaletrain.scaling_law import Law
+from scaletrain.fitting.scaling_law import Law
 
 
 def scale_section(study: dict, sentences: list[str]) -> str:

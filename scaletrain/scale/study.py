@@ -52,8 +52,8 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
     import torch
 
     from scaletrain.data.sources import subset_source
+    from scaletrain.fitting.pipeline import fit_run
     from scaletrain.modalities import load_source
-    from scaletrain.pipeline import fit_run
 
     plan = StudyPlan(**json.loads(plan_text))
     torch.set_num_threads(plan.threads)
@@ -84,7 +84,7 @@ def startup_seconds() -> float:
     """What a cell's process spends before training: a fresh interpreter importing torch and
     scaletrain (measured once, here)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import scaletrain.pipeline"], check=False, capture_output=True)
+    subprocess.run([sys.executable, "-c", "import scaletrain.fitting.pipeline"], check=False, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -190,8 +190,8 @@ def measure_widths(plan: StudyPlan, widths: list[int]) -> tuple[dict[int, int], 
 
     import torch
 
-    from scaletrain.auto import candidate_configs
     from scaletrain.data.sources import subset_source
+    from scaletrain.fitting.recipe import candidate_configs
     from scaletrain.modalities import load_source, modality, prepare
     from scaletrain.train.losses import training_loss
     from scaletrain.train.setup import placed_model

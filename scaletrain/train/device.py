@@ -8,7 +8,7 @@ import contextlib
 import torch
 from torch import nn
 
-from scaletrain import distributed
+from scaletrain.parallel import distributed
 
 COMPILE_BACKEND = "inductor"  # the tests swap in a cheaper backend to check the wiring
 

@@ -9,8 +9,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from scaletrain import distributed
 from scaletrain.errors import TrainingError
+from scaletrain.parallel import distributed
 from scaletrain.train import device
 from scaletrain.train.optim import lr_factor, set_lr
 

@@ -9,13 +9,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from scaletrain import distributed
 from scaletrain.config import Config, TrainConfig
 from scaletrain.data.batches import TensorBatches
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ConfigError
 from scaletrain.modalities import modality
 from scaletrain.models.registry import ModelSpec, build_model, fit_to_rows
+from scaletrain.parallel import distributed
 from scaletrain.train import device
 from scaletrain.train.losses import output_size, training_loss
 from scaletrain.train.transfer import start_from

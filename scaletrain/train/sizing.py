@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from scaletrain.budget import Budget
 from scaletrain.config import Config
+from scaletrain.train.budget import Budget
 from scaletrain.train.lr_find import lr_range_test, seconds_per_step
 from scaletrain.train.optim import build_optimizer
 from scaletrain.train.setup import loss_for, placed_model, training_batches

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from scaletrain import distributed
-from scaletrain.budget import REPORT_SECONDS, Budget
 from scaletrain.errors import ConfigError
-from scaletrain.train import device
-from scaletrain.train.callbacks import EarlyStopping, Freeze, History, ProgressBar, TimeLimit
-from scaletrain.train.checkpoint import Checkpoint
-from scaletrain.train.loop import Callback, LoopSettings, TrainState, train_loop
+from scaletrain.parallel import distributed
+from scaletrain.train import assembly, device
+from scaletrain.train.assembly import LoopPlan
+from scaletrain.train.budget import REPORT_SECONDS
+from scaletrain.train.callbacks import EarlyStopping, Freeze, History
+from scaletrain.train.loop import TrainState, train_loop
 from scaletrain.train.losses import LossFn, training_loss
 from scaletrain.train.optim import build_optimizer
 
@@ -63,56 +63,66 @@ def epoch_subset(val_inputs, val_y: torch.Tensor, early_stopping: int):
     return tuple(x[keep] for x in val_inputs), val_y[keep]
 
 
-def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
-              outputs_fn: Callable, val_inputs, val_y: torch.Tensor, t, ckpt, task: str,
-              generators: dict[str, torch.Generator] | None = None, checkpoint_dir: Path | None = None,
-              verbose: bool = True, config: dict | None = None, resume: bool = False,
-              budget: Budget | None = None, callbacks: list[Callback] | None = None,
-              score: ScoreFn | None = None, loss_fn: LossFn | None = None) -> tuple[TrainState, History, EarlyStopping | None]:
+@dataclass(frozen=True)
+class ValidationSet:
+    """The rows a fit validates on, and how to score them."""
+
+    outputs_fn: Callable          # inputs -> the model's outputs, batched and on the right device
+    inputs: tuple
+    y: torch.Tensor
+    score: ScoreFn | None = None
+
+
+@dataclass(frozen=True)
+class LossChoice:
+    """The training loss: the config's for the task, or one that replaces it (distillation's,
+    on packed targets)."""
+
+    task: str
+    class_counts: torch.Tensor | None = None
+    replaced: LossFn | None = None
+
+    def step(self, t) -> LossFn:
+        return self.replaced or training_loss(t, self.task, self.class_counts)
+
+    def per_row(self, t) -> LossFn:
+        return training_loss(t, self.task, self.class_counts, reduction="none")
+
+
+def fit_model(model: nn.Module, batches, t, loss: LossChoice, val: ValidationSet,
+              plan: LoopPlan) -> tuple[TrainState, History, EarlyStopping | None]:
     """Train the model in place on `batches` (TensorBatches or ShardBatches); return the final
     state, the history and the early stopper.
 
-    With `resume`, training continues from the newest valid checkpoint in checkpoint_dir. A
-    limited `budget` bounds training, the time already spent counted, with the final
-    evaluation's time kept free (and the report's, when a run directory is written). `loss_fn`
-    replaces the config's loss (distillation's, on packed targets).
+    A limited budget bounds training, the time already spent counted, with the final
+    evaluation's time kept free (and the report's, when checkpoints show a run directory).
     """
-    given_loss, loss_fn = loss_fn is not None, loss_fn or training_loss(t, task, class_counts)
+    loss_fn = loss.step(t)
     wrapped = device.parallel(model, t.device, t.fsdp)  # before the optimizer: FSDP replaces parameters
     optimizer = build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay, t.layer_decay)
     privacy, step_loss = None, loss_fn
     if t.privacy.epsilon is not None:  # DP-SGD: each row's gradient clipped, noise added; Poisson batches
         from scaletrain.train.private import check_private, make_private
 
-        check_private(t, distributed.world().active, given_loss)
-        wrapped, optimizer, batches, privacy, step_loss = make_private(
-            model, optimizer, batches, t, t.epochs, training_loss(t, task, class_counts, reduction="none"))
-    validation = Validation(outputs_fn, *epoch_subset(val_inputs, val_y, t.early_stopping), loss_fn, score)
+        check_private(t, distributed.world().active, loss.replaced is not None)
+        wrapped, optimizer, batches, privacy, step_loss = make_private(model, optimizer, batches, t, t.epochs,
+                                                                       loss.per_row(t))
+    validation = Validation(val.outputs_fn, *epoch_subset(val.inputs, val.y, t.early_stopping), loss_fn, val.score)
     history = History()
     stopper = EarlyStopping(t.early_stopping, t.monitor) if t.early_stopping else None
-    budget = budget or Budget(None)
-    listed = [history] + ([stopper] if stopper else []) + _time_limit(budget, validation, 2 * len(val_y),
-                                                                      checkpoint_dir is not None)
-    if checkpoint_dir is not None and ckpt.keep > 0 and not (t.fsdp and distributed.world().active):
-        # Under FSDP each rank holds a shard of the weights: no mid-run checkpoints (the final
-        # model is gathered and saved). Every rank restores from what rank 0 wrote.
-        stateful = {"history": history, **({"early_stopping": stopper} if stopper else {}),
-                    **({"privacy": privacy} if privacy else {})}
-        listed.append(Checkpoint(checkpoint_dir, ckpt.every_steps, ckpt.every_minutes, ckpt.keep, config=config,
-                                 stateful=stateful, generators=generators or {}, resume=resume,
-                                 write=distributed.world().main))
-    if t.freeze:
-        if distributed.world().active:
-            raise ConfigError("train.freeze with several ranks: not supported (DistributedDataParallel needs every "
-                              "parameter's gradient each step); set train.freeze=0 or train in one process")
-        listed.append(Freeze(model, t.freeze))
-    listed += (callbacks or []) + ([ProgressBar()] if verbose else [])  # after the stops: they see this epoch's
-    settings = LoopSettings(epochs=t.epochs, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
-                            milestones=tuple(t.step_milestones), gamma=t.step_gamma, grad_accum=t.grad_accum,
-                            clip=0.0 if privacy else t.clip, l1=t.l1, precision=t.precision,  # DP clips per row
-                            time_limit=budget.training_limit(),
-                            time_spent=budget.spent_before, device=torch.device(t.device).type, on_nan=t.on_nan,
-                            compile=t.compile == "on" and not privacy, sync=distributed.world().active)
+    own = [history] + ([stopper] if stopper else [])
+    if t.freeze and distributed.world().active:
+        raise ConfigError("train.freeze with several ranks: not supported (DistributedDataParallel needs every "
+                          "parameter's gradient each step); set train.freeze=0 or train in one process")
+    stateful = {"history": history, **({"early_stopping": stopper} if stopper else {}),
+                **({"privacy": privacy} if privacy else {})}
+    # Under FSDP each rank holds a shard of the weights: no mid-run checkpoints (the final model
+    # is gathered and saved)
+    listed = assembly.callbacks(plan, own, stateful, checkpoints=not (t.fsdp and distributed.world().active),
+                                after_restore=(Freeze(model, t.freeze),) if t.freeze else (),
+                                after_training=_after_training(plan, validation, 2 * len(val.y)))
+    settings = assembly.loop_settings(t, plan.budget, clip=0.0 if privacy else None,  # DP clips per row
+                                      compile_ok=privacy is None)
     state = train_loop(model, batches, step_loss, optimizer, settings, validation, listed, wrapped)
     if privacy is not None:
         state.privacy = privacy.summary()
@@ -120,18 +130,13 @@ def fit_model(model: nn.Module, batches, class_counts: torch.Tensor | None,
     return state, history, stopper
 
 
-def _time_limit(budget: Budget, validation: Validation, final_rows: int, writes_report: bool) -> list[Callback]:
-    """The time-limit callback: the limit bounds the whole command (the time already spent is
-    counted), and the final evaluation's time is kept free: validation's measured speed
-    (probed before training, then every epoch) times the rows still to score (validation and,
-    as its likely size, as many test rows), plus the report when one is written."""
-    if not budget.limited:
-        return []
-    if not len(validation.y):
-        return [TimeLimit(budget.training_limit(), budget=budget.limit)]
+def _after_training(plan: LoopPlan, validation: Validation, final_rows: int) -> Callable[[], float] | None:
+    """The seconds the command still needs once training ends, for the time limit to keep free:
+    validation's measured speed (probed before training, then every epoch) times the rows still
+    to score (validation and, as its likely size, as many test rows), plus the report when a
+    run directory is written."""
+    if not plan.budget.limited or not len(validation.y):
+        return None
     validation.probe()
-    report = REPORT_SECONDS if writes_report else 0.0
-
-    def after_training() -> float:
-        return budget.after_training(validation.seconds_for(final_rows), report)
-    return [TimeLimit(budget.training_limit(), after_training, budget=budget.limit)]
+    report = REPORT_SECONDS if plan.checkpointing is not None else 0.0
+    return lambda: plan.budget.after_training(validation.seconds_for(final_rows), report)

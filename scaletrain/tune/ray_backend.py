@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from scaletrain.budget import Budget
-from scaletrain.cluster import connect
 from scaletrain.config import build_config
 from scaletrain.errors import ConfigError, ScaletrainError
 from scaletrain.modalities import load_source
+from scaletrain.parallel.cluster import connect
+from scaletrain.train.budget import Budget
 from scaletrain.tune.space import SearchSpace
 from scaletrain.tune.trials import Plan, default_row, evaluate_config, holdout_for_cv, make_sampler, set_deadline
 

@@ -23,14 +23,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from scaletrain.budget import Budget
 from scaletrain.config import Config, build_config, parse_duration
 from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.fitting.pipeline import FitOptions, fit_run
 from scaletrain.modalities import load_source, modality
-from scaletrain.pipeline import FitOptions, fit_run
 from scaletrain.rundir import RunDir
 from scaletrain.runlock import run_lock
 from scaletrain.runtime import cores
+from scaletrain.train.budget import Budget
 from scaletrain.tune.space import SearchSpace
 from scaletrain.tune.trials import Plan, default_row, evaluate_config, holdout_for_cv, make_sampler, set_deadline
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 
-from scaletrain.budget import EXPECTED_TRIALS, Budget
 from scaletrain.config import Config, build_config
-from scaletrain.cv import cross_validate_config
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import main_score_name
-from scaletrain.pipeline import FitOptions, fit_run
+from scaletrain.fitting.cv import cross_validate_config
+from scaletrain.fitting.pipeline import FitOptions, fit_run
+from scaletrain.train.budget import EXPECTED_TRIALS, Budget
 from scaletrain.train.loop import Callback
 from scaletrain.tune.space import SearchSpace
 

@@ -9,8 +9,8 @@ import torch
 import scaletrain
 from scaletrain.config import Config
 from scaletrain.errors import ConfigError
+from scaletrain.fitting.pipeline import resampled
 from scaletrain.modalities import load_source, prepare
-from scaletrain.pipeline import resampled
 
 
 def imbalanced(n: int = 600, seed: int = 0) -> pd.DataFrame:

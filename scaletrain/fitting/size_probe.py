@@ -4,7 +4,7 @@ The probe trains the recipe at three widths around the default (half, same, doub
 short runs each (96, 192 and 384 steps of 64 rows, scaled down to fit PROBE_SHARE of the
 limit: each a whole one-cycle run on that many fresh rows, BatchNorm's statistics then
 recomputed), fits L(N, S) = E + A/N^α + B/S^β to their validation cross-entropies (N
-parameters, S training rows seen; scaletrain/scaling_law.py), and predicts each candidate
+parameters, S training rows seen; scaletrain/fitting/scaling_law.py), and predicts each candidate
 width's loss at the rows it can see in the time left (the time left / its measured seconds
 per step × the batch). The prediction's winner replaces the default only when it wins in at
 least CONFIDENCE of the fit's bootstrap refits, by MARGIN: with 9 short cells the law is a rough guess,
@@ -22,11 +22,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from scaletrain.budget import PROBE_SHARE, TRAINING_SHARE, Budget
-from scaletrain.candidates import train_candidate
 from scaletrain.config import Config
-from scaletrain.scaling_law import Law, bootstrap, fit_law
+from scaletrain.fitting.candidates import train_candidate
+from scaletrain.fitting.scaling_law import Law, bootstrap, fit_law
 from scaletrain.train import device
+from scaletrain.train.budget import PROBE_SHARE, TRAINING_SHARE, Budget
 from scaletrain.train.sizing import step_seconds
 
 PROBE_STEPS = (96, 192, 384)      # each cell's optimizer steps, before scaling to the probe's share

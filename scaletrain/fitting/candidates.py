@@ -1,5 +1,5 @@
 """Zero-config's candidates: each trained, then one chosen on the validation split (by
-cross-validation on small data: scaletrain/folds.py) and, if linear, refit on every row."""
+cross-validation on small data: scaletrain/fitting/folds.py) and, if linear, refit on every row."""
 from __future__ import annotations
 
 import math
@@ -9,23 +9,24 @@ from pathlib import Path
 
 import torch
 
-from scaletrain import distributed
-from scaletrain.budget import Budget
 from scaletrain.config import Config, ModelConfig
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import score_outputs
 from scaletrain.models.ensemble import Ensemble, average_for, combine
 from scaletrain.models.registry import build_model
+from scaletrain.parallel import distributed
 from scaletrain.run import Run
 from scaletrain.train import device
+from scaletrain.train.assembly import Checkpointing, LoopPlan
 from scaletrain.train.blend import blend_weights
+from scaletrain.train.budget import Budget
 from scaletrain.train.full_batch import CV_FOLDS as L2_FOLDS
 from scaletrain.train.full_batch import fit_full_batch, on_validation
 from scaletrain.train.losses import training_loss
 from scaletrain.train.setup import extra_generators, loss_for, placed_model, training_batches
 from scaletrain.train.sizing import find_lr
-from scaletrain.train.trainer import fit_model
+from scaletrain.train.trainer import LossChoice, ValidationSet, fit_model
 
 OCCAM_MARGIN = 0.05
 # a blend whose weights were chosen on the validation rows must beat the chosen candidate there
@@ -62,11 +63,11 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     if cfg.train.lr_find is True:
         find_lr(cfg, model, batches, prepared, budget)
         cfg.train.lr = float(distributed.broadcast_text(repr(cfg.train.lr)))  # rank 0's pick, on every rank
-    state, history, stopper = fit_model(
-        model, batches, prepared.class_counts(), run.outputs, prepared.val_inputs, prepared.val_y,
-        cfg.train, cfg.checkpoint, prepared.task, generators=extra_generators(batches),
-        checkpoint_dir=checkpoint_dir, verbose=verbose, config=cfg.to_dict(),
-        resume=resume, budget=budget.from_now(), callbacks=callbacks, score=score)
+    checkpointing = None if checkpoint_dir is None else Checkpointing(
+        checkpoint_dir, cfg.checkpoint, cfg.to_dict(), resume, extra_generators(batches))
+    plan = LoopPlan(budget.from_now(), checkpointing, callbacks or [], "training" if verbose else None)
+    state, history, stopper = fit_model(model, batches, cfg.train, LossChoice(prepared.task, prepared.class_counts()),
+                                        ValidationSet(run.outputs, prepared.val_inputs, prepared.val_y, score), plan)
     if cfg.train.fsdp and distributed.world().active:  # the shards gathered into one plain model, on rank 0
         full = distributed.full_state(model, fsdp=True)  # a collective: every rank takes part
         if distributed.world().main:

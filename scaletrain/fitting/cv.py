@@ -12,8 +12,8 @@ import pandas as pd
 from scaletrain.config import Config
 from scaletrain.data.schema import find_target, infer_task
 from scaletrain.errors import ConfigError
+from scaletrain.fitting.pipeline import FitOptions, fit_run
 from scaletrain.modalities import load_source, modality
-from scaletrain.pipeline import FitOptions, fit_run
 
 
 def fold_indices(y: pd.Series, k: int, task: str, seed: int = 0) -> list[np.ndarray]:

@@ -14,11 +14,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from scaletrain import distributed
-from scaletrain.cluster import connect
 from scaletrain.config import build_config
 from scaletrain.errors import ScaletrainError
-from scaletrain.pipeline import FitOptions, fit_run
+from scaletrain.fitting.pipeline import FitOptions, fit_run
+from scaletrain.parallel import distributed
+from scaletrain.parallel.cluster import connect
 from scaletrain.pretraining.run import pretrain
 from scaletrain.train.loop import Callback
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaletrain import distributed
 from scaletrain.errors import ConfigError
+from scaletrain.parallel import distributed
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _where(path):  # Ray's workers run in other folders: local paths made absolu
 
 def launch_train(launch: Launch, data: str, test: str | None, target: str | None, out: Path) -> None:
     if launch.backend == "ray":
-        from scaletrain.ray_train import fit_on_ray
+        from scaletrain.parallel.ray_train import fit_on_ray
 
         fit_on_ray({"data": _where(data), "test": _where(test), "out": _where(out),
                     "config": launch.config_for(target).to_dict(), "resume": launch.resume},
@@ -83,7 +83,7 @@ def launch_pretrain(launch: Launch, corpus: list[str], out: Path) -> None:
     cfg = launch.config_for()
     pretrain_blocks(corpus, out, cfg, verbose=not launch.quiet)
     if launch.backend == "ray":
-        from scaletrain.ray_train import pretrain_on_ray
+        from scaletrain.parallel.ray_train import pretrain_on_ray
 
         pretrain_on_ray({"sources": [_where(s) for s in corpus], "out": _where(out), "config": cfg.to_dict(),
                          "resume": launch.resume}, launch.nproc_per_node or 1)

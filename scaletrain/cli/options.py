@@ -7,6 +7,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from scaletrain.errors import RunDirError, ScaletrainError
 
@@ -85,3 +86,16 @@ def one_line_warnings() -> None:
                           highlight=False, soft_wrap=True)
 
     warnings.showwarning = show
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    """Metrics as a table: one row per metric, one column per split."""
+    table = Table(title=title or None)
+    splits = [s for s in ("train", "val", "test") if metrics.get(s)]
+    table.add_column("metric")
+    for split in splits:
+        table.add_column(split, justify="right")
+    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
+    for name in names:
+        table.add_row(name, *(f"{metrics[s].get(name, float('nan')):.4f}" for s in splits))
+    return table

@@ -8,11 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from scaletrain import distributed
 from scaletrain.audit import audit_section, run_findings
-from scaletrain.auto import CONV_NETS, candidate_configs
-from scaletrain.budget import Budget
-from scaletrain.candidates import Trained, blended, choose, refit_on_all_rows, refits, train_candidate
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import decode_target
@@ -22,12 +18,17 @@ from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_cl
 from scaletrain.evaluate.report import build_report
 from scaletrain.evaluate.threshold import tune_class_bias, tune_threshold
 from scaletrain.explain.report import trust_sections
-from scaletrain.folds import bagged, choose_by_cross_validation, cross_validates
+from scaletrain.fitting.candidates import Trained, blended, choose, refit_on_all_rows, refits, train_candidate
+from scaletrain.fitting.folds import bagged, choose_by_cross_validation, cross_validates
+from scaletrain.fitting.recipe import CONV_NETS, candidate_configs
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
+from scaletrain.parallel import distributed
 from scaletrain.run import Run
 from scaletrain.rundir import RunDir
 from scaletrain.runlock import writing
 from scaletrain.runtime import keep_freed_memory
+from scaletrain.train.assembly import process_group
+from scaletrain.train.budget import Budget
 from scaletrain.train.setup import seed_everything
 from scaletrain.train.sizing import size_for_budget
 from scaletrain.version import VERSION as __version__
@@ -56,15 +57,9 @@ def fit_run(config: Config, data, *, y=None, test=None, options: FitOptions | No
     keep_freed_memory()
     if options.resume and options.out in (None, "auto"):
         raise ConfigError("resuming needs the run directory of the interrupted run: give --out DIR")
-    with writing(options.out, options.resume, options.overwrite, options.resume_or_start):
-        created = distributed.init(config.train.device)  # a torchrun worker joins its process group
-        try:
-            run = _fit(config, data, y, test, options, budget)
-        except BaseException:
-            distributed.finish(created, wait=False)  # no barrier: the other ranks may never reach it
-            raise
-        distributed.finish(created)
-    return run
+    with writing(options.out, options.resume, options.overwrite, options.resume_or_start), \
+            process_group(config.train.device):
+        return _fit(config, data, y, test, options, budget)
 
 
 def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run:
@@ -182,7 +177,7 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
 def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
     """A time-limited conv net's width: from the scaling probe where it is on (and the rows are
     in memory, one process), else the halving rule."""
-    from scaletrain.size_probe import probe_width  # scipy's fit: imported only where a probe runs
+    from scaletrain.fitting.size_probe import probe_width  # scipy's fit: imported only where a probe runs
 
     probing = c.train.sizing == "probe" and c.model.name in CONV_NETS and prepared.task != "regression"
     if probing and prepared.shard_url is None and not distributed.world().active:

@@ -1,29 +1,16 @@
-"""The command line: one function per verb, each a thin call into the API."""
+"""The verbs that fit: train, prepare, pretrain, tune."""
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from scaletrain import cli_base as options
-from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console, reads_run
-
-
-def _metrics_table(metrics: dict, title: str) -> Table:
-    table = Table(title=title or None)
-    splits = [s for s in ("train", "val", "test") if metrics.get(s)]
-    table.add_column("metric")
-    for split in splits:
-        table.add_column(split, justify="right")
-    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
-    for name in names:
-        table.add_row(name, *(f"{metrics[s].get(name, float('nan')):.4f}" for s in splits))
-    return table
+from scaletrain.cli import options
+from scaletrain.cli.options import DEBUG, app, err_console, guarded, metrics_table, out_console
 
 
 @app.command()
@@ -52,9 +39,9 @@ def train(
     debug: bool = DEBUG,
 ):
     """Train a model on DATA and write a run directory."""
-    from scaletrain import distributed
     from scaletrain.api import default_out, fit
-    from scaletrain.launch import Launch, launch_train
+    from scaletrain.parallel import distributed
+    from scaletrain.parallel.launch import Launch, launch_train
     from scaletrain.runlock import writing
 
     if cv is not None:
@@ -83,7 +70,7 @@ def _summary(m: dict, path: Path) -> None:
     ranks = f" · {m['distributed']['ranks']} ranks" if m.get("distributed") else ""
     out_console.print(f"{m['task']} · {m['model']} ({m['parameters']:,} parameters) · {m['epochs']} epochs "
                       f"(best {m['best_epoch']}) · {m['train_seconds']:.1f}s training{ranks}", highlight=False)
-    out_console.print(_metrics_table(m, ""))
+    out_console.print(metrics_table(m, ""))
     out_console.print(f"run directory: {path}\nreport: {path / 'report.html'}", highlight=False)
 
 
@@ -191,9 +178,9 @@ def pretrain(
     debug: bool = DEBUG,
 ):
     """Pretrain a Transformer encoder on unlabeled text (BERT's masked language modelling)."""
-    from scaletrain import distributed
     from scaletrain.api import pretrain as run_pretraining
-    from scaletrain.launch import Launch, launch_pretrain
+    from scaletrain.parallel import distributed
+    from scaletrain.parallel.launch import Launch, launch_pretrain
     from scaletrain.runlock import writing
 
     launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
@@ -262,130 +249,6 @@ def tune(
                           for k, v in params_of(board, i).items()) or "zero-config"
         table.add_row(str(row.rank), row.trial, row.state, f"{row.score:.4f}", f"{row.seconds:.1f}", values)
     out_console.print(table)
-    out_console.print(_metrics_table(result.run.metrics, "best configuration, retrained"))
+    out_console.print(metrics_table(result.run.metrics, "best configuration, retrained"))
     out_console.print(f"leaderboard: {out / 'leaderboard.csv'}\nbest run: {result.path}\n"
                       f"report: {result.path / 'report.html'}", highlight=False)
-
-
-@app.command()
-@guarded
-@reads_run
-def predict(
-    run: Path = typer.Argument(..., help="Run directory."),
-    data: str = typer.Argument(..., help="Raw rows or images, as for train."),
-    output: Optional[Path] = typer.Option(None, help="Write predictions here (.csv, .parquet, .jsonl); default stdout."),
-    strict: bool = typer.Option(False, help="Refuse input that does not fit the trained schema (words in number "
-                                            "columns, unseen categories, far-off values, missing columns)."),
-    explain: int = typer.Option(0, "--explain", help="Add the K strongest reasons per row (reason_i, reason_i_attribution: "
-                                                    "columns by SHAP values against training rows, words of free text; table runs)."),
-    debug: bool = DEBUG,
-):
-    """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""
-    from scaletrain.api import load
-    from scaletrain.data.tables import write_table
-
-    trained = load(run)
-    frame = trained.predict(data, strict=strict)
-    warnings = frame.attrs.get("warnings", [])
-    if explain > 0:
-        from scaletrain.explain import predict_reasons
-
-        frame = frame.join(predict_reasons(trained, data, explain).set_axis(frame.index))
-    for line in warnings:
-        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
-    if output is None:
-        frame.to_csv(sys.stdout, index=False)
-    else:
-        write_table(frame, output)
-        err_console.print(f"wrote {len(frame)} predictions to {output}")
-
-
-@app.command()
-@guarded
-@reads_run
-def evaluate(
-    run: Path = typer.Argument(..., help="Run directory."),
-    data: str = typer.Argument(..., help="Labelled raw data, as for train."),
-    as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
-    debug: bool = DEBUG,
-):
-    """Evaluate a trained RUN on labelled DATA."""
-    from scaletrain.api import load
-
-    metrics = load(run).evaluate(data)
-    if as_json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        out_console.print(_metrics_table({"test": metrics}, f"evaluation of {run} on {data}"))
-
-
-@app.command()
-@guarded
-@reads_run
-def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = DEBUG):
-    """Show what a run was trained on, how, and with which results."""
-    from scaletrain.api import load
-    from scaletrain.rundir import RunDir
-
-    if RunDir(run).is_pretrained():
-        return _pretraining_info(run)
-    loaded = load(run)
-    m, c = loaded.metrics, loaded.config
-    table = Table(title=f"run {run}", show_header=False)
-    table.add_column("what")
-    table.add_column("value")
-    data = m.get("data", {})
-    rows = {
-        "task": loaded.task, "data": ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (list, dict))),
-        "target": loaded.preprocess.get("target_column") or "class subfolders",
-        "classes": ", ".join(map(str, loaded.classes or [])) or "—",
-        "model": f"{c.model.name}" + (" of " + ", ".join(f"{member.name} {w:.2f}" for member, w in
-                                                       zip(c.model.members, c.model.weights)) if c.model.members else "")
-                 + f" ({m.get('parameters', 0):,} parameters)",
-        "training": f"{c.train.optimizer} lr={c.train.lr} batch={c.train.batch_size} schedule={c.train.schedule} "
-                    f"epochs={m.get('epochs')}/{c.train.epochs} in {m.get('train_seconds', 0):.1f}s",
-    }
-    if p := m.get("privacy"):
-        rows["privacy"] = (f"DP-SGD ε={p['epsilon']:.3g} (target {p['target_epsilon']:g}), δ={p['delta']:.2g}, "
-                           f"{p['steps']} steps, noise {p['noise_multiplier']:.3g}, clip {p['max_grad_norm']:g}")
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    out_console.print(table)
-    if m.get("test") or m.get("val"):
-        out_console.print(_metrics_table(m, "metrics"))
-
-
-def _pretraining_info(run: Path) -> None:
-    from scaletrain.rundir import RunDir
-
-    d = RunDir(run)
-    m, encoder = d.read_metrics(), d.read_spec()["encoder"]
-    v = m.get("validation", {})
-    table = Table(title=f"pretraining run {run}", show_header=False)
-    table.add_column("what")
-    table.add_column("value")
-    rows = {"task": "masked language modelling", "corpus": f"{m.get('documents', 0):,} documents",
-            "encoder": ", ".join(f"{k}={encoder[k]}" for k in ("layers", "width", "heads", "ff", "vocab_size",
-                                                              "max_positions")),
-            "training": f"{m.get('steps', 0):,} steps, {m.get('epochs', 0)} epochs, {m.get('tokens_per_second', 0):,.0f} "
-                        f"tokens/s, {m.get('seconds', 0):.0f}s",
-            "validation": f"masked-LM loss {v.get('val_loss', float('nan')):.4f}, perplexity "
-                          f"{v.get('val_perplexity', float('nan')):.2f}, masked-token accuracy {v.get('val_score', float('nan')):.4f}",
-            "use": f"--set model.init_from={run}" + (f"; Hugging Face: {run / 'hf'}" if m.get("hf") else "")}
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    out_console.print(table)
-
-
-from scaletrain import cli_ship, cli_study  # noqa: E402,F401  (export, compress, serve, scale, audit: after the others)
-
-
-def main() -> None:
-    from scaletrain.cli_base import one_line_warnings
-
-    one_line_warnings()
-    app()
-
-
-if __name__ == "__main__":
-    main()

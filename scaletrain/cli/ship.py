@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from scaletrain.cli_base import DEBUG, app, err_console, guarded, reads_run
+from scaletrain.cli.options import DEBUG, app, err_console, guarded, reads_run
 
 
 @app.command()
@@ -75,7 +75,7 @@ def compress(
     """Make RUN smaller and faster: each variant a run directory, measured side by side with the original."""
     from rich.table import Table
 
-    from scaletrain.cli_base import out_console
+    from scaletrain.cli.options import out_console
     from scaletrain.compress import compress_run
 
     summary = compress_run(run, data, out, distill=distill, prune=prune, quantize=quantize, test=test,

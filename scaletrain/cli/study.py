@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from scaletrain.cli_base import DEBUG, app, err_console, guarded, out_console
+from scaletrain.cli.options import DEBUG, app, err_console, guarded, out_console
 
 
 def _numbers(text: Optional[str], kind):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-from scaletrain import distributed
 from scaletrain.config import Config
 from scaletrain.errors import ConfigError
 from scaletrain.modalities import DataFacts, modality
 from scaletrain.modalities.image import MAX_EPOCHS
 from scaletrain.modalities.table import SMALL_TABLE
+from scaletrain.parallel import distributed
 from scaletrain.runtime import cores
 from scaletrain.train.device import resolve_device
 

@@ -15,12 +15,12 @@ from dataclasses import replace
 
 import torch
 
-from scaletrain import distributed
-from scaletrain.candidates import Trained, train_candidate
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.split import kfold_splits
+from scaletrain.fitting.candidates import Trained, train_candidate
 from scaletrain.models.ensemble import Ensemble, average_for
+from scaletrain.parallel import distributed
 from scaletrain.run import Run
 from scaletrain.train.setup import loss_for
 
