@@ -10,13 +10,15 @@ import pandas as pd
 
 from scaletrain.audit import audit_images, audit_section, audit_table
 from scaletrain.config import Config
-from scaletrain.data.schema import find_target, infer_task
+from scaletrain.data.schema import find_target
 from scaletrain.data.sources import concat_sources
 from scaletrain.data.split import split_indices
 from scaletrain.evaluate.report import build_page
 from scaletrain.fitting.cv import out_of_fold_proba
 from scaletrain.io import write_json, write_text
 from scaletrain.modalities import load_source, load_test_source
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import infer_task
 
 
 def split_of_rows(n: int, labels, test_fraction: float, val_fraction: float, seed: int,
@@ -50,7 +52,7 @@ def audit_data(data, target: str | None = None, config: Config | None = None, ou
     if source.frame is not None:
         frame = source.frame.reset_index(drop=True)
         target = find_target(frame, target or cfg.data.target, source.name) if (target or cfg.data.target) else target
-        classification = target is not None and infer_task(frame[target], cfg.data.task) != "regression"
+        classification = target is not None and task_of(infer_task(frame[target], cfg.data.task)).classifies
         labels = frame[target].astype(str).to_numpy() if classification else None
         split = split_of_rows(len(frame), labels, cfg.data.test_fraction, cfg.data.val_fraction, seed, n_test)
         proba = classes = None

@@ -14,6 +14,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
+from scaletrain.tasks import REGRESSION
+
 _TARGET = "__target__"
 
 
@@ -126,7 +128,7 @@ class ScaleClassifier(ClassifierMixin, _ScaleEstimator):
 class ScaleRegressor(RegressorMixin, _ScaleEstimator):
     """A scaletrain regressor with the scikit-learn interface."""
 
-    _task = "regression"
+    _task = REGRESSION.name
 
     def _target(self, y, n: int) -> np.ndarray:
         return super()._target(y, n).astype(np.float64)  # a non-numeric target fails here, naming y

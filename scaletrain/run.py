@@ -23,6 +23,7 @@ from scaletrain.modalities import modality, read_for_run
 from scaletrain.models.registry import ModelSpec
 from scaletrain.runcheck import load_checked
 from scaletrain.rundir import RunDir
+from scaletrain.tasks import task_of
 from scaletrain.train import device
 from scaletrain.train.losses import outputs_to_proba
 
@@ -88,7 +89,7 @@ class Run:
         out = self.outputs(inputs)
         if self.preprocess["target"].get("temperature"):  # calibrated on validation rows (evaluate/calibration.py)
             out = out / self.preprocess["target"]["temperature"]
-        if self.task == "regression":
+        if not task_of(self.task).classifies:
             return decode_target(self.preprocess["target"], out.squeeze(-1).double().numpy()), None
         proba = outputs_to_proba(out, self.task, self.config.train.loss).numpy()
         target = self.preprocess["target"]
@@ -115,7 +116,7 @@ class Run:
         inputs, _ = self.encode(source)
         values, proba = self.predict_encoded(inputs)
         frame = self.modality.prediction_frame(source)
-        if self.task == "regression":
+        if not task_of(self.task).classifies:
             frame["prediction"] = values
         else:
             frame["prediction"] = decode_target(self.preprocess["target"], values)
@@ -139,7 +140,7 @@ class Run:
         inputs = tuple(x[torch.from_numpy(keep)] for x in inputs)
         values, proba = self.predict_encoded(inputs)
         labels = np.asarray(labels)[keep]
-        if self.task == "regression":
+        if not task_of(self.task).classifies:
             truth = pd.to_numeric(pd.Series(labels)).to_numpy(np.float64)
             return Assessment(compute_metrics(self.task, truth, values), truth, values, None, source, np.flatnonzero(keep))
         truth = encode_target(self.preprocess["target"], labels, where=f"'{source.name}'").numpy()

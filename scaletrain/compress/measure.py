@@ -18,6 +18,7 @@ from scaletrain.data.values import label_key
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name
 from scaletrain.export import onnx_inputs
 from scaletrain.run import Run
+from scaletrain.tasks import task_of
 
 BATCH, ROUNDS, ROW_CALLS, BATCH_CALLS = 256, 7, 50, 5
 
@@ -58,7 +59,7 @@ def ort_predictions(session, run: Run, feeds: dict) -> tuple[np.ndarray, np.ndar
     """(class indices or values, probabilities or None) from an exported model, in batches."""
     n = len(next(iter(feeds.values())))
     parts = [session.run(None, {k: v[i:i + 4096] for k, v in feeds.items()}) for i in range(0, n, 4096)]
-    if run.task == "regression":
+    if not task_of(run.task).classifies:
         return np.concatenate([p[0] for p in parts]), None
     index = {label_key(c): i for i, c in enumerate(run.classes)}
     labels = np.concatenate([p[0] for p in parts])
@@ -84,7 +85,7 @@ def measure(variants: list[Variant], test: Source) -> None:
             rows[v.name].append(_seconds(s, one, ROW_CALLS))
             batches[v.name].append(_seconds(s, batch, BATCH_CALLS))
     score = main_score_name(original.task)
-    truth = (np.asarray(labels, dtype=np.float64) if original.task == "regression" else
+    truth = (np.asarray(labels, dtype=np.float64) if not task_of(original.task).classifies else
              encode_target(original.preprocess["target"], labels).numpy())
     reference = None
     for v, s in zip(variants, sessions):
@@ -96,7 +97,7 @@ def measure(variants: list[Variant], test: Source) -> None:
                      "ms_per_row": round(1e3 * float(np.median(rows[v.name])), 4),
                      "ms_per_batch": round(1e3 * float(np.median(batches[v.name])), 3),
                      score: round(float(metrics[score]), 4), "test_rows": int(len(truth))}
-        if original.task != "regression":
+        if task_of(original.task).classifies:
             v.figures["same_class_as_original"] = round(float(np.mean(predicted == reference)), 4)
     base = variants[0].figures
     for v in variants:

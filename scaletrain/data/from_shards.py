@@ -8,14 +8,16 @@ from safetensors.torch import load as load_safetensors
 
 from scaletrain.data.image_shards import decode_frame
 from scaletrain.data.manifest import STATS, filesystem, join, read_manifest, verify_shards
-from scaletrain.data.prepared import Prepared, is_classification, require_rows
+from scaletrain.data.prepared import Prepared, require_rows
 from scaletrain.data.preprocess import encode_target, table_state, target_state, transform_images, transform_table
-from scaletrain.data.schema import Schema, infer_task
+from scaletrain.data.schema import Schema
 from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.data.stream import read_units, units_of
 from scaletrain.data.values import label_key
 from scaletrain.errors import DataError, TargetError
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import infer_task
 
 
 def class_counts(target: TargetStats, state: dict) -> torch.Tensor:
@@ -60,7 +62,7 @@ def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
         eval_sample(manifest, source.url, "test", EVAL_ROWS, notes)
     require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
     target = schema.target
-    counts = class_counts(TargetStats.from_plain(m["target"]), state) if is_classification(schema.task) else None
+    counts = class_counts(TargetStats.from_plain(m["target"]), state) if task_of(schema.task).classifies else None
     summary = {"task": schema.task, "rows": sum(m["rows"].values()), "columns": len(m["columns"]),
                "shards": len(manifest.shards), "numeric": schema.numeric, "boolean": schema.boolean,
                "datetime": schema.datetime, "categorical": schema.categorical, "dropped": schema.dropped,

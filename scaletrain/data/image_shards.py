@@ -32,6 +32,7 @@ from scaletrain.data.stats import Moments, TargetStats
 from scaletrain.errors import DataError
 from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
+from scaletrain.tasks import MULTICLASS
 
 IMAGES_PER_JOB = 16_384
 ROW_GROUP = 4_096
@@ -74,7 +75,7 @@ def image_job(files: list[str], labels: list[str], start: int, layout: ImageLayo
     src, _ = filesystem(layout.url)
     writers = {split: ShardWriter(fs, root, split, f"{start:09d}", SCHEMA, max_bytes) for split in SPLITS}
     moments = [Moments() for _ in range(layout.channels)]
-    target, counts, bad = TargetStats("multiclass"), {split: 0 for split in SPLITS}, []
+    target, counts, bad = TargetStats(MULTICLASS.name), {split: 0 for split in SPLITS}, []
     try:
         for first in range(0, len(files), ROW_GROUP):
             names, tags = files[first:first + ROW_GROUP], labels[first:first + ROW_GROUP]
@@ -154,7 +155,7 @@ def _prepare_images(url: str, out: str, fs, root: str, size: int | None, channel
         outputs = [image_job(*job) for job in track(jobs, description="preparing images", disable=not verbose,
                                                      transient=True)]
     moments = [Moments() for _ in range(layout.channels)]
-    target = TargetStats("multiclass")
+    target = TargetStats(MULTICLASS.name)
     results, bad = [], []
     for shards, job_moments, job_target, rows, job_bad in outputs:
         for total, part in zip(moments, job_moments):

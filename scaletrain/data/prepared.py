@@ -9,6 +9,7 @@ import numpy as np
 
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError
+from scaletrain.tasks import task_of
 
 if TYPE_CHECKING:  # tensors are made where data is prepared: `scaletrain prepare` runs without torch
     import torch
@@ -43,7 +44,7 @@ class Prepared:
         return self.train_rows if self.train_rows is not None else len(self.train_y)
 
     def class_counts(self) -> torch.Tensor | None:
-        if self.task == "regression":
+        if not task_of(self.task).classifies:
             return None
         if self.train_class_counts is not None:
             return self.train_class_counts
@@ -57,7 +58,7 @@ class Prepared:
 
     def val_minority(self) -> int:
         """Validation rows of the rarest class (0 for regression)."""
-        if self.task == "regression" or not len(self.val_y):
+        if not task_of(self.task).classifies or not len(self.val_y):
             return 0
         return int(np.bincount(self.val_y.numpy(), minlength=self.n_classes).min())
 
@@ -66,8 +67,6 @@ class Prepared:
         return 1.0 if counts is None else float(counts.max() / counts.clamp(min=1).min())
 
 
-def is_classification(task: str) -> bool:
-    return task != "regression"
 
 
 def require_rows(name: str, n_train: int, n_val: int, val_fraction: float) -> None:

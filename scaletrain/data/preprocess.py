@@ -35,6 +35,7 @@ from scaletrain.data.values import (
     numeric_columns,
 )
 from scaletrain.errors import DataError
+from scaletrain.tasks import task_of
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `prepare` runs without it
     import torch
@@ -51,7 +52,7 @@ def fit_target(y: pd.Series | np.ndarray, task: str) -> dict:
 
 def target_state(stats: TargetStats) -> dict:
     """Return the target state from its statistics (in memory or merged from shards)."""
-    if stats.task == "regression":
+    if not task_of(stats.task).classifies:
         return {"task": stats.task, "mean": stats.moments.mean, "std": stats.moments.std or 1.0}
     uniques = [stats.examples[k] for k in stats.labels]
     try:
@@ -66,7 +67,7 @@ def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
     import torch
 
     values = pd.Series(y)
-    if state["task"] == "regression":
+    if not task_of(state["task"]).classifies:
         v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         return torch.from_numpy(((v - state["mean"]) / state["std"]).astype(np.float32))
     lookup = {label_key(c): i for i, c in enumerate(state["classes"])}
@@ -86,7 +87,7 @@ def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
 
 def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
     """Return predictions in the target's own values."""
-    if state["task"] == "regression":
+    if not task_of(state["task"]).classifies:
         return predictions * state["std"] + state["mean"]
     classes = np.asarray(state["classes"], dtype=object)
     return classes[predictions]

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.errors import ConfigError, TargetError
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import infer_task
 
 _BOOL_WORDS = {"true", "false", "yes", "no", "y", "n", "t", "f"}
 
@@ -98,62 +100,23 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
     return "categorical", None
 
 
-def infer_task(y: pd.Series, task: str) -> str:
-    """Return binary, multiclass or regression from the target's values (or the forced task)."""
-    values = y.dropna()
-    n_unique = values.nunique()
-    if task == "regression":
-        return task
-    if task in ("binary", "multiclass"):
-        return task
-    if task == "classification":
-        return "binary" if n_unique == 2 else "multiclass"
-    if values.dtype.kind in "fciu" and n_unique > 2 and n_unique == len(values):
-        return "regression"  # numbers that never repeat: as classes, each would be seen once
-    if looks_like_counts(values):
-        return "regression"
-    if values.dtype.kind in "fc":
-        integral = np.all(np.mod(values, 1) == 0)
-        if n_unique == 2:
-            return "binary"
-        if integral and n_unique <= 20 and n_unique <= max(2, len(values) // 10):
-            return "multiclass"
-        return "regression"
-    if values.dtype.kind in "iu":
-        if n_unique == 2:
-            return "binary"
-        return "multiclass" if n_unique <= max(20, int(len(values) ** 0.5)) and n_unique <= 200 else "regression"
-    return "binary" if n_unique == 2 else "multiclass"
-
-
-def looks_like_counts(values: pd.Series) -> bool:
-    """Whole numbers from 0 whose frequencies fall away from 0 — doctor visits, claims, defects:
-    a quantity to regress, not classes. AER's DoctorVisits (0-9 visits) read as ten classes
-    scored R² -1.64 against 0.18 as a count. Class labels coded 0..k (digits) are about even,
-    ratings start above 0: neither has a most frequent 0 and a top value ten times rarer."""
-    if values.dtype.kind not in "fiu" or not len(values) or not np.all(np.mod(values, 1) == 0):
-        return False
-    frequency = values.value_counts().sort_index()
-    return (len(frequency) >= 5 and frequency.index[0] == 0 and frequency.iloc[0] == frequency.max()
-            and frequency.iloc[-1] * 10 <= frequency.iloc[0] and frequency.iloc[:3].is_monotonic_decreasing)
-
-
 def check_target(y: pd.Series, task: str, column: str) -> None:
     """Raise TargetError if the target cannot be learned."""
     values = y.dropna()
     if values.empty:
         raise TargetError(f"target column '{column}' has no values; pick a column with labels")
-    if task != "regression" and values.nunique() < 2:
+    classifies = task_of(task).classifies
+    if classifies and values.nunique() < 2:
         raise TargetError(f"target column '{column}' has a single class ({values.iloc[0]!r}); "
                           "a classifier needs at least two")
-    if task != "regression":
+    if classifies:
         counts = values.value_counts()
         once = int((counts == 1).sum())
         if len(counts) > 2 and once > len(counts) / 2:  # no split can give most classes a training row
             raise TargetError(f"target column '{column}' has too few rows per class: {len(counts):,} classes in "
                               f"{len(values):,} rows, {once:,} of them seen once; a classifier needs several rows of "
                               "each class (is it an ID, or a number to regress: --set data.task=regression?)")
-    if task == "regression":
+    if not classifies:
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.isna().any():
             raise TargetError(f"target column '{column}' is not numeric, so it cannot be a regression target; "

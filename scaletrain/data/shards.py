@@ -39,6 +39,7 @@ from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_s
 from scaletrain.errors import DataError
 from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
+from scaletrain.tasks import task_of
 
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from
 
@@ -64,7 +65,7 @@ class Layout:
 
 
 def target_type(sample: pd.Series, task: str) -> pa.DataType:
-    if task == "regression" or sample.dtype.kind == "f":
+    if not task_of(task).classifies or sample.dtype.kind == "f":
         return pa.float64()
     if sample.dtype.kind in "iu":
         return pa.int64()

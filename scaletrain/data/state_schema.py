@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from scaletrain import tasks
 from scaletrain.errors import RunDirError
 
 
@@ -25,7 +26,7 @@ def _finite(value: float) -> float:
 Finite = Annotated[float, AfterValidator(_finite)]
 Scale = Annotated[float, AfterValidator(_finite), Field(gt=0)]
 Label = Union[bool, int, float, str, None]
-TASKS = ("regression", "binary", "multiclass")  # the tasks a run can hold (config.py's data.task)
+TASKS = tuple(tasks.TASKS)  # the tasks a run can hold
 
 
 class State(BaseModel):

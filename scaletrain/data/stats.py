@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from scaletrain.tasks import task_of
+
 EXACT_LIMIT = 16_384      # values kept verbatim per column before switching to the sketch
 KLL_K = 400
 BLOCK = 1 << 16           # values sorted together before they enter the sketch
@@ -278,7 +280,7 @@ class TargetStats:
         from scaletrain.data.values import category_strings, json_value, label_key
 
         values = values.dropna()
-        if self.task == "regression":
+        if not task_of(self.task).classifies:
             self.moments.update(pd.to_numeric(values).to_numpy(dtype=np.float64))
             return
         self.labels.add(category_strings(values).value_counts().to_dict())
@@ -289,7 +291,7 @@ class TargetStats:
         """Update from an Arrow column without missing values (`prepare`'s Arrow reader)."""
         from scaletrain.data.values import label_key
 
-        if self.task == "regression":
+        if not task_of(self.task).classifies:
             self.moments.update(column.to_numpy().astype(np.float64))
             return
         counts: dict = {}

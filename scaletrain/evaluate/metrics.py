@@ -6,23 +6,25 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
+from scaletrain.tasks import task_of
+
 
 def main_score_name(task: str) -> str:
     """Return the headline metric of a task (higher is better)."""
-    return "r2" if task == "regression" else "accuracy"
+    return task_of(task).headline
 
 
 def score_outputs(task: str, outputs, y) -> float:
     """The task's headline score (accuracy or R²) from raw model outputs and encoded targets,
     as each epoch's validation reports it (R² is the same on standardized targets)."""
-    if task == "regression":
+    if not task_of(task).classifies:
         predicted = outputs.squeeze(-1)
     elif outputs.shape[1] == 1:  # bce: one logit
         predicted = (outputs.squeeze(-1) > 0).long()
     else:
         predicted = outputs.argmax(1)
     truth, predicted = y.detach().cpu().numpy(), predicted.detach().float().cpu().numpy()
-    if task == "regression":
+    if not task_of(task).classifies:
         return float(skm.r2_score(truth, predicted)) if len(truth) > 1 else float("nan")
     return float(skm.accuracy_score(truth, predicted.astype(truth.dtype)))
 
@@ -49,7 +51,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 def compute_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
     """Return the task's metrics; y_true/y_pred are class indices or target values."""
-    if task == "regression":
+    if not task_of(task).classifies:
         return regression_metrics(np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64))
     return classification_metrics(y_true, y_pred, proba)
 

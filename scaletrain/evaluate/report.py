@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
+from scaletrain.tasks import task_of
+
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
@@ -131,9 +133,9 @@ def build_report(title: str, summary: dict, metrics: dict, history: list[dict], 
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     parts.append("<h2>Metrics</h2>" + table_html([{"split": split, **values} for split, values in metrics.items()]))
     if history:
-        parts.append("<h2>Training</h2>" + learning_curves(history, "R²" if task == "regression" else "accuracy"))
+        parts.append("<h2>Training</h2>" + learning_curves(history, "R²" if not task_of(task).classifies else "accuracy"))
     if y_true is not None and len(y_true):
-        if task == "regression":
+        if not task_of(task).classifies:
             parts.append("<h2>Errors</h2>" + residual_plot(np.asarray(y_true, float), np.asarray(y_pred, float)))
         else:
             parts.append("<h2>Errors</h2>" + confusion_plot(y_true, y_pred, classes))

@@ -10,6 +10,7 @@ import numpy as np
 from scaletrain.evaluate.trust_plots import binary_curves_section, reliability_section
 from scaletrain.explain import explainer_for
 from scaletrain.run import Assessment, Run
+from scaletrain.tasks import task_of
 
 MISTAKES = 12  # the most confident mistakes shown
 
@@ -22,7 +23,7 @@ def trust_sections(run: Run, assessment: Assessment | None) -> list[str]:
     if assessment.proba is not None:
         target = run.preprocess["target"]
         sections.append(reliability_section(assessment.truth, assessment.proba, target.get("temperature") or 1.0))
-        if run.task == "binary":
+        if task_of(run.task).thresholded:
             sections.append(binary_curves_section(assessment.truth, assessment.proba[:, 1],
                                                   target.get("threshold", 0.5), str(run.classes[1])))
     if assessment.source is None or assessment.source.streamed:

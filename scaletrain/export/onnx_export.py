@@ -24,6 +24,7 @@ from scaletrain.data.onnx_graph import ML_OPSET
 from scaletrain.data.text import row_texts
 from scaletrain.io import atomic_write_bytes, write_json, write_text
 from scaletrain.run import Run
+from scaletrain.tasks import task_of
 from scaletrain.train.losses import outputs_to_proba
 from scaletrain.version import VERSION
 
@@ -43,7 +44,7 @@ class Decided(nn.Module):
         t = self.target
         if t.get("temperature"):  # calibration, as Run.predict_encoded applies it
             out = out / t["temperature"]
-        if t["task"] == "regression":
+        if not task_of(t["task"]).classifies:
             return out.squeeze(-1).double() * t["std"] + t["mean"]
         proba = outputs_to_proba(out, t["task"], self.loss)
         if t.get("threshold") is not None:
@@ -72,7 +73,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
         parts.graph.ir_version = model.ir_version
         feeds = [n for n in parts.names if n in {o.name for o in parts.graph.graph.output}]
         model = onnx.compose.merge_models(parts.graph, model, io_map=[(n, n) for n in feeds])
-    if run.task != "regression":
+    if task_of(run.task).classifies:
         model = _with_labels(model, run.classes)
     _outputs_first(model, ["value", "label", "probabilities"])  # the input checks' `unfit` flags after them
     _one_opset_per_domain(model)
@@ -99,7 +100,7 @@ def _one_opset_per_domain(model) -> None:
 
 def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
     """The torch part as an ONNX model with a dynamic batch axis."""
-    outputs = ["value"] if task == "regression" else ["index", "probabilities"]
+    outputs = ["value"] if not task_of(task).classifies else ["index", "probabilities"]
     batch = torch.export.Dim("batch", min=1)
     # torchvision's ops (unused), and the graph optimizer's notes on what it left unfolded: not the user's concern
     for name in ("torch.onnx._internal.exporter._registration", "onnxscript.optimizer", "onnx_ir.passes"):
@@ -185,7 +186,7 @@ def model_card(run: Run, inputs: list[dict] | None, out: Path) -> dict:
     m = run.metrics
     target = run.preprocess.get("target_column")
     outputs = ([{"name": "value", "type": "float64", "shape": ["batch"], "what": f"the predicted {target}"}]
-               if run.task == "regression" else
+               if not task_of(run.task).classifies else
                [{"name": "label", "shape": ["batch"], "what": "the predicted class, in the target's own values"},
                 {"name": "probabilities", "type": "float32", "shape": ["batch", len(run.classes)],
                  "what": "each class's probability, in the order of `classes`"}])

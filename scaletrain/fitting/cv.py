@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.config import Config
-from scaletrain.data.schema import find_target, infer_task
+from scaletrain.data.schema import find_target
 from scaletrain.errors import ConfigError
 from scaletrain.fitting.pipeline import FitOptions, fit_run
 from scaletrain.modalities import load_source, modality
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import infer_task
 
 
 def fold_indices(y: pd.Series, k: int, task: str, seed: int = 0) -> list[np.ndarray]:
@@ -23,7 +25,7 @@ def fold_indices(y: pd.Series, k: int, task: str, seed: int = 0) -> list[np.ndar
 
     if k < 2 or k > len(y):
         raise ConfigError(f"--cv {k}: give between 2 and the number of rows ({len(y)}) folds")
-    if task == "regression":
+    if not task_of(task).classifies:
         splitter = KFold(k, shuffle=True, random_state=seed)
     else:
         counts = y.astype(str).value_counts()

@@ -22,6 +22,7 @@ from scaletrain.fitting.candidates import Trained, train_candidate
 from scaletrain.models.ensemble import Ensemble, average_for
 from scaletrain.parallel import distributed
 from scaletrain.run import Run
+from scaletrain.tasks import task_of
 from scaletrain.train.setup import loss_for
 
 CV_ROWS = 2000      # training + validation rows under which candidates are compared by cross-validation
@@ -44,7 +45,7 @@ def cross_validated(cfg: Config, prepared: Prepared, epochs: int, seed: int) -> 
     losses, scores, runs, rows, started = [], [], [], [], time.perf_counter()
     held_out, times = None, torch.zeros(len(y))
     repeats = 2 if len(y) < CV_REPEATS_UNDER else 1
-    for kept, held in kfold_splits(y.numpy(), prepared.task != "regression", seed, CV_FOLDS, repeats):
+    for kept, held in kfold_splits(y.numpy(), task_of(prepared.task).classifies, seed, CV_FOLDS, repeats):
         kept, held = torch.from_numpy(kept), torch.from_numpy(held)
         fold = replace(prepared, train_inputs=tuple(x[kept] for x in inputs), train_y=y[kept],
                        val_inputs=tuple(x[held] for x in inputs), val_y=y[held], train_rows=None,

@@ -27,6 +27,7 @@ from scaletrain.run import Run
 from scaletrain.rundir import RunDir
 from scaletrain.runlock import writing
 from scaletrain.runtime import keep_freed_memory
+from scaletrain.tasks import task_of
 from scaletrain.train.assembly import process_group
 from scaletrain.train.budget import Budget
 from scaletrain.train.setup import seed_everything
@@ -125,7 +126,7 @@ def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
     """Prepared data with its training rows (only) resampled to balanced classes."""
     if method == "none":
         return prepared
-    if prepared.task == "regression" or prepared.shard_url is not None:
+    if not task_of(prepared.task).classifies or prepared.shard_url is not None:
         raise ConfigError(f"data.resample={method} balances the classes of training rows held in memory; "
                           "it has no meaning for regression or streamed shards")
     before = prepared.class_counts().tolist()
@@ -179,7 +180,7 @@ def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
     in memory, one process), else the halving rule."""
     from scaletrain.fitting.size_probe import probe_width  # scipy's fit: imported only where a probe runs
 
-    probing = c.train.sizing == "probe" and c.model.name in CONV_NETS and prepared.task != "regression"
+    probing = c.train.sizing == "probe" and c.model.name in CONV_NETS and task_of(prepared.task).classifies
     if probing and prepared.shard_url is None and not distributed.world().active:
         probed, prepared.measured["size_probe"] = probe_width(c, prepared, budget)
         if prepared.measured["size_probe"]["ran"]:
@@ -195,7 +196,7 @@ def calibrate(run: Run, prepared: Prepared) -> dict | None:
     from scaletrain.evaluate.calibration import fit_temperature, nll
 
     mode, task, loss = run.config.train.calibration, run.task, run.config.train.loss
-    if mode == "none" or task == "regression" or len(prepared.val_y) < MIN_CALIBRATION_ROWS:
+    if mode == "none" or not task_of(task).classifies or len(prepared.val_y) < MIN_CALIBRATION_ROWS:
         return None
     outputs, y = run.outputs(prepared.val_inputs), prepared.val_y.numpy()
     fitted = fit_temperature(outputs, y, task, loss)
@@ -227,11 +228,11 @@ def set_threshold(run: Run, prepared: Prepared) -> dict | None:
     threshold, or multiclass class-prior shifts — and store it with the run's target state
     (predict applies it); return what was measured."""
     metric = run.config.train.threshold_metric
-    if metric == "none" or run.task == "regression" or not len(prepared.val_y):
+    if metric == "none" or not task_of(run.task).classifies or not len(prepared.val_y):
         return None
     _, proba = run.predict_encoded(prepared.val_inputs)
     truth = prepared.val_y.numpy()
-    if run.task == "binary":
+    if task_of(run.task).thresholded:
         decision = tune_threshold(truth, proba[:, 1], metric)
         what, before = f"decision threshold {decision['threshold']:.3f}", decision["score_at_half"]
     else:
@@ -351,7 +352,7 @@ def training_metrics(run: Run, prepared: Prepared) -> dict:
     """The task's metrics on the (encoded) training rows."""
     values, proba = run.predict_encoded(prepared.train_inputs)
     truth = prepared.train_y.numpy()
-    if run.task == "regression":
+    if not task_of(run.task).classifies:
         truth = decode_target(run.preprocess["target"], truth.astype("float64"))
     return compute_metrics(run.task, truth, values, proba)
 

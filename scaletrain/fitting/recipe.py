@@ -16,6 +16,7 @@ from scaletrain.modalities.image import MAX_EPOCHS
 from scaletrain.modalities.table import SMALL_TABLE
 from scaletrain.parallel import distributed
 from scaletrain.runtime import cores
+from scaletrain.tasks import task_of
 from scaletrain.train.device import resolve_device
 
 __all__ = ["DataFacts", "MAX_EPOCHS", "SMALL_TABLE", "candidate_configs", "resolve"]
@@ -190,7 +191,7 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
     if t.schedule == "auto":
         t.schedule = recipe.schedule
     if t.loss == "auto":
-        t.loss = "mse" if facts.task == "regression" else "cross_entropy"
+        t.loss = task_of(facts.task).default_loss
     if t.label_smoothing is None:
         t.label_smoothing = recipe.label_smoothing if t.loss == "cross_entropy" else 0.0
     if t.threshold_metric == "auto":
@@ -200,12 +201,12 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
         # F1 by 5%), and on balanced
         # classes 0.5 is already near the best: tuning there only fits validation noise
         # (breast cancer, 5 splits: accuracy 0.9664 tuned vs 0.9692 for the baseline).
-        imbalanced = facts.task != "regression" and facts.imbalance >= THRESHOLD_IMBALANCE
+        imbalanced = task_of(facts.task).classifies and facts.imbalance >= THRESHOLD_IMBALANCE
         t.threshold_metric = "f1_macro" if imbalanced and facts.val_minority >= MIN_THRESHOLD_ROWS else "none"
     if t.boosting == "auto":
         t.boosting = "on"  # the candidates were named before resolving: the config says what was allowed
     if t.class_weight == "auto":
-        weighted = facts.task != "regression" and facts.imbalance >= 5 and t.threshold_metric == "none"
+        weighted = task_of(facts.task).classifies and facts.imbalance >= 5 and t.threshold_metric == "none"
         t.class_weight = "balanced" if weighted else "none"
     if t.early_stopping is None:
         t.early_stopping = 0 if no_validation else recipe.early_stopping  # nothing to stop on without validation

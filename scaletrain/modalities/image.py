@@ -28,13 +28,15 @@ from scaletrain.data.images import (
     read_npz,
     resize_images,
 )
-from scaletrain.data.prepared import Prepared, is_classification, require_rows
+from scaletrain.data.prepared import Prepared, require_rows
 from scaletrain.data.preprocess import encode_target, fit_images, fit_target, transform_images
-from scaletrain.data.schema import check_target, infer_task
+from scaletrain.data.schema import check_target
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import ImageState
 from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import infer_task
 
 # torch and scikit-learn are imported where training needs them: `scaletrain prepare` shards an
 # image folder through this module without either (2-3 s a process).
@@ -243,7 +245,7 @@ def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> 
         raise DataError(f"'{source.name}' has images but no labels; put them in one subfolder per class")
     task = infer_task(pd.Series(images.labels), data_cfg.task)
     check_target(pd.Series(images.labels), task, "label")
-    classification = is_classification(task)
+    classification = task_of(task).classifies
     test_set = _test_images(source, test)
     if test_set is None:
         keep, held = split_indices(len(images), images.labels if classification else None, data_cfg.test_fraction, seed)

@@ -14,15 +14,17 @@ import pandas as pd
 from scaletrain.config import Config, DataConfig
 from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.input_check import table_warnings, with_absent_columns
-from scaletrain.data.prepared import Prepared, is_classification, require_rows
+from scaletrain.data.prepared import Prepared, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
-from scaletrain.data.schema import find_target, infer_schema, looks_like_counts
+from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import TableState
 from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import looks_like_counts
 
 # torch and scikit-learn are imported where training needs them: `scaletrain prepare` reads
 # and shards tables through this module without either (2-3 s a process).
@@ -289,7 +291,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         notes.append(f"target '{target}' read as a count (whole numbers from 0, the larger the rarer): regression; "
                      "--set data.task=classification to predict its values as classes")
     notes += infinite_values(frame, schema.numeric)
-    labels = frame[target].to_numpy() if is_classification(schema.task) else None
+    labels = frame[target].to_numpy() if task_of(schema.task).classifies else None
     if test is not None:
         if test.frame is None or target not in test.frame.columns:
             raise TargetError(f"test data '{test.name}' has no target column '{target}'")

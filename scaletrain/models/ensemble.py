@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scaletrain.tasks import task_of
+
 AVERAGES = ("softmax", "sigmoid", "mean")  # multiclass logits, one binary logit, regression values
 
 
@@ -43,6 +45,6 @@ def combine(outputs: torch.Tensor, average: str, weights: list[float]) -> torch.
 
 def average_for(task: str, n_out: int) -> str:
     """How a task's outputs are averaged: probabilities for classes, values for regression."""
-    if task == "regression":
+    if not task_of(task).classifies:
         return "mean"
     return "sigmoid" if n_out == 1 else "softmax"

@@ -41,6 +41,7 @@ from scaletrain.serve.schema import (
     rows_from_text,
     rows_from_upload,
 )
+from scaletrain.tasks import task_of
 from scaletrain.version import VERSION
 
 log = logging.getLogger("scaletrain.serve")
@@ -235,7 +236,7 @@ async def _source(request: Request, row, fields: list[dict], limits: Limits,
 
 def _answer(run: Run, values: np.ndarray, proba: np.ndarray | None, findings: list[dict]) -> dict:
     """The JSON response: predictions in the target's own values, probabilities, warnings."""
-    if run.task == "regression":
+    if not task_of(run.task).classifies:
         return {"predictions": [float(v) for v in values], "warnings": [warning_line(f) for f in findings]}
     labels = decode_target(run.preprocess["target"], values)
     names = [str(c) for c in run.classes]

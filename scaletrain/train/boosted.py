@@ -14,6 +14,7 @@ import torch
 from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ConfigError
 from scaletrain.models.trees import TreeEnsemble, from_lightgbm
+from scaletrain.tasks import MULTICLASS, task_of
 
 ROUNDS = 2000        # at most; early stopping on the validation rows ends it far sooner
 PATIENCE = 50        # rounds without a better validation loss
@@ -34,10 +35,10 @@ def encoded_rows(inputs: tuple) -> np.ndarray:
 
 
 def lightgbm_params(task: str, n_classes: int, threads: int, seed: int) -> dict:
-    objective = {"regression": "regression", "binary": "binary"}.get(task, "multiclass")
+    objective = task_of(task).boosting_objective
     params = {"objective": objective, "learning_rate": LEARNING_RATE, "num_threads": threads, "seed": seed,
               "deterministic": True, "force_row_wise": True, "verbosity": -1}
-    return params | ({"num_class": n_classes} if objective == "multiclass" else {})
+    return params | ({"num_class": n_classes} if objective == MULTICLASS.boosting_objective else {})
 
 
 def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balanced: bool,
@@ -51,7 +52,7 @@ def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balan
         raise ConfigError("model.name=boosted grows trees on rows held in memory; streamed shards train networks")
     x, y = encoded_rows(prepared.train_inputs), prepared.train_y.numpy()
     weights = None
-    if balanced and prepared.task != "regression":
+    if balanced and task_of(prepared.task).classifies:
         counts = np.bincount(y.astype(int), minlength=prepared.n_classes).astype(float)
         weights = (len(y) / (len(counts) * np.maximum(counts, 1)))[y.astype(int)]
     train = lgb.Dataset(x, y, weight=weights, free_raw_data=False)

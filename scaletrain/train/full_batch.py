@@ -18,6 +18,7 @@ from torch import nn
 
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.split import kfold_splits
+from scaletrain.tasks import task_of
 from scaletrain.train import device
 from scaletrain.train.callbacks import History
 from scaletrain.train.loop import Callback, LoopSettings, TrainState
@@ -60,10 +61,10 @@ def fit_lbfgs(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn,
 
 
 @torch.no_grad()
-def held_out(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn, task: str) -> tuple[float, int]:
+def held_out(model: nn.Module, inputs: tuple, y: torch.Tensor, loss_fn: LossFn, classifies: bool) -> tuple[float, int]:
     """The loss on held-out rows, and (classification) how many of them the argmax gets right."""
     out = model(*inputs)
-    hits = 0 if task == "regression" else int((out.argmax(dim=1) == y).sum()) if out.shape[1] > 1 else \
+    hits = 0 if not classifies else int((out.argmax(dim=1) == y).sum()) if out.shape[1] > 1 else \
         int(((out.squeeze(1) > 0).long() == y).sum())
     return float(loss_fn(out, y)), hits
 
@@ -88,7 +89,7 @@ def choose_l2(fresh_model: Callable[[], nn.Module], inputs: tuple, y: torch.Tens
     grid = tuple(sorted({default, *L2_GRID}))
     fold_losses: dict[float, list[float]] = {l2: [] for l2 in grid}
     fold_hits: dict[float, float] = dict.fromkeys(grid, 0.0)  # classification: held-out rows decided right
-    for kept, held in kfold_splits(y.cpu().numpy(), task != "regression", seed, CV_FOLDS):
+    for kept, held in kfold_splits(y.cpu().numpy(), task_of(task).classifies, seed, CV_FOLDS):
         kept, held = torch.from_numpy(kept).to(y.device), torch.from_numpy(held).to(y.device)
         model = fresh_model()
         # the same tensors for every strength: a frozen pretrained encoder (PooledText) then
@@ -96,7 +97,7 @@ def choose_l2(fresh_model: Callable[[], nn.Module], inputs: tuple, y: torch.Tens
         fold_in, held_in = tuple(x[kept] for x in inputs), tuple(x[held] for x in inputs)
         for l2 in sorted(grid, reverse=True):  # warm-started along the path, strongest first
             fit_lbfgs(model, fold_in, y[kept], loss_fn, l2)
-            loss, hits = held_out(model, held_in, y[held], loss_fn, task)
+            loss, hits = held_out(model, held_in, y[held], loss_fn, task_of(task).classifies)
             fold_losses[l2].append(loss)
             fold_hits[l2] += hits
     losses = {l2: torch.tensor(v) for l2, v in fold_losses.items() if all(map(math.isfinite, v))}
@@ -106,7 +107,7 @@ def choose_l2(fresh_model: Callable[[], nn.Module], inputs: tuple, y: torch.Tens
     best = min(means, key=means.get)
     difference = losses[best] - losses[default]
     wins = float(difference.mean() + difference.std() / math.sqrt(len(difference))) < 0
-    wins = wins and (task == "regression" or fold_hits[best] > fold_hits[default])
+    wins = wins and (not task_of(task).classifies or fold_hits[best] > fold_hits[default])
     return (best if wins else default), means
 
 
@@ -157,7 +158,7 @@ def l2_on_validation(model: nn.Module, inputs: tuple, y: torch.Tensor, val: tupl
     losses: dict[float, float] = {}
     for l2 in grid:
         fit_lbfgs(model, inputs, y, loss_fn, l2)
-        losses[l2] = float(held_out(model, *val, loss_fn, "regression")[0])
+        losses[l2] = float(held_out(model, *val, loss_fn, classifies=False)[0])
         if math.isfinite(losses[l2]) and losses[l2] > 1.02 * min(losses.values()):
             break  # past the best: weaker penalties from here only fit the training rows closer
     best = min(losses, key=losses.get)

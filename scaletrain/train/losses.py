@@ -6,28 +6,21 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from scaletrain.errors import ConfigError
+from scaletrain.tasks import task_of
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-CLASSIFICATION_LOSSES = {"cross_entropy", "bce"}
-REGRESSION_LOSSES = {"mse", "mae", "huber"}
 
 
 def output_size(task: str, loss: str, n_classes: int) -> int:
     """Return how many numbers the model emits per row."""
-    return 1 if task == "regression" or loss == "bce" else n_classes
+    return task_of(task).output_size(loss, n_classes)
 
 
 def build_loss(name: str, task: str, label_smoothing: float = 0.0,
                class_weights: torch.Tensor | None = None, reduction: str = "mean") -> LossFn:
     """Return loss(outputs, targets) for the named loss, checked against the task; reduction
     "none" gives each row's (DP-SGD clips per row)."""
-    if task == "regression" and name not in REGRESSION_LOSSES:
-        raise ConfigError(f"loss '{name}' is for classification; use mse, mae or huber for regression")
-    if task != "regression" and name not in CLASSIFICATION_LOSSES:
-        raise ConfigError(f"loss '{name}' is for regression; use cross_entropy (or bce for binary)")
-    if name == "bce" and task != "binary":
-        raise ConfigError("loss 'bce' needs a binary target; use cross_entropy for multiclass")
+    task_of(task).check_loss(name)
     if name == "cross_entropy":
         return lambda out, y: F.cross_entropy(out.float(), y, weight=class_weights, label_smoothing=label_smoothing,
                                               reduction=reduction)
@@ -72,7 +65,7 @@ def distillation_loss(task: str, loss: str, temperature: float, alpha: float) ->
     Regression: alpha·MSE to the teacher's value + (1 − alpha)·MSE to the label."""
     def distill(out: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         out, y, teacher = out.float(), packed[:, 0], packed[:, 1:].float()
-        if task == "regression":
+        if not task_of(task).classifies:
             value = out.squeeze(-1)
             return alpha * F.mse_loss(value, teacher.squeeze(-1)) + (1 - alpha) * F.mse_loss(value, y)
         if loss == "bce":  # one logit: the two classes' logits are (0, z)

@@ -14,6 +14,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import main_score_name
 from scaletrain.fitting.cv import cross_validate_config
 from scaletrain.fitting.pipeline import FitOptions, fit_run
+from scaletrain.tasks import task_of
 from scaletrain.train.budget import EXPECTED_TRIALS, Budget
 from scaletrain.train.loop import Callback
 from scaletrain.tune.space import SearchSpace
@@ -51,7 +52,8 @@ def holdout_for_cv(source, cfg: Config, target: str | None, seed: int):
     """With --cv, cut the test rows off first (stratified, seeded); folds come from the rest."""
     from sklearn.model_selection import train_test_split
 
-    from scaletrain.data.schema import find_target, infer_task
+    from scaletrain.data.schema import find_target
+    from scaletrain.tasks.infer import infer_task
 
     frame = source.frame.reset_index(drop=True)
     column = find_target(frame, target or cfg.data.target, source.name)
@@ -59,7 +61,7 @@ def holdout_for_cv(source, cfg: Config, target: str | None, seed: int):
     if not cfg.data.test_fraction:
         return frame, None
     task = infer_task(frame[column], cfg.data.task)
-    stratify = frame[column].astype(str) if task != "regression" else None
+    stratify = frame[column].astype(str) if task_of(task).classifies else None
     rest, test = train_test_split(frame, test_size=cfg.data.test_fraction, random_state=seed, stratify=stratify)
     return rest.reset_index(drop=True), test.reset_index(drop=True)
 

@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaletrain.data.schema import find_target, infer_schema, infer_task
+from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.errors import TargetError
+from scaletrain.tasks.infer import infer_task
 
 
 def test_roles_of_mixed_columns(mixed_frame):

@@ -1,0 +1,31 @@
+"""The task registry: what each task says about its targets, losses and outputs."""
+import pytest
+
+from scaletrain.errors import ConfigError
+from scaletrain.tasks import BINARY, MULTICLASS, REGRESSION, TASKS, task_of
+from scaletrain.train.losses import build_loss
+
+
+def test_the_registry_holds_each_task_once_by_name():
+    assert TASKS == {"regression": REGRESSION, "binary": BINARY, "multiclass": MULTICLASS}
+    assert task_of("binary") is BINARY
+    with pytest.raises(ConfigError, match="unknown task 'ranking'"):
+        task_of("ranking")
+
+
+def test_outputs_and_headlines_follow_the_task():
+    assert REGRESSION.output_size("mse", 0) == 1 and REGRESSION.headline == "r2"
+    assert BINARY.output_size("bce", 2) == 1 and BINARY.output_size("cross_entropy", 2) == 2
+    assert MULTICLASS.output_size("cross_entropy", 7) == 7 and MULTICLASS.headline == "accuracy"
+    assert [t.default_loss for t in (REGRESSION, BINARY, MULTICLASS)] == ["mse", "cross_entropy", "cross_entropy"]
+    assert BINARY.thresholded and not MULTICLASS.thresholded and not REGRESSION.classifies
+
+
+@pytest.mark.parametrize("loss, task, message", [
+    ("cross_entropy", "regression", "is for classification; use mse, mae or huber for regression"),
+    ("mse", "binary", "is for regression; use cross_entropy"),
+    ("bce", "multiclass", "needs a binary target; use cross_entropy for multiclass"),
+])
+def test_a_loss_the_task_cannot_train_with_is_refused_with_advice(loss, task, message):
+    with pytest.raises(ConfigError, match=message):
+        build_loss(loss, task)
