@@ -51,7 +51,7 @@ def one(name: str, data, tmp: Path, **fit) -> None:
 
 
 def fashion_subset(rows: int, folder: Path) -> Path:
-    from scaletrain.data.images import find_idx, read_idx
+    from scaletrain.modalities.image.images import find_idx, read_idx
 
     train, _ = read_idx(find_idx(FASHION))
     keep = np.random.default_rng(0).permutation(len(train.images))[:rows]

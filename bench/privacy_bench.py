@@ -43,7 +43,7 @@ def throughput(quick: bool) -> None:
     cases = [("MLP 2x256, table of %d rows" % len(table), table, "y",
               ["model.name=mlp", "model.width=256", "train.batch_size=256"], 3 if quick else 5)]
     if FASHION.exists():
-        from scaletrain.data.images import find_idx, read_idx
+        from scaletrain.modalities.image.images import find_idx, read_idx
 
         train, _ = read_idx(find_idx(FASHION))
         n = 3000 if quick else 10000

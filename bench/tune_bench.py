@@ -34,7 +34,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def fashion_subset(folder: Path, train: int = 8000, test: int = 2000) -> Path | None:
-    from scaletrain.data.images import IDX_NAMES, find_idx, read_idx
+    from scaletrain.modalities.image.images import IDX_NAMES, find_idx, read_idx
 
     if find_idx(FASHION) is None:
         return None

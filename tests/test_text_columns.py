@@ -61,7 +61,7 @@ def test_sizes_follow_the_corpus():
 
 
 def test_shards_leave_text_out_and_say_so(tmp_path):
-    from scaletrain.data.shards import prepare_table_shards
+    from scaletrain.modalities.table.shards import prepare_table_shards
 
     articles().to_csv(tmp_path / "articles.csv", index=False)
     manifest = prepare_table_shards([str(tmp_path / "articles.csv")], str(tmp_path / "shards"), "topic", verbose=False)
@@ -98,7 +98,7 @@ def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
 def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
     from scaletrain.config import Config
     from scaletrain.modalities import DataFacts
-    from scaletrain.modalities.table import FEW_LABELS, TABLE, TRANSFORMER_SECONDS
+    from scaletrain.modalities.table.modality import FEW_LABELS, TABLE, TRANSFORMER_SECONDS
 
     for rows in (50, 2_500, 200_000):
         facts = DataFacts("table", "multiclass", rows, 3, text_length=64)

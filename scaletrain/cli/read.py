@@ -27,7 +27,7 @@ def predict(
 ):
     """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""
     from scaletrain.api import load
-    from scaletrain.data.tables import write_table
+    from scaletrain.modalities.table.tables import write_table
 
     trained = load(run)
     frame = trained.predict(data, strict=strict)

@@ -2,11 +2,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from scaletrain.data.images import ImageSet
+
+class Items(Protocol):
+    """Loaded items that are not table rows (a modality's own set: images, clips): what the
+    shared code does with them, whatever they are."""
+
+    def __len__(self) -> int: ...
+
+    def subset(self, index: np.ndarray) -> "Items": ...
+
+    def concat(self, others: list["Items"]) -> "Items": ...  # self first, then the others, in order
+
+    def batch_key(self) -> tuple: ...  # equal keys concatenate (images of one shape)
 
 
 @dataclass
@@ -17,8 +29,8 @@ class Source:
     kind: str  # the modality's name
     name: str
     frame: pd.DataFrame | None = None
-    images: ImageSet | None = None
-    test_images: ImageSet | None = None
+    images: Items | None = None       # a modality's items (images) where there is no frame
+    test_images: Items | None = None
     url: str | None = None  # a shard directory (local path or fsspec URL)
 
     @property
@@ -39,14 +51,12 @@ def concat_sources(sources: list[Source]) -> Source:
     if first.frame is not None:
         frame = pd.concat([s.frame for s in sources], ignore_index=True) if len(sources) > 1 else first.frame
         return Source(first.kind, first.name, frame=frame)
-    images = ImageSet(np.concatenate([s.images.images for s in sources]),
-                      None, [n for s in sources for n in s.images.names])
-    return Source(first.kind, first.name, images=images)
+    return Source(first.kind, first.name, images=first.images.concat([s.images for s in sources[1:]]))
 
 
 def batch_key(source: Source) -> tuple:
     """Sources with equal keys concatenate into one (same columns, or images of one shape)."""
-    return ("frame", tuple(source.frame.columns)) if source.frame is not None else ("images", source.images.images.shape[1:])
+    return ("frame", tuple(source.frame.columns)) if source.frame is not None else ("items", *source.images.batch_key())
 
 
 

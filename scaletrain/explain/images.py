@@ -97,10 +97,10 @@ def explain_images(run: Run, data, out, rows: int) -> dict:
     and explanations.csv (prediction, probability, where each heatmap peaks) into `out`."""
     from safetensors.numpy import save_file
 
-    from scaletrain.data.preprocess import transform_images
     from scaletrain.evaluate.report import figure_html
     from scaletrain.explain.pages import page
     from scaletrain.io import write_json, write_text
+    from scaletrain.modalities.image.preprocess import transform_images
 
     source = run.source(data)
     images = source.images.subset(np.arange(min(rows, len(source.images))))
@@ -137,8 +137,8 @@ class ImageExplainer(Explainer):
         return explain_images(run, data, out, rows)
 
     def mistakes_section(self, run: Run, a: Assessment, chosen: np.ndarray, captions: list[str]) -> str:
-        from scaletrain.data.preprocess import transform_images
         from scaletrain.evaluate.report import figure_html
+        from scaletrain.modalities.image.preprocess import transform_images
 
         images = a.source.images.images[a.rows[chosen]]
         maps = image_heatmaps(run, transform_images(images)).ig

@@ -12,8 +12,8 @@ import math
 from scaletrain.config import Config
 from scaletrain.errors import ConfigError
 from scaletrain.modalities import DataFacts, modality
-from scaletrain.modalities.image import MAX_EPOCHS
-from scaletrain.modalities.table import SMALL_TABLE
+from scaletrain.modalities.image.modality import MAX_EPOCHS
+from scaletrain.modalities.table.modality import SMALL_TABLE
 from scaletrain.parallel import distributed
 from scaletrain.runtime import cores
 from scaletrain.tasks import task_of

@@ -184,7 +184,7 @@ def _read_upload(name: str, data: bytes, limits: Limits) -> pd.DataFrame:
 def image_source(data: bytes, name: str, fields: list[dict], limits: Limits = Limits()) -> Source:
     """One image upload, its size read from the header (refused past the pixel limit), decoded
     and brought to the run's size and channels."""
-    from scaletrain.data.images import ImageSet, ImageTooLarge, decode_image, to_array
+    from scaletrain.modalities.image.images import ImageSet, ImageTooLarge, decode_image, to_array
 
     image = next((f for f in fields if f["type"] == "image"), None)
     if image is None:

@@ -6,8 +6,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import scaletrain.data.arrow_read as arrow_read
-import scaletrain.data.shards as shards
+import scaletrain.modalities.table.arrow_read as arrow_read
+import scaletrain.modalities.table.shards as shards
 from scaletrain.modalities import prepare_shards
 
 ROWS = 4000

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from scaletrain.data.augment import AugmentSettings, ImageAugment
+from scaletrain.modalities.image.augment import AugmentSettings, ImageAugment
 
 
 def batch():

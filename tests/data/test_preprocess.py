@@ -7,13 +7,13 @@ import torch
 from scaletrain.data.preprocess import (
     decode_target,
     encode_target,
-    fit_images,
     fit_table,
     fit_target,
     table_feature_names,
     transform_table,
 )
 from scaletrain.data.schema import infer_schema
+from scaletrain.modalities.image.preprocess import fit_images
 
 
 def fitted(frame, **kw):

@@ -214,7 +214,7 @@ def test_parallel_prepare_merges_sketches_from_worker_processes(files, tmp_path,
 
 
 def test_parallel_prepare_starts_the_largest_file_first_and_merges_in_file_order(files, tmp_path, monkeypatch):
-    import scaletrain.data.shards as shards_module
+    import scaletrain.modalities.table.shards as shards_module
 
     started = []
 
@@ -243,10 +243,10 @@ def test_parallel_prepare_starts_the_largest_file_first_and_merges_in_file_order
 def test_image_folder_prepares_into_shards_and_trains_streamed(tmp_path):
     """Encoded bytes in the shards, pixel statistics equal to in-memory ones, a bad file skipped."""
     import scaletrain
-    from scaletrain.data.image_shards import decode_frame
-    from scaletrain.data.preprocess import fit_images
     from scaletrain.data.stream import read_units
     from scaletrain.datasets import write_digits_folder
+    from scaletrain.modalities.image.preprocess import fit_images
+    from scaletrain.modalities.image.shards import decode_frame
 
     folder = write_digits_folder(tmp_path / "digits")
     (folder / "3" / "broken.png").write_bytes(b"not an image")

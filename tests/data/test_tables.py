@@ -7,9 +7,9 @@ import torch
 import zstandard
 
 from scaletrain.config import Config
-from scaletrain.data.tables import read_table, sniff_csv
 from scaletrain.errors import DataError
 from scaletrain.modalities import load_source, prepare
+from scaletrain.modalities.table.tables import read_table, sniff_csv
 
 
 def test_semicolon_csv_in_cp1252_with_header(tmp_path):

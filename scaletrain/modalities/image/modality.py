@@ -14,8 +14,14 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig, TrainConfig
-from scaletrain.data.image_shards import decode_frame, prepare_image_shards
-from scaletrain.data.images import (
+from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.preprocess import encode_target, fit_target
+from scaletrain.data.schema import check_target
+from scaletrain.data.sources import Source
+from scaletrain.data.state_schema import ImageState
+from scaletrain.errors import DataError
+from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.modalities.image.images import (
     ImageSet,
     check_image_array,
     check_labels,
@@ -28,13 +34,8 @@ from scaletrain.data.images import (
     read_npz,
     resize_images,
 )
-from scaletrain.data.prepared import Prepared, require_rows
-from scaletrain.data.preprocess import encode_target, fit_images, fit_target, transform_images
-from scaletrain.data.schema import check_target
-from scaletrain.data.sources import Source
-from scaletrain.data.state_schema import ImageState
-from scaletrain.errors import DataError
-from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.modalities.image.preprocess import fit_images, transform_images
+from scaletrain.modalities.image.shards import decode_frame, prepare_image_shards
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import infer_task
 
@@ -127,7 +128,7 @@ class Image(Modality):
         return prepare_images(source, test, data_cfg, seed)
 
     def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
-        from scaletrain.data.from_shards import prepare_from_image_shards
+        from scaletrain.modalities.image.from_shards import prepare_from_image_shards
 
         return prepare_from_image_shards(source, manifest, data_cfg)
 
@@ -152,7 +153,7 @@ class Image(Modality):
         checkpointed: `transform.generator`)."""
         import torch
 
-        from scaletrain.data.augment import AugmentSettings, ImageAugment
+        from scaletrain.modalities.image.augment import AugmentSettings, ImageAugment
 
         d = config.data
         settings = AugmentSettings(d.augment_shift, d.augment_flip, d.augment_rotate, d.augment_scale,
@@ -185,7 +186,7 @@ class Image(Modality):
     def eval_inputs(self, batch: list, train: TrainConfig) -> list:
         import torch
 
-        from scaletrain.data.augment import to_float
+        from scaletrain.modalities.image.augment import to_float
 
         batch[0] = to_float(batch[0])
         if train.channels_last:

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
-from scaletrain.data.tables import (
+from scaletrain.errors import DataError
+from scaletrain.modalities.table.tables import (
     check_header,
     decode_text,
     flatten_nested,
@@ -19,7 +20,6 @@ from scaletrain.data.tables import (
     sniff_csv,
     split_suffix,
 )
-from scaletrain.errors import DataError
 
 CHUNK_ROWS = 65_536        # rows per read chunk = rows per Parquet row group = one streaming unit
 

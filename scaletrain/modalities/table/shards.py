@@ -19,8 +19,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scaletrain.data.arrow_read import SlowPath, read_arrow_chunks, read_types
-from scaletrain.data.chunks import CHUNK_ROWS, read_chunks
 from scaletrain.data.manifest import SPLITS, filesystem
 from scaletrain.data.preprocess import table_spec
 from scaletrain.data.schema import Schema, find_target, infer_schema
@@ -34,9 +32,11 @@ from scaletrain.data.shard_writer import (
     split_rule,
 )
 from scaletrain.data.stats import TableStats, TargetStats
-from scaletrain.data.tables import expand_sources
 from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_strings
 from scaletrain.errors import DataError
+from scaletrain.modalities.table.arrow_read import SlowPath, read_arrow_chunks, read_types
+from scaletrain.modalities.table.chunks import CHUNK_ROWS, read_chunks
+from scaletrain.modalities.table.tables import expand_sources
 from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
 from scaletrain.tasks import task_of

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scaletrain.data.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.manifest import SPLITS, filesystem
 from scaletrain.data.shard_writer import (
     SPLIT_CODES,
@@ -30,6 +29,7 @@ from scaletrain.data.shard_writer import (
 )
 from scaletrain.data.stats import Moments, TargetStats
 from scaletrain.errors import DataError
+from scaletrain.modalities.image.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
 from scaletrain.tasks import MULTICLASS
@@ -177,7 +177,7 @@ def _prepare_images(url: str, out: str, fs, root: str, size: int | None, channel
 def decode_frame(frame: pd.DataFrame, size: list[int], channels: int):
     """Return a shard frame's images as an ImageSet at the prepared size (all decodable:
     prepare kept only readable images)."""
-    from scaletrain.data.images import ImageSet
+    from scaletrain.modalities.image.images import ImageSet
 
     images = np.empty((len(frame), size[0], size[1], channels), dtype=np.uint8)
     for i, data in enumerate(frame["image"]):

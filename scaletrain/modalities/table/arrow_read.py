@@ -20,8 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
-from scaletrain.data.tables import decode_text, sniff_csv, split_suffix
 from scaletrain.errors import DataError
+from scaletrain.modalities.table.tables import decode_text, sniff_csv, split_suffix
 
 BLOCK_BYTES = 4 << 20
 READ_AHEAD = 2             # batches parsed ahead of the one being split, summarized and written

@@ -17,12 +17,12 @@ from scaletrain.data.input_check import table_warnings, with_absent_columns
 from scaletrain.data.prepared import Prepared, require_rows
 from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
 from scaletrain.data.schema import find_target, infer_schema
-from scaletrain.data.shards import prepare_table_shards
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import TableState
-from scaletrain.data.tables import frame_from_arrays, read_table
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.modalities.table.shards import prepare_table_shards
+from scaletrain.modalities.table.tables import frame_from_arrays, read_table
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import looks_like_counts
 
@@ -97,7 +97,7 @@ class Table(Modality):
         return prepare_table(source, test, data_cfg, seed)
 
     def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
-        from scaletrain.data.from_shards import prepare_from_table_shards
+        from scaletrain.modalities.table.from_shards import prepare_from_table_shards
 
         return prepare_from_table_shards(source, manifest, data_cfg)
 
@@ -336,7 +336,7 @@ def _fitted_on(train: pd.DataFrame, public: str | None, notes: list[str]) -> pd.
     data.preprocess_from (its columns checked against theirs)."""
     if public is None:
         return train
-    from scaletrain.data.tables import read_table
+    from scaletrain.modalities.table.tables import read_table
 
     sample = read_table(public)
     missing = [c for c in train.columns if c not in sample.columns]

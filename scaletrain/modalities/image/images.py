@@ -37,6 +37,14 @@ class ImageSet:
         labels = None if self.labels is None else self.labels[index]
         return ImageSet(self.images[index], labels, [self.names[i] for i in index])
 
+    def concat(self, others: list["ImageSet"]) -> "ImageSet":
+        """These images, then the others' (their labels dropped: prediction input)."""
+        sets = [self, *others]
+        return ImageSet(np.concatenate([s.images for s in sets]), None, [n for s in sets for n in s.names])
+
+    def batch_key(self) -> tuple:
+        return tuple(self.images.shape[1:])
+
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,56 @@
+"""Prepared data from table shards: preprocessing from the manifest's statistics, the training
+rows left to stream, validation and test rows read (up to EVAL_ROWS each) for evaluation."""
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load as load_safetensors
+
+from scaletrain.data.from_shards import class_counts, eval_sample
+from scaletrain.data.manifest import STATS, filesystem, join
+from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.preprocess import encode_target, table_state, target_state, transform_table
+from scaletrain.data.schema import Schema
+from scaletrain.data.sources import Source
+from scaletrain.data.stats import TableStats, TargetStats
+from scaletrain.errors import DataError, TargetError
+from scaletrain.tasks import task_of
+
+EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation
+
+
+def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
+    """Return Prepared table shards: preprocessing from the manifest's statistics, training rows
+    left to stream, validation and test rows (up to EVAL_ROWS each) read for evaluation."""
+    m = manifest.data
+    roles = dict(m["roles"])
+    if data_cfg.target is not None and data_cfg.target != roles["target"]:
+        raise TargetError(f"'{source.url}' was prepared with target '{roles['target']}', not '{data_cfg.target}'; "
+                          "prepare again with --target")
+    if data_cfg.columns:
+        raise DataError("data.columns must be given to `scaletrain prepare`; roles are fixed in the shards")
+    fs, root = filesystem(source.url)
+    with fs.open(join(root, STATS), "rb") as fh:
+        sketches = load_safetensors(fh.read())
+    stats = TableStats.from_parts(m["stats"], sketches)
+    schema = Schema(**roles)
+    state = table_state(stats, schema, data_cfg.scale, data_cfg.clip_quantile, data_cfg.missing_indicators,
+                        data_cfg.max_onehot)
+    state["target"] = target_state(TargetStats.from_plain(m["target"]))
+    state["target_column"] = schema.target
+    notes = [f"training rows stream from {len(manifest.split_shards('train'))} shard(s) in '{source.url}'"]
+
+    val, test_frame = eval_sample(manifest, source.url, "val", EVAL_ROWS, notes), \
+        eval_sample(manifest, source.url, "test", EVAL_ROWS, notes)
+    require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
+    target = schema.target
+    counts = class_counts(TargetStats.from_plain(m["target"]), state) if task_of(schema.task).classifies else None
+    summary = {"task": schema.task, "rows": sum(m["rows"].values()), "columns": len(m["columns"]),
+               "shards": len(manifest.shards), "numeric": schema.numeric, "boolean": schema.boolean,
+               "datetime": schema.datetime, "categorical": schema.categorical, "dropped": schema.dropped,
+               "train_rows": manifest.rows("train"), "val_rows": manifest.rows("val"), "test_rows": manifest.rows("test")}
+    return Prepared(
+        "table", schema.task, state, (), torch.empty(0, dtype=torch.long),
+        transform_table(state, val, source.name).tensors(), encode_target(state["target"], val[target], source.name),
+        Source("table", f"{source.name} (validation)", frame=val),
+        Source("table", f"{source.name} (test)", frame=test_frame) if len(test_frame) else None,
+        summary, notes, shard_url=source.url, train_rows=manifest.rows("train"), train_class_counts=counts)
