@@ -5,7 +5,9 @@ from torch import nn
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
 from scaletrain.fitting.recipe import MAX_EPOCHS, DataFacts, resolve
-from scaletrain.train.trainer import EPOCH_VAL_ROWS, fit_model
+from scaletrain.train.assembly import LoopPlan
+from scaletrain.train.budget import Budget
+from scaletrain.train.trainer import EPOCH_VAL_ROWS, LossChoice, ValidationSet, fit_model
 
 FASHION = DataFacts("image", "multiclass", 51_000, 10, image_shape=(1, 28, 28))
 
@@ -35,8 +37,8 @@ def scored_rows(early_stopping: int) -> list[int]:
     t.epochs, t.lr, t.optimizer, t.weight_decay, t.momentum = 2, 0.1, "sgd", 0.0, 0.0
     t.schedule, t.loss, t.label_smoothing, t.class_weight, t.early_stopping = "constant", "cross_entropy", 0.0, "none", early_stopping
     t.device = "cpu"
-    fit_model(model, TensorBatches((x,), y, 64, shuffle=True, seed=0), None, outputs, (val_x,), val_y, t,
-              config.checkpoint, "multiclass", verbose=False)
+    fit_model(model, TensorBatches((x,), y, 64, shuffle=True, seed=0), t, LossChoice("multiclass"),
+              ValidationSet(outputs, (val_x,), val_y), LoopPlan(Budget(None)))
     return seen
 
 

@@ -18,6 +18,7 @@ from scaletrain.fitting.pipeline import load_and_prepare
 from scaletrain.io import write_json
 from scaletrain.run import Run
 from scaletrain.runlock import run_lock
+from scaletrain.train.budget import Budget
 
 FINE_TUNE_SHARE = 0.25   # the fine-tune after pruning: this share of the run's epochs (at least 3)
 FINE_TUNE_LR = 0.3       # at this share of its learning rate: the pruned weights are a good start
@@ -40,6 +41,7 @@ def compress_run(run_dir: str | Path, data, out: str | Path, *, distill: float |
 
 def _compress(run_dir, data, out: Path, distill, prune, quantize, test, tolerance: float, verbose: bool) -> dict:
     teacher = Run.load(run_dir)
+    limit = teacher.config.train.time_limit  # a student's budget (a share of it for pruning's fine-tune)
     _, prepared = load_and_prepare(copy.deepcopy(teacher.config), data, None, test)
     if prepared.preprocess["target"].get("classes") != teacher.classes:
         raise ExportError(f"'{data}' does not hold the classes RUN was trained on ({teacher.classes[:5]}); give the "
@@ -48,7 +50,9 @@ def _compress(run_dir, data, out: Path, distill, prune, quantize, test, toleranc
     out.mkdir(parents=True, exist_ok=True)
     variants = [Variant("original", teacher, export_onnx(run_dir, out / "original.onnx"), "as trained")]
     if distill is not None:
-        student = train_student(teacher, student_config(teacher, distill), prepared, verbose=verbose)
+        # the run's time limit bounds the student as it bounded the original (whose epoch count
+        # is then a ceiling, 1,000 under zero-config)
+        student = train_student(teacher, student_config(teacher, distill), prepared, Budget(limit), verbose=verbose)
         variants.append(_saved(student, out / "distilled", test_source, prepared,
                                f"distilled into {parameters(student.model):,} parameters "
                                f"({parameters(student.model) / parameters(teacher.model):.1%} of the original)"))
@@ -57,9 +61,8 @@ def _compress(run_dir, data, out: Path, distill, prune, quantize, test, toleranc
         trained_epochs = teacher.metrics.get("epochs") or teacher.config.train.epochs  # as run, not the ceiling
         cfg.train.epochs = max(3, round(trained_epochs * FINE_TUNE_SHARE))
         cfg.train.lr = teacher.config.train.lr * FINE_TUNE_LR
-        if cfg.train.time_limit:
-            cfg.train.time_limit *= FINE_TUNE_SHARE
-        tuned = train_student(teacher, cfg, prepared, model=model, spec=teacher.spec, verbose=verbose)
+        tuned = train_student(teacher, cfg, prepared, Budget(limit and limit * FINE_TUNE_SHARE), model=model,
+                              spec=teacher.spec, verbose=verbose)
         variants.append(_saved(tuned, out / "pruned", test_source, prepared,
                                f"{prune:.0%} of neurons/channels removed, then {cfg.train.epochs} epochs of fine-tuning"))
     if quantize:

@@ -59,9 +59,10 @@ def packed_targets(teacher: Run, inputs: tuple, y: torch.Tensor) -> torch.Tensor
     return torch.cat([y.float().unsqueeze(1), teacher.outputs(inputs).float()], dim=1)
 
 
-def train_student(teacher: Run, cfg: Config, prepared: Prepared, model: torch.nn.Module | None = None,
+def train_student(teacher: Run, cfg: Config, prepared: Prepared, budget: Budget, model: torch.nn.Module | None = None,
                   spec: ModelSpec | None = None, verbose: bool = False) -> Run:
-    """Train `model` (default: a new one as `cfg` names) against the teacher; return its Run."""
+    """Train `model` (default: a new one as `cfg` names) against the teacher, within `budget`;
+    return its Run."""
     if prepared.shard_url is not None:
         raise ExportError("compress trains on the run's training rows in memory; these are streamed from shards")
     cfg = copy.deepcopy(cfg)
@@ -76,10 +77,8 @@ def train_student(teacher: Run, cfg: Config, prepared: Prepared, model: torch.nn
     packed = replace(prepared, train_y=packed_targets(teacher, prepared.train_inputs, prepared.train_y),
                      val_y=packed_targets(teacher, prepared.val_inputs, prepared.val_y))
     run = Run(cfg, model, spec, prepared.preprocess | {"target": teacher.preprocess["target"]})
-    # the config's time limit bounds the student as it bounded the original (whose epoch count
-    # is then a ceiling, 1,000 under zero-config)
     loss = LossChoice(prepared.task, replaced=distillation_loss(prepared.task, cfg.train.loss, TEMPERATURE, ALPHA))
-    plan = LoopPlan(Budget(cfg.train.time_limit), progress="training" if verbose else None)
+    plan = LoopPlan(budget, progress="training" if verbose else None)
     _, history, _ = fit_model(model, training_batches(cfg, packed), cfg.train, loss,
                               ValidationSet(run.outputs, packed.val_inputs, packed.val_y), plan)
     run.model.eval()

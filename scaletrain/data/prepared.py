@@ -39,6 +39,12 @@ class Prepared:
     def n_classes(self) -> int:
         return len(self.preprocess["target"].get("classes", []))
 
+    def note(self, text: str | None) -> None:
+        """Record what the fit decided or found, for metrics.json, the report and the CLI: the
+        one way notes are added once the data is prepared (none twice, none empty)."""
+        if text and text not in self.notes:
+            self.notes.append(text)
+
     @property
     def n_train(self) -> int:
         return self.train_rows if self.train_rows is not None else len(self.train_y)

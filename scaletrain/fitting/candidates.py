@@ -92,7 +92,7 @@ def fit_by_lbfgs(cfg: Config, prepared: Prepared, run: Run, started: float, scor
                                           run.outputs, score, callbacks or [])
     if chosen and path:
         how = "on the validation rows" if by_validation else f"by {L2_FOLDS}-fold cross-validation"
-        prepared.notes.append(f"{cfg.model.name}: L2 strength (train.weight_decay) {cfg.train.weight_decay:g} chosen {how} "
+        prepared.note(f"{cfg.model.name}: L2 strength (train.weight_decay) {cfg.train.weight_decay:g} chosen {how} "
                               f"over {min(path):g}..{max(path):g}")
     run.history = history.rows
     val_loss = history.rows[-1].get("val_loss", math.inf)
@@ -127,7 +127,7 @@ def fit_by_boosting(cfg: Config, prepared: Prepared) -> Trained:
         state.train_loss = float(loss_fn(run.outputs(prepared.train_inputs), prepared.train_y))
     run.history = [{"epoch": 1, "step": measured["best_round"], "train_loss": state.train_loss, **val,
                     "seconds": round(time.perf_counter() - started, 3)}]
-    prepared.notes.append(f"boosted: LightGBM, {measured['trees']} trees ({measured['best_round']} rounds: the best "
+    prepared.note(f"boosted: LightGBM, {measured['trees']} trees ({measured['best_round']} rounds: the best "
                           "on the validation rows, early stopping)")
     return Trained(run, state, time.perf_counter() - started, 1, val.get("val_loss", math.inf))
 
@@ -174,8 +174,8 @@ def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
         refit = _refit_blend(best, merged)
     else:
         cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config
-        refit = train_candidate(cfg, merged, None, False, budget=Budget(cfg.train.time_limit))
-    prepared.notes.append(f"the {best.run.config.model.name} model was refit on training + validation rows "
+        refit = train_candidate(cfg, merged, None, False)  # L-BFGS to convergence: no time share
+    prepared.note(f"the {best.run.config.model.name} model was refit on training + validation rows "
                           "(so its validation metrics are optimistic)")
     return Trained(refit.run, refit.state, refit.seconds + best.seconds, best.best_epoch, best.best_val_loss)
 
@@ -241,7 +241,7 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     info = {"kept": keep, "weights_on": "out-of-fold" if held_out is not None else "validation",
             "weights": {n: round(weights[i], 4) for n, i in zip(names, kept)},
             "val_loss": {"blend": mixed, run.config.model.name: single}}
-    prepared.notes.append(f"blend of {', '.join(f'{n} {weights[i]:.2f}' for n, i in zip(names, kept))} "
+    prepared.note(f"blend of {', '.join(f'{n} {weights[i]:.2f}' for n, i in zip(names, kept))} "
                           f"(weights on the {info['weights_on']} outputs): validation loss {mixed:.4f} against "
                           f"{single:.4f} for {run.config.model.name} alone; "
                           + ("the blend is kept" if keep else f"{run.config.model.name} is kept"))

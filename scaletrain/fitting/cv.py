@@ -70,7 +70,7 @@ def out_of_fold_proba(source, config: Config, k: int = 5) -> tuple[np.ndarray, l
     from scaletrain.data.sources import subset_source
 
     labels = pd.Series(source.frame[config.data.target] if source.frame is not None else source.images.labels)
-    task = "classification"
+    task = infer_task(labels.dropna(), "classification")  # binary or multiclass, by the label count
     proba, classes = None, sorted(labels.dropna().astype(str).unique())
     for held in fold_indices(labels.astype(str), k, task, seed=config.train.seed):
         rest = np.setdiff1d(np.arange(len(labels)), held)

@@ -121,7 +121,7 @@ def bagged(best: Trained, members: list[Run], cv: dict, prepared: Prepared) -> t
             "predict_seconds_on_validation": seconds,
             "members": [{"fold": i + 1, "train_rows": rows, "held_out_loss": loss}
                         for i, (rows, loss) in enumerate(zip(cv["fold_rows"], cv["fold_losses"]))]}
-    prepared.notes.append(f"the {len(members)} fold models of {run.config.model.name} averaged: validation loss "
+    prepared.note(f"the {len(members)} fold models of {run.config.model.name} averaged: validation loss "
                           f"{val_loss['ensemble']:.4f} against {val_loss['single']:.4f} for the single model; "
                           + ("the ensemble is kept" if keep else "the single model is kept"))
     if not keep:

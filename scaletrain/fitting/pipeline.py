@@ -79,7 +79,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         share = budget.rest(len(candidates) - i)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
     best, chosen_by, ensemble, blend = pick(trained, prepared)
-    prepared.notes += [n for n in [budget_note(trained, budget)] if n]
+    prepared.note(budget_note(trained, budget))
     bagging = ensemble is not None and ensemble["kept"]
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
     # a refit model is another model: a temperature fitted on this one would not be its own
@@ -132,7 +132,7 @@ def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
     before = prepared.class_counts().tolist()
     inputs, y = resample(prepared.train_inputs, prepared.train_y, method, seed)
     out = replace(prepared, train_inputs=inputs, train_y=y)
-    out.notes.append(f"training rows resampled ({method}): class counts {before} -> {out.class_counts().tolist()}; "
+    out.note(f"training rows resampled ({method}): class counts {before} -> {out.class_counts().tolist()}; "
                      "validation and test rows untouched")
     return out
 
@@ -160,13 +160,13 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
     w = distributed.world()
     candidates = candidate_configs(cfg, modality(prepared.kind).facts(prepared))
     if len(candidates) > 1 and not len(prepared.val_y):  # nothing to choose on: the simplest is trained
-        prepared.notes.append(f"no validation rows to choose between {', '.join(c.model.name for c in candidates)}: "
+        prepared.note(f"no validation rows to choose between {', '.join(c.model.name for c in candidates)}: "
                               f"trained {candidates[0].model.name}")
         candidates = candidates[:1]
     if w.active:
         candidates = [distributed.per_rank(c, cfg) for c in candidates]
     if cfg.train.fsdp:
-        prepared.notes.append(f"FSDP over {w.size} ranks: weights sharded, no mid-run checkpoints (the final model "
+        prepared.note(f"FSDP over {w.size} ranks: weights sharded, no mid-run checkpoints (the final model "
                               "is gathered)" if w.active else "train.fsdp needs several ranks; trained unsharded")
     if budget.limited and cfg.model.width is None:
         candidates = [sized(c, prepared, budget) for c in candidates]
@@ -185,7 +185,7 @@ def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
         probed, prepared.measured["size_probe"] = probe_width(c, prepared, budget)
         if prepared.measured["size_probe"]["ran"]:
             return probed
-        prepared.notes.append(f"no scaling probe: {prepared.measured['size_probe']['why']}; width by the epochs rule")
+        prepared.note(f"no scaling probe: {prepared.measured['size_probe']['why']}; width by the epochs rule")
     return size_for_budget(c, prepared, budget)
 
 
@@ -204,7 +204,7 @@ def calibrate(run: Run, prepared: Prepared) -> dict | None:
     kept = mode == "temperature" or after < before - 1e-6
     if kept:
         run.preprocess = {**run.preprocess, "target": run.preprocess["target"] | {"temperature": fitted}}
-    prepared.notes.append(f"temperature scaling: T={fitted:.3f} fitted on validation rows (NLL {before:.4f} -> "
+    prepared.note(f"temperature scaling: T={fitted:.3f} fitted on validation rows (NLL {before:.4f} -> "
                           f"{after:.4f}), {'applied' if kept else 'not applied: it did not lower their NLL'}")
     return {"temperature": fitted if kept else 1.0, "fitted": fitted, "kept": kept, "val_nll_before": before,
             "val_nll_after": after}
@@ -240,7 +240,7 @@ def set_threshold(run: Run, prepared: Prepared) -> dict | None:
         what, before = "class-prior shifts " + ", ".join(f"{b:+.1f}" for b in decision["class_bias"]), \
             decision["score_at_argmax"]
     run.preprocess = {**run.preprocess, "target": decision_target(run, decision)}
-    prepared.notes.append(f"{what} tuned on validation rows for {metric} ({before:.4f} before, {decision['score']:.4f} "
+    prepared.note(f"{what} tuned on validation rows for {metric} ({before:.4f} before, {decision['score']:.4f} "
                           "after; validation metrics are measured with it, so they are optimistic)")
     return decision
 
@@ -259,7 +259,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
     cross-validation results where they chose it, what bagging measured and what blending did."""
     if not cross_validates(trained, prepared):
         if trained[0].run.config.train.ensemble == "on":
-            prepared.notes.append("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
+            prepared.note("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
                                   "one process, no time limit): a single model was trained")
         best = choose(trained)
         if refits(best, trained):  # a linear model that early stopping did not tune on these rows (see blended)
@@ -267,7 +267,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
         best, blend = blended(best, trained, prepared)
         return best, None, None, blend
     best, results, members, held_out = choose_by_cross_validation(trained, prepared)
-    prepared.notes.append("zero-config compared " + ", ".join(
+    prepared.note("zero-config compared " + ", ".join(
         f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f} ± {r['score_std']:.4f})"
         for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds of the training rows "
         f"and kept {best.run.config.model.name}")
@@ -277,7 +277,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
     # a refit linear model is convex and sees every row: its bagged average is about itself, on fewer rows
     if best.run.config.model.name in ("boosted", "blend"):  # ensembles already; boosted fold models differ in shape
         if mode == "on":
-            prepared.notes.append("train.ensemble=on bags networks; the boosted trees chosen are an ensemble already")
+            prepared.note("train.ensemble=on bags networks; the boosted trees chosen are an ensemble already")
     elif mode == "on" or (mode == "auto" and not refits(best, trained)):
         best, ensemble = bagged(best, members, results[best.run.config.model.name], prepared)
     return best, summary, ensemble, blend
@@ -302,12 +302,12 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     }
     if not run.metrics["test"] and not run.metrics["val"] and len(prepared.train_y):
         run.metrics["train"] = training_metrics(run, prepared)
-        prepared.notes.append("no validation or test rows: the metrics are on the training rows")
+        prepared.note("no validation or test rows: the metrics are on the training rows")
     if getattr(state, "privacy", None):
         from scaletrain.train.private import privacy_note
 
         run.metrics["privacy"] = state.privacy
-        prepared.notes.append(privacy_note(state.privacy, run.config.data.preprocess_from))
+        prepared.note(privacy_note(state.privacy, run.config.data.preprocess_from))
     w = distributed.world()
     if w.active:
         run.metrics["distributed"] = {"ranks": w.size, "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))}
@@ -318,7 +318,7 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     if len(trained) > 1:
         run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
     if len(trained) > 1 and chosen_by is None:
-        prepared.notes.append("zero-config tried " + ", ".join(map(candidate_summary, trained))
+        prepared.note("zero-config tried " + ", ".join(map(candidate_summary, trained))
                               + f" and kept {run.config.model.name}")
     run.metrics.update(prepared.measured)
     run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,

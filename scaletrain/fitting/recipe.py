@@ -53,8 +53,6 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
 
             if pretrained_shape(candidate.model.init_from) is not None:  # a text encoder: only the
                 candidate.model.init_from = None  # Transformer starts from it; the others share its tokenizer
-        if len(names) > 1 and candidate.train.time_limit:
-            candidate.train.time_limit /= len(names)
         tried.append(resolve(candidate, facts))
     return tried
 

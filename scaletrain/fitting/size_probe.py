@@ -67,7 +67,7 @@ def probe_width(cfg: Config, prepared, budget: Budget) -> tuple[Config, dict]:
     found = {"ran": True, "cells": cells, "law": law.as_dict(), "predicted_by_width": predicted,
              "rows_seen_by_width": {w: round(v) for w, v in seen.items()}, "best": best, "wins": float(wins),
              "default": default, "chosen": chosen, "seconds": round(sum(cell["seconds"] for cell in cells), 1)}
-    prepared.notes.append(_note(found))
+    prepared.note(_note(found))
     return c, found
 
 

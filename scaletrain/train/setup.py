@@ -51,7 +51,7 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
         note = (f"started from {info['path']} (model.init_from): {info['tensors_loaded']} tensors loaded, "
                 f"{len(info['new'])} new ({', '.join(info['new'][:6])}{' …' if len(info['new']) > 6 else ''})")
         if note not in prepared.notes:
-            prepared.notes.append(note)
+            prepared.note(note)
     return device.place(model, cfg.train.device, channels_last), spec
 
 

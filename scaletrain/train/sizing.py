@@ -41,7 +41,7 @@ def size_for_budget(cfg: Config, prepared, budget: Budget) -> Config:
             break
         c.model.width //= 2
     if c.model.width != default:
-        prepared.notes.append(f"width {c.model.width} instead of {default}: about {epochs:.0f} epochs fit the "
+        prepared.note(f"width {c.model.width} instead of {default}: about {epochs:.0f} epochs fit the "
                               f"time limit at that width (the aim is {MIN_BUDGET_EPOCHS})")
     return c
 
@@ -75,7 +75,7 @@ def find_lr(cfg: Config, model: torch.nn.Module, batches, prepared, budget: Budg
                             steps=LR_FIND_STEPS, lo=t.lr / LR_FIND_RANGE, hi=t.lr * LR_FIND_RANGE,
                             max_seconds=budget.lr_find_seconds())
     if finding is None:
-        prepared.notes.append(f"no learning-rate range test: too few steps fit in {budget.lr_find_seconds():.1f}s "
+        prepared.note(f"no learning-rate range test: too few steps fit in {budget.lr_find_seconds():.1f}s "
                               f"of the time limit; lr {t.lr:.3g} from the recipe")
         return
     recipe = t.lr
@@ -87,5 +87,5 @@ def find_lr(cfg: Config, model: torch.nn.Module, batches, prepared, budget: Budg
         chosen = recipe
     t.lr = float(f"{chosen:.3g}")
     ran_away = f", loss ran away at {finding.diverged_at:.3g}" if finding.diverged_at else ""
-    prepared.notes.append(f"learning-rate range test ({len(finding.lrs)} steps, {finding.seconds:.1f}s{ran_away}): "
+    prepared.note(f"learning-rate range test ({len(finding.lrs)} steps, {finding.seconds:.1f}s{ran_away}): "
                           f"lr {t.lr:.3g} (recipe default {recipe:.3g})")
