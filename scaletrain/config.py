@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from scaletrain.errors import ConfigError
 
@@ -19,6 +19,24 @@ from scaletrain.errors import ConfigError
 class _Section(BaseModel):
     # inf/NaN are never a meaningful setting; refusing them here beats a NaN loss later
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # A resolved config is frozen: what a run was trained with is not changed behind its back;
+    # a changed config is a copy (`with_values`, `thawed`). Not pydantic's frozen=True, which
+    # would also freeze the config while the recipe resolves it.
+    _frozen: bool = PrivateAttr(default=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and getattr(self, "_frozen", False):
+            raise ConfigError(f"a resolved config is frozen: {type(self).__name__}.{name} cannot be set in place; "
+                              "derive a copy with with_values")
+        super().__setattr__(name, value)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        self._frozen = frozen
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for part in value if isinstance(value, list) else [value]:
+                if isinstance(part, _Section):
+                    part._set_frozen(frozen)
 
 
 # Bounds are checked when the config is read, so a bad value is named at the edge rather than
@@ -210,9 +228,25 @@ class Config(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def with_values(self, values: dict[str, Any]) -> "Config":
-        """A copy with dotted keys (`train.lr`) set to typed values, each checked as it is set."""
+    @property
+    def is_frozen(self) -> bool:
+        return self._frozen
+
+    def frozen(self) -> "Config":
+        """This config, frozen (in place: what resolution hands on)."""
+        self._set_frozen(True)
+        return self
+
+    def thawed(self) -> "Config":
+        """A copy that may be changed (the start of another resolution: a student's, a cell's)."""
         copy = self.model_copy(deep=True)
+        copy._set_frozen(False)
+        return copy
+
+    def with_values(self, values: dict[str, Any]) -> "Config":
+        """A copy, not frozen, with dotted keys (`train.lr`) set to typed values, each checked as
+        it is set."""
+        copy = self.thawed()
         for key, value in values.items():
             section, _, name = key.partition(".")
             if key not in VALID_KEYS:

@@ -164,8 +164,8 @@ class Run:
         file checked first (runcheck.py) and a made-up input predicted finitely before it is
         handed out; a damaged or tampered directory is a RunDirError naming the file."""
         checked = load_checked(path)
-        run = cls(checked.config, checked.model, checked.spec, checked.preprocess, checked.metrics, checked.history,
-                  Path(path))
+        run = cls(checked.config.frozen(), checked.model, checked.spec, checked.preprocess, checked.metrics,
+                  checked.history, Path(path))
         run.background = checked.background
         run.probe()
         return run

@@ -85,6 +85,10 @@ def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
     class Prepared:
         n_train, kind, notes = 6400, "image", []
 
+        @classmethod
+        def note(cls, text):
+            cls.notes.append(text)
+
     def fake_step(cfg, prepared):  # conv compute grows with width²
         return 1e-3 * (cfg.model.width / 8) ** 2
 

@@ -53,3 +53,25 @@ def test_out_of_range_values_are_refused_naming_the_key(key, value, words):
 def test_an_empty_section_in_yaml_is_no_section(tmp_path):
     (tmp_path / "c.yaml").write_text("data:\ntrain:\n  lr: 0.01\n")
     assert make_config(tmp_path / "c.yaml").train.lr == 0.01
+
+
+def test_a_trained_runs_config_is_frozen_and_changed_only_by_copies(tmp_path):
+    """What a run was trained with is not changed behind its back (a tuner, compress, a refit
+    derive copies); the copies may be changed."""
+    import numpy as np
+    import pandas as pd
+
+    import scaletrain
+    from scaletrain.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    frame["y"] = np.where(frame["a"] > 0, "p", "n")
+    run = scaletrain.fit(frame, "y", out=tmp_path / "run", model="mlp", epochs=2)
+    for config in (run.config, scaletrain.Run.load(tmp_path / "run").config):
+        assert config.is_frozen
+        with pytest.raises(ConfigError, match="frozen"):
+            config.train.lr = 0.5
+    copy = run.config.with_values({"train.lr": 0.5})
+    copy.model.dropout = 0.2
+    assert not copy.is_frozen and copy.train.lr == 0.5 and run.config.train.lr != 0.5

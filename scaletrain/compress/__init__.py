@@ -2,7 +2,6 @@
 result a run directory, measured side by side with the original (compress.json)."""
 from __future__ import annotations
 
-import copy
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +41,7 @@ def compress_run(run_dir: str | Path, data, out: str | Path, *, distill: float |
 def _compress(run_dir, data, out: Path, distill, prune, quantize, test, tolerance: float, verbose: bool) -> dict:
     teacher = Run.load(run_dir)
     limit = teacher.config.train.time_limit  # a student's budget (a share of it for pruning's fine-tune)
-    _, prepared = load_and_prepare(copy.deepcopy(teacher.config), data, None, test)
+    _, prepared = load_and_prepare(teacher.config.thawed(), data, None, test)
     if prepared.preprocess["target"].get("classes") != teacher.classes:
         raise ExportError(f"'{data}' does not hold the classes RUN was trained on ({teacher.classes[:5]}); give the "
                           "data it was trained on")

@@ -3,7 +3,6 @@ pruning: both train on the run's training rows against the original model's outp
 (train.losses.distillation_loss), with scaletrain's own training loop."""
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import replace
 
@@ -42,7 +41,7 @@ def student_config(teacher: Run, share: float) -> Config:
     hidden = list(m.hidden) if m.hidden is not None else [m.width or 128] * (m.depth or 2)
     for step in range(1, 40):
         scale = 2 ** (-step / 4)
-        cfg = copy.deepcopy(teacher.config)
+        cfg = teacher.config.thawed()
         if SIZE_KNOBS[name] == "hidden":
             cfg.model.hidden = [max(2, round(h * scale)) for h in hidden]
         else:
@@ -65,7 +64,7 @@ def train_student(teacher: Run, cfg: Config, prepared: Prepared, budget: Budget,
     return its Run."""
     if prepared.shard_url is not None:
         raise ExportError("compress trains on the run's training rows in memory; these are streamed from shards")
-    cfg = copy.deepcopy(cfg)
+    cfg = cfg.thawed()
     cfg.data.augment = False  # the teacher's outputs are those of the rows as they are
     cfg.train.monitor, cfg.train.ensemble = "val_loss", "off"
     cfg.model.init_from = None

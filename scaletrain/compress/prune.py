@@ -9,8 +9,6 @@ loads as any run does.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -76,7 +74,7 @@ def pruned(model: nn.Module, config: Config, spec, fraction: float) -> tuple[nn.
     """The smaller model (its units chosen and copied from `model`) and its config."""
     if not 0 < fraction < 1:
         raise ExportError(f"--prune {fraction}: give the share of neurons/channels to remove, between 0 and 1")
-    cfg, name = copy.deepcopy(config), config.model.name
+    cfg, name = config.thawed(), config.model.name
     full = {k: v.detach() for k, v in model.state_dict().items()}
     if name == "mlp" and hasattr(model, "body"):
         state, widths = _linear_stack(model.body, fraction, "body.")

@@ -45,10 +45,15 @@ class Trained:
     members: list[Trained] | None = None  # a blend: its members as trained (a refit retrains each)
     weights_out_of_fold: bool = False     # a blend: weights from out-of-fold outputs (small data: refit)
 
+    def __post_init__(self) -> None:
+        self.run.config.frozen()  # trained: what it was trained with is settled (the rate, L2, width, trees)
+
 
 def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
                     resume: bool = False, budget: Budget | None = None, callbacks: list | None = None) -> Trained:
-    """Build the model a resolved config names, train it, and return the result."""
+    """Build the model a resolved config names, train it, and return the result (its config a
+    copy, settled as trained: the range test's rate, the L2 strength, the trees grown)."""
+    cfg = cfg.thawed()
     torch.set_num_threads(cfg.train.threads)
     budget = budget or Budget(None)
     if cfg.model.name == "boosted":
@@ -93,7 +98,7 @@ def fit_by_lbfgs(cfg: Config, prepared: Prepared, run: Run, started: float, scor
     if chosen and path:
         how = "on the validation rows" if by_validation else f"by {L2_FOLDS}-fold cross-validation"
         prepared.note(f"{cfg.model.name}: L2 strength (train.weight_decay) {cfg.train.weight_decay:g} chosen {how} "
-                              f"over {min(path):g}..{max(path):g}")
+                      f"over {min(path):g}..{max(path):g}")
     run.history = history.rows
     val_loss = history.rows[-1].get("val_loss", math.inf)
     # chosen on the validation rows: a refit on them keeps the strength (there is nothing left to choose on)
@@ -128,7 +133,7 @@ def fit_by_boosting(cfg: Config, prepared: Prepared) -> Trained:
     run.history = [{"epoch": 1, "step": measured["best_round"], "train_loss": state.train_loss, **val,
                     "seconds": round(time.perf_counter() - started, 3)}]
     prepared.note(f"boosted: LightGBM, {measured['trees']} trees ({measured['best_round']} rounds: the best "
-                          "on the validation rows, early stopping)")
+                  "on the validation rows, early stopping)")
     return Trained(run, state, time.perf_counter() - started, 1, val.get("val_loss", math.inf))
 
 
@@ -173,10 +178,10 @@ def refit_on_all_rows(best: Trained, prepared: Prepared) -> Trained:
     if best.members is not None:
         refit = _refit_blend(best, merged)
     else:
-        cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config
+        cfg = best.run.config.with_values({"train.weight_decay": None}) if best.l2_chosen else best.run.config.thawed()
         refit = train_candidate(cfg, merged, None, False)  # L-BFGS to convergence: no time share
     prepared.note(f"the {best.run.config.model.name} model was refit on training + validation rows "
-                          "(so its validation metrics are optimistic)")
+                  "(so its validation metrics are optimistic)")
     return Trained(refit.run, refit.state, refit.seconds + best.seconds, best.best_epoch, best.best_val_loss)
 
 
@@ -185,7 +190,7 @@ def _refit_blend(best: Trained, merged: Prepared) -> Trained:
     epoch, its trees' rounds; a linear member to convergence), blended with the same weights."""
     fitted = []
     for member in best.members:
-        cfg = member.run.config
+        cfg = member.run.config.thawed()
         if cfg.train.optimizer == "lbfgs":
             cfg = cfg.with_values({"train.weight_decay": None}) if member.l2_chosen else cfg
         else:
@@ -194,7 +199,7 @@ def _refit_blend(best: Trained, merged: Prepared) -> Trained:
         fitted.append(train_candidate(cfg, merged, None, False))
     run = best.run
     model = Ensemble([f.run.model for f in fitted], run.spec.average, list(run.config.model.weights))
-    config = run.config.model_copy(deep=True)
+    config = run.config.thawed()
     config.model.members = [f.run.config.model for f in fitted]  # the trees' counts as regrown
     blend = Run(config, model, run.spec, run.preprocess, history=run.history)
     return Trained(blend, best.state, sum(f.seconds for f in fitted), best.best_epoch, best.best_val_loss)
@@ -242,12 +247,12 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
             "weights": {n: round(weights[i], 4) for n, i in zip(names, kept)},
             "val_loss": {"blend": mixed, run.config.model.name: single}}
     prepared.note(f"blend of {', '.join(f'{n} {weights[i]:.2f}' for n, i in zip(names, kept))} "
-                          f"(weights on the {info['weights_on']} outputs): validation loss {mixed:.4f} against "
-                          f"{single:.4f} for {run.config.model.name} alone; "
-                          + ("the blend is kept" if keep else f"{run.config.model.name} is kept"))
+                  f"(weights on the {info['weights_on']} outputs): validation loss {mixed:.4f} against "
+                  f"{single:.4f} for {run.config.model.name} alone; "
+                  + ("the blend is kept" if keep else f"{run.config.model.name} is kept"))
     if not keep:
         return best, info
-    cfg = run.config.model_copy(deep=True)
+    cfg = run.config.thawed()
     cfg.model = ModelConfig(name="blend", members=[trained[i].run.config.model for i in kept],
                             weights=[round(weights[i], 6) for i in kept])
     model = Ensemble([trained[i].run.model for i in kept], average, cfg.model.weights)

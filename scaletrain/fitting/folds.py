@@ -122,8 +122,8 @@ def bagged(best: Trained, members: list[Run], cv: dict, prepared: Prepared) -> t
             "members": [{"fold": i + 1, "train_rows": rows, "held_out_loss": loss}
                         for i, (rows, loss) in enumerate(zip(cv["fold_rows"], cv["fold_losses"]))]}
     prepared.note(f"the {len(members)} fold models of {run.config.model.name} averaged: validation loss "
-                          f"{val_loss['ensemble']:.4f} against {val_loss['single']:.4f} for the single model; "
-                          + ("the ensemble is kept" if keep else "the single model is kept"))
+                  f"{val_loss['ensemble']:.4f} against {val_loss['single']:.4f} for the single model; "
+                  + ("the ensemble is kept" if keep else "the single model is kept"))
     if not keep:
         return best, info
     return Trained(ensemble, best.state, best.seconds + cv["seconds"], best.best_epoch, val_loss["ensemble"]), info

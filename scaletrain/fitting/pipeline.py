@@ -85,11 +85,12 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     # a refit model is another model: a temperature fitted on this one would not be its own
     # rank 0 alone (it writes the run): under FSDP the other ranks hold shards, whose forward is a collective
     calibration = None if refitting or not w.main else calibrate(best.run, prepared)
-    best.run.config.train.calibration = "temperature" if calibration and calibration["kept"] else "none"
+    best.run.config = best.run.config.with_values({  # the config says what the run is
+        "train.calibration": "temperature" if calibration and calibration["kept"] else "none",
+        "train.ensemble": "on" if bagging else "off",
+        "train.blend": "on" if best.run.config.model.name == "blend" else "off"}).frozen()
     decision = set_threshold(best.run, prepared)
     selection_val = None
-    best.run.config.train.ensemble = "on" if bagging else "off"  # the config says what the run is
-    best.run.config.train.blend = "on" if best.run.config.model.name == "blend" else "off"
     if refitting:
         # a tuner compares runs on validation rows the refit has seen: keep the honest figure
         selection_val = best.run.evaluate(prepared.val_source)
@@ -133,7 +134,7 @@ def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
     inputs, y = resample(prepared.train_inputs, prepared.train_y, method, seed)
     out = replace(prepared, train_inputs=inputs, train_y=y)
     out.note(f"training rows resampled ({method}): class counts {before} -> {out.class_counts().tolist()}; "
-                     "validation and test rows untouched")
+             "validation and test rows untouched")
     return out
 
 
@@ -161,13 +162,13 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
     candidates = candidate_configs(cfg, modality(prepared.kind).facts(prepared))
     if len(candidates) > 1 and not len(prepared.val_y):  # nothing to choose on: the simplest is trained
         prepared.note(f"no validation rows to choose between {', '.join(c.model.name for c in candidates)}: "
-                              f"trained {candidates[0].model.name}")
+                      f"trained {candidates[0].model.name}")
         candidates = candidates[:1]
     if w.active:
         candidates = [distributed.per_rank(c, cfg) for c in candidates]
     if cfg.train.fsdp:
         prepared.note(f"FSDP over {w.size} ranks: weights sharded, no mid-run checkpoints (the final model "
-                              "is gathered)" if w.active else "train.fsdp needs several ranks; trained unsharded")
+                      "is gathered)" if w.active else "train.fsdp needs several ranks; trained unsharded")
     if budget.limited and cfg.model.width is None:
         candidates = [sized(c, prepared, budget) for c in candidates]
         for c in candidates:  # each rank timed its own steps: rank 0's choice holds for all
@@ -205,7 +206,7 @@ def calibrate(run: Run, prepared: Prepared) -> dict | None:
     if kept:
         run.preprocess = {**run.preprocess, "target": run.preprocess["target"] | {"temperature": fitted}}
     prepared.note(f"temperature scaling: T={fitted:.3f} fitted on validation rows (NLL {before:.4f} -> "
-                          f"{after:.4f}), {'applied' if kept else 'not applied: it did not lower their NLL'}")
+                  f"{after:.4f}), {'applied' if kept else 'not applied: it did not lower their NLL'}")
     return {"temperature": fitted if kept else 1.0, "fitted": fitted, "kept": kept, "val_nll_before": before,
             "val_nll_after": after}
 
@@ -241,7 +242,7 @@ def set_threshold(run: Run, prepared: Prepared) -> dict | None:
             decision["score_at_argmax"]
     run.preprocess = {**run.preprocess, "target": decision_target(run, decision)}
     prepared.note(f"{what} tuned on validation rows for {metric} ({before:.4f} before, {decision['score']:.4f} "
-                          "after; validation metrics are measured with it, so they are optimistic)")
+                  "after; validation metrics are measured with it, so they are optimistic)")
     return decision
 
 
@@ -260,7 +261,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
     if not cross_validates(trained, prepared):
         if trained[0].run.config.train.ensemble == "on":
             prepared.note("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
-                                  "one process, no time limit): a single model was trained")
+                          "one process, no time limit): a single model was trained")
         best = choose(trained)
         if refits(best, trained):  # a linear model that early stopping did not tune on these rows (see blended)
             return best, None, None, None
@@ -319,7 +320,7 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
         run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
     if len(trained) > 1 and chosen_by is None:
         prepared.note("zero-config tried " + ", ".join(map(candidate_summary, trained))
-                              + f" and kept {run.config.model.name}")
+                      + f" and kept {run.config.model.name}")
     run.metrics.update(prepared.measured)
     run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,
                                                                                        run.classes))

@@ -39,7 +39,7 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
         names = names[:1]
     tried = []
     for name in names:
-        candidate = config.model_copy(deep=True)
+        candidate = config.thawed()
         candidate.model.name = name
         if len(names) > 1 and name == "linear" and candidate.train.optimizer == "auto" and not facts.streamed:
             # a weight-decayed linear model is convex: solved to convergence by full-batch
@@ -58,8 +58,9 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
 
 
 def resolve(config: Config, facts: DataFacts) -> Config:
-    """Return a copy of the config with every auto/None value replaced by a concrete one."""
-    c = config.model_copy(deep=True)
+    """Return a copy of the config with every auto/None value replaced by a concrete one (the
+    range test, the L2 search and sizing still set theirs; trained, it is frozen: `Trained`)."""
+    c = config.thawed()
     if c.data.task in ("auto", "classification"):
         c.data.task = facts.task
     recipe = modality(facts.kind).recipe

@@ -45,7 +45,7 @@ OVERHEAD = 1.3                    # a cell's model building, first steps and val
 def probe_width(cfg: Config, prepared, budget: Budget) -> tuple[Config, dict]:
     """Return the config with the width the probe chose (the default where it could not run or
     was not confident) and what it measured (metrics.json's "size_probe")."""
-    c = cfg.model_copy(deep=True)
+    c = cfg.thawed()
     default, batch = c.model.width, c.train.batch_size
     widths = sorted({max(2, int(round(default * f))) for f in CHOICES})
     probed = sorted({max(2, int(round(default * f))) for f in PROBED})

@@ -169,7 +169,7 @@ class EqualSteps:
 def per_rank(config, asked):
     """Return a resolved config adjusted for this rank: torch threads shared among the ranks
     of this machine, and an automatic batch size rounded up to divide over the ranks."""
-    c = config.model_copy(deep=True)
+    c = config.thawed()
     w = world()
     if asked.train.threads is None:
         c.train.threads = max(1, c.train.threads // w.local_size)

@@ -37,7 +37,7 @@ def prepare_blocks(data, config: Config, out: Path) -> Path:
     """The corpus's shards of packed blocks, written once for every cell."""
     from scaletrain.pretraining.run import PretrainRecipe, blocks_folder
 
-    cfg = config.model_copy(deep=True)
+    cfg = config.thawed()
     cfg.data.block_size = cfg.data.block_size or PretrainRecipe.block_size
     return blocks_folder([str(data)], cfg, out, verbose=False)
 

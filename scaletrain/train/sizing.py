@@ -28,7 +28,7 @@ def size_for_budget(cfg: Config, prepared, budget: Budget) -> Config:
     Measured on 8,000 Fashion-MNIST images with --time-limit 20s: width 32, 2 epochs, test
     accuracy 0.69; see BENCHMARKS.md for the narrower choice.
     """
-    c = cfg.model_copy(deep=True)
+    c = cfg.thawed()
     if c.model.name not in ("cnn", "resnet"):
         return c
     torch.set_num_threads(c.train.threads)
@@ -42,7 +42,7 @@ def size_for_budget(cfg: Config, prepared, budget: Budget) -> Config:
         c.model.width //= 2
     if c.model.width != default:
         prepared.note(f"width {c.model.width} instead of {default}: about {epochs:.0f} epochs fit the "
-                              f"time limit at that width (the aim is {MIN_BUDGET_EPOCHS})")
+                      f"time limit at that width (the aim is {MIN_BUDGET_EPOCHS})")
     return c
 
 
@@ -76,7 +76,7 @@ def find_lr(cfg: Config, model: torch.nn.Module, batches, prepared, budget: Budg
                             max_seconds=budget.lr_find_seconds())
     if finding is None:
         prepared.note(f"no learning-rate range test: too few steps fit in {budget.lr_find_seconds():.1f}s "
-                              f"of the time limit; lr {t.lr:.3g} from the recipe")
+                      f"of the time limit; lr {t.lr:.3g} from the recipe")
         return
     recipe = t.lr
     if t.optimizer in ("adam", "adamw"):
@@ -88,4 +88,4 @@ def find_lr(cfg: Config, model: torch.nn.Module, batches, prepared, budget: Budg
     t.lr = float(f"{chosen:.3g}")
     ran_away = f", loss ran away at {finding.diverged_at:.3g}" if finding.diverged_at else ""
     prepared.note(f"learning-rate range test ({len(finding.lrs)} steps, {finding.seconds:.1f}s{ran_away}): "
-                          f"lr {t.lr:.3g} (recipe default {recipe:.3g})")
+                  f"lr {t.lr:.3g} (recipe default {recipe:.3g})")
