@@ -1,8 +1,12 @@
 """Image preprocessing: the state fitted on training pixels, and images as tensors."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def fit_images(images: np.ndarray) -> dict:
@@ -16,4 +20,6 @@ def fit_images(images: np.ndarray) -> dict:
 
 def transform_images(images: np.ndarray) -> torch.Tensor:
     """Return images as a uint8 NCHW tensor; scaling to floats happens per batch."""
+    import torch  # not at import: `scaletrain prepare` runs without torch
+
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
