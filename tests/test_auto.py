@@ -4,12 +4,13 @@ from torch import nn
 
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
-from scaletrain.fitting.recipe import MAX_EPOCHS, DataFacts, resolve
+from scaletrain.fitting.recipe import MAX_EPOCHS, resolve
+from scaletrain.modalities.image.modality import ImageFacts
 from scaletrain.train.assembly import LoopPlan
 from scaletrain.train.budget import Budget
 from scaletrain.train.trainer import EPOCH_VAL_ROWS, LossChoice, ValidationSet, fit_model
 
-FASHION = DataFacts("image", "multiclass", 51_000, 10, image_shape=(1, 28, 28))
+FASHION = ImageFacts("image", "multiclass", 51_000, 10, image_shape=(1, 28, 28))
 
 
 def test_a_time_limited_image_run_is_ended_by_its_limit_not_an_epoch_count():

@@ -7,7 +7,9 @@ from torch import nn
 from scaletrain.api import fit
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
-from scaletrain.fitting.recipe import DataFacts, resolve
+from scaletrain.fitting.recipe import resolve
+from scaletrain.modalities.image.modality import ImageFacts
+from scaletrain.modalities.table.modality import TableFacts
 from scaletrain.train import sizing
 from scaletrain.train.budget import TRAINING_SHARE, Budget
 from scaletrain.train.lr_find import lr_range_test, seconds_per_step
@@ -45,7 +47,7 @@ def test_the_range_test_is_skipped_when_too_few_steps_fit_its_share_of_the_budge
 
 
 def test_auto_turns_the_range_test_on_only_for_a_time_limit_without_a_named_lr():
-    facts = DataFacts("table", "binary", 400, 2, n_features=5)
+    facts = TableFacts("table", "binary", 400, 2, n_features=5)
     config = Config()
     assert resolve(config, facts).train.lr_find is False
     config.train.time_limit = 30.0
@@ -93,14 +95,14 @@ def test_a_conv_net_is_narrowed_until_enough_epochs_fit_the_budget(monkeypatch):
         return 1e-3 * (cfg.model.width / 8) ** 2
 
     monkeypatch.setattr(sizing, "step_seconds", fake_step)
-    config = resolve(Config(), DataFacts("image", "multiclass", 6400, 10, image_shape=(1, 28, 28)))
+    config = resolve(Config(), ImageFacts("image", "multiclass", 6400, 10, image_shape=(1, 28, 28)))
     assert config.model.width == 32 and config.train.batch_size == 64  # 100 steps an epoch
     # width 32: 16 ms a step, 1.6 s an epoch; 10 epochs need 16 s of training
     assert sizing.size_for_budget(config, Prepared, Budget(16 / TRAINING_SHARE + 1)).model.width == 32
     assert sizing.size_for_budget(config, Prepared, Budget(4 / TRAINING_SHARE + 0.1)).model.width == 16
     assert sizing.size_for_budget(config, Prepared, Budget(1.0)).model.width == sizing.NARROWEST
     assert any("width 8 instead of 32" in n for n in Prepared.notes)
-    tables = resolve(Config(), DataFacts("table", "binary", 6400, 2, n_features=4))
+    tables = resolve(Config(), TableFacts("table", "binary", 6400, 2, n_features=4))
     assert sizing.size_for_budget(tables, Prepared, Budget(0.1)).model.width == tables.model.width  # MLPs are not narrowed
 
 

@@ -29,3 +29,18 @@ def test_outputs_and_headlines_follow_the_task():
 def test_a_loss_the_task_cannot_train_with_is_refused_with_advice(loss, task, message):
     with pytest.raises(ConfigError, match=message):
         build_loss(loss, task)
+
+
+def test_each_task_computes_its_own_metrics_and_headline_score():
+    import numpy as np
+    import torch
+
+    r = REGRESSION.metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert r["mse"] == pytest.approx(1 / 3) and r["mae"] == pytest.approx(1 / 3) and r["r2"] == pytest.approx(0.5)
+    c = BINARY.metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array([[.9, .1], [.2, .8], [.6, .4], [.7, .3]]))
+    assert c["accuracy"] == 0.75 and c["roc_auc"] == 1.0 and "roc_auc" not in MULTICLASS.metrics(
+        np.array([0, 1, 2]), np.array([0, 1, 1]))
+    outputs, y = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), torch.tensor([0, 1, 1])
+    assert MULTICLASS.score_outputs(outputs, y) == pytest.approx(2 / 3)
+    assert BINARY.score_outputs(torch.tensor([[1.5], [-2.0]]), torch.tensor([1, 0])) == 1.0  # one logit (bce)
+    assert REGRESSION.score_outputs(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([1.0, 2.0, 3.0])) == 1.0

@@ -7,6 +7,7 @@ import pandas as pd
 
 import scaletrain
 from scaletrain.data.text import encode_texts, length_for, pretraining_vocab_size, train_tokenizer, vocab_size_for
+from scaletrain.modalities.table.modality import TableFacts
 
 TOPICS = {"sport": ["match", "goal", "team", "coach", "league"], "tech": ["software", "chip", "phone", "cloud", "robot"],
           "money": ["bank", "market", "shares", "profit", "loan"]}
@@ -97,18 +98,17 @@ def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
 
 def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
     from scaletrain.config import Config
-    from scaletrain.modalities import DataFacts
     from scaletrain.modalities.table.modality import FEW_LABELS, TABLE, TRANSFORMER_SECONDS
 
     for rows in (50, 2_500, 200_000):
-        facts = DataFacts("table", "multiclass", rows, 3, text_length=64)
+        facts = TableFacts("table", "multiclass", rows, 3, text_length=64)
         assert TABLE.candidates(Config(), facts)[:2] == ["linear", "mlp"]
-    numbers = DataFacts("table", "multiclass", 200_000, 3)
+    numbers = TableFacts("table", "multiclass", 200_000, 3)
     assert TABLE.candidates(Config(), numbers) == ["mlp", "boosted"]  # no text, many rows: MLP and trees
     timed = Config()
     timed.train.time_limit = float(TRANSFORMER_SECONDS)
-    assert TABLE.candidates(timed, DataFacts("table", "multiclass", 5_000, 3, text_length=64))[-1] == "transformer"
-    assert "transformer" not in TABLE.candidates(timed, DataFacts("table", "multiclass", 500, 3, text_length=64))
+    assert TABLE.candidates(timed, TableFacts("table", "multiclass", 5_000, 3, text_length=64))[-1] == "transformer"
+    assert "transformer" not in TABLE.candidates(timed, TableFacts("table", "multiclass", 500, 3, text_length=64))
     assert FEW_LABELS == 1000
 
 
@@ -152,11 +152,11 @@ def test_piece_pairs_let_the_linear_model_read_word_order():
 
 def test_piece_pairs_are_read_by_the_linear_model_on_short_texts_with_enough_rows():
     from scaletrain.config import Config
-    from scaletrain.fitting.recipe import PAIRS_MAX_LENGTH, PAIRS_MIN_ROWS, resolve
-    from scaletrain.modalities.base import DataFacts
+    from scaletrain.fitting.recipe import resolve
+    from scaletrain.modalities.table.modality import PAIRS_MAX_LENGTH, PAIRS_MIN_ROWS
 
     def pairs(rows: int, length: int) -> bool:
-        return resolve(Config(), DataFacts("table", "multiclass", rows, 3, text_length=length)).model.text_pairs
+        return resolve(Config(), TableFacts("table", "multiclass", rows, 3, text_length=length)).model.text_pairs
 
     assert pairs(PAIRS_MIN_ROWS, PAIRS_MAX_LENGTH) and not pairs(PAIRS_MIN_ROWS - 1, 64)
     assert not pairs(5000, PAIRS_MAX_LENGTH + 8) and not pairs(5000, 0)

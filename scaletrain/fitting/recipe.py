@@ -89,6 +89,7 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
     m = c.model
     if m.name == "auto":
         m.name = recipe.model
+    recipe.fit_model(m, facts)
     if m.name == "transformer":
         _resolve_transformer(c, facts)
     if m.width is None:
@@ -106,20 +107,11 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
         m.init = "xavier" if m.activation == "tanh" else "kaiming"
     if m.numeric_embedding == "auto":
         m.numeric_embedding = recipe.numeric_embedding
-    if m.text_pairs is None:
-        # Word order matters most in short texts (a review's "not good"; Wang & Manning 2012 found
-        # bigrams help on snippets and sentiment more than on topical documents): measured, the pairs
-        # lift clothing reviews → rating (136 tokens) from 0.411 to 0.489 macro F1 and cost BBC
-        # News split 0 (512) 0.9874 → 0.9854 at 3x the time; with few rows they are mostly noise
-        # seen once (120 synthetic texts: accuracy 0.97 → 0.77).
-        m.text_pairs = 0 < facts.text_length <= PAIRS_MAX_LENGTH and facts.n_train >= PAIRS_MIN_ROWS
-    if m.embedding_dim is None:
-        # fastai's rule of thumb for embedding width, capped: 1.6 * cardinality ** 0.56
-        m.embedding_dim = int(min(32, max(4, round(1.6 * max(facts.max_cardinality, 1) ** 0.56))))
+    # what no modality decided: the model's defaults where its facts say nothing
+    m.text_pairs = bool(m.text_pairs)
+    m.embedding_dim = m.embedding_dim or 4  # the width rule's value with no categories
 
 
-PAIRS_MAX_LENGTH = 256  # tokens kept per text up to which the linear TF-IDF part reads piece pairs
-PAIRS_MIN_ROWS = 1000  # training texts from which it does
 PROBE_ROWS = 1000  # up to this many labelled rows, a pretrained encoder is probed, not fine-tuned
 
 
@@ -148,7 +140,7 @@ def _resolve_transformer(c: Config, facts: DataFacts) -> None:
     m.width = m.width or 256
     m.heads = m.heads or max(1, m.width // 64)
     m.ff = m.ff or 4 * m.width
-    m.max_positions = m.max_positions or facts.text_length or 512
+    m.max_positions = m.max_positions or 512
     m.dropout = 0.1 if m.dropout is None else m.dropout
     m.hidden = m.hidden or []
     if t.freeze is None:

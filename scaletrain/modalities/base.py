@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
-from scaletrain.config import Config, DataConfig, TrainConfig
+from scaletrain.config import Config, DataConfig, ModelConfig, TrainConfig
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.sources import Source
 
@@ -27,19 +27,16 @@ if TYPE_CHECKING:  # `scaletrain prepare` reaches the registry without torch (2 
 
 @dataclass
 class DataFacts:
-    """What the recipe knows about the data before choosing anything."""
+    """What the recipe knows about the data before choosing anything: what every modality has.
+    A modality adds its own in a subclass (TableFacts, ImageFacts) beside it."""
 
     kind: str                 # the modality's name
     task: str
     n_train: int
     n_classes: int = 0
-    n_features: int = 0
-    max_cardinality: int = 0
-    image_shape: tuple = ()   # (channels, height, width)
     imbalance: float = 1.0    # largest class count / smallest
     val_minority: int = 0     # validation rows of the rarest class
     streamed: bool = False    # training rows streamed from shards, not held in memory
-    text_length: int = 0      # free text: the token ids kept per row (0: no text)
 
 
 @dataclass
@@ -73,6 +70,9 @@ class Recipe:
 
     def fit_data(self, data: DataConfig, facts: DataFacts) -> None:
         """Fix data settings the model depends on (an image size, say)."""
+
+    def fit_model(self, model: ModelConfig, facts: DataFacts) -> None:
+        """Fill the model settings that only this modality's facts decide (before the shared rules)."""
 
     def batch_size(self, n_train: int) -> int:
         raise NotImplementedError

@@ -1,8 +1,11 @@
-"""What a task is: the facts about its targets that the rest of the package asks for, so that
-no code outside tasks/ compares a task's name."""
+"""What a task is: the facts about its targets that the rest of the package asks for, and what
+it computes itself (its metrics and headline score), so that no code outside tasks/ compares a
+task's name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from scaletrain.errors import ConfigError
 
@@ -35,3 +38,12 @@ class Task:
             raise ConfigError(f"loss '{loss}' needs a binary target; use cross_entropy for {self.name}")
         raise ConfigError(f"loss '{loss}' is for classification; use {', '.join(self.losses[:-1])} or "
                           f"{self.losses[-1]} for {self.name}")
+
+    def metrics(self, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
+        """Its metrics (scikit-learn's: what users already trust) from class indices or values."""
+        raise NotImplementedError
+
+    def score_outputs(self, outputs, y) -> float:
+        """Its headline score from raw model outputs and encoded targets, as each epoch's
+        validation reports it."""
+        raise NotImplementedError

@@ -1,5 +1,5 @@
 """Binary classification: two classes, one decision threshold tuned on validation rows."""
-from scaletrain.tasks.base import Task
+from scaletrain.tasks.classification import Classification
 
-BINARY = Task("binary", classifies=True, headline="accuracy", losses=("cross_entropy", "bce"),
+BINARY = Classification("binary", classifies=True, headline="accuracy", losses=("cross_entropy", "bce"),
               boosting_objective="binary", thresholded=True)

@@ -1,5 +1,5 @@
 """Multiclass classification: one of three or more classes; class shifts instead of a threshold."""
-from scaletrain.tasks.base import Task
+from scaletrain.tasks.classification import Classification
 
-MULTICLASS = Task("multiclass", classifies=True, headline="accuracy", losses=("cross_entropy",),
+MULTICLASS = Classification("multiclass", classifies=True, headline="accuracy", losses=("cross_entropy",),
                   boosting_objective="multiclass")

@@ -8,6 +8,7 @@ the fly.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,11 @@ from scaletrain.tasks.infer import infer_task
 # image folder through this module without either (2-3 s a process).
 
 MAX_EPOCHS = 1000  # planned epochs of a time-limited image run: the time limit ends it first
+
+
+@dataclass
+class ImageFacts(DataFacts):
+    image_shape: tuple = ()   # (channels, height, width)
 
 
 class ImageRecipe(Recipe):
@@ -133,10 +139,9 @@ class Image(Modality):
         return prepare_from_image_shards(source, manifest, data_cfg)
 
     def facts(self, prepared: Prepared) -> DataFacts:
-        return DataFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
-                         image_shape=tuple(prepared.val_inputs[0].shape[1:]), imbalance=prepared.imbalance(),
-                         val_minority=prepared.val_minority(),
-                         streamed=prepared.shard_url is not None)
+        return ImageFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
+                          imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
+                          streamed=prepared.shard_url is not None, image_shape=tuple(prepared.val_inputs[0].shape[1:]))
 
     def model_spec(self, prepared: Prepared, n_out: int):
         from scaletrain.models.registry import ModelSpec
