@@ -35,10 +35,11 @@ def main() -> None:
     from scaletrain.config import make_config
     from scaletrain.data.batches import TensorBatches
     from scaletrain.data.manifest import read_manifest
-    from scaletrain.data.preprocess import encode_target, transform_table
+    from scaletrain.data.preprocess import encode_target
     from scaletrain.data.stream import read_units, units_of
     from scaletrain.fitting.recipe import resolve
     from scaletrain.modalities import load_source, modality, prepare
+    from scaletrain.modalities.table.preprocess import transform_table
     from scaletrain.models.registry import build_model
     from scaletrain.train.loop import LoopSettings, train_loop
     from scaletrain.train.losses import build_loss

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scaletrain.data.preprocess import feature_columns
+from scaletrain.modalities.table.preprocess import feature_columns
 
 
 class Coalitions:

@@ -13,7 +13,6 @@ inverts for a resume.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -24,7 +23,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from scaletrain.data.manifest import Manifest, filesystem, join
-from scaletrain.data.preprocess import encode_target, transform_table
 
 
 @dataclass(frozen=True)
@@ -155,16 +153,6 @@ class _EpochDataset(IterableDataset):
             size = GROUP
 
 
-def table_tensors(state: dict, where: str):
-    """Return frame -> (table inputs, encoded targets) with a table's fitted state (a partial:
-    loader worker processes may need to pickle it)."""
-    return functools.partial(_table_tensors, state, where)
-
-
-def _table_tensors(state: dict, where: str, frame: pd.DataFrame):
-    target = frame[state.get("target_column", "label")]
-    return transform_table(state, frame, where).tensors(), encode_target(state["target"], target, where)
-
 
 class ShardBatches:
     """Batches of a shard directory's split for one rank, in the shape TensorBatches yields."""
@@ -182,7 +170,7 @@ class ShardBatches:
                       for w in range(max(workers, 1))]
         self.transform = transform  # per batch in this process (augmentation RNG is checkpointed here)
         # frame of shard rows -> (inputs, targets): the modality's encoding (a table's by default)
-        self.to_tensors = to_tensors or table_tensors(state, url)
+        self.to_tensors = to_tensors  # the modality's: a frame of rows -> (inputs, targets)
 
     def read(self, units: list[Unit]) -> pd.DataFrame:
         return read_units(self.manifest.root, self.url, units)

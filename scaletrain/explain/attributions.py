@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from scaletrain.data.preprocess import feature_columns
 from scaletrain.errors import ExportError
 from scaletrain.explain.sampled import ORDERS, sampled_attributions
+from scaletrain.modalities.table.preprocess import feature_columns
 from scaletrain.run import Run
 
 STEPS = 16  # Integrated Gradients (networks DeepLIFT does not cover): Gauss-Legendre points per path

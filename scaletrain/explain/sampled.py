@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scaletrain.data.preprocess import feature_columns
+from scaletrain.modalities.table.preprocess import feature_columns
 from scaletrain.run import Run
 
 ORDERS = 4        # column orders per row × background pair (two antithetic pairs)

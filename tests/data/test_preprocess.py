@@ -4,16 +4,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scaletrain.data.preprocess import (
-    decode_target,
-    encode_target,
-    fit_table,
-    fit_target,
-    table_feature_names,
-    transform_table,
-)
+from scaletrain.data.preprocess import decode_target, encode_target, fit_target
 from scaletrain.data.schema import infer_schema
 from scaletrain.modalities.image.preprocess import fit_images
+from scaletrain.modalities.table.preprocess import fit_table, table_feature_names, transform_table
 
 
 def fitted(frame, **kw):
@@ -89,15 +83,16 @@ def test_arrow_backed_text_is_encoded_exactly_as_python_strings():
     import pyarrow as pa
     import pytest
 
-    from scaletrain.data.preprocess import _arrow_text, _category_codes
+    from scaletrain.data.preprocess import arrow_text
     from scaletrain.errors import DataError
+    from scaletrain.modalities.table.preprocess import _category_codes
 
     values = ["red", None, "blue", "violet", "", "red", "__missing__"]
     categories = ["red", "blue", "__missing__", ""]
     as_objects = pd.Series(values, dtype=object)
     for arrow in (pd.Series(values, dtype="string[pyarrow]"), pd.Series(values, dtype=pd.ArrowDtype(pa.large_string())),
                   pd.Series(pa.array(values, pa.string()).to_pandas(types_mapper=pd.ArrowDtype))):
-        assert _arrow_text(arrow) is not None and _arrow_text(as_objects) is None  # the Arrow lookup is used
+        assert arrow_text(arrow) is not None and arrow_text(as_objects) is None  # the Arrow lookup is used
         np.testing.assert_array_equal(_category_codes(arrow, categories), _category_codes(as_objects, categories))
         np.testing.assert_array_equal(_category_codes(arrow, categories), [1, 3, 2, 0, 4, 1, 3])
     state = fit_target(pd.Series(["no", "yes", "yes"]), "binary")

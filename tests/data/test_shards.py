@@ -8,11 +8,12 @@ import torch
 
 from scaletrain.config import Config
 from scaletrain.data.manifest import read_manifest
-from scaletrain.data.preprocess import fit_table, fit_target
+from scaletrain.data.preprocess import fit_target
 from scaletrain.data.schema import Schema
 from scaletrain.data.stream import ShardBatches, read_units, units_of
 from scaletrain.errors import DataError
 from scaletrain.modalities import load_source, prepare, prepare_shards
+from scaletrain.modalities.table.preprocess import fit_table, table_tensors
 
 ROWS = 3000
 
@@ -70,7 +71,7 @@ def prepared(shards):
 
 
 def stream(shards, prepared, **kwargs) -> ShardBatches:
-    settings = dict(batch_size=32, seed=0, workers=0) | kwargs
+    settings = dict(batch_size=32, seed=0, workers=0, to_tensors=table_tensors(prepared.preprocess, str(shards))) | kwargs
     return ShardBatches(read_manifest(str(shards)), str(shards), "train", prepared.preprocess, **settings)
 
 

@@ -8,11 +8,12 @@ from safetensors.torch import load as load_safetensors
 from scaletrain.data.from_shards import class_counts, eval_sample
 from scaletrain.data.manifest import STATS, filesystem, join
 from scaletrain.data.prepared import Prepared, require_rows
-from scaletrain.data.preprocess import encode_target, table_state, target_state, transform_table
+from scaletrain.data.preprocess import encode_target, target_state
 from scaletrain.data.schema import Schema
 from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.errors import DataError, TargetError
+from scaletrain.modalities.table.preprocess import table_state, transform_table
 from scaletrain.tasks import task_of
 
 EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation

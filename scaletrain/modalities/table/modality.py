@@ -16,12 +16,13 @@ from scaletrain.config import Config, DataConfig, ModelConfig
 from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.input_check import table_warnings, with_absent_columns
 from scaletrain.data.prepared import Prepared, require_rows
-from scaletrain.data.preprocess import encode_target, fit_table, fit_target, table_summary, transform_table
+from scaletrain.data.preprocess import encode_target, fit_target
 from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import TableState
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.modalities.table.preprocess import fit_table, table_summary, transform_table
 from scaletrain.modalities.table.shards import prepare_table_shards
 from scaletrain.modalities.table.tables import frame_from_arrays, read_table
 from scaletrain.tasks import task_of
@@ -216,7 +217,7 @@ class Table(Modality):
         return Source("table", "probe", frame=pd.DataFrame({f["name"]: [missing.get(f["type"])] for f in fields}))
 
     def stream_tensors(self, state: dict, where: str):
-        from scaletrain.data.stream import table_tensors
+        from scaletrain.modalities.table.preprocess import table_tensors
 
         return table_tensors(state, where)
 
@@ -248,7 +249,7 @@ class Table(Modality):
         import torch
 
         from scaletrain.data.onnx_graph import table_graph
-        from scaletrain.data.preprocess import table_feature_names
+        from scaletrain.modalities.table.preprocess import table_feature_names
         from scaletrain.models.fronts import TableFront
 
         graph, names, described = table_graph(state, opset)

@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scaletrain.data.manifest import SPLITS, filesystem
-from scaletrain.data.preprocess import table_spec
 from scaletrain.data.schema import Schema, find_target, infer_schema
 from scaletrain.data.shard_writer import (
     SPLIT_CODES,
@@ -36,6 +35,7 @@ from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_s
 from scaletrain.errors import DataError
 from scaletrain.modalities.table.arrow_read import SlowPath, read_arrow_chunks, read_types
 from scaletrain.modalities.table.chunks import CHUNK_ROWS, read_chunks
+from scaletrain.modalities.table.preprocess import table_spec
 from scaletrain.modalities.table.tables import expand_sources
 from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
