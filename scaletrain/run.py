@@ -15,7 +15,7 @@ import torch
 
 from scaletrain.config import Config
 from scaletrain.data.input_check import warning_line
-from scaletrain.data.preprocess import decode_target, encode_target
+from scaletrain.data.preprocess import encode_target
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError, RunDirError
 from scaletrain.evaluate.metrics import compute_metrics
@@ -25,7 +25,6 @@ from scaletrain.runcheck import load_checked
 from scaletrain.rundir import RunDir
 from scaletrain.tasks import task_of
 from scaletrain.train import device
-from scaletrain.train.losses import outputs_to_proba
 
 
 @dataclass
@@ -86,18 +85,9 @@ class Run:
 
     def predict_encoded(self, inputs) -> tuple[np.ndarray, np.ndarray | None]:
         """Return (class indices or target values, probabilities or None)."""
-        out = self.outputs(inputs)
-        if self.preprocess["target"].get("temperature"):  # calibrated on validation rows (evaluate/calibration.py)
-            out = out / self.preprocess["target"]["temperature"]
-        if not task_of(self.task).classifies:
-            return decode_target(self.preprocess["target"], out.squeeze(-1).double().numpy()), None
-        proba = outputs_to_proba(out, self.task, self.config.train.loss).numpy()
-        target = self.preprocess["target"]
-        if target.get("threshold") is not None:  # binary: tuned on validation rows
-            return (proba[:, 1] >= target["threshold"]).astype(np.int64), proba
-        if target.get("class_bias") is not None:  # multiclass: class-prior shifts tuned there
-            return (np.log(np.clip(proba, 1e-12, 1.0)) + np.asarray(target["class_bias"])).argmax(axis=1), proba
-        return proba.argmax(axis=1), proba
+        decisions, proba = task_of(self.task).decide(self.outputs(inputs), self.preprocess["target"],
+                                                     self.config.train.loss)
+        return decisions.numpy(), None if proba is None else proba.numpy()
 
     def input_warnings(self, source: Source, strict: bool = False) -> list[dict]:
         """What in `source` does not fit the trained schema, per column; with `strict`, refused."""
@@ -116,12 +106,8 @@ class Run:
         inputs, _ = self.encode(source)
         values, proba = self.predict_encoded(inputs)
         frame = self.modality.prediction_frame(source)
-        if not task_of(self.task).classifies:
-            frame["prediction"] = values
-        else:
-            frame["prediction"] = decode_target(self.preprocess["target"], values)
-            for i, name in enumerate(self.classes):
-                frame[f"proba_{name}"] = proba[:, i]
+        for name, column in task_of(self.task).output_columns(self.preprocess["target"], values, proba).items():
+            frame[name] = column
         frame.attrs["warnings"] = [warning_line(f) for f in findings]
         return frame
 

@@ -4,8 +4,8 @@ from torch import nn
 
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
-from scaletrain.fitting.recipe import MAX_EPOCHS, resolve
-from scaletrain.modalities.image.modality import ImageFacts
+from scaletrain.fitting.recipe import resolve
+from scaletrain.modalities.image.modality import MAX_EPOCHS, ImageFacts
 from scaletrain.train.assembly import LoopPlan
 from scaletrain.train.budget import Budget
 from scaletrain.train.trainer import EPOCH_VAL_ROWS, LossChoice, ValidationSet, fit_model

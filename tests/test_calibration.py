@@ -12,7 +12,7 @@ def test_the_temperature_of_overconfident_logits_is_recovered():
     rng = np.random.default_rng(0)
     true = torch.from_numpy(rng.normal(scale=2.0, size=(4000, 5)))
     y = np.array([rng.choice(5, p=p) for p in torch.softmax(true, dim=1).numpy()])
-    assert abs(fit_temperature(true * 3.0, y, "multiclass", "cross_entropy") - 3.0) < 0.2
+    assert abs(fit_temperature(true * 3.0, y, "cross_entropy") - 3.0) < 0.2
 
 
 def test_ece_and_brier_of_perfect_and_hedged_predictions():

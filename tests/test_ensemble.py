@@ -5,7 +5,7 @@ import torch
 
 import scaletrain
 from scaletrain.models.ensemble import Ensemble
-from scaletrain.train.losses import outputs_to_proba
+from scaletrain.tasks.classification import probabilities
 
 
 def interaction(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -37,7 +37,7 @@ def test_an_ensembles_predict_is_the_mean_of_its_members_and_survives_saving(tmp
     assert isinstance(stored.model, Ensemble) and len(stored.model.members) == 10
     source = stored.source(test.drop(columns="y"))
     inputs, _ = stored.encode(source)
-    members = torch.stack([outputs_to_proba(m(*inputs), "binary", "cross_entropy") for m in stored.model.members])
+    members = torch.stack([probabilities(m(*inputs), "cross_entropy") for m in stored.model.members])
     predicted = stored.predict(test.drop(columns="y"))
     names = [f"proba_{c}" for c in stored.classes]
     np.testing.assert_allclose(predicted[names].to_numpy(), members.mean(0).detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -44,3 +44,44 @@ def test_each_task_computes_its_own_metrics_and_headline_score():
     assert MULTICLASS.score_outputs(outputs, y) == pytest.approx(2 / 3)
     assert BINARY.score_outputs(torch.tensor([[1.5], [-2.0]]), torch.tensor([1, 0])) == 1.0  # one logit (bce)
     assert REGRESSION.score_outputs(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([1.0, 2.0, 3.0])) == 1.0
+
+
+def test_each_task_decides_from_outputs_as_predict_and_the_export_do():
+    import numpy as np
+    import torch
+
+    value, none = REGRESSION.decide(torch.tensor([[0.0], [1.0]]), {"mean": 10.0, "std": 2.0}, "mse")
+    assert none is None and value.tolist() == [10.0, 12.0]
+    assert REGRESSION.output_columns({}, value.numpy(), None)["prediction"].tolist() == [10.0, 12.0]
+    target = {"classes": ["no", "yes"]}
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    index, proba = BINARY.decide(logits, target, "cross_entropy")
+    assert index.tolist() == [0, 1] and torch.allclose(proba.sum(1), torch.ones(2))
+    tuned, _ = BINARY.decide(logits, target | {"threshold": 0.8}, "cross_entropy")  # 0.73 < 0.8: no
+    assert tuned.tolist() == [0, 0]
+    cooled, cooled_proba = BINARY.decide(logits, target | {"temperature": 2.0}, "cross_entropy")
+    assert cooled.tolist() == [0, 1] and cooled_proba[0, 0] < proba[0, 0]  # a temperature softens, never flips
+    shifted, _ = MULTICLASS.decide(torch.zeros(1, 3), {"classes": [1, 2, 3], "class_bias": [0.0, 0.0, 0.5]},
+                                   "cross_entropy")
+    assert shifted.tolist() == [2]
+    columns = BINARY.output_columns(target, np.array([1, 0]), proba.numpy())
+    assert columns["prediction"].tolist() == ["yes", "no"] and set(columns) == {"prediction", "proba_no", "proba_yes"}
+    assert BINARY.answer(target, np.array([1]), proba[1:].numpy())["predictions"] == ["yes"]
+    one_logit, p = BINARY.decide(torch.tensor([[3.0]]), target, "bce")
+    assert one_logit.tolist() == [1] and p.shape == (1, 2)
+
+
+def test_explainers_are_found_by_the_modality_name():
+    from types import SimpleNamespace
+
+    from scaletrain.explain import explainer_for
+    from scaletrain.explain.base import Explainer
+    from scaletrain.explain.image import ImageExplainer
+    from scaletrain.explain.table import TableExplainer
+
+    def run(name):
+        return SimpleNamespace(modality=SimpleNamespace(name=name))
+
+    assert isinstance(explainer_for(run("table")), TableExplainer)
+    assert isinstance(explainer_for(run("image")), ImageExplainer)
+    assert type(explainer_for(run("sound"))) is Explainer  # a modality without one: explains nothing, clearly

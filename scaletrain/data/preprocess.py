@@ -72,12 +72,10 @@ def encode_target(state: dict, y, where: str = "target") -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(index))
 
 
-def decode_target(state: dict, predictions: np.ndarray) -> np.ndarray:
-    """Return predictions in the target's own values."""
-    if not task_of(state["task"]).classifies:
-        return predictions * state["std"] + state["mean"]
-    classes = np.asarray(state["classes"], dtype=object)
-    return classes[predictions]
+def decode_target(state: dict, encoded: np.ndarray) -> np.ndarray:
+    """The inverse of encode_target: encoded targets in the target's own values."""
+    task = task_of(state["task"])
+    return task.decode(state, task.truth(state, encoded))
 
 
 def arrow_text(series: pd.Series) -> pa.ChunkedArray | None:

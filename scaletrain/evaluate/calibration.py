@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from scaletrain.train.losses import outputs_to_proba
+from scaletrain.tasks.classification import probabilities
 
 ECE_BINS = 15
 # T within [0.22, 4.5]: where validation rows are all classified right their NLL falls without
@@ -19,15 +19,15 @@ ECE_BINS = 15
 LOG_BOUND = 1.5
 
 
-def nll(outputs: torch.Tensor, y: np.ndarray, task: str, loss: str, temperature: float = 1.0) -> float:
+def nll(outputs: torch.Tensor, y: np.ndarray, loss: str, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the labels under the (tempered) outputs."""
-    proba = outputs_to_proba(outputs / temperature, task, loss).double().numpy()
+    proba = probabilities(outputs / temperature, loss).double().numpy()
     return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)).mean())
 
 
-def fit_temperature(outputs: torch.Tensor, y: np.ndarray, task: str, loss: str) -> float:
+def fit_temperature(outputs: torch.Tensor, y: np.ndarray, loss: str) -> float:
     """The T in [e^-1.5, e^1.5] that minimizes the NLL of these rows (a 1-d bounded search on log T)."""
-    found = minimize_scalar(lambda log_t: nll(outputs, y, task, loss, float(np.exp(log_t))), bounds=(-LOG_BOUND, LOG_BOUND),
+    found = minimize_scalar(lambda log_t: nll(outputs, y, loss, float(np.exp(log_t))), bounds=(-LOG_BOUND, LOG_BOUND),
                             method="bounded", options={"xatol": 1e-4})
     return float(np.exp(found.x))
 

@@ -133,7 +133,7 @@ def build_report(title: str, summary: dict, metrics: dict, history: list[dict], 
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     parts.append("<h2>Metrics</h2>" + table_html([{"split": split, **values} for split, values in metrics.items()]))
     if history:
-        parts.append("<h2>Training</h2>" + learning_curves(history, "R²" if not task_of(task).classifies else "accuracy"))
+        parts.append("<h2>Training</h2>" + learning_curves(history, task_of(task).score_label))
     if y_true is not None and len(y_true):
         if not task_of(task).classifies:
             parts.append("<h2>Errors</h2>" + residual_plot(np.asarray(y_true, float), np.asarray(y_pred, float)))

@@ -1,30 +1,39 @@
 """`scaletrain explain` and `predict --explain K`: why a run decides as it does.
 
-One explainer per kind of run (a registry, as for modalities): tables (their columns by
-SHAP values against the run's training rows, the words of free-text columns by taking each out) and images
-(heatmaps).
+One explainer per modality: tables (their columns by SHAP values against the run's training
+rows, the words of free-text columns by taking each out) and images (heatmaps). Each is the
+`EXPLAINER` of the module named after its modality (explain/table.py, explain/image.py), found
+by that name: explainers read runs and draw with evaluate/, so they sit above the run layer and
+cannot live in the modality packages below it; naming them after the modality keeps a new
+modality at one registry line (modalities/__init__.py) plus, if it explains, one module here.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pandas as pd
 
 from scaletrain.explain.attributions import Attributions, permutation_importance, table_attributions
 from scaletrain.explain.base import Explainer
-from scaletrain.explain.images import ImageExplainer
-from scaletrain.explain.tables import TableExplainer, top_reasons
+from scaletrain.explain.table import top_reasons
 from scaletrain.run import Run
 
 __all__ = ["explain_run", "predict_reasons", "explainer_for", "top_reasons", "table_attributions",
            "permutation_importance", "Attributions"]
 
-EXPLAINERS: dict[str, Explainer] = {e.kind: e for e in (TableExplainer(), ImageExplainer())}
 
 
 def explainer_for(run: Run) -> Explainer:
-    """The explainer of the run's modality (the base one, which explains nothing, for others)."""
-    return EXPLAINERS.get(run.modality.name, Explainer())
+    """The explainer of the run's modality (the base one, which explains nothing, where its
+    modality has no module here). The name is a registered modality's: Run.load checked it."""
+    name = f"scaletrain.explain.{run.modality.name}"
+    try:
+        return importlib.import_module(name).EXPLAINER
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # a missing library inside the explainer: the user must see it
+            raise
+        return Explainer()
 
 
 def explain_run(run_dir: str | Path, data, out: str | Path | None = None, rows: int = 1000) -> dict:

@@ -1,5 +1,5 @@
-"""What an explainer supplies for one kind of run (a registry in explain/__init__.py, keyed by
-the run's modality, as the modalities themselves are): the `explain` command's files, the
+"""What an explainer supplies for one kind of run (the module explain/<modality>.py, found by
+the run's modality's name: no registry of its own): the `explain` command's files, the
 reasons `predict --explain K` adds, and the report's importance and mistakes sections."""
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from scaletrain.run import Assessment, Run
 
 
 class Explainer:
-    kind = ""
-
     def explain(self, run: Run, data, out: Path, rows: int) -> dict:
         """Write explain.html and the numbers behind it into `out`; return the summary."""
         raise ExportError(f"explain does not handle {run.modality.name} runs yet")

@@ -25,7 +25,6 @@ from scaletrain.data.text import row_texts
 from scaletrain.io import atomic_write_bytes, write_json, write_text
 from scaletrain.run import Run
 from scaletrain.tasks import task_of
-from scaletrain.train.losses import outputs_to_proba
 from scaletrain.version import VERSION
 
 OPSET = 18
@@ -41,19 +40,8 @@ class Decided(nn.Module):
     def forward(self, *inputs: torch.Tensor):
         blocks = self.front(*inputs)
         out = self.model(*(blocks if isinstance(blocks, tuple) else (blocks,))).float()
-        t = self.target
-        if t.get("temperature"):  # calibration, as Run.predict_encoded applies it
-            out = out / t["temperature"]
-        if not task_of(t["task"]).classifies:
-            return out.squeeze(-1).double() * t["std"] + t["mean"]
-        proba = outputs_to_proba(out, t["task"], self.loss)
-        if t.get("threshold") is not None:
-            index = (proba[:, 1] >= t["threshold"]).long()
-        elif t.get("class_bias") is not None:
-            index = (torch.log(proba.clamp(1e-12, 1.0)) + torch.tensor(t["class_bias"])).argmax(dim=1)
-        else:
-            index = proba.argmax(dim=1)
-        return index, proba
+        decisions, proba = task_of(self.target["task"]).decide(out, self.target, self.loss)  # as Run.predict_encoded
+        return decisions if proba is None else (decisions, proba)
 
 
 def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -100,7 +88,7 @@ def _one_opset_per_domain(model) -> None:
 
 def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
     """The torch part as an ONNX model with a dynamic batch axis."""
-    outputs = ["value"] if not task_of(task).classifies else ["index", "probabilities"]
+    outputs = task_of(task).graph_outputs()
     batch = torch.export.Dim("batch", min=1)
     # torchvision's ops (unused), and the graph optimizer's notes on what it left unfolded: not the user's concern
     for name in ("torch.onnx._internal.exporter._registration", "onnxscript.optimizer", "onnx_ir.passes"):
@@ -185,11 +173,7 @@ def model_card(run: Run, inputs: list[dict] | None, out: Path) -> dict:
     """What the exported model takes, gives and was trained on."""
     m = run.metrics
     target = run.preprocess.get("target_column")
-    outputs = ([{"name": "value", "type": "float64", "shape": ["batch"], "what": f"the predicted {target}"}]
-               if not task_of(run.task).classifies else
-               [{"name": "label", "shape": ["batch"], "what": "the predicted class, in the target's own values"},
-                {"name": "probabilities", "type": "float32", "shape": ["batch", len(run.classes)],
-                 "what": "each class's probability, in the order of `classes`"}])
+    outputs = task_of(run.task).card_outputs(run.preprocess["target"], target)
     call = ["import onnxruntime as ort", f"session = ort.InferenceSession('{out.name}')"]
     if "text" in run.preprocess:
         call += ["from tokenizers import Tokenizer", f"tokenizer = Tokenizer.from_file('{out.with_suffix('.tokenizer.json').name}')",

@@ -11,7 +11,6 @@ from pathlib import Path
 from scaletrain.audit import audit_section, run_findings
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
-from scaletrain.data.preprocess import decode_target
 from scaletrain.data.resample import resample
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics
@@ -196,12 +195,12 @@ def calibrate(run: Run, prepared: Prepared) -> dict | None:
     run's target state; return what was measured."""
     from scaletrain.evaluate.calibration import fit_temperature, nll
 
-    mode, task, loss = run.config.train.calibration, run.task, run.config.train.loss
-    if mode == "none" or not task_of(task).classifies or len(prepared.val_y) < MIN_CALIBRATION_ROWS:
+    mode, loss = run.config.train.calibration, run.config.train.loss
+    if mode == "none" or not task_of(run.task).classifies or len(prepared.val_y) < MIN_CALIBRATION_ROWS:
         return None
     outputs, y = run.outputs(prepared.val_inputs), prepared.val_y.numpy()
-    fitted = fit_temperature(outputs, y, task, loss)
-    before, after = nll(outputs, y, task, loss), nll(outputs, y, task, loss, fitted)
+    fitted = fit_temperature(outputs, y, loss)
+    before, after = nll(outputs, y, loss), nll(outputs, y, loss, fitted)
     kept = mode == "temperature" or after < before - 1e-6
     if kept:
         run.preprocess = {**run.preprocess, "target": run.preprocess["target"] | {"temperature": fitted}}
@@ -352,9 +351,7 @@ def stop_reason(t: Trained) -> str:
 def training_metrics(run: Run, prepared: Prepared) -> dict:
     """The task's metrics on the (encoded) training rows."""
     values, proba = run.predict_encoded(prepared.train_inputs)
-    truth = prepared.train_y.numpy()
-    if not task_of(run.task).classifies:
-        truth = decode_target(run.preprocess["target"], truth.astype("float64"))
+    truth = task_of(run.task).truth(run.preprocess["target"], prepared.train_y.numpy())
     return compute_metrics(run.task, truth, values, proba)
 
 

@@ -12,14 +12,12 @@ import math
 from scaletrain.config import Config
 from scaletrain.errors import ConfigError
 from scaletrain.modalities import DataFacts, modality
-from scaletrain.modalities.image.modality import MAX_EPOCHS
-from scaletrain.modalities.table.modality import SMALL_TABLE
 from scaletrain.parallel import distributed
 from scaletrain.runtime import cores
 from scaletrain.tasks import task_of
 from scaletrain.train.device import resolve_device
 
-__all__ = ["DataFacts", "MAX_EPOCHS", "SMALL_TABLE", "candidate_configs", "resolve"]
+__all__ = ["DataFacts", "candidate_configs", "resolve"]
 SGD_FAMILY = ("gd", "sgd", "momentum", "nesterov")
 MIN_THRESHOLD_ROWS = 20  # validation rows of the rarer class a tuned decision threshold needs
 THRESHOLD_IMBALANCE = 3  # majority / minority from which the binary threshold is tuned (minority < 25%)

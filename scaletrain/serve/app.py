@@ -23,7 +23,6 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from scaletrain.data.input_check import slice_findings, warning_line
-from scaletrain.data.preprocess import decode_target
 from scaletrain.data.sources import Source
 from scaletrain.data.values import json_value
 from scaletrain.errors import ScaletrainError
@@ -236,12 +235,7 @@ async def _source(request: Request, row, fields: list[dict], limits: Limits,
 
 def _answer(run: Run, values: np.ndarray, proba: np.ndarray | None, findings: list[dict]) -> dict:
     """The JSON response: predictions in the target's own values, probabilities, warnings."""
-    if not task_of(run.task).classifies:
-        return {"predictions": [float(v) for v in values], "warnings": [warning_line(f) for f in findings]}
-    labels = decode_target(run.preprocess["target"], values)
-    names = [str(c) for c in run.classes]
-    return {"predictions": [json_value(v) for v in labels],
-            "probabilities": [dict(zip(names, map(float, p))) for p in proba],
+    return {**task_of(run.task).answer(run.preprocess["target"], values, proba),
             "warnings": [warning_line(f) for f in findings]}
 
 

@@ -20,6 +20,7 @@ class Task:
     losses: tuple[str, ...]   # the losses it trains with, the default first
     boosting_objective: str   # LightGBM's objective for the boosted-trees candidate
     thresholded: bool = False  # one decision threshold is tuned (binary); class shifts otherwise
+    score_label: str = ""      # what score_outputs measures, as the learning curves name it
 
     @property
     def default_loss(self) -> str:
@@ -46,4 +47,35 @@ class Task:
     def score_outputs(self, outputs, y) -> float:
         """Its headline score from raw model outputs and encoded targets, as each epoch's
         validation reports it."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ decisions (Run, ONNX export, serve)
+    def decide(self, outputs, target: dict, loss: str) -> tuple:
+        """(decisions, probabilities or None) from raw model outputs, as torch tensors: what
+        `predict` and the exported graph (traced from this same code) return. `target` is the
+        run's fitted target state (its classes or scale, and what validation tuned)."""
+        raise NotImplementedError
+
+    def decode(self, target: dict, decisions: np.ndarray) -> np.ndarray:
+        """Decisions in the target's own values (a class label, a number in its units)."""
+        raise NotImplementedError
+
+    def truth(self, target: dict, encoded: np.ndarray) -> np.ndarray:
+        """Encoded training targets as the metrics compare them with decisions."""
+        return encoded
+
+    def output_columns(self, target: dict, decisions: np.ndarray, proba: np.ndarray | None) -> dict:
+        """The columns `predict` adds to its input's rows."""
+        raise NotImplementedError
+
+    def answer(self, target: dict, decisions: np.ndarray, proba: np.ndarray | None) -> dict:
+        """A served prediction's JSON fields (JSON-native values)."""
+        raise NotImplementedError
+
+    def graph_outputs(self) -> list[str]:
+        """The traced graph's output names, in the order `decide` returns them."""
+        raise NotImplementedError
+
+    def card_outputs(self, target: dict, target_column: str | None) -> list[dict]:
+        """The exported model's outputs, described for its model card."""
         raise NotImplementedError

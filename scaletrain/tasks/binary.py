@@ -2,4 +2,4 @@
 from scaletrain.tasks.classification import Classification
 
 BINARY = Classification("binary", classifies=True, headline="accuracy", losses=("cross_entropy", "bce"),
-              boosting_objective="binary", thresholded=True)
+              boosting_objective="binary", thresholded=True, score_label="accuracy")

@@ -1,9 +1,20 @@
-"""What binary and multiclass classification share: their metrics, from class indices."""
+"""What binary and multiclass classification share: their metrics from class indices, and the
+decision from outputs (probabilities, then the tuned threshold or class shifts)."""
 from __future__ import annotations
 
 import numpy as np
 
 from scaletrain.tasks.base import Task
+
+
+def probabilities(outputs, loss: str):
+    """Class probabilities (n, classes) from model outputs: one logit (bce) or one per class."""
+    import torch
+
+    if loss == "bce":
+        p = torch.sigmoid(outputs.float().squeeze(-1))
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(outputs.float(), dim=1)
 
 
 class Classification(Task):
@@ -28,3 +39,39 @@ class Classification(Task):
         predicted = (outputs.squeeze(-1) > 0).long() if outputs.shape[1] == 1 else outputs.argmax(1)
         truth, predicted = y.detach().cpu().numpy(), predicted.detach().float().cpu().numpy()
         return float(skm.accuracy_score(truth, predicted.astype(truth.dtype)))
+
+    def decide(self, outputs, target: dict, loss: str) -> tuple:
+        """(class index, probabilities): the tuned threshold (binary) or class-prior shifts
+        (multiclass) where validation set them, else the most probable class."""
+        import torch
+
+        if target.get("temperature"):  # calibrated on validation rows (evaluate/calibration.py)
+            outputs = outputs / target["temperature"]
+        proba = probabilities(outputs, loss)
+        if target.get("threshold") is not None:
+            return (proba[:, 1] >= target["threshold"]).long(), proba
+        if target.get("class_bias") is not None:
+            shifts = torch.tensor(target["class_bias"], dtype=torch.float64)
+            return (torch.log(proba.clamp(1e-12, 1.0)).double() + shifts).argmax(dim=1), proba
+        return proba.argmax(dim=1), proba
+
+    def decode(self, target: dict, decisions: np.ndarray) -> np.ndarray:
+        return np.asarray(target["classes"], dtype=object)[decisions]
+
+    def output_columns(self, target: dict, decisions: np.ndarray, proba: np.ndarray | None) -> dict:
+        columns = {"prediction": self.decode(target, decisions)}
+        columns.update({f"proba_{name}": proba[:, i] for i, name in enumerate(target["classes"])})
+        return columns
+
+    def answer(self, target: dict, decisions: np.ndarray, proba: np.ndarray | None) -> dict:
+        names = [str(c) for c in target["classes"]]
+        return {"predictions": self.decode(target, decisions).tolist(),
+                "probabilities": [dict(zip(names, map(float, p))) for p in proba]}
+
+    def graph_outputs(self) -> list[str]:
+        return ["index", "probabilities"]
+
+    def card_outputs(self, target: dict, target_column: str | None) -> list[dict]:
+        return [{"name": "label", "shape": ["batch"], "what": "the predicted class, in the target's own values"},
+                {"name": "probabilities", "type": "float32", "shape": ["batch", len(target["classes"])],
+                 "what": "each class's probability, in the order of `classes`"}]

@@ -2,4 +2,4 @@
 from scaletrain.tasks.classification import Classification
 
 MULTICLASS = Classification("multiclass", classifies=True, headline="accuracy", losses=("cross_entropy",),
-                  boosting_objective="multiclass")
+                  boosting_objective="multiclass", score_label="accuracy")

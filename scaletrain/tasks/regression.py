@@ -25,6 +25,28 @@ class Regression(Task):
         truth, predicted = y.detach().cpu().numpy(), outputs.squeeze(-1).detach().float().cpu().numpy()
         return float(skm.r2_score(truth, predicted)) if len(truth) > 1 else float("nan")
 
+    def decide(self, outputs, target: dict, loss: str) -> tuple:
+        """The value in the target's units (training standardized it)."""
+        return outputs.squeeze(-1).double() * target["std"] + target["mean"], None
+
+    def decode(self, target: dict, decisions: np.ndarray) -> np.ndarray:
+        return decisions
+
+    def truth(self, target: dict, encoded: np.ndarray) -> np.ndarray:
+        return encoded.astype(np.float64) * target["std"] + target["mean"]
+
+    def output_columns(self, target: dict, decisions: np.ndarray, proba: np.ndarray | None) -> dict:
+        return {"prediction": decisions}
+
+    def answer(self, target: dict, decisions: np.ndarray, proba: np.ndarray | None) -> dict:
+        return {"predictions": [float(v) for v in decisions]}
+
+    def graph_outputs(self) -> list[str]:
+        return ["value"]
+
+    def card_outputs(self, target: dict, target_column: str | None) -> list[dict]:
+        return [{"name": "value", "type": "float64", "shape": ["batch"], "what": f"the predicted {target_column}"}]
+
 
 REGRESSION = Regression("regression", classifies=False, headline="r2", losses=REGRESSION_LOSSES,
-                        boosting_objective="regression")
+                        boosting_objective="regression", score_label="R²")

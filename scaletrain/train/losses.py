@@ -36,14 +36,6 @@ def build_loss(name: str, task: str, label_smoothing: float = 0.0,
     return lambda out, y: regression[name](out.float().squeeze(-1), y, reduction=reduction)
 
 
-def outputs_to_proba(outputs: torch.Tensor, task: str, loss: str) -> torch.Tensor:
-    """Return class probabilities (n, classes) from model outputs."""
-    if loss == "bce":
-        p = torch.sigmoid(outputs.float().squeeze(-1))
-        return torch.stack([1 - p, p], dim=1)
-    return torch.softmax(outputs.float(), dim=1)
-
-
 def balanced_weights(counts: torch.Tensor) -> torch.Tensor:
     """Return n / (k * count) per class from class counts, as scikit-learn's class_weight='balanced'."""
     counts = counts.float().clamp(min=1)

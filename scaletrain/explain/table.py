@@ -120,8 +120,6 @@ def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series
 
 
 class TableExplainer(Explainer):
-    kind = "table"
-
     def explain(self, run: Run, data, out: Path, rows: int) -> dict:
         return explain_table(run, data, out, rows)
 
@@ -152,3 +150,6 @@ class TableExplainer(Explainer):
                 "<p class='note'>red: towards the predicted class, blue: against</p>" + "".join(
                     f"<p class='text'><b>{html.escape(c)}</b> — {highlighted(w, 600)}</p>" for c, w in zip(captions, words))
                 + "</div>")
+
+
+EXPLAINER = TableExplainer()  # found by explain/__init__.explainer_for under the modality's name

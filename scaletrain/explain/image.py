@@ -131,8 +131,6 @@ def explain_images(run: Run, data, out, rows: int) -> dict:
 
 
 class ImageExplainer(Explainer):
-    kind = "image"
-
     def explain(self, run: Run, data, out, rows: int) -> dict:
         return explain_images(run, data, out, rows)
 
@@ -145,3 +143,6 @@ class ImageExplainer(Explainer):
         return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
             "mistakes", "true → predicted (probability); Integrated Gradients for the predicted class over each "
                         "(red: towards it, blue: against)", overlay_figure(images, list(maps), captions)))
+
+
+EXPLAINER = ImageExplainer()  # found by explain/__init__.explainer_for under the modality's name
