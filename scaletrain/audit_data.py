@@ -46,7 +46,7 @@ def audit_data(data, target: str | None = None, config: Config | None = None, ou
     n_test = 0
     if test is not None:
         held = load_test_source(source, test)
-        n_test = len(held.frame) if held.frame is not None else len(held.images)
+        n_test = len(held.frame) if held.frame is not None else len(held.items)
         source = concat_sources([source, held])
     seed = cfg.train.seed
     if source.frame is not None:
@@ -62,7 +62,7 @@ def audit_data(data, target: str | None = None, config: Config | None = None, ou
                 proba, classes = out_of_fold_proba(source, cfg.with_values({"data.target": target}), folds)
         findings = audit_table(frame, target, split, proba, classes, classification)
     else:
-        images = source.images
+        images = source.items
         labels = images.labels
         split = split_of_rows(len(images), labels, cfg.data.test_fraction, cfg.data.val_fraction, seed, n_test)
         proba, classes = out_of_fold_proba(source, cfg, folds) if labels is not None and folds >= 2 else (None, None)

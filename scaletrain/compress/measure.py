@@ -34,7 +34,7 @@ class Variant:
 
 def raw_rows(source: Source):
     """The source's raw input as onnx_inputs takes it: a frame of rows, or uint8 images."""
-    return source.frame if source.frame is not None else source.images.images
+    return source.frame if source.frame is not None else source.items.images
 
 
 def _session(path: Path):
@@ -71,7 +71,7 @@ def measure(variants: list[Variant], test: Source) -> None:
     from scaletrain.data.preprocess import encode_target
 
     original = variants[0].run
-    labels = test.frame[original.preprocess["target_column"]] if test.frame is not None else test.images.labels
+    labels = test.frame[original.preprocess["target_column"]] if test.frame is not None else test.items.labels
     feeds = onnx_inputs(original, raw_rows(test))
     one = {k: v[:1] for k, v in feeds.items()}
     batch = {k: np.concatenate([v] * (BATCH // len(v) + 1))[:BATCH] for k, v in feeds.items()}

@@ -12,6 +12,8 @@ class Items(Protocol):
     """Loaded items that are not table rows (a modality's own set: images, clips): what the
     shared code does with them, whatever they are."""
 
+    labels: np.ndarray | None  # one per item, or None (unlabelled input)
+
     def __len__(self) -> int: ...
 
     def subset(self, index: np.ndarray) -> "Items": ...
@@ -29,8 +31,8 @@ class Source:
     kind: str  # the modality's name
     name: str
     frame: pd.DataFrame | None = None
-    images: Items | None = None       # a modality's items (images) where there is no frame
-    test_images: Items | None = None
+    items: Items | None = None        # a modality's items (images, clips) where there is no frame
+    test_items: Items | None = None   # the test split a format carries (IDX folders)
     url: str | None = None  # a shard directory (local path or fsspec URL)
 
     @property
@@ -42,7 +44,7 @@ class Source:
             from scaletrain.data.manifest import read_manifest
 
             return sum(read_manifest(self.url).data["rows"].values())
-        return len(self.frame) if self.frame is not None else len(self.images)
+        return len(self.frame) if self.frame is not None else len(self.items)
 
 
 def concat_sources(sources: list[Source]) -> Source:
@@ -51,12 +53,12 @@ def concat_sources(sources: list[Source]) -> Source:
     if first.frame is not None:
         frame = pd.concat([s.frame for s in sources], ignore_index=True) if len(sources) > 1 else first.frame
         return Source(first.kind, first.name, frame=frame)
-    return Source(first.kind, first.name, images=first.images.concat([s.images for s in sources[1:]]))
+    return Source(first.kind, first.name, items=first.items.concat([s.items for s in sources[1:]]))
 
 
 def batch_key(source: Source) -> tuple:
     """Sources with equal keys concatenate into one (same columns, or images of one shape)."""
-    return ("frame", tuple(source.frame.columns)) if source.frame is not None else ("items", *source.images.batch_key())
+    return ("frame", tuple(source.frame.columns)) if source.frame is not None else ("items", *source.items.batch_key())
 
 
 
@@ -64,4 +66,4 @@ def subset_source(source: Source, index: np.ndarray, name: str | None = None) ->
     """The rows (or images) of an in-memory source at `index`, in that order."""
     if source.frame is not None:
         return Source(source.kind, name or source.name, frame=source.frame.iloc[index].reset_index(drop=True))
-    return Source(source.kind, name or source.name, images=source.images.subset(np.asarray(index)))
+    return Source(source.kind, name or source.name, items=source.items.subset(np.asarray(index)))

@@ -103,7 +103,7 @@ def explain_images(run: Run, data, out, rows: int) -> dict:
     from scaletrain.modalities.image.preprocess import transform_images
 
     source = run.source(data)
-    images = source.images.subset(np.arange(min(rows, len(source.images))))
+    images = source.items.subset(np.arange(min(rows, len(source.items))))
     maps = image_heatmaps(run, transform_images(images.images))
     predicted = run.predict(data).iloc[:len(images)].reset_index(drop=True)
     peaks = {}
@@ -138,7 +138,7 @@ class ImageExplainer(Explainer):
         from scaletrain.evaluate.report import figure_html
         from scaletrain.modalities.image.preprocess import transform_images
 
-        images = a.source.images.images[a.rows[chosen]]
+        images = a.source.items.images[a.rows[chosen]]
         maps = image_heatmaps(run, transform_images(images)).ig
         return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
             "mistakes", "true → predicted (probability); Integrated Gradients for the predicted class over each "

@@ -69,7 +69,7 @@ def out_of_fold_proba(source, config: Config, k: int = 5) -> tuple[np.ndarray, l
     Returns (probabilities in the source's order, the classes)."""
     from scaletrain.data.sources import subset_source
 
-    labels = pd.Series(source.frame[config.data.target] if source.frame is not None else source.images.labels)
+    labels = pd.Series(source.frame[config.data.target] if source.frame is not None else source.items.labels)
     task = infer_task(labels.dropna(), "classification")  # binary or multiclass, by the label count
     proba, classes = None, sorted(labels.dropna().astype(str).unique())
     for held in fold_indices(labels.astype(str), k, task, seed=config.train.seed):

@@ -197,4 +197,4 @@ def image_source(data: bytes, name: str, fields: list[dict], limits: Limits = Li
     if decoded is None:
         raise RequestError(422, f"the upload '{name}' is not an image (PNG, JPEG, BMP, GIF, TIFF or WebP)")
     array = np.array(to_array(decoded, tuple(image["size"]), image["channels"])[None])  # writable: a tensor's memory
-    return Source("image", name, images=ImageSet(array, None, [name]))
+    return Source("image", name, items=ImageSet(array, None, [name]))

@@ -25,7 +25,7 @@ def test_folder_with_mixed_sizes_and_modes_is_brought_to_one_shape(tmp_path):
     (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
     with pytest.warns(UserWarning, match="broken.png"):
         source = load_source(tmp_path)
-    images = source.images
+    images = source.items
     assert source.kind == IMAGE.name and images.images.shape[0] == 3 and images.images.shape[3] == 3
     assert images.images.shape[1] == images.images.shape[2]  # mixed sizes -> one square size
     assert sorted(set(images.labels)) == ["cat", "dog"]
@@ -38,8 +38,8 @@ def test_idx_folder_keeps_its_own_test_split(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (5, 28, 28)))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(5) % 3)
     source = load_source(tmp_path)
-    assert source.images.images.shape == (12, 28, 28, 1) and len(source.test_images) == 5
-    assert source.images.labels.tolist() == (np.arange(12) % 3).tolist()
+    assert source.items.images.shape == (12, 28, 28, 1) and len(source.test_items) == 5
+    assert source.items.labels.tolist() == (np.arange(12) % 3).tolist()
 
 
 def test_truncated_idx_is_a_clear_error(tmp_path):
@@ -54,8 +54,8 @@ def test_truncated_idx_is_a_clear_error(tmp_path):
 def test_npz_images_and_labels(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.random.rand(6, 8, 8).astype(np.float32), y=np.arange(6) % 2)
     source = load_source(tmp_path / "d.npz")
-    assert source.images.images.dtype == np.uint8 and source.images.images.shape == (6, 8, 8, 1)
-    assert source.images.labels.tolist() == [0, 1, 0, 1, 0, 1]
+    assert source.items.images.dtype == np.uint8 and source.items.images.shape == (6, 8, 8, 1)
+    assert source.items.labels.tolist() == [0, 1, 0, 1, 0, 1]
 
 
 def test_folder_without_images_is_an_error(tmp_path):
@@ -74,4 +74,4 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path):
     (tmp_path / "a" / "1.gif").write_bytes(bomb)
     with pytest.warns(UserWarning, match="1.gif"):
         source = load_source(tmp_path)
-    assert len(source.images.images) == 2
+    assert len(source.items.images) == 2

@@ -39,6 +39,6 @@ def prepare_from_image_shards(source: Source, manifest, data_cfg) -> Prepared:
     return Prepared(
         "image", target.task, state, (), torch.empty(0, dtype=torch.long),
         (transform_images(val.images),), encode_target(state["target"], val.labels, source.name),
-        Source("image", f"{source.name} (validation)", images=val),
-        Source("image", f"{source.name} (test)", images=test_set) if len(test_set) else None,
+        Source("image", f"{source.name} (validation)", items=val),
+        Source("image", f"{source.name} (test)", items=test_set) if len(test_set) else None,
         summary, notes, shard_url=source.url, train_rows=manifest.rows("train"), train_class_counts=counts)

@@ -103,23 +103,23 @@ class Image(Modality):
             idx = find_idx(path)
             if idx:
                 train, test = read_idx(idx)
-                return Source(self.name, name, images=resize_images(train, size, channels),
-                              test_images=None if test is None else resize_images(test, size, channels))
-            return Source(self.name, name, images=read_image_folder(path, size, channels))
+                return Source(self.name, name, items=resize_images(train, size, channels),
+                              test_items=None if test is None else resize_images(test, size, channels))
+            return Source(self.name, name, items=read_image_folder(path, size, channels))
         if path.suffix.lower() == ".npz":
-            return Source(self.name, name, images=resize_images(read_npz(path), size, channels))
-        return Source(self.name, name, images=read_image_files([path], None, size, channels))
+            return Source(self.name, name, items=resize_images(read_npz(path), size, channels))
+        return Source(self.name, name, items=read_image_files([path], None, size, channels))
 
     def from_array(self, x, y, size, channels) -> Source | None:
         if not isinstance(x, np.ndarray) or x.ndim < 3:
             return None
         labels = check_labels(None if y is None else np.asarray(y), len(x), "array")
         images = ImageSet(check_image_array(x, "array"), labels, [f"array[{i}]" for i in range(len(x))])
-        return Source(self.name, "array", images=resize_images(images, size, channels))
+        return Source(self.name, "array", items=resize_images(images, size, channels))
 
     def test_source(self, source: Source, test_data, load) -> Source:
         """Separate test images are read at the training images' size and channel count."""
-        shape = source.images.images.shape
+        shape = source.items.images.shape
         return load(test_data, size=tuple(shape[1:3]), channels=int(shape[3]))
 
     def shards_from(self, sources: list[str]) -> bool:
@@ -179,14 +179,14 @@ class Image(Modality):
         return tuple(state["size"]), state["channels"]
 
     def as_run_input(self, source: Source) -> Source:
-        if source.test_images is not None:  # an MNIST-format folder: use its test split
-            return Source(self.name, source.name, images=source.test_images)
+        if source.test_items is not None:  # an MNIST-format folder: use its test split
+            return Source(self.name, source.name, items=source.test_items)
         return source
 
     def encode(self, state: dict, source: Source):
-        if source.images is None:
+        if source.items is None:
             raise DataError("this model was trained on images; give an image folder, file, IDX folder or .npz")
-        return (transform_images(source.images.images),), source.images.labels
+        return (transform_images(source.items.images),), source.items.labels
 
     def eval_inputs(self, batch: list, train: TrainConfig) -> list:
         import torch
@@ -199,7 +199,7 @@ class Image(Modality):
         return batch
 
     def prediction_frame(self, source: Source) -> pd.DataFrame:
-        return pd.DataFrame({"image": source.images.names})
+        return pd.DataFrame({"image": source.items.names})
 
     def check_run(self, state: dict, spec, tokenizer_size: int | None) -> str | None:
         (h, w), c = state["size"], state["channels"]
@@ -211,7 +211,7 @@ class Image(Modality):
 
     def probe_source(self, state: dict) -> Source:
         (h, w), c = state["size"], state["channels"]
-        return Source("image", "probe", images=ImageSet(np.zeros((1, h, w, c), np.uint8), None, ["probe"]))
+        return Source("image", "probe", items=ImageSet(np.zeros((1, h, w, c), np.uint8), None, ["probe"]))
 
     def input_fields(self, state: dict) -> list[dict]:
         return [{"name": "image", "type": "image", "size": state["size"], "channels": state["channels"]}]
@@ -235,15 +235,15 @@ def _image_tensors(state: dict, where: str, frame: pd.DataFrame):
 
 def _test_images(source: Source, test: Source | None) -> ImageSet | None:
     if test is not None:
-        return test.test_images if test.test_images is not None else test.images
-    return source.test_images
+        return test.test_items if test.test_items is not None else test.items
+    return source.test_items
 
 
 def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Return Prepared images: split (IDX files keep their own test split), state fitted on train."""
     from scaletrain.data.split import split_indices
 
-    images = source.images
+    images = source.items
     if data_cfg.preprocess_from:
         raise DataError("data.preprocess_from fits a table's preprocessing; an image run's statistics are the mean "
                         "and std of each channel (see the privacy note in its report)")
@@ -272,8 +272,8 @@ def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> 
         "image", task, state,
         (transform_images(train.images),), encode_target(state["target"], train.labels),
         (transform_images(val.images),), encode_target(state["target"], val.labels),
-        Source("image", f"{source.name} (validation)", images=val),
-        Source("image", f"{source.name} (test)", images=test_set) if len(test_set) else None,
+        Source("image", f"{source.name} (validation)", items=val),
+        Source("image", f"{source.name} (test)", items=test_set) if len(test_set) else None,
         summary, [])
 
 
