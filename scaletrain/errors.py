@@ -13,6 +13,10 @@ class DataError(ScaletrainError, ValueError):
     """Input data cannot be read or used (names the file, row or column)."""
 
 
+class InputTooLarge(DataError):
+    """One input is over a limit (pixels, seconds), refused before it is decoded."""
+
+
 class TargetError(DataError):
     """The target column is missing or unusable."""
 

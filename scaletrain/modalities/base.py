@@ -95,6 +95,8 @@ class Modality:
     ends_on_time: bool = False       # time-limited runs train until the limit (no epoch count)
     scaling_widths: tuple = (8, 16, 32, 64, 128)  # `scale`'s default model sizes (the recipe's family)
     state_schema = None              # the pydantic model of its preprocess.json (data/state_schema.py)
+    upload_type = ""                 # a served upload of one item: its media type's prefix ("" : rows of a table)
+    upload_item = ""                 # what such an upload is, in words ("an image")
 
     # ------------------------------------------------------------ reading
     def recognizes(self, path: Path) -> bool:
@@ -193,6 +195,11 @@ class Modality:
     def probe_source(self, state: dict) -> Source:
         """One made-up input (every value missing, a blank image) that a loaded run must predict
         finitely: damage the schema cannot see (a wrong width, a zero scale) shows there."""
+        raise NotImplementedError
+
+    def upload_source(self, state: dict, data: bytes, name: str, limits) -> Source:
+        """One uploaded item (a served request's body or file) read as the run reads its input;
+        DataError if it cannot be, InputTooLarge (a subclass) past one of the server's `limits`."""
         raise NotImplementedError
 
     def input_warnings(self, state: dict, source: Source) -> list[dict]:

@@ -26,19 +26,21 @@ from scaletrain.data.input_check import slice_findings, warning_line
 from scaletrain.data.sources import Source
 from scaletrain.data.values import json_value
 from scaletrain.errors import ScaletrainError
+from scaletrain.modalities import MODALITIES
 from scaletrain.run import Run
 from scaletrain.runtime import release_freed_memory
 from scaletrain.serve.batcher import MicroBatcher
 from scaletrain.serve.limits import Limits, RequestError
 from scaletrain.serve.page import page_html
 from scaletrain.serve.schema import (
-    image_source,
     records_source,
+    refuse_item,
     request_schema,
     row_model,
     rows_from_json,
     rows_from_text,
     rows_from_upload,
+    upload_source,
 )
 from scaletrain.tasks import task_of
 from scaletrain.version import VERSION
@@ -89,10 +91,10 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
     async def meta() -> dict:
         return metadata
 
-    @app.post("/predict", openapi_extra=request_schema(row))
+    @app.post("/predict", openapi_extra=request_schema(row, run.modality.upload_type))
     async def predict(request: Request, explain: int = 0) -> JSONResponse:
         check_explain(explain, limits)
-        source = await _source(request, row, fields, limits, parsing)
+        source = await _source(request, run, row, limits, parsing)
         rows = len(source)
         answer = await batcher.submit(source)
         if explain:  # the same explainer as `predict --explain K` (explain/), off the event loop
@@ -132,7 +134,7 @@ def reasons_of(run: Run, frame, k: int, limits: Limits) -> list[list[dict]]:
     from scaletrain.explain import predict_reasons
 
     if frame is None:
-        raise RequestError(422, "explain= names the reasons of table rows; for images use `scaletrain explain RUN DATA`")
+        raise RequestError(422, "explain= names the reasons of table rows; for images and sounds use `scaletrain explain RUN DATA`")
     if len(frame) > limits.explain_rows:
         raise RequestError(413, f"explain= on {len(frame):,} rows, over the limit of {limits.explain_rows:,} "
                                 "(--max-explain-rows): explain fewer rows per request")
@@ -201,11 +203,20 @@ async def read_bounded(request: Request, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
-async def _source(request: Request, row, fields: list[dict], limits: Limits,
-                  slots: asyncio.Semaphore) -> Source | list[dict]:
+async def _source(request: Request, run: Run, row, limits: Limits, slots: asyncio.Semaphore) -> Source | list[dict]:
     """The request's input, read by its content type: a Source, or validated JSON records.
+    One item (an image, a sound) is read by the run's modality (`upload_type`, `upload_source`).
     Parsing and decoding run in a worker thread (`slots` of them at once): a large body never
     stalls the event loop."""
+    modality, fields = run.modality, run.modality.input_fields(run.preprocess)
+
+    def item(kind: str) -> bool:  # one item of the run's modality; 415 for another modality's
+        if modality.upload_type and (kind.startswith(modality.upload_type) or kind in ("", "application/octet-stream")):
+            return True
+        other = next((m for m in MODALITIES.values() if m.upload_type and kind.startswith(m.upload_type)), None)
+        if other is not None:
+            raise refuse_item(fields, other.upload_item, modality.upload_item)
+        return False
 
     async def off_loop(parse, *args):
         async with slots:
@@ -220,17 +231,17 @@ async def _source(request: Request, row, fields: list[dict], limits: Limits,
         if upload is None or isinstance(upload, str):
             raise RequestError(422, "the multipart form needs a file field named 'file'")
         name, data = upload.filename or "upload", await upload.read()
-        if any(f["type"] == "image" for f in fields) or (upload.content_type or "").startswith("image/"):
-            return await off_loop(image_source, data, name, fields, limits)
+        if modality.upload_type or item((upload.content_type or "").lower()):
+            return await off_loop(upload_source, modality, run.preprocess, data, name, limits)
         return Source("table", name, frame=await off_loop(rows_from_upload, name, data, limits))
-    if kind.startswith("image/"):
-        return await off_loop(image_source, body, "image", fields, limits)
+    if item(kind):
+        return await off_loop(upload_source, modality, run.preprocess, body, modality.name, limits)
     if kind == "text/plain":
         return Source("table", "text", frame=rows_from_text(body, fields, limits))
     if kind in ("application/json", ""):
         return await off_loop(rows_from_json, body, row, limits)
-    raise RequestError(415, f"content type '{kind}' is not read here: send application/json, text/plain, an image, "
-                            "or a multipart upload")
+    raise RequestError(415, f"content type '{kind}' is not read here: send application/json, text/plain, an image or "
+                            "a sound, or a multipart upload")
 
 
 def _answer(run: Run, values: np.ndarray, proba: np.ndarray | None, findings: list[dict]) -> dict:

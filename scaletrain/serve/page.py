@@ -34,9 +34,10 @@ async function load() {
   const score = Object.entries(meta.metrics || {}).slice(0, 3).map(([k, v]) => `${k} ${Number(v).toFixed(3)}`).join(", ");
   document.getElementById("about").textContent = `${meta.task} · predicts ${meta.target || "the class"} · ${meta.model}` +
     (score ? ` · test ${score}` : "");
-  const box = document.getElementById("fields"), image = meta.inputs.some(f => f.type === "image");
-  document.getElementById("filehint").textContent = image ? "(an image)" : "(CSV, Parquet or JSONL rows)";
-  for (const f of meta.inputs.filter(f => f.type !== "image")) {
+  const items = {image: "(an image)", audio: "(a sound: WAV, FLAC, OGG or MP3)"};
+  const box = document.getElementById("fields"), item = meta.inputs.find(f => f.type in items);
+  document.getElementById("filehint").textContent = item ? items[item.type] : "(CSV, Parquet or JSONL rows)";
+  for (const f of meta.inputs.filter(f => !(f.type in items))) {
     box.appendChild(el("label", {for: "f_" + f.name}, f.name));
     let input;
     if (f.type === "text") input = el("textarea");

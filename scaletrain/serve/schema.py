@@ -34,11 +34,12 @@ def row_model(fields: list[dict], optional: list[str]) -> type[BaseModel] | None
     return create_model("Row", __config__=ConfigDict(extra="forbid"), **typed)
 
 
-def request_schema(row: type[BaseModel] | None) -> dict:
-    """The OpenAPI request body of POST /predict."""
+def request_schema(row: type[BaseModel] | None, upload_type: str = "") -> dict:
+    """The OpenAPI request body of POST /predict (`upload_type`: the media type of one item the
+    run's modality reads, such as "image/"; "" for table rows)."""
     content = {"multipart/form-data": {"schema": {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary",
-                 "description": "a CSV, Parquet or JSONL table, or an image"}}}}}
+                 "description": f"one {upload_type}* file" if upload_type else "a CSV, Parquet or JSONL table"}}}}}
     if row is not None:
         records = {"type": "array", "items": row.model_json_schema()}
         content["application/json"] = {"schema": {"oneOf": [
@@ -46,8 +47,8 @@ def request_schema(row: type[BaseModel] | None) -> dict:
             {"type": "object", "properties": {"columns": {"type": "object"}}, "required": ["columns"]},
             records]}}
         content["text/plain"] = {"schema": {"type": "string", "description": "one text (a model with one text column)"}}
-    else:
-        content["image/*"] = {"schema": {"type": "string", "format": "binary"}}
+    elif upload_type:
+        content[f"{upload_type}*"] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -56,8 +57,8 @@ def rows_from_json(body: bytes, row: type[BaseModel] | None, limits: Limits = Li
     {"columns": {name: [values]}}. (Frames are made per micro-batch, not per request: a
     one-row DataFrame costs more than the model does.)"""
     if row is None:
-        raise RequestError(415, "this model reads images: send one as a file upload (multipart field 'file') or as "
-                                "the body with an image/* content type")
+        raise RequestError(415, "this model reads one image or sound per request: send it as a file upload (multipart "
+                                "field 'file') or as the body with its own content type (image/png, audio/wav, ...)")
     data = parse_json(body)
     if isinstance(data, dict) and "columns" in data:
         data = _records_from_columns(data["columns"], limits)
@@ -181,20 +182,20 @@ def _read_upload(name: str, data: bytes, limits: Limits) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(data), nrows=limits.rows + 1)  # one past the limit says it is over
 
 
-def image_source(data: bytes, name: str, fields: list[dict], limits: Limits = Limits()) -> Source:
-    """One image upload, its size read from the header (refused past the pixel limit), decoded
-    and brought to the run's size and channels."""
-    from scaletrain.modalities.image.images import ImageSet, ImageTooLarge, decode_image, to_array
+def upload_source(modality, state: dict, data: bytes, name: str, limits: Limits = Limits()) -> Source:
+    """One uploaded item (an image, a sound clip) read by the run's modality; past a limit, 413."""
+    from scaletrain.errors import InputTooLarge
 
-    image = next((f for f in fields if f["type"] == "image"), None)
-    if image is None:
-        raise RequestError(415, f"this model reads table rows {[f['name'] for f in fields][:8]}: send JSON records or a "
-                                "CSV upload, not an image")
     try:
-        decoded = decode_image(data, limits.pixels)
-    except ImageTooLarge as exc:
-        raise RequestError(413, f"the image '{name}' is {exc} (--max-pixels)") from None
-    if decoded is None:
-        raise RequestError(422, f"the upload '{name}' is not an image (PNG, JPEG, BMP, GIF, TIFF or WebP)")
-    array = np.array(to_array(decoded, tuple(image["size"]), image["channels"])[None])  # writable: a tensor's memory
-    return Source("image", name, items=ImageSet(array, None, [name]))
+        return modality.upload_source(state, data, name, limits)
+    except InputTooLarge as exc:
+        raise RequestError(413, str(exc)) from None
+
+
+def refuse_item(fields: list[dict], sent: str, read: str) -> RequestError:
+    """415 for one item (an image, a sound clip) sent to a model that reads another kind (`read`
+    "" : table rows)."""
+    if read:
+        return RequestError(415, f"this model reads {read}, not {sent}")
+    return RequestError(415, f"this model reads table rows {[f['name'] for f in fields][:8]}: send JSON records or a "
+                             f"CSV upload, not {sent}")

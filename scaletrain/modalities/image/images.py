@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scaletrain.errors import DataError
+from scaletrain.errors import DataError, InputTooLarge
 
 MAX_IMAGE_PIXELS = 100_000_000  # decoded as RGB: 300 MB; a file declaring more is refused before decoding
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -228,7 +228,7 @@ def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarr
     return np.asarray(img).reshape(size[0], size[1], channels)
 
 
-class ImageTooLarge(DataError):
+class ImageTooLarge(InputTooLarge):
     """An image whose header declares more pixels than the limit: refused before decoding."""
 
 

@@ -24,8 +24,10 @@ from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
 from scaletrain.modalities.image.images import (
     ImageSet,
+    ImageTooLarge,
     check_image_array,
     check_labels,
+    decode_image,
     find_idx,
     image_subfolders,
     is_image_file,
@@ -34,6 +36,7 @@ from scaletrain.modalities.image.images import (
     read_image_folder,
     read_npz,
     resize_images,
+    to_array,
 )
 from scaletrain.modalities.image.preprocess import fit_images, transform_images
 from scaletrain.modalities.image.shards import decode_frame, prepare_image_shards
@@ -80,6 +83,7 @@ class ImageRecipe(Recipe):
 class Image(Modality):
     name = "image"
     state_schema = ImageState
+    upload_type, upload_item = "image/", "an image"
     recipe = ImageRecipe()
     ends_on_time = True
     scaling_widths = (4, 8, 16, 32)
@@ -212,6 +216,18 @@ class Image(Modality):
     def probe_source(self, state: dict) -> Source:
         (h, w), c = state["size"], state["channels"]
         return Source("image", "probe", items=ImageSet(np.zeros((1, h, w, c), np.uint8), None, ["probe"]))
+
+    def upload_source(self, state: dict, data: bytes, name: str, limits) -> Source:
+        """One image, its size read from the header (refused past `limits.pixels`), decoded and
+        brought to the run's size and channels."""
+        try:
+            decoded = decode_image(data, limits.pixels)
+        except ImageTooLarge as exc:
+            raise ImageTooLarge(f"the image '{name}' is {exc} (--max-pixels)") from None
+        if decoded is None:
+            raise DataError(f"the upload '{name}' is not an image (PNG, JPEG, BMP, GIF, TIFF or WebP)")
+        array = np.array(to_array(decoded, tuple(state["size"]), state["channels"])[None])  # writable: a tensor's memory
+        return Source(self.name, name, items=ImageSet(array, None, [name]))
 
     def input_fields(self, state: dict) -> list[dict]:
         return [{"name": "image", "type": "image", "size": state["size"], "channels": state["channels"]}]

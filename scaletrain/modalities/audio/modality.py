@@ -1,0 +1,224 @@
+"""Sound clips: a folder with one subfolder per class of .wav/.flac/.ogg/.mp3 files, a folder of
+clips, one file, or a 2-d array of samples at a trained run's rate.
+
+Clips are mixed to mono, resampled to 16 kHz and brought to one length (clips.py); each
+becomes a standardized log-mel spectrogram (features.py), computed once, that the image conv
+nets read as a one-channel picture of time and frequency, augmented by SpecAugment on the
+fly. The exported model takes the raw waveform: the features are inside its graph.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaletrain.config import Config, DataConfig
+from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.preprocess import encode_target, fit_target
+from scaletrain.data.schema import check_target
+from scaletrain.data.sources import Source
+from scaletrain.errors import DataError
+from scaletrain.modalities.audio.clips import (
+    ClipSet,
+    audio_subfolders,
+    check_waves,
+    fit_length,
+    is_audio_file,
+    read_clip,
+    read_clip_files,
+    read_clip_folder,
+)
+from scaletrain.modalities.audio.state import AudioState
+from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
+from scaletrain.tasks import task_of
+from scaletrain.tasks.infer import infer_task
+
+MAX_EPOCHS = 1000  # planned epochs of a time-limited run: the time limit ends it first
+
+
+@dataclass
+class AudioFacts(DataFacts):
+    feature_shape: tuple = ()  # (1, mels, frames)
+
+
+class AudioRecipe(Recipe):
+    """The image modality's small ResNet on the spectrogram, trained with AdamW and a
+    one-cycle schedule, label smoothing 0.1, SpecAugment and time shifts on every batch."""
+
+    model, dropout, optimizer, schedule, label_smoothing, early_stopping = "resnet", 0.1, "adamw", "onecycle", 0.1, 0
+
+    def batch_size(self, n_train: int) -> int:
+        """64, or for few clips a power of two near an eighth of them (at least 8): a folder of
+        34 clips trains on 4 batches an epoch, not 2 (at 32 a clip, 60 epochs left it at chance)."""
+        return int(min(64, max(8, 2 ** math.floor(math.log2(max(n_train, 1) / 8)))))
+
+    def lr(self, optimizer: str, n_train: int) -> float:
+        return 0.1 if optimizer in ("sgd", "momentum", "nesterov") else 3e-3
+
+    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+        if time_limit:  # the one-cycle schedule anneals on time: every second of the budget trains
+            return MAX_EPOCHS
+        return steps_to_epochs(2000, steps_per_epoch, 10, 60)
+
+
+class Audio(Modality):
+    name = "audio"
+    state_schema = AudioState
+    upload_type, upload_item = "audio/", "a sound clip"
+    recipe = AudioRecipe()
+    ends_on_time = True
+    scaling_widths = (4, 8, 16, 32)
+    search_space = {
+        "train.lr": {"low": 5e-4, "high": 1e-2, "log": True, "grid": [1e-3, 3e-3]},
+        "train.weight_decay": {"low": 1e-4, "high": 5e-2, "log": True, "grid": [1e-2]},
+        "model.width": [16, 32],
+        "model.dropout": {"low": 0.0, "high": 0.3, "grid": [0.0, 0.1]},
+    }
+
+    # ------------------------------------------------------------ reading
+    def recognizes(self, path: Path) -> bool:
+        if path.is_dir():
+            return bool(audio_subfolders(path)) or any(is_audio_file(p) for p in path.iterdir())
+        return is_audio_file(path)
+
+    def read(self, path, size, channels) -> Source:
+        """`size` is a trained run's (rate, samples): new clips are brought to them."""
+        path = Path(path)
+        rate, samples = size if size else (None, None)
+        if path.is_dir():
+            return Source(self.name, path.name or "data", items=read_clip_folder(path, rate, samples))
+        return Source(self.name, path.stem, items=read_clip_files([path], None, rate, samples))
+
+    def from_array(self, x, y, size, channels) -> Source | None:
+        """Clips as a 2-d array (clips, samples) only for a run trained on clips of that length
+        (a 2-d array is table rows otherwise)."""
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or not size or x.shape[1] != size[1]:
+            return None
+        clips = ClipSet(check_waves(x, "array"), None if y is None else np.asarray(y),
+                        [f"array[{i}]" for i in range(len(x))], int(size[0]))
+        return Source(self.name, "array", items=clips)
+
+    def test_source(self, source: Source, test_data, load) -> Source:
+        """Separate test clips are read at the training clips' rate and length."""
+        clips = source.items
+        return load(test_data, size=(clips.rate, clips.waves.shape[1]))
+
+    # ------------------------------------------------------------ training
+    def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
+        return prepare_clips(source, test, data_cfg, seed)
+
+    def facts(self, prepared: Prepared) -> DataFacts:
+        return AudioFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes,
+                          imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
+                          feature_shape=tuple(prepared.val_inputs[0].shape[1:]))
+
+    def model_spec(self, prepared: Prepared, n_out: int):
+        from scaletrain.models.registry import ModelSpec
+
+        # the features are standardized per band by the front: the conv net's own normalization is the identity
+        return ModelSpec(self.name, n_out, shape=tuple(prepared.val_inputs[0].shape[1:]), mean=(0.0,), std=(1.0,))
+
+    def train_transform(self, config: Config):
+        """SpecAugment and time shifts (their generator is checkpointed: `transform.generator`)."""
+        if not config.data.augment:
+            return None
+        from scaletrain.modalities.audio.augment import SpecAugment
+
+        augment = SpecAugment(config.train.seed)
+
+        def transform(x, epoch: int):
+            return augment(x, epoch)
+        transform.generator = augment.generator
+        return transform
+
+    # ------------------------------------------------------------ a trained run
+    def read_settings(self, state: dict):
+        return (state["rate"], state["samples"]), None
+
+    def encode(self, state: dict, source: Source):
+        if not isinstance(source.items, ClipSet):
+            raise DataError("this model was trained on sound clips; give a folder of them, a sound file, or an array "
+                            f"of clips ({state['samples']} samples at {state['rate']} Hz)")
+        from scaletrain.modalities.audio.features import features, front_of
+
+        return (features(front_of(state), source.items.waves),), source.items.labels
+
+    def prediction_frame(self, source: Source) -> pd.DataFrame:
+        return pd.DataFrame({"clip": source.items.names})
+
+    def check_run(self, state: dict, spec, tokenizer_size: int | None) -> str | None:
+        n_mels = state["n_mels"]
+        if len(state["mean"]) != n_mels or len(state["std"]) != n_mels:
+            return f"{n_mels} mel bands but {len(state['mean'])} means and {len(state['std'])} deviations"
+        shape = (1, n_mels, 1 + state["samples"] // state["hop"])
+        if spec.shape and tuple(spec.shape) != shape:
+            return f"spectrograms of {shape} but the model takes {tuple(spec.shape)}"
+        return None
+
+    def probe_source(self, state: dict) -> Source:
+        silence = np.zeros((1, state["samples"]), np.float32)
+        return Source(self.name, "probe", items=ClipSet(silence, None, ["probe"], state["rate"]))
+
+    def upload_source(self, state: dict, data: bytes, name: str, limits) -> Source:
+        """One sound file's bytes (WAV, FLAC, OGG, MP3), read as the run reads clips."""
+        wave = fit_length(read_clip(data, state["rate"], name), state["samples"])
+        return Source(self.name, name, items=ClipSet(wave[None], None, [name], state["rate"]))
+
+    def input_fields(self, state: dict) -> list[dict]:
+        return [{"name": "audio", "type": "audio", "rate": state["rate"], "samples": state["samples"]}]
+
+    def export_parts(self, state: dict, opset: int) -> ExportParts:
+        import torch
+
+        from scaletrain.modalities.audio.features import front_of
+
+        rate, samples = state["rate"], state["samples"]
+        described = [{"name": "waveform", "type": "float32", "shape": ["batch", samples],
+                      "what": f"mono clips of {samples} samples at {rate} Hz ({samples / rate:.2f} s), in [-1, 1]; "
+                              "mix down, resample and crop or pad with silence at the end first (predict does it on read)"}]
+        return ExportParts(front_of(state).eval(), (torch.zeros((2, samples)),), ["waveform"], None, described)
+
+
+def prepare_clips(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
+    """Prepared clips: split (stratified), band statistics fitted on the training clips."""
+    from scaletrain.data.split import split_indices
+    from scaletrain.modalities.audio.features import features, fit_features, front_of
+
+    clips = source.items
+    if data_cfg.preprocess_from:
+        raise DataError("data.preprocess_from fits a table's preprocessing; a sound run's statistics are each mel "
+                        "band's mean and deviation")
+    if clips.labels is None:
+        raise DataError(f"'{source.name}' has sound clips but no labels; put them in one subfolder per class")
+    task = infer_task(pd.Series(clips.labels), data_cfg.task)
+    check_target(pd.Series(clips.labels), task, "label")
+    classification = task_of(task).classifies
+    if test is not None:
+        pool, test_set = clips, test.items
+    else:
+        keep, held = split_indices(len(clips), clips.labels if classification else None, data_cfg.test_fraction, seed)
+        pool, test_set = clips.subset(keep), clips.subset(held)
+    tr, va = split_indices(len(pool), pool.labels if classification else None, data_cfg.val_fraction, seed + 1)
+    train, val = pool.subset(tr), pool.subset(va)
+    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    state = fit_features(train.waves, clips.rate)
+    state["target"] = fit_target(train.labels, task)
+    front = front_of(state)
+    summary = {"task": task, "clips": len(train) + len(val) + len(test_set), "rate": f"{clips.rate} Hz",
+               "seconds": round(clips.waves.shape[1] / clips.rate, 3), "classes": len(state["target"].get("classes", [])),
+               "train_clips": len(train), "val_clips": len(val), "test_clips": len(test_set)}
+    notes = [f"skipped {len(clips.skipped)} sound file(s) that could not be read: " + "; ".join(clips.skipped[:5])
+             + (" …" if len(clips.skipped) > 5 else "")] if clips.skipped else []
+    return Prepared(
+        "audio", task, state,
+        (features(front, train.waves),), encode_target(state["target"], train.labels),
+        (features(front, val.waves),), encode_target(state["target"], val.labels),
+        Source("audio", f"{source.name} (validation)", items=val),
+        Source("audio", f"{source.name} (test)", items=test_set) if len(test_set) else None,
+        summary, notes)
+
+
+AUDIO = Audio()

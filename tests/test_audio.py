@@ -1,0 +1,164 @@
+"""Sound clips: reading (mono, resampled, one length), log-mel features equal to librosa's, files
+that cannot be used, and a folder of clips to a trained run that predicts, exports (raw
+waveform in) and serves uploads; audio is one package and one registry line."""
+import ast
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import scaletrain
+from scaletrain.errors import DataError, InputTooLarge
+from scaletrain.modalities.audio.clips import MAX_CLIP_SECONDS, read_clip, read_clip_folder
+from scaletrain.modalities.audio.features import LogMel, mel_filterbank
+
+PACKAGE = Path(scaletrain.__file__).parent
+
+
+def tone_folder(folder: Path, per_class: int = 16, seed: int = 0) -> Path:
+    """Three classes told apart by pitch (a low tone, a high tone, a rising chirp), at three
+    rates and three formats, some in stereo, of varied length and loudness, with noise."""
+    rng = np.random.default_rng(seed)
+    for label, pitch in (("low", 300.0), ("high", 1200.0), ("chirp", None)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rate = (8000, 16000, 22050)[i % 3]
+            seconds = rng.uniform(0.3, 0.6)
+            t = np.arange(int(seconds * rate)) / rate
+            wave = np.sin(2 * np.pi * pitch * rng.uniform(0.9, 1.1) * t) if pitch else \
+                np.sin(2 * np.pi * (200 + 1500 * t / seconds) * t)
+            wave = rng.uniform(0.1, 0.8) * wave + 0.05 * rng.standard_normal(len(t))
+            if i % 4 == 0:
+                wave = np.stack([wave, 0.5 * wave], axis=1)
+            sf.write(folder / label / f"{i}.{('wav', 'flac', 'ogg')[i % 3]}", wave.astype(np.float32), rate)
+    return folder
+
+
+def test_log_mel_features_equal_librosas():
+    librosa = pytest.importorskip("librosa")
+    rate = 16000
+    t = np.arange(rate) / rate
+    wave = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32)
+    reference_bank = librosa.filters.mel(sr=rate, n_fft=512, n_mels=64, fmin=20.0, fmax=8000.0)
+    assert np.abs(mel_filterbank(rate, 512, 64, 20.0, 8000.0) - reference_bank).max() < 1e-6
+    reference = librosa.feature.melspectrogram(y=wave.astype(np.float64), sr=rate, n_fft=512, hop_length=160, n_mels=64,
+                                               fmin=20.0, fmax=8000.0, center=True, pad_mode="constant", power=2.0)
+    ours = LogMel(rate).log_mel(torch.from_numpy(wave)[None])[0].numpy()
+    assert ours.shape == reference.shape == (64, 101)
+    assert np.abs(ours - np.log(np.maximum(reference, 1e-10))).max() < 1e-4
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_resampling_keeps_a_sines_frequency(tmp_path, rate):
+    t = np.arange(rate) / rate
+    sf.write(tmp_path / "a.wav", np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32), rate)
+    wave = read_clip(tmp_path / "a.wav", 16000)
+    assert abs(len(wave) - 16000) <= 1  # one second, now at 16 kHz, mixed down to one channel
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.fft.rfftfreq(len(wave), 1 / 16000)[spectrum.argmax()] - 440) <= 1.0
+
+
+def test_files_that_cannot_be_used_are_named_and_skipped(tmp_path):
+    folder = tone_folder(tmp_path / "clips", per_class=3)
+    (folder / "low" / "corrupt.wav").write_bytes(b"RIFF\x00\x00 not really a wave" * 10)
+    sf.write(folder / "high" / "empty.wav", np.zeros((0,), np.float32), 16000)
+    long = folder / "chirp" / "two_hours.flac"
+    with sf.SoundFile(long, "w", samplerate=1000, channels=1, format="FLAC") as out:  # silence compresses to little
+        for _ in range(72):
+            out.write(np.zeros(100_000, np.float32))
+    assert 7200 / 60 > MAX_CLIP_SECONDS / 60
+    with pytest.raises(DataError, match="corrupt.wav' is not a sound file"):
+        read_clip(folder / "low" / "corrupt.wav", 16000)
+    with pytest.raises(DataError, match="empty.wav' holds no samples"):
+        read_clip(folder / "high" / "empty.wav", 16000)
+    with pytest.raises(InputTooLarge, match="lasts 120 minutes.*cut long recordings"):
+        read_clip(long, 16000)
+    clips = read_clip_folder(folder)
+    assert len(clips) == 9 and len(clips.skipped) == 3
+    assert all(any(name in s for s in clips.skipped) for name in ("corrupt.wav", "empty.wav", "two_hours.flac"))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "stray.txt").write_text("not a sound")
+    with pytest.raises(DataError, match="holds no sound files"):
+        read_clip_folder(tmp_path / "notes")
+
+
+@pytest.fixture(scope="module")
+def tone_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audio")
+    folder = tone_folder(root / "clips")
+    run = scaletrain.fit(folder, out=root / "run", epochs=20, model__width=8)  # zero-config's batch size for 34 clips
+    return root, folder, run
+
+
+def test_a_folder_of_clips_trains_and_predicts_files(tone_run):
+    root, folder, run = tone_run
+    assert run.modality.name == "audio" and run.config.model.name == "resnet"
+    assert run.metrics["test"]["accuracy"] >= 0.85, run.metrics["test"]
+    stored = scaletrain.load(root / "run")
+    predicted = stored.predict(folder / "high")
+    assert list(predicted.columns[:2]) == ["clip", "prediction"] and (predicted.prediction == "high").mean() >= 0.8
+    again = stored.predict(folder / "high" / "1.flac")
+    assert again.prediction.iloc[0] == predicted.set_index("clip").loc[str(folder / "high" / "1.flac"), "prediction"]
+
+
+def test_the_export_takes_raw_waveforms_with_the_features_inside(tone_run):
+    import onnxruntime as ort
+
+    from scaletrain.export.onnx_export import export_onnx
+
+    root, folder, _ = tone_run
+    stored = scaletrain.load(root / "run")
+    session = ort.InferenceSession(str(export_onnx(root / "run")))
+    assert [i.name for i in session.get_inputs()] == ["waveform"]
+    waves = stored.source(folder / "chirp").items.waves
+    labels, proba = session.run(["label", "probabilities"], {"waveform": waves})
+    ours = stored.predict(folder / "chirp")
+    assert labels.tolist() == ours.prediction.tolist()
+    np.testing.assert_allclose(proba, ours[[f"proba_{c}" for c in stored.classes]].to_numpy(), atol=1e-5)
+
+
+def test_serve_takes_a_sound_upload_and_refuses_what_is_not_one(tone_run):
+    from fastapi.testclient import TestClient
+
+    from scaletrain.serve import load_app
+
+    root, folder, _ = tone_run
+    data = (folder / "low" / "0.wav").read_bytes()
+    with TestClient(load_app(root / "run")) as c:
+        answer = c.post("/predict", files={"file": ("low.wav", data, "audio/wav")})
+        assert answer.status_code == 200 and set(answer.json()["probabilities"][0]) == {"chirp", "high", "low"}
+        raw = c.post("/predict", content=data, headers={"content-type": "audio/wav"})
+        assert raw.json()["predictions"] == answer.json()["predictions"]
+        bad = c.post("/predict", files={"file": ("x.wav", b"RIFF but not a wave", "audio/wav")})
+        assert bad.status_code == 422 and "is not a sound file" in bad.json()["error"]
+        assert c.post("/predict", content=b"\x89PNG", headers={"content-type": "image/png"}).status_code == 415
+        assert c.post("/predict", json={"records": [{}]}).status_code == 415
+        assert c.get("/metadata").json()["inputs"][0]["type"] == "audio"
+
+
+def test_audio_is_one_package_and_one_registry_line():
+    importers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n.startswith("scaletrain.modalities.audio") for n in names):
+                importers.add(path.relative_to(PACKAGE).as_posix())
+    outside = {p for p in importers if not p.startswith("modalities/audio/")}
+    assert outside == {"modalities/__init__.py"}, outside  # the registry line, and nothing else
+    branches = [p for p in PACKAGE.rglob("*.py") if not p.is_relative_to(PACKAGE / "modalities" / "audio")
+                and "\"audio\"" in p.read_text(encoding="utf-8")]
+    assert not branches, branches  # no code elsewhere names the modality
+
+
+def test_an_upload_is_read_as_the_run_reads_clips():
+    from scaletrain.modalities.audio import AUDIO
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.sin(np.arange(4000) / 5).astype(np.float32), 8000, format="WAV")
+    state = {"rate": 16000, "samples": 12000}
+    source = AUDIO.upload_source(state, buffer.getvalue(), "up.wav", None)
+    assert source.items.waves.shape == (1, 12000) and source.items.rate == 16000  # resampled, padded
