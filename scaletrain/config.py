@@ -95,7 +95,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "transformer", "boosted", "blend"] = "auto"
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "transformer", "boosted", "blend"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
     width: AtLeastOne | None = None
@@ -107,6 +107,11 @@ class ModelConfig(_Section):
     # mlp on tables: each numeric input column embedded before the layers (periodic: PLR,
     # models/tabular.PeriodicNumbers); auto: the recipe's choice
     numeric_embedding: Literal["auto", "none", "periodic"] = "auto"
+    # rnn: depth is its layers and width its state size; the cell, both directions or one, and
+    # whether the states are averaged over the steps (mean) or the last one is read
+    cell: Literal["gru", "lstm"] = "gru"
+    bidirectional: bool = True
+    pooling: Literal["mean", "last"] = "mean"
     # transformer: depth is its layers and width its hidden size (None: from the data's size)
     heads: AtLeastOne | None = None
     ff: AtLeastOne | None = None  # feed-forward size (None: 4 x width)

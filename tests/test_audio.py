@@ -162,3 +162,59 @@ def test_an_upload_is_read_as_the_run_reads_clips():
     state = {"rate": 16000, "samples": 12000}
     source = AUDIO.upload_source(state, buffer.getvalue(), "up.wav", None)
     assert source.items.waves.shape == (1, 12000) and source.items.rate == 16000  # resampled, padded
+
+
+@pytest.mark.parametrize("cell,pooling", [("gru", "mean"), ("lstm", "last")])
+def test_a_recurrent_encoder_reads_the_frames_and_exports(tone_run, cell, pooling):
+    import onnxruntime as ort
+
+    from scaletrain.export.onnx_export import export_onnx
+    from scaletrain.models.recurrent import RecurrentNet
+
+    root, folder, _ = tone_run
+    run = scaletrain.fit(folder, out=root / f"rnn_{cell}", epochs=15, model="rnn", model__cell=cell,
+                         model__pooling=pooling, model__width=32)
+    assert isinstance(run.model, RecurrentNet) and isinstance(run.model.rnn, torch.nn.GRU if cell == "gru" else torch.nn.LSTM)
+    assert run.metrics["test"]["accuracy"] >= 0.85, run.metrics["test"]
+    session = ort.InferenceSession(str(export_onnx(root / f"rnn_{cell}")))
+    waves = run.source(folder / "low").items.waves
+    _, proba = session.run(["label", "probabilities"], {"waveform": waves})
+    ours = run.predict(folder / "low")
+    np.testing.assert_allclose(proba, ours[[f"proba_{c}" for c in run.classes]].to_numpy(), atol=1e-5)
+
+
+def test_the_last_state_of_both_directions_is_read_from_both_ends():
+    from scaletrain.models.recurrent import RecurrentNet
+
+    torch.manual_seed(0)
+    net = RecurrentNet(3, 2, "gru", 4, 1, True, "last").eval()
+    x = torch.randn(2, 7, 3)
+    states, _ = net.rnn(x)
+    expected = net.head(torch.cat([states[:, -1, :4], states[:, 0, 4:]], dim=-1))
+    torch.testing.assert_close(net(x), expected)
+    x_changed = x.clone()
+    x_changed[:, 3] += 1.0  # a middle step reaches both directions' last states
+    assert not torch.allclose(net(x_changed), net(x))
+
+
+def test_explain_draws_time_frequency_heatmaps_where_the_tone_is(tone_run):
+    from safetensors.numpy import load_file
+
+    from scaletrain.explain import explain_run
+    from scaletrain.modalities.audio.features import mel_band_centres
+
+    root, folder, run = tone_run
+    summary = explain_run(root / "run", folder / "low", out=root / "explain", rows=6)
+    assert summary["rows"] == 6 and "time-frequency" in summary["headline"]
+    outputs = run.outputs(run.encode(run.source(folder / "low"))[0])
+    assert summary["completeness_max_abs_error"] < 0.1 * max(1.0, outputs.abs().max().item())  # IG adds up
+    maps = load_file(str(root / "explain" / "heatmaps.safetensors"))["integrated_gradients"]
+    s = run.preprocess
+    assert maps.shape == (6, s["n_mels"], 1 + s["samples"] // s["hop"])
+    centres = mel_band_centres(s["rate"], s["n_fft"], s["n_mels"], s["fmin"], s["fmax"])
+    near_the_tone = np.abs(maps[:, (centres > 150) & (centres < 600)]).sum() / (centres[(centres > 150) & (centres < 600)].size)
+    far_above = np.abs(maps[:, centres > 2000]).sum() / centres[centres > 2000].size
+    assert near_the_tone > far_above  # per band, more heat around 300 Hz than above 2 kHz
+    page = (root / "explain" / "explain.html").read_text()
+    assert "Integrated Gradients" in page and "<img" in page
+    assert (root / "explain" / "explanations.csv").read_text().splitlines()[0] == "clip,prediction,peak_hz,peak_seconds"

@@ -112,7 +112,10 @@ def test_a_budget_shares_what_is_left_among_the_runs_still_to_go():
     assert 24.5 < first.limit <= 25 and first.spent_before == 0
     budget.spent_before += 20.0  # the first run ended early, 5 s into its 25: the second gets the rest
     assert 29.5 < budget.rest(1).limit <= 30
-    assert Budget(None).rest(2).limited is False and Budget(5.0, spent_before=9.0).rest(1).limit == 0.0
+    assert Budget(None).rest(2).limited is False
+    spent = Budget(5.0, spent_before=9.0).rest(1)  # nothing left: still a limit, never "no limit"
+    assert spent.limited and 0 < spent.limit <= 1e-3 and 0 < spent.training_limit() <= 1e-3
+    assert Budget(5.0, spent_before=9.0).left() == 0.0  # overspent: nothing left, not a negative share
     reserve, per_trial = Budget(100.0).search_plan(trials=4, ends_on_time=True)
     assert reserve == 40.0 and per_trial == 60.0 / 5  # 4 trials + the default share what the retrain leaves
     assert Budget(100.0).after_training(measured_seconds=0.1, report_seconds=0.0) == 3.0  # never below 3%

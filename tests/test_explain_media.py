@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 import scaletrain
 from scaletrain.cli import app
-from scaletrain.explain.image import image_heatmaps, mass_in
+from scaletrain.explain.heatmaps import mass_in
+from scaletrain.explain.image import image_heatmaps
 from scaletrain.explain.text import word_attributions
 from tests.test_text_columns import TOPICS, articles
 

@@ -9,6 +9,7 @@ from torch import nn
 from scaletrain.errors import ConfigError
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
+from scaletrain.models.recurrent import RecurrentNet
 from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, TabularNet, TextBag, mlp_layers
 from scaletrain.models.transformer import EncoderShape, PooledText
 from scaletrain.models.trees import TreeEnsemble
@@ -100,6 +101,15 @@ def _conv(residual: bool) -> Callable:
     return build
 
 
+def build_rnn(spec: ModelSpec, m) -> nn.Module:
+    """A GRU or LSTM over a sequence of vectors: a sound clip's frames of mel bands."""
+    if len(spec.shape) != 3 or spec.shape[0] != 1:
+        raise ConfigError("model.name=rnn reads sequences of vectors (a sound clip's frames, a one-channel image's rows); "
+                          "use linear or mlp for tables, cnn or resnet for color images")
+    return RecurrentNet(spec.shape[1], spec.n_out, m.cell, m.width or 64, m.depth or 2, m.bidirectional, m.pooling,
+                        0.0 if m.dropout is None else m.dropout)
+
+
 def build_boosted(spec: ModelSpec, m) -> nn.Module:
     """Boosted trees grown elsewhere (train/boosted.py): their tables' shape is in the config."""
     if spec.shape or spec.vocab_size:
@@ -119,6 +129,7 @@ MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "mlp": build_mlp,
     "cnn": _conv(residual=False),
     "resnet": _conv(residual=True),
+    "rnn": build_rnn,
     "transformer": build_transformer,
     "boosted": build_boosted,
     "blend": build_blend,

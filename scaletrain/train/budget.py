@@ -15,6 +15,7 @@ RETRAIN_SHARE = 0.4       # of a search's limit, kept for the best's final train
 MIN_TRIAL_SECONDS = 10.0  # a trial's least time: shorter runs rank configurations by noise
 FINISH_SECONDS = 5.0      # evaluating and writing DIR/best after a search's retrain
 EXPECTED_TRIALS = 8       # a search budget without a trial count is shared as if among this many
+SPENT = 1e-3              # seconds given to a run when nothing is left: a limit of 0 would read as no limit
 
 
 @dataclass
@@ -28,19 +29,19 @@ class Budget:
 
     @property
     def limited(self) -> bool:
-        return bool(self.limit)
+        return self.limit is not None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started + self.spent_before
 
     def left(self) -> float | None:
-        return None if not self.limited else self.limit - self.elapsed()
+        return None if not self.limited else max(0.0, self.limit - self.elapsed())
 
     def rest(self, runs: int) -> "Budget":
         """The budget of the next of `runs` runs still to go, starting now: what is left shared
         equally, so a run that ends early (a linear model solved in seconds, an early stop)
         leaves its time to the ones after it (zero-config's candidates)."""
-        return Budget(max(self.left(), 0.0) / runs if self.limited else None)
+        return Budget(max(self.left(), SPENT) / runs if self.limited else None)
 
     def from_now(self) -> "Budget":
         """The same limit counted from now, what was spent so far carried over."""

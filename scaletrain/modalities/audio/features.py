@@ -50,6 +50,11 @@ def mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float)
     return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
 
 
+def mel_band_centres(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Each band's centre frequency, Hz (the peak of its triangle)."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))[1:-1]
+
+
 def dft_basis(n_fft: int) -> np.ndarray:
     """(2 * bins, 1, n_fft) convolution weights: the periodic-Hann-windowed cos and sin rows."""
     n = np.arange(n_fft)
