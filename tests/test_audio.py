@@ -13,12 +13,12 @@ import torch
 import scaletrain
 from scaletrain.errors import DataError, InputTooLarge
 from scaletrain.modalities.audio.clips import MAX_CLIP_SECONDS, read_clip, read_clip_folder
-from scaletrain.modalities.audio.features import LogMel, mel_filterbank
+from scaletrain.modalities.audio.features import LOG_FLOOR, LogMel, mel_filterbank
 
 PACKAGE = Path(scaletrain.__file__).parent
 
 
-def tone_folder(folder: Path, per_class: int = 16, seed: int = 0) -> Path:
+def tone_folder(folder: Path, per_class: int = 30, seed: int = 0) -> Path:
     """Three classes told apart by pitch (a low tone, a high tone, a rising chirp), at three
     rates and three formats, some in stereo, of varied length and loudness, with noise."""
     rng = np.random.default_rng(seed)
@@ -48,7 +48,7 @@ def test_log_mel_features_equal_librosas():
                                                fmin=20.0, fmax=8000.0, center=True, pad_mode="constant", power=2.0)
     ours = LogMel(rate).log_mel(torch.from_numpy(wave)[None])[0].numpy()
     assert ours.shape == reference.shape == (64, 101)
-    assert np.abs(ours - np.log(np.maximum(reference, 1e-10))).max() < 1e-4
+    assert np.abs(ours - np.log(np.maximum(reference, LOG_FLOOR))).max() < 1e-4
 
 
 @pytest.mark.parametrize("rate", [8000, 44100])
@@ -88,8 +88,8 @@ def test_files_that_cannot_be_used_are_named_and_skipped(tmp_path):
 @pytest.fixture(scope="module")
 def tone_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio")
-    folder = tone_folder(root / "clips")
-    run = scaletrain.fit(folder, out=root / "run", epochs=20, model__width=8)  # zero-config's batch size for 34 clips
+    folder = tone_folder(root / "clips", per_class=30)
+    run = scaletrain.fit(folder, out=root / "run", epochs=12, model__width=8)  # zero-config's batch size for 64 clips
     return root, folder, run
 
 
@@ -148,7 +148,7 @@ def test_audio_is_one_package_and_one_registry_line():
             if any(n.startswith("scaletrain.modalities.audio") for n in names):
                 importers.add(path.relative_to(PACKAGE).as_posix())
     outside = {p for p in importers if not p.startswith("modalities/audio/")}
-    assert outside == {"modalities/__init__.py"}, outside  # the registry line, and nothing else
+    assert outside == {"modalities/__init__.py", "explain/audio.py"}, outside  # the registry line, its explainer
     branches = [p for p in PACKAGE.rglob("*.py") if not p.is_relative_to(PACKAGE / "modalities" / "audio")
                 and "\"audio\"" in p.read_text(encoding="utf-8")]
     assert not branches, branches  # no code elsewhere names the modality

@@ -21,7 +21,10 @@ N_FFT = 512          # 32 ms at 16 kHz: the frame of speech recognizers' front e
 HOP = 160            # 10 ms
 N_MELS = 64
 FMIN = 20.0
-LOG_FLOOR = 1e-10    # power below it is silence: log(0) would be -inf
+# mel power below it is silence (about -90 dBFS, a 16-bit recording's noise floor): log(0) would
+# be -inf, and a lower floor reaches float32's rounding residue, where torch and onnxruntime
+# differ by whole units of log (1e-10 let exported probabilities drift by 3e-5)
+LOG_FLOOR = 1e-6
 FEATURE_CHUNK = 256  # clips transformed at once: bounds the memory of the frames
 
 
@@ -85,7 +88,7 @@ class LogMel(nn.Module):
         return real * real + imag * imag
 
     def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
-        """(batch, mels, frames): natural log of the mel power, floored at 1e-10."""
+        """(batch, mels, frames): natural log of the mel power, floored at LOG_FLOOR."""
         mel = torch.matmul(self.power(waves).transpose(1, 2), self.bank.to(waves.dtype)).transpose(1, 2)
         return torch.log(mel.clamp(min=LOG_FLOOR))
 
