@@ -218,3 +218,17 @@ def test_explain_draws_time_frequency_heatmaps_where_the_tone_is(tone_run):
     page = (root / "explain" / "explain.html").read_text()
     assert "Integrated Gradients" in page and "<img" in page
     assert (root / "explain" / "explanations.csv").read_text().splitlines()[0] == "clip,prediction,peak_hz,peak_seconds"
+
+
+def test_compress_distills_and_quantizes_a_sound_run(tone_run):
+    import json
+
+    from scaletrain.compress import compress_run
+
+    root, folder, _ = tone_run
+    compress_run(root / "run", folder, root / "compressed", distill=0.5, quantize="int8")
+    variants = json.loads((root / "compressed" / "compress.json").read_text())["variants"]
+    assert set(variants) == {"original", "distilled", "int8"}
+    assert variants["distilled"]["parameters"] < variants["original"]["parameters"]
+    assert variants["int8"]["same_class_as_original"] >= 0.9  # the features are inside the quantized graph too
+    assert scaletrain.load(root / "compressed" / "distilled").predict(folder / "low").prediction.notna().all()

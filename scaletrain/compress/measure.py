@@ -33,8 +33,8 @@ class Variant:
 
 
 def raw_rows(source: Source):
-    """The source's raw input as onnx_inputs takes it: a frame of rows, or uint8 images."""
-    return source.frame if source.frame is not None else source.items.images
+    """The source's raw input as onnx_inputs takes it: a frame of rows, or the source of items."""
+    return source.frame if source.frame is not None else source
 
 
 def _session(path: Path):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from scaletrain.data.onnx_graph import ML_OPSET
+from scaletrain.data.sources import Source
 from scaletrain.data.text import row_texts
 from scaletrain.io import atomic_write_bytes, write_json, write_text
 from scaletrain.run import Run
@@ -142,12 +143,15 @@ def padded_tokenizer(text: dict) -> str:
     return tokenizer.to_str()
 
 
-def onnx_inputs(run: Run, frame_or_images, tokenizer_json: str | None = None) -> dict[str, np.ndarray]:
-    """The exported model's feeds for raw rows (a DataFrame) or uint8 images (batch, h, w, c):
-    what the model card's `call` does, for tests and benchmarks."""
-    if isinstance(frame_or_images, np.ndarray):
-        return {"pixels": frame_or_images.astype(np.uint8)}
-    frame, state, feeds = frame_or_images, run.preprocess, {}
+def onnx_inputs(run: Run, data, tokenizer_json: str | None = None) -> dict[str, np.ndarray]:
+    """The exported model's feeds for raw rows (a DataFrame), an array of items (uint8 images
+    (batch, h, w, c), clips (batch, samples)) or a loaded Source of items: what the model
+    card's `call` does, for tests and benchmarks."""
+    if isinstance(data, np.ndarray):
+        data = run.source(data)
+    if isinstance(data, Source) and data.items is not None:
+        return run.modality.onnx_feeds(data)
+    frame, state, feeds = data.frame if isinstance(data, Source) else data, run.preprocess, {}
     for name in state["columns"]["numeric_raw"]:
         feeds[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64).reshape(-1, 1)
     for name in state["columns"]["boolean"] + state["columns"]["categorical"]:

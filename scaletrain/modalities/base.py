@@ -213,6 +213,11 @@ class Modality:
 
         raise ExportError(f"{self.name} runs cannot be exported to ONNX yet")
 
+    def onnx_feeds(self, source: Source) -> dict[str, np.ndarray]:
+        """The exported model's inputs for loaded items (ExportParts.names), as a caller of the
+        ONNX file gives them; tables are fed column by column (export/onnx_export.onnx_inputs)."""
+        raise NotImplementedError
+
     def report_sections(self, run, assessment) -> list[str]:
         """HTML sections of report.html that only this modality has."""
         return []
