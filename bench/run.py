@@ -33,6 +33,9 @@ Prints, never asserts on time:
      the largest cell predicted by the law fitted without it; exponents with intervals.
   20. sizing (bench/size_probe_bench.py): zero-config Fashion-MNIST --time-limit 10m, the width
      from the scaling probe and from the epochs rule, one after the other.
+  21. sound (bench/audio_bench.py): flite's spoken keywords, each voice held out in turn, and
+     FluidR3's instruments (families with programs held out; 128 programs), against log-mel
+     statistics + logistic regression.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -49,6 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import audio_bench  # noqa: E402
 import big_table  # noqa: E402
 import compress_bench  # noqa: E402
 import cpu_paths  # noqa: E402
@@ -171,3 +175,5 @@ if __name__ == "__main__":
     scale_bench.main([])
     print("\n20. sizing: the scaling probe against the epochs rule, Fashion-MNIST 10 minutes (bench/size_probe_bench.py)")
     size_probe_bench.main([])
+    print("\n21. sound: spoken keywords by held-out voice, instrument families by held-out program (bench/audio_bench.py)")
+    audio_bench.main([])
