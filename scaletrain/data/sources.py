@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -67,3 +68,16 @@ def subset_source(source: Source, index: np.ndarray, name: str | None = None) ->
     if source.frame is not None:
         return Source(source.kind, name or source.name, frame=source.frame.iloc[index].reset_index(drop=True))
     return Source(source.kind, name or source.name, items=source.items.subset(np.asarray(index)))
+
+
+def class_folder_files(folder: Path, subfolders: list[Path], wanted: Callable[[Path], bool]) -> tuple[list[Path], list | None]:
+    """The files a folder of items holds: those of its class `subfolders`, labelled by the
+    subfolder's name, or (without subfolders) its own, unlabelled; sorted."""
+    if not subfolders:
+        return sorted(f for f in folder.iterdir() if wanted(f)), None
+    paths, labels = [], []
+    for sub in subfolders:
+        files = sorted(f for f in sub.iterdir() if wanted(f))
+        paths += files
+        labels += [sub.name] * len(files)
+    return paths, labels

@@ -38,3 +38,34 @@ def kfold_splits(labels: np.ndarray, classified: bool, seed: int, k: int = 5, re
     else:
         splitter = (StratifiedKFold if stratified else KFold)(k, shuffle=True, random_state=seed)
     yield from splitter.split(np.zeros(len(labels)), labels)
+
+
+def split_items(items, test_items, data_cfg, seed: int, name: str, what: str) -> tuple:
+    """(task, train, val, test) of labelled items (images, clips: `data.sources.Items`): the
+    task inferred from their labels, the test split held out (stratified) unless `test_items`
+    are given, validation from the rest. `what` names the items in errors ("images")."""
+    import pandas as pd
+
+    from scaletrain.data.prepared import require_rows
+    from scaletrain.data.schema import check_target
+    from scaletrain.errors import DataError
+    from scaletrain.tasks import task_of
+    from scaletrain.tasks.infer import infer_task
+
+    if data_cfg.preprocess_from:
+        raise DataError(f"data.preprocess_from fits a table's preprocessing; a run on {what} fits its own statistics "
+                        "on its training items")
+    if items.labels is None:
+        raise DataError(f"'{name}' has {what} but no labels; put them in one subfolder per class")
+    task = infer_task(pd.Series(items.labels), data_cfg.task)
+    check_target(pd.Series(items.labels), task, "label")
+    stratify = task_of(task).classifies
+    if test_items is None:
+        keep, held = split_indices(len(items), items.labels if stratify else None, data_cfg.test_fraction, seed)
+        pool, test_items = items.subset(keep), items.subset(held)
+    else:
+        pool = items
+    tr, va = split_indices(len(pool), pool.labels if stratify else None, data_cfg.val_fraction, seed + 1)
+    train, val = pool.subset(tr), pool.subset(va)
+    require_rows(name, len(train), len(val), data_cfg.val_fraction)
+    return task, train, val, test_items

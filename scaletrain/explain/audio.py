@@ -11,10 +11,8 @@ import torch
 
 from scaletrain.data.sources import subset_source
 from scaletrain.explain.base import Explainer
-from scaletrain.explain.heatmaps import Heatmaps, input_heatmaps, overlay_figure
+from scaletrain.explain.heatmaps import Heatmaps, input_heatmaps, overlay_figure, write_heatmap_page
 from scaletrain.run import Assessment, Run
-
-SHOWN = 24  # spectrograms drawn on a page
 
 
 def clip_heatmaps(run: Run, spectrograms: torch.Tensor) -> Heatmaps:
@@ -35,36 +33,16 @@ def _peaks(run: Run, heat: np.ndarray) -> dict[str, np.ndarray]:
 def explain_clips(run: Run, data, out: Path, rows: int) -> dict:
     """Write explain.html (each clip's spectrogram with its IG and occlusion heatmaps),
     heatmaps.safetensors and explanations.csv (prediction, where the IG heatmap peaks)."""
-    from safetensors.numpy import save_file
-
-    from scaletrain.evaluate.report import figure_html
-    from scaletrain.explain.pages import page
-    from scaletrain.io import write_json, write_text
-
     source = run.source(data)
     clips = source.items.subset(np.arange(min(rows, len(source.items))))
     spectrograms = run.encode(subset_source(source, np.arange(len(clips))))[0][0]
     maps = clip_heatmaps(run, spectrograms)
     predicted = run.predict(data).iloc[:len(clips)].reset_index(drop=True)
     predicted[["clip", "prediction"]].assign(**_peaks(run, maps.ig)).to_csv(out / "explanations.csv", index=False)
-    save_file({"integrated_gradients": maps.ig.astype(np.float32), "occlusion": maps.occlusion.astype(np.float32)},
-              str(out / "heatmaps.safetensors"))
-    gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
-    summary = {"rows": len(clips), "method": "Integrated Gradients and occlusion (Captum) on the log-mel spectrogram, "
-                                              "from the training clips' mean spectrum",
-               "completeness_max_abs_error": float(gap.max()) if len(gap) else 0.0}
-    write_json(out / "importance.json", summary)
-    shown = min(len(clips), SHOWN)
-    grey = spectrograms[:shown, 0].numpy()
-    captions = [str(p)[:14] for p in predicted["prediction"][:shown]]
-    body = "".join(figure_html(f"heatmaps-{name}", f"{title} over time (across) and mel bands (up); red: towards the "
-                               "predicted class, blue: against", overlay_figure(grey, list(heat[:shown]), captions,
-                                                                               origin="lower"))
-                   for name, title, heat in (("ig", "Integrated Gradients", maps.ig),
-                                             ("occlusion", "Occlusion", maps.occlusion)))
-    intro = (f"{len(clips)} clips; {summary['method']}; Integrated Gradients sum to f(clip) − f(mean clip) within "
-             f"{summary['completeness_max_abs_error']:.2g}.")
-    write_text(out / "explain.html", page(f"Why {run.path.name} predicts what it does", intro, body))
+    captions = [str(p)[:14] for p in predicted["prediction"]]
+    summary = write_heatmap_page(out, f"Why {run.path.name} predicts what it does", maps, spectrograms[:, 0].numpy(),
+                                 captions, "Integrated Gradients and occlusion (Captum) on the log-mel spectrogram, "
+                                           "from the training clips' mean spectrum", origin="lower")
     summary["headline"] = f"time-frequency heatmaps of {len(clips)} clips"
     return summary
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 STEPS = 64  # IG steps per input: hundreds of cells; completeness within a few %
+SHOWN = 24  # inputs drawn on explain.html
 
 
 @dataclass
@@ -84,3 +85,30 @@ def overlay_figure(images: np.ndarray, maps: list[np.ndarray], captions: list[st
         ax.set_title(caption, fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def write_heatmap_page(out, title: str, maps: Heatmaps, backdrops: np.ndarray, captions: list[str],
+                       method: str, origin: str = "upper") -> dict:
+    """Write heatmaps.safetensors, importance.json and explain.html (each backdrop with its IG
+    and occlusion maps over it) into `out`; return the summary. `method` says what was
+    explained from what; the backdrops are drawn in grey (images, spectrograms)."""
+    from safetensors.numpy import save_file
+
+    from scaletrain.evaluate.report import figure_html
+    from scaletrain.explain.pages import page
+    from scaletrain.io import write_json, write_text
+
+    save_file({"integrated_gradients": maps.ig.astype(np.float32), "occlusion": maps.occlusion.astype(np.float32)},
+              str(out / "heatmaps.safetensors"))
+    gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
+    summary = {"rows": len(maps.ig), "method": method, "completeness_max_abs_error": float(gap.max()) if len(gap) else 0.0}
+    write_json(out / "importance.json", summary)
+    shown = min(len(backdrops), SHOWN)
+    axes = " over time (across) and mel bands (up)" if origin == "lower" else ""
+    body = "".join(figure_html(f"heatmaps-{name}", f"{label}{axes} (red: towards the predicted class, blue: against)",
+                               overlay_figure(backdrops[:shown], list(heat[:shown]), captions[:shown], origin=origin))
+                   for name, label, heat in (("ig", "Integrated Gradients", maps.ig), ("occlusion", "Occlusion", maps.occlusion)))
+    intro = (f"{len(maps.ig)} inputs; {method}; Integrated Gradients sum to f(input) − f(baseline) within "
+             f"{summary['completeness_max_abs_error']:.2g}.")
+    write_text(out / "explain.html", page(title, intro, body))
+    return summary

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from scaletrain.explain.base import Explainer
-from scaletrain.explain.heatmaps import STEPS, Heatmaps, input_heatmaps, overlay_figure
+from scaletrain.explain.heatmaps import STEPS, Heatmaps, input_heatmaps, overlay_figure, write_heatmap_page
 from scaletrain.run import Assessment, Run
 
 
@@ -27,11 +27,6 @@ def image_heatmaps(run: Run, pixels: torch.Tensor, steps: int = STEPS, batch: in
 def explain_images(run: Run, data, out, rows: int) -> dict:
     """Write explain.html (each image with its IG and occlusion heatmaps), heatmaps.safetensors
     and explanations.csv (prediction, probability, where each heatmap peaks) into `out`."""
-    from safetensors.numpy import save_file
-
-    from scaletrain.evaluate.report import figure_html
-    from scaletrain.explain.pages import page
-    from scaletrain.io import write_json, write_text
     from scaletrain.modalities.image.preprocess import transform_images
 
     source = run.source(data)
@@ -43,21 +38,9 @@ def explain_images(run: Run, data, out, rows: int) -> dict:
         flat = np.abs(heat).reshape(len(heat), -1).argmax(axis=1)
         peaks[f"{name}_peak_row"], peaks[f"{name}_peak_col"] = np.unravel_index(flat, heat.shape[1:])
     predicted[["image", "prediction"]].assign(**peaks).to_csv(out / "explanations.csv", index=False)
-    save_file({"integrated_gradients": maps.ig.astype(np.float32), "occlusion": maps.occlusion.astype(np.float32)},
-              str(out / "heatmaps.safetensors"))
-    gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
-    summary = {"rows": len(images), "method": "Integrated Gradients and occlusion (Captum), from the training mean colour",
-               "completeness_max_abs_error": float(gap.max()) if len(gap) else 0.0}
-    write_json(out / "importance.json", summary)
-    shown = min(len(images), 24)
-    captions = [str(p)[:14] for p in predicted["prediction"][:shown]]
-    body = "".join(figure_html(f"heatmaps-{name}", f"{title} (red: towards the predicted class, blue: against)",
-                               overlay_figure(images.images[:shown], list(heat[:shown]), captions))
-                   for name, title, heat in (("ig", "Integrated Gradients", maps.ig),
-                                             ("occlusion", "Occlusion", maps.occlusion)))
-    intro = (f"{len(images)} images; {summary['method']}; Integrated Gradients sum to f(image) − f(mean image) "
-             f"within {summary['completeness_max_abs_error']:.2g}.")
-    write_text(out / "explain.html", page(f"Why {run.path.name} predicts what it does", intro, body))
+    captions = [str(p)[:14] for p in predicted["prediction"]]
+    summary = write_heatmap_page(out, f"Why {run.path.name} predicts what it does", maps, images.images, captions,
+                                 "Integrated Gradients and occlusion (Captum), from the training mean colour")
     summary["headline"] = f"heatmaps of {len(images)} images"
     return summary
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaletrain.data.sources import class_folder_files
 from scaletrain.errors import DataError, InputTooLarge
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au"}
@@ -138,19 +139,11 @@ def read_clip_files(paths: list[Path], labels: list | None, rate: int | None = N
 
 def read_clip_folder(folder: Path, rate: int | None = None, samples: int | None = None) -> ClipSet:
     """A folder's clips; class labels come from subfolder names when there are any."""
-    subs = audio_subfolders(folder)
-    if subs:
-        paths, labels = [], []
-        for sub in subs:
-            files = sorted(f for f in sub.iterdir() if is_audio_file(f))
-            paths += files
-            labels += [sub.name] * len(files)
-        return read_clip_files(paths, labels, rate, samples)
-    files = sorted(f for f in folder.iterdir() if is_audio_file(f))
+    files, labels = class_folder_files(folder, audio_subfolders(folder), is_audio_file)
     if not files:
         raise DataError(f"the folder '{folder}' holds no sound files ({', '.join(sorted(AUDIO_SUFFIXES))}) and no "
                         "class subfolders with them")
-    return read_clip_files(files, None, rate, samples)
+    return read_clip_files(files, labels, rate, samples)
 
 
 def check_waves(x: np.ndarray, where: str) -> np.ndarray:

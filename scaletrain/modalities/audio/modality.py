@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig
-from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
-from scaletrain.data.schema import check_target
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError
 from scaletrain.modalities.audio.clips import (
@@ -33,8 +32,6 @@ from scaletrain.modalities.audio.clips import (
 )
 from scaletrain.modalities.audio.state import AudioState
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
-from scaletrain.tasks import task_of
-from scaletrain.tasks.infer import infer_task
 
 MAX_EPOCHS = 1000  # planned epochs of a time-limited run: the time limit ends it first
 
@@ -187,26 +184,12 @@ class Audio(Modality):
 
 def prepare_clips(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Prepared clips: split (stratified), band statistics fitted on the training clips."""
-    from scaletrain.data.split import split_indices
+    from scaletrain.data.split import split_items
     from scaletrain.modalities.audio.features import features, fit_features, front_of
 
     clips = source.items
-    if data_cfg.preprocess_from:
-        raise DataError("data.preprocess_from fits a table's preprocessing; a sound run's statistics are each mel "
-                        "band's mean and deviation")
-    if clips.labels is None:
-        raise DataError(f"'{source.name}' has sound clips but no labels; put them in one subfolder per class")
-    task = infer_task(pd.Series(clips.labels), data_cfg.task)
-    check_target(pd.Series(clips.labels), task, "label")
-    classification = task_of(task).classifies
-    if test is not None:
-        pool, test_set = clips, test.items
-    else:
-        keep, held = split_indices(len(clips), clips.labels if classification else None, data_cfg.test_fraction, seed)
-        pool, test_set = clips.subset(keep), clips.subset(held)
-    tr, va = split_indices(len(pool), pool.labels if classification else None, data_cfg.val_fraction, seed + 1)
-    train, val = pool.subset(tr), pool.subset(va)
-    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    task, train, val, test_set = split_items(clips, None if test is None else test.items, data_cfg, seed, source.name,
+                                             "sound clips")
     state = fit_features(train.waves, clips.rate)
     state["target"] = fit_target(train.labels, task)
     front = front_of(state)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from scaletrain.data.sources import class_folder_files
 from scaletrain.errors import DataError, InputTooLarge
 
 MAX_IMAGE_PIXELS = 100_000_000  # decoded as RGB: 300 MB; a file declaring more is refused before decoding
@@ -263,18 +264,10 @@ def _too_large(pixels: int, limit: int, shape: str) -> str:
 def read_image_folder(folder: Path, size: tuple[int, int] | None = None,
                       channels: int | None = None) -> ImageSet:
     """Return a folder's images; class labels come from subfolder names when there are any."""
-    subs = [Path(s) for s in image_subfolders(folder)]
-    if subs:
-        paths, labels = [], []
-        for sub in subs:
-            files = sorted(f for f in sub.iterdir() if is_image_file(f))
-            paths += files
-            labels += [sub.name] * len(files)
-        return read_image_files(paths, labels, size, channels)
-    files = sorted(f for f in folder.iterdir() if is_image_file(f))
+    files, labels = class_folder_files(folder, [Path(s) for s in image_subfolders(folder)], is_image_file)
     if not files:
         raise DataError(f"the folder '{folder}' holds no images and no class subfolders with images")
-    return read_image_files(files, None, size, channels)
+    return read_image_files(files, labels, size, channels)
 
 
 def resize_images(images: ImageSet, size: tuple[int, int] | None, channels: int | None) -> ImageSet:

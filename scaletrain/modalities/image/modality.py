@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig, TrainConfig
-from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
-from scaletrain.data.schema import check_target
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import ImageState
 from scaletrain.errors import DataError
@@ -40,8 +39,6 @@ from scaletrain.modalities.image.images import (
 )
 from scaletrain.modalities.image.preprocess import fit_images, transform_images
 from scaletrain.modalities.image.shards import decode_frame, prepare_image_shards
-from scaletrain.tasks import task_of
-from scaletrain.tasks.infer import infer_task
 
 # torch and scikit-learn are imported where training needs them: `scaletrain prepare` shards an
 # image folder through this module without either (2-3 s a process).
@@ -260,26 +257,10 @@ def _test_images(source: Source, test: Source | None) -> ImageSet | None:
 
 def prepare_images(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Return Prepared images: split (IDX files keep their own test split), state fitted on train."""
-    from scaletrain.data.split import split_indices
+    from scaletrain.data.split import split_items
 
-    images = source.items
-    if data_cfg.preprocess_from:
-        raise DataError("data.preprocess_from fits a table's preprocessing; an image run's statistics are the mean "
-                        "and std of each channel (see the privacy note in its report)")
-    if images.labels is None:
-        raise DataError(f"'{source.name}' has images but no labels; put them in one subfolder per class")
-    task = infer_task(pd.Series(images.labels), data_cfg.task)
-    check_target(pd.Series(images.labels), task, "label")
-    classification = task_of(task).classifies
-    test_set = _test_images(source, test)
-    if test_set is None:
-        keep, held = split_indices(len(images), images.labels if classification else None, data_cfg.test_fraction, seed)
-        pool, test_set = images.subset(keep), images.subset(held)
-    else:
-        pool = images
-    tr, va = split_indices(len(pool), pool.labels if classification else None, data_cfg.val_fraction, seed + 1)
-    train, val = pool.subset(tr), pool.subset(va)
-    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    task, train, val, test_set = split_items(source.items, _test_images(source, test), data_cfg, seed, source.name,
+                                             "images")
     state = fit_images(train.images)
     state["target"] = fit_target(train.labels, task)
     n_classes = len(state["target"].get("classes", []))
