@@ -248,3 +248,39 @@ def test_a_sound_run_killed_mid_training_resumes_bit_identically(tone_run, tmp_p
     kill_at_step(command(folder, killed, *args), killed, 9)
     subprocess.run(command(folder, killed, *args, "--resume"), check=True, capture_output=True)
     assert_same_weights(reference, killed)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"std": [0.0] * 64}, "std"),                     # a zero scale: every prediction the same
+    ({"n_mels": 40}, "40 mel bands but 64"),          # the statistics no longer fit the bands
+    ({"samples": 10 ** 12}, "samples"),               # a clip length no read could honour
+])
+def test_a_tampered_sound_run_is_refused_on_load(tone_run, tmp_path, change, message):
+    import json
+    import shutil
+
+    from scaletrain.errors import RunDirError
+
+    root, _, _ = tone_run
+    copy = tmp_path / "run"
+    shutil.copytree(root / "run", copy, ignore=shutil.ignore_patterns("checkpoints"))
+    state = json.loads((copy / "preprocess.json").read_text())
+    (copy / "preprocess.json").write_text(json.dumps(state | change))
+    with pytest.raises(RunDirError, match=message):
+        scaletrain.load(copy)
+
+
+def test_a_served_two_hour_upload_is_refused_before_decoding(tone_run):
+    from fastapi.testclient import TestClient
+
+    from scaletrain.serve import load_app
+
+    root, _, _ = tone_run
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", samplerate=1000, channels=1, format="FLAC") as out:  # 2 h of silence, a few KB
+        for _ in range(72):
+            out.write(np.zeros(100_000, np.float32))
+    with TestClient(load_app(root / "run")) as c:
+        answer = c.post("/predict", content=buffer.getvalue(), headers={"content-type": "audio/flac"})
+        assert answer.status_code == 413 and "lasts 120 minutes" in answer.json()["error"]
+        assert c.get("/health").status_code == 200  # the server is fine after it
