@@ -95,9 +95,9 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "transformer", "boosted", "blend"] = "auto"
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "conv1d", "transformer", "boosted", "blend"] = "auto"
     hidden: list[AtLeastOne] | None = None
-    depth: Count | None = None  # hidden layers (mlp) or stages (cnn, resnet; 0 = as many as fit)
+    depth: Count | None = None  # hidden layers (mlp), stages (cnn, resnet; 0 = as many as fit) or blocks (conv1d)
     width: AtLeastOne | None = None
     dropout: Rate | None = None
     norm: Literal["auto", "none", "batch", "layer", "group"] = "auto"  # group: conv nets under DP-SGD

@@ -174,7 +174,7 @@ def test_a_recurrent_encoder_reads_the_frames_and_exports(tone_run, cell, poolin
     root, folder, _ = tone_run
     run = scaletrain.fit(folder, out=root / f"rnn_{cell}", epochs=15, model="rnn", model__cell=cell,
                          model__pooling=pooling, model__width=32)
-    assert isinstance(run.model, RecurrentNet) and isinstance(run.model.rnn, torch.nn.GRU if cell == "gru" else torch.nn.LSTM)
+    assert isinstance(run.model, RecurrentNet) and isinstance(run.model.forwards[0], torch.nn.GRU if cell == "gru" else torch.nn.LSTM)
     assert run.metrics["test"]["accuracy"] >= 0.85, run.metrics["test"]
     session = ort.InferenceSession(str(export_onnx(root / f"rnn_{cell}")))
     waves = run.source(folder / "low").items.waves
@@ -184,13 +184,14 @@ def test_a_recurrent_encoder_reads_the_frames_and_exports(tone_run, cell, poolin
 
 
 def test_the_last_state_of_both_directions_is_read_from_both_ends():
-    from scaletrain.models.recurrent import RecurrentNet
+    from scaletrain.models.recurrent import Recurrence, RecurrentNet
 
     torch.manual_seed(0)
-    net = RecurrentNet(3, 2, "gru", 4, 1, True, "last").eval()
+    net = RecurrentNet(3, 2, Recurrence("gru", 4, 1, True, "last")).eval()
     x = torch.randn(2, 7, 3)
-    states, _ = net.rnn(x)
-    expected = net.head(torch.cat([states[:, -1, :4], states[:, 0, 4:]], dim=-1))
+    forward, _ = net.forwards[0](x)
+    backward, _ = net.backwards[0](x.flip(1))
+    expected = net.head(torch.cat([forward[:, -1], backward[:, -1]], dim=-1))
     torch.testing.assert_close(net(x), expected)
     x_changed = x.clone()
     x_changed[:, 3] += 1.0  # a middle step reaches both directions' last states

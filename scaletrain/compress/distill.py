@@ -22,7 +22,7 @@ from scaletrain.train.trainer import LossChoice, ValidationSet, fit_model
 
 TEMPERATURE = 2.0  # soft targets: the teacher's probabilities at this temperature
 ALPHA = 0.7        # the soft part's share of the loss; the labels' is the rest
-SIZE_KNOBS = {"mlp": "hidden", "cnn": "width", "resnet": "width", "rnn": "width", "transformer": "width"}
+SIZE_KNOBS = {"mlp": "hidden", "cnn": "width", "resnet": "width", "rnn": "width", "conv1d": "width", "transformer": "width"}
 
 
 def parameters(model: torch.nn.Module) -> int:

@@ -167,3 +167,14 @@ def encode_texts(tokenizer, texts: list[str], length: int) -> tuple[np.ndarray, 
         ids[i, :len(e.ids)] = e.ids
         cut += bool(e.overflowing)
     return ids, cut
+
+
+def padded_tokenizer(text: dict) -> str:
+    """A text state's tokenizer set to cut and pad every text to its kept length (an exported
+    model's; text["padded_tokenizer"] where a caller gives the file written beside one)."""
+    if text.get("padded_tokenizer"):
+        return text["padded_tokenizer"]
+    tokenizer = tokenizer_from_json(text["tokenizer"])
+    tokenizer.enable_truncation(text["length"])
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=text["length"])
+    return tokenizer.to_str()

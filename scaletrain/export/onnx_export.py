@@ -16,13 +16,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from scaletrain.data.onnx_graph import ML_OPSET
 from scaletrain.data.sources import Source
-from scaletrain.data.text import row_texts
+from scaletrain.data.text import padded_tokenizer
 from scaletrain.io import atomic_write_bytes, write_json, write_text
 from scaletrain.run import Run
 from scaletrain.tasks import task_of
@@ -133,44 +132,18 @@ def _label_array(classes: list) -> np.ndarray:
     return np.asarray([str(c) for c in classes], dtype=object)
 
 
-def padded_tokenizer(text: dict) -> str:
-    """The run's tokenizer, set to cut and pad every text to the exported model's length."""
-    from scaletrain.data.text import tokenizer_from_json
-
-    tokenizer = tokenizer_from_json(text["tokenizer"])
-    tokenizer.enable_truncation(text["length"])
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=text["length"])
-    return tokenizer.to_str()
-
-
 def onnx_inputs(run: Run, data, tokenizer_json: str | None = None) -> dict[str, np.ndarray]:
     """The exported model's feeds for raw rows (a DataFrame), an array of items (uint8 images
-    (batch, h, w, c), clips (batch, samples)) or a loaded Source of items: what the model
-    card's `call` does, for tests and benchmarks."""
+    (batch, h, w, c), clips (batch, samples)) or a loaded Source: what the model card's `call`
+    does, for tests and benchmarks. `tokenizer_json`: the tokenizer file written beside the
+    model, to check that it gives the ids the model was exported with."""
     if isinstance(data, np.ndarray):
         data = run.source(data)
-    if isinstance(data, Source) and data.items is not None:
-        return run.modality.onnx_feeds(data)
-    frame, state, feeds = data.frame if isinstance(data, Source) else data, run.preprocess, {}
-    for name in state["columns"]["numeric_raw"]:
-        feeds[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64).reshape(-1, 1)
-    for name in state["columns"]["boolean"] + state["columns"]["categorical"]:
-        feeds[name] = _strings(frame[name]).reshape(-1, 1)
-    if "text" in state:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_str(tokenizer_json or padded_tokenizer(state["text"]))
-        texts = row_texts([frame[c].tolist() for c in state["text"]["columns"]])
-        feeds["tokens"] = np.asarray([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)
-    return feeds
-
-
-def _strings(series: pd.Series) -> np.ndarray:
-    """A column's values as the strings the graph looks up (predict's category keys; '' where missing)."""
-    from scaletrain.data.values import MISSING, category_strings
-
-    keys = category_strings(series).astype(str)
-    return keys.where(keys != MISSING, "").to_numpy(dtype=object)
+    source = data if isinstance(data, Source) else Source(run.modality.name, "rows", frame=data)
+    state = run.preprocess
+    if tokenizer_json is not None:
+        state = state | {"text": state["text"] | {"padded_tokenizer": tokenizer_json}}
+    return run.modality.onnx_feeds(state, source)
 
 
 def model_card(run: Run, inputs: list[dict] | None, out: Path) -> dict:

@@ -18,10 +18,11 @@ from scaletrain.errors import DataError
 from scaletrain.modalities.audio import AUDIO
 from scaletrain.modalities.base import DataFacts, Modality
 from scaletrain.modalities.image import IMAGE
+from scaletrain.modalities.sequence import SEQUENCE
 from scaletrain.modalities.table import TABLE
 
 # In the order sources are offered to them: the table modality reads whatever no other claims.
-MODALITIES: dict[str, Modality] = {m.name: m for m in (IMAGE, AUDIO, TABLE)}
+MODALITIES: dict[str, Modality] = {m.name: m for m in (IMAGE, AUDIO, SEQUENCE, TABLE)}
 
 __all__ = ["MODALITIES", "DataFacts", "Modality", "modality", "load_source", "prepare", "prepare_shards",
            "read_for_run"]

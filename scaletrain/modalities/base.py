@@ -175,7 +175,8 @@ class Modality:
 
     def input_fields(self, state: dict) -> list[dict]:
         """What one input is made of, for a served model's schema and form: {name, type: number |
-        boolean | category | text | date | image, values (a category's known ones)}."""
+        boolean | category | text | date | image | audio | steps (a sequence column's), values (a
+        category's known ones)}."""
         return []
 
     def background(self, prepared: Prepared, seed: int) -> dict[str, torch.Tensor] | None:
@@ -213,9 +214,9 @@ class Modality:
 
         raise ExportError(f"{self.name} runs cannot be exported to ONNX yet")
 
-    def onnx_feeds(self, source: Source) -> dict[str, np.ndarray]:
-        """The exported model's inputs for loaded items (ExportParts.names), as a caller of the
-        ONNX file gives them; tables are fed column by column (export/onnx_export.onnx_inputs)."""
+    def onnx_feeds(self, state: dict, source: Source) -> dict[str, np.ndarray]:
+        """The exported model's inputs (ExportParts.names) for loaded input, as a caller of the
+        ONNX file gives them (export/onnx_export.onnx_inputs)."""
         raise NotImplementedError
 
     def report_sections(self, run, assessment) -> list[str]:

@@ -9,8 +9,9 @@ from torch import nn
 from scaletrain.errors import ConfigError
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
-from scaletrain.models.recurrent import RecurrentNet
+from scaletrain.models.recurrent import Recurrence, RecurrentNet
 from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, TabularNet, TextBag, mlp_layers
+from scaletrain.models.temporal import TimeConvNet
 from scaletrain.models.transformer import EncoderShape, PooledText
 from scaletrain.models.trees import TreeEnsemble
 from scaletrain.models.vision import Normalize, build_convnet
@@ -22,9 +23,9 @@ class ModelSpec:
 
     kind: str                      # the modality's name (recorded; builders go by the shapes)
     n_out: int
-    n_dense: int = 0               # tables: dense feature count
+    n_dense: int = 0               # tables: dense feature count; sequences: the row's other numbers
     cardinalities: tuple = ()      # tables: categories per embedded column
-    shape: tuple = ()              # images: (channels, height, width)
+    shape: tuple = ()              # images: (channels, height, width); sequences: (steps, features)
     mean: tuple = ()
     std: tuple = ()
     vocab_size: int = 0            # tables with free text: the tokenizer's vocabulary (0: no text)
@@ -101,13 +102,28 @@ def _conv(residual: bool) -> Callable:
     return build
 
 
+def _sequence_shape(spec: ModelSpec, name: str) -> int:
+    """Numbers per step of the sequences a spec describes: (steps, features) sequences, or a
+    one-channel spectrogram's (1, mels, frames) frames of mel bands."""
+    if len(spec.shape) == 2:
+        return spec.shape[1]
+    if len(spec.shape) == 3 and spec.shape[0] == 1:
+        return spec.shape[1]
+    raise ConfigError(f"model.name={name} reads sequences of vectors (a sequence column, a sound clip's frames, a "
+                      "one-channel image's rows); use linear or mlp for tables, cnn or resnet for color images")
+
+
 def build_rnn(spec: ModelSpec, m) -> nn.Module:
-    """A GRU or LSTM over a sequence of vectors: a sound clip's frames of mel bands."""
-    if len(spec.shape) != 3 or spec.shape[0] != 1:
-        raise ConfigError("model.name=rnn reads sequences of vectors (a sound clip's frames, a one-channel image's rows); "
-                          "use linear or mlp for tables, cnn or resnet for color images")
-    return RecurrentNet(spec.shape[1], spec.n_out, m.cell, m.width or 64, m.depth or 2, m.bidirectional, m.pooling,
-                        0.0 if m.dropout is None else m.dropout)
+    """A GRU or LSTM over a sequence of vectors: a sequence column's steps, a sound clip's frames."""
+    shape = Recurrence(m.cell, m.width or 64, m.depth or 2, m.bidirectional, m.pooling)
+    return RecurrentNet(_sequence_shape(spec, "rnn"), spec.n_out, shape, 0.0 if m.dropout is None else m.dropout,
+                        spec.n_dense)
+
+
+def build_conv1d(spec: ModelSpec, m) -> nn.Module:
+    """Dilated 1-d convolutions over the steps of a sequence of vectors."""
+    return TimeConvNet(_sequence_shape(spec, "conv1d"), spec.n_out, m.width or 64, m.depth or 3,
+                       0.0 if m.dropout is None else m.dropout, spec.n_dense)
 
 
 def build_boosted(spec: ModelSpec, m) -> nn.Module:
@@ -130,6 +146,7 @@ MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "cnn": _conv(residual=False),
     "resnet": _conv(residual=True),
     "rnn": build_rnn,
+    "conv1d": build_conv1d,
     "transformer": build_transformer,
     "boosted": build_boosted,
     "blend": build_blend,

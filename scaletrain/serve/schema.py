@@ -21,7 +21,9 @@ from scaletrain.serve.limits import (
 )
 
 FIELD_TYPES = {"number": Optional[float], "boolean": Optional[Union[bool, str]], "date": Optional[str],
-               "category": Optional[Union[str, int, float]], "text": Optional[str]}
+               "category": Optional[Union[str, int, float]], "text": Optional[str],
+               # a sequence column's steps: numbers, or vectors of them (the body's size bounds its length)
+               "steps": Optional[list[Union[Optional[float], list[Optional[float]]]]]}
 
 
 def row_model(fields: list[dict], optional: list[str]) -> type[BaseModel] | None:

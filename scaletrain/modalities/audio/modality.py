@@ -167,7 +167,7 @@ class Audio(Modality):
     def input_fields(self, state: dict) -> list[dict]:
         return [{"name": "audio", "type": "audio", "rate": state["rate"], "samples": state["samples"]}]
 
-    def onnx_feeds(self, source: Source) -> dict:
+    def onnx_feeds(self, state: dict, source: Source) -> dict:
         return {"waveform": source.items.waves.astype(np.float32)}
 
     def export_parts(self, state: dict, opset: int) -> ExportParts:

@@ -229,7 +229,7 @@ class Image(Modality):
     def input_fields(self, state: dict) -> list[dict]:
         return [{"name": "image", "type": "image", "size": state["size"], "channels": state["channels"]}]
 
-    def onnx_feeds(self, source: Source) -> dict:
+    def onnx_feeds(self, state: dict, source: Source) -> dict:
         return {"pixels": source.items.images.astype(np.uint8)}
 
     def export_parts(self, state: dict, opset: int) -> ExportParts:

@@ -245,6 +245,13 @@ class Table(Modality):
     def input_warnings(self, state: dict, source: Source) -> list[dict]:
         return table_warnings(state, source.frame) if source.frame is not None else []
 
+    def onnx_feeds(self, state: dict, source: Source) -> dict:
+        """Each raw column a graph input of its own (numbers as float64, the rest as the strings
+        predict looks up), and the text's ids from the tokenizer that pads them."""
+        from scaletrain.modalities.table.preprocess import column_feeds
+
+        return column_feeds(state, source.frame)
+
     def export_parts(self, state: dict, opset: int) -> ExportParts:
         import torch
 

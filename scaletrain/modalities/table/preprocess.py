@@ -21,6 +21,7 @@ from scaletrain.data.text import (
     counts_and_idf,
     encode_texts,
     length_for,
+    padded_tokenizer,
     piece_weights,
     row_texts,
     tokenizer_from_json,
@@ -208,6 +209,21 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
                               text["length"])
         tokens, weights = torch.from_numpy(ids), torch.from_numpy(piece_weights(ids, text["idf"]))
     return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens, weights)
+
+
+def column_feeds(state: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """An exported table model's inputs for raw rows (Table.onnx_feeds)."""
+    feeds = {}
+    for name in state["columns"]["numeric_raw"]:
+        feeds[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64).reshape(-1, 1)
+    for name in state["columns"]["boolean"] + state["columns"]["categorical"]:
+        keys = category_strings(frame[name]).astype(str)  # predict's category keys; '' where missing
+        feeds[name] = keys.where(keys != MISSING, "").to_numpy(dtype=object).reshape(-1, 1)
+    if "text" in state:
+        tokenizer = tokenizer_from_json(padded_tokenizer(state["text"]))
+        texts = row_texts([frame[c].tolist() for c in state["text"]["columns"]])
+        feeds["tokens"] = np.asarray([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)
+    return feeds
 
 
 def table_summary(frame: pd.DataFrame, state: dict) -> dict:
