@@ -36,6 +36,8 @@ Prints, never asserts on time:
   21. sound (bench/audio_bench.py): flite's spoken keywords, each voice held out in turn, and
      FluidR3's instruments (families with programs held out; 128 programs), against log-mel
      statistics + logistic regression.
+  22. sequences (bench/sequence_bench.py): JapaneseVowels as Parquet with a column of vectors,
+     zero-config against 1-NN (Euclidean on padded sequences, and DTW).
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -63,6 +65,7 @@ import pretrain_speed  # noqa: E402
 import privacy_bench  # noqa: E402
 import scale_bench  # noqa: E402
 import scaling  # noqa: E402
+import sequence_bench  # noqa: E402
 import serve_burst  # noqa: E402
 import serve_load  # noqa: E402
 import size_probe_bench  # noqa: E402
@@ -177,3 +180,5 @@ if __name__ == "__main__":
     size_probe_bench.main([])
     print("\n21. sound: spoken keywords by held-out voice, instrument families by held-out program (bench/audio_bench.py)")
     audio_bench.main([])
+    print("\n22. sequences: JapaneseVowels against 1-NN Euclidean and DTW (bench/sequence_bench.py)")
+    sequence_bench.main([])

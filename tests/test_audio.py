@@ -1,7 +1,6 @@
 """Sound clips: reading (mono, resampled, one length), log-mel features equal to librosa's, files
 that cannot be used, and a folder of clips to a trained run that predicts, exports (raw
-waveform in) and serves uploads; audio is one package and one registry line."""
-import ast
+waveform in) and serves uploads (that audio is one package and one registry line: tests/test_layout.py)."""
 import io
 from pathlib import Path
 
@@ -14,8 +13,6 @@ import scaletrain
 from scaletrain.errors import DataError, InputTooLarge
 from scaletrain.modalities.audio.clips import MAX_CLIP_SECONDS, read_clip, read_clip_folder
 from scaletrain.modalities.audio.features import LOG_FLOOR, LogMel, mel_filterbank
-
-PACKAGE = Path(scaletrain.__file__).parent
 
 
 def tone_folder(folder: Path, per_class: int = 30, seed: int = 0) -> Path:
@@ -137,21 +134,6 @@ def test_serve_takes_a_sound_upload_and_refuses_what_is_not_one(tone_run):
         assert c.post("/predict", content=b"\x89PNG", headers={"content-type": "image/png"}).status_code == 415
         assert c.post("/predict", json={"records": [{}]}).status_code == 415
         assert c.get("/metadata").json()["inputs"][0]["type"] == "audio"
-
-
-def test_audio_is_one_package_and_one_registry_line():
-    importers = set()
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if any(n.startswith("scaletrain.modalities.audio") for n in names):
-                importers.add(path.relative_to(PACKAGE).as_posix())
-    outside = {p for p in importers if not p.startswith("modalities/audio/")}
-    assert outside == {"modalities/__init__.py", "explain/audio.py"}, outside  # the registry line, its explainer
-    branches = [p for p in PACKAGE.rglob("*.py") if not p.is_relative_to(PACKAGE / "modalities" / "audio")
-                and "\"audio\"" in p.read_text(encoding="utf-8")]
-    assert not branches, branches  # no code elsewhere names the modality
 
 
 def test_an_upload_is_read_as_the_run_reads_clips():
@@ -285,3 +267,45 @@ def test_a_served_two_hour_upload_is_refused_before_decoding(tone_run):
         answer = c.post("/predict", content=buffer.getvalue(), headers={"content-type": "audio/flac"})
         assert answer.status_code == 413 and "lasts 120 minutes" in answer.json()["error"]
         assert c.get("/health").status_code == 200  # the server is fine after it
+
+
+def test_a_search_and_two_ranks_take_sound_clips(tone_run, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from scaletrain.api import tune
+
+    _, folder, _ = tone_run
+    tune(str(folder), search="random", trials=2, out=tmp_path / "search", sets=["train.epochs=2"],
+                    verbose=False)
+    board = pd.read_csv(tmp_path / "search" / "leaderboard.csv")
+    assert len(board) == 3 and set(board["state"]) == {"COMPLETE"}
+    assert scaletrain.load(tmp_path / "search" / "best").modality.name == "audio"
+    done = subprocess.run([sys.executable, "-m", "scaletrain", "train", str(folder), "--out", str(tmp_path / "dp"),
+                           "--nproc-per-node", "2", "--set", "train.epochs=2", "--set", "model.width=4", "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "dp" / "metrics.json").read_text())["distributed"]["ranks"] == 2
+
+
+def test_a_listing_of_paths_trains_predicts_and_evaluates(tone_run, tmp_path):
+    import pandas as pd
+
+    root, folder, _ = tone_run
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    listing = pd.DataFrame({"file": [str(p.relative_to(folder)) for p in files],  # relative to the listing
+                            "kind": [p.parent.name for p in files], "take": range(len(files))})
+    listing.loc[3, "kind"] = None  # a clip without a label is left out, and said
+    listing.to_csv(folder / "listing.csv", index=False)
+    run = scaletrain.fit(str(folder / "listing.csv"), "kind", out=tmp_path / "run", epochs=12, model__width=8)
+    assert run.modality.name == "audio" and sorted(run.classes) == ["chirp", "high", "low"]
+    assert any("1 listed clip(s) without a label in 'kind'" in n for n in run.metrics["notes"])
+    assert run.metrics["test"]["accuracy"] >= 0.8, run.metrics["test"]
+    predicted = scaletrain.load(tmp_path / "run").predict(str(folder / "listing.csv"))
+    assert list(predicted.columns[:4]) == ["clip", "kind", "take", "prediction"] and len(predicted) == len(files)
+    assert (predicted.prediction == predicted.kind).mean() >= 0.8
+    scored = scaletrain.load(tmp_path / "run").evaluate(str(folder / "listing.csv"))
+    assert scored["accuracy"] >= 0.8

@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 import grimp
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "scaletrain"
 MAX_MODULE_LINES = 400
@@ -153,3 +154,23 @@ def test_functions_take_few_parameters():
                     wide[f"{name}{owner}.{child.name}"] = _parameters(child)
     assert {k: v for k, v in wide.items() if k not in WIDE_FUNCTIONS} == {}
     assert set(WIDE_FUNCTIONS) <= set(wide)  # none stale
+
+
+@pytest.mark.parametrize("name,importers", [
+    ("audio", {"modalities/__init__.py", "explain/audio.py"}),  # the registry line, its explainer
+    ("sequence", {"modalities/__init__.py"}),
+])
+def test_a_modality_is_one_package_and_one_registry_line(name, importers):
+    """Nothing outside the modality's package imports it but the registry (and its explainer,
+    found by name), and no code elsewhere names it: no branch on the kind of data."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n.startswith(f"scaletrain.modalities.{name}") for n in names):
+                found.add(path.relative_to(PACKAGE).as_posix())
+    assert {p for p in found if not p.startswith(f"modalities/{name}/")} == importers
+    branches = [p for p in PACKAGE.rglob("*.py") if not p.is_relative_to(PACKAGE / "modalities" / name)
+                and f'"{name}"' in p.read_text(encoding="utf-8")]
+    assert not branches, branches

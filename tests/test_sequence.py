@@ -164,19 +164,48 @@ def test_a_tampered_sequence_run_is_refused_on_load(shape_runs, tmp_path, change
         scaletrain.load(copy)
 
 
-def test_sequences_are_one_package_and_one_registry_line():
-    import ast
-    from pathlib import Path
+def test_prepare_says_it_does_not_shard_sequences_yet(shape_runs, tmp_path):
+    from scaletrain.modalities import prepare_shards
 
-    package = Path(scaletrain.__file__).parent
-    importers = set()
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if any(n.startswith("scaletrain.modalities.sequence") for n in names):
-                importers.add(path.relative_to(package).as_posix())
-    assert {p for p in importers if not p.startswith("modalities/sequence/")} == {"modalities/__init__.py"}
-    branches = [p for p in package.rglob("*.py") if not p.is_relative_to(package / "modalities" / "sequence")
-                and "\"sequence\"" in p.read_text(encoding="utf-8")]
-    assert not branches, branches  # no code elsewhere names the modality
+    root, _ = shape_runs
+    with pytest.raises(DataError, match="does not shard sequences yet"):
+        prepare_shards([str(root / "train.jsonl")], str(tmp_path / "shards"), target="shape")
+    assert not (tmp_path / "shards").exists()
+
+
+@pytest.mark.parametrize("name", ["rnn", "conv1d"])
+def test_explain_puts_the_heat_on_the_real_steps(shape_runs, tmp_path, name):
+    from safetensors.numpy import load_file
+
+    from scaletrain.explain import explain_run
+
+    root, runs = shape_runs
+    rows = shapes(8, seed=2).drop(columns="shape")
+    summary = explain_run(root / name, rows, out=tmp_path / "explain", rows=8)
+    assert summary["rows"] == 8 and "step heatmaps" in summary["headline"]
+    assert summary["completeness_max_abs_error"] < 0.05  # Integrated Gradients add up to f(x) - f(mean)
+    maps = load_file(str(tmp_path / "explain" / "heatmaps.safetensors"))
+    lengths = rows["path"].map(len).to_numpy()
+    for kind in ("integrated_gradients", "occlusion"):
+        heat = maps[kind]
+        assert heat.shape == (8, 2, runs[name].preprocess["steps"])
+        padding = np.arange(heat.shape[2])[None, :] >= lengths[:, None]
+        assert np.abs(heat).sum(axis=1)[padding].max() < 1e-4  # the padding is never read: no heat (but float noise)
+        assert np.abs(heat).sum() > 0
+    table = pd.read_csv(tmp_path / "explain" / "explanations.csv")
+    assert list(table.columns) == ["row", "prediction", "peak_step", "peak_feature"]
+    assert (table.peak_step < lengths).all()
+    assert "Integrated Gradients" in (tmp_path / "explain" / "explain.html").read_text()
+
+
+def test_cross_validation_and_a_search_take_sequences(shape_runs, tmp_path):
+    from scaletrain.api import cross_validate, tune
+
+    root, _ = shape_runs
+    result = cross_validate(str(root / "train.jsonl"), "shape", k=3, epochs=6, model="conv1d", model__width=8)
+    assert len(result["folds"]) == 3 and result["mean"]["accuracy"] >= 0.8, result["mean"]
+    found = tune(str(root / "train.jsonl"), "shape", search="random", trials=2, out=tmp_path / "search",
+                            sets=["train.epochs=4", "model.width=8"], verbose=False)
+    board = pd.read_csv(tmp_path / "search" / "leaderboard.csv")
+    assert len(board) == 3 and set(board["state"]) == {"COMPLETE"}
+    assert scaletrain.load(tmp_path / "search" / "best").modality.name == "sequence" and found is not None

@@ -16,7 +16,8 @@ from scaletrain.cli.options import DEBUG, app, err_console, guarded, metrics_tab
 @app.command()
 @guarded
 def train(
-    data: str = typer.Argument(..., help="CSV/TSV/Parquet/JSONL file or glob, image folder, IDX folder or .npz."),
+    data: str = typer.Argument(..., help="CSV/TSV/Parquet/JSONL file or glob (a column of lists: sequences), "
+                                         "image or sound-clip folder, IDX folder or .npz."),
     test: Optional[str] = typer.Option(None, help="Separate test data (else a split of DATA)."),
     target: Optional[str] = typer.Option(None, help="Target column (tables)."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<data>-<time>)."),

@@ -12,7 +12,7 @@ from rich.table import Table
 from scaletrain.errors import RunDirError, ScaletrainError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, evaluate and use neural models on tables and images with one command.")
+                  help="Train, evaluate and use neural models on tables, images, sound and sequences with one command.")
 out_console = Console()
 err_console = Console(stderr=True)
 DEBUG = typer.Option(False, "--debug", help="Show the full traceback on errors.")

@@ -69,3 +69,24 @@ def split_items(items, test_items, data_cfg, seed: int, name: str, what: str) ->
     train, val = pool.subset(tr), pool.subset(va)
     require_rows(name, len(train), len(val), data_cfg.val_fraction)
     return task, train, val, test_items
+
+
+def split_rows(frame, target: str, stratify: bool, test, data_cfg, seed: int, name: str) -> tuple:
+    """(train, validation, test) rows of a labelled frame: the test rows held out (stratified
+    by the target where `stratify`) unless `test` (a Source) brings its own, validation from the
+    rest. The rows keep their labels in `frame` (errors name them)."""
+    from scaletrain.data.prepared import require_rows
+    from scaletrain.errors import TargetError
+
+    labels = frame[target].to_numpy() if stratify else None
+    if test is not None:
+        if test.frame is None or target not in test.frame.columns:
+            raise TargetError(f"test data '{test.name}' has no target column '{target}'")
+        pool, test_frame = frame, test.frame
+    else:
+        keep, held = split_indices(len(frame), labels, data_cfg.test_fraction, seed)
+        pool, test_frame = frame.iloc[keep], frame.iloc[held]
+    tr, va = split_indices(len(pool), pool[target].to_numpy() if stratify else None, data_cfg.val_fraction, seed + 1)
+    train, val = pool.iloc[tr], pool.iloc[va]
+    require_rows(name, len(train), len(val), data_cfg.val_fraction)
+    return train, val, test_frame

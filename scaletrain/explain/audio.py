@@ -42,7 +42,8 @@ def explain_clips(run: Run, data, out: Path, rows: int) -> dict:
     captions = [str(p)[:14] for p in predicted["prediction"]]
     summary = write_heatmap_page(out, f"Why {run.path.name} predicts what it does", maps, spectrograms[:, 0].numpy(),
                                  captions, "Integrated Gradients and occlusion (Captum) on the log-mel spectrogram, "
-                                           "from the training clips' mean spectrum", origin="lower")
+                                           "from the training clips' mean spectrum", origin="lower",
+                                 axes=" over time (across) and mel bands (up)")
     summary["headline"] = f"time-frequency heatmaps of {len(clips)} clips"
     return summary
 

@@ -88,23 +88,24 @@ def overlay_figure(images: np.ndarray, maps: list[np.ndarray], captions: list[st
 
 
 def write_heatmap_page(out, title: str, maps: Heatmaps, backdrops: np.ndarray, captions: list[str],
-                       method: str, origin: str = "upper") -> dict:
+                       method: str, origin: str = "upper", axes: str = "") -> dict:
     """Write heatmaps.safetensors, importance.json and explain.html (each backdrop with its IG
     and occlusion maps over it) into `out`; return the summary. `method` says what was
-    explained from what; the backdrops are drawn in grey (images, spectrograms)."""
+    explained from what, `axes` what the figures' axes are; the backdrops are drawn in grey
+    (images, spectrograms, sequences' steps)."""
     from safetensors.numpy import save_file
 
     from scaletrain.evaluate.report import figure_html
     from scaletrain.explain.pages import page
     from scaletrain.io import write_json, write_text
 
-    save_file({"integrated_gradients": maps.ig.astype(np.float32), "occlusion": maps.occlusion.astype(np.float32)},
-              str(out / "heatmaps.safetensors"))
+    # C order: safetensors writes the array's buffer as it lies, and a transposed view's is not
+    save_file({"integrated_gradients": np.ascontiguousarray(maps.ig, np.float32),
+               "occlusion": np.ascontiguousarray(maps.occlusion, np.float32)}, str(out / "heatmaps.safetensors"))
     gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
     summary = {"rows": len(maps.ig), "method": method, "completeness_max_abs_error": float(gap.max()) if len(gap) else 0.0}
     write_json(out / "importance.json", summary)
     shown = min(len(backdrops), SHOWN)
-    axes = " over time (across) and mel bands (up)" if origin == "lower" else ""
     body = "".join(figure_html(f"heatmaps-{name}", f"{label}{axes} (red: towards the predicted class, blue: against)",
                                overlay_figure(backdrops[:shown], list(heat[:shown]), captions[:shown], origin=origin))
                    for name, label, heat in (("ig", "Integrated Gradients", maps.ig), ("occlusion", "Occlusion", maps.occlusion)))

@@ -176,7 +176,7 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
     if t.weight_decay is None and t.optimizer != "lbfgs":  # lbfgs: chosen by cross-validation
         t.weight_decay = {"adamw": 0.05, "adam": 0.0}.get(t.optimizer, 5e-4)
     if t.epochs is None:
-        t.epochs = recipe.epochs(math.ceil(facts.n_train / t.batch_size / t.grad_accum), t.time_limit)
+        t.epochs = recipe.epochs(math.ceil(facts.n_train / t.batch_size / t.grad_accum), t.time_limit, facts.n_train)
     if t.schedule == "auto":
         t.schedule = recipe.schedule
     if t.loss == "auto":

@@ -80,7 +80,7 @@ class Recipe:
     def lr(self, optimizer: str, n_train: int) -> float:
         raise NotImplementedError
 
-    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+    def epochs(self, steps_per_epoch: int, time_limit: float | None, n_train: int) -> int:
         raise NotImplementedError
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from scaletrain.data.sources import class_folder_files
 from scaletrain.errors import DataError, InputTooLarge
@@ -37,13 +38,15 @@ class ClipSet:
     names: list[str]
     rate: int
     skipped: list[str] = field(default_factory=list)  # files that could not be read, with why
+    table: pd.DataFrame | None = None  # a listing's other columns, a row per clip (listing.py)
 
     def __len__(self) -> int:
         return len(self.waves)
 
     def subset(self, index: np.ndarray) -> "ClipSet":
         labels = None if self.labels is None else self.labels[index]
-        return ClipSet(self.waves[index], labels, [self.names[i] for i in index], self.rate)
+        table = None if self.table is None else self.table.iloc[index].reset_index(drop=True)
+        return ClipSet(self.waves[index], labels, [self.names[i] for i in index], self.rate, table=table)
 
     def concat(self, others: list["ClipSet"]) -> "ClipSet":
         """These clips, then the others' (their labels dropped: prediction input)."""
@@ -115,9 +118,10 @@ def chosen_length(lengths: list[int], rate: int) -> int:
 
 
 def read_clip_files(paths: list[Path], labels: list | None, rate: int | None = None,
-                    samples: int | None = None) -> ClipSet:
+                    samples: int | None = None, table: pd.DataFrame | None = None) -> ClipSet:
     """Clips from files, at `rate` (default 16 kHz) and `samples` long (default: chosen from
-    their lengths); unreadable files are skipped and listed, unless none is left."""
+    their lengths), with the rows of `table` that go with them; unreadable files are skipped
+    and listed, unless none is left."""
     rate = rate or DEFAULT_RATE
     waves, kept, skipped = [], [], []
     for i, path in enumerate(paths):
@@ -134,7 +138,8 @@ def read_clip_files(paths: list[Path], labels: list | None, rate: int | None = N
     stacked = np.stack([fit_length(w, samples) for w in waves])
     names = [str(paths[i]) for i in kept]
     kept_labels = None if labels is None else np.asarray([labels[i] for i in kept])
-    return ClipSet(stacked, kept_labels, names, rate, skipped)
+    kept_rows = None if table is None else table.iloc[kept].reset_index(drop=True)
+    return ClipSet(stacked, kept_labels, names, rate, skipped, kept_rows)
 
 
 def read_clip_folder(folder: Path, rate: int | None = None, samples: int | None = None) -> ClipSet:

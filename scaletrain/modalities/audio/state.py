@@ -2,7 +2,7 @@
 length clips are brought to, the STFT and mel settings, and each band's fitted statistics."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
@@ -23,3 +23,4 @@ class AudioState(State):
     mean: list[Finite]
     std: list[Scale]
     target: TargetState
+    target_column: Optional[str] = None  # trained on a listing: the column of its labels

@@ -68,7 +68,7 @@ class ImageRecipe(Recipe):
     def lr(self, optimizer: str, n_train: int) -> float:
         return 0.1 if optimizer in ("sgd", "momentum", "nesterov") else 2e-3
 
-    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+    def epochs(self, steps_per_epoch: int, time_limit: float | None, n_train: int) -> int:
         if time_limit:
             # the limit, not a count, ends the run: the one-cycle schedule anneals on time, so
             # every second of the budget is spent training (a count fitted to one machine's

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig, ModelConfig
-from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
 from scaletrain.data.schema import find_target
 from scaletrain.data.sources import Source
@@ -57,7 +57,7 @@ class SequenceRecipe(Recipe):
     def lr(self, optimizer: str, n_train: int) -> float:
         return 0.1 if optimizer in ("sgd", "momentum", "nesterov") else 3e-3
 
-    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+    def epochs(self, steps_per_epoch: int, time_limit: float | None, n_train: int) -> int:
         return steps_to_epochs(1000, steps_per_epoch, 10, 300)
 
 
@@ -65,6 +65,7 @@ class Sequence(Modality):
     name = "sequence"
     state_schema = SequenceState
     recipe = SequenceRecipe()
+    cross_validates = True  # rows of a frame, as a table's: `--cv` folds them
     scaling_widths = (8, 16, 32, 64, 128)
     search_space = {
         "model.name": ["rnn", "conv1d"],
@@ -91,6 +92,13 @@ class Sequence(Modality):
                 raise DataError(f"X has {len(frame)} rows but y has {len(y)}; give one label per row")
             frame["target"] = np.asarray(y)
         return Source(self.name, "dataframe", frame=frame)
+
+    def shards_from(self, sources: list[str]) -> bool:
+        return any(holds_sequences(Path(s)) for s in sources)
+
+    def prepare_shards(self, sources: list[str], out: str, options: dict) -> dict:
+        raise DataError(f"'{sources[0]}' holds a column of sequences: `prepare` does not shard sequences yet; train on "
+                        "the file itself (its rows are read into memory)")
 
     # ------------------------------------------------------------ training
     def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
@@ -175,7 +183,7 @@ class Sequence(Modality):
 def prepare_sequences(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Prepared sequences: target found, split (stratified), the steps' and other columns'
     statistics fitted on the training rows."""
-    from scaletrain.data.split import split_indices
+    from scaletrain.data.split import split_rows
     from scaletrain.modalities.sequence.front import encoded, extra_columns, fit_sequences
 
     frame, notes = source.frame, []
@@ -188,17 +196,7 @@ def prepare_sequences(source: Source, test: Source | None, data_cfg, seed: int) 
         notes.append(f"{int(absent.sum())} rows with a missing target were left out")
         frame = frame[~absent]
     task = _task(frame[target], data_cfg.task, target)
-    labels = frame[target].to_numpy() if task_of(task).classifies else None
-    if test is not None:
-        if test.frame is None or target not in test.frame.columns:
-            raise TargetError(f"test data '{test.name}' has no target column '{target}'")
-        pool, test_frame = frame, test.frame
-    else:
-        keep, held = split_indices(len(frame), labels, data_cfg.test_fraction, seed)
-        pool, test_frame = frame.iloc[keep], frame.iloc[held]
-    tr, va = split_indices(len(pool), None if labels is None else pool[target].to_numpy(), data_cfg.val_fraction, seed + 1)
-    train, val = pool.iloc[tr], pool.iloc[va]  # their labels: the rows' numbers in errors
-    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    train, val, test_frame = split_rows(frame, target, task_of(task).classifies, test, data_cfg, seed, source.name)
     extras, dropped = extra_columns(train, {column, target}, data_cfg.columns or {})
     notes += [f"column '{c}' left out: {why}" for c, why in dropped.items()]
     state = fit_sequences(train, column, extras, data_cfg.clip_quantile)

@@ -15,7 +15,7 @@ import pandas as pd
 from scaletrain.config import Config, DataConfig, ModelConfig
 from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.input_check import table_warnings, with_absent_columns
-from scaletrain.data.prepared import Prepared, require_rows
+from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
 from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.sources import Source
@@ -63,7 +63,7 @@ class TableRecipe(Recipe):
         # tiny tables give few steps: a larger Adam step still converges within them
         return 1e-2 if n_train < SMALL_TABLE else 1e-3
 
-    def epochs(self, steps_per_epoch: int, time_limit: float | None) -> int:
+    def epochs(self, steps_per_epoch: int, time_limit: float | None, n_train: int) -> int:
         # at least 20 passes over small tables; large (streamed) ones get the step budget alone
         return steps_to_epochs(4000, steps_per_epoch, 20 if steps_per_epoch < 200 else 1, 200)
 
@@ -306,7 +306,7 @@ def _name_of(data) -> str:
 
 def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Return a Prepared table: target found, roles inferred, split, preprocessing fitted on train."""
-    from scaletrain.data.split import split_indices
+    from scaletrain.data.split import split_rows
 
     frame, notes = source.frame, []
     frame.columns = [str(c) for c in frame.columns]
@@ -326,18 +326,8 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         notes.append(f"target '{target}' read as a count (whole numbers from 0, the larger the rarer): regression; "
                      "--set data.task=classification to predict its values as classes")
     notes += infinite_values(frame, schema.numeric)
-    labels = frame[target].to_numpy() if task_of(schema.task).classifies else None
-    if test is not None:
-        if test.frame is None or target not in test.frame.columns:
-            raise TargetError(f"test data '{test.name}' has no target column '{target}'")
-        pool, test_frame = frame, test.frame
-    else:
-        keep, held = split_indices(len(frame), labels, data_cfg.test_fraction, seed)
-        pool, test_frame = frame.iloc[keep], frame.iloc[held]
-    pool_labels = pool[target].to_numpy() if labels is not None else None
-    tr, va = split_indices(len(pool), pool_labels, data_cfg.val_fraction, seed + 1)
-    train, val = pool.iloc[tr], pool.iloc[va]
-    require_rows(source.name, len(train), len(val), data_cfg.val_fraction)
+    train, val, test_frame = split_rows(frame, target, task_of(schema.task).classifies, test, data_cfg, seed,
+                                        source.name)
     state = fit_table(_fitted_on(train, data_cfg.preprocess_from, notes), schema, data_cfg.scale, data_cfg.clip_quantile,
                       data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
     state["target"] = fit_target(train[target], schema.task)
