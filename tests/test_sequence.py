@@ -3,7 +3,6 @@ per step) trains a recurrent or 1-d convolutional encoder beside its other numbe
 predicts whatever the padding, exports (raw steps in) and serves JSON rows; bad cells are named;
 the modality is one package and one registry line."""
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -155,13 +154,11 @@ def test_serve_takes_json_rows_with_a_sequence(shape_runs):
     ({"steps": 10 ** 9}, "steps"),         # a padding no read could honour
 ])
 def test_a_tampered_sequence_run_is_refused_on_load(shape_runs, tmp_path, change, message):
+    from tests.rundir_mutations import with_state_changed
+
     root, _ = shape_runs
-    copy = tmp_path / "run"
-    shutil.copytree(root / "conv1d", copy, ignore=shutil.ignore_patterns("checkpoints"))
-    state = json.loads((copy / "preprocess.json").read_text())
-    (copy / "preprocess.json").write_text(json.dumps(state | change))
     with pytest.raises(RunDirError, match=message):
-        scaletrain.load(copy)
+        scaletrain.load(with_state_changed(root / "conv1d", tmp_path / "run", change))
 
 
 def test_prepare_says_it_does_not_shard_sequences_yet(shape_runs, tmp_path):
