@@ -38,6 +38,8 @@ Prints, never asserts on time:
      statistics + logistic regression.
   22. sequences (bench/sequence_bench.py): JapaneseVowels as Parquet with a column of vectors,
      zero-config against 1-NN (Euclidean on padded sequences, and DTW).
+  23. ranking (bench/ranking_bench.py): MovieLens-100K fully ranked, seen items excluded,
+     popularity and EASE (the first slice of recommendation, issue 34).
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -63,6 +65,7 @@ import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
 import privacy_bench  # noqa: E402
+import ranking_bench  # noqa: E402
 import scale_bench  # noqa: E402
 import scaling  # noqa: E402
 import sequence_bench  # noqa: E402
@@ -182,3 +185,5 @@ if __name__ == "__main__":
     audio_bench.main([])
     print("\n22. sequences: JapaneseVowels against 1-NN Euclidean and DTW (bench/sequence_bench.py)")
     sequence_bench.main([])
+    print("\n23. ranking: MovieLens-100K, popularity and EASE fully ranked (bench/ranking_bench.py)")
+    ranking_bench.main([])

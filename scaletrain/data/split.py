@@ -90,3 +90,19 @@ def split_rows(frame, target: str, stratify: bool, test, data_cfg, seed: int, na
     train, val = pool.iloc[tr], pool.iloc[va]
     require_rows(name, len(train), len(val), data_cfg.val_fraction)
     return train, val, test_frame
+
+
+def leave_last_out(users: np.ndarray, times: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held) row positions of an interactions table: each user's last interaction by time
+    held out (the later row where times tie), or without times a random one; a user with a
+    single interaction keeps it (nothing left to learn them from)."""
+    import pandas as pd
+
+    order = np.random.default_rng(seed).permutation(len(users)) if times is None else np.arange(len(users))
+    frame = pd.DataFrame({"user": users, "time": np.zeros(len(users)) if times is None else times,
+                          "order": order, "row": np.arange(len(users))})
+    frame = frame.sort_values(["user", "time", "order"], kind="stable")
+    last = ~frame["user"].duplicated(keep="last").to_numpy()
+    several = frame.groupby("user")["row"].transform("size").to_numpy() > 1
+    held = np.sort(frame["row"].to_numpy()[last & several])
+    return np.setdiff1d(np.arange(len(users)), held), held
