@@ -206,3 +206,15 @@ def test_cross_validation_and_a_search_take_sequences(shape_runs, tmp_path):
     board = pd.read_csv(tmp_path / "search" / "leaderboard.csv")
     assert len(board) == 3 and set(board["state"]) == {"COMPLETE"}
     assert scaletrain.load(tmp_path / "search" / "best").modality.name == "sequence" and found is not None
+
+
+def test_a_damaged_or_empty_sequence_file_gets_a_clear_error(tmp_path):
+    from scaletrain.modalities import load_source
+
+    good = shapes(6).to_json(orient="records", lines=True)
+    (tmp_path / "cut.jsonl").write_text(good[: len(good) // 2])  # cut mid-row
+    with pytest.raises(DataError, match="cut.jsonl' as JSON lines"):
+        load_source(tmp_path / "cut.jsonl")
+    shapes(6).iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(DataError, match="empty.parquet' holds (a header but )?no (data )?rows"):
+        load_source(tmp_path / "empty.parquet")
