@@ -2,11 +2,13 @@
 function is one call into the pipeline, cross-validation, search or a stored run."""
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 
 from scaletrain.config import Config, make_config, parse_duration
 from scaletrain.fitting.pipeline import FitOptions, default_out, fit_run
 from scaletrain.run import Run
+from scaletrain.tasks import TASKS, task_of
 from scaletrain.train.budget import Budget
 
 __all__ = ["fit", "load", "cross_validate", "tune", "pretrain", "scale", "audit", "config_from", "default_out"]
@@ -42,6 +44,10 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     """
     budget = Budget(None)  # a time limit bounds the whole command: it counts from here
     cfg = config_from(config, sets, target, **overrides)
+    regime = task_of(cfg.data.task).regime if cfg.data.task in TASKS else None
+    if regime is not None:  # a task that does not train on rows and a target (recommend)
+        out = default_out(Path(str(data)).stem or "data") if out == "auto" else out
+        return import_module(regime).train(cfg, data, out, verbose=verbose, overwrite=overwrite)
     budget.limit = cfg.train.time_limit
     return fit_run(cfg, data, y=y, test=test, budget=budget,
                    options=FitOptions(out, verbose, resume or resume_or_start, callbacks, report_sections, overwrite,
@@ -49,7 +55,13 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
 
 
 def load(path: str | Path) -> Run:
-    """Return the Run stored in a run directory."""
+    """Return the Run stored in a run directory (a RecommenderRun for a recommender's)."""
+    from scaletrain.recommend.store import is_recommender
+
+    if is_recommender(path):
+        from scaletrain.recommend.run import RecommenderRun
+
+        return RecommenderRun.load(path)
     return Run.load(path)
 
 

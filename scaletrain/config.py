@@ -52,7 +52,7 @@ MAX_BLEND = 8  # members of a blend: zero-config's candidates (a config.yaml can
 
 class DataConfig(_Section):
     target: str | None = None
-    task: Literal["auto", "binary", "multiclass", "regression", "classification"] = "auto"
+    task: Literal["auto", "binary", "multiclass", "regression", "classification", "recommend"] = "auto"
     # column -> numeric|categorical|boolean|datetime|drop, overriding inferred roles
     columns: dict[str, str] = {}
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # 0: train on every row (no early stopping)
@@ -92,10 +92,18 @@ class DataConfig(_Section):
     # the share of the corpus's training blocks pretraining reads (the first of each shard; a
     # scaling study's data axis); the validation blocks stay the same
     pretrain_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # task recommend: the interactions' columns (None: found by their names), and the smallest
+    # rating that counts as an interaction (None: every row counts, as a watch does)
+    user: str | None = None
+    item: str | None = None
+    rating: str | None = None
+    time: str | None = None
+    min_rating: float | None = None
 
 
 class ModelConfig(_Section):
-    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "conv1d", "transformer", "boosted", "blend"] = "auto"
+    name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "conv1d", "transformer", "boosted", "blend",
+                  "popularity", "ease", "mf"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp), stages (cnn, resnet; 0 = as many as fit) or blocks (conv1d)
     width: AtLeastOne | None = None
@@ -104,6 +112,9 @@ class ModelConfig(_Section):
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     init: Literal["auto", "uniform", "normal", "xavier", "kaiming"] = "auto"
     embedding_dim: AtLeastOne | None = None
+    # recommend: EASE's ridge penalty and the half-life of a user's past items, in items (0: all alike); None: chosen
+    ease_l2: Positive | None = None
+    recency: NonNegative | None = None
     # mlp on tables: each numeric input column embedded before the layers (periodic: PLR,
     # models/tabular.PeriodicNumbers); auto: the recipe's choice
     numeric_embedding: Literal["auto", "none", "periodic"] = "auto"
@@ -168,34 +179,30 @@ class TrainConfig(_Section):
     loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
     label_smoothing: Rate | None = None
     class_weight: Literal["auto", "balanced", "none"] = "auto"
-    # classification: the decision (binary: the threshold; multiclass: class-prior shifts) tuned on
-    # validation rows for this metric (auto: macro F1 where the largest class is 3x the rarest and
-    # validation holds 20 of the rarest, else none: the plain argmax)
+    # classification: the decision (binary: the threshold; multiclass: class-prior shifts) tuned on validation rows
+    # for this metric (auto: macro F1 where the largest class is 3x the rarest and validation holds 20 of the
+    # rarest, else none: the plain argmax)
     threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
     # temperature scaling on validation rows: auto keeps it where it lowers their NLL
     calibration: Literal["auto", "temperature", "none"] = "auto"
-    # how zero-config chooses between its candidates on small tables (under 2,000 rows, no time
-    # limit): k-fold cross-validation of each on the training rows, or their losses on the one
-    # validation split (faster; BENCHMARKS.md)
+    # how zero-config chooses between its candidates on small tables (under 2,000 rows, no time limit): k-fold
+    # cross-validation of each on the training rows, or their losses on the one validation split (faster)
     choose_by: Literal["validation", "cv"] = "cv"
     # zero-config on tables held in memory: gradient-boosted trees (LightGBM, compiled into the
     # run's model) join the candidates (auto, resolved to on); off: networks only
     boosting: Literal["auto", "on", "off"] = "auto"
-    # small tables, after the cross-validated choice: the chosen candidate's fold models averaged
-    # into one model; auto: kept when that beats the single model on the validation rows
+    # small tables, after the cross-validated choice: the chosen candidate's fold models averaged into one model;
+    # auto: kept when that beats the single model on the validation rows
     ensemble: Literal["auto", "on", "off"] = "auto"
-    # zero-config's candidates blended with weights chosen on held-out predictions (out-of-fold
-    # where candidates are cross-validated, else the validation rows); auto: kept where the blend
-    # beats the chosen candidate on the validation rows; on: whenever the weights pick two or
-    # more; off: the chosen candidate alone (a written run says on or off: what it is)
+    # zero-config's candidates blended with weights chosen on held-out predictions (out-of-fold or validation rows);
+    # auto: kept where the blend beats the chosen candidate on the validation rows; on: whenever the weights pick
+    # two or more; off: the chosen candidate alone (a written run says on or off: what it is)
     blend: Literal["auto", "on", "off"] = "auto"
     grad_accum: AtLeastOne = 1
-    # fine-tuning a pretrained encoder: each layer below the head learns at this factor of the
-    # one above it (layer-wise learning-rate decay; 1: one rate for all)
+    # fine-tuning: each layer below the head learns at this factor of the one above it (layer-wise lr decay; 1: off)
     layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
-    # the share of training in which the tensors model.init_from loaded stay fixed and only the
-    # new ones learn (1: a linear probe of the pretrained features; 0: all learn from the start;
-    # None: chosen, see fit/recipe.py)
+    # the share of training in which the tensors model.init_from loaded stay fixed and only the new ones learn
+    # (1: a linear probe of the pretrained features; 0: all learn from the start; None: chosen, see fit/recipe.py)
     freeze: Annotated[float, Field(ge=0, le=1)] | None = None
     clip: NonNegative = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -203,12 +210,10 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit
     time_limit: Positive | None = None
-    # under a time limit, a conv net's width (unset) halved from the data-size default until 10
-    # epochs fit (epochs), or chosen by a short scaling probe (probe: scaletrain/fitting/size_probe.py;
-    # not the default, as it did not help where measured: BENCHMARKS.md)
+    # under a time limit, a conv net's width (unset) halved from the data-size default until 10 epochs fit (epochs),
+    # or chosen by a short scaling probe (probe: fitting/size_probe.py; not the default, it did not help: BENCHMARKS.md)
     sizing: Literal["epochs", "probe"] = "epochs"
-    # with several ranks: shard parameters, gradients and optimizer state (FSDP) instead of
-    # replicating them (DDP), for models larger than one device
+    # with several ranks: shard parameters, gradients and optimizer state (FSDP) instead of replicating them (DDP)
     fsdp: bool = False
     on_nan: Literal["stop", "skip"] = "stop"  # a NaN/inf loss stops the run, or skips its batch
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -25,6 +25,12 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
     seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
+    task: Optional[str] = typer.Option(None, help="binary, multiclass, regression, classification, or recommend "
+                                                  "(DATA is a users × items interactions table; default: inferred)."),
+    user: Optional[str] = typer.Option(None, help="recommend: the user column (default: found by its name)."),
+    item: Optional[str] = typer.Option(None, help="recommend: the item column (default: found by its name)."),
+    rating: Optional[str] = typer.Option(None, help="recommend: a rating or weight column (optional)."),
+    time: Optional[str] = typer.Option(None, help="recommend: a time column: the split holds out each user's last item."),
     resume: bool = options.RESUME,
     resume_or_start: bool = options.RESUME_OR_START,
     overwrite: bool = options.OVERWRITE,
@@ -45,6 +51,9 @@ def train(
     from scaletrain.parallel.launch import Launch, launch_train
     from scaletrain.runlock import writing
 
+    set_ = list(set_) + [f"data.{key}={value}" for key, value in
+                         (("task", task), ("user", user), ("item", item), ("rating", rating), ("time", time))
+                         if value is not None]
     if cv is not None:
         return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)
     launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
@@ -69,9 +78,12 @@ def _summary(m: dict, path: Path) -> None:
     for note in m["notes"]:
         err_console.print(f"note: {note}", highlight=False)
     ranks = f" · {m['distributed']['ranks']} ranks" if m.get("distributed") else ""
-    out_console.print(f"{m['task']} · {m['model']} ({m['parameters']:,} parameters) · {m['epochs']} epochs "
-                      f"(best {m['best_epoch']}) · {m['train_seconds']:.1f}s training{ranks}", highlight=False)
+    epochs = f" · {m['epochs']} epochs (best {m['best_epoch']})" if "epochs" in m else ""
+    out_console.print(f"{m['task']} · {m['model']} ({m['parameters']:,} parameters){epochs} · "
+                      f"{m['train_seconds']:.1f}s training{ranks}", highlight=False)
     out_console.print(metrics_table(m, ""))
+    for name, figures in m.get("baselines", {}).items():
+        out_console.print(f"test {m['headline']} of {name}: {figures[m['headline']]:.4f}", highlight=False)
     out_console.print(f"run directory: {path}\nreport: {path / 'report.html'}", highlight=False)
 
 

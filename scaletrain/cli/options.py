@@ -95,7 +95,8 @@ def metrics_table(metrics: dict, title: str) -> Table:
     table.add_column("metric")
     for split in splits:
         table.add_column(split, justify="right")
-    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
+    names = [k for k in dict.fromkeys(k for s in splits for k in metrics[s])
+             if all(isinstance(metrics[s].get(k, 0.0), float) for s in splits)]
     for name in names:
         table.add_row(name, *(f"{metrics[s].get(name, float('nan')):.4f}" for s in splits))
     return table

@@ -23,16 +23,25 @@ def predict(
                                             "columns, unseen categories, far-off values, missing columns)."),
     explain: int = typer.Option(0, "--explain", help="Add the K strongest reasons per row (reason_i, reason_i_attribution: "
                                                     "columns by SHAP values against training rows, words of free text; table runs)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Recommender runs: items per user (default 10); DATA is a "
+                                                      "table of users (its user column) or one user id."),
     debug: bool = DEBUG,
 ):
-    """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns."""
+    """Predict raw DATA with a trained RUN: the rows plus prediction and proba_<class> columns (a recommender
+    run: each user's top-k unseen items)."""
     from scaletrain.api import load
     from scaletrain.modalities.table.tables import write_table
+    from scaletrain.tasks import task_of
 
     trained = load(run)
-    frame = trained.predict(data, strict=strict)
+    if task_of(trained.task).regime is not None:  # a recommender: lists per user, its own reasons
+        frame = trained.predict(data, k=10 if k is None else k, strict=strict, reasons=explain)
+    elif k is not None:
+        raise typer.BadParameter("--k is for recommender runs (train --task recommend)")
+    else:
+        frame = trained.predict(data, strict=strict)
     warnings = frame.attrs.get("warnings", [])
-    if explain > 0:
+    if explain > 0 and task_of(trained.task).regime is None:
         from scaletrain.explain import predict_reasons
 
         frame = frame.join(predict_reasons(trained, data, explain).set_axis(frame.index))
@@ -71,10 +80,13 @@ def info(run: Path = typer.Argument(..., help="Run directory."), debug: bool = D
     """Show what a run was trained on, how, and with which results."""
     from scaletrain.api import load
     from scaletrain.rundir import RunDir
+    from scaletrain.tasks import task_of
 
     if RunDir(run).is_pretrained():
         return _pretraining_info(run)
     loaded = load(run)
+    if task_of(loaded.task).regime is not None:
+        return _recommender_info(run, loaded.metrics)
     m, c = loaded.metrics, loaded.config
     table = Table(title=f"run {run}", show_header=False)
     table.add_column("what")
@@ -120,3 +132,20 @@ def _pretraining_info(run: Path) -> None:
     for key, value in rows.items():
         table.add_row(key, str(value))
     out_console.print(table)
+
+
+def _recommender_info(run: Path, m: dict) -> None:
+    data = m.get("data", {})
+    table = Table(title=f"recommender run {run}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rows = {"task": "recommend", "interactions": f"{data.get('interactions', 0):,} ({data.get('users', 0):,} users × "
+                                                 f"{data.get('items', 0):,} items)",
+            "roles": ", ".join(f"{r}={c}" for r, c in (data.get("roles") or {}).items() if c),
+            "split": data.get("split", "—"), "model": m.get("model", "—"),
+            "baselines (test)": ", ".join(f"{n} {f.get(m.get('headline', 'ndcg@10'), 0):.4f}"
+                                          for n, f in m.get("baselines", {}).items())}
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    out_console.print(table)
+    out_console.print(metrics_table(m, "metrics"))

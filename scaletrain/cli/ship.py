@@ -107,7 +107,13 @@ def explain(
 ):
     """Explain RUN's predictions on DATA: columns (SHAP values against training rows), words (each taken out), pixels (heatmaps)."""
     from scaletrain.explain import explain_run
+    from scaletrain.recommend.store import is_recommender
 
-    summary = explain_run(run, data, out, rows)
+    if is_recommender(run):  # each recommendation with the user's past items behind it
+        from scaletrain.recommend.run import RecommenderRun
+
+        summary = RecommenderRun.load(run).explain_to(out or Path(run) / "explain", data)
+    else:
+        summary = explain_run(run, data, out, rows)
     err_console.print(f"explained {summary['rows']} rows; {summary['headline']}")
     err_console.print(f"wrote {out or Path(run) / 'explain'}/explain.html and the numbers beside it")

@@ -106,3 +106,16 @@ def leave_last_out(users: np.ndarray, times: np.ndarray | None, seed: int) -> tu
     several = frame.groupby("user")["row"].transform("size").to_numpy() > 1
     held = np.sort(frame["row"].to_numpy()[last & several])
     return np.setdiff1d(np.arange(len(users)), held), held
+
+
+def random_per_user(users: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held) row positions with `fraction` of each user's rows held out at random (rounded,
+    at least one where the user has two or more, never all of them)."""
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(users)), users))
+    counts = np.bincount(users)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(users)) - np.repeat(starts, counts)  # position within the user's shuffled rows
+    n_held = np.where(counts > 1, np.clip(np.round(counts * fraction), 1, counts - 1), 0)
+    held = np.sort(order[rank < np.repeat(n_held, counts)])
+    return np.setdiff1d(np.arange(len(users)), held), held

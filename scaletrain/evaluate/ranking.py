@@ -39,7 +39,15 @@ def top_k(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray, se
     """(users, k) item indices, the best first; -1 where a user has fewer than k unseen items.
     `scores_of(users)` gives (len(users), n_items) scores; `seen` is the CSR (indptr, indices)
     of every user's seen items."""
+    return top_k_scored(scores_of, users, seen, n_items, k, batch)[0]
+
+
+def top_k_scored(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray,
+                 seen: tuple[np.ndarray, np.ndarray], n_items: int, k: int,
+                 batch: int = USER_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k`'s lists and their scores (NaN where the list is padded with -1)."""
     found = np.full((len(users), k), -1, dtype=np.int64)
+    values = np.full((len(users), k), np.nan)
     for start in range(0, len(users), batch):
         part = users[start:start + batch]
         scores = scores_of(part).float().clone()
@@ -48,8 +56,10 @@ def top_k(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray, se
         # a stable sort keeps equal scores in item order: the lower index first
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
         picked = torch.gather(scores, 1, order)
-        found[start:start + len(part), :order.shape[1]] = torch.where(picked > -torch.inf, order, -1).numpy()
-    return found
+        kept = picked > -torch.inf
+        found[start:start + len(part), :order.shape[1]] = torch.where(kept, order, -1).numpy()
+        values[start:start + len(part), :order.shape[1]] = torch.where(kept, picked, torch.nan).numpy()
+    return found, values
 
 
 def ranking_metrics(recommended: np.ndarray, held_out: list[np.ndarray], n_items: int) -> dict:

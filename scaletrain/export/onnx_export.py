@@ -49,6 +49,12 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     tokenizer that pads to the model's length (model.tokenizer.json); return the ONNX file's path."""
     import onnx
 
+    from scaletrain.recommend.store import is_recommender
+
+    if is_recommender(run_dir):
+        from scaletrain.export.towers import export_towers
+
+        return export_towers(run_dir, out)
     run = Run.load(run_dir)
     out = Path(out) if out else run.path / "model.onnx"
     parts = run.modality.export_parts(run.preprocess, OPSET)

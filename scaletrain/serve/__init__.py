@@ -5,8 +5,10 @@ import os
 import socket
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from scaletrain.errors import ConfigError
-from scaletrain.serve.app import create_app, load_app
+from scaletrain.serve.app import create_app
 from scaletrain.serve.limits import Limits
 
 GRACE_SECONDS = 30  # on SIGTERM, in-flight requests get this long to finish
@@ -23,6 +25,21 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, str
     check_address(host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=GRACE_SECONDS)
+
+
+def load_app(run_dir: str | Path, **options) -> FastAPI:
+    """The app serving the run stored in `run_dir` (a recommender's: /recommend)."""
+    from scaletrain.recommend.store import is_recommender
+
+    if is_recommender(run_dir):
+        from scaletrain.recommend.run import RecommenderRun
+        from scaletrain.serve.recommend_app import create_recommend_app
+
+        return create_recommend_app(RecommenderRun.load(run_dir), options.get("limits", Limits()))
+    from scaletrain.run import Run
+
+    return create_app(Run.load(run_dir), **options)
+
 
 
 def check_address(host: str, port: int) -> None:

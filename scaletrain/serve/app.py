@@ -9,27 +9,23 @@ answering /health), and a request that fails fails alone (serve/batcher.py).
 from __future__ import annotations
 
 import asyncio
-import logging
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException
 
 from scaletrain.data.input_check import slice_findings, warning_line
 from scaletrain.data.sources import Source
 from scaletrain.data.values import json_value
-from scaletrain.errors import ScaletrainError
 from scaletrain.modalities import MODALITIES
 from scaletrain.run import Run
 from scaletrain.runtime import release_freed_memory
 from scaletrain.serve.batcher import MicroBatcher
+from scaletrain.serve.http import answer_errors, read_bounded
 from scaletrain.serve.limits import Limits, RequestError
 from scaletrain.serve.page import page_html
 from scaletrain.serve.schema import (
@@ -45,7 +41,6 @@ from scaletrain.serve.schema import (
 from scaletrain.tasks import task_of
 from scaletrain.version import VERSION
 
-log = logging.getLogger("scaletrain.serve")
 MAX_REASONS = 20  # explain=K per row at most
 TRIM_ROWS = 10_000  # after a request this large the heap is trimmed: RSS falls back after a burst (BENCHMARKS.md)
 # bodies parsed at once: more threads contending for the GIL starve the event loop (/health
@@ -77,7 +72,7 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
                 "inputs": fields, "metrics": run.metrics.get("test", {}), "model": run.config.model.name,
                 "run": str(run.path.name if run.path else ""), "scaletrain": VERSION}
 
-    _answer_errors(app)
+    answer_errors(app)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -154,55 +149,6 @@ async def _response(answer: dict, rows: int) -> Response:
     return response
 
 
-def _answer_errors(app: FastAPI) -> None:
-    """Errors as JSON `{"error": ...}`: a RequestError with its status, a ScaletrainError as 422,
-    anything else as a 500 that says so (the traceback goes to the server's log only)."""
-    @app.exception_handler(RequestError)
-    async def _request_error(request: Request, exc: RequestError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(ScaletrainError)
-    async def _data_error(request: Request, exc: ScaletrainError):
-        return JSONResponse({"error": str(exc)}, status_code=422)
-
-    @app.exception_handler(HTTPException)  # starlette's own (a malformed multipart body, an unknown path)
-    async def _http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
-        return JSONResponse({"error": "; ".join(str(e.get("msg")) for e in exc.errors()[:5])}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("predict failed")
-        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
-                            status_code=500)
-
-
-async def read_bounded(request: Request, limits: Limits) -> bytes:
-    """The request body, refused with 413 past the byte limit (declared or as it streams in) and
-    with 408 when it takes longer than the read limit to arrive (a slow client holds a
-    connection, not the server)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.body_bytes:
-        raise RequestError(413, f"request body of {int(declared):,} bytes is over the limit of {limits.body_bytes:,} "
-                                "(--max-body-mb); send fewer rows per request")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(limits.read_seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.body_bytes:
-                    raise RequestError(413, f"request body over the limit of {limits.body_bytes:,} bytes (--max-body-mb); "
-                                            "send fewer rows per request")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestError(408, f"the request body did not arrive within {limits.read_seconds:g} s "
-                                "(--read-timeout)") from None
-    return b"".join(chunks)
-
-
 async def _source(request: Request, run: Run, row, limits: Limits, slots: asyncio.Semaphore) -> Source | list[dict]:
     """The request's input, read by its content type: a Source, or validated JSON records.
     One item (an image, a sound) is read by the run's modality (`upload_type`, `upload_source`).
@@ -250,9 +196,4 @@ def _answer(run: Run, values: np.ndarray, proba: np.ndarray | None, findings: li
             "warnings": [warning_line(f) for f in findings]}
 
 
-def load_app(run_dir: str | Path, **options) -> FastAPI:
-    """The app serving the run stored in `run_dir`."""
-    return create_app(Run.load(run_dir), **options)
-
-
-__all__ = ["create_app", "load_app", "read_bounded", "Limits"]
+__all__ = ["create_app", "read_bounded", "Limits"]

@@ -21,6 +21,7 @@ class Task:
     boosting_objective: str   # LightGBM's objective for the boosted-trees candidate
     thresholded: bool = False  # one decision threshold is tuned (binary); class shifts otherwise
     score_label: str = ""      # what score_outputs measures, as the learning curves name it
+    regime: str | None = None  # a module whose train(cfg, data, out, ...) fits this task instead of the row pipeline
 
     @property
     def default_loss(self) -> str:

@@ -1,0 +1,54 @@
+"""A recommender run's report.html: the data, the split, every candidate's validation figures,
+the test figures beside popularity with their standard errors, and a chart of both."""
+from __future__ import annotations
+
+import html
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from scaletrain.evaluate.report import build_page, figure_html, table_html  # noqa: E402
+
+SHOWN = ("ndcg", "hr", "recall", "map")
+
+
+def figures_row(name: str, figures: dict, k: int) -> dict:
+    row = {"model": name}
+    for metric in SHOWN:
+        row[f"{metric.upper()}@{k}"] = f"{figures[f'{metric}@{k}']:.4f} ± {figures[f'{metric}@{k}_se']:.4f}"
+    return row | {"coverage": figures["coverage"], "users scored": figures["users_scored"]}
+
+
+def test_chart(test: dict[str, dict], k: int) -> str:
+    """NDCG@k and HR@k on the test items per model, with ±1 standard error."""
+    names = list(test)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 + 0.45 * len(names)))
+    for ax, metric in zip(axes, ("ndcg", "hr")):
+        values = [test[n][f"{metric}@{k}"] for n in names]
+        errors = [test[n][f"{metric}@{k}_se"] for n in names]
+        ax.barh(np.arange(len(names)), values, xerr=errors, color="tab:blue", alpha=.8)
+        ax.set_yticks(np.arange(len(names)), names if ax is axes[0] else [""] * len(names))
+        ax.set_xlabel(f"{metric.upper()}@{k} (test, full ranking)")
+        ax.grid(axis="x", alpha=.3)
+    return figure_html("recommend-test", f"Test NDCG@{k} and HR@{k}, ±1 standard error", fig)
+
+
+def report_html(metrics: dict) -> str:
+    k, data = metrics["k"], metrics["data"]
+    test = {metrics["model"]: metrics["test"]} | metrics["baselines"]
+    summary = [{"what": "interactions", "value": f"{data['interactions']:,}"},
+               {"what": "users × items", "value": f"{data['users']:,} × {data['items']:,}"},
+               {"what": "roles", "value": ", ".join(f"{r}: {c}" for r, c in data["roles"].items() if c)},
+               {"what": "split", "value": data["split"]},
+               {"what": "chosen", "value": metrics["model"]}]
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in metrics["notes"])
+    candidates = [{"candidate": e["name"], f"NDCG@{k}": e["val"][f"ndcg@{k}"], f"HR@{k}": e["val"][f"hr@{k}"],
+                   "seconds": e["seconds"]} for e in metrics["candidates"]]
+    body = ("<h2>Data</h2>" + table_html(summary) + (f"<ul class='note'>{notes}</ul>" if notes else "")
+            + "<h2>Test (every item ranked, seen items excluded)</h2>"
+            + table_html([figures_row(n, f, k) for n, f in test.items()]) + test_chart(test, k)
+            + "<h2>Candidates (validation)</h2>" + table_html(candidates))
+    return build_page("scaletrain recommender", body)

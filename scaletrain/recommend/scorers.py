@@ -1,0 +1,111 @@
+"""The recommenders zero-config chooses between, behind one interface: fitted from the users'
+histories (CSR rows, oldest first), they score the whole catalogue for a batch of users from
+those users' history weights (batch, items) and indices. Each one's weights and shape go into
+the run directory as safetensors and JSON, and each can say which past items support an
+item it recommends.
+
+- popularity: each item's count of users, the baseline every recommender must beat;
+- ease: EASE's item-item weights (models/ease.py) over the user's history, weighted by
+  recency (interactions.recency_weights);
+- mf: matrix factorization trained with BPR (models/factorization.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scaletrain.errors import ConfigError
+from scaletrain.models.ease import ease_weights, popularity
+from scaletrain.models.factorization import fit_bpr
+
+EASE_MAX_ITEMS = 15_000  # its float64 inverse of items × items: 1.8 GB at 15,000 items
+EASE_L2 = (100.0, 500.0, 2000.0)   # Steck's 500 and a step either side (the validation users choose)
+HALF_LIVES = (0.0, 2.0, 7.0, 20.0)  # recency half-lives in interactions; 0: every past item alike
+MF_DIM, MF_EPOCHS = 64, 30
+
+
+@dataclass
+class Scorer:
+    """Popularity: every user gets the catalogue by its count of users."""
+
+    spec: dict                      # {"model": ..., and its settings}: JSON in the run directory
+    weights: dict[str, torch.Tensor]
+
+    @property
+    def name(self) -> str:
+        settings = ", ".join(f"{k}={v:g}" for k, v in self.spec.items() if k != "model")
+        return f"{self.spec['model']}" + (f" ({settings})" if settings else "")
+
+    @property
+    def half_life(self) -> float:
+        return float(self.spec.get("recency", 0.0))
+
+    def scores(self, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """(batch, items) scores from history weights (batch, items) and user indices (-1: a
+        user the model did not train on, whom only the history describes)."""
+        return self.weights["popularity"].expand(len(history), -1)
+
+    def support(self, history: torch.Tensor, item: int) -> torch.Tensor:
+        """(items,) how much each past item (the history's nonzero weights) adds to `item`'s score."""
+        return torch.zeros_like(history)
+
+
+class EaseScorer(Scorer):
+    def scores(self, history, users):
+        return history @ self.weights["ease"]
+
+    def support(self, history, item):
+        return history * self.weights["ease"][:, item]
+
+
+class FactorScorer(Scorer):
+    def scores(self, history, users):
+        vectors = self.weights["users"][users.clamp(min=0)] * (users >= 0)[:, None]
+        return vectors @ self.weights["items"].T + self.weights["bias"]
+
+    def support(self, history, item):
+        # no item-item weights: the past items whose vectors point the same way as the item's
+        vectors = torch.nn.functional.normalize(self.weights["items"], dim=1)
+        return (history > 0) * (vectors @ vectors[item])
+
+
+SCORERS = {"popularity": Scorer, "ease": EaseScorer, "mf": FactorScorer}
+
+
+def scorer_of(spec: dict, weights: dict[str, torch.Tensor]) -> Scorer:
+    return SCORERS[spec["model"]](spec, weights)
+
+
+def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int) -> Scorer:
+    """A scorer of `spec` fitted on the histories (CSR rows indptr/indices)."""
+    model = spec["model"]
+    weights = {"popularity": popularity(indices, n_items)}
+    if model == "ease":
+        weights["ease"] = ease_weights(indptr, indices, n_items, spec["l2"])
+    elif model == "mf":
+        factors = fit_bpr(indptr, indices, n_items, dim=spec["dim"], epochs=spec["epochs"], seed=seed)
+        weights |= {"users": factors.users.weight.detach(), "items": factors.items.weight.detach(),
+                    "bias": factors.bias.detach()}
+    elif model != "popularity":
+        raise ConfigError(f"unknown recommender '{model}'; one of: {', '.join(SCORERS)}")
+    return scorer_of(spec, weights)
+
+
+def candidate_specs(name: str, l2: float | None, half_life: float | None, n_items: int) -> list[dict]:
+    """The settings zero-config compares (popularity always among them), or those model.name
+    and the model's keys fix."""
+    popular = [{"model": "popularity"}]
+    ease = [{"model": "ease", "l2": float(a), "recency": float(h)} for a in ([l2] if l2 else EASE_L2)
+            for h in ([half_life] if half_life is not None else HALF_LIVES)]
+    mf = [{"model": "mf", "dim": MF_DIM, "epochs": MF_EPOCHS}]
+    if name == "ease" and n_items > EASE_MAX_ITEMS:
+        raise ConfigError(f"EASE holds an items × items matrix: {n_items:,} items are over its limit of "
+                          f"{EASE_MAX_ITEMS:,}; use model.name=mf")
+    if n_items > EASE_MAX_ITEMS:
+        ease = []
+    by_name = {"popularity": popular, "ease": popular + ease, "mf": popular + mf, "auto": popular + ease + mf}
+    if name not in by_name:
+        raise ConfigError(f"model.name={name} does not recommend; use auto, popularity, ease or mf")
+    return by_name[name]

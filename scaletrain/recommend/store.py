@@ -1,0 +1,112 @@
+"""A recommender run directory, written and read back checked.
+
+    config.yaml        the resolved config              metrics.json  split, candidates, test figures
+    model.safetensors  the scorer's weights and the users' histories (CSR), the spec in its metadata
+    preprocess.json    the roles and the user and item ids, in index order
+    report.html        the report
+
+Loading checks every file before anything is built from it: the spec names a known model, the
+ids are lists, each tensor has exactly the shape the ids imply (read from the safetensors
+header before any tensor is), the weights are finite, and the histories are well-formed CSR
+rows of item indices inside the catalogue. A damaged or tampered directory is a RunDirError
+naming the file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scaletrain.config import Config
+from scaletrain.errors import RunDirError
+from scaletrain.io import read_json
+from scaletrain.recommend.recommender import Recommender
+from scaletrain.recommend.scorers import SCORERS, scorer_of
+from scaletrain.runcheck import read_config, read_results, safetensors_header
+from scaletrain.rundir import RunDir
+from scaletrain.runlock import check_inside
+
+KIND = "recommender"  # model_spec's kind: what tells a recommender run from a row model's
+HISTORY = ("history.indptr", "history.items")
+MAX_IDS = 50_000_000
+
+
+def is_recommender(path: str | Path) -> bool:
+    try:
+        return (Path(path) / "model.safetensors").is_file() and RunDir(path).read_spec().get("kind") == KIND
+    except RunDirError:  # damaged: loading it says what is wrong
+        return False
+
+
+def save(path: Path, cfg: Config, recommender: Recommender, metrics: dict, roles: dict) -> None:
+    tensors = dict(recommender.scorer.weights)
+    tensors["history.indptr"] = torch.from_numpy(recommender.indptr)
+    tensors["history.items"] = torch.from_numpy(recommender.indices)
+    state = {"kind": "interactions", "roles": roles, "users": recommender.user_ids, "items": recommender.item_ids,
+             "min_rating": cfg.data.min_rating, "target": {"task": "recommend"}}
+    folder = RunDir(path)
+    folder.write_model(cfg.to_dict(), tensors, {"kind": KIND, **recommender.scorer.spec}, state)
+    folder.write_results(metrics, [])
+
+
+def expected_shapes(spec: dict, n_users: int, n_items: int, header_shapes: dict) -> dict[str, tuple]:
+    shapes = {"popularity": (n_items,), "history.indptr": (n_users + 1,),
+              "history.items": header_shapes.get("history.items", (0,))}
+    if spec["model"] == "ease":
+        shapes["ease"] = (n_items, n_items)
+    if spec["model"] == "mf":
+        dim = header_shapes.get("users", (0, 0))[-1]
+        shapes |= {"users": (n_users, dim), "items": (n_items, dim), "bias": (n_items,)}
+    return shapes
+
+
+def _ids(state: dict, key: str, where: Path) -> list:
+    ids = state.get(key)
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_IDS or not all(isinstance(v, (str, int)) for v in ids):
+        raise RunDirError(f"{where}: '{key}' must be a non-empty list of ids (strings or integers); the run "
+                          "directory is damaged")
+    return ids
+
+
+def load(path: str | Path) -> tuple[Recommender, Config, dict]:
+    """The recommender stored in `path`, its config and its metrics, every file checked first."""
+    folder = RunDir(path)
+    folder.check_complete()
+    check_inside(folder.path)
+    config = read_config(folder)
+    weights_file = folder.path / "model.safetensors"
+    header = safetensors_header(weights_file)
+    try:
+        spec = json.loads(header.metadata.get("model_spec", ""))
+    except ValueError:
+        raise RunDirError(f"{weights_file}: model_spec is not JSON; the file is damaged") from None
+    if not isinstance(spec, dict) or spec.get("kind") != KIND or spec.get("model") not in SCORERS:
+        raise RunDirError(f"{weights_file}: not a recommender's weights (model_spec {str(spec)[:120]})")
+    if not all(isinstance(v, (int, float)) and 0 <= v < 1e9 for k, v in spec.items() if k not in ("kind", "model")):
+        raise RunDirError(f"{weights_file}: the model's settings {str(spec)[:120]} are not non-negative numbers; "
+                          "the run directory is damaged")
+    state_file = folder.path / "preprocess.json"
+    state = read_json(state_file)
+    if not isinstance(state, dict):
+        raise RunDirError(f"{state_file}: expected a JSON object")
+    users, items = _ids(state, "users", state_file), _ids(state, "items", state_file)
+    expected = expected_shapes(spec, len(users), len(items), header.shapes)
+    for name, shape in expected.items():
+        if header.shapes.get(name) != tuple(shape):
+            raise RunDirError(f"{weights_file}: tensor '{name}' has shape {header.shapes.get(name)}, but the "
+                              f"{len(users):,} users and {len(items):,} items of preprocess.json need {tuple(shape)}")
+    tensors = folder.read_weights()
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise RunDirError(f"{weights_file}: tensor '{bad}' holds NaN or infinite values; the run directory is damaged")
+    indptr, indices = (tensors.pop(k).numpy().astype(np.int64) for k in HISTORY)
+    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0) or (
+            len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
+        raise RunDirError(f"{weights_file}: the users' histories are not rows of item indices inside the catalogue; "
+                          "the run directory is damaged")
+    weights = {k: v for k, v in tensors.items() if k in expected}
+    spec = {k: v for k, v in spec.items() if k != "kind"}
+    metrics, _ = read_results(folder)
+    return Recommender(scorer_of(spec, weights), indptr, indices, users, items), config, metrics

@@ -1,0 +1,201 @@
+"""`--task recommend` end to end on generated interactions with a planted structure: roles found
+by name, the splits, a recovered taste, seen items never recommended, `predict --k` and
+`/recommend` agreeing, the exported tower's scores, and a tampered run directory refused."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import scaletrain
+from scaletrain.cli import app
+from scaletrain.data.split import random_per_user
+from scaletrain.errors import DataError, RunDirError
+from scaletrain.io import load_tensors, save_tensors
+from scaletrain.recommend.run import RecommenderRun
+from scaletrain.serve import load_app
+from scaletrain.serve.limits import Limits
+
+N_USERS, N_ITEMS, GROUP_ITEMS = 160, 40, 10
+
+
+def planted(seed: int = 0) -> pd.DataFrame:
+    """Four tastes: a user of group g watches, in time order, 7 of items 10g..10g+9, and a
+    couple of items at random; which of the taste's items come first is random."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(N_USERS):
+        group = user % 4
+        liked = rng.permutation(np.arange(group * GROUP_ITEMS, (group + 1) * GROUP_ITEMS))[:7]
+        noise = rng.choice(N_ITEMS, 2, replace=False)
+        for t, item in enumerate(np.r_[noise, liked]):
+            rows.append({"userId": f"u{user}", "movieId": int(item) + 100, "rating": int(rng.integers(1, 6)),
+                         "timestamp": 1_000_000 + 1000 * user + t})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> RecommenderRun:
+    out = tmp_path_factory.mktemp("rec") / "run"
+    frame = planted()
+    return scaletrain.fit(frame, out=out, data__task="recommend")
+
+
+def test_roles_are_found_by_their_names_and_said(trained):
+    notes = " ".join(trained.metrics["notes"])
+    assert trained.metrics["data"]["roles"] == {"user": "userId", "item": "movieId", "rating": "rating",
+                                                "time": "timestamp"}
+    assert "the time column is 'timestamp'" in notes and "every rating" in notes
+    frame = planted().rename(columns={"movieId": "thing"})
+    with pytest.raises(DataError, match="no item column found.*--item"):
+        scaletrain.fit(frame, out=None, data__task="recommend")
+
+
+def test_a_planted_taste_is_recovered_and_beats_popularity(trained):
+    m = trained.metrics
+    assert m["spec"]["model"] != "popularity"
+    assert m["test"]["hr@10"] > m["baselines"]["popularity"]["hr@10"] + 0.2
+    frame = trained.predict([f"u{u}" for u in range(0, N_USERS, 4)], k=3)  # group 0: items 100-109
+    assert frame["item"].between(100, 109).mean() > 0.9
+
+
+def test_seen_items_are_never_recommended(trained):
+    data = planted()
+    frame = trained.predict(sorted(data["userId"].unique()), k=N_ITEMS)
+    seen = set(zip(data["userId"], data["movieId"]))
+    assert not any((u, i) in seen for u, i in zip(frame["user"], frame["item"]))
+    per_user = frame.groupby("user").size()
+    assert (per_user == N_ITEMS - data.groupby("userId")["movieId"].nunique()).all()  # every unseen item, once
+
+
+def test_an_unknown_user_gets_popular_items_and_strict_refuses_them(trained):
+    frame = trained.predict(["nobody"], k=3)
+    counts = planted()["movieId"].value_counts()
+    assert not frame["known"].any() and frame["item"].tolist() == counts.index[:3].tolist()
+    assert "not in the training data" in frame.attrs["warnings"][0]
+    with pytest.raises(DataError, match="not trained on"):
+        trained.predict(["nobody"], k=3, strict=True)
+
+
+def test_predict_k_on_the_command_line_and_the_served_lists_agree(trained, tmp_path):
+    pd.DataFrame({"userId": ["u1", "u2", "nobody"]}).to_csv(tmp_path / "users.csv", index=False)
+    result = CliRunner().invoke(app, ["predict", str(trained.path), str(tmp_path / "users.csv"), "--k", "4",
+                                      "--output", str(tmp_path / "lists.csv")])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(tmp_path / "lists.csv")
+    client = TestClient(load_app(trained.path))
+    posted = client.post("/recommend", json={"users": ["u1", "u2", "nobody"], "k": 4}).json()["recommendations"]
+    one = client.get("/recommend", params={"user": "u1", "k": 4}).json()["recommendations"][0]
+    assert [i["item"] for i in one["items"]] == [i["item"] for i in posted[0]["items"]]
+    assert np.allclose([i["score"] for i in one["items"]], [i["score"] for i in posted[0]["items"]], rtol=1e-5)
+    for answer in posted:
+        rows = written[written["user"] == answer["user"]]
+        assert [i["item"] for i in answer["items"]] == rows["item"].tolist()
+        assert np.allclose([i["score"] for i in answer["items"]], rows["score"], rtol=1e-5)
+    assert [a["known"] for a in posted] == [True, True, False]
+
+
+def test_the_server_bounds_what_a_request_may_ask(trained):
+    client = TestClient(load_app(trained.path, limits=Limits(rows=5)))
+    assert client.get("/recommend", params={"user": "u1", "k": 5000}).status_code == 422
+    assert client.post("/recommend", json={"users": ["u1"] * 6}).status_code == 413
+    assert client.post("/recommend", json={"users": [["u1"]]}).status_code == 422
+    assert client.post("/recommend", content=b"{not json").status_code == 400
+    assert client.get("/health").json()["status"] == "ok"
+    because = client.get("/recommend", params={"user": "u1", "k": 2, "explain": 2}).json()["recommendations"][0]
+    assert all(b["item"] in set(planted().query("userId == 'u1'")["movieId"]) for i in because["items"]
+               for b in i["because"])  # reasons are the user's own past items
+
+
+def test_the_exported_tower_scores_as_the_run_does(trained, tmp_path):
+    from scaletrain.export import export_onnx
+
+    path = export_onnx(trained.path, tmp_path / "rec.onnx")
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    embeddings = load_tensors(tmp_path / "item_embeddings.safetensors")
+    users = np.arange(6)
+    history = trained.recommender.history_rows(users).numpy()
+    vector, scores = ort.InferenceSession(str(path)).run(None, {card["input"]: history})
+    assert np.allclose(scores, trained.recommender.scores(users).numpy(), atol=1e-5)
+    assert np.allclose(vector @ embeddings["items"].numpy().T + embeddings["bias"].numpy(), scores, atol=1e-5)
+    assert card["items"] == trained.recommender.item_ids
+
+
+def test_matrix_factorization_exports_a_user_tower(tmp_path):
+    run = scaletrain.fit(planted(), out=tmp_path / "mf", data__task="recommend", model="mf")
+    assert run.metrics["spec"]["model"] == "mf"
+    from scaletrain.export import export_onnx
+
+    path = export_onnx(run.path)
+    _, scores = ort.InferenceSession(str(path)).run(None, {"user": np.arange(5, dtype=np.int64)})
+    assert np.allclose(scores, run.recommender.scores(np.arange(5)).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("items", "need"), ("history", "not rows of item indices"), ("spec", "not non-negative numbers"),
+])
+def test_a_tampered_recommender_run_is_refused(trained, tmp_path, damage, message):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.path, run)
+    if damage == "items":
+        state = json.loads((run / "preprocess.json").read_text())
+        state["items"] = state["items"][:-1]
+        (run / "preprocess.json").write_text(json.dumps(state))
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(run / "model.safetensors"), "pt") as fh:
+            spec = json.loads(fh.metadata()["model_spec"])
+        tensors = load_tensors(run / "model.safetensors")
+        if damage == "history":
+            tensors["history.items"] = tensors["history.items"] + 10_000
+        else:
+            spec["l2"] = "a lot"
+        save_tensors(run / "model.safetensors", tensors, metadata={"model_spec": json.dumps(spec)})
+    with pytest.raises(RunDirError, match=message):
+        RecommenderRun.load(run)
+    result = CliRunner().invoke(app, ["predict", str(run), "u1", "--k", "3"])
+    assert result.exit_code == 2 and message.split()[0] in result.output
+
+
+def test_random_per_user_holds_a_share_of_each_user_and_never_all():
+    users = np.repeat(np.arange(4), [1, 2, 8, 20])
+    kept, held = random_per_user(users, 0.25, seed=0)
+    assert np.bincount(users[held], minlength=4).tolist() == [0, 1, 2, 5]
+    assert sorted(np.r_[kept, held].tolist()) == list(range(len(users)))
+    assert (random_per_user(users, 0.25, seed=0)[1] == held).all()
+
+
+def test_without_a_time_column_the_split_is_random_per_user(tmp_path):
+    run = scaletrain.fit(planted().drop(columns="timestamp"), out=None, data__task="recommend",
+                         data__test_fraction=0.25)
+    assert "random per user" in run.metrics["data"]["split"]
+    assert run.metrics["test"]["users_scored"] == N_USERS
+
+
+def test_a_row_run_refuses_k(served_table, tmp_path):
+    result = CliRunner().invoke(app, ["predict", str(served_table), "x", "--k", "3"])
+    assert result.exit_code == 2 and "--k is for recommender runs" in result.output
+
+
+def test_torch_is_used_for_scores_not_a_users_by_items_matrix(trained):
+    # scores come a batch of users at a time: asking for many users never builds users × items at once
+    calls = []
+    original = trained.recommender.scores
+
+    def spy(users):
+        calls.append(len(users))
+        return original(users)
+
+    trained.recommender.scores = spy
+    try:
+        trained.predict([f"u{u}" for u in range(N_USERS)] * 10, k=1)
+    finally:
+        del trained.recommender.scores
+    assert max(calls) <= 1024 and torch.is_tensor(original(np.arange(2)))
