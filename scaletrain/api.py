@@ -47,7 +47,8 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     regime = task_of(cfg.data.task).regime if cfg.data.task in TASKS else None
     if regime is not None:  # a task that does not train on rows and a target (recommend)
         out = default_out(Path(str(data)).stem or "data") if out == "auto" else out
-        return import_module(regime).train(cfg, data, out, verbose=verbose, overwrite=overwrite)
+        return import_module(regime).train(cfg, data, out, verbose=verbose, overwrite=overwrite, resume=resume,
+                                           resume_or_start=resume_or_start)
     budget.limit = cfg.train.time_limit
     return fit_run(cfg, data, y=y, test=test, budget=budget,
                    options=FitOptions(out, verbose, resume or resume_or_start, callbacks, report_sections, overwrite,

@@ -52,7 +52,7 @@ MAX_BLEND = 8  # members of a blend: zero-config's candidates (a config.yaml can
 
 class DataConfig(_Section):
     target: str | None = None
-    task: Literal["auto", "binary", "multiclass", "regression", "classification", "recommend"] = "auto"
+    task: Literal["auto", "binary", "multiclass", "regression", "classification", "recommend", "ctr"] = "auto"
     # column -> numeric|categorical|boolean|datetime|drop, overriding inferred roles
     columns: dict[str, str] = {}
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # 0: train on every row (no early stopping)
@@ -103,7 +103,7 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "conv1d", "transformer", "boosted", "blend",
-                  "popularity", "ease", "mf"] = "auto"
+                  "popularity", "ease", "mf", "deepfm", "wide_deep"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp), stages (cnn, resnet; 0 = as many as fit) or blocks (conv1d)
     width: AtLeastOne | None = None

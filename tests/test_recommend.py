@@ -16,6 +16,7 @@ from scaletrain.cli import app
 from scaletrain.data.split import random_per_user
 from scaletrain.errors import DataError, RunDirError
 from scaletrain.io import load_tensors, save_tensors
+from scaletrain.recommend.interactions import history
 from scaletrain.recommend.run import RecommenderRun
 from scaletrain.serve import load_app
 from scaletrain.serve.limits import Limits
@@ -199,3 +200,59 @@ def test_torch_is_used_for_scores_not_a_users_by_items_matrix(trained):
     finally:
         del trained.recommender.scores
     assert max(calls) <= 1024 and torch.is_tensor(original(np.arange(2)))
+
+
+def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, monkeypatch):
+    from scaletrain.config import DataConfig
+    from scaletrain.models import factorization
+    from scaletrain.recommend.interactions import interactions_from
+
+    found = interactions_from(planted(), DataConfig(), "planted")
+    indptr, indices = history(found.users, found.items, found.times, found.n_users)
+    whole = factorization.fit_bpr(indptr, indices, found.n_items, dim=8, epochs=4, seed=0)
+    save = factorization._save
+
+    def killed_after_two(folder, epoch, *state):
+        save(folder, epoch, *state)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(factorization, "_save", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        factorization.fit_bpr(indptr, indices, found.n_items, dim=8, epochs=4, seed=0, checkpoints=tmp_path / "ck")
+    monkeypatch.undo()
+    resumed = factorization.fit_bpr(indptr, indices, found.n_items, dim=8, epochs=4, seed=0,
+                                    checkpoints=tmp_path / "ck")
+    for name, weights in whole.state_dict().items():
+        assert torch.equal(weights, resumed.state_dict()[name]), name
+
+
+def test_train_resume_continues_a_recommender_run(tmp_path):
+    first = scaletrain.fit(planted(), out=tmp_path / "run", data__task="recommend", model="mf")
+    assert list((tmp_path / "run" / "checkpoints").glob("*/step-*.safetensors"))
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "run.csv"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "already holds a run" in result.output
+    again = scaletrain.fit(planted(), out=tmp_path / "run", data__task="recommend", model="mf", resume=True)
+    assert again.metrics["test"] == first.metrics["test"]
+    assert torch.equal(again.recommender.scorer.weights["items"], first.recommender.scorer.weights["items"])
+
+
+def test_two_ranks_train_the_same_factorization_as_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    planted().to_csv(tmp_path / "ratings.csv", index=False)
+    runs = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"ranks{ranks}"
+        launch = ["--nproc-per-node", "2"] if ranks == 2 else []
+        done = subprocess.run([sys.executable, "-m", "scaletrain", "train", str(tmp_path / "ratings.csv"), "--task",
+                               "recommend", "--set", "model.name=mf", "--out", str(out), "--quiet", *launch],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[ranks] = RecommenderRun.load(out)
+    one, two = (runs[r].recommender.scorer.weights for r in (1, 2))
+    for name in ("users", "items", "bias"):  # the same steps; only the gradient sums' order differs
+        torch.testing.assert_close(two[name], one[name], rtol=1e-3, atol=1e-4)
+    assert runs[2].metrics["distributed"]["ranks"] == 2 and "distributed" not in runs[1].metrics
+    assert runs[2].metrics["test"]["hr@10"] == pytest.approx(runs[1].metrics["test"]["hr@10"], abs=0.02)

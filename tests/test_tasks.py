@@ -2,12 +2,13 @@
 import pytest
 
 from scaletrain.errors import ConfigError
-from scaletrain.tasks import BINARY, MULTICLASS, RECOMMEND, REGRESSION, TASKS, task_of
+from scaletrain.tasks import BINARY, CTR, MULTICLASS, RECOMMEND, REGRESSION, TASKS, task_of
 from scaletrain.train.losses import build_loss
 
 
 def test_the_registry_holds_each_task_once_by_name():
-    assert TASKS == {"regression": REGRESSION, "binary": BINARY, "multiclass": MULTICLASS, "recommend": RECOMMEND}
+    assert TASKS == {"regression": REGRESSION, "binary": BINARY, "multiclass": MULTICLASS, "recommend": RECOMMEND,
+                     "ctr": CTR}
     assert task_of("binary") is BINARY
     with pytest.raises(ConfigError, match="unknown task 'ranking'"):
         task_of("ranking")

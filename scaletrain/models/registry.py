@@ -7,6 +7,7 @@ from typing import Callable
 from torch import nn
 
 from scaletrain.errors import ConfigError
+from scaletrain.models.clicks import ClickNet
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
 from scaletrain.models.recurrent import Recurrence, RecurrentNet
@@ -126,6 +127,19 @@ def build_conv1d(spec: ModelSpec, m) -> nn.Module:
                        0.0 if m.dropout is None else m.dropout, spec.n_dense)
 
 
+def _clicks(factorized: bool) -> Callable:
+    """Wide & Deep (hashed crosses) or DeepFM (a factorization machine) over a table's columns."""
+    def build(spec: ModelSpec, m) -> nn.Module:
+        if spec.shape or spec.vocab_size:
+            raise ConfigError(f"model.name={m.name} reads a table's numbers and ids (click-through); "
+                              "use mlp or transformer for free text, cnn or resnet for images")
+        dim = m.embedding_dim or 16
+        deep = mlp_layers(spec.n_dense + dim * len(spec.cardinalities), _hidden(m), spec.n_out, m.activation,
+                          m.dropout or 0.0, "none" if m.norm == "auto" else m.norm)
+        return ClickNet(spec.n_dense, list(spec.cardinalities), dim, spec.n_out, deep, factorized)
+    return build
+
+
 def build_boosted(spec: ModelSpec, m) -> nn.Module:
     """Boosted trees grown elsewhere (train/boosted.py): their tables' shape is in the config."""
     if spec.shape or spec.vocab_size:
@@ -149,6 +163,8 @@ MODELS: dict[str, Callable[[ModelSpec, object], nn.Module]] = {
     "conv1d": build_conv1d,
     "transformer": build_transformer,
     "boosted": build_boosted,
+    "deepfm": _clicks(factorized=True),
+    "wide_deep": _clicks(factorized=False),
     "blend": build_blend,
 }
 KEEPS_ITS_INIT = ("transformer", "blend")  # initialized as BERT is (models/transformer.py), not re-initialized

@@ -22,6 +22,7 @@ from scaletrain.config import Config
 from scaletrain.data.split import leave_last_out, random_per_user
 from scaletrain.errors import DataError
 from scaletrain.evaluate.ranking import ranking_metrics
+from scaletrain.models.factorization import Ranks
 from scaletrain.recommend.interactions import Interactions, history, interactions_from
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of
@@ -69,18 +70,45 @@ def score(found: Interactions, part: Part, scorer: Scorer, users: np.ndarray) ->
 
 
 class Fitter:
-    """Fits specs on one part's rows, reusing the weights of specs that differ only in recency."""
+    """Fits specs on one part's rows, reusing the weights of specs that differ only in recency;
+    a trained spec keeps its checkpoints in CHECKPOINTS/<stage>-<its settings>/."""
 
-    def __init__(self, found: Interactions, rows: np.ndarray, seed: int):
+    def __init__(self, found: Interactions, rows: np.ndarray, seed: int, checkpoints: Path | None = None,
+                 stage: str = ""):
         self.found, self.rows, self.seed, self.fitted = found, rows, seed, {}
+        self.checkpoints, self.stage = checkpoints, stage
 
     def __call__(self, spec: dict) -> Scorer:
         key = tuple(sorted((k, v) for k, v in spec.items() if k != "recency"))
         if key not in self.fitted:
             indptr, indices = history(self.found.users[self.rows], self.found.items[self.rows], None,
                                       self.found.n_users)
-            self.fitted[key] = fit_scorer(spec, indptr, indices, self.found.n_items, self.seed)
+            folder = None if self.checkpoints is None else \
+                self.checkpoints / "-".join([self.stage] + [f"{k}{v}" for k, v in key if k != "model"] + [key_model(key)])
+            self.fitted[key] = fit_scorer(spec, indptr, indices, self.found.n_items, self.seed, folder, ranks_here())
         return scorer_of(spec, self.fitted[key].weights)
+
+
+def ranks_here() -> Ranks:
+    """The processes a launcher started for this fit (`train --nproc-per-node N`), summing the
+    factorization's gradients with torch.distributed; one process: Ranks()."""
+    import torch.distributed as dist
+
+    from scaletrain.parallel import distributed
+
+    here = distributed.world()
+    if not here.active:
+        return Ranks()
+
+    def all_reduce(grads: list) -> None:
+        for grad in grads:
+            dist.all_reduce(grad)
+
+    return Ranks(here.rank, here.size, all_reduce)
+
+
+def key_model(key: tuple) -> str:
+    return dict(key)["model"]
 
 
 def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
@@ -90,7 +118,8 @@ def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
     return users
 
 
-def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress) -> tuple[dict, list[dict]]:
+def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress,
+           checkpoints: Path | None) -> tuple[dict, list[dict]]:
     """The spec with the best validation NDCG@K, and every candidate's validation figures."""
     d, m, seed = cfg.data, cfg.model, cfg.train.seed
     specs = candidate_specs(m.name, m.ease_l2, m.recency, found.n_items)
@@ -100,7 +129,7 @@ def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress) -
     if not len(users):
         raise DataError("no user has two interactions: nothing is left to validate or test a recommender on; "
                         "give each user's history (several rows per user)")
-    fit, board = Fitter(found, inner, seed), []
+    fit, board = Fitter(found, inner, seed, checkpoints, "validation"), []
     for spec in specs:
         started = time.perf_counter()
         scorer = fit(spec)
@@ -111,7 +140,8 @@ def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress) -
     return board[best]["spec"], board
 
 
-def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, board: list[dict]) -> dict[str, dict]:
+def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, board: list[dict],
+                 checkpoints: Path | None) -> dict[str, dict]:
     """Test metrics of the chosen spec and of the best of every other kind (popularity too),
     each refitted on training + validation."""
     best_of = {}
@@ -119,7 +149,7 @@ def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, boa
         best_of.setdefault((entry["spec"]["model"], bool(entry["spec"].get("recency"))), entry["spec"])
     best_of[(chosen["model"], bool(chosen.get("recency")))] = chosen
     users = np.flatnonzero([len(h) > 0 for h in part.held])
-    fit = Fitter(found, part.rows, cfg.train.seed)
+    fit = Fitter(found, part.rows, cfg.train.seed, checkpoints, "test")
     return {scorer.name: score(found, part, scorer, users) for scorer in map(fit, best_of.values())}
 
 
@@ -130,15 +160,17 @@ def split_name(found: Interactions, cfg: Config) -> str:
             f"{cfg.data.val_fraction:.0%} of the rest for validation; no time column)")
 
 
-def fit_recommender(cfg: Config, data, where: str, progress=lambda name, value: None) -> tuple[Recommender, dict]:
-    """The fitted recommender (on every interaction) and its metrics.json content."""
+def fit_recommender(cfg: Config, data, where: str, progress=lambda name, value: None,
+                    checkpoints: Path | None = None) -> tuple[Recommender, dict]:
+    """The fitted recommender (on every interaction) and its metrics.json content; trained
+    candidates keep their state under `checkpoints` and continue from it."""
     started = time.perf_counter()
     frame = data if isinstance(data, pd.DataFrame) else _read(data)
     found = interactions_from(frame, cfg.data, where)
     train_rows, test_rows = held_out(found, np.arange(len(found.users)), cfg.data.test_fraction, cfg.train.seed)
-    chosen, board = choose(found, cfg, train_rows, progress)
-    test = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board)
-    shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed)(chosen)
+    chosen, board = choose(found, cfg, train_rows, progress, checkpoints)
+    test = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board, checkpoints)
+    shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed, checkpoints, "all")(chosen)
     recommender = recommender_on(found, np.arange(len(found.users)), shipped)
     notes = found.notes + [f"chosen: {shipped.name}, the best validation NDCG@{K} of {len(board)} candidates; refitted "
                            "on every interaction for predict and serve (the test figures are of the fit without them)"]

@@ -120,8 +120,10 @@ def check_k(k: int) -> int:
     return k
 
 
-def train(cfg: Config, data, out, verbose: bool = False, overwrite: bool = False) -> RecommenderRun:
-    """Fit a recommender on an interactions table and write its run directory (unless out=None)."""
+def train(cfg: Config, data, out, verbose: bool = False, overwrite: bool = False, resume: bool = False,
+          resume_or_start: bool = False) -> RecommenderRun:
+    """Fit a recommender on an interactions table and write its run directory (unless out=None);
+    with `resume`, trained candidates continue from their checkpoints in OUT/checkpoints."""
     from scaletrain.recommend.fit import fit_recommender
     from scaletrain.recommend.report import report_html
     from scaletrain.rundir import RunDir
@@ -132,10 +134,16 @@ def train(cfg: Config, data, out, verbose: bool = False, overwrite: bool = False
             print(f"  {name}: validation NDCG@10 {value:.4f}", flush=True)
 
     where = data if isinstance(data, (str, Path)) else "the interactions"
-    with writing(out, False, overwrite):
-        recommender, metrics = fit_recommender(cfg, data, str(where), progress)
+    from scaletrain.train.assembly import process_group
+
+    with writing(out, resume or resume_or_start, overwrite, resume_or_start), process_group("cpu") as world:
+        checkpoints = None if out is None else Path(out) / "checkpoints"
+        recommender, metrics = fit_recommender(cfg, data, str(where), progress, checkpoints)
+        if world.active:
+            metrics["distributed"] = {"ranks": world.size, "backend": "gloo",
+                                      "gradients": "summed across ranks by all-reduce (whole embedding tables)"}
         run = RecommenderRun(recommender, cfg, metrics, None if out is None else Path(out))
-        if out is not None:
+        if out is not None and world.main:
             store.save(Path(out), cfg, recommender, metrics, metrics["data"]["roles"])
             RunDir(out).write_report(report_html(metrics))
     return run

@@ -12,13 +12,14 @@ item it recommends.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from scaletrain.errors import ConfigError
 from scaletrain.models.ease import ease_weights, popularity
-from scaletrain.models.factorization import fit_bpr
+from scaletrain.models.factorization import Ranks, fit_bpr
 
 EASE_MAX_ITEMS = 15_000  # its float64 inverse of items × items: 1.8 GB at 15,000 items
 EASE_L2 = (100.0, 500.0, 2000.0)   # Steck's 500 and a step either side (the validation users choose)
@@ -78,14 +79,17 @@ def scorer_of(spec: dict, weights: dict[str, torch.Tensor]) -> Scorer:
     return SCORERS[spec["model"]](spec, weights)
 
 
-def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int) -> Scorer:
-    """A scorer of `spec` fitted on the histories (CSR rows indptr/indices)."""
+def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int,
+               checkpoints: Path | None = None, ranks: Ranks = Ranks()) -> Scorer:
+    """A scorer of `spec` fitted on the histories (CSR rows indptr/indices); a trained one keeps
+    its state in `checkpoints` and continues from it (models/factorization.fit_bpr)."""
     model = spec["model"]
     weights = {"popularity": popularity(indices, n_items)}
     if model == "ease":
         weights["ease"] = ease_weights(indptr, indices, n_items, spec["l2"])
     elif model == "mf":
-        factors = fit_bpr(indptr, indices, n_items, dim=spec["dim"], epochs=spec["epochs"], seed=seed)
+        factors = fit_bpr(indptr, indices, n_items, dim=spec["dim"], epochs=spec["epochs"], seed=seed,
+                          checkpoints=checkpoints, ranks=ranks)
         weights |= {"users": factors.users.weight.detach(), "items": factors.items.weight.detach(),
                     "bias": factors.bias.detach()}
     elif model != "popularity":

@@ -22,6 +22,8 @@ class Task:
     thresholded: bool = False  # one decision threshold is tuned (binary); class shifts otherwise
     score_label: str = ""      # what score_outputs measures, as the learning curves name it
     regime: str | None = None  # a module whose train(cfg, data, out, ...) fits this task instead of the row pipeline
+    models: tuple[str, ...] = ()  # zero-config's candidates for it on a table, before the boosted trees ((): the table's)
+    two_classes: bool = False  # its target must hold exactly two values
 
     @property
     def default_loss(self) -> str:

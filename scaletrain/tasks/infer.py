@@ -12,6 +12,11 @@ def infer_task(y: pd.Series, task: str) -> str:
     values = y.dropna()
     n_unique = values.nunique()
     if task in TASKS:
+        if TASKS[task].two_classes and n_unique != 2:
+            from scaletrain.errors import TargetError
+
+            raise TargetError(f"task {task} needs a target of two values (clicked or not); '{y.name}' holds "
+                              f"{n_unique}: map it to two, e.g. rating >= 4")
         return task
     if task == "classification":
         return "binary" if n_unique == 2 else "multiclass"

@@ -148,6 +148,8 @@ class Table(Modality):
         in_memory_text = facts.text_length and not facts.streamed
         if config.model.name != "auto":
             return [config.model.name]
+        if task_of(facts.task).models:  # click-through: its own models, and the trees beside them
+            return list(task_of(facts.task).models) + (["boosted"] if config.train.boosting != "off" else [])
         if pretrained and not facts.n_train < SMALL_TABLE:
             return ["transformer"]
         if facts.streamed:
