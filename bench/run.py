@@ -38,8 +38,10 @@ Prints, never asserts on time:
      statistics + logistic regression.
   22. sequences (bench/sequence_bench.py): JapaneseVowels as Parquet with a column of vectors,
      zero-config against 1-NN (Euclidean on padded sequences, and DTW).
-  23. ranking (bench/ranking_bench.py): MovieLens-100K fully ranked, seen items excluded,
-     popularity and EASE (the first slice of recommendation, issue 34).
+  23. recommendation (bench/ranking_bench.py): MovieLens-100K fully ranked, seen items excluded:
+     zero-config `--task recommend` against popularity, EASE and implicit's ALS on its split.
+  24. click-through (bench/ctr_bench.py): --task ctr on MovieLens-100K against HistGradientBoosting
+     and a one-hot logistic regression, the same test rows.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -60,6 +62,7 @@ import audio_bench  # noqa: E402
 import big_table  # noqa: E402
 import compress_bench  # noqa: E402
 import cpu_paths  # noqa: E402
+import ctr_bench  # noqa: E402
 import explain_bench  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
@@ -185,5 +188,9 @@ if __name__ == "__main__":
     audio_bench.main([])
     print("\n22. sequences: JapaneseVowels against 1-NN Euclidean and DTW (bench/sequence_bench.py)")
     sequence_bench.main([])
-    print("\n23. ranking: MovieLens-100K, popularity and EASE fully ranked (bench/ranking_bench.py)")
+    print("\n23. recommendation: MovieLens-100K, zero-config against popularity, EASE and ALS, fully ranked "
+          "(bench/ranking_bench.py)")
     ranking_bench.main([])
+    print("\n24. click-through: MovieLens-100K ratings >= 4 as clicks, --task ctr against HistGradientBoosting and "
+          "one-hot logistic regression (bench/ctr_bench.py)")
+    ctr_bench.main([])

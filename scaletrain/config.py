@@ -92,18 +92,19 @@ class DataConfig(_Section):
     # the share of the corpus's training blocks pretraining reads (the first of each shard; a
     # scaling study's data axis); the validation blocks stay the same
     pretrain_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
-    # task recommend: the interactions' columns (None: found by their names), and the smallest
-    # rating that counts as an interaction (None: every row counts, as a watch does)
+    # task recommend: the interactions' columns (None: found by their names), the smallest rating that counts as
+    # an interaction (None: every row counts, as a watch does), and a side table of item features (a file)
     user: str | None = None
     item: str | None = None
     rating: str | None = None
     time: str | None = None
     min_rating: float | None = None
+    items: str | None = None
 
 
 class ModelConfig(_Section):
     name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "conv1d", "transformer", "boosted", "blend",
-                  "popularity", "ease", "mf", "deepfm", "wide_deep"] = "auto"
+                  "popularity", "ease", "mf", "twotower", "deepfm", "wide_deep"] = "auto"
     hidden: list[AtLeastOne] | None = None
     depth: Count | None = None  # hidden layers (mlp), stages (cnn, resnet; 0 = as many as fit) or blocks (conv1d)
     width: AtLeastOne | None = None
@@ -183,8 +184,7 @@ class TrainConfig(_Section):
     # for this metric (auto: macro F1 where the largest class is 3x the rarest and validation holds 20 of the
     # rarest, else none: the plain argmax)
     threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
-    # temperature scaling on validation rows: auto keeps it where it lowers their NLL
-    calibration: Literal["auto", "temperature", "none"] = "auto"
+    calibration: Literal["auto", "temperature", "none"] = "auto"  # temperature scaling: auto keeps it where val NLL falls
     # how zero-config chooses between its candidates on small tables (under 2,000 rows, no time limit): k-fold
     # cross-validation of each on the training rows, or their losses on the one validation split (faster)
     choose_by: Literal["validation", "cv"] = "cv"
@@ -210,8 +210,8 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit
     time_limit: Positive | None = None
-    # under a time limit, a conv net's width (unset) halved from the data-size default until 10 epochs fit (epochs),
-    # or chosen by a short scaling probe (probe: fitting/size_probe.py; not the default, it did not help: BENCHMARKS.md)
+    # under a time limit, a conv net's width halved from the data-size default until 10 epochs fit (epochs), or
+    # chosen by a scaling probe (probe: fitting/size_probe.py; not the default, it did not help: BENCHMARKS.md)
     sizing: Literal["epochs", "probe"] = "epochs"
     # with several ranks: shard parameters, gradients and optimizer state (FSDP) instead of replicating them (DDP)
     fsdp: bool = False

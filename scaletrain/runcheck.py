@@ -216,14 +216,26 @@ def read_results(folder: RunDir) -> tuple[dict, list[dict]]:
     return metrics, history.to_dict("records")
 
 
-def load_checked(path: str | Path) -> CheckedRun:
-    """Read and check every file of a run directory, then build its model (see the module's doc)."""
+def opened(path: str | Path) -> tuple[RunDir, Config, Path, Header]:
+    """What every run directory passes before its model is read: complete, nothing linked out
+    of it, a valid config.yaml, and model.safetensors' header (its tensors not yet read)."""
     folder = RunDir(path)
     folder.check_complete()
     check_inside(folder.path)
     config = read_config(folder)
     weights = folder.path / "model.safetensors"
-    header = safetensors_header(weights)
+    return folder, config, weights, safetensors_header(weights)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: Path) -> None:
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise RunDirError(f"{where}: tensor '{bad}' holds NaN or infinite values; the run directory is damaged")
+
+
+def load_checked(path: str | Path) -> CheckedRun:
+    """Read and check every file of a run directory, then build its model (see the module's doc)."""
+    folder, config, weights, header = opened(path)
     spec = model_spec(header, str(weights))
     preprocess = read_preprocess(folder)
     check_shapes(spec, config, header, str(weights))
@@ -232,9 +244,7 @@ def load_checked(path: str | Path) -> CheckedRun:
         raise RunDirError(f"{folder.path / 'preprocess.json'}: {problem}; the run directory is damaged")
     model = build_model(spec, config.model)
     state_dict = folder.read_weights()
-    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:
-        raise RunDirError(f"{weights}: tensor '{bad}' holds NaN or infinite values; the run directory is damaged")
+    check_finite(state_dict, weights)
     model.load_state_dict(state_dict)
     inputs = spec.n_dense + len(spec.cardinalities)
     problem = next((found for m in model.modules() if hasattr(m, "table_problem") for found in [m.table_problem(inputs)]

@@ -71,7 +71,7 @@ def test_ease_recovers_a_planted_structure_and_beats_popularity():
 def test_bpr_factorization_learns_the_planted_pairs():
     """The same planted pairs: 300 users take both items of a pair; for 100 more, one item of
     their pair is held out, and the factorization ranks it far above where popularity puts it."""
-    from scaletrain.models.factorization import fit_bpr
+    from scaletrain.models.factorization import BprShape, fit_bpr
 
     rng = np.random.default_rng(1)
     rows, held = [], []
@@ -82,7 +82,7 @@ def test_bpr_factorization_learns_the_planted_pairs():
         rows.append(sorted({first, second, popular} if user < 300 else {first, popular} - {second}))
         held.append(np.array([], int) if user < 300 or second == popular else np.array([second]))
     indptr, indices = csr(rows)
-    model = fit_bpr(indptr, indices, 20, dim=8, epochs=40, seed=0, batch=64)
+    model = fit_bpr(indptr, indices, 20, BprShape(dim=8, epochs=40, batch=64))
     with torch.no_grad():
         lists = top_k(lambda users: model(torch.from_numpy(users)), np.arange(len(rows)), (indptr, indices), 20, k=2)
     popular = top_k(lambda users: popularity(indices, 20)[None].expand(len(users), -1), np.arange(len(rows)),

@@ -80,6 +80,8 @@ def test_an_unknown_user_gets_popular_items_and_strict_refuses_them(trained):
     assert "not in the training data" in frame.attrs["warnings"][0]
     with pytest.raises(DataError, match="not trained on"):
         trained.predict(["nobody"], k=3, strict=True)
+    with pytest.raises(DataError, match="does not exist"):  # a mistyped file is not taken for a user id
+        trained.predict("users.cvs.csv", k=3)
 
 
 def test_predict_k_on_the_command_line_and_the_served_lists_agree(trained, tmp_path):
@@ -209,7 +211,7 @@ def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, monkeyp
 
     found = interactions_from(planted(), DataConfig(), "planted")
     indptr, indices = history(found.users, found.items, found.times, found.n_users)
-    whole = factorization.fit_bpr(indptr, indices, found.n_items, dim=8, epochs=4, seed=0)
+    whole = factorization.fit_bpr(indptr, indices, found.n_items, factorization.BprShape(dim=8, epochs=4))
     save = factorization._save
 
     def killed_after_two(folder, epoch, *state):
@@ -219,10 +221,10 @@ def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, monkeyp
 
     monkeypatch.setattr(factorization, "_save", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        factorization.fit_bpr(indptr, indices, found.n_items, dim=8, epochs=4, seed=0, checkpoints=tmp_path / "ck")
+        factorization.fit_bpr(indptr, indices, found.n_items, factorization.BprShape(dim=8, epochs=4), tmp_path / "ck")
     monkeypatch.undo()
-    resumed = factorization.fit_bpr(indptr, indices, found.n_items, dim=8, epochs=4, seed=0,
-                                    checkpoints=tmp_path / "ck")
+    resumed = factorization.fit_bpr(indptr, indices, found.n_items, factorization.BprShape(dim=8, epochs=4),
+                                    tmp_path / "ck")
     for name, weights in whole.state_dict().items():
         assert torch.equal(weights, resumed.state_dict()[name]), name
 
@@ -256,3 +258,26 @@ def test_two_ranks_train_the_same_factorization_as_one_process(tmp_path):
         torch.testing.assert_close(two[name], one[name], rtol=1e-3, atol=1e-4)
     assert runs[2].metrics["distributed"]["ranks"] == 2 and "distributed" not in runs[1].metrics
     assert runs[2].metrics["test"]["hr@10"] == pytest.approx(runs[1].metrics["test"]["hr@10"], abs=0.02)
+
+
+def test_two_towers_rank_items_nobody_has_seen_by_their_features(tmp_path):
+    items = pd.DataFrame({"movieId": list(range(100, 100 + N_ITEMS)) + [900, 901, 902, 903],
+                          "genres": [f"taste{(i // GROUP_ITEMS)} film" for i in range(N_ITEMS)]
+                          + [f"taste{g} film" for g in range(4)]})  # 900-903: one new item per taste
+    items.to_csv(tmp_path / "items.csv", index=False)
+    run = scaletrain.fit(planted(), out=tmp_path / "towers", data__task="recommend", model="twotower",
+                         data__items=str(tmp_path / "items.csv"))
+    assert run.metrics["spec"]["model"] == "twotower" and len(run.recommender.item_ids) == N_ITEMS + 4
+    assert "4 items with no interaction yet join the catalogue" in " ".join(run.metrics["notes"])
+    model = run.recommender
+    new = [model.item_ids.index(i) for i in (900, 901, 902, 903)]
+    for group in range(4):
+        users = model.user_indices([f"u{u}" for u in range(group, N_USERS, 4)])
+        scores = model.scores(users)[:, new].mean(0)
+        assert int(scores.argmax()) == group  # the new item of the users' own taste scores highest
+    from scaletrain.export import export_onnx
+
+    path = export_onnx(run.path)
+    history = model.history_rows(np.arange(5)).numpy()
+    _, onnx_scores = ort.InferenceSession(str(path)).run(None, {"history": history})
+    assert np.allclose(onnx_scores, model.scores(np.arange(5)).numpy(), atol=1e-4)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 USER_BATCH = 1024  # users scored at once: batch × items floats at a time
+SCORE_CELLS = 1 << 24  # and at most this many (user, item) scores at once: 64 MB of floats, the sort's indices twice that
 
 
 def seen_mask(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items: int) -> torch.Tensor:
@@ -35,7 +36,7 @@ def seen_mask(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_item
 
 
 def top_k(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
-          n_items: int, k: int, batch: int = USER_BATCH) -> np.ndarray:
+          n_items: int, k: int, batch: int | None = None) -> np.ndarray:
     """(users, k) item indices, the best first; -1 where a user has fewer than k unseen items.
     `scores_of(users)` gives (len(users), n_items) scores; `seen` is the CSR (indptr, indices)
     of every user's seen items."""
@@ -44,8 +45,9 @@ def top_k(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray, se
 
 def top_k_scored(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray,
                  seen: tuple[np.ndarray, np.ndarray], n_items: int, k: int,
-                 batch: int = USER_BATCH) -> tuple[np.ndarray, np.ndarray]:
+                 batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`top_k`'s lists and their scores (NaN where the list is padded with -1)."""
+    batch = batch or min(USER_BATCH, max(1, SCORE_CELLS // max(n_items, 1)))
     found = np.full((len(users), k), -1, dtype=np.int64)
     values = np.full((len(users), k), np.nan)
     for start in range(0, len(users), batch):

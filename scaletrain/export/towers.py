@@ -5,6 +5,7 @@ outside: a user's scores are `user_vector · items[i] + bias[i]`.
 - ease and popularity: the tower reads `history`, the user's weights over the catalogue
   (batch, items): 0.5 ** (interactions since) for each past item, the card gives the half-life;
   for EASE the user vector is that history and items are the columns of its weights.
+- twotower: the tower reads `history` too; the user vector is its weighted mean of item vectors.
 - mf: the tower reads `user`, the user's index (the card lists the ids in order).
 """
 from __future__ import annotations
@@ -28,14 +29,17 @@ EMBEDDINGS = "item_embeddings.safetensors"
 class Tower(nn.Module):
     """(user_vector, scores) from the input; scores = user_vector @ items.T + bias."""
 
-    def __init__(self, users: torch.Tensor | None, items: torch.Tensor, bias: torch.Tensor):
+    def __init__(self, users: torch.Tensor | None, items: torch.Tensor, bias: torch.Tensor, mean: bool = False):
         super().__init__()
+        self.mean = mean  # two towers: the history's weighted mean of the item vectors
         self.users = None if users is None else nn.Parameter(users, requires_grad=False)
         self.items, self.bias = nn.Parameter(items, requires_grad=False), nn.Parameter(bias, requires_grad=False)
 
     def forward(self, x: torch.Tensor):
         if self.users is not None:  # mf: the user's row
             vector = self.users[x]
+        elif self.mean:
+            vector = (x @ self.items) / x.sum(1, keepdim=True).clamp(min=1e-6)
         elif self.items.shape[1] == 1:  # popularity: one dimension, the same for everyone
             vector = torch.ones_like(x[:, :1])
         else:  # ease: the history itself
@@ -51,6 +55,8 @@ def tower_of(run: RecommenderRun) -> tuple[Tower, str]:
         return Tower(weights["users"], weights["items"], weights["bias"]), "user"
     if model == "ease":
         return Tower(None, weights["ease"].T.contiguous(), torch.zeros(n_items)), "history"
+    if model == "twotower":
+        return Tower(None, weights["items"], weights["bias"], mean=True), "history"
     return Tower(None, weights["popularity"][:, None].float(), torch.zeros(n_items)), "history"
 
 

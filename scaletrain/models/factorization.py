@@ -45,10 +45,18 @@ class Ranks:
     all_reduce: Callable[[list[torch.Tensor]], None] | None = None
 
 
-def fit_bpr(indptr: np.ndarray, indices: np.ndarray, n_items: int, dim: int = 64, epochs: int = 30,
-            seed: int = 0, batch: int = 1024, checkpoints: Path | None = None, ranks: Ranks = Ranks()) -> Factorization:
+@dataclass(frozen=True)
+class BprShape:
+    dim: int = 64        # the vectors' size
+    epochs: int = 30
+    batch: int = 1024    # (user, item) pairs a step, each with one drawn negative
+    seed: int = 0
+
+
+def fit_bpr(indptr: np.ndarray, indices: np.ndarray, n_items: int, shape: BprShape = BprShape(),
+            checkpoints: Path | None = None, ranks: Ranks = Ranks()) -> Factorization:
     """A factorization fitted by BPR on the users' interactions (CSR rows indptr/indices):
-    Adam (LR) on batches of `batch` pairs, L2 on the vectors each batch touches. With
+    Adam (LR) on batches of `shape.batch` pairs, L2 on the vectors each batch touches. With
     `checkpoints`, a folder, the state after each epoch is kept there (the weights, Adam's
     moments, the draw generator's state; written by rank 0) and training continues from the
     newest one found: a killed fit resumed gives the same weights, to the bit, as one never stopped.
@@ -58,16 +66,16 @@ def fit_bpr(indptr: np.ndarray, indices: np.ndarray, n_items: int, dim: int = 64
     before the step, so every replica takes the step one process would (to float rounding).
     The embedding tables' gradients are exchanged whole (dense all-reduce): simple and exact,
     but O(table) per step; row-sharded tables with a sparse exchange are not built yet."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(shape.seed)
+    torch.manual_seed(shape.seed)
     n_users = len(indptr) - 1
-    model = Factorization(n_users, n_items, dim)
+    model = Factorization(n_users, n_items, shape.dim)
     users = torch.from_numpy(np.repeat(np.arange(n_users), np.diff(indptr)))
     items = torch.from_numpy(indices.astype(np.int64))
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     start = _resume(checkpoints, model, optimizer, generator) if checkpoints is not None else 0
-    for epoch in range(start, epochs):
-        for chosen in torch.randperm(len(users), generator=generator).split(batch):
+    for epoch in range(start, shape.epochs):
+        for chosen in torch.randperm(len(users), generator=generator).split(shape.batch):
             negatives = torch.randint(0, n_items, (len(chosen),), generator=generator)
             mine = slice(ranks.rank, None, ranks.size)  # this process's share of the batch
             u, i, j = users[chosen][mine], items[chosen][mine], negatives[mine]

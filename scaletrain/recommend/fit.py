@@ -26,6 +26,7 @@ from scaletrain.models.factorization import Ranks
 from scaletrain.recommend.interactions import Interactions, history, interactions_from
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of
+from scaletrain.recommend.sides import SideFeatures, read_items
 
 K = 10                 # the cut-off of the headline metrics (NDCG@10, HR@10)
 VAL_USERS = 10_000     # validation scores at most this many users (a seeded sample): bounded time
@@ -70,22 +71,24 @@ def score(found: Interactions, part: Part, scorer: Scorer, users: np.ndarray) ->
 
 
 class Fitter:
-    """Fits specs on one part's rows, reusing the weights of specs that differ only in recency;
+    """Fits specs on one part's rows, reusing EASE's weights across recencies (they only weigh its input);
     a trained spec keeps its checkpoints in CHECKPOINTS/<stage>-<its settings>/."""
 
     def __init__(self, found: Interactions, rows: np.ndarray, seed: int, checkpoints: Path | None = None,
-                 stage: str = ""):
+                 stage: str = "", side: SideFeatures | None = None):
         self.found, self.rows, self.seed, self.fitted = found, rows, seed, {}
-        self.checkpoints, self.stage = checkpoints, stage
+        self.checkpoints, self.stage, self.side = checkpoints, stage, side
 
     def __call__(self, spec: dict) -> Scorer:
-        key = tuple(sorted((k, v) for k, v in spec.items() if k != "recency"))
+        key = tuple(sorted((k, v) for k, v in spec.items() if not (k == "recency" and spec["model"] == "ease")))
         if key not in self.fitted:
-            indptr, indices = history(self.found.users[self.rows], self.found.items[self.rows], None,
+            times = None if self.found.times is None else self.found.times[self.rows]
+            indptr, indices = history(self.found.users[self.rows], self.found.items[self.rows], times,
                                       self.found.n_users)
-            folder = None if self.checkpoints is None else \
-                self.checkpoints / "-".join([self.stage] + [f"{k}{v}" for k, v in key if k != "model"] + [key_model(key)])
-            self.fitted[key] = fit_scorer(spec, indptr, indices, self.found.n_items, self.seed, folder, ranks_here())
+            settings = [f"{k}{v:g}" for k, v in key if k != "model"]
+            folder = None if self.checkpoints is None else self.checkpoints / "-".join([self.stage, spec["model"], *settings])
+            self.fitted[key] = fit_scorer(spec, indptr, indices, self.found.n_items, self.seed, folder, ranks_here(),
+                                          self.side)
         return scorer_of(spec, self.fitted[key].weights)
 
 
@@ -107,10 +110,6 @@ def ranks_here() -> Ranks:
     return Ranks(here.rank, here.size, all_reduce)
 
 
-def key_model(key: tuple) -> str:
-    return dict(key)["model"]
-
-
 def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
     users = np.flatnonzero([len(h) > 0 for h in part.held])
     if len(users) > limit:
@@ -118,18 +117,18 @@ def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
     return users
 
 
-def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress,
-           checkpoints: Path | None) -> tuple[dict, list[dict]]:
+def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress, checkpoints: Path | None,
+           side: SideFeatures | None) -> tuple[dict, list[dict]]:
     """The spec with the best validation NDCG@K, and every candidate's validation figures."""
     d, m, seed = cfg.data, cfg.model, cfg.train.seed
-    specs = candidate_specs(m.name, m.ease_l2, m.recency, found.n_items)
+    specs = candidate_specs(m.name, m.ease_l2, m.recency, found.n_items, side is not None)
     inner, val = held_out(found, train_rows, d.val_fraction, seed + 1)
     part = part_of(found, inner, val)
     users = users_with_items(part, VAL_USERS, seed)
     if not len(users):
         raise DataError("no user has two interactions: nothing is left to validate or test a recommender on; "
                         "give each user's history (several rows per user)")
-    fit, board = Fitter(found, inner, seed, checkpoints, "validation"), []
+    fit, board = Fitter(found, inner, seed, checkpoints, "validation", side), []
     for spec in specs:
         started = time.perf_counter()
         scorer = fit(spec)
@@ -141,7 +140,7 @@ def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress,
 
 
 def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, board: list[dict],
-                 checkpoints: Path | None) -> dict[str, dict]:
+                 checkpoints: Path | None, side: SideFeatures | None) -> dict[str, dict]:
     """Test metrics of the chosen spec and of the best of every other kind (popularity too),
     each refitted on training + validation."""
     best_of = {}
@@ -149,7 +148,7 @@ def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, boa
         best_of.setdefault((entry["spec"]["model"], bool(entry["spec"].get("recency"))), entry["spec"])
     best_of[(chosen["model"], bool(chosen.get("recency")))] = chosen
     users = np.flatnonzero([len(h) > 0 for h in part.held])
-    fit = Fitter(found, part.rows, cfg.train.seed, checkpoints, "test")
+    fit = Fitter(found, part.rows, cfg.train.seed, checkpoints, "test", side)
     return {scorer.name: score(found, part, scorer, users) for scorer in map(fit, best_of.values())}
 
 
@@ -167,10 +166,15 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda name, value: 
     started = time.perf_counter()
     frame = data if isinstance(data, pd.DataFrame) else _read(data)
     found = interactions_from(frame, cfg.data, where)
+    side = None
+    if cfg.data.items:
+        side, found.item_ids, notes = read_items(_read(cfg.data.items), found.item_ids, found.roles["item"],
+                                                 cfg.data.items)
+        found.notes += notes
     train_rows, test_rows = held_out(found, np.arange(len(found.users)), cfg.data.test_fraction, cfg.train.seed)
-    chosen, board = choose(found, cfg, train_rows, progress, checkpoints)
-    test = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board, checkpoints)
-    shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed, checkpoints, "all")(chosen)
+    chosen, board = choose(found, cfg, train_rows, progress, checkpoints, side)
+    test = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board, checkpoints, side)
+    shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed, checkpoints, "all", side)(chosen)
     recommender = recommender_on(found, np.arange(len(found.users)), shipped)
     notes = found.notes + [f"chosen: {shipped.name}, the best validation NDCG@{K} of {len(board)} candidates; refitted "
                            "on every interaction for predict and serve (the test figures are of the fit without them)"]

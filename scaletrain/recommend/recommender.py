@@ -86,11 +86,9 @@ class Recommender:
         """`recommend`'s rows with `because_1..n` (past items) and `support_1..n` (what each adds)."""
         frame = self.recommend(ids, k)
         index = {id_key(item): i for i, item in enumerate(self.item_ids)}
-        users = self.user_indices(frame["user"])
-        for column in [f"{what}_{j}" for j in range(1, n + 1) for what in ("because", "support")]:
-            frame[column] = None
-        for row, (user, item) in enumerate(zip(users, frame["item"])):
-            for j, (past, value) in enumerate(self.reasons(int(user), index[id_key(item)], n), start=1):
-                frame.loc[row, f"because_{j}"] = past
-                frame.loc[row, f"support_{j}"] = value
+        found = [self.reasons(int(user), index[id_key(item)], n)
+                 for user, item in zip(self.user_indices(frame["user"]), frame["item"])]
+        for j in range(n):
+            frame[f"because_{j + 1}"] = [r[j][0] if j < len(r) else None for r in found]
+            frame[f"support_{j + 1}"] = [r[j][1] if j < len(r) else None for r in found]
         return frame

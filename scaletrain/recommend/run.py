@@ -1,6 +1,7 @@
 """A recommender run: train it into a run directory, load it back, ask it for top-k lists."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class RecommenderRun:
             return list(data)
         if isinstance(data, (str, Path)) and Path(data).exists():
             data = self._table(data)
+        elif isinstance(data, Path) or (isinstance(data, str) and re.search(r"\.(csv|tsv|parquet|pq|jsonl?|ndjson)$", data)):
+            raise DataError(f"'{data}' does not exist; give a table of users (or one user id)")
         if not isinstance(data, pd.DataFrame):
             return [data]
         for column in (self.user_column, "user"):

@@ -7,7 +7,8 @@ item it recommends.
 - popularity: each item's count of users, the baseline every recommender must beat;
 - ease: EASE's item-item weights (models/ease.py) over the user's history, weighted by
   recency (interactions.recency_weights);
-- mf: matrix factorization trained with BPR (models/factorization.py).
+- mf: matrix factorization trained with BPR (models/factorization.py);
+- twotower: item vectors from ids and features, users as their items' mean (models/two_tower.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import torch
 
 from scaletrain.errors import ConfigError
 from scaletrain.models.ease import ease_weights, popularity
-from scaletrain.models.factorization import Ranks, fit_bpr
+from scaletrain.models.factorization import BprShape, Ranks, fit_bpr
+from scaletrain.models.two_tower import fit_two_tower
+from scaletrain.recommend.sides import SideFeatures
 
 EASE_MAX_ITEMS = 15_000  # its float64 inverse of items × items: 1.8 GB at 15,000 items
 EASE_L2 = (100.0, 500.0, 2000.0)   # Steck's 500 and a step either side (the validation users choose)
@@ -72,7 +75,20 @@ class FactorScorer(Scorer):
         return (history > 0) * (vectors @ vectors[item])
 
 
-SCORERS = {"popularity": Scorer, "ease": EaseScorer, "mf": FactorScorer}
+class TowerScorer(Scorer):
+    """Two towers: the user is the weighted mean of their items' vectors (models/two_tower.py)."""
+
+    def scores(self, history, users):
+        items = self.weights["items"]
+        return (history @ items) / history.sum(1, keepdim=True).clamp(min=1e-6) @ items.T + self.weights["bias"]
+
+    def support(self, history, item):
+        items = self.weights["items"]
+        return history * (items @ items[item]) / history.sum().clamp(min=1e-6)
+
+
+SCORERS = {"popularity": Scorer, "ease": EaseScorer, "mf": FactorScorer, "twotower": TowerScorer}
+TWO_TOWER = {"model": "twotower", "dim": 64, "epochs": 10, "recency": 7.0}
 
 
 def scorer_of(spec: dict, weights: dict[str, torch.Tensor]) -> Scorer:
@@ -80,7 +96,7 @@ def scorer_of(spec: dict, weights: dict[str, torch.Tensor]) -> Scorer:
 
 
 def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int,
-               checkpoints: Path | None = None, ranks: Ranks = Ranks()) -> Scorer:
+               checkpoints: Path | None = None, ranks: Ranks = Ranks(), side: SideFeatures | None = None) -> Scorer:
     """A scorer of `spec` fitted on the histories (CSR rows indptr/indices); a trained one keeps
     its state in `checkpoints` and continues from it (models/factorization.fit_bpr)."""
     model = spec["model"]
@@ -88,18 +104,34 @@ def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int
     if model == "ease":
         weights["ease"] = ease_weights(indptr, indices, n_items, spec["l2"])
     elif model == "mf":
-        factors = fit_bpr(indptr, indices, n_items, dim=spec["dim"], epochs=spec["epochs"], seed=seed,
-                          checkpoints=checkpoints, ranks=ranks)
+        factors = fit_bpr(indptr, indices, n_items, BprShape(spec["dim"], spec["epochs"], seed=seed), checkpoints, ranks)
         weights |= {"users": factors.users.weight.detach(), "items": factors.items.weight.detach(),
                     "bias": factors.bias.detach()}
+        unseen = weights["popularity"] == 0  # never drawn as a positive: their vectors are noise
+        weights["items"][unseen], weights["bias"][unseen] = 0.0, weights["bias"][~unseen].min() if (~unseen).any() else 0
+    elif model == "twotower":
+        weights |= dict(zip(("items", "bias"), _two_tower(spec, indptr, indices, n_items, seed, side)))
     elif model != "popularity":
         raise ConfigError(f"unknown recommender '{model}'; one of: {', '.join(SCORERS)}")
     return scorer_of(spec, weights)
 
 
-def candidate_specs(name: str, l2: float | None, half_life: float | None, n_items: int) -> list[dict]:
-    """The settings zero-config compares (popularity always among them), or those model.name
-    and the model's keys fix."""
+def _two_tower(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int,
+               side: SideFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
+    from scipy.sparse import csr_matrix
+
+    from scaletrain.recommend.interactions import recency_weights
+
+    matrix = csr_matrix((recency_weights(indptr, spec["recency"]), indices, indptr), shape=(len(indptr) - 1, n_items))
+    features = (side.tokens, side.offsets, side.numbers) if side is not None else (
+        torch.zeros(0, dtype=torch.int64), torch.zeros(n_items + 1, dtype=torch.int64), torch.zeros((n_items, 0)))
+    return fit_two_tower(matrix, features, n_items, spec["dim"], spec["epochs"], seed)
+
+
+def candidate_specs(name: str, l2: float | None, half_life: float | None, n_items: int,
+                    side: bool = False) -> list[dict]:
+    """The settings zero-config compares (popularity always among them; the two towers where
+    items have features), or those model.name and the model's keys fix."""
     popular = [{"model": "popularity"}]
     ease = [{"model": "ease", "l2": float(a), "recency": float(h)} for a in ([l2] if l2 else EASE_L2)
             for h in ([half_life] if half_life is not None else HALF_LIVES)]
@@ -109,7 +141,9 @@ def candidate_specs(name: str, l2: float | None, half_life: float | None, n_item
                           f"{EASE_MAX_ITEMS:,}; use model.name=mf")
     if n_items > EASE_MAX_ITEMS:
         ease = []
-    by_name = {"popularity": popular, "ease": popular + ease, "mf": popular + mf, "auto": popular + ease + mf}
+    towers = [TWO_TOWER | ({"recency": float(half_life)} if half_life is not None else {})]
+    by_name = {"popularity": popular, "ease": popular + ease, "mf": popular + mf, "twotower": popular + towers,
+               "auto": popular + ease + mf + (towers if side else [])}
     if name not in by_name:
-        raise ConfigError(f"model.name={name} does not recommend; use auto, popularity, ease or mf")
+        raise ConfigError(f"model.name={name} does not recommend; use auto, popularity, ease, mf or twotower")
     return by_name[name]

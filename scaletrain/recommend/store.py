@@ -24,9 +24,8 @@ from scaletrain.errors import RunDirError
 from scaletrain.io import read_json
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import SCORERS, scorer_of
-from scaletrain.runcheck import read_config, read_results, safetensors_header
+from scaletrain.runcheck import check_finite, opened, read_results
 from scaletrain.rundir import RunDir
-from scaletrain.runlock import check_inside
 
 KIND = "recommender"  # model_spec's kind: what tells a recommender run from a row model's
 HISTORY = ("history.indptr", "history.items")
@@ -56,6 +55,9 @@ def expected_shapes(spec: dict, n_users: int, n_items: int, header_shapes: dict)
               "history.items": header_shapes.get("history.items", (0,))}
     if spec["model"] == "ease":
         shapes["ease"] = (n_items, n_items)
+    if spec["model"] == "twotower":
+        dim = header_shapes.get("items", (0, 0))[-1]
+        shapes |= {"items": (n_items, dim), "bias": (n_items,)}
     if spec["model"] == "mf":
         dim = header_shapes.get("users", (0, 0))[-1]
         shapes |= {"users": (n_users, dim), "items": (n_items, dim), "bias": (n_items,)}
@@ -72,12 +74,7 @@ def _ids(state: dict, key: str, where: Path) -> list:
 
 def load(path: str | Path) -> tuple[Recommender, Config, dict]:
     """The recommender stored in `path`, its config and its metrics, every file checked first."""
-    folder = RunDir(path)
-    folder.check_complete()
-    check_inside(folder.path)
-    config = read_config(folder)
-    weights_file = folder.path / "model.safetensors"
-    header = safetensors_header(weights_file)
+    folder, config, weights_file, header = opened(path)
     try:
         spec = json.loads(header.metadata.get("model_spec", ""))
     except ValueError:
@@ -98,9 +95,7 @@ def load(path: str | Path) -> tuple[Recommender, Config, dict]:
             raise RunDirError(f"{weights_file}: tensor '{name}' has shape {header.shapes.get(name)}, but the "
                               f"{len(users):,} users and {len(items):,} items of preprocess.json need {tuple(shape)}")
     tensors = folder.read_weights()
-    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:
-        raise RunDirError(f"{weights_file}: tensor '{bad}' holds NaN or infinite values; the run directory is damaged")
+    check_finite(tensors, weights_file)
     indptr, indices = (tensors.pop(k).numpy().astype(np.int64) for k in HISTORY)
     if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0) or (
             len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
