@@ -120,6 +120,8 @@ def compare(frame: pd.DataFrame, split: str, sets: dict) -> None:
     run = scaletrain.fit(frame, out=None, data__task="recommend", **sets)
     seconds = time.perf_counter() - started
     rows = {f"zero-config: {run.metrics['model']}": run.metrics["test"] | {"seconds": seconds}}
+    rows |= {f"  its candidate {name}": figures | {"seconds": 0.0} for name, figures in run.metrics["baselines"].items()
+             if not name.startswith("popularity")}
     rows |= baselines(frame, {"data__task": "recommend", **sets})
     print(f"    {split} ({run.metrics['data']['split']}; {run.metrics['test']['users_scored']} users scored)")
     for name, m in rows.items():
