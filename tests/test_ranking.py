@@ -89,3 +89,14 @@ def test_bpr_factorization_learns_the_planted_pairs():
                     (indptr, indices), 20, k=2)
     assert ranking_metrics(lists, held, 20)["hr@2"] > 0.8
     assert ranking_metrics(popular, held, 20)["hr@2"] < 0.4
+
+
+def test_sampled_figures_rank_the_held_out_item_among_drawn_unseen_items():
+    from scaletrain.evaluate.ranking import sampled_metrics
+
+    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    seen = csr([[0], []])
+    held = [np.array([2]), np.array([4])]  # user 0: item 1 (unseen) outscores it; user 1: a tie counts against it
+    found = sampled_metrics(lambda users: scores[torch.from_numpy(users)], np.arange(2), seen, held, 5, k=2)
+    assert found["hr@2"] == pytest.approx(0.5) and found["ndcg@2"] == pytest.approx(0.5 / math.log2(3))
+    assert found["users_scored"] == 2

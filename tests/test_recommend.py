@@ -60,6 +60,7 @@ def test_a_planted_taste_is_recovered_and_beats_popularity(trained):
     m = trained.metrics
     assert m["spec"]["model"] != "popularity"
     assert m["test"]["hr@10"] > m["baselines"]["popularity"]["hr@10"] + 0.2
+    assert m["test_sampled"]["hr@10"] >= m["test"]["hr@10"] and "NOT the full ranking" in m["test_sampled"]["what"]
     frame = trained.predict([f"u{u}" for u in range(0, N_USERS, 4)], k=3)  # group 0: items 100-109
     assert frame["item"].between(100, 109).mean() > 0.9
 

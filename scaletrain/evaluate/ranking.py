@@ -89,3 +89,29 @@ def ranking_metrics(recommended: np.ndarray, held_out: list[np.ndarray], n_items
         result[f"{name}@{k}"] = float(values.mean()) if scored else 0.0
         result[f"{name}@{k}_se"] = float(values.std(ddof=1) / np.sqrt(scored)) if scored > 1 else 0.0
     return result
+
+
+def sampled_metrics(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray,
+                    seen: tuple[np.ndarray, np.ndarray], held_out: list[np.ndarray], n_items: int,
+                    negatives: int = 100, k: int = 10, seed: int = 0) -> dict:
+    """HR@k and NDCG@k as sampled evaluation computes them — each held-out item ranked among
+    `negatives` items drawn from those the user has not seen — for showing beside the full
+    ranking how much sampling flatters a model, never instead of it. A tie counts against
+    the held-out item."""
+    rng = np.random.default_rng(seed)
+    hits, gains = [], []
+    for start in range(0, len(users), USER_BATCH):
+        part = users[start:start + USER_BATCH]
+        scores = scores_of(part).float()
+        hidden = seen_mask(seen[0], seen[1], part, n_items).numpy()
+        for row, user in enumerate(part):
+            relevant = np.unique(held_out[user])
+            if not len(relevant):
+                continue
+            pool = np.flatnonzero(~hidden[row] & ~np.isin(np.arange(n_items), relevant))
+            drawn = torch.from_numpy(rng.choice(pool, min(negatives, len(pool)), replace=False))
+            ranks = (scores[row, drawn][None, :] >= scores[row, torch.from_numpy(relevant)][:, None]).sum(1).numpy()
+            hits.append(float(np.mean(ranks < k)))
+            gains.append(float(np.mean(np.where(ranks < k, 1 / np.log2(ranks + 2), 0.0))))
+    return {f"hr@{k}": float(np.mean(hits)) if hits else 0.0, f"ndcg@{k}": float(np.mean(gains)) if gains else 0.0,
+            "negatives": negatives, "users_scored": len(hits)}

@@ -36,6 +36,16 @@ def test_chart(test: dict[str, dict], k: int) -> str:
     return figure_html("recommend-test", f"Test NDCG@{k} and HR@{k}, ±1 standard error", fig)
 
 
+def sampled_note(metrics: dict) -> str:
+    sampled, k = metrics.get("test_sampled"), metrics["k"]
+    if not sampled:
+        return ""
+    return (f"<p class='note'>Sampled evaluation would report HR@{k} {sampled[f'hr@{k}']:.4f} and NDCG@{k} "
+            f"{sampled[f'ndcg@{k}']:.4f} for {html.escape(metrics['model'])} (each test item among "
+            f"{sampled['negatives']} drawn unseen items) against {metrics['test'][f'hr@{k}']:.4f} and "
+            f"{metrics['test'][f'ndcg@{k}']:.4f} fully ranked: shown only to say how much sampling flatters.</p>")
+
+
 def report_html(metrics: dict) -> str:
     k, data = metrics["k"], metrics["data"]
     test = {metrics["model"]: metrics["test"]} | metrics["baselines"]
@@ -50,5 +60,6 @@ def report_html(metrics: dict) -> str:
     body = ("<h2>Data</h2>" + table_html(summary) + (f"<ul class='note'>{notes}</ul>" if notes else "")
             + "<h2>Test (every item ranked, seen items excluded)</h2>"
             + table_html([figures_row(n, f, k) for n, f in test.items()]) + test_chart(test, k)
+            + sampled_note(metrics)
             + "<h2>Candidates (validation)</h2>" + table_html(candidates))
     return build_page("scaletrain recommender", body)
