@@ -129,12 +129,12 @@ def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress, c
         raise DataError("no user has two interactions: nothing is left to validate or test a recommender on; "
                         "give each user's history (several rows per user)")
     fit, board = Fitter(found, inner, seed, checkpoints, "validation", side), []
-    for spec in specs:
+    for done, spec in enumerate(specs, start=1):
         started = time.perf_counter()
         scorer = fit(spec)
         board.append({"name": scorer.name, "spec": spec, "val": score(found, part, scorer, users),
                       "seconds": round(time.perf_counter() - started, 3)})
-        progress(scorer.name, board[-1]["val"][HEADLINE])
+        progress(done, len(specs), scorer.name, board[-1]["val"][HEADLINE])
     best = max(range(len(board)), key=lambda i: (board[i]["val"][HEADLINE], -i))
     return board[best]["spec"], board
 
@@ -170,7 +170,7 @@ def split_name(found: Interactions, cfg: Config) -> str:
             f"{cfg.data.val_fraction:.0%} of the rest for validation; no time column)")
 
 
-def fit_recommender(cfg: Config, data, where: str, progress=lambda name, value: None,
+def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, name, value: None,
                     checkpoints: Path | None = None) -> tuple[Recommender, dict]:
     """The fitted recommender (on every interaction) and its metrics.json content; trained
     candidates keep their state under `checkpoints` and continue from it."""

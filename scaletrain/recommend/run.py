@@ -127,19 +127,28 @@ def train(cfg: Config, data, out, verbose: bool = False, overwrite: bool = False
           resume_or_start: bool = False) -> RecommenderRun:
     """Fit a recommender on an interactions table and write its run directory (unless out=None);
     with `resume`, trained candidates continue from their checkpoints in OUT/checkpoints."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from scaletrain.recommend.fit import fit_recommender
     from scaletrain.recommend.report import report_html
     from scaletrain.rundir import RunDir
     from scaletrain.runlock import writing
 
-    def progress(name: str, value: float) -> None:
-        if verbose:
-            print(f"  {name}: validation NDCG@10 {value:.4f}", flush=True)
+    bar = Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"), disable=not verbose)
+    task = bar.add_task("", total=None)
+    best = {"value": -1.0, "name": ""}
+
+    def progress(done: int, total: int, name: str, value: float) -> None:
+        if value > best["value"]:
+            best.update(value=value, name=name)
+        bar.update(task, completed=done, total=total,
+                   description=f"best validation NDCG@10 {best['value']:.4f}: {best['name']}")
 
     where = data if isinstance(data, (str, Path)) else "the interactions"
     from scaletrain.train.assembly import process_group
 
-    with writing(out, resume or resume_or_start, overwrite, resume_or_start), process_group("cpu") as world:
+    with writing(out, resume or resume_or_start, overwrite, resume_or_start), process_group("cpu") as world, bar:
         checkpoints = None if out is None else Path(out) / "checkpoints"
         recommender, metrics = fit_recommender(cfg, data, str(where), progress, checkpoints)
         if world.active:
