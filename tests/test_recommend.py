@@ -282,3 +282,19 @@ def test_two_towers_rank_items_nobody_has_seen_by_their_features(tmp_path):
     history = model.history_rows(np.arange(5)).numpy()
     _, onnx_scores = ort.InferenceSession(str(path)).run(None, {"history": history})
     assert np.allclose(onnx_scores, model.scores(np.arange(5)).numpy(), atol=1e-4)
+
+
+def test_prepared_shards_and_wide_parquet_are_read_by_their_role_columns(tmp_path):
+    planted().to_csv(tmp_path / "ratings.csv", index=False)
+    done = CliRunner().invoke(app, ["prepare", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "shards"),
+                                    "--target", "rating", "--quiet"])
+    assert done.exit_code == 0, done.output
+    run = scaletrain.fit(str(tmp_path / "shards"), out=None, data__task="recommend", model="ease")
+    assert "prepared shard(s) read whole" in run.metrics["notes"][0]
+    assert run.metrics["data"]["interactions"] == len(planted().drop_duplicates(["userId", "movieId"]))
+    planted().assign(review=["a long text"] * len(planted())).to_parquet(tmp_path / "wide.parquet")
+    from scaletrain.config import DataConfig
+    from scaletrain.recommend.interactions import read_interactions
+
+    frame, _ = read_interactions(str(tmp_path / "wide.parquet"), DataConfig())
+    assert list(frame.columns) == ["userId", "movieId", "rating", "timestamp"]  # the review column never read

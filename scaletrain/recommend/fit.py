@@ -23,7 +23,7 @@ from scaletrain.data.split import leave_last_out, random_per_user
 from scaletrain.errors import DataError
 from scaletrain.evaluate.ranking import ranking_metrics, sampled_metrics
 from scaletrain.models.factorization import Ranks
-from scaletrain.recommend.interactions import Interactions, history, interactions_from
+from scaletrain.recommend.interactions import Interactions, history, interactions_from, read_interactions
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of
 from scaletrain.recommend.sides import SideFeatures, read_items
@@ -175,8 +175,9 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, 
     """The fitted recommender (on every interaction) and its metrics.json content; trained
     candidates keep their state under `checkpoints` and continue from it."""
     started = time.perf_counter()
-    frame = data if isinstance(data, pd.DataFrame) else _read(data)
+    frame, read_notes = (data, []) if isinstance(data, pd.DataFrame) else read_interactions(data, cfg.data)
     found = interactions_from(frame, cfg.data, where)
+    found.notes[:0] = read_notes
     side = None
     if cfg.data.items:
         side, found.item_ids, notes = read_items(_read(cfg.data.items), found.item_ids, found.roles["item"],
@@ -200,7 +201,7 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, 
     return recommender, metrics
 
 
-def _read(data) -> pd.DataFrame:
+def _read(data) -> pd.DataFrame:  # a side table
     from scaletrain.modalities.table.tables import read_table
 
     return read_table(Path(data) if not isinstance(data, Path) else data)

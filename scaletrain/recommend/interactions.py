@@ -54,6 +54,32 @@ class Interactions:
         return len(self.item_ids)
 
 
+def read_interactions(source, data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
+    """The table behind `source` (a file, folder or glob, or shards `prepare` wrote) and notes.
+    From Parquet only the role columns are read (found from the schema first): a wide log costs
+    its user, item, rating and time columns. Prepared shards are read whole, train, validation
+    and test alike: the recommender cuts its own split per user."""
+    import pyarrow.parquet as pq
+
+    from scaletrain.data.manifest import is_shard_dir, join, read_manifest, verify_shards
+    from scaletrain.modalities.table.tables import expand_paths, read_table
+
+    if is_shard_dir(source):
+        manifest = read_manifest(str(source))
+        verify_shards(manifest, str(source))
+        files = [join(manifest.root, shard["file"]) for shard in manifest.shards]
+        note = [f"{len(files)} prepared shard(s) read whole: their train/validation/test split is not used, the "
+                "recommender holds out items per user"]
+    else:
+        files, note = [str(p) for p in expand_paths(source)], []
+    if not all(f.endswith((".parquet", ".pq")) for f in files):
+        return read_table(source), note
+    names = pq.read_schema(files[0]).names
+    roles, _ = find_roles(pd.DataFrame(columns=names), data, str(source))
+    columns = [c for c in roles.values() if c is not None]
+    return pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files], ignore_index=True), note
+
+
 def find_roles(frame: pd.DataFrame, data: DataConfig, where: str) -> tuple[dict[str, str | None], list[str]]:
     """The column of each role, and a note for each one found by its name."""
     given = {"user": data.user, "item": data.item, "rating": data.rating, "time": data.time}
