@@ -298,3 +298,16 @@ def test_prepared_shards_and_wide_parquet_are_read_by_their_role_columns(tmp_pat
 
     frame, _ = read_interactions(str(tmp_path / "wide.parquet"), DataConfig())
     assert list(frame.columns) == ["userId", "movieId", "rating", "timestamp"]  # the review column never read
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("userId,movieId\n1,2\n2,3\n", "no user has two interactions"),
+    ("userId,movieId,timestamp\n1,2,2020-01-01\n1,3,yesterday\n", "row 3: time 'yesterday'"),
+    ("userId,movieId\n,\n,\n", "no interactions left"),
+])
+def test_unusable_interactions_get_one_clear_line(tmp_path, rows, message):
+    (tmp_path / "log.csv").write_text(rows)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "log.csv"), "--task", "recommend", "--out",
+                                      str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing half-written

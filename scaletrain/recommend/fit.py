@@ -22,6 +22,7 @@ from scaletrain.config import Config
 from scaletrain.data.split import leave_last_out, random_per_user
 from scaletrain.errors import DataError
 from scaletrain.evaluate.ranking import ranking_metrics, sampled_metrics
+from scaletrain.modalities.table.tables import read_table
 from scaletrain.models.factorization import Ranks
 from scaletrain.recommend.interactions import Interactions, history, interactions_from, read_interactions
 from scaletrain.recommend.recommender import Recommender
@@ -180,7 +181,7 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, 
     found.notes[:0] = read_notes
     side = None
     if cfg.data.items:
-        side, found.item_ids, notes = read_items(_read(cfg.data.items), found.item_ids, found.roles["item"],
+        side, found.item_ids, notes = read_items(read_table(cfg.data.items), found.item_ids, found.roles["item"],
                                                  cfg.data.items)
         found.notes += notes
     train_rows, test_rows = held_out(found, np.arange(len(found.users)), cfg.data.test_fraction, cfg.train.seed)
@@ -199,9 +200,3 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, 
                "candidates": board, "parameters": int(sum(w.numel() for w in shipped.weights.values())),
                "train_seconds": round(time.perf_counter() - started, 2), "notes": notes}
     return recommender, metrics
-
-
-def _read(data) -> pd.DataFrame:  # a side table
-    from scaletrain.modalities.table.tables import read_table
-
-    return read_table(Path(data) if not isinstance(data, Path) else data)
