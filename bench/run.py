@@ -42,6 +42,8 @@ Prints, never asserts on time:
      zero-config `--task recommend` against popularity, EASE and implicit's ALS on its split.
   24. click-through (bench/ctr_bench.py): --task ctr on MovieLens-100K against HistGradientBoosting
      and a one-hot logistic regression, the same test rows.
+  25. a streamed log (bench/recommend_scale.py): 20 M and 40 M generated interactions prepared into
+     shards and trained as a recommender; peak RSS of each training process (goal ≤ 2 GiB, flat).
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -69,6 +71,7 @@ import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
 import privacy_bench  # noqa: E402
 import ranking_bench  # noqa: E402
+import recommend_scale  # noqa: E402
 import scale_bench  # noqa: E402
 import scaling  # noqa: E402
 import sequence_bench  # noqa: E402
@@ -194,3 +197,5 @@ if __name__ == "__main__":
     print("\n24. click-through: MovieLens-100K ratings >= 4 as clicks, --task ctr against HistGradientBoosting and "
           "one-hot logistic regression (bench/ctr_bench.py)")
     ctr_bench.main([])
+    print("\n25. a streamed log: 20 M and 40 M generated interactions, peak RSS of training (bench/recommend_scale.py)")
+    recommend_scale.main([])

@@ -100,3 +100,15 @@ def test_sampled_figures_rank_the_held_out_item_among_drawn_unseen_items():
     found = sampled_metrics(lambda users: scores[torch.from_numpy(users)], np.arange(2), seen, held, 5, k=2)
     assert found["hr@2"] == pytest.approx(0.5) and found["ndcg@2"] == pytest.approx(0.5 / math.log2(3))
     assert found["users_scored"] == 2
+
+
+def test_best_k_is_a_stable_sorts_first_k_ties_and_seen_items_included():
+    from scaletrain.evaluate.ranking import best_k
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        rows, items, k = (int(torch.randint(1, n, (1,), generator=g)) for n in (20, 40, 12))
+        scores = torch.randint(0, 5, (rows, items), generator=g).float()  # many ties
+        scores[torch.rand(rows, items, generator=g) < 0.2] = -torch.inf
+        expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        assert torch.equal(best_k(scores, k), expected)

@@ -151,17 +151,21 @@ def test_a_tampered_recommender_run_is_refused(trained, tmp_path, damage, messag
         state = json.loads((run / "preprocess.json").read_text())
         state["items"] = state["items"][:-1]
         (run / "preprocess.json").write_text(json.dumps(state))
+    elif damage == "history":
+        from safetensors.numpy import load_file
+
+        from scaletrain.recommend.histories import save_histories
+
+        history_file = load_file(str(run / "history.safetensors"))
+        save_histories(run / "history.safetensors", history_file["history.indptr"], history_file["history.items"] + 10_000)
     else:
         from safetensors import safe_open
 
         with safe_open(str(run / "model.safetensors"), "pt") as fh:
             spec = json.loads(fh.metadata()["model_spec"])
-        tensors = load_tensors(run / "model.safetensors")
-        if damage == "history":
-            tensors["history.items"] = tensors["history.items"] + 10_000
-        else:
-            spec["l2"] = "a lot"
-        save_tensors(run / "model.safetensors", tensors, metadata={"model_spec": json.dumps(spec)})
+        spec["l2"] = "a lot"
+        save_tensors(run / "model.safetensors", load_tensors(run / "model.safetensors"),
+                     metadata={"model_spec": json.dumps(spec)})
     with pytest.raises(RunDirError, match=message):
         RecommenderRun.load(run)
     result = CliRunner().invoke(app, ["predict", str(run), "u1", "--k", "3"])

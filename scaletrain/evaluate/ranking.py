@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 USER_BATCH = 1024  # users scored at once: batch × items floats at a time
-SCORE_CELLS = 1 << 24  # and at most this many (user, item) scores at once: 64 MB of floats, the sort's indices twice that
+SCORE_CELLS = 1 << 22  # and at most this many (user, item) scores at once: 16 MB of floats
 
 
 def seen_mask(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items: int) -> torch.Tensor:
@@ -33,6 +33,25 @@ def seen_mask(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_item
     mask = torch.zeros((len(users), n_items), dtype=torch.bool)
     mask[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = True
     return mask
+
+
+def best_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(rows, min(k, items)) item indices of each row's k best scores, equal scores in item order
+    (the lower index first): a full stable sort's first k, at topk's cost. A full sort of 10,000
+    users × 27,000 items took 14 s here; rows whose k-th score ties with one past the list (or
+    with -inf, seen items) are still sorted fully, only they."""
+    k = min(k, scores.shape[1])
+    kth = torch.topk(scores, k, dim=1).values[:, -1:]
+    tied = (scores >= kth).sum(1) > k
+    order = torch.empty((len(scores), k), dtype=torch.int64)
+    if (~tied).any():
+        clear = scores[~tied]
+        candidates = torch.nonzero(clear >= kth[~tied])[:, 1].reshape(-1, k)  # each row's k, in item order
+        ranked = torch.sort(torch.gather(clear, 1, candidates), dim=1, descending=True, stable=True).indices
+        order[~tied] = torch.gather(candidates, 1, ranked)
+    if tied.any():
+        order[tied] = torch.sort(scores[tied], dim=1, descending=True, stable=True).indices[:, :k]
+    return order
 
 
 def top_k(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
@@ -55,8 +74,7 @@ def top_k_scored(scores_of: Callable[[np.ndarray], torch.Tensor], users: np.ndar
         scores = scores_of(part).float().clone()
         hidden = seen_mask(seen[0], seen[1], part, n_items)
         scores[hidden] = -torch.inf
-        # a stable sort keeps equal scores in item order: the lower index first
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        order = best_k(scores, k)
         picked = torch.gather(scores, 1, order)
         kept = picked > -torch.inf
         found[start:start + len(part), :order.shape[1]] = torch.where(kept, order, -1).numpy()

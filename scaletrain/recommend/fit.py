@@ -23,11 +23,13 @@ from scaletrain.data.split import leave_last_out, random_per_user
 from scaletrain.errors import DataError
 from scaletrain.evaluate.ranking import ranking_metrics, sampled_metrics
 from scaletrain.modalities.table.tables import read_table
-from scaletrain.models.factorization import Ranks
 from scaletrain.recommend.interactions import Interactions, history, interactions_from, read_interactions
+from scaletrain.recommend.log_stream import is_streamed
+from scaletrain.recommend.ranks import ranks_here
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of
 from scaletrain.recommend.sides import SideFeatures, read_items
+from scaletrain.recommend.stream_fit import fit_streamed
 
 K = 10                 # the cut-off of the headline metrics (NDCG@10, HR@10)
 VAL_USERS = 10_000     # validation scores at most this many users (a seeded sample): bounded time
@@ -93,24 +95,6 @@ class Fitter:
         return scorer_of(spec, self.fitted[key].weights)
 
 
-def ranks_here() -> Ranks:
-    """The processes a launcher started for this fit (`train --nproc-per-node N`), summing the
-    factorization's gradients with torch.distributed; one process: Ranks()."""
-    import torch.distributed as dist
-
-    from scaletrain.parallel import distributed
-
-    here = distributed.world()
-    if not here.active:
-        return Ranks()
-
-    def all_reduce(grads: list) -> None:
-        for grad in grads:
-            dist.all_reduce(grad)
-
-    return Ranks(here.rank, here.size, all_reduce)
-
-
 def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
     users = np.flatnonzero([len(h) > 0 for h in part.held])
     if len(users) > limit:
@@ -172,9 +156,12 @@ def split_name(found: Interactions, cfg: Config) -> str:
 
 
 def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, name, value: None,
-                    checkpoints: Path | None = None) -> tuple[Recommender, dict]:
+                    checkpoints: Path | None = None, folder: Path | None = None) -> tuple[Recommender, dict]:
     """The fitted recommender (on every interaction) and its metrics.json content; trained
-    candidates keep their state under `checkpoints` and continue from it."""
+    candidates keep their state under `checkpoints` and continue from it. Shards of more than
+    STREAM_ROWS interactions are streamed (stream_fit.py), their histories written into `folder`."""
+    if is_streamed(data):
+        return fit_streamed(cfg, str(data), progress, checkpoints, folder)
     started = time.perf_counter()
     frame, read_notes = (data, []) if isinstance(data, pd.DataFrame) else read_interactions(data, cfg.data)
     found = interactions_from(frame, cfg.data, where)

@@ -45,7 +45,7 @@ class Recommender:
         for row, user in enumerate(users):
             if user >= 0:
                 start, end = self.indptr[user], self.indptr[user + 1]
-                dense[row, torch.from_numpy(self.indices[start:end])] = torch.from_numpy(weights[start:end])
+                dense[row, torch.from_numpy(self.indices[start:end].astype(np.int64))] = torch.from_numpy(weights[start:end])
         return dense
 
     def scores(self, users: np.ndarray) -> torch.Tensor:

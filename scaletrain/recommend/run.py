@@ -150,10 +150,12 @@ def train(cfg: Config, data, out, verbose: bool = False, overwrite: bool = False
 
     with writing(out, resume or resume_or_start, overwrite, resume_or_start), process_group("cpu") as world, bar:
         checkpoints = None if out is None else Path(out) / "checkpoints"
-        recommender, metrics = fit_recommender(cfg, data, str(where), progress, checkpoints)
+        recommender, metrics = fit_recommender(cfg, data, str(where), progress, checkpoints,
+                                               None if out is None else Path(out))
         if world.active:
             metrics["distributed"] = {"ranks": world.size, "backend": "gloo",
-                                      "gradients": "summed across ranks by all-reduce (whole embedding tables)"}
+                                      "gradients": "summed across ranks by all-reduce (whole embedding tables)"
+                                      } | metrics.get("distributed", {})
         run = RecommenderRun(recommender, cfg, metrics, None if out is None else Path(out))
         if out is not None and world.main:
             store.save(Path(out), cfg, recommender, metrics, metrics["data"]["roles"])

@@ -107,13 +107,19 @@ def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int
         factors = fit_bpr(indptr, indices, n_items, BprShape(spec["dim"], spec["epochs"], seed=seed), checkpoints, ranks)
         weights |= {"users": factors.users.weight.detach(), "items": factors.items.weight.detach(),
                     "bias": factors.bias.detach()}
-        unseen = weights["popularity"] == 0  # never drawn as a positive: their vectors are noise
-        weights["items"][unseen], weights["bias"][unseen] = 0.0, weights["bias"][~unseen].min() if (~unseen).any() else 0
+        quiet_unseen(weights)
     elif model == "twotower":
         weights |= dict(zip(("items", "bias"), _two_tower(spec, indptr, indices, n_items, seed, side)))
     elif model != "popularity":
         raise ConfigError(f"unknown recommender '{model}'; one of: {', '.join(SCORERS)}")
     return scorer_of(spec, weights)
+
+
+def quiet_unseen(weights: dict[str, torch.Tensor]) -> None:
+    """Items never drawn as a positive in training keep their random vectors, noise: zero them and
+    give them the lowest bias, so they rank last among the catalogue."""
+    unseen = weights["popularity"] == 0
+    weights["items"][unseen], weights["bias"][unseen] = 0.0, weights["bias"][~unseen].min() if (~unseen).any() else 0
 
 
 def _two_tower(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int,

@@ -1,7 +1,8 @@
 """A recommender run directory, written and read back checked.
 
     config.yaml        the resolved config              metrics.json  split, candidates, test figures
-    model.safetensors  the scorer's weights and the users' histories (CSR), the spec in its metadata
+    model.safetensors  the scorer's weights, the spec in its metadata
+    history.safetensors  the users' histories (CSR rows; histories.py), opened memory-mapped
     preprocess.json    the roles and the user and item ids, in index order
     report.html        the report
 
@@ -16,19 +17,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from scaletrain.config import Config
 from scaletrain.errors import RunDirError
 from scaletrain.io import read_json
+from scaletrain.recommend.histories import FILE, open_histories, save_histories
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import SCORERS, scorer_of
 from scaletrain.runcheck import check_finite, opened, read_results
 from scaletrain.rundir import RunDir
 
 KIND = "recommender"  # model_spec's kind: what tells a recommender run from a row model's
-HISTORY = ("history.indptr", "history.items")
 MAX_IDS = 50_000_000
 
 
@@ -40,9 +38,12 @@ def is_recommender(path: str | Path) -> bool:
 
 
 def save(path: Path, cfg: Config, recommender: Recommender, metrics: dict, roles: dict) -> None:
+    """The run directory; histories a streamed fit already wrote there (mapped from it) stay as they are."""
     tensors = dict(recommender.scorer.weights)
-    tensors["history.indptr"] = torch.from_numpy(recommender.indptr)
-    tensors["history.items"] = torch.from_numpy(recommender.indices)
+    written = getattr(recommender.indices, "filename", None)
+    if written is None or Path(written).resolve() != (path / FILE).resolve():
+        path.mkdir(parents=True, exist_ok=True)
+        save_histories(path / FILE, recommender.indptr, recommender.indices)
     state = {"kind": "interactions", "roles": roles, "users": recommender.user_ids, "items": recommender.item_ids,
              "min_rating": cfg.data.min_rating, "target": {"task": "recommend"}}
     folder = RunDir(path)
@@ -51,8 +52,7 @@ def save(path: Path, cfg: Config, recommender: Recommender, metrics: dict, roles
 
 
 def expected_shapes(spec: dict, n_users: int, n_items: int, header_shapes: dict) -> dict[str, tuple]:
-    shapes = {"popularity": (n_items,), "history.indptr": (n_users + 1,),
-              "history.items": header_shapes.get("history.items", (0,))}
+    shapes = {"popularity": (n_items,)}
     if spec["model"] == "ease":
         shapes["ease"] = (n_items, n_items)
     if spec["model"] == "twotower":
@@ -96,11 +96,7 @@ def load(path: str | Path) -> tuple[Recommender, Config, dict]:
                               f"{len(users):,} users and {len(items):,} items of preprocess.json need {tuple(shape)}")
     tensors = folder.read_weights()
     check_finite(tensors, weights_file)
-    indptr, indices = (tensors.pop(k).numpy().astype(np.int64) for k in HISTORY)
-    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0) or (
-            len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
-        raise RunDirError(f"{weights_file}: the users' histories are not rows of item indices inside the catalogue; "
-                          "the run directory is damaged")
+    indptr, indices = open_histories(folder.path / FILE, len(users), len(items))
     weights = {k: v for k, v in tensors.items() if k in expected}
     spec = {k: v for k, v in spec.items() if k != "kind"}
     metrics, _ = read_results(folder)
