@@ -31,6 +31,23 @@ def fast() -> dict:
     return {"epochs": 5, "verbose": False}
 
 
+@pytest.fixture
+def killed_after_two_epochs(monkeypatch):
+    """The factorization's checkpoint writer, patched to stop a fit (as a kill would) right after
+    epoch 2 is saved; `.undo()` on what it returns restores it."""
+    from scaletrain.models import factorization
+
+    save = factorization._save
+
+    def killed(folder, epoch, *state):
+        save(folder, epoch, *state)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(factorization, "_save", killed)
+    return monkeypatch
+
+
 @pytest.fixture(scope="session")
 def served_table(tmp_path_factory):
     """A table run (numbers with missing values, one-hot and embedded categories, a boolean)

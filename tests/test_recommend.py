@@ -209,7 +209,7 @@ def test_torch_is_used_for_scores_not_a_users_by_items_matrix(trained):
     assert max(calls) <= 1024 and torch.is_tensor(original(np.arange(2)))
 
 
-def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, monkeypatch):
+def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, killed_after_two_epochs):
     from scaletrain.config import DataConfig
     from scaletrain.models import factorization
     from scaletrain.recommend.interactions import interactions_from
@@ -217,17 +217,9 @@ def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, monkeyp
     found = interactions_from(planted(), DataConfig(), "planted")
     indptr, indices = history(found.users, found.items, found.times, found.n_users)
     whole = factorization.fit_bpr(indptr, indices, found.n_items, factorization.BprShape(dim=8, epochs=4))
-    save = factorization._save
-
-    def killed_after_two(folder, epoch, *state):
-        save(folder, epoch, *state)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(factorization, "_save", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         factorization.fit_bpr(indptr, indices, found.n_items, factorization.BprShape(dim=8, epochs=4), tmp_path / "ck")
-    monkeypatch.undo()
+    killed_after_two_epochs.undo()
     resumed = factorization.fit_bpr(indptr, indices, found.n_items, factorization.BprShape(dim=8, epochs=4),
                                     tmp_path / "ck")
     for name, weights in whole.state_dict().items():

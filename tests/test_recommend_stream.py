@@ -28,7 +28,8 @@ def log(rows: int = 12_000, seed: int = 0) -> pd.DataFrame:
     users = rng.integers(0, USERS, rows)
     taste = rng.integers(0, ITEMS // GROUPS, rows) * GROUPS + users % GROUPS
     items = np.where(rng.random(rows) < 0.8, taste, rng.integers(0, ITEMS, rows))
-    return pd.DataFrame({"userId": users + 1000, "movieId": items + 1, "timestamp": np.arange(rows) + 10**9})
+    return pd.DataFrame({"userId": users + 1000, "movieId": items + 1, "rating": rng.integers(1, 6, rows),
+                         "timestamp": np.arange(rows) + 10**9})
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_the_log_is_read_a_row_group_at_a_time_never_whole(shards, monkeypatch):
     assert [opened.item_ids[i] for i in opened.latest_item[:5]] == last.iloc[:5].tolist()
 
 
-def test_a_killed_streamed_factorization_resumed_is_the_same_to_the_bit(shards, tmp_path, monkeypatch):
+def test_a_killed_streamed_factorization_resumed_is_the_same_to_the_bit(shards, tmp_path, killed_after_two_epochs):
     opened = log_stream.LogStream.open(str(shards), read_manifest(str(shards)), DataConfig())
     shape = factorization.BprShape(dim=8, epochs=3, batch=512)
 
@@ -111,17 +112,9 @@ def test_a_killed_streamed_factorization_resumed_is_the_same_to_the_bit(shards, 
                                               len(opened.item_ids), shape, folder)
 
     whole = fit()
-    save = factorization._save
-
-    def killed_after_two(folder, epoch, *state):
-        save(folder, epoch, *state)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(factorization, "_save", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         fit(tmp_path / "ck")
-    monkeypatch.undo()
+    killed_after_two_epochs.undo()
     resumed = fit(tmp_path / "ck")
     for name, weights in whole.state_dict().items():
         assert torch.equal(weights, resumed.state_dict()[name]), name
@@ -158,3 +151,11 @@ def test_a_streamed_log_refuses_what_it_cannot_train(shards, monkeypatch):
         scaletrain.fit(str(shards), out=None, data__task="recommend", model="ease")
     with pytest.raises(ConfigError, match="--items"):
         scaletrain.fit(str(shards), out=None, data__task="recommend", data__items="items.csv")
+
+
+def test_a_streamed_log_keeps_only_the_ratings_data_min_rating_asks_for(shards, monkeypatch):
+    monkeypatch.setattr(log_stream, "STREAM_ROWS", 1_000)
+    monkeypatch.setattr(stream_fit, "STREAM_EPOCHS", 1)
+    run = scaletrain.fit(str(shards), out=None, data__task="recommend", data__min_rating=4)
+    assert run.metrics["data"]["interactions"] == int((log().rating >= 4).sum())
+    assert any("a rating of 4 or more in 'rating'" in note for note in run.metrics["notes"])

@@ -77,15 +77,17 @@ def open_histories(path: Path, n_users: int, n_items: int) -> tuple[np.ndarray, 
                           f"{ITEMS} (I32); the run directory is damaged")
     start = 8 + size
     indptr = np.memmap(path, "<i8", "r", start + header[INDPTR]["data_offsets"][0], (n_users + 1,))
-    n_rows = header[ITEMS]["shape"][0]
-    items = np.memmap(path, "<i4", "r", start + header[ITEMS]["data_offsets"][0], (n_rows,)) if n_rows else \
-        np.zeros(0, np.int32)
+    n_rows, first = header[ITEMS]["shape"][0], start + header[ITEMS]["data_offsets"][0]
+    items = np.memmap(path, "<i4", "r", first, (n_rows,)) if n_rows else np.zeros(0, np.int32)
     if indptr[0] != 0 or indptr[-1] != n_rows or np.any(np.diff(indptr) < 0) or not all(
-            0 <= block.min() and block.max() < n_items for block in blocks_of(items)):
+            0 <= block.min() and block.max() < n_items for block in blocks_of(path, first, n_rows)):
         raise RunDirError(f"{path}: the users' histories are not rows of item indices inside the catalogue of "
                           f"{n_items:,}; the run directory is damaged")
     return indptr, items
 
 
-def blocks_of(items: np.ndarray, size: int = 1 << 24) -> Iterable[np.ndarray]:
-    return (items[i:i + size] for i in range(0, len(items), size))
+def blocks_of(path: Path, first: int, n_rows: int, size: int = 1 << 24) -> Iterable[np.ndarray]:
+    """The items a block at a time, read (not mapped: scanning a mapping would keep every page
+    of it in this process's resident memory)."""
+    for offset in range(0, n_rows, size):
+        yield np.fromfile(path, "<i4", min(size, n_rows - offset), offset=first + 4 * offset)

@@ -49,11 +49,8 @@ class LogStream:
     user_counts: np.ndarray = None
     item_counts: np.ndarray = None
     latest_item: np.ndarray = None    # per user: their latest item's index
+    min_rating: float | None = None   # rows rated under it are not interactions
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def n_rows(self) -> int:
-        return sum(u.rows for u in self.units)
 
     @classmethod
     def open(cls, url: str, manifest, data: DataConfig) -> "LogStream":
@@ -68,9 +65,10 @@ class LogStream:
             names = pq.ParquetFile(fh).schema_arrow.names
         roles, notes = find_roles(pd.DataFrame(columns=names), data, url)
         if data.min_rating is not None:
-            raise DataError(f"'{url}' holds {sum(u.rows for u in units):,} interactions, streamed: data.min_rating "
-                            "is not applied to a streamed log; keep the liked rows before `prepare`")
-        log = cls(url, manifest.root, units, roles, notes=notes + [
+            if roles["rating"] is None:
+                raise DataError(f"'{url}': data.min_rating={data.min_rating:g} needs a rating column; name it with --rating")
+            notes.append(f"a rating of {data.min_rating:g} or more in '{roles['rating']}' counts as an interaction")
+        log = cls(url, manifest.root, units, roles, min_rating=data.min_rating, notes=notes + [
             f"{len(units)} row groups of prepared shards streamed (their train/validation/test split is not used, the "
             "recommender holds out items per user); repeated (user, item) pairs are not merged"])
         log.user_ids, log.item_ids = log.vocabulary()
@@ -84,11 +82,14 @@ class LogStream:
         from scaletrain.data.manifest import filesystem, join
 
         fs, _ = filesystem(self.url)
+        rating = [self.roles["rating"]] if self.min_rating is not None else []
         columns = [c for c in (self.roles["user"], self.roles["item"], self.roles["time"]) if c is not None]
         for index in (range(len(self.units)) if order is None else order):
             unit = self.units[index]
             with fs.open(join(self.root, unit.file), "rb") as fh:
-                frame = pq.ParquetFile(fh).read_row_group(unit.row_group, columns=columns).to_pandas()
+                frame = pq.ParquetFile(fh).read_row_group(unit.row_group, columns=columns + rating).to_pandas()
+            if rating:  # a rating under data.min_rating is not an interaction
+                frame = frame[pd.to_numeric(frame[rating[0]], errors="coerce") >= self.min_rating]
             yield frame.dropna(subset=columns[:2])
 
     def vocabulary(self) -> tuple[np.ndarray, np.ndarray]:

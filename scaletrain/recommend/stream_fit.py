@@ -167,7 +167,7 @@ def metrics_of(log: LogStream, evaluations: tuple, chosen: Scorer, board: list[d
                          f"{EVAL_ROWS:,} of their interactions each); one model trained ({STREAM_EPOCHS} passes) and shipped "
                          f"(not refitted with the held-out items); chosen: {chosen.name}"]
     return {"task": "recommend", "model": chosen.name, "spec": chosen.spec, "k": K, "headline": f"ndcg@{K}",
-            "data": {"interactions": log.n_rows, "users": len(log.user_ids), "items": len(log.item_ids),
+            "data": {"interactions": int(log.user_counts.sum()), "users": len(log.user_ids), "items": len(log.item_ids),
                      "roles": log.roles, "split": f"streamed: each sampled user's latest item by "
                                                   f"'{log.roles['time'] or 'place in the log'}' held out"},
             "val": next(e["val"] for e in board if e["spec"] == chosen.spec), "test": figures[chosen.name],
