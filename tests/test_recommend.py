@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from safetensors import safe_open
+from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 import scaletrain
@@ -141,6 +143,7 @@ def test_matrix_factorization_exports_a_user_tower(tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     ("items", "need"), ("history", "not rows of item indices"), ("spec", "not non-negative numbers"),
+    ("older", "older scaletrain"),
 ])
 def test_a_tampered_recommender_run_is_refused(trained, tmp_path, damage, message):
     import shutil
@@ -152,15 +155,17 @@ def test_a_tampered_recommender_run_is_refused(trained, tmp_path, damage, messag
         state["items"] = state["items"][:-1]
         (run / "preprocess.json").write_text(json.dumps(state))
     elif damage == "history":
-        from safetensors.numpy import load_file
-
         from scaletrain.recommend.histories import save_histories
 
         history_file = load_file(str(run / "history.safetensors"))
         save_histories(run / "history.safetensors", history_file["history.indptr"], history_file["history.items"] + 10_000)
+    elif damage == "older":  # the layout before history.safetensors: the histories inside the weights
+        history_file = load_file(str(run / "history.safetensors"))
+        (run / "history.safetensors").unlink()
+        tensors = load_tensors(run / "model.safetensors") | {k: torch.from_numpy(v) for k, v in history_file.items()}
+        with safe_open(str(run / "model.safetensors"), "pt") as fh:
+            save_tensors(run / "model.safetensors", tensors, metadata=fh.metadata())
     else:
-        from safetensors import safe_open
-
         with safe_open(str(run / "model.safetensors"), "pt") as fh:
             spec = json.loads(fh.metadata()["model_spec"])
         spec["l2"] = "a lot"

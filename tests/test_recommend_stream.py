@@ -94,6 +94,19 @@ def test_damaged_histories_are_refused(streamed, tmp_path):
         RecommenderRun.load(run)
 
 
+def test_a_streamed_fit_not_written_to_a_folder_leaves_nothing_in_tmp(shards, monkeypatch, tmp_path):
+    import tempfile
+
+    from scaletrain.recommend.scorers import Scorer
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    opened = log_stream.LogStream.open(str(shards), read_manifest(str(shards)), DataConfig())
+    popular = Scorer({"model": "popularity"}, {"popularity": stream_fit.popularity_without(opened)})
+    recommender = stream_fit.shipped(opened, popular, None)
+    assert not list(tmp_path.iterdir())  # the histories are read through the mapping of an unlinked file
+    assert int(recommender.indptr[-1]) == 12_000 and len(np.array(recommender.indices)) == 12_000
+
+
 def test_the_log_is_read_a_row_group_at_a_time_never_whole(shards, monkeypatch):
     opened = log_stream.LogStream.open(str(shards), read_manifest(str(shards)), DataConfig())
     sizes = [len(frame) for frame in opened.frames()]

@@ -94,6 +94,9 @@ def load(path: str | Path) -> tuple[Recommender, Config, dict]:
         if header.shapes.get(name) != tuple(shape):
             raise RunDirError(f"{weights_file}: tensor '{name}' has shape {header.shapes.get(name)}, but the "
                               f"{len(users):,} users and {len(items):,} items of preprocess.json need {tuple(shape)}")
+    if not (folder.path / FILE).is_file() and "history.indptr" in header.shapes:
+        raise RunDirError(f"{folder.path}: written by an older scaletrain (the histories inside model.safetensors, "
+                          f"not in {FILE}); train it again with this version")
     tensors = folder.read_weights()
     check_finite(tensors, weights_file)
     indptr, indices = open_histories(folder.path / FILE, len(users), len(items))

@@ -147,16 +147,21 @@ def shipped(log: LogStream, chosen: Scorer, folder: Path | None, main: bool = Tr
     """The chosen scorer with every user's history, written to FOLDER/history.safetensors a block
     at a time and mapped back (a temporary folder when the run is not written). Only the main
     process writes; the others' recommenders have no histories (they write nothing either)."""
+    import shutil
     import tempfile
 
     user_ids, item_ids = log.user_ids.tolist(), log.item_ids.tolist()
     if not main:
         return Recommender(chosen, np.zeros(len(user_ids) + 1, np.int64), np.zeros(0, np.int32), user_ids, item_ids)
-    folder = Path(tempfile.mkdtemp(prefix="scaletrain-histories-")) if folder is None else folder
+    scratch = folder is None
+    folder = Path(tempfile.mkdtemp(prefix="scaletrain-histories-")) if scratch else folder
     folder.mkdir(parents=True, exist_ok=True)
     indptr = np.r_[0, np.cumsum(log.user_counts)].astype(np.int64)
     write_histories(folder / FILE, indptr, log.history_blocks(indptr))
-    return Recommender(chosen, *open_histories(folder / FILE, len(user_ids), len(item_ids)), user_ids, item_ids)
+    histories = open_histories(folder / FILE, len(user_ids), len(item_ids))
+    if scratch:  # the mapping keeps the unlinked file's pages readable (POSIX); nothing is left in /tmp
+        shutil.rmtree(folder, ignore_errors=True)
+    return Recommender(chosen, *histories, user_ids, item_ids)
 
 
 def metrics_of(log: LogStream, evaluations: tuple, chosen: Scorer, board: list[dict], figures: dict,
