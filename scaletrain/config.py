@@ -19,9 +19,8 @@ from scaletrain.errors import ConfigError
 class _Section(BaseModel):
     # inf/NaN are never a meaningful setting; refusing them here beats a NaN loss later
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-    # A resolved config is frozen: what a run was trained with is not changed behind its back;
-    # a changed config is a copy (`with_values`, `thawed`). Not pydantic's frozen=True, which
-    # would also freeze the config while the recipe resolves it.
+    # A resolved config is frozen: what a run was trained with is not changed behind its back; a changed
+    # config is a copy (`with_values`, `thawed`). Not pydantic's frozen=True: the recipe resolves it.
     _frozen: bool = PrivateAttr(default=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -93,13 +92,14 @@ class DataConfig(_Section):
     # scaling study's data axis); the validation blocks stay the same
     pretrain_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     # task recommend: the interactions' columns (None: found by their names), the smallest rating that counts as
-    # an interaction (None: every row counts, as a watch does), and a side table of item features (a file)
+    # an interaction (None: every row counts, as a watch does), and side tables of item and user features (files)
     user: str | None = None
     item: str | None = None
     rating: str | None = None
     time: str | None = None
     min_rating: float | None = None
     items: str | None = None
+    users: str | None = None
 
 
 class ModelConfig(_Section):

@@ -285,6 +285,33 @@ def test_two_towers_rank_items_nobody_has_seen_by_their_features(tmp_path):
     assert np.allclose(onnx_scores, model.scores(np.arange(5)).numpy(), atol=1e-4)
 
 
+def test_two_towers_rank_for_a_user_with_no_history_by_their_features(tmp_path):
+    users = pd.DataFrame({"userId": [f"u{u}" for u in range(N_USERS)] + [f"new{g}" for g in range(4)],
+                          "segment": [f"taste{u % 4}" for u in range(N_USERS)] + [f"taste{g}" for g in range(4)],
+                          "age": np.random.default_rng(0).integers(18, 80, N_USERS + 4)})  # age: noise
+    users.to_csv(tmp_path / "users.csv", index=False)
+    planted().to_csv(tmp_path / "ratings.csv", index=False)
+    done = CliRunner().invoke(app, ["train", str(tmp_path / "ratings.csv"), "--task", "recommend", "--users",
+                                    str(tmp_path / "users.csv"), "--set", "model.name=twotower", "--out",
+                                    str(tmp_path / "run"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    run = RecommenderRun.load(tmp_path / "run")
+    assert "4 users with no interaction yet join the users" in " ".join(run.metrics["notes"])
+    lists = run.predict([f"new{g}" for g in range(4)], k=5)
+    for g in range(4):  # a new user's list is their segment's taste, not the popular items
+        rows = lists[lists["user"] == f"new{g}"]
+        assert rows["known"].all() and (rows["item"] // GROUP_ITEMS - 10 == g).mean() >= 0.8, rows
+    from scaletrain.export import export_onnx
+
+    path = export_onnx(run.path)
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    model, picked = run.recommender, np.array([0, 5, N_USERS, N_USERS + 3])
+    assert card["inputs"] == ["history", "user"] and card["users"] == model.user_ids
+    _, onnx_scores = ort.InferenceSession(str(path)).run(None, {"history": model.history_rows(picked).numpy(),
+                                                                 "user": picked})
+    assert np.allclose(onnx_scores, model.scores(picked).numpy(), atol=1e-4)
+
+
 def test_prepared_shards_and_wide_parquet_are_read_by_their_role_columns(tmp_path):
     planted().to_csv(tmp_path / "ratings.csv", index=False)
     done = CliRunner().invoke(app, ["prepare", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "shards"),

@@ -162,8 +162,9 @@ def test_a_streamed_log_refuses_what_it_cannot_train(shards, monkeypatch):
     monkeypatch.setattr(log_stream, "STREAM_ROWS", 1_000)
     with pytest.raises(ConfigError, match="streamed.*mf or popularity"):
         scaletrain.fit(str(shards), out=None, data__task="recommend", model="ease")
-    with pytest.raises(ConfigError, match="--items"):
-        scaletrain.fit(str(shards), out=None, data__task="recommend", data__items="items.csv")
+    for flag in ("items", "users"):
+        with pytest.raises(ConfigError, match=f"--{flag}"):
+            scaletrain.fit(str(shards), out=None, data__task="recommend", **{f"data__{flag}": f"{flag}.csv"})
 
 
 def test_a_streamed_log_keeps_only_the_ratings_data_min_rating_asks_for(shards, monkeypatch):

@@ -31,8 +31,8 @@ def train(
     item: Optional[str] = typer.Option(None, help="recommend: the item column (default: found by its name)."),
     rating: Optional[str] = typer.Option(None, help="recommend: a rating or weight column (optional)."),
     time: Optional[str] = typer.Option(None, help="recommend: a time column: the split holds out each user's last item."),
-    items: Optional[str] = typer.Option(None, help="recommend: a side table of item features (key: the item column), "
-                                                   "read by the two-tower candidate; its new items join the catalogue."),
+    items: Optional[str] = options.ITEMS_TABLE,
+    users: Optional[str] = options.USERS_TABLE,
     resume: bool = options.RESUME,
     resume_or_start: bool = options.RESUME_OR_START,
     overwrite: bool = options.OVERWRITE,
@@ -55,7 +55,7 @@ def train(
 
     set_ = list(set_) + [f"data.{key}={value}" for key, value in
                          (("task", task), ("user", user), ("item", item), ("rating", rating), ("time", time),
-                          ("items", items))
+                          ("items", items), ("users", users))
                          if value is not None]
     if cv is not None:
         return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)

@@ -100,3 +100,10 @@ def metrics_table(metrics: dict, title: str) -> Table:
     for name in names:
         table.add_row(name, *(f"{metrics[s].get(name, float('nan')):.4f}" for s in splits))
     return table
+
+# recommend's side tables (fit.py)
+ITEMS_TABLE = typer.Option(None, "--items", help="recommend: a side table of item features (key: the item column), "
+                                                 "read by the two-tower candidate; its new items join the catalogue.")
+USERS_TABLE = typer.Option(None, "--users", help="recommend: a side table of user features (key: the user column), "
+                                                 "read by the two-tower candidate; a user with no history is ranked by "
+                                                 "them.")

@@ -28,7 +28,7 @@ from scaletrain.recommend.log_stream import is_streamed
 from scaletrain.recommend.ranks import ranks_here
 from scaletrain.recommend.recommender import Recommender
 from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of
-from scaletrain.recommend.sides import SideFeatures, read_items
+from scaletrain.recommend.sides import Sides, read_side
 from scaletrain.recommend.stream_fit import fit_streamed
 
 K = 10                 # the cut-off of the headline metrics (NDCG@10, HR@10)
@@ -78,9 +78,9 @@ class Fitter:
     a trained spec keeps its checkpoints in CHECKPOINTS/<stage>-<its settings>/."""
 
     def __init__(self, found: Interactions, rows: np.ndarray, seed: int, checkpoints: Path | None = None,
-                 stage: str = "", side: SideFeatures | None = None):
+                 stage: str = "", sides: Sides = Sides()):
         self.found, self.rows, self.seed, self.fitted = found, rows, seed, {}
-        self.checkpoints, self.stage, self.side = checkpoints, stage, side
+        self.checkpoints, self.stage, self.sides = checkpoints, stage, sides
 
     def __call__(self, spec: dict) -> Scorer:
         key = tuple(sorted((k, v) for k, v in spec.items() if not (k == "recency" and spec["model"] == "ease")))
@@ -91,7 +91,7 @@ class Fitter:
             settings = [f"{k}{v:g}" for k, v in key if k != "model"]
             folder = None if self.checkpoints is None else self.checkpoints / "-".join([self.stage, spec["model"], *settings])
             self.fitted[key] = fit_scorer(spec, indptr, indices, self.found.n_items, self.seed, folder, ranks_here(),
-                                          self.side)
+                                          self.sides)
         return scorer_of(spec, self.fitted[key].weights)
 
 
@@ -103,17 +103,17 @@ def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
 
 
 def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress, checkpoints: Path | None,
-           side: SideFeatures | None) -> tuple[dict, list[dict]]:
+           sides: Sides) -> tuple[dict, list[dict]]:
     """The spec with the best validation NDCG@K, and every candidate's validation figures."""
     d, m, seed = cfg.data, cfg.model, cfg.train.seed
-    specs = candidate_specs(m.name, m.ease_l2, m.recency, found.n_items, side is not None)
+    specs = candidate_specs(m.name, m.ease_l2, m.recency, found.n_items, bool(sides))
     inner, val = held_out(found, train_rows, d.val_fraction, seed + 1)
     part = part_of(found, inner, val)
     users = users_with_items(part, VAL_USERS, seed)
     if not len(users):
         raise DataError("no user has two interactions: nothing is left to validate or test a recommender on; "
                         "give each user's history (several rows per user)")
-    fit, board = Fitter(found, inner, seed, checkpoints, "validation", side), []
+    fit, board = Fitter(found, inner, seed, checkpoints, "validation", sides), []
     for done, spec in enumerate(specs, start=1):
         started = time.perf_counter()
         scorer = fit(spec)
@@ -125,7 +125,7 @@ def choose(found: Interactions, cfg: Config, train_rows: np.ndarray, progress, c
 
 
 def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, board: list[dict],
-                 checkpoints: Path | None, side: SideFeatures | None) -> tuple[dict[str, dict], dict]:
+                 checkpoints: Path | None, sides: Sides) -> tuple[dict[str, dict], dict]:
     """Test metrics of the chosen spec and of the best of every other kind (popularity too),
     each refitted on training + validation; and the chosen one's sampled figures beside them."""
     best_of = {}
@@ -133,7 +133,7 @@ def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, boa
         best_of.setdefault((entry["spec"]["model"], bool(entry["spec"].get("recency"))), entry["spec"])
     best_of[(chosen["model"], bool(chosen.get("recency")))] = chosen
     users = np.flatnonzero([len(h) > 0 for h in part.held])
-    fit = Fitter(found, part.rows, cfg.train.seed, checkpoints, "test", side)
+    fit = Fitter(found, part.rows, cfg.train.seed, checkpoints, "test", sides)
     figures = {scorer.name: score(found, part, scorer, users) for scorer in map(fit, best_of.values())}
     return figures, sampled_figures(found, part, fit(chosen))
 
@@ -155,6 +155,20 @@ def split_name(found: Interactions, cfg: Config) -> str:
             f"{cfg.data.val_fraction:.0%} of the rest for validation; no time column)")
 
 
+def read_sides(found: Interactions, cfg: Config) -> Sides:
+    """The side tables `--items` and `--users` name; their new items and users join the run's."""
+    sides = Sides()
+    if cfg.data.items:
+        sides.items, found.item_ids, notes = read_side(read_table(cfg.data.items), found.item_ids, found.roles["item"],
+                                                       "item", cfg.data.items)
+        found.notes += notes
+    if cfg.data.users:
+        sides.users, found.user_ids, notes = read_side(read_table(cfg.data.users), found.user_ids, found.roles["user"],
+                                                       "user", cfg.data.users)
+        found.notes += notes
+    return sides
+
+
 def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, name, value: None,
                     checkpoints: Path | None = None, folder: Path | None = None) -> tuple[Recommender, dict]:
     """The fitted recommender (on every interaction) and its metrics.json content; trained
@@ -166,15 +180,11 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, 
     frame, read_notes = (data, []) if isinstance(data, pd.DataFrame) else read_interactions(data, cfg.data)
     found = interactions_from(frame, cfg.data, where)
     found.notes[:0] = read_notes
-    side = None
-    if cfg.data.items:
-        side, found.item_ids, notes = read_items(read_table(cfg.data.items), found.item_ids, found.roles["item"],
-                                                 cfg.data.items)
-        found.notes += notes
+    sides = read_sides(found, cfg)
     train_rows, test_rows = held_out(found, np.arange(len(found.users)), cfg.data.test_fraction, cfg.train.seed)
-    chosen, board = choose(found, cfg, train_rows, progress, checkpoints, side)
-    test, sampled = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board, checkpoints, side)
-    shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed, checkpoints, "all", side)(chosen)
+    chosen, board = choose(found, cfg, train_rows, progress, checkpoints, sides)
+    test, sampled = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board, checkpoints, sides)
+    shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed, checkpoints, "all", sides)(chosen)
     recommender = recommender_on(found, np.arange(len(found.users)), shipped)
     notes = found.notes + [f"chosen: {shipped.name}, the best validation NDCG@{K} of {len(board)} candidates; refitted "
                            "on every interaction for predict and serve (the test figures are of the fit without them)"]

@@ -49,10 +49,11 @@ class Recommender:
         return dense
 
     def scores(self, users: np.ndarray) -> torch.Tensor:
-        """(len(users), items) scores; a user without history gets the popularity scores."""
+        """(len(users), items) scores; a user without history gets the popularity scores, unless the
+        model knows the user by their features (a users side table)."""
         history = self.history_rows(users)
         found = self.scorer.scores(history, torch.from_numpy(users)).float()
-        cold = torch.from_numpy(users < 0) | (history.sum(1) == 0)
+        cold = torch.from_numpy(users < 0) | ((history.sum(1) == 0) & (not self.scorer.knows_users_by_features))
         return torch.where(cold[:, None], self.scorer.weights["popularity"].float(), found)
 
     def top(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

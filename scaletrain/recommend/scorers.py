@@ -22,7 +22,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.models.ease import ease_weights, popularity
 from scaletrain.models.factorization import BprShape, Ranks, fit_bpr
 from scaletrain.models.two_tower import fit_two_tower
-from scaletrain.recommend.sides import SideFeatures
+from scaletrain.recommend.sides import Sides
 
 EASE_MAX_ITEMS = 15_000  # its float64 inverse of items × items: 1.8 GB at 15,000 items
 EASE_L2 = (100.0, 500.0, 2000.0)   # Steck's 500 and a step either side (the validation users choose)
@@ -55,6 +55,11 @@ class Scorer:
         """(items,) how much each past item (the history's nonzero weights) adds to `item`'s score."""
         return torch.zeros_like(history)
 
+    @property
+    def knows_users_by_features(self) -> bool:
+        """Whether a known user with no history is scored by the model (else given popular items)."""
+        return False
+
 
 class EaseScorer(Scorer):
     def scores(self, history, users):
@@ -80,7 +85,14 @@ class TowerScorer(Scorer):
 
     def scores(self, history, users):
         items = self.weights["items"]
-        return (history @ items) / history.sum(1, keepdim=True).clamp(min=1e-6) @ items.T + self.weights["bias"]
+        vectors = (history @ items) / history.sum(1, keepdim=True).clamp(min=1e-6)
+        if self.knows_users_by_features:  # the user's own features' vector (none for an unknown user)
+            vectors = vectors + self.weights["users_side"][users.clamp(min=0)] * (users >= 0)[:, None]
+        return vectors @ items.T + self.weights["bias"]
+
+    @property
+    def knows_users_by_features(self) -> bool:
+        return "users_side" in self.weights
 
     def support(self, history, item):
         items = self.weights["items"]
@@ -96,7 +108,7 @@ def scorer_of(spec: dict, weights: dict[str, torch.Tensor]) -> Scorer:
 
 
 def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int,
-               checkpoints: Path | None = None, ranks: Ranks = Ranks(), side: SideFeatures | None = None) -> Scorer:
+               checkpoints: Path | None = None, ranks: Ranks = Ranks(), sides: Sides = Sides()) -> Scorer:
     """A scorer of `spec` fitted on the histories (CSR rows indptr/indices); a trained one keeps
     its state in `checkpoints` and continues from it (models/factorization.fit_bpr)."""
     model = spec["model"]
@@ -109,7 +121,8 @@ def fit_scorer(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int
                     "bias": factors.bias.detach()}
         quiet_unseen(weights)
     elif model == "twotower":
-        weights |= dict(zip(("items", "bias"), _two_tower(spec, indptr, indices, n_items, seed, side)))
+        trained = zip(("items", "bias", "users_side"), _two_tower(spec, indptr, indices, n_items, seed, sides))
+        weights |= {name: tensor for name, tensor in trained if tensor is not None}
     elif model != "popularity":
         raise ConfigError(f"unknown recommender '{model}'; one of: {', '.join(SCORERS)}")
     return scorer_of(spec, weights)
@@ -123,21 +136,22 @@ def quiet_unseen(weights: dict[str, torch.Tensor]) -> None:
 
 
 def _two_tower(spec: dict, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int,
-               side: SideFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
+               sides: Sides) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     from scipy.sparse import csr_matrix
 
     from scaletrain.recommend.interactions import recency_weights
 
     matrix = csr_matrix((recency_weights(indptr, spec["recency"]), indices, indptr), shape=(len(indptr) - 1, n_items))
+    side = sides.items
     features = (side.tokens, side.offsets, side.numbers) if side is not None else (
         torch.zeros(0, dtype=torch.int64), torch.zeros(n_items + 1, dtype=torch.int64), torch.zeros((n_items, 0)))
-    return fit_two_tower(matrix, features, n_items, spec["dim"], spec["epochs"], seed)
+    return fit_two_tower(matrix, features, n_items, spec["dim"], spec["epochs"], seed, sides.users)
 
 
 def candidate_specs(name: str, l2: float | None, half_life: float | None, n_items: int,
                     side: bool = False) -> list[dict]:
     """The settings zero-config compares (popularity always among them; the two towers where
-    items have features), or those model.name and the model's keys fix."""
+    items or users have features), or those model.name and the model's keys fix."""
     popular = [{"model": "popularity"}]
     ease = [{"model": "ease", "l2": float(a), "recency": float(h)} for a in ([l2] if l2 else EASE_L2)
             for h in ([half_life] if half_life is not None else HALF_LIVES)]

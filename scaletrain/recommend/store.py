@@ -58,6 +58,8 @@ def expected_shapes(spec: dict, n_users: int, n_items: int, header_shapes: dict)
     if spec["model"] == "twotower":
         dim = header_shapes.get("items", (0, 0))[-1]
         shapes |= {"items": (n_items, dim), "bias": (n_items,)}
+        if "users_side" in header_shapes:  # a users side table's vectors, one per user
+            shapes["users_side"] = (n_users, dim)
     if spec["model"] == "mf":
         dim = header_shapes.get("users", (0, 0))[-1]
         shapes |= {"users": (n_users, dim), "items": (n_items, dim), "bias": (n_items,)}

@@ -86,9 +86,10 @@ def fit_streamed(cfg: Config, url: str, progress, checkpoints: Path | None, fold
     if cfg.model.name not in STREAMED_MODELS:
         raise ConfigError(f"model.name={cfg.model.name}: '{url}' is streamed, and a streamed log trains "
                           f"{' or '.join(STREAMED_MODELS[1:])} (auto: both, the better on validation)")
-    if cfg.data.items:
-        raise ConfigError(f"--items: '{url}' is streamed, and a streamed log's factorization does not use an item side "
-                          "table yet; train without --items, or on fewer interactions (read whole)")
+    for flag, given in (("items", cfg.data.items), ("users", cfg.data.users)):
+        if given:
+            raise ConfigError(f"--{flag}: '{url}' is streamed, and a streamed log's factorization does not use a side "
+                              f"table yet; train without --{flag}, or on fewer interactions (read whole)")
     started = time.perf_counter()
     manifest = read_manifest(url)
     verify_shards(manifest, url)
