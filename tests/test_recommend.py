@@ -141,6 +141,28 @@ def test_matrix_factorization_exports_a_user_tower(tmp_path):
     assert np.allclose(scores, run.recommender.scores(np.arange(5)).numpy(), atol=1e-4)
 
 
+def test_users_past_the_table_limit_share_folded_rows(tmp_path, monkeypatch):
+    from scaletrain.export import export_onnx
+    from scaletrain.models import factorization
+
+    monkeypatch.setattr(factorization, "USER_ROWS", 40)  # 160 users: u, u+40, u+80, u+120 share a row (one taste)
+    run = scaletrain.fit(planted(), out=tmp_path / "mf", data__task="recommend", model="mf")
+    assert run.recommender.scorer.weights["users"].shape[0] == 40
+    assert "160 users share 40 rows" in " ".join(run.metrics["notes"])
+    assert run.metrics["test"]["hr@10"] > run.metrics["baselines"]["popularity"]["hr@10"] + 0.1
+    loaded = RecommenderRun.load(run.path)
+    users = np.array([3, 43, 150])
+    assert torch.equal(loaded.recommender.scores(users), run.recommender.scores(users))
+    _, scores = ort.InferenceSession(str(export_onnx(run.path))).run(None, {"user": users})
+    assert np.allclose(scores, run.recommender.scores(users).numpy(), atol=1e-4)
+    weights = load_tensors(run.path / "model.safetensors")  # more rows than users: damaged, refused
+    weights["users"] = torch.zeros((N_USERS + 1, weights["users"].shape[1]))
+    with safe_open(str(run.path / "model.safetensors"), "pt") as fh:
+        save_tensors(run.path / "model.safetensors", weights, metadata=fh.metadata())
+    with pytest.raises(RunDirError, match="need"):
+        RecommenderRun.load(run.path)
+
+
 @pytest.mark.parametrize("damage, message", [
     ("items", "need"), ("history", "not rows of item indices"), ("spec", "not non-negative numbers"),
     ("older", "older scaletrain"),

@@ -133,6 +133,18 @@ def test_a_killed_streamed_factorization_resumed_is_the_same_to_the_bit(shards, 
         assert torch.equal(weights, resumed.state_dict()[name]), name
 
 
+def test_a_streamed_factorization_folds_users_past_the_table_limit(monkeypatch):
+    monkeypatch.setattr(factorization, "USER_ROWS", 64)
+    frame = log(2_000)
+
+    def epoch_rows(epoch):
+        yield (frame.userId - 1000).to_numpy(), (frame.movieId - 1).to_numpy()
+
+    model = factorization.fit_bpr_streamed(epoch_rows, USERS, ITEMS, factorization.BprShape(dim=8, epochs=1, batch=256))
+    assert model.users.weight.shape == (64, 8)
+    assert factorization.folding_note(USERS) and not factorization.folding_note(64)
+
+
 def test_two_ranks_stream_the_same_factorization_as_one_process(shards, tmp_path):
     import subprocess
     import sys

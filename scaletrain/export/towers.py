@@ -8,7 +8,8 @@ outside: a user's scores are `user_vector · items[i] + bias[i]`.
 - twotower: the tower reads `history` too; the user vector is its weighted mean of item vectors,
   plus — when the run had a users side table — the vector of the user's features, looked up by
   a second input `user`, the user's index (-1: none; the card lists the ids in order).
-- mf: the tower reads `user`, the user's index (the card lists the ids in order).
+- mf: the tower reads `user`, the user's index (the card lists the ids in order; past USER_ROWS
+  users the tower folds the index into its rows itself).
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ class Tower(nn.Module):
         self.side = None if side is None else nn.Parameter(side, requires_grad=False)  # users' features' vectors
 
     def forward(self, x: torch.Tensor, user: torch.Tensor | None = None):
-        if self.users is not None:  # mf: the user's row
-            vector = self.users[x]
+        if self.users is not None:  # mf: the user's row (folded where users outnumber the rows)
+            vector = self.users[x % self.users.shape[0]]
         elif self.mean:
             vector = (x @ self.items) / x.sum(1, keepdim=True).clamp(min=1e-6)
             if self.side is not None:

@@ -22,6 +22,20 @@ LR, L2 = 0.01, 1e-5  # first defaults, not yet chosen on a panel (BENCHMARKS.md,
 # the streamed tables: row-wise Adagrad, no L2 (at 8,192 pairs a step L2=1e-5 held BPR to popularity's
 # HR@10 on the generated log, 0.053 vs 0.049; without it 0.071, of 0.086 knowing the planted groups)
 ROWWISE_LR, STREAMED_L2 = 0.05, 0.0
+# the users' table holds at most this many rows (512 MB of 64-float vectors); past it user u shares
+# row u % USER_ROWS — folding, not a random hash: every row takes the same number of users. Items are
+# never folded: two items in one row could not be ranked apart.
+USER_ROWS = 1 << 21
+
+
+def user_rows(n_users: int) -> int:
+    return min(n_users, USER_ROWS)
+
+
+def folding_note(n_users: int) -> list[str]:
+    rows = user_rows(n_users)
+    return [f"{n_users:,} users share {rows:,} rows of the factorization's users table (user i has row i mod "
+            f"{rows:,}; USER_ROWS bounds its memory)"] if rows < n_users else []
 
 
 class Factorization(nn.Module):
@@ -74,8 +88,8 @@ def fit_bpr(indptr: np.ndarray, indices: np.ndarray, n_items: int, shape: BprSha
     generator = torch.Generator().manual_seed(shape.seed)
     torch.manual_seed(shape.seed)
     n_users = len(indptr) - 1
-    model = Factorization(n_users, n_items, shape.dim)
-    users = torch.from_numpy(np.repeat(np.arange(n_users), np.diff(indptr)))
+    model = Factorization(user_rows(n_users), n_items, shape.dim)
+    users = torch.from_numpy(np.repeat(np.arange(n_users) % user_rows(n_users), np.diff(indptr)))
     items = torch.from_numpy(indices.astype(np.int64))
     optimizers = [torch.optim.Adam(model.parameters(), lr=LR)]
     start = _resume(checkpoints, model, optimizers, generator) if checkpoints is not None else 0
@@ -105,14 +119,15 @@ def fit_bpr_streamed(epoch_rows: Callable[[int], Iterator[tuple[np.ndarray, np.n
     Every process keeps a whole replica of the tables — they are not sharded by rows."""
     generator = torch.Generator().manual_seed(shape.seed)
     torch.manual_seed(shape.seed)
-    model = Factorization(n_users, n_items, shape.dim, sparse=True)
+    model = Factorization(user_rows(n_users), n_items, shape.dim, sparse=True)
     optimizers = [RowwiseAdagrad([model.users.weight, model.items.weight], lr=ROWWISE_LR),
                   torch.optim.Adam([model.bias], lr=LR)]
     start = _resume(checkpoints, model, optimizers, generator) if checkpoints is not None else 0
     mine = slice(ranks.rank, None, ranks.size)
     for epoch in range(start, shape.epochs):
         for users, items in epoch_rows(epoch):
-            users, items = torch.from_numpy(users.astype(np.int64)), torch.from_numpy(items.astype(np.int64))
+            users = torch.from_numpy(users.astype(np.int64) % user_rows(n_users))
+            items = torch.from_numpy(items.astype(np.int64))
             for first in range(0, len(users), shape.batch):
                 u, i = users[first:first + shape.batch], items[first:first + shape.batch]
                 j = torch.randint(0, n_items, (len(u),), generator=generator)

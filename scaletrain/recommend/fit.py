@@ -23,6 +23,7 @@ from scaletrain.data.split import leave_last_out, random_per_user
 from scaletrain.errors import DataError
 from scaletrain.evaluate.ranking import ranking_metrics, sampled_metrics
 from scaletrain.modalities.table.tables import read_table
+from scaletrain.models.factorization import folding_note
 from scaletrain.recommend.interactions import Interactions, history, interactions_from, read_interactions
 from scaletrain.recommend.log_stream import is_streamed
 from scaletrain.recommend.ranks import ranks_here
@@ -186,7 +187,8 @@ def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, 
     test, sampled = test_figures(found, cfg, part_of(found, train_rows, test_rows), chosen, board, checkpoints, sides)
     shipped = Fitter(found, np.arange(len(found.users)), cfg.train.seed, checkpoints, "all", sides)(chosen)
     recommender = recommender_on(found, np.arange(len(found.users)), shipped)
-    notes = found.notes + [f"chosen: {shipped.name}, the best validation NDCG@{K} of {len(board)} candidates; refitted "
+    folded = folding_note(found.n_users) if chosen["model"] == "mf" else []
+    notes = found.notes + folded + [f"chosen: {shipped.name}, the best validation NDCG@{K} of {len(board)} candidates; refitted "
                            "on every interaction for predict and serve (the test figures are of the fit without them)"]
     metrics = {"task": "recommend", "model": shipped.name, "spec": chosen, "k": K, "headline": HEADLINE,
                "data": {"interactions": int(len(found.users)), "users": found.n_users, "items": found.n_items,

@@ -71,7 +71,8 @@ class EaseScorer(Scorer):
 
 class FactorScorer(Scorer):
     def scores(self, history, users):
-        vectors = self.weights["users"][users.clamp(min=0)] * (users >= 0)[:, None]
+        table = self.weights["users"]  # fewer rows than users: folded (models/factorization.USER_ROWS)
+        vectors = table[users.clamp(min=0) % len(table)] * (users >= 0)[:, None]
         return vectors @ self.weights["items"].T + self.weights["bias"]
 
     def support(self, history, item):

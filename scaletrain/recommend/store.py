@@ -61,8 +61,9 @@ def expected_shapes(spec: dict, n_users: int, n_items: int, header_shapes: dict)
         if "users_side" in header_shapes:  # a users side table's vectors, one per user
             shapes["users_side"] = (n_users, dim)
     if spec["model"] == "mf":
-        dim = header_shapes.get("users", (0, 0))[-1]
-        shapes |= {"users": (n_users, dim), "items": (n_items, dim), "bias": (n_items,)}
+        rows, dim = header_shapes.get("users", (0, 0))
+        rows = rows if 1 <= rows <= n_users else n_users  # fewer: users folded into rows (USER_ROWS)
+        shapes |= {"users": (rows, dim), "items": (n_items, dim), "bias": (n_items,)}
     return shapes
 
 

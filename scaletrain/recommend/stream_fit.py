@@ -21,7 +21,7 @@ import torch
 from scaletrain.config import Config
 from scaletrain.errors import ConfigError, DataError
 from scaletrain.evaluate.ranking import ranking_metrics
-from scaletrain.models.factorization import BprShape, fit_bpr_streamed
+from scaletrain.models.factorization import BprShape, fit_bpr_streamed, folding_note
 from scaletrain.recommend.histories import FILE, open_histories, write_histories
 from scaletrain.recommend.log_stream import LogStream
 from scaletrain.recommend.ranks import ranks_here
@@ -168,10 +168,11 @@ def shipped(log: LogStream, chosen: Scorer, folder: Path | None, main: bool = Tr
 def metrics_of(log: LogStream, evaluations: tuple, chosen: Scorer, board: list[dict], figures: dict,
                seconds: float) -> dict:
     validate, test = evaluations
-    notes = log.notes + [f"streamed: the latest item of {len(validate.users):,} sampled users held out for "
-                         f"validation and of {len(test.users):,} others for test (at most {EVAL_USERS:,} users and "
-                         f"{EVAL_ROWS:,} of their interactions each); one model trained ({STREAM_EPOCHS} passes) and shipped "
-                         f"(not refitted with the held-out items); chosen: {chosen.name}"]
+    notes = log.notes + folding_note(len(log.user_ids))
+    notes += [f"streamed: the latest item of {len(validate.users):,} sampled users held out for "
+              f"validation and of {len(test.users):,} others for test (at most {EVAL_USERS:,} users and "
+              f"{EVAL_ROWS:,} of their interactions each); one model trained ({STREAM_EPOCHS} passes) and shipped "
+              f"(not refitted with the held-out items); chosen: {chosen.name}"]
     return {"task": "recommend", "model": chosen.name, "spec": chosen.spec, "k": K, "headline": f"ndcg@{K}",
             "data": {"interactions": int(log.user_counts.sum()), "users": len(log.user_ids), "items": len(log.item_ids),
                      "roles": log.roles, "split": f"streamed: each sampled user's latest item by "
