@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 
-def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor], backprops: torch.Tensor) -> dict:
+def conv2d_grad_sample(layer: nn.Conv2d, activations: list[torch.Tensor], backprops: torch.Tensor) -> dict:
+    """{parameter: (rows, its numel)} each row's gradient of the layer's trainable parameters."""
     x = activations[0].to(backprops.dtype)
     rows, c_in, height, width = x.shape
     out = {}
@@ -21,10 +22,14 @@ def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor], backpr
             x.reshape(1, rows * c_in, height, width), (rows * layer.out_channels, c_in // layer.groups, *layer.kernel_size),
             backprops.reshape(1, rows * layer.out_channels, *backprops.shape[2:]), stride=layer.stride,
             padding=layer.padding, dilation=layer.dilation, groups=rows * layer.groups)
-        out[layer.weight] = grads.reshape(rows, -1).norm(dim=1)
+        out[layer.weight] = grads.reshape(rows, -1)
     if layer.bias is not None and layer.bias.requires_grad:
-        out[layer.bias] = backprops.sum(dim=(2, 3)).norm(dim=1)
+        out[layer.bias] = backprops.sum(dim=(2, 3))
     return out
+
+
+def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor], backprops: torch.Tensor) -> dict:
+    return {p: g.norm(dim=1) for p, g in conv2d_grad_sample(layer, activations, backprops).items()}
 
 
 def register() -> None:

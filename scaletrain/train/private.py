@@ -61,6 +61,7 @@ class Privacy:
     noise_multiplier: float
     planned_steps: int
     accountant: object = field(repr=False, default=None)
+    clipping: str = "ghost clipping, two backward passes (Opacus)"
 
     def spent(self) -> float:
         if not self.accountant.history:
@@ -74,7 +75,8 @@ class Privacy:
         return {"epsilon": self.spent(), "target_epsilon": self.epsilon, "delta": self.delta,
                 "max_grad_norm": self.max_grad_norm, "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate, "steps": steps, "planned_steps": self.planned_steps,
-                "accountant": ACCOUNTANT, "history": [list(h) for h in self.accountant.history]}
+                "accountant": ACCOUNTANT, "clipping": self.clipping,
+                "history": [list(h) for h in self.accountant.history]}
 
     # a checkpoint keeps the steps already accounted for: a resumed run's ε is the whole run's
     def state_dict(self) -> tuple[dict, dict]:
@@ -103,10 +105,11 @@ def check_private(t, world_active: bool, given_loss: bool = False) -> None:
 def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, batches, t, epochs: int, row_loss):
     """(module, DP optimizer, Poisson batches, Privacy, the step's loss) for training `model`.
 
-    Each row's gradient norm comes from Opacus's ghost clipping (Li et al. 2022; Bu et al.
-    2023): for a linear layer ‖g_i‖ = ‖a_i‖·‖b_i‖ from the layer's input and output gradient,
-    so per-row gradients are never held; a second backward of the rows' losses, each scaled by
-    its clipping factor, gives the sum of clipped gradients. Same mechanism as per-row
+    Each row's gradient norm comes from ghost norms (Li et al. 2022; Bu et al. 2023): for a
+    linear layer ‖g_i‖ = ‖a_i‖·‖b_i‖ from the layer's input and output gradient, so per-row
+    gradients are never held. Where every layer allows (train/bookkeeping.py) the clipped sum
+    comes from the same pass; otherwise Opacus runs a second backward of the rows' losses, each
+    scaled by its clipping factor. Same mechanism as per-row
     gradients (the same clipping, noise and accounting), measured 13× faster per step on a
     256-wide MLP here (3.6 ms against 47.7 ms; 1.3 ms without privacy)."""
     from opacus.accountants import create_accountant
@@ -141,20 +144,43 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, batches, t,
         sigma = get_noise_multiplier(target_epsilon=p.epsilon, target_delta=delta, sample_rate=sample_rate,
                                      steps=steps * epochs, accountant=ACCOUNTANT, epsilon_tolerance=0.05)
     accountant = create_accountant(ACCOUNTANT)
-    from scaletrain.train import dp_conv
+    from scaletrain.train import bookkeeping, dp_conv
 
     dp_conv.register()
-    module = GradSampleModuleFastGradientClipping(model, max_grad_norm=p.max_grad_norm, use_ghost_clipping=True,
-                                                  loss_reduction="mean")
+    single_pass = bookkeeping.supports(model)  # else Opacus's ghost clipping, two backward passes
+    module = bookkeeping.BookKeeping(model, p.max_grad_norm) if single_pass else GradSampleModuleFastGradientClipping(
+        model, max_grad_norm=p.max_grad_norm, use_ghost_clipping=True, loss_reduction="mean")
     dp_optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=sigma, max_grad_norm=p.max_grad_norm,
                                                    expected_batch_size=max(1, round(sample_rate * n)), loss_reduction="mean")
     dp_optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
     poisson = PoissonBatches(batches.inputs, batches.target, sample_rate, steps, batches.seed, batches.transform)
     privacy = Privacy(p.epsilon, delta, p.max_grad_norm, sample_rate, float(sigma), steps * epochs, accountant)
+    if single_pass:
+        privacy.clipping = "book-keeping, one backward pass (train/bookkeeping.py)"
 
-    def step_loss(out: torch.Tensor, y: torch.Tensor):  # its backward() is the two passes
+    def step_loss(out: torch.Tensor, y: torch.Tensor):  # its backward() is the one pass or the two
+        if single_pass:
+            return ClippedLoss(module, row_loss(out, y))
         return DPTensorFastGradientClipping(module, dp_optimizer, row_loss(out, y), "mean")
     return module, dp_optimizer, poisson, privacy, step_loss
+
+
+@dataclass
+class ClippedLoss:
+    """A batch's mean loss whose backward() leaves the sum of the rows' clipped gradients in .grad
+    (what the DP optimizer noises and averages), by book-keeping clipping's one pass."""
+
+    module: object
+    row_losses: torch.Tensor
+
+    def detach(self) -> torch.Tensor:
+        return self.row_losses.detach().mean()
+
+    def item(self) -> float:
+        return float(self.detach())
+
+    def backward(self) -> None:
+        self.module.clipped_backward(self.row_losses)
 
 
 def _rows(batches) -> int:
