@@ -18,6 +18,7 @@ from scaletrain.models import factorization
 from scaletrain.recommend import log_stream, stream_fit
 from scaletrain.recommend.histories import FILE, open_histories, save_histories
 from scaletrain.recommend.run import RecommenderRun
+from tests.test_serve import free_port
 
 USERS, ITEMS, GROUPS = 300, 60, 4
 
@@ -158,7 +159,7 @@ def test_two_ranks_stream_the_same_factorization_as_one_process(shards, tmp_path
     for ranks in (1, 2):
         out = tmp_path / f"ranks{ranks}"
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks),
-                               "--master-port", str(29_600 + ranks), str(script), str(shards), str(out)],
+                               "--master-port", str(free_port()), str(script), str(shards), str(out)],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         runs[ranks] = RecommenderRun.load(out)
