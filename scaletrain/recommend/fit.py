@@ -158,16 +158,16 @@ def split_name(found: Interactions, cfg: Config) -> str:
 
 def read_sides(found: Interactions, cfg: Config) -> Sides:
     """The side tables `--items` and `--users` name; their new items and users join the run's."""
-    sides = Sides()
+    items = users = None
     if cfg.data.items:
-        sides.items, found.item_ids, notes = read_side(read_table(cfg.data.items), found.item_ids, found.roles["item"],
-                                                       "item", cfg.data.items)
+        items, found.item_ids, notes = read_side(read_table(cfg.data.items), found.item_ids, found.roles["item"],
+                                                 "item", cfg.data.items)
         found.notes += notes
     if cfg.data.users:
-        sides.users, found.user_ids, notes = read_side(read_table(cfg.data.users), found.user_ids, found.roles["user"],
-                                                       "user", cfg.data.users)
+        users, found.user_ids, notes = read_side(read_table(cfg.data.users), found.user_ids, found.roles["user"],
+                                                 "user", cfg.data.users)
         found.notes += notes
-    return sides
+    return Sides(items, users)
 
 
 def fit_recommender(cfg: Config, data, where: str, progress=lambda done, total, name, value: None,

@@ -45,7 +45,7 @@ class SideFeatures:
         return tokens, torch.cat([torch.zeros(1, dtype=ends.dtype), ends]), self.numbers[which]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sides:
     """The side tables a run was given (None: not given)."""
 
