@@ -334,6 +334,17 @@ def test_two_towers_rank_for_a_user_with_no_history_by_their_features(tmp_path):
     assert np.allclose(onnx_scores, model.scores(picked).numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("table, message", [
+    ("userId\nu1\nu2\n", "at least one feature column"), ("userId,age\n", "no data rows"),
+    (None, "users.csv"),
+])
+def test_a_side_table_that_cannot_be_read_is_a_clear_error(tmp_path, table, message):
+    if table is not None:
+        (tmp_path / "users.csv").write_text(table)
+    with pytest.raises(DataError, match=message):
+        scaletrain.fit(planted(), out=None, data__task="recommend", data__users=str(tmp_path / "users.csv"))
+
+
 def test_prepared_shards_and_wide_parquet_are_read_by_their_role_columns(tmp_path):
     planted().to_csv(tmp_path / "ratings.csv", index=False)
     done = CliRunner().invoke(app, ["prepare", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "shards"),

@@ -86,6 +86,9 @@ def read_side(frame: pd.DataFrame, ids: list, role_column: str, role: str, where
     every = list(ids) + new_ids
     rows = frame.set_index(keys).reindex([id_key(i) for i in every])
     features = [c for c in frame.columns if c != key]
+    if not features:
+        raise DataError(f"'{where}': a side table needs at least one feature column beside its key '{key}' "
+                        f"(its columns: {list(frame.columns)[:10]})")
     numeric = [c for c in features if frame[c].dtype.kind in "iufb"]
     wordy = [c for c in features if c not in numeric]
     numbers = rows[numeric].astype(np.float64)
