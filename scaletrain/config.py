@@ -52,7 +52,7 @@ MAX_BLEND = 8  # members of a blend: zero-config's candidates (a config.yaml can
 class DataConfig(_Section):
     target: str | None = None
     task: Literal["auto", "binary", "multiclass", "regression", "classification", "recommend", "ctr"] = "auto"
-    # column -> numeric|categorical|boolean|datetime|drop, overriding inferred roles
+    # column -> numeric|categorical|boolean|datetime|text|image|drop, overriding inferred roles
     columns: dict[str, str] = {}
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # 0: train on every row (no early stopping)
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
@@ -78,9 +78,8 @@ class DataConfig(_Section):
     # tokenizer on the training rows or the corpus (None: trained; set from model.init_from when given)
     tokenizer: str | None = None
     vocab_size: Annotated[int, Field(ge=100)] | None = None  # pieces of a trained tokenizer (None: from the text's size)
-    # tables: fit the preprocessing statistics (means, scales, quantiles, categories, vocabulary)
-    # on this file — a public sample with the same columns — instead of the training rows (what
-    # train.privacy's ε does not cover otherwise)
+    # tables: fit the preprocessing statistics on this file (a public sample with the same columns)
+    # instead of the training rows (what train.privacy's ε does not cover otherwise)
     preprocess_from: str | None = None
     # plain-text corpora (pretrain): a document per line or per file; JSONL's text field
     document: Literal["line", "file"] = "line"
@@ -88,8 +87,7 @@ class DataConfig(_Section):
     # masked-LM pretraining: tokens per packed block, and the share of tokens chosen to predict
     block_size: Annotated[int, Field(ge=8)] | None = None
     mask_rate: Share = 0.15
-    # the share of the corpus's training blocks pretraining reads (the first of each shard; a
-    # scaling study's data axis); the validation blocks stay the same
+    # the share of the corpus's training blocks pretraining reads (a scaling study's data axis)
     pretrain_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     # task recommend: the interactions' columns (None: found by their names), the smallest rating that counts as
     # an interaction (None: every row counts, as a watch does), and side tables of item and user features (files)
@@ -116,8 +114,7 @@ class ModelConfig(_Section):
     # recommend: EASE's ridge penalty and the half-life of a user's past items, in items (0: all alike); None: chosen
     ease_l2: Positive | None = None
     recency: NonNegative | None = None
-    # mlp on tables: each numeric input column embedded before the layers (periodic: PLR,
-    # models/tabular.PeriodicNumbers); auto: the recipe's choice
+    # mlp on tables: each numeric column embedded before the layers (periodic: PLR); auto: the recipe's
     numeric_embedding: Literal["auto", "none", "periodic"] = "auto"
     # rnn: depth is its layers and width its state size; the cell, both directions or one, and
     # whether the states are averaged over the steps (mean) or the last one is read
@@ -138,6 +135,9 @@ class ModelConfig(_Section):
     # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
     # starts this model: its tokenizer is reused and only the head is new
     init_from: str | None = None
+    # image columns: the inputs read (table: all but the images; zero-config compares) and rows' images dropped
+    inputs: Literal["all", "table", "images"] = "all"
+    modality_dropout: Rate = 0.1
     # boosted: the trees LightGBM grew (set after training; width is then nodes per tree, depth the deepest)
     trees: AtLeastOne | None = None
     # blend (set by zero-config, train/blend.py): the candidates' model sections and their weights

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 import scaletrain
+from scaletrain.data.pixels import ImageTooLarge, decode_image
 from scaletrain.errors import TargetError
-from scaletrain.modalities.image.images import ImageTooLarge, decode_image, read_image_files
+from scaletrain.modalities.image.images import read_image_files
 from scaletrain.modalities.table.tables import read_table
 
 ROOT = Path(__file__).resolve().parent.parent

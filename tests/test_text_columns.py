@@ -98,7 +98,8 @@ def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
 
 def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
     from scaletrain.config import Config
-    from scaletrain.modalities.table.modality import FEW_LABELS, TABLE, TRANSFORMER_SECONDS
+    from scaletrain.modalities.table.modality import TABLE, TRANSFORMER_SECONDS
+    from scaletrain.modalities.table.prepare import FEW_LABELS
 
     for rows in (50, 2_500, 200_000):
         facts = TableFacts("table", "multiclass", rows, 3, text_length=64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scaletrain.data.pixels import DATA_URI, names_an_image
 from scaletrain.data.values import MISSING, TRUE_WORDS, category_strings
 
 FALSE_WORDS = {"false", "no", "n", "f", "0", "0.0"}
@@ -15,7 +16,8 @@ FAR = 1.0  # a value is far outside the training range beyond the clip bounds by
 def needed_columns(state: dict) -> list[str]:
     """The raw columns a table run reads."""
     c, text = state["columns"], state.get("text")
-    return c["numeric_raw"] + c["boolean"] + list(c["datetime"]) + c["categorical"] + (text["columns"] if text else [])
+    return (c["numeric_raw"] + c["boolean"] + list(c["datetime"]) + c["categorical"] + (text["columns"] if text else [])
+            + [column["name"] for column in state.get("images", [])])
 
 
 def table_warnings(state: dict, frame: pd.DataFrame) -> list[dict]:
@@ -51,6 +53,13 @@ def table_warnings(state: dict, frame: pd.DataFrame) -> list[dict]:
         keys = category_strings(frame[name])
         add(name, f"a category the model never saw (read as unknown; it knows {len(known[name] - {MISSING})})",
             ((keys != MISSING) & ~keys.isin(known[name])).to_numpy())
+    for name in (c["name"] for c in state.get("images", []) if c["name"] not in absent):
+        cells = frame[name]
+        empty = cells.map(lambda v: not isinstance(v, bytes) and (not isinstance(v, str) or not v.strip())).to_numpy()
+        add(name, "without an image (read as a missing image)", empty)
+        add(name, "naming no readable image file (read as a missing image)",
+            ~empty & cells.map(lambda v: isinstance(v, str) and not v.startswith(DATA_URI)
+                               and not names_an_image(v)).to_numpy())
     return findings
 
 

@@ -1,4 +1,4 @@
-"""Infer each column's role (numeric, categorical, boolean, datetime, text, dropped) and the task."""
+"""Infer each column's role (numeric, categorical, boolean, datetime, text, image, dropped) and the task."""
 from __future__ import annotations
 
 import difflib
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from scaletrain.data.pixels import is_image_column
 from scaletrain.errors import ConfigError, TargetError
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import infer_task
@@ -26,6 +27,7 @@ class Schema:
     boolean: list[str] = field(default_factory=list)
     datetime: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)  # free text: tokenized, a bag of word pieces
+    image: list[str] = field(default_factory=list)  # image paths, bytes or data URIs: each its own encoder
     dropped: dict[str, str] = field(default_factory=dict)  # column -> reason
 
 
@@ -86,6 +88,8 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
         return "numeric", None
     if _looks_datetime(series):
         return "datetime", None
+    if is_image_column(series):
+        return "image", None
     counts = values.value_counts()  # parse each distinct value once: categories repeat a lot
     parsed = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna().to_numpy()
     if counts.to_numpy()[parsed].sum() > 0.95 * len(values):
@@ -125,7 +129,7 @@ def check_target(y: pd.Series, task: str, column: str) -> None:
             raise TargetError(f"target column '{column}' holds inf values; remove those rows")
 
 
-ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "drop")
+ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "image", "drop")
 
 
 def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto",

@@ -74,6 +74,14 @@ class TextState(State):
     tokenizer: Literal["tokenizer.json"]  # a file of the run itself, never a path elsewhere
 
 
+class ImageColumnState(State):
+    name: str
+    size: list[Annotated[int, Field(gt=0, le=1024)]] = Field(min_length=2, max_length=2)
+    channels: Literal[1, 3]
+    mean: list[Finite] = Field(min_length=1, max_length=3)
+    std: list[Scale] = Field(min_length=1, max_length=3)
+
+
 class TableState(State):
     kind: Literal["table"]
     columns: TableColumns
@@ -84,6 +92,7 @@ class TableState(State):
     target: TargetState
     target_column: Optional[str] = None
     text: Optional[TextState] = None
+    images: list[ImageColumnState] = []
 
 
 class ImageState(State):

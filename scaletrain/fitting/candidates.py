@@ -49,6 +49,12 @@ class Trained:
         self.run.config.frozen()  # trained: what it was trained with is settled (the rate, L2, width, trees)
 
 
+def label_of(config: Config) -> str:
+    """A candidate's name in notes and metrics: its model, and the inputs it reads where it does
+    not read them all ("mlp:table": every column but the images; fitting/recipe.py)."""
+    return config.model.name if config.model.inputs == "all" else f"{config.model.name}:{config.model.inputs}"
+
+
 def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
                     resume: bool = False, budget: Budget | None = None, callbacks: list | None = None) -> Trained:
     """Build the model a resolved config names, train it, and return the result (its config a
@@ -242,14 +248,14 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     keep = len(kept) > 1 and (run.config.train.blend == "on" or (
         beats_by_noise(per_row(blend_out, y).double(), per_row(chosen_out, y).double())
         and mixed < single * (1 - (0 if held_out is not None else BLEND_MARGIN))))
-    names = [trained[i].run.config.model.name for i in kept]
+    names = [label_of(trained[i].run.config) for i in kept]
     info = {"kept": keep, "weights_on": "out-of-fold" if held_out is not None else "validation",
             "weights": {n: round(weights[i], 4) for n, i in zip(names, kept)},
-            "val_loss": {"blend": mixed, run.config.model.name: single}}
+            "val_loss": {"blend": mixed, label_of(run.config): single}}
     prepared.note(f"blend of {', '.join(f'{n} {weights[i]:.2f}' for n, i in zip(names, kept))} "
                   f"(weights on the {info['weights_on']} outputs): validation loss {mixed:.4f} against "
-                  f"{single:.4f} for {run.config.model.name} alone; "
-                  + ("the blend is kept" if keep else f"{run.config.model.name} is kept"))
+                  f"{single:.4f} for {label_of(run.config)} alone; "
+                  + ("the blend is kept" if keep else f"{label_of(run.config)} is kept"))
     if not keep:
         return best, info
     cfg = run.config.thawed()

@@ -18,7 +18,7 @@ import torch
 from scaletrain.config import Config
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.split import kfold_splits
-from scaletrain.fitting.candidates import Trained, train_candidate
+from scaletrain.fitting.candidates import Trained, label_of, train_candidate
 from scaletrain.models.ensemble import Ensemble, average_for
 from scaletrain.parallel import distributed
 from scaletrain.run import Run
@@ -75,17 +75,17 @@ def choose_by_cross_validation(trained: list[Trained], prepared: Prepared) -> tu
     seed = trained[0].run.config.train.seed
     results, fold_runs, held_out = {}, {}, []
     for t in trained:
-        name = t.run.config.model.name
+        name = label_of(t.run.config)
         results[name], fold_runs[name], outputs = cross_validated(t.run.config, prepared, t.best_epoch, seed)
         held_out.append(outputs)
-    simplest = torch.tensor(results[trained[0].run.config.model.name]["fold_losses"])
+    simplest = torch.tensor(results[label_of(trained[0].run.config)]["fold_losses"])
     best, best_loss = trained[0], math.inf
     for candidate in trained[1:]:  # each against the simplest; the lowest mean loss among those that beat it
-        losses = torch.tensor(results[candidate.run.config.model.name]["fold_losses"])
+        losses = torch.tensor(results[label_of(candidate.run.config)]["fold_losses"])
         difference = losses - simplest
         if difference.mean() + difference.std() / math.sqrt(len(difference)) < 0 and losses.mean() < best_loss:
             best, best_loss = candidate, float(losses.mean())
-    return best, results, fold_runs[best.run.config.model.name], held_out
+    return best, results, fold_runs[label_of(best.run.config)], held_out
 
 
 def cross_validates(trained: list[Trained], prepared: Prepared) -> bool:

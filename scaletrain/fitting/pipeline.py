@@ -17,7 +17,15 @@ from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_cl
 from scaletrain.evaluate.report import build_report
 from scaletrain.evaluate.threshold import tune_class_bias, tune_threshold
 from scaletrain.explain.report import trust_sections
-from scaletrain.fitting.candidates import Trained, blended, choose, refit_on_all_rows, refits, train_candidate
+from scaletrain.fitting.candidates import (
+    Trained,
+    blended,
+    choose,
+    label_of,
+    refit_on_all_rows,
+    refits,
+    train_candidate,
+)
 from scaletrain.fitting.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.fitting.recipe import CONV_NETS, candidate_configs
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
@@ -74,7 +82,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     for i, candidate in enumerate(candidates):  # each with its share of what is left of the limit
         checkpoints = out_dir / "checkpoints" if out_dir else None
         if checkpoints and len(candidates) > 1:
-            checkpoints = checkpoints / candidate.model.name
+            checkpoints = checkpoints / label_of(candidate)
         share = budget.rest(len(candidates) - i)
         trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
     best, chosen_by, ensemble, blend = pick(trained, prepared)
@@ -270,7 +278,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
     prepared.note("zero-config compared " + ", ".join(
         f"{name} (cross-validated loss {r['loss']:.4f} ± {r['loss_std']:.4f}, score {r['score']:.4f} ± {r['score_std']:.4f})"
         for name, r in results.items()) + f" over {next(iter(results.values()))['folds']} folds of the training rows "
-        f"and kept {best.run.config.model.name}")
+        f"and kept {label_of(best.run.config)}")
     summary = {name: {k: v for k, v in r.items() if k not in ("fold_losses", "fold_rows")} for name, r in results.items()}
     ensemble, mode = None, best.run.config.train.ensemble
     best, blend = blended(best, trained, prepared, held_out) if mode != "on" else (best, None)
@@ -279,7 +287,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
         if mode == "on":
             prepared.note("train.ensemble=on bags networks; the boosted trees chosen are an ensemble already")
     elif mode == "on" or (mode == "auto" and not refits(best, trained)):
-        best, ensemble = bagged(best, members, results[best.run.config.model.name], prepared)
+        best, ensemble = bagged(best, members, results[label_of(best.run.config)], prepared)
     return best, summary, ensemble, blend
 
 
@@ -316,10 +324,10 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     if chosen_by is not None:
         run.metrics["candidates_cv"] = chosen_by
     if len(trained) > 1:
-        run.metrics["candidates"] = {t.run.config.model.name: t.best_val_loss for t in trained}
+        run.metrics["candidates"] = {label_of(t.run.config): t.best_val_loss for t in trained}
     if len(trained) > 1 and chosen_by is None:
         prepared.note("zero-config tried " + ", ".join(map(candidate_summary, trained))
-                      + f" and kept {run.config.model.name}")
+                      + f" and kept {label_of(run.config)}")
     run.metrics.update(prepared.measured)
     run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,
                                                                                        run.classes))
@@ -329,7 +337,7 @@ def candidate_summary(t: Trained) -> str:
     """One candidate as the notes name it: its best validation loss and score, its seconds."""
     scores = [row["val_score"] for row in t.run.history if "val_score" in row]
     score = f", {'R²' if t.run.task == 'regression' else 'accuracy'} {max(scores):.4f}" if scores else ""
-    return f"{t.run.config.model.name} (val loss {t.best_val_loss:.4f}{score}, {t.seconds:.0f}s)"
+    return f"{label_of(t.run.config)} (val loss {t.best_val_loss:.4f}{score}, {t.seconds:.0f}s)"
 
 
 def budget_note(trained: list[Trained], budget: Budget) -> str | None:
@@ -337,7 +345,7 @@ def budget_note(trained: list[Trained], budget: Budget) -> str | None:
     if not budget.limited or budget.elapsed() >= budget.limit / 2:
         return None
     why = {"lbfgs": "solved to convergence"}
-    stops = ", ".join(f"{t.run.config.model.name} {why.get(t.run.config.train.optimizer, stop_reason(t))}" for t in trained)
+    stops = ", ".join(f"{label_of(t.run.config)} {why.get(t.run.config.train.optimizer, stop_reason(t))}" for t in trained)
     return (f"the run took {budget.elapsed():.0f}s of its {budget.limit:.0f}s limit: every candidate finished early "
             f"({stops}); nothing more is tried on these data (see `scaletrain tune` to search further)")
 

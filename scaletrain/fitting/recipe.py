@@ -36,9 +36,10 @@ def candidate_configs(config: Config, facts: DataFacts) -> list[Config]:
     if config.train.privacy.epsilon is not None:  # each model trained on the rows spends its own ε: one is
         names = names[:1]
     tried = []
-    for name in names:
+    for label in names:
         candidate = config.thawed()
-        candidate.model.name = name
+        name, _, inputs = label.partition(":")  # "mlp:table": an MLP over some of the inputs
+        candidate.model.name, candidate.model.inputs = name, inputs or candidate.model.inputs
         if len(names) > 1 and name == "linear" and candidate.train.optimizer == "auto" and not facts.streamed:
             # a weight-decayed linear model is convex: solved to convergence by full-batch
             # L-BFGS (its L2 strength cross-validated, as LogisticRegressionCV does), not stopped

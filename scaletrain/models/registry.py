@@ -11,11 +11,11 @@ from scaletrain.models.clicks import ClickNet
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
 from scaletrain.models.recurrent import Recurrence, RecurrentNet
-from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, TabularNet, TextBag, mlp_layers
+from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, Pictures, TabularNet, TextBag, mlp_layers
 from scaletrain.models.temporal import TimeConvNet
 from scaletrain.models.transformer import EncoderShape, PooledText
 from scaletrain.models.trees import TreeEnsemble
-from scaletrain.models.vision import Normalize, build_convnet
+from scaletrain.models.vision import Normalize, PictureEncoder, build_convnet
 
 
 @dataclass
@@ -31,6 +31,7 @@ class ModelSpec:
     std: tuple = ()
     vocab_size: int = 0            # tables with free text: the tokenizer's vocabulary (0: no text)
     pair_buckets: int = 0          # and the hashed piece pairs' table for the linear TF-IDF part (0: none)
+    pictures: tuple = ()           # tables' image columns: (channels, mean, std) each, in column order
     members: int = 1               # above 1: a bagged ensemble of that many copies of the model
     average: str = "mean"          # how an ensemble (bagged or blended) averages them (models/ensemble.py)
 
@@ -55,7 +56,18 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
     text = TextBag(spec.vocab_size) if spec.vocab_size and hidden else None
     linear_text = (spec.vocab_size, spec.n_out) if spec.vocab_size and not hidden else None
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, text, linear_text,
-                      _pairs(spec, m))
+                      _pairs(spec, m), _pictures(spec, m))
+
+
+def _pictures(spec: ModelSpec, m) -> Pictures | None:
+    """The image columns' encoders, unless the model reads the table's other columns alone."""
+    if m.inputs != "all" and not spec.pictures:
+        raise ConfigError(f"model.inputs={m.inputs} chooses between a table's image columns and its other columns; "
+                          "this data has no image column")
+    if not spec.pictures or m.inputs == "table":
+        return None
+    encoders = [PictureEncoder(channels, list(mean), list(std)) for channels, mean, std in spec.pictures]
+    return Pictures(encoders, m.modality_dropout, alone=m.inputs == "images")
 
 
 def _pairs(spec: ModelSpec, m) -> int:
@@ -90,7 +102,7 @@ def build_transformer(spec: ModelSpec, m) -> nn.Module:
 
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body,
                       PooledText(encoder_shape(spec, m)), (spec.vocab_size, spec.n_out) if m.text_tfidf else None,
-                      _pairs(spec, m))
+                      _pairs(spec, m), _pictures(spec, m))
 
 
 def _conv(residual: bool) -> Callable:
@@ -130,7 +142,7 @@ def build_conv1d(spec: ModelSpec, m) -> nn.Module:
 def _clicks(factorized: bool) -> Callable:
     """Wide & Deep (hashed crosses) or DeepFM (a factorization machine) over a table's columns."""
     def build(spec: ModelSpec, m) -> nn.Module:
-        if spec.shape or spec.vocab_size:
+        if spec.shape or spec.vocab_size or spec.pictures:
             raise ConfigError(f"model.name={m.name} reads a table's numbers and ids (click-through); "
                               "use mlp or transformer for free text, cnn or resnet for images")
         dim = m.embedding_dim or 16
@@ -142,7 +154,7 @@ def _clicks(factorized: bool) -> Callable:
 
 def build_boosted(spec: ModelSpec, m) -> nn.Module:
     """Boosted trees grown elsewhere (train/boosted.py): their tables' shape is in the config."""
-    if spec.shape or spec.vocab_size:
+    if spec.shape or spec.vocab_size or spec.pictures:
         raise ConfigError("model.name=boosted grows trees on tables of numbers and categories; "
                           "use linear or mlp for free text, cnn or resnet for images")
     return TreeEnsemble(m.trees or 1, m.width or 1, spec.n_out, m.depth or 0)

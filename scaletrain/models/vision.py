@@ -68,3 +68,18 @@ def build_convnet(channels: int, side: int, n_out: int, width: int, depth: int |
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(c, n_out))
     return nn.Sequential(*layers)
+
+
+class PictureEncoder(nn.Module):
+    """An image column's encoder inside a table model: uint8 pixels (rows, channels, height,
+    width) to a vector, by three conv stages and global average pooling (any image size)."""
+
+    def __init__(self, channels: int, mean: list[float], std: list[float], width: int = 32):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.body = nn.Sequential(conv_bn(channels, width), nn.MaxPool2d(2), conv_bn(width, 2 * width), nn.MaxPool2d(2),
+                                  conv_bn(2 * width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.width = 2 * width
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(pixels.float() / 255.0))

@@ -48,6 +48,34 @@ def check_text(value: str, column: str, limits: Limits) -> None:
                                 "that is not a character; send valid UTF-8") from None
 
 
+def check_client_image(value, column: str, limits: Limits) -> None:
+    """An image cell a client sent: the image itself (a data: URI, or bytes in a Parquet upload),
+    never a path (the server would read its own files), declaring at most the pixel limit (its
+    header read, nothing decoded). A cell that is no image at all is read as a missing image."""
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from scaletrain.data.pixels import DATA_URI
+
+    if value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip()):
+        return
+    if isinstance(value, str) and not value.startswith(DATA_URI):
+        raise RequestError(422, f"column '{column}': send the image itself, as a data:image/png;base64,... URI; "
+                                "the server reads no paths")
+    try:
+        data = value if isinstance(value, bytes) else base64.b64decode(value.split(",", 1)[-1], validate=True)
+        with Image.open(io.BytesIO(data)) as img:
+            pixels = img.width * img.height
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return
+    if pixels > limits.pixels:
+        raise RequestError(413, f"column '{column}': an image of {pixels / 1e6:,.0f} megapixels, over the limit of "
+                                f"{limits.pixels / 1e6:,.0f} (--max-pixels)")
+
+
 def check_frame_strings(frame, limits: Limits) -> None:
     """`check_text` over every string of an uploaded table."""
     for column in frame.columns:

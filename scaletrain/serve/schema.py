@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import reprlib
-from typing import Optional, Union
+from typing import ClassVar, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from scaletrain.data.sources import Source
 from scaletrain.serve.limits import (
     Limits,
     RequestError,
+    check_client_image,
     check_frame_strings,
     check_text,
     too_many_rows,
@@ -22,6 +23,7 @@ from scaletrain.serve.limits import (
 
 FIELD_TYPES = {"number": Optional[float], "boolean": Optional[Union[bool, str]], "date": Optional[str],
                "category": Optional[Union[str, int, float]], "text": Optional[str],
+               "image": Optional[str],  # a data:image/...;base64 URI (limits.check_client_image)
                # a sequence column's steps: numbers, or vectors of them (the body's size bounds its length)
                "steps": Optional[list[Union[Optional[float], list[Optional[float]]]]]}
 
@@ -33,7 +35,14 @@ def row_model(fields: list[dict], optional: list[str]) -> type[BaseModel] | None
     if not typed:
         return None
     typed |= {name: (Optional[Union[str, float, bool]], None) for name in optional if name not in typed}
-    return create_model("Row", __config__=ConfigDict(extra="forbid"), **typed)
+    row = create_model("Row", __base__=_Row, **typed)
+    row.image_columns = tuple(f["name"] for f in fields if f["type"] == "image")
+    return row
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_columns: ClassVar[tuple] = ()  # the columns whose cells are images (checked as a client's)
 
 
 def request_schema(row: type[BaseModel] | None, upload_type: str = "") -> dict:
@@ -82,6 +91,8 @@ def rows_from_json(body: bytes, row: type[BaseModel] | None, limits: Limits = Li
         for column, value in rows[-1].items():
             if isinstance(value, str):
                 check_text(value, column, limits)
+        for column in row.image_columns:
+            check_client_image(rows[-1][column], column, limits)
     return rows
 
 
@@ -147,9 +158,9 @@ def rows_from_text(body: bytes, fields: list[dict], limits: Limits = Limits()) -
     return pd.DataFrame({texts[0]: [text]})
 
 
-def rows_from_upload(name: str, data: bytes, limits: Limits = Limits()) -> pd.DataFrame:
+def rows_from_upload(name: str, data: bytes, limits: Limits = Limits(), images: tuple = ()) -> pd.DataFrame:
     """A table upload (CSV by default; Parquet or JSONL by its name), its rows counted before or
-    while it is parsed."""
+    while it is parsed; the cells of its `images` columns checked as a client's images."""
     try:
         frame = _read_upload(name, data, limits)
     except RequestError:
@@ -160,6 +171,9 @@ def rows_from_upload(name: str, data: bytes, limits: Limits = Limits()) -> pd.Da
     if len(frame) > limits.rows:
         raise too_many_rows(len(frame), limits)
     check_frame_strings(frame, limits)
+    for column in (c for c in images if c in frame.columns):
+        for value in frame[column]:
+            check_client_image(value, column, limits)
     return frame
 
 

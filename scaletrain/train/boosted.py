@@ -28,7 +28,7 @@ ONE_THREAD_ROWS = 20_000
 def encoded_rows(inputs: tuple) -> np.ndarray:
     """The rows as the trees read them: dense features then category codes."""
     if len(inputs) > 2:
-        raise ConfigError("model.name=boosted reads numbers and categories; this table has free text: "
+        raise ConfigError("model.name=boosted reads numbers and categories; this table has free text or images: "
                           "use linear, mlp or transformer")
     blocks = [inputs[0].float()] + ([inputs[1].float()] if len(inputs) > 1 and inputs[1].shape[1] else [])
     return torch.cat(blocks, dim=1).numpy()

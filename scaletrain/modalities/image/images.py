@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import gzip
-import re
 import warnings
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from scaletrain.data.pixels import IMAGE_SUFFIXES, ImageTooLarge, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.sources import class_folder_files
-from scaletrain.errors import DataError, InputTooLarge
+from scaletrain.errors import DataError
 
-MAX_IMAGE_PIXELS = 100_000_000  # decoded as RGB: 300 MB; a file declaring more is refused before decoding
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 IDX_NAMES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
     "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
@@ -169,15 +166,6 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 
-def choose_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
-    """Return the common (height, width) if all agree, else a square of the median side, ≤ 64."""
-    common, count = Counter(sizes).most_common(1)[0]
-    if count == len(sizes):
-        return common
-    side = int(np.median([min(s) for s in sizes]))
-    return (min(side, 64), min(side, 64))
-
-
 def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, int] | None,
                      channels: int | None) -> ImageSet:
     """Return decoded images, converted to one channel count and resized to one size.
@@ -214,51 +202,6 @@ def read_image_files(paths: list[Path], labels: list | None, size: tuple[int, in
     for i, img in enumerate(loaded):
         out[i] = to_array(img, size, channels)
     return ImageSet(out, np.asarray(kept_labels, dtype=object) if labels is not None else None, names)
-
-
-def choose_channels(images: list[Image.Image]) -> int:
-    """Return 3 if any image has colour, else 1."""
-    return 3 if any(im.mode not in ("L", "1", "I", "I;16", "F", "LA") for im in images) else 1
-
-
-def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Return one image as uint8 (height, width, channels) at the given size."""
-    img = img.convert("L" if channels == 1 else "RGB")
-    if (img.height, img.width) != tuple(size):
-        img = img.resize((size[1], size[0]), Image.BILINEAR)
-    return np.asarray(img).reshape(size[0], size[1], channels)
-
-
-class ImageTooLarge(InputTooLarge):
-    """An image whose header declares more pixels than the limit: refused before decoding."""
-
-
-def decode_image(data: bytes | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image | None:
-    """Return the image in `data` (encoded bytes or a file), or None if it is not a readable
-    image; ImageTooLarge if its header declares more than `max_pixels` (checked before decoding:
-    a small file can declare a huge image)."""
-    import io
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it in words
-            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-                if img.width * img.height > max_pixels:
-                    raise ImageTooLarge(_too_large(img.width * img.height, max_pixels, f"{img.width}×{img.height}"))
-                img.load()
-                return img.copy()
-    except ImageTooLarge:
-        raise
-    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit, refused by Pillow at open
-        declared = re.search(r"\((\d+) pixels\)", str(exc))
-        raise ImageTooLarge(_too_large(int(declared.group(1)) if declared else max_pixels + 1, max_pixels, "")) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
-
-
-def _too_large(pixels: int, limit: int, shape: str) -> str:
-    return (f"{shape + ' = ' if shape else ''}{pixels / 1e6:,.0f} megapixels, over the limit of {limit / 1e6:,.0f} "
-            "megapixels; resize it first")
 
 
 def read_image_folder(folder: Path, size: tuple[int, int] | None = None,

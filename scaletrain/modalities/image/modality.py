@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.config import Config, DataConfig, TrainConfig
+from scaletrain.data.pixels import ImageTooLarge, decode_image, to_array
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
 from scaletrain.data.sources import Source
@@ -23,10 +24,8 @@ from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
 from scaletrain.modalities.image.images import (
     ImageSet,
-    ImageTooLarge,
     check_image_array,
     check_labels,
-    decode_image,
     find_idx,
     image_subfolders,
     is_image_file,
@@ -35,7 +34,6 @@ from scaletrain.modalities.image.images import (
     read_image_folder,
     read_npz,
     resize_images,
-    to_array,
 )
 from scaletrain.modalities.image.preprocess import fit_images, transform_images
 from scaletrain.modalities.image.shards import decode_frame, prepare_image_shards

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from scaletrain.data.manifest import SPLITS, filesystem
+from scaletrain.data.pixels import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.data.shard_writer import (
     SPLIT_CODES,
     FileResult,
@@ -29,7 +30,6 @@ from scaletrain.data.shard_writer import (
 )
 from scaletrain.data.stats import Moments, TargetStats
 from scaletrain.errors import DataError
-from scaletrain.modalities.image.images import IMAGE_SUFFIXES, choose_channels, choose_size, decode_image, to_array
 from scaletrain.parallel.cluster import map_on_ray
 from scaletrain.runtime import cores
 from scaletrain.tasks import MULTICLASS

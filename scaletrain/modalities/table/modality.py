@@ -16,17 +16,16 @@ from scaletrain.config import Config, DataConfig, ModelConfig
 from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.input_check import table_warnings, with_absent_columns
 from scaletrain.data.prepared import Prepared
-from scaletrain.data.preprocess import encode_target, fit_target
-from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import TableState
-from scaletrain.errors import DataError, TargetError
+from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
-from scaletrain.modalities.table.preprocess import fit_table, table_summary, transform_table
+from scaletrain.modalities.table.media import resolve_image_paths
+from scaletrain.modalities.table.prepare import prepare_table
+from scaletrain.modalities.table.preprocess import transform_table
 from scaletrain.modalities.table.shards import prepare_table_shards
 from scaletrain.modalities.table.tables import frame_from_arrays, read_table
 from scaletrain.tasks import task_of
-from scaletrain.tasks.infer import looks_like_counts
 
 # torch and scikit-learn are imported where training needs them: `scaletrain prepare` reads
 # and shards tables through this module without either (2-3 s a process).
@@ -35,6 +34,10 @@ SMALL_TABLE = 2000  # training rows below which zero-config compares linear and 
 BACKGROUND_ROWS = 100  # training rows kept in the run for explanations (explain/attributions.py)
 
 
+# with image columns: the fused model, then the table's other columns alone and the images alone
+# (fitting/recipe.py reads "name:inputs"): a naive fusion often scores below its best single
+# input on real data, so the fused model is kept only where validation says it helps
+FUSED_CANDIDATES = ("mlp", "mlp:table", "mlp:images")
 PAIRS_MAX_LENGTH = 256  # tokens kept per text up to which the linear TF-IDF part reads piece pairs
 PAIRS_MIN_ROWS = 1000  # training texts from which it does
 
@@ -44,6 +47,7 @@ class TableFacts(DataFacts):
     n_features: int = 0
     max_cardinality: int = 0
     text_length: int = 0      # free text: the token ids kept per row (0: no text)
+    image_columns: int = 0    # columns of images (paths, bytes)
 
 
 class TableRecipe(Recipe):
@@ -105,7 +109,8 @@ class Table(Modality):
 
     def read(self, path, size, channels) -> Source:
         folder = Path(path)
-        frame = read_text_folder(folder) if is_text_folder(folder) else read_table(path)
+        frame = read_text_folder(folder) if is_text_folder(folder) else \
+            resolve_image_paths(read_table(path), folder if folder.is_dir() else folder.parent)
         return Source(self.name, _name_of(path), frame=frame)
 
     def from_array(self, x, y, size, channels) -> Source | None:
@@ -135,7 +140,8 @@ class Table(Modality):
                           imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
                           streamed=prepared.shard_url is not None, n_features=prepared.val_inputs[0].shape[1],
                           max_cardinality=max(cards, default=0),
-                          text_length=prepared.preprocess.get("text", {}).get("length", 0))
+                          text_length=prepared.preprocess.get("text", {}).get("length", 0),
+                          image_columns=len(prepared.preprocess.get("images", [])))
 
     def candidates(self, config: Config, facts: DataFacts) -> list[str]:
         """Under SMALL_TABLE training rows zero-config trains a linear model and an MLP: which
@@ -148,6 +154,8 @@ class Table(Modality):
         in_memory_text = facts.text_length and not facts.streamed
         if config.model.name != "auto":
             return [config.model.name]
+        if facts.image_columns and config.model.inputs == "all":
+            return list(FUSED_CANDIDATES)  # the fused model and each input alone, kept on evidence
         if task_of(facts.task).models:  # click-through: its own models, and the trees beside them
             return list(task_of(facts.task).models) + (["boosted"] if config.train.boosting != "off" else [])
         if pretrained and not facts.n_train < SMALL_TABLE:
@@ -168,7 +176,8 @@ class Table(Modality):
 
         vocab = prepared.preprocess.get("text", {}).get("vocab_size", 0)
         rows = prepared.rows_in_memory()
-        return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1],
+        pictures = tuple((c["channels"], tuple(c["mean"]), tuple(c["std"])) for c in prepared.preprocess.get("images", []))
+        return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1], pictures=pictures,
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
                          vocab_size=vocab, pair_buckets=pair_buckets_for(rows[2] if rows and len(rows) > 2 else None)
                          if vocab else 0)
@@ -214,7 +223,7 @@ class Table(Modality):
         return None
 
     def probe_source(self, state: dict) -> Source:
-        missing = {"number": float("nan"), "text": ""}
+        missing = {"number": float("nan"), "text": "", "image": ""}
         fields = self.input_fields(state)
         return Source("table", "probe", frame=pd.DataFrame({f["name"]: [missing.get(f["type"])] for f in fields}))
 
@@ -242,7 +251,8 @@ class Table(Modality):
         return ([{"name": n, "type": "number"} for n in c["numeric_raw"]] + [{"name": n, "type": "boolean"} for n in c["boolean"]]
                 + [{"name": n, "type": "date"} for n in c["datetime"]]
                 + [{"name": n, "type": "category", "values": known[n]} for n in c["categorical"]]
-                + [{"name": n, "type": "text"} for n in state.get("text", {}).get("columns", [])])
+                + [{"name": n, "type": "text"} for n in state.get("text", {}).get("columns", [])]
+                + [{"name": c["name"], "type": "image"} for c in state.get("images", [])])
 
     def input_warnings(self, state: dict, source: Source) -> list[dict]:
         return table_warnings(state, source.frame) if source.frame is not None else []
@@ -277,7 +287,6 @@ class Table(Modality):
 
 
 TRANSFORMER_SECONDS = 120  # a time limit from which a from-scratch Transformer joins the text candidates
-FEW_LABELS = 1000  # labelled texts under which the pretraining advice is given
 
 
 def spends_time_on_text(config: Config, facts: DataFacts) -> bool:
@@ -289,90 +298,9 @@ def spends_time_on_text(config: Config, facts: DataFacts) -> bool:
     return bool(limit) and limit >= TRANSFORMER_SECONDS and facts.n_train >= SMALL_TABLE
 
 
-def infinite_values(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """Notes for number columns holding infinities ('Infinity', '1e999'): read as missing, said."""
-    import numpy as np
-
-    notes = []
-    for name in columns:
-        count = int(np.isinf(pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)).sum())
-        if count:
-            notes.append(f"column '{name}': {count} infinite value(s) (such as 'Infinity' or '1e999') read as missing")
-    return notes
-
-
 def _name_of(data) -> str:
     path = Path(data)
     return path.stem.split(".")[0] if path.is_file() else path.name or "data"
-
-
-def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
-    """Return a Prepared table: target found, roles inferred, split, preprocessing fitted on train."""
-    from scaletrain.data.split import split_rows
-
-    frame, notes = source.frame, []
-    frame.columns = [str(c) for c in frame.columns]
-    if frame.columns.duplicated().any():
-        dup = frame.columns[frame.columns.duplicated()][0]
-        raise DataError(f"'{source.name}' has the column name '{dup}' twice; give every column its own name")
-    target = find_target(frame, data_cfg.target, source.name)
-    absent = frame[target].isna()
-    if absent.all():
-        raise TargetError(f"target column '{target}' has no values; pick a column with labels")
-    if absent.any():
-        notes.append(f"{int(absent.sum())} rows with a missing target were left out")
-        frame = frame[~absent].reset_index(drop=True)
-    schema = infer_schema(frame, target, data_cfg.task, data_cfg.columns)
-    notes += [f"column '{c}' left out: {why}" for c, why in schema.dropped.items()]
-    if data_cfg.task == "auto" and target is not None and looks_like_counts(frame[target].dropna()):
-        notes.append(f"target '{target}' read as a count (whole numbers from 0, the larger the rarer): regression; "
-                     "--set data.task=classification to predict its values as classes")
-    notes += infinite_values(frame, schema.numeric)
-    train, val, test_frame = split_rows(frame, target, task_of(schema.task).classifies, test, data_cfg, seed,
-                                        source.name)
-    state = fit_table(_fitted_on(train, data_cfg.preprocess_from, notes), schema, data_cfg.scale, data_cfg.clip_quantile,
-                      data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
-    state["target"] = fit_target(train[target], schema.task)
-    state["target_column"] = target
-    summary = {"task": schema.task, **table_summary(frame, state),
-               "train_rows": len(train), "val_rows": len(val), "test_rows": len(test_frame)}
-    if summary["duplicate_rows"]:
-        notes.append(f"{summary['duplicate_rows']} duplicate rows found (kept)")
-    if "text" in state:
-        t = state["text"]
-        whence = f"from {data_cfg.tokenizer}" if data_cfg.tokenizer else "trained on the training rows"
-        notes.append(f"text column(s) {', '.join(t['columns'])}: WordPiece tokenizer {whence} "
-                     f"({t['vocab_size']:,} pieces, tokenizer.json), {t['length']} tokens kept per row "
-                     f"({t['cut_in_training']} of {len(train)} training texts cut)")
-        if not data_cfg.tokenizer and len(train) < FEW_LABELS:
-            # BBC News: 33 labelled articles +11 points with a pretrained encoder; 1,669 reach 0.987 without one
-            notes.append(f"with few labels ({len(train)} training texts, under {FEW_LABELS:,}), pretraining on "
-                         "unlabeled text of the same kind helps: `scaletrain pretrain CORPUS --out DIR`, then train "
-                         "with --set model.init_from=DIR")
-    return Prepared(
-        "table", schema.task, state,
-        transform_table(state, train, source.name).tensors(), encode_target(state["target"], train[target]),
-        transform_table(state, val, source.name).tensors(), encode_target(state["target"], val[target]),
-        Source("table", f"{source.name} (validation)", frame=val),
-        Source("table", test.name if test else f"{source.name} (test)", frame=test_frame) if len(test_frame) else None,
-        summary, notes)
-
-
-def _fitted_on(train: pd.DataFrame, public: str | None, notes: list[str]) -> pd.DataFrame:
-    """The rows preprocessing is fitted on: the training rows, or the public sample named by
-    data.preprocess_from (its columns checked against theirs)."""
-    if public is None:
-        return train
-    from scaletrain.modalities.table.tables import read_table
-
-    sample = read_table(public)
-    missing = [c for c in train.columns if c not in sample.columns]
-    if missing:
-        raise DataError(f"data.preprocess_from '{public}' lacks the column(s) {', '.join(missing[:5])}; give a sample "
-                        "with the training data's columns")
-    notes.append(f"preprocessing fitted on {len(sample):,} rows of '{public}' (data.preprocess_from), not on the "
-                 "training rows; the column roles were still inferred from the training data")
-    return sample[list(train.columns)]
 
 
 TABLE = Table()

@@ -36,6 +36,7 @@ from scaletrain.data.values import (
     numeric_columns,
 )
 from scaletrain.errors import DataError
+from scaletrain.modalities.table.media import read_media
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `prepare` runs without it
     import torch
@@ -49,14 +50,20 @@ class TableBlocks:
     categories: torch.Tensor | None
     tokens: torch.Tensor | None = None  # free text: token ids (rows, length), 0 = padding
     weights: torch.Tensor | None = None  # and each token's weight (a bag of them: the row's TF-IDF)
+    absent: torch.Tensor | None = None  # image columns: 1 where a row's image is missing or unreadable
+    pictures: tuple = ()                # and each column's uint8 pixels (rows, channels, height, width)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        if self.tokens is not None:
+        """The model's inputs: dense, then categories, text and images where the table has them
+        (a later block present makes the earlier ones present, empty where the table lacks them)."""
+        if self.tokens is not None or self.pictures:
             import torch
 
-            categories = self.categories if self.categories is not None else torch.zeros((len(self.numbers), 0),
-                                                                                         dtype=torch.long)
-            return self.numbers, categories, self.tokens, self.weights
+            rows = len(self.numbers)
+            categories = self.categories if self.categories is not None else torch.zeros((rows, 0), dtype=torch.long)
+            text = (self.tokens, self.weights) if self.tokens is not None else \
+                (torch.zeros((rows, 0), dtype=torch.long), torch.zeros((rows, 0)))
+            return (self.numbers, categories, *text) + ((self.absent, *self.pictures) if self.pictures else ())
         return (self.numbers,) if self.categories is None else (self.numbers, self.categories)
 
 
@@ -171,13 +178,14 @@ def feature_columns(state: dict) -> list[str]:
     return columns
 
 
-def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> TableBlocks:
-    """Return the model inputs for raw rows, using only the fitted state."""
+def transform_table(state: dict, frame: pd.DataFrame, source: str = "input", allow_paths: bool = True) -> TableBlocks:
+    """Return the model inputs for raw rows, using only the fitted state (`allow_paths=False`:
+    image cells a client sent, read from their bytes, never as paths: modalities/table/media.py)."""
     import torch
 
     text = state.get("text")
-    needed = (state["columns"]["numeric_raw"] + state["columns"]["boolean"]
-              + list(state["columns"]["datetime"]) + state["columns"]["categorical"] + (text["columns"] if text else []))
+    needed = (state["columns"]["numeric_raw"] + state["columns"]["boolean"] + list(state["columns"]["datetime"])
+              + state["columns"]["categorical"] + (text["columns"] if text else []) + image_columns(state))
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"{source} lacks column(s) {missing[:5]} that the model was trained on")
@@ -208,7 +216,16 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> 
         ids, _ = encode_texts(tokenizer_from_json(text["tokenizer"]), row_texts([frame[c].tolist() for c in text["columns"]]),
                               text["length"])
         tokens, weights = torch.from_numpy(ids), torch.from_numpy(piece_weights(ids, text["idf"]))
-    return TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens, weights)
+    blocks = TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens, weights)
+    if state.get("images"):
+        absent, pictures = read_media(state["images"], frame, allow_paths)
+        blocks.absent, blocks.pictures = torch.from_numpy(absent), tuple(torch.from_numpy(p) for p in pictures)
+    return blocks
+
+
+def image_columns(state: dict) -> list[str]:
+    """The names of a table's image columns (none for runs without them)."""
+    return [column["name"] for column in state.get("images", [])]
 
 
 def column_feeds(state: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:

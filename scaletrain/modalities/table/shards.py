@@ -82,7 +82,9 @@ def make_layout(sample: pd.DataFrame, target: str | None, task: str, roles: dict
     schema = infer_schema(sample, target, task, roles)
     for column in schema.text:  # shards hold numbers and categories; tokenized shards are not written yet
         schema.dropped[column] = "free text: from shards it is not used yet (train from the file itself to use it)"
-    schema.text = []
+    for column in schema.image:
+        schema.dropped[column] = "images: from shards they are not read yet (train from the file itself to use them)"
+    schema.text, schema.image = [], []
     fields = ([pa.field(c, pa.float64()) for c in schema.numeric + schema.boolean]
               + [pa.field(c, pa.timestamp("ns")) for c in schema.datetime]
               + [pa.field(c, pa.string()) for c in schema.categorical]

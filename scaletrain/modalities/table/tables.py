@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
+from scaletrain.data.pixels import MAGIC
 from scaletrain.errors import DataError
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"}
@@ -253,8 +254,8 @@ def flatten_nested(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _flat_value(value):
-    if isinstance(value, bytes):  # a binary column: text that stays distinct for any bytes
-        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, bytes):  # a binary column: an image's bytes kept, else text that stays distinct
+        return value if value.startswith(MAGIC) else value.decode("utf-8", errors="backslashreplace")
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, (dict, list, tuple)):

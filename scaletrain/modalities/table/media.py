@@ -1,0 +1,128 @@
+"""A table's image columns: each cell a path to an image file (relative to the table's folder),
+the image's encoded bytes (a Parquet binary column) or a `data:image/...;base64,` URI, read into
+uint8 pixels for the column's own encoder (models/vision.PictureEncoder). An empty cell or a file
+that does not decode is a missing value, not an error: its row gets the column's learned
+"missing" vector and an indicator, and the notes and input warnings count such cells."""
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaletrain.data.pixels import (
+    DATA_URI,
+    ImageTooLarge,
+    choose_channels,
+    choose_size,
+    decode_image,
+    is_image_column,
+    looks_like_image,
+    to_array,
+)
+
+MEDIA_SIDE = 64        # largest side an image column is brought to unless data.image_size says
+SAMPLE_IMAGES = 256    # images per column read to choose its size, channels and normalization
+
+
+def resolve_image_paths(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """The frame with the relative paths of its image cells made absolute from the table's
+    folder, so that the rows mean the same files wherever the run later reads them. In a column
+    of images every path is; elsewhere (a few rows to predict, some of them empty or wrong) a
+    cell with an image's suffix is where that file exists, and text is left as it is."""
+    for column in frame.columns:
+        series = frame[column]
+        if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
+            continue
+        if is_image_column(series):
+            frame[column] = series.map(lambda v: _absolute(v, folder, must_exist=False))
+        elif series.map(looks_like_image).any():
+            frame[column] = series.map(lambda v: _absolute(v, folder, must_exist=True) if looks_like_image(v) else v)
+    return frame
+
+
+def _absolute(value, folder: Path, must_exist: bool):
+    if isinstance(value, str) and value.strip() and not value.startswith(DATA_URI) and not Path(value).is_absolute():
+        path = folder / value.strip()
+        return str(path) if not must_exist or path.is_file() else value
+    return value
+
+
+def decode_cell(value, allow_paths: bool = True):
+    """The image one cell holds, or None where it is empty or does not decode (ImageTooLarge
+    where its header declares too many pixels). `allow_paths=False` (cells a client sent to the
+    server) reads bytes and data URIs only: a path would read the server's own files."""
+    if isinstance(value, bytes):
+        return decode_image(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if value.startswith(DATA_URI):
+        try:
+            return decode_image(base64.b64decode(value.split(",", 1)[-1], validate=True))
+        except (binascii.Error, ValueError):
+            return None
+    return decode_image(Path(value.strip())) if allow_paths else None
+
+
+def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None) -> list[dict]:
+    """Each image column's size, channels and per-channel mean and spread, from a sample of its
+    training cells (`side`: data.image_size, else the common size up to MEDIA_SIDE)."""
+    fitted = []
+    for name in columns:
+        sample = []
+        for value in frame[name].iloc[:SAMPLE_IMAGES * 4]:
+            image = _decoded_or_none(value)
+            if image is not None:
+                sample.append(image)
+            if len(sample) == SAMPLE_IMAGES:
+                break
+        if not sample:
+            fitted.append({"name": name, "size": [side or 32] * 2, "channels": 1, "mean": [0.5], "std": [0.25]})
+            continue
+        h, w = (side, side) if side else choose_size([(im.height, im.width) for im in sample])
+        size = [min(h, MEDIA_SIDE), min(w, MEDIA_SIDE)]
+        channels = choose_channels(sample)
+        pixels = np.stack([to_array(im, tuple(size), channels) for im in sample]).astype(np.float64) / 255
+        fitted.append({"name": name, "size": size, "channels": channels,
+                       "mean": [float(v) for v in pixels.mean(axis=(0, 1, 2))],
+                       "std": [float(max(v, 1e-3)) for v in pixels.std(axis=(0, 1, 2))]})
+    return fitted
+
+
+def _decoded_or_none(value, allow_paths: bool = True):
+    try:
+        return decode_cell(value, allow_paths)
+    except ImageTooLarge:
+        return None
+
+
+def read_media(columns: list[dict], frame: pd.DataFrame, allow_paths: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each row's images as uint8 (rows, channels, height, width) per column, zeros where a cell
+    is empty or unreadable, and the (rows, columns) indicator of those cells."""
+    absent = np.zeros((len(frame), len(columns)), dtype=np.float32)
+    pixels = []
+    for j, column in enumerate(columns):
+        size, channels = tuple(column["size"]), column["channels"]
+        out = np.zeros((len(frame), channels, *size), dtype=np.uint8)
+        values = frame[column["name"]].to_numpy() if column["name"] in frame.columns else [None] * len(frame)
+        for i, value in enumerate(values):
+            image = _decoded_or_none(value, allow_paths)
+            if image is None:
+                absent[i, j] = 1.0
+            else:
+                out[i] = to_array(image, size, channels).transpose(2, 0, 1)
+        pixels.append(out)
+    return absent, pixels
+
+
+def media_counts(columns: list[dict], frame: pd.DataFrame, absent: np.ndarray) -> dict[str, dict]:
+    """Per image column: empty cells and cells that name or hold no readable image."""
+    counts = {}
+    for j, column in enumerate(columns):
+        values = frame[column["name"]] if column["name"] in frame.columns else pd.Series([None] * len(frame))
+        empty = int(values.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))
+                               or (isinstance(v, str) and not v.strip())).sum())
+        counts[column["name"]] = {"empty": empty, "unreadable": int(absent[:, j].sum()) - empty}
+    return counts

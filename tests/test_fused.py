@@ -1,0 +1,98 @@
+"""Fused inputs: a table whose rows hold an image path beside numbers trains one model over both
+(an encoder per image column, concatenated with the rest), chosen against each input alone."""
+import base64
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+import scaletrain
+from scaletrain.errors import ConfigError
+
+
+def shapes_table(folder, n=600, seed=0, side=16):
+    """Rows whose label needs both a drawn shape (circle or square, the image) and the sign of a
+    number: label = circle XOR (x > 0); each input alone says nothing about it."""
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        circle = bool(rng.random() < 0.5)
+        img = Image.new("L", (side, side), 0)
+        r = int(rng.integers(4, 7))
+        cx, cy = rng.integers(r, side - r, size=2)
+        box = [int(cx - r), int(cy - r), int(cx + r), int(cy + r)]
+        draw = ImageDraw.Draw(img)
+        (draw.ellipse if circle else draw.rectangle)(box, fill=int(rng.integers(150, 256)))
+        noisy = np.asarray(img).astype(np.int16) + rng.integers(0, 40, size=(side, side))
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(folder / "img" / f"{i}.png")
+        x = float(rng.uniform(-1, 1))
+        rows.append({"photo": f"img/{i}.png", "x": x, "label": "yes" if circle != (x > 0) else "no"})
+    pd.DataFrame(rows).to_csv(folder / "rows.csv", index=False)
+    return folder / "rows.csv"
+
+
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fused")
+    table = shapes_table(folder)
+    run = scaletrain.fit(str(table), "label", out=folder / "run", sets=["train.choose_by=validation"])
+    return folder, table, run
+
+
+def test_the_fused_model_needs_both_inputs_and_is_chosen(fused):
+    folder, _, run = fused
+    metrics = json.loads((folder / "run" / "metrics.json").read_text())
+    scores = {name: loss for name, loss in metrics["candidates"].items()}
+    assert set(scores) == {"mlp", "mlp:table", "mlp:images"}
+    assert metrics["model"] == "mlp" and run.config.model.inputs == "all"
+    assert metrics["test"]["accuracy"] >= 0.95
+    notes = " ".join(metrics["notes"])
+    assert "image column 'photo': 16×16 pixels" in notes
+    tried = next(n for n in metrics["notes"] if n.startswith("zero-config tried"))
+    for alone in ("mlp:table", "mlp:images"):  # each input alone is near chance
+        accuracy = float(tried.split(alone + " (")[1].split("accuracy ")[1].split(",")[0])
+        assert accuracy <= 0.75, tried
+
+
+def test_missing_and_unreadable_images_are_counted_not_fatal(fused):
+    folder, table, run = fused
+    rows = pd.read_csv(table).head(4)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    rows.loc[1, "photo"] = None
+    rows.loc[2, "photo"] = "img/none-such.png"
+    rows.loc[3, "photo"] = "broken.png"
+    rows.to_csv(folder / "few.csv", index=False)
+    out = run.predict(folder / "few.csv")
+    said = " ".join(out.attrs["warnings"])
+    assert "1 of 4 rows without an image" in said and "2 of 4 rows naming no readable image file" in said
+    assert len(out) == 4 and out["prediction"].notna().all()
+    assert out.loc[0, "prediction"] == rows.loc[0, "label"]  # the readable row is still read
+    assert abs(out.loc[1, "proba_yes"] - 0.5) < 0.35  # a missing image: the model cannot be sure
+
+
+def test_a_row_can_send_its_image_inline_and_the_server_reads_no_paths(fused):
+    from fastapi.testclient import TestClient
+
+    from scaletrain.run import Run
+    from scaletrain.serve.app import create_app
+
+    folder, table, run = fused
+    rows = pd.read_csv(table).head(6)
+    inline = [{"photo": "data:image/png;base64," + base64.b64encode((folder / p).read_bytes()).decode(), "x": x}
+              for p, x in zip(rows["photo"], rows["x"])]
+    with TestClient(create_app(Run.load(folder / "run"))) as client:
+        answer = client.post("/predict", json={"records": inline})
+        assert answer.status_code == 200, answer.text
+        expected = run.predict(table).head(6)["prediction"].tolist()
+        assert answer.json()["predictions"] == expected
+        refused = client.post("/predict", json={"records": [{"photo": str(folder / "img" / "0.png"), "x": 0.1}]})
+        assert refused.status_code == 422 and "reads no paths" in refused.text
+
+
+def test_inputs_are_chosen_only_where_there_are_images(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(40.0), "label": [0, 1] * 20})
+    with pytest.raises(ConfigError, match="no image column"):
+        scaletrain.fit(frame, "label", out=None, sets=["model.name=mlp", "model.inputs=table"])
