@@ -96,3 +96,45 @@ def test_inputs_are_chosen_only_where_there_are_images(tmp_path):
     frame = pd.DataFrame({"a": np.arange(40.0), "label": [0, 1] * 20})
     with pytest.raises(ConfigError, match="no image column"):
         scaletrain.fit(frame, "label", out=None, sets=["model.name=mlp", "model.inputs=table"])
+
+
+def test_the_export_reads_pixels_and_numbers_as_predict_does(fused):
+    import onnxruntime as ort
+
+    from scaletrain.export.onnx_export import export_onnx, onnx_inputs
+    from scaletrain.modalities import read_for_run
+
+    folder, table, run = fused
+    rows = pd.read_csv(table).head(40)
+    rows.loc[3, "photo"] = None  # a missing image: its flag, and zero pixels the model ignores
+    rows.to_csv(folder / "some.csv", index=False)
+    path = export_onnx(folder / "run", folder / "fused.onnx")
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    assert {"photo", "photo.missing", "x"} <= {i["name"] for i in card["inputs"]}
+    session = ort.InferenceSession(str(path))
+    feeds = onnx_inputs(run, read_for_run(run.preprocess, str(folder / "some.csv")))
+    assert feeds["photo"].dtype == np.uint8 and feeds["photo"].shape == (40, 16, 16, 1)
+    label, proba = session.run(["label", "probabilities"], feeds)
+    expected = run.predict(folder / "some.csv")
+    assert list(label) == expected["prediction"].tolist()
+    np.testing.assert_allclose(proba, expected[["proba_no", "proba_yes"]].to_numpy(), atol=1e-5)
+
+
+def test_an_input_of_pure_noise_costs_the_choice_no_more_than_the_spread(tmp_path):
+    """Images of noise beside a number that decides the label: zero-config's choice scores within
+    the test split's sampling spread of the number alone."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 256, size=(12, 12), dtype=np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        x = float(rng.normal())
+        rows.append({"photo": f"img/{i}.png", "x": x, "label": int(x + 0.3 * rng.normal() > 0)})
+    pd.DataFrame(rows).to_csv(tmp_path / "noise.csv", index=False)
+    sets = ["train.choose_by=validation"]
+    chosen = scaletrain.fit(str(tmp_path / "noise.csv"), "label", out=tmp_path / "auto", sets=sets)
+    alone = scaletrain.fit(str(tmp_path / "noise.csv"), "label", out=tmp_path / "table",
+                           sets=sets + ["model.name=mlp", "model.inputs=table"])
+    best = alone.metrics["test"]["accuracy"]
+    spread = (best * (1 - best) / chosen.metrics["data"]["test_rows"]) ** 0.5
+    assert chosen.metrics["test"]["accuracy"] >= best - spread, (chosen.metrics["candidates"], best)

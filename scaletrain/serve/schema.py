@@ -23,7 +23,7 @@ from scaletrain.serve.limits import (
 
 FIELD_TYPES = {"number": Optional[float], "boolean": Optional[Union[bool, str]], "date": Optional[str],
                "category": Optional[Union[str, int, float]], "text": Optional[str],
-               "image": Optional[str],  # a data:image/...;base64 URI (limits.check_client_image)
+               "image_cell": Optional[str],  # a table's image column: a data:image/...;base64 URI (check_client_image)
                # a sequence column's steps: numbers, or vectors of them (the body's size bounds its length)
                "steps": Optional[list[Union[Optional[float], list[Optional[float]]]]]}
 
@@ -36,7 +36,7 @@ def row_model(fields: list[dict], optional: list[str]) -> type[BaseModel] | None
         return None
     typed |= {name: (Optional[Union[str, float, bool]], None) for name in optional if name not in typed}
     row = create_model("Row", __base__=_Row, **typed)
-    row.image_columns = tuple(f["name"] for f in fields if f["type"] == "image")
+    row.image_columns = tuple(f["name"] for f in fields if f["type"] == "image_cell")
     return row
 
 

@@ -223,7 +223,7 @@ class Table(Modality):
         return None
 
     def probe_source(self, state: dict) -> Source:
-        missing = {"number": float("nan"), "text": "", "image": ""}
+        missing = {"number": float("nan"), "text": "", "image_cell": ""}
         fields = self.input_fields(state)
         return Source("table", "probe", frame=pd.DataFrame({f["name"]: [missing.get(f["type"])] for f in fields}))
 
@@ -252,7 +252,7 @@ class Table(Modality):
                 + [{"name": n, "type": "date"} for n in c["datetime"]]
                 + [{"name": n, "type": "category", "values": known[n]} for n in c["categorical"]]
                 + [{"name": n, "type": "text"} for n in state.get("text", {}).get("columns", [])]
-                + [{"name": c["name"], "type": "image"} for c in state.get("images", [])])
+                + [{"name": c["name"], "type": "image_cell"} for c in state.get("images", [])])
 
     def input_warnings(self, state: dict, source: Source) -> list[dict]:
         return table_warnings(state, source.frame) if source.frame is not None else []
@@ -281,9 +281,20 @@ class Table(Modality):
             described.append({"name": "tokens", "type": "int64", "shape": ["batch", text["length"]],
                               "what": f"the ids of column(s) {text['columns']} joined by ' [SEP] ', from the "
                                       "<model>.tokenizer.json beside the model (it pads and cuts them to this length)"})
-        front = TableFront("dense" in names, "categories" in names, text["idf"] if text else None)
-        return ExportParts(front, tuple(example), names + (["tokens"] if text else []), graph if names else None,
-                           described)
+        images = state.get("images", [])
+        for column in images:  # each image column: its missing flag, then (below) its pixels
+            example.append(torch.zeros((2, 1)))
+            described.append({"name": f"{column['name']}.missing", "type": "float32", "shape": ["batch", 1],
+                              "what": f"1 where the row has no readable image in '{column['name']}', else 0"})
+        for column in images:
+            h, w = column["size"]
+            example.append(torch.zeros((2, h, w, column["channels"]), dtype=torch.uint8))
+            described.append({"name": column["name"], "type": "uint8", "shape": ["batch", h, w, column["channels"]],
+                              "what": f"the image's pixels, resized to {h}×{w} ({'RGB' if column['channels'] == 3 else 'gray'})"})
+        pictures = [f"{c['name']}.missing" for c in images] + [c["name"] for c in images]
+        front = TableFront("dense" in names, "categories" in names, text["idf"] if text else None, len(images))
+        return ExportParts(front, tuple(example), names + (["tokens"] if text else []) + pictures,
+                           graph if names else None, described)
 
 
 TRANSFORMER_SECONDS = 120  # a time limit from which a from-scratch Transformer joins the text candidates

@@ -240,6 +240,11 @@ def column_feeds(state: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         tokenizer = tokenizer_from_json(padded_tokenizer(state["text"]))
         texts = row_texts([frame[c].tolist() for c in state["text"]["columns"]])
         feeds["tokens"] = np.asarray([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)
+    if state.get("images"):
+        absent, pictures = read_media(state["images"], frame)
+        for j, (column, pixels) in enumerate(zip(state["images"], pictures)):
+            feeds[f"{column['name']}.missing"] = absent[:, j:j + 1]
+            feeds[column["name"]] = np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
     return feeds
 
 
