@@ -138,3 +138,39 @@ def test_an_input_of_pure_noise_costs_the_choice_no_more_than_the_spread(tmp_pat
     best = alone.metrics["test"]["accuracy"]
     spread = (best * (1 - best) / chosen.metrics["data"]["test_rows"]) ** 0.5
     assert chosen.metrics["test"]["accuracy"] >= best - spread, (chosen.metrics["candidates"], best)
+
+
+def test_explanations_credit_the_image_column_and_add_up(fused):
+    from scaletrain.explain import table_attributions
+
+    folder, table, run = fused
+    frame = run.source(table).frame.head(30)
+    found = table_attributions(run, frame)
+    assert set(found.frame.columns) == {"x", "photo"}
+    strength = found.frame.abs().mean()
+    assert strength["photo"] > 0.1 and strength["x"] > 0.1  # the label needs both: both get credit
+    np.testing.assert_allclose(found.frame.sum(axis=1), found.output - found.baseline, atol=1e-3)
+
+
+def test_image_bytes_in_parquet_and_data_uris_are_image_columns(tmp_path):
+    import io
+
+    from scaletrain.data.schema import infer_schema
+    from scaletrain.modalities.table.media import fit_media, read_media
+    from scaletrain.modalities.table.tables import read_table
+
+    pngs = []
+    for shade in range(0, 250, 10):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((8, 10, 3), shade, dtype=np.uint8)).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    frame = pd.DataFrame({"picture": pngs, "inline": ["data:image/png;base64," + base64.b64encode(p).decode() for p in pngs],
+                          "y": [0, 1] * 12 + [0]})
+    frame.to_parquet(tmp_path / "rows.parquet")
+    read = read_table(tmp_path / "rows.parquet")
+    assert isinstance(read.loc[0, "picture"], bytes)  # kept as bytes, not turned into text
+    assert infer_schema(read, "y").image == ["picture", "inline"]
+    columns = fit_media(read, ["picture", "inline"], None)
+    assert columns[0]["size"] == [8, 10] and columns[0]["channels"] == 3
+    absent, pixels = read_media(columns, read.head(3))
+    assert not absent.any() and pixels[0].shape == (3, 3, 8, 10) and int(pixels[1][2, 0, 0, 0]) == 20

@@ -79,6 +79,8 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
     n_unique = values.nunique()
     if n_unique <= 1:
         return "dropped", "constant"
+    if is_image_column(series):  # before any test that reads the cells as text (bytes are not)
+        return "image", None
     if _as_bool(series):
         return "boolean", None
     if series.dtype.kind in "fiu":
@@ -88,8 +90,6 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
         return "numeric", None
     if _looks_datetime(series):
         return "datetime", None
-    if is_image_column(series):
-        return "image", None
     counts = values.value_counts()  # parse each distinct value once: categories repeat a lot
     parsed = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna().to_numpy()
     if counts.to_numpy()[parsed].sum() > 0.95 * len(values):

@@ -78,25 +78,28 @@ def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS, paths:
         # free text is held as it is (its words are attributed by taking them out: explain/text.py)
         text = model.text(*inputs[2:]) if model.text is not None else dense[:, :0]
         linear_text = model.linear_text(inputs[2], inputs[3]) if model.text_linear is not None \
-            else torch.zeros((len(dense), 1))
+            and getattr(model, "reads_table", True) else torch.zeros((len(dense), 1))
+        pictured = _pictured(model, inputs)
 
-    forward = _Explained(model.body).eval()
+    forward = _Explained(model.body, getattr(model, "reads_table", True)).eval()
     with torch.no_grad():
-        out = forward(dense, embedded, text, linear_text)
+        out = forward(dense, embedded, pictured, text, linear_text)
     target = torch.zeros(len(dense), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
     explained = out.gather(1, target[:, None]).squeeze(1).numpy()
-    if dense.shape[1] + embedded.shape[1] == 0:  # free text alone: nothing here to integrate over
+    if dense.shape[1] + embedded.shape[1] + pictured.shape[1] == 0:  # free text alone: nothing here to integrate over
         return Attributions(pd.DataFrame(index=range(len(dense))), explained, explained, np.zeros(len(dense)),
                             target.numpy())
-    background = _background(run, model, paths, dense, embedded)
+    background = _background(run, model, paths, dense, embedded) + (_missing_pictures(model),)
+    background = background[:2] + (background[2].expand(len(background[0]), -1),)
     rescaled = method == "deeplift" or (method == "auto" and all(isinstance(m, AFFINE + RESCALED)
                                                                   for m in model.body.modules()))
     per_pass = max(1, ROWS_PER_PASS // (len(background[0]) * (1 if rescaled else steps)))
-    chunks = [_averaged_paths(forward, [x[i:i + per_pass] for x in (dense, embedded, text, linear_text, target)],
+    chunks = [_averaged_paths(forward, [x[i:i + per_pass] for x in (dense, embedded, pictured, text, linear_text,
+                                                                     target)],
                               background, None if rescaled else steps)
               for i in range(0, len(dense), per_pass)]  # bounded memory per pass
-    a_dense, a_embedded, base = (torch.cat(parts) for parts in zip(*chunks))
-    by_column = _by_column(run, model, a_dense, a_embedded)
+    a_dense, a_embedded, a_pictured, base = (torch.cat(parts) for parts in zip(*chunks))
+    by_column = _by_column(run, model, a_dense, a_embedded, a_pictured)
     delta = by_column.sum(axis=1).to_numpy() - (explained - base.numpy())
     return Attributions(by_column, explained, base.numpy(), delta, target.numpy())
 
@@ -137,15 +140,31 @@ def contrasted(out: torch.Tensor) -> torch.Tensor:
 
 
 class _Explained(nn.Module):
-    """The table network from its dense block and embedded categories (free text held as
-    given), each class's output contrasted with the others'."""
+    """The table network from its dense block, embedded categories and image columns' vectors
+    (free text held as given), each class's output contrasted with the others'."""
 
-    def __init__(self, body: nn.Module):
+    def __init__(self, body: nn.Module, reads_table: bool = True):
         super().__init__()
-        self.body = body
+        self.body, self.reads_table = body, reads_table
 
-    def forward(self, dense, embedded, text, linear_text):
-        return contrasted(self.body(torch.cat([dense, embedded, text], dim=1)) + linear_text)
+    def forward(self, dense, embedded, pictured, text, linear_text):
+        parts = [dense, embedded, text, pictured] if self.reads_table else [pictured]
+        return contrasted(self.body(torch.cat(parts, dim=1)) + linear_text)
+
+
+def _pictured(model, inputs: tuple) -> torch.Tensor:
+    """The image columns' vectors as the body reads them (a missing image's: the learned one)."""
+    if getattr(model, "pictures", None) is None:
+        return inputs[0][:, :0].float()
+    return torch.cat(model.pictures(inputs[4], tuple(inputs[5:])), dim=1)
+
+
+def _missing_pictures(model) -> torch.Tensor:
+    """What an image column's attribution is measured from: the model's own vector for a row
+    without that image (so a column's credit is what seeing its image added)."""
+    if getattr(model, "pictures", None) is None:
+        return torch.zeros((1, 0))
+    return model.pictures.missing.detach().reshape(1, -1)
 
 
 def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, steps: int | None):
@@ -156,7 +175,7 @@ def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, st
 
     from captum.attr import DeepLift, IntegratedGradients
 
-    dense, embedded, text, linear_text, target = rows
+    dense, embedded, pictured, text, linear_text, target = rows
     n, b = len(dense), len(background[0])
 
     def each(x: torch.Tensor) -> torch.Tensor:  # every row once per background row
@@ -165,15 +184,15 @@ def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, st
     fixed, bases, targets = (each(text), each(linear_text)), tuple(x.repeat(n, 1) for x in background), each(target)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Captum's notes on the hooks it sets and removes
+        attributed = (each(dense), each(embedded), each(pictured))
         if steps is None:
-            a_dense, a_embedded = DeepLift(forward).attribute((each(dense), each(embedded)), baselines=bases,
-                                                               target=targets, additional_forward_args=fixed)
+            found = DeepLift(forward).attribute(attributed, baselines=bases, target=targets, additional_forward_args=fixed)
         else:
-            a_dense, a_embedded = IntegratedGradients(forward).attribute(
-                (each(dense), each(embedded)), baselines=bases, target=targets, n_steps=steps, additional_forward_args=fixed)
+            found = IntegratedGradients(forward).attribute(attributed, baselines=bases, target=targets, n_steps=steps,
+                                                           additional_forward_args=fixed)
     with torch.no_grad():
         base = forward(*bases, *fixed).gather(1, targets[:, None]).reshape(n, b).mean(dim=1)
-    return a_dense.detach().reshape(n, b, -1).mean(dim=1), a_embedded.detach().reshape(n, b, -1).mean(dim=1), base
+    return (*(a.detach().reshape(n, b, -1).mean(dim=1) for a in found), base)
 
 
 def _dense_and_codes(inputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,12 +217,19 @@ def _background(run: Run, model, paths: int | None, dense: torch.Tensor, embedde
         return sample_dense, _embedded(model, codes)
 
 
-def _by_column(run: Run, model, a_dense: torch.Tensor, a_embedded: torch.Tensor) -> pd.DataFrame:
+def _by_column(run: Run, model, a_dense: torch.Tensor, a_embedded: torch.Tensor,
+               a_pictured: torch.Tensor) -> pd.DataFrame:
     """Slot attributions summed to the raw columns they come from."""
     by_column = pd.DataFrame(a_dense.numpy(), columns=feature_columns(run.preprocess)).T.groupby(level=0, sort=False).sum().T
     width = model.embeddings[0].embedding_dim if len(model.embeddings) else 0
     for i, col in enumerate(run.preprocess["embed"]):
         by_column[col["name"]] = a_embedded[:, i * width:(i + 1) * width].sum(dim=1).numpy()
+    if getattr(model, "pictures", None) is not None:
+        width = model.pictures.missing.shape[1]
+        for i, col in enumerate(run.preprocess["images"]):
+            by_column[col["name"]] = a_pictured[:, i * width:(i + 1) * width].sum(dim=1).numpy()
+    if not getattr(model, "reads_table", True):  # the images alone: the other columns had no say
+        by_column = by_column[[c["name"] for c in run.preprocess["images"]]]
     return by_column.reset_index(drop=True)
 
 
@@ -214,7 +240,8 @@ def permutation_importance(run: Run, frame: pd.DataFrame, repeats: int = 3, seed
 
     score = main_score_name(run.task)
     columns = list(dict.fromkeys(feature_columns(run.preprocess) + [c["name"] for c in run.preprocess["embed"]]
-                                 + run.preprocess.get("text", {}).get("columns", [])))
+                                 + run.preprocess.get("text", {}).get("columns", [])
+                                 + [c["name"] for c in run.preprocess.get("images", [])]))
     reference = run.evaluate(frame)[score]
     rng, drops = np.random.default_rng(seed), {}
     for column in columns:

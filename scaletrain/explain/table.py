@@ -65,9 +65,7 @@ def reasons_frame(run: Run, frame: pd.DataFrame) -> pd.DataFrame:
 def explain_table(run: Run, data, out: Path, rows: int) -> dict:
     """Write explanations.csv (each row's attribution per raw column, with its prediction),
     importance.json and explain.html into `out`; return the summary."""
-    from scaletrain.modalities.table.tables import read_table
-
-    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    frame = data if isinstance(data, pd.DataFrame) else run.source(data).frame  # image paths: from the table's folder
     frame = frame.iloc[:rows].reset_index(drop=True)
     found = table_attributions(run, frame)
     target = run.preprocess.get("target_column")
