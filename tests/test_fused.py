@@ -90,6 +90,12 @@ def test_a_row_can_send_its_image_inline_and_the_server_reads_no_paths(fused):
         assert answer.json()["predictions"] == expected
         refused = client.post("/predict", json={"records": [{"photo": str(folder / "img" / "0.png"), "x": 0.1}]})
         assert refused.status_code == 422 and "reads no paths" in refused.text
+        for i in range(3):  # multipart: the numbers as fields, the image as a file
+            form = client.post("/predict", data={"x": str(rows["x"][i])},
+                               files={"photo": ("p.png", (folder / rows["photo"][i]).read_bytes(), "image/png")})
+            assert form.status_code == 200 and form.json()["predictions"] == expected[i:i + 1], form.text
+        no_image = client.post("/predict", data={"x": "0.3"}, files={"other": ("p.png", b"", "image/png")})
+        assert no_image.status_code == 422 and "unknown column 'other'" in no_image.text
 
 
 def test_inputs_are_chosen_only_where_there_are_images(tmp_path):

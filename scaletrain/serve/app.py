@@ -33,6 +33,7 @@ from scaletrain.serve.schema import (
     refuse_item,
     request_schema,
     row_model,
+    rows_from_form,
     rows_from_json,
     rows_from_text,
     rows_from_upload,
@@ -174,8 +175,12 @@ async def _source(request: Request, run: Run, row, limits: Limits, slots: asynci
         request._body = body  # starlette's form parser reads the body again from here
         form = await request.form()
         upload = form.get("file")
+        if (upload is None or isinstance(upload, str)) and row is not None and set(form.keys()) & set(row.model_fields):
+            items = [(name, await value.read() if hasattr(value, "read") else value) for name, value in form.multi_items()]
+            return await off_loop(rows_from_form, items, row, limits)  # one row: fields, and files for image columns
         if upload is None or isinstance(upload, str):
-            raise RequestError(422, "the multipart form needs a file field named 'file'")
+            raise RequestError(422, "the multipart form needs a file field named 'file' (a table), or the model's "
+                                    "columns as fields")
         name, data = upload.filename or "upload", await upload.read()
         if modality.upload_type or item((upload.content_type or "").lower()):
             return await off_loop(upload_source, modality, run.preprocess, data, name, limits)

@@ -3,6 +3,7 @@ OpenAPI schema), and each accepted body — JSON records or column arrays, a CSV
 upload, text, an image — turned into a Source, or a RequestError that names what is wrong."""
 from __future__ import annotations
 
+import base64
 import io
 import reprlib
 from typing import ClassVar, Optional, Union
@@ -78,6 +79,11 @@ def rows_from_json(body: bytes, row: type[BaseModel] | None, limits: Limits = Li
         raise RequestError(422, "the JSON body needs 'records' (a list of rows) or 'columns' (name -> list of values)")
     if not isinstance(records, list) or not records:
         raise RequestError(422, "'records' must be a non-empty list of rows (objects of column -> value)")
+    return validated_rows(records, row, limits)
+
+
+def validated_rows(records: list, row: type[BaseModel], limits: Limits) -> list[dict]:
+    """Records checked against the row model and the limits: a RequestError naming the row."""
     if len(records) > limits.rows:
         raise too_many_rows(len(records), limits)
     rows = []
@@ -94,6 +100,21 @@ def rows_from_json(body: bytes, row: type[BaseModel] | None, limits: Limits = Li
         for column in row.image_columns:
             check_client_image(rows[-1][column], column, limits)
     return rows
+
+
+def rows_from_form(items: list[tuple[str, str | bytes]], row: type[BaseModel] | None, limits: Limits) -> list[dict]:
+    """One row from a multipart form of the run's columns: a field per column (empty or left out:
+    a missing value), an uploaded file for each image column."""
+    if row is None:
+        raise RequestError(415, "this model reads one image or sound per request: send it as the form's 'file'")
+    record: dict = {}
+    for name, value in items:
+        if name in record:
+            raise RequestError(422, f"the form gives '{name}' twice; give each column once")
+        if isinstance(value, bytes):
+            value = f"data:image/upload;base64,{base64.b64encode(value).decode()}" if value else None
+        record[name] = None if value == "" else value
+    return validated_rows([{name: None for name in row.model_fields} | record], row, limits)
 
 
 def parse_json(body: bytes):
