@@ -86,3 +86,24 @@ def test_explainers_are_found_by_the_modality_name():
     assert isinstance(explainer_for(run("table")), TableExplainer)
     assert isinstance(explainer_for(run("image")), ImageExplainer)
     assert type(explainer_for(run("sound"))) is Explainer  # a modality without one: explains nothing, clearly
+
+
+def test_regression_predictions_stay_within_the_training_targets_range():
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    import scaletrain
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 300)
+    frame = pd.DataFrame({"x": x, "rating": np.clip(np.round(1 + 4 * x + rng.normal(0, 0.3, 300)), 1, 5)})
+    run = scaletrain.fit(frame, "rating", out=None, model="linear", sets=["data.task=regression"])
+    target = run.preprocess["target"]
+    assert target["lo"] == 1 and target["hi"] == 5
+    # a line runs past the ends (free text's TF-IDF is not clipped as numbers are): cut at the range
+    outputs = (torch.tensor([[-9.0], [0.0], [9.0]]) - target["mean"]) / target["std"] + 2.5 / target["std"]
+    values = REGRESSION.decide(outputs, target, "mse")[0].tolist()
+    assert values[0] == 1 and values[2] == 5 and 1 < values[1] < 5
+    old = {"task": "regression", "mean": 0.0, "std": 1.0}  # a run written before the range was kept
+    assert float(REGRESSION.decide(torch.tensor([[9.0]]), old, "mse")[0]) == 9.0

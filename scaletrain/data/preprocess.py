@@ -40,7 +40,9 @@ def fit_target(y: pd.Series | np.ndarray, task: str) -> dict:
 def target_state(stats: TargetStats) -> dict:
     """Return the target state from its statistics (in memory or merged from shards)."""
     if not task_of(stats.task).classifies:
-        return {"task": stats.task, "mean": stats.moments.mean, "std": stats.moments.std or 1.0}
+        # the training targets' range: predictions are kept within it (tasks/regression.py)
+        return {"task": stats.task, "mean": stats.moments.mean, "std": stats.moments.std or 1.0,
+                "lo": stats.moments.min, "hi": stats.moments.max}
     uniques = [stats.examples[k] for k in stats.labels]
     try:
         classes = sorted(uniques)

@@ -39,6 +39,8 @@ class TargetState(State):
     classes: Optional[list[Label]] = Field(default=None, max_length=1_000_000)
     mean: Optional[Finite] = None
     std: Optional[Scale] = None
+    lo: Optional[Finite] = None  # regression: the training targets' range
+    hi: Optional[Finite] = None
     threshold: Optional[Finite] = None
     class_bias: Optional[list[Finite]] = None
     temperature: Optional[Scale] = None
