@@ -97,11 +97,11 @@ def zero_config(work: Path, train: pd.DataFrame, test: pd.DataFrame, target: str
     return run.metrics["test"][metric], time.perf_counter() - started, run.config.model.name
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", default=None)
     parser.add_argument("--time-limit", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="fused-bench-"))
     frame = reviews(work)
     if frame is None:

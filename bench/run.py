@@ -44,6 +44,8 @@ Prints, never asserts on time:
      and a one-hot logistic regression, the same test rows.
   25. a streamed log (bench/recommend_scale.py): 20 M and 40 M generated interactions prepared into
      shards and trained as a recommender; peak RSS of each training process (goal ≤ 2 GiB, flat).
+  26. fused inputs (bench/fused_bench.py): the clothing reviews' text + table benchmark split, rating
+     R² and recommended AUC, zero-config on the texts, the table and both, against TF-IDF + Ridge/LR.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -66,6 +68,7 @@ import compress_bench  # noqa: E402
 import cpu_paths  # noqa: E402
 import ctr_bench  # noqa: E402
 import explain_bench  # noqa: E402
+import fused_bench  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
@@ -199,3 +202,6 @@ if __name__ == "__main__":
     ctr_bench.main([])
     print("\n25. a streamed log: 20 M and 40 M generated interactions, peak RSS of training (bench/recommend_scale.py)")
     recommend_scale.main([])
+    print("\n26. fused inputs: clothing reviews, text + table against each alone and TF-IDF baselines "
+          "(bench/fused_bench.py)")
+    fused_bench.main([])

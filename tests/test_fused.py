@@ -51,6 +51,7 @@ def test_the_fused_model_needs_both_inputs_and_is_chosen(fused):
     assert metrics["test"]["accuracy"] >= 0.95
     notes = " ".join(metrics["notes"])
     assert "image column 'photo': 16×16 pixels" in notes
+    assert "inputs: the kept model (mlp) reads every input" in notes and "the images added +" in notes
     tried = next(n for n in metrics["notes"] if n.startswith("zero-config tried"))
     for alone in ("mlp:table", "mlp:images"):  # each input alone is near chance
         accuracy = float(tried.split(alone + " (")[1].split("accuracy ")[1].split(",")[0])

@@ -55,6 +55,22 @@ def label_of(config: Config) -> str:
     return config.model.name if config.model.inputs == "all" else f"{config.model.name}:{config.model.inputs}"
 
 
+def inputs_note(trained: list[Trained], run: Run) -> str:
+    """Which inputs the kept model reads and what each added on the validation rows: the model
+    over all of them against each model that reads some alone (fused inputs)."""
+    def best_score(t: Trained) -> float:
+        return max((row["val_score"] for row in t.run.history if "val_score" in row), default=float("nan"))
+
+    fused = next((t for t in trained if t.run.config.model.inputs == "all"), None)
+    added = [f"{'the images' if t.run.config.model.inputs == 'table' else 'the other columns'} added "
+             f"{best_score(fused) - best_score(t):+.4f} over {label_of(t.run.config)} ({best_score(t):.4f})"
+             for t in trained if fused is not None and t.run.config.model.inputs != "all"]
+    reads = {"all": "every input", "table": "the table's other columns alone", "images": "the images alone"}
+    return (f"inputs: the kept model ({label_of(run.config)}) reads {reads[run.config.model.inputs]}"
+            + (f"; against {label_of(fused.run.config)} ({best_score(fused):.4f}) on the validation rows, "
+               + ", ".join(added) if added else ""))
+
+
 def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None, verbose: bool,
                     resume: bool = False, budget: Budget | None = None, callbacks: list | None = None) -> Trained:
     """Build the model a resolved config names, train it, and return the result (its config a

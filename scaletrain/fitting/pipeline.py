@@ -21,6 +21,7 @@ from scaletrain.fitting.candidates import (
     Trained,
     blended,
     choose,
+    inputs_note,
     label_of,
     refit_on_all_rows,
     refits,
@@ -328,6 +329,8 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
     if len(trained) > 1 and chosen_by is None:
         prepared.note("zero-config tried " + ", ".join(map(candidate_summary, trained))
                       + f" and kept {label_of(run.config)}")
+    if any(t.run.config.model.inputs != "all" for t in trained):
+        prepared.note(inputs_note(trained, run))
     run.metrics.update(prepared.measured)
     run.metrics.update(data=prepared.summary, notes=prepared.notes, audit=run_findings(prepared, run.assessment,
                                                                                        run.classes))
