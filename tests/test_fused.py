@@ -181,3 +181,19 @@ def test_image_bytes_in_parquet_and_data_uris_are_image_columns(tmp_path):
     assert columns[0]["size"] == [8, 10] and columns[0]["channels"] == 3
     absent, pixels = read_media(columns, read.head(3))
     assert not absent.any() and pixels[0].shape == (3, 3, 8, 10) and int(pixels[1][2, 0, 0, 0]) == 20
+
+
+def test_a_run_whose_image_state_disagrees_with_its_model_is_refused(fused, tmp_path):
+    import shutil
+
+    from scaletrain.errors import RunDirError
+    from scaletrain.run import Run
+
+    folder, _, _ = fused
+    copy = tmp_path / "run"
+    shutil.copytree(folder / "run", copy)
+    state = json.loads((copy / "preprocess.json").read_text())
+    state["images"][0]["channels"], state["images"][0]["mean"], state["images"][0]["std"] = 3, [0.5] * 3, [0.2] * 3
+    (copy / "preprocess.json").write_text(json.dumps(state))
+    with pytest.raises(RunDirError, match="image encoders"):
+        Run.load(copy)

@@ -50,10 +50,11 @@ def _absolute(value, folder: Path, must_exist: bool):
     return value
 
 
-def decode_cell(value, allow_paths: bool = True):
+def decode_cell(value):
     """The image one cell holds, or None where it is empty or does not decode (ImageTooLarge
-    where its header declares too many pixels). `allow_paths=False` (cells a client sent to the
-    server) reads bytes and data URIs only: a path would read the server's own files."""
+    where its header declares too many pixels). Cells a client sends to the server are refused
+    there unless they hold the image itself (serve/limits.check_client_image): a path would read
+    the server's own files."""
     if isinstance(value, bytes):
         return decode_image(value)
     if not isinstance(value, str) or not value.strip():
@@ -63,7 +64,7 @@ def decode_cell(value, allow_paths: bool = True):
             return decode_image(base64.b64decode(value.split(",", 1)[-1], validate=True))
         except (binascii.Error, ValueError):
             return None
-    return decode_image(Path(value.strip())) if allow_paths else None
+    return decode_image(Path(value.strip()))
 
 
 def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None) -> list[dict]:
@@ -91,14 +92,14 @@ def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None) -> list
     return fitted
 
 
-def _decoded_or_none(value, allow_paths: bool = True):
+def _decoded_or_none(value):
     try:
-        return decode_cell(value, allow_paths)
+        return decode_cell(value)
     except ImageTooLarge:
         return None
 
 
-def read_media(columns: list[dict], frame: pd.DataFrame, allow_paths: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+def read_media(columns: list[dict], frame: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
     """Each row's images as uint8 (rows, channels, height, width) per column, zeros where a cell
     is empty or unreadable, and the (rows, columns) indicator of those cells."""
     absent = np.zeros((len(frame), len(columns)), dtype=np.float32)
@@ -108,7 +109,7 @@ def read_media(columns: list[dict], frame: pd.DataFrame, allow_paths: bool = Tru
         out = np.zeros((len(frame), channels, *size), dtype=np.uint8)
         values = frame[column["name"]].to_numpy() if column["name"] in frame.columns else [None] * len(frame)
         for i, value in enumerate(values):
-            image = _decoded_or_none(value, allow_paths)
+            image = _decoded_or_none(value)
             if image is None:
                 absent[i, j] = 1.0
             else:

@@ -214,6 +214,10 @@ class Table(Modality):
         tables = tuple(len(c["categories"]) for c in state["embed"])
         if tables != tuple(spec.cardinalities):
             return f"the embedded columns' categories ({tables}) do not match the model's tables ({spec.cardinalities})"
+        channels = [c["channels"] for c in state.get("images", [])]
+        encoders = [p[0] if isinstance(p, (list, tuple)) and p else None for p in spec.pictures]
+        if channels != encoders:
+            return f"the image columns' channels ({channels}) do not match the model's image encoders ({encoders})"
         text = state.get("text")
         if text is None:
             return None if not spec.vocab_size else "the model reads text but no text state is stored"

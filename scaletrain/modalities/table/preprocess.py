@@ -178,9 +178,8 @@ def feature_columns(state: dict) -> list[str]:
     return columns
 
 
-def transform_table(state: dict, frame: pd.DataFrame, source: str = "input", allow_paths: bool = True) -> TableBlocks:
-    """Return the model inputs for raw rows, using only the fitted state (`allow_paths=False`:
-    image cells a client sent, read from their bytes, never as paths: modalities/table/media.py)."""
+def transform_table(state: dict, frame: pd.DataFrame, source: str = "input") -> TableBlocks:
+    """Return the model inputs for raw rows, using only the fitted state."""
     import torch
 
     text = state.get("text")
@@ -218,7 +217,7 @@ def transform_table(state: dict, frame: pd.DataFrame, source: str = "input", all
         tokens, weights = torch.from_numpy(ids), torch.from_numpy(piece_weights(ids, text["idf"]))
     blocks = TableBlocks(torch.from_numpy(dense.astype(np.float32)), categories, tokens, weights)
     if state.get("images"):
-        absent, pictures = read_media(state["images"], frame, allow_paths)
+        absent, pictures = read_media(state["images"], frame)
         blocks.absent, blocks.pictures = torch.from_numpy(absent), tuple(torch.from_numpy(p) for p in pictures)
     return blocks
 
