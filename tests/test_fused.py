@@ -197,3 +197,18 @@ def test_a_run_whose_image_state_disagrees_with_its_model_is_refused(fused, tmp_
     (copy / "preprocess.json").write_text(json.dumps(state))
     with pytest.raises(RunDirError, match="image encoders"):
         Run.load(copy)
+
+
+def test_an_inline_image_over_the_pixel_limit_is_refused(fused):
+    from fastapi.testclient import TestClient
+
+    from scaletrain.run import Run
+    from scaletrain.serve.app import create_app
+    from scaletrain.serve.limits import Limits
+
+    folder, table, _ = fused
+    first = pd.read_csv(table).iloc[0]
+    inline = "data:image/png;base64," + base64.b64encode((folder / first["photo"]).read_bytes()).decode()
+    with TestClient(create_app(Run.load(folder / "run"), limits=Limits(pixels=100))) as client:  # 16×16 = 256 pixels
+        answer = client.post("/predict", json={"records": [{"photo": inline, "x": float(first["x"])}]})
+        assert answer.status_code == 413 and "--max-pixels" in answer.text
