@@ -6,13 +6,13 @@ them so that the config.yaml written into a run holds every value that was used.
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from scaletrain.durations import parse_duration  # noqa: F401 - the config's public helper
 from scaletrain.errors import ConfigError
 
 
@@ -33,7 +33,7 @@ class _Section(BaseModel):
         self._frozen = frozen
         for name in type(self).model_fields:
             value = getattr(self, name)
-            for part in value if isinstance(value, list) else [value]:
+            for part in value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]:
                 if isinstance(part, _Section):
                     part._set_frozen(frozen)
 
@@ -100,6 +100,12 @@ class DataConfig(_Section):
     users: str | None = None
 
 
+class EncoderConfig(_Section):
+    """One input column's encoder (model.encoders.<column>)."""
+    # an earlier image run (its CNN, resized and normalized as it was) or a pretraining run (text)
+    init_from: str | None = None
+
+
 class ModelConfig(_Section):
     name: Literal["auto", "linear", "mlp", "cnn", "resnet", "rnn", "conv1d", "transformer", "boosted", "blend",
                   "popularity", "ease", "mf", "twotower", "deepfm", "wide_deep"] = "auto"
@@ -137,6 +143,7 @@ class ModelConfig(_Section):
     init_from: str | None = None
     # image columns: the inputs read (table: all but the images; zero-config compares) and rows' images dropped
     inputs: Literal["all", "table", "images"] = "all"
+    encoders: Annotated[dict[str, EncoderConfig], Field(max_length=64)] | None = None
     modality_dropout: Rate = 0.1
     # boosted: the trees LightGBM grew (set after training; width is then nodes per tree, depth the deepest)
     trees: AtLeastOne | None = None
@@ -354,6 +361,12 @@ def merge_override(tree: dict[str, Any], key: str, value: Any) -> None:
             key = owners[0]
     section, name = key.split(".", 1)
     name, _, sub = name.partition(".")  # train.privacy.epsilon: a key of a sub-section
+    if f"{section}.{name}" == "model.encoders" and sub:  # model.encoders.<column>.init_from: a column's own encoder
+        column, _, field = sub.rpartition(".")
+        if not column or field not in EncoderConfig.model_fields:
+            raise ConfigError(f"'{key}': write model.encoders.<column>.init_from=RUN (a column's pretrained encoder)")
+        tree.setdefault(section, {}).setdefault(name, {}).setdefault(column, {})[field] = value
+        return
     if f"{section}.{name}" not in VALID_KEYS or (sub and sub not in _subsection_keys(section, name)):
         raise _unknown_key(key)
     if sub:
@@ -384,17 +397,3 @@ def make_config(config_file: str | Path | dict | None = None, sets: list[str] | 
         if value is not None:
             merge_override(tree, key, value)
     return build_config(tree)
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
-
-
-def parse_duration(text: str | float | int | None) -> float | None:
-    """Return seconds from '90', '90s', '10m' or '1.5h'."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ConfigError(f"time limit '{text}' is not a duration; write e.g. 90s, 10m or 1h")
-    unit = (match.group(2) or "s").lower()[0]
-    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]

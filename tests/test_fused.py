@@ -177,7 +177,7 @@ def test_image_bytes_in_parquet_and_data_uris_are_image_columns(tmp_path):
     read = read_table(tmp_path / "rows.parquet")
     assert isinstance(read.loc[0, "picture"], bytes)  # kept as bytes, not turned into text
     assert infer_schema(read, "y").image == ["picture", "inline"]
-    columns = fit_media(read, ["picture", "inline"], None)
+    columns = fit_media(read, ["picture", "inline"], None, starts={})
     assert columns[0]["size"] == [8, 10] and columns[0]["channels"] == 3
     absent, pixels = read_media(columns, read.head(3))
     assert not absent.any() and pixels[0].shape == (3, 3, 8, 10) and int(pixels[1][2, 0, 0, 0]) == 20
@@ -212,3 +212,33 @@ def test_an_inline_image_over_the_pixel_limit_is_refused(fused):
     with TestClient(create_app(Run.load(folder / "run"), limits=Limits(pixels=100))) as client:  # 16×16 = 256 pixels
         answer = client.post("/predict", json={"records": [{"photo": inline, "x": float(first["x"])}]})
         assert answer.status_code == 413 and "--max-pixels" in answer.text
+
+
+def test_an_image_column_starts_from_an_earlier_image_run(fused, tmp_path):
+    """model.encoders.<column>.init_from: the column's encoder is the earlier CNN, every one of
+    its tensors loaded (held fixed here by train.freeze=1, so they must come out unchanged)."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder, table, _ = fused
+    rows = pd.read_csv(table).head(300)
+    for i, row in rows.iterrows():  # the same drawings, filed by shape: an image run's folder
+        shape = folder / "shapes" / ("circle" if (row["label"] == "yes") != (row["x"] > 0) else "square")
+        shape.mkdir(parents=True, exist_ok=True)
+        (shape / f"{i}.png").write_bytes((folder / row["photo"]).read_bytes())
+    scaletrain.fit(str(folder / "shapes"), out=tmp_path / "cnn", sets=["model.name=cnn", "train.epochs=4"])
+    start = f"model.encoders.photo.init_from={tmp_path / 'cnn'}"
+    run = scaletrain.fit(str(table), "label", out=tmp_path / "run", sets=["model.name=mlp", "train.freeze=1", start])
+    before, after = load_file(tmp_path / "cnn" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    encoder = {k.removeprefix("pictures.encoders.0.body."): v for k, v in after.items() if ".encoders.0.body." in k}
+    head = sorted(set(before) - set(encoder))
+    assert len(head) == 2 and all(k.endswith(("weight", "bias")) for k in head)  # only its output layer left out
+    fixed = [k for k in encoder if "running" not in k and "num_batches" not in k]  # batch norm statistics move
+    assert fixed and all(torch.equal(before[k], encoder[k]) for k in fixed)
+    notes = " ".join(run.metrics["notes"])
+    assert f"{len(encoder)} encoder tensors loaded" in notes and run.metrics["test"]["accuracy"] >= 0.85
+    with pytest.raises(ConfigError, match="not a single CNN trained on images"):
+        scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", "train.epochs=1",
+                                                            f"model.encoders.photo.init_from={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match="'x' is not an image or text column"):
+        scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", f"model.encoders.x.init_from={tmp_path}"])

@@ -76,12 +76,21 @@ class TextState(State):
     tokenizer: Literal["tokenizer.json"]  # a file of the run itself, never a path elsewhere
 
 
+class BackboneState(State):  # an image column's encoder started from an earlier image run's CNN
+    residual: bool
+    width: int = Field(gt=0, le=1024)
+    depth: int | None = Field(default=None, gt=0, le=6)
+    side: int = Field(gt=0, le=1024)
+    norm: Literal["batch", "group"]
+
+
 class ImageColumnState(State):
     name: str
     size: list[Annotated[int, Field(gt=0, le=1024)]] = Field(min_length=2, max_length=2)
     channels: Literal[1, 3]
     mean: list[Finite] = Field(min_length=1, max_length=3)
     std: list[Scale] = Field(min_length=1, max_length=3)
+    backbone: BackboneState | None = None
 
 
 class TableState(State):

@@ -164,7 +164,7 @@ def _missing_pictures(model) -> torch.Tensor:
     without that image (so a column's credit is what seeing its image added)."""
     if getattr(model, "pictures", None) is None:
         return torch.zeros((1, 0))
-    return model.pictures.missing.detach().reshape(1, -1)
+    return torch.cat([vector.detach() for vector in model.pictures.missing]).reshape(1, -1)
 
 
 def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, steps: int | None):
@@ -225,9 +225,9 @@ def _by_column(run: Run, model, a_dense: torch.Tensor, a_embedded: torch.Tensor,
     for i, col in enumerate(run.preprocess["embed"]):
         by_column[col["name"]] = a_embedded[:, i * width:(i + 1) * width].sum(dim=1).numpy()
     if getattr(model, "pictures", None) is not None:
-        width = model.pictures.missing.shape[1]
-        for i, col in enumerate(run.preprocess["images"]):
-            by_column[col["name"]] = a_pictured[:, i * width:(i + 1) * width].sum(dim=1).numpy()
+        ends = torch.tensor([len(vector) for vector in model.pictures.missing]).cumsum(0).tolist()
+        for col, start, end in zip(run.preprocess["images"], [0] + ends, ends):
+            by_column[col["name"]] = a_pictured[:, start:end].sum(dim=1).numpy()
     if not getattr(model, "reads_table", True):  # the images alone: the other columns had no say
         by_column = by_column[[c["name"] for c in run.preprocess["images"]]]
     return by_column.reset_index(drop=True)

@@ -40,6 +40,7 @@ from scaletrain.train.assembly import process_group
 from scaletrain.train.budget import Budget
 from scaletrain.train.setup import seed_everything
 from scaletrain.train.sizing import size_for_budget
+from scaletrain.train.transfer import column_starts
 from scaletrain.version import VERSION as __version__
 
 
@@ -125,9 +126,10 @@ def load_and_prepare(cfg: Config, data, y, test) -> tuple:
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
     source = load_source(data, y, size=size, channels=cfg.data.channels)
     test_source = load_test_source(source, test) if test is not None else None
+    starts = column_starts(cfg)  # model.encoders: earlier runs that start some columns' encoders
     if cfg.model.init_from and cfg.data.tokenizer is None:  # a pretrained encoder reads its own pieces
         cfg.data.tokenizer = cfg.model.init_from
-    prepared = prepare(source, test_source, cfg.data, cfg.train.seed)
+    prepared = prepare(source, test_source, cfg.data, cfg.train.seed, starts)
     return source, resampled(prepared, cfg.data.resample, cfg.train.seed)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from scaletrain.data.manifest import is_shard_dir, read_manifest
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.sources import Source
-from scaletrain.errors import DataError
+from scaletrain.errors import ConfigError, DataError
 from scaletrain.modalities.audio import AUDIO
 from scaletrain.modalities.base import DataFacts, Modality
 from scaletrain.modalities.image import IMAGE
@@ -60,16 +60,21 @@ def load_source(data, y=None, *, size: tuple[int, int] | None = None, channels: 
     raise DataError(f"no modality reads '{data}'")
 
 
-def prepare(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
-    """Return Prepared data: split, preprocessing fitted on training rows, tensors encoded."""
+def prepare(source: Source, test: Source | None, data_cfg, seed: int, starts: dict[str, str] | None = None) -> Prepared:
+    """Return Prepared data: split, preprocessing fitted on training rows, tensors encoded.
+    `starts`: columns whose encoders start from earlier runs (model.encoders.<column>.init_from)."""
     m = modality(source.kind)
+    if starts and (source.streamed or not m.column_encoders):
+        raise ConfigError(f"model.encoders sets the encoder of a table's column ({', '.join(starts)}); "
+                          f"'{source.name}' is {'streamed ' if source.streamed else ''}{source.kind} data: "
+                          "use model.init_from for the whole model")
     if source.streamed:
         from scaletrain.data.from_shards import verified_manifest  # torch: not for `scaletrain prepare`
 
         return m.prepare_streamed(source, verified_manifest(source, test), data_cfg)
     if test is not None and test.kind != source.kind:
         raise DataError(f"test data '{test.name}' is {test.kind} data but the training data is {source.kind} data")
-    return m.prepare(source, test, data_cfg, seed)
+    return m.prepare(source, test, data_cfg, seed, **({'starts': starts} if starts else {}))
 
 
 def load_test_source(source: Source, test) -> Source:

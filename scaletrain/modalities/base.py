@@ -97,6 +97,7 @@ class Modality:
     state_schema = None              # the pydantic model of its preprocess.json (data/state_schema.py)
     upload_type = ""                 # a served upload of one item: its media type's prefix ("" : rows of a table)
     upload_item = ""                 # what such an upload is, in words ("an image")
+    column_encoders = False          # its columns' encoders can start from earlier runs (model.encoders)
 
     # ------------------------------------------------------------ reading
     def recognizes(self, path: Path) -> bool:
@@ -124,6 +125,8 @@ class Modality:
 
     # ------------------------------------------------------------ training
     def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
+        """Prepared data; a plug-in whose `column_encoders` is set also takes `starts`: the
+        columns whose encoders start from earlier runs (model.encoders.<column>.init_from)."""
         raise NotImplementedError
 
     def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:

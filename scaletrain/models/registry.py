@@ -15,7 +15,7 @@ from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, Pictures, T
 from scaletrain.models.temporal import TimeConvNet
 from scaletrain.models.transformer import EncoderShape, PooledText
 from scaletrain.models.trees import TreeEnsemble
-from scaletrain.models.vision import Normalize, PictureEncoder, build_convnet
+from scaletrain.models.vision import Normalize, build_convnet, picture_encoder
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ModelSpec:
     std: tuple = ()
     vocab_size: int = 0            # tables with free text: the tokenizer's vocabulary (0: no text)
     pair_buckets: int = 0          # and the hashed piece pairs' table for the linear TF-IDF part (0: none)
-    pictures: tuple = ()           # tables' image columns: (channels, mean, std) each, in column order
+    pictures: tuple = ()           # tables' image columns: (channels, mean, std[, backbone]) each, in column order
     members: int = 1               # above 1: a bagged ensemble of that many copies of the model
     average: str = "mean"          # how an ensemble (bagged or blended) averages them (models/ensemble.py)
 
@@ -66,7 +66,7 @@ def _pictures(spec: ModelSpec, m) -> Pictures | None:
                           "this data has no image column")
     if not spec.pictures or m.inputs == "table":
         return None
-    encoders = [PictureEncoder(channels, list(mean), list(std)) for channels, mean, std in spec.pictures]
+    encoders = [picture_encoder(*picture) for picture in spec.pictures]
     return Pictures(encoders, m.modality_dropout, alone=m.inputs == "images")
 
 

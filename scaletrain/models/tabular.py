@@ -233,7 +233,7 @@ class Pictures(nn.Module):
     def __init__(self, encoders: list[nn.Module], dropout: float, alone: bool = False):
         super().__init__()
         self.encoders = nn.ModuleList(encoders)
-        self.missing = nn.Parameter(torch.zeros(len(encoders), encoders[0].width))
+        self.missing = nn.ParameterList(nn.Parameter(torch.zeros(e.width)) for e in encoders)
         self.dropout, self.alone = dropout, alone
         self.width = sum(e.width for e in encoders)
 

@@ -83,3 +83,31 @@ class PictureEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.body(self.normalize(pixels.float() / 255.0))
+
+
+BACKBONE_KEYS = {"residual", "width", "depth", "side", "norm"}
+
+
+class ConvBackbone(nn.Module):
+    """An image column's encoder started from an earlier image run: that run's CNN (same
+    shape, so its tensors load one for one) without its output layer."""
+
+    def __init__(self, channels: int, mean: list[float], std: list[float], backbone: dict):
+        super().__init__()
+        if not isinstance(backbone, dict) or set(backbone) != BACKBONE_KEYS or not 0 < backbone["width"] <= 1024 \
+                or not 0 < backbone["side"] <= 1024 or not 0 < (backbone["depth"] or 1) <= 6:
+            raise ValueError(f"an image column's backbone must be {sorted(BACKBONE_KEYS)} within bounds")
+        net = build_convnet(channels, backbone["side"], 1, backbone["width"], backbone["depth"], backbone["residual"],
+                            0.0, mean, std, backbone["norm"])
+        self.body = nn.Sequential(*list(net)[:-1])
+        self.width = net[-1].in_features
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.body(pixels.float() / 255.0)
+
+
+def picture_encoder(channels: int, mean, std, backbone: dict | None = None) -> nn.Module:
+    """An image column's encoder: the small CNN of fused inputs, or an earlier run's (backbone)."""
+    if backbone:
+        return ConvBackbone(channels, list(mean), list(std), backbone)
+    return PictureEncoder(channels, list(mean), list(std))

@@ -18,7 +18,7 @@ from scaletrain.models.registry import ModelSpec, build_model, fit_to_rows
 from scaletrain.parallel import distributed
 from scaletrain.train import device
 from scaletrain.train.losses import output_size, training_loss
-from scaletrain.train.transfer import start_from
+from scaletrain.train.transfer import start_columns, start_from
 
 
 def seed_everything(seed: int) -> None:
@@ -42,14 +42,22 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
     channels_last = modality(prepared.kind).channels_last(cfg.train)
     model = build_model(spec, cfg.model)
     fit_to_rows(model, prepared.rows_in_memory())
+    loaded, notes = set(), []
+    starts = {c: e.init_from for c, e in (cfg.model.encoders or {}).items() if e.init_from}
+    image_columns = [c["name"] for c in prepared.preprocess.get("images", [])]
+    if starts.keys() & set(image_columns):
+        columns = start_columns(model, starts, image_columns)
+        loaded, notes = loaded | set(columns["loaded"]), columns["notes"]
     if cfg.model.init_from:
         info = start_from(model, cfg.model.init_from)
-        for name, p in model.named_parameters():  # train.freeze holds these fixed (callbacks.Freeze)
-            p.pretrained = name in info["loaded"]
-            if p.pretrained and cfg.train.freeze == 1:  # a linear probe: fixed from the start
-                p.requires_grad_(False)
-        note = (f"started from {info['path']} (model.init_from): {info['tensors_loaded']} tensors loaded, "
-                f"{len(info['new'])} new ({', '.join(info['new'][:6])}{' …' if len(info['new']) > 6 else ''})")
+        loaded |= set(info["loaded"])
+        notes.append(f"started from {info['path']} (model.init_from): {info['tensors_loaded']} tensors loaded, "
+                     f"{len(info['new'])} new ({', '.join(info['new'][:6])}{' …' if len(info['new']) > 6 else ''})")
+    for name, p in model.named_parameters():  # train.freeze holds these fixed (callbacks.Freeze)
+        p.pretrained = name in loaded
+        if p.pretrained and cfg.train.freeze == 1:  # a linear probe: fixed from the start
+            p.requires_grad_(False)
+    for note in notes:
         if note not in prepared.notes:
             prepared.note(note)
     return device.place(model, cfg.train.device, channels_last), spec

@@ -73,3 +73,43 @@ def start_from(model: nn.Module, path: str) -> dict:
             own[name].copy_(source[name])
     new = [name for name in own if name not in loaded]
     return {"path": str(path), "tensors_loaded": len(loaded), "loaded": loaded, "new": new}
+
+
+def start_columns(model: nn.Module, starts: dict[str, str], image_columns: list[str]) -> dict:
+    """Copy each image column's earlier run (model.encoders.<column>.init_from: a CNN trained on
+    images) into that column's encoder, every tensor but the run's output layer's; a tensor
+    that does not fit is refused, never skipped. Return what was loaded and from where."""
+    from scaletrain.models.tabular import Pictures
+
+    loaded, notes = [], []
+    holders = [(prefix, m) for prefix, m in model.named_modules() if isinstance(m, Pictures)]
+    for j, column in enumerate(image_columns):
+        if column not in starts:
+            continue
+        weights = _run(starts[column]).read_weights()
+        for prefix, pictures in holders:  # every member of an ensemble starts from it
+            body = pictures.encoders[j].body.state_dict()
+            missing = [name for name in body if name not in weights or weights[name].shape != body[name].shape]
+            if missing:
+                raise ConfigError(f"model.encoders.{column}.init_from '{starts[column]}': its tensor '{missing[0]}' "
+                                  "does not fit the column's encoder; was the run changed since it was read?")
+            pictures.encoders[j].body.load_state_dict({name: weights[name] for name in body})
+            loaded += [f"{prefix}.encoders.{j}.body.{name}".lstrip(".") for name in body]
+        notes.append(f"image column '{column}' started from {starts[column]} (model.encoders.{column}.init_from): "
+                     f"{len(body)} encoder tensors loaded, its output layer left out")
+    return {"loaded": loaded, "notes": notes}
+
+
+def column_starts(cfg) -> dict[str, str]:
+    """model.encoders' starts by column. A pretraining run starts the table's text encoder (one
+    reads all its text columns): it becomes model.init_from, as if given there. The others, earlier
+    image runs, are read by the table (each column's images sized and normalized as that run's)."""
+    starts = {column: e.init_from for column, e in (cfg.model.encoders or {}).items() if e.init_from}
+    for column, path in starts.items():
+        if not RunDir(path).is_pretrained():
+            continue
+        if cfg.model.init_from not in (None, path):
+            raise ConfigError(f"model.encoders.{column}.init_from '{path}' and model.init_from "
+                              f"'{cfg.model.init_from}' both start the text encoder; the text columns share one")
+        cfg.model.init_from = path
+    return starts

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from scaletrain.data.pixels import (
     DATA_URI,
@@ -22,6 +23,8 @@ from scaletrain.data.pixels import (
     looks_like_image,
     to_array,
 )
+from scaletrain.errors import ConfigError
+from scaletrain.rundir import RunDir
 
 MEDIA_SIDE = 64        # largest side an image column is brought to unless data.image_size says
 SAMPLE_IMAGES = 256    # images per column read to choose its size, channels and normalization
@@ -67,11 +70,15 @@ def decode_cell(value):
     return decode_image(Path(value.strip()))
 
 
-def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None) -> list[dict]:
+def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None, starts: dict[str, str]) -> list[dict]:
     """Each image column's size, channels and per-channel mean and spread, from a sample of its
-    training cells (`side`: data.image_size, else the common size up to MEDIA_SIDE)."""
+    training cells (`side`: data.image_size, else the common size up to MEDIA_SIDE); a column
+    whose encoder starts from an earlier image run (`starts`, model.encoders) takes that run's."""
     fitted = []
     for name in columns:
+        if name in starts:
+            fitted.append({"name": name, **started_state(name, starts[name])})
+            continue
         sample = []
         for value in frame[name].iloc[:SAMPLE_IMAGES * 4]:
             image = _decoded_or_none(value)
@@ -90,6 +97,27 @@ def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None) -> list
                        "mean": [float(v) for v in pixels.mean(axis=(0, 1, 2))],
                        "std": [float(max(v, 1e-3)) for v in pixels.std(axis=(0, 1, 2))]})
     return fitted
+
+
+def started_state(column: str, path: str) -> dict:
+    """An earlier image run as a column's state: the size, channels and normalization its CNN
+    was trained on (the column's images are read the same way) and the CNN's shape (`backbone`:
+    the column's encoder is that network without its output layer, models/vision.ConvBackbone)."""
+    key = f"model.encoders.{column}.init_from"
+    if not (Path(path) / "model.safetensors").is_file() or not (Path(path) / "config.yaml").is_file():
+        raise ConfigError(f"{key} '{path}' is not a run directory; give the --out folder of an earlier "
+                          "`scaletrain train` on an image folder")
+    spec = RunDir(path).read_spec()
+    model = (yaml.safe_load((Path(path) / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") or {}
+    if spec.get("kind") != "image" or model.get("name") not in ("cnn", "resnet") or spec.get("members", 1) != 1:
+        raise ConfigError(f"{key} '{path}' is not a single CNN trained on images (its model: {model.get('name')} on "
+                          f"{spec.get('kind')} data); train one with `scaletrain train FOLDER --set model.name=cnn` "
+                          "(or resnet) and give its --out")
+    channels, height, width = spec["shape"]
+    return {"size": [height, width], "channels": channels, "mean": list(spec["mean"]), "std": list(spec["std"]),
+            "backbone": {"residual": model["name"] == "resnet", "width": model.get("width") or 16,
+                         "depth": model.get("depth") or None, "side": min(height, width),
+                         "norm": "group" if model.get("norm") == "group" else "batch"}}
 
 
 def _decoded_or_none(value):

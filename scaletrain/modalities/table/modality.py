@@ -89,6 +89,7 @@ class TableRecipe(Recipe):
 
 class Table(Modality):
     name = "table"
+    column_encoders = True
     state_schema = TableState
     recipe = TableRecipe()
     cross_validates = True
@@ -126,8 +127,9 @@ class Table(Modality):
                 "chunk_rows", "verbose", "backend")
         return prepare_table_shards(sources, out, **{k: v for k, v in options.items() if k in keys})
 
-    def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int) -> Prepared:
-        return prepare_table(source, test, data_cfg, seed)
+    def prepare(self, source: Source, test: Source | None, data_cfg: DataConfig, seed: int,
+                starts: dict[str, str] | None = None) -> Prepared:
+        return prepare_table(source, test, data_cfg, seed, starts or {})
 
     def prepare_streamed(self, source: Source, manifest, data_cfg: DataConfig) -> Prepared:
         from scaletrain.modalities.table.from_shards import prepare_from_table_shards
@@ -155,7 +157,8 @@ class Table(Modality):
         if config.model.name != "auto":
             return [config.model.name]
         if facts.image_columns and config.model.inputs == "all":
-            return list(FUSED_CANDIDATES)  # the fused model and each input alone, kept on evidence
+            # the fused model and each input alone, kept on evidence (a pretrained text encoder: a Transformer's)
+            return [n.replace("mlp", "transformer") if pretrained and n != "mlp:images" else n for n in FUSED_CANDIDATES]
         if task_of(facts.task).models:  # click-through: its own models, and the trees beside them
             return list(task_of(facts.task).models) + (["boosted"] if config.train.boosting != "off" else [])
         if pretrained and not facts.n_train < SMALL_TABLE:
@@ -176,7 +179,8 @@ class Table(Modality):
 
         vocab = prepared.preprocess.get("text", {}).get("vocab_size", 0)
         rows = prepared.rows_in_memory()
-        pictures = tuple((c["channels"], tuple(c["mean"]), tuple(c["std"])) for c in prepared.preprocess.get("images", []))
+        pictures = tuple((c["channels"], tuple(c["mean"]), tuple(c["std"])) + ((c["backbone"],) if c.get("backbone") else ())
+                         for c in prepared.preprocess.get("images", []))
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1], pictures=pictures,
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
                          vocab_size=vocab, pair_buckets=pair_buckets_for(rows[2] if rows and len(rows) > 2 else None)
@@ -214,8 +218,9 @@ class Table(Modality):
         tables = tuple(len(c["categories"]) for c in state["embed"])
         if tables != tuple(spec.cardinalities):
             return f"the embedded columns' categories ({tables}) do not match the model's tables ({spec.cardinalities})"
-        channels = [c["channels"] for c in state.get("images", [])]
-        encoders = [p[0] if isinstance(p, (list, tuple)) and p else None for p in spec.pictures]
+        channels = [(c["channels"], c.get("backbone")) for c in state.get("images", [])]
+        encoders = [(p[0], p[3] if len(p) > 3 else None) if isinstance(p, (list, tuple)) and p else None
+                    for p in spec.pictures]
         if channels != encoders:
             return f"the image columns' channels ({channels}) do not match the model's image encoders ({encoders})"
         text = state.get("text")

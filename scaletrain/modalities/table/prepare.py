@@ -8,9 +8,10 @@ from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
 from scaletrain.data.schema import find_target, infer_schema
 from scaletrain.data.sources import Source
-from scaletrain.errors import DataError, TargetError
+from scaletrain.errors import ConfigError, DataError, TargetError
 from scaletrain.modalities.table.media import fit_media, media_counts
 from scaletrain.modalities.table.preprocess import fit_table, table_summary, transform_table
+from scaletrain.rundir import RunDir
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import looks_like_counts
 
@@ -29,7 +30,7 @@ def infinite_values(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     return notes
 
 
-def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
+def prepare_table(source: Source, test: Source | None, data_cfg, seed: int, starts: dict[str, str]) -> Prepared:
     """Return a Prepared table: target found, roles inferred, split, preprocessing fitted on train."""
     from scaletrain.data.split import split_rows
 
@@ -55,8 +56,9 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
                                         source.name)
     state = fit_table(_fitted_on(train, data_cfg.preprocess_from, notes), schema, data_cfg.scale, data_cfg.clip_quantile,
                       data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
+    _check_starts(starts, schema, source.name)
     if schema.image:
-        state["images"] = fit_media(train, schema.image, data_cfg.image_size)
+        state["images"] = fit_media(train, schema.image, data_cfg.image_size, starts)
     state["target"] = fit_target(train[target], schema.task)
     state["target_column"] = target
     train_blocks = transform_table(state, train, source.name)
@@ -85,14 +87,26 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int) -> P
         summary, notes)
 
 
+def _check_starts(starts: dict[str, str], schema, name: str) -> None:
+    """Only image and text columns have encoders to start from earlier runs."""
+    for column, path in starts.items():
+        if column not in schema.image + schema.text:
+            raise ConfigError(f"model.encoders.{column}: '{column}' is not an image or text column of '{name}' "
+                              f"(image columns: {schema.image or 'none'}; text: {schema.text or 'none'})")
+        if column in schema.text and not RunDir(path).is_pretrained():
+            raise ConfigError(f"model.encoders.{column}.init_from '{path}': a text column starts from a pretraining "
+                              "run (`scaletrain pretrain CORPUS --out DIR`)")
+
+
 def media_notes(state: dict, train: pd.DataFrame, blocks) -> list[str]:
     """What the image columns are read as, and how many training cells held no readable image."""
     notes = []
     for column, count in media_counts(state.get("images", []), train, blocks.absent.numpy()).items() \
             if state.get("images") else ():
         fitted = next(c for c in state["images"] if c["name"] == column)
+        encoder = "an earlier image run's" if fitted.get("backbone") else "its own"
         notes.append(f"image column '{column}': {fitted['size'][0]}×{fitted['size'][1]} pixels, {fitted['channels']} "
-                     f"channel(s), its own convolutional encoder; {count['empty']} empty and {count['unreadable']} "
+                     f"channel(s), {encoder} convolutional encoder; {count['empty']} empty and {count['unreadable']} "
                      f"unreadable cell(s) of {len(train)} training rows read as missing images")
     return notes
 
