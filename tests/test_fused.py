@@ -127,6 +127,30 @@ def test_the_export_reads_pixels_and_numbers_as_predict_does(fused):
     np.testing.assert_allclose(proba, expected[["proba_no", "proba_yes"]].to_numpy(), atol=1e-5)
 
 
+def test_the_export_reads_an_image_a_text_and_numbers_as_predict_does(tmp_path):
+    import onnxruntime as ort
+
+    from scaletrain.export.onnx_export import export_onnx, onnx_inputs
+    from scaletrain.modalities import read_for_run
+
+    table = shapes_table(tmp_path, n=160)
+    rows = pd.read_csv(table)
+    words = np.array("soft fabric runs small lovely color returned itchy perfect fit tight".split())
+    rows["review"] = [" ".join(np.random.default_rng(i).choice(words, 8)) for i in range(len(rows))]
+    rows.to_csv(table, index=False)
+    run = scaletrain.fit(str(table), "label", out=tmp_path / "run", sets=["model.name=mlp", "train.epochs=3"])
+    some = rows.head(24).copy()
+    some.loc[2, "photo"], some.loc[5, "review"] = None, ""  # a missing image, an empty text
+    some.to_csv(tmp_path / "some.csv", index=False)
+    path = export_onnx(tmp_path / "run", tmp_path / "fused.onnx")
+    feeds = onnx_inputs(run, read_for_run(run.preprocess, str(tmp_path / "some.csv")))
+    assert {"photo", "photo.missing", "x", "tokens"} <= set(feeds), sorted(feeds)
+    label, proba = ort.InferenceSession(str(path)).run(["label", "probabilities"], feeds)
+    expected = run.predict(tmp_path / "some.csv")
+    assert list(label) == expected["prediction"].tolist()
+    np.testing.assert_allclose(proba, expected[["proba_no", "proba_yes"]].to_numpy(), atol=1e-5)
+
+
 def test_an_input_of_pure_noise_costs_the_choice_no_more_than_the_spread(tmp_path):
     """Images of noise beside a number that decides the label: zero-config's choice scores within
     the test split's sampling spread of the number alone."""
