@@ -143,6 +143,7 @@ class ModelConfig(_Section):
     init_from: str | None = None
     # image columns: the inputs read (table: all but the images; zero-config compares) and rows' images dropped
     inputs: Literal["all", "table", "images"] = "all"
+    combiner: Literal["concat", "gated", "attention"] = "concat"  # how the inputs meet (models/combiners.py)
     encoders: Annotated[dict[str, EncoderConfig], Field(max_length=64)] | None = None
     modality_dropout: Rate = 0.1
     # boosted: the trees LightGBM grew (set after training; width is then nodes per tree, depth the deepest)

@@ -2,6 +2,7 @@
 (an encoder per image column, concatenated with the rest), chosen against each input alone."""
 import base64
 import json
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -172,7 +173,7 @@ def test_an_input_of_pure_noise_costs_the_choice_no_more_than_the_spread(tmp_pat
 
 
 def test_explanations_credit_the_image_column_and_add_up(fused):
-    from scaletrain.explain import table_attributions
+    from scaletrain.explain import explain_run, table_attributions
 
     folder, table, run = fused
     frame = run.source(table).frame.head(30)
@@ -181,6 +182,9 @@ def test_explanations_credit_the_image_column_and_add_up(fused):
     strength = found.frame.abs().mean()
     assert strength["photo"] > 0.1 and strength["x"] > 0.1  # the label needs both: both get credit
     np.testing.assert_allclose(found.frame.sum(axis=1), found.output - found.baseline, atol=1e-3)
+    summary = explain_run(folder / "run", str(table), out=folder / "explained", rows=60)  # the report's per-input view
+    assert set(summary["mean_abs_attribution"]) == {"x", "photo"} and summary["permutation_importance"]["photo"] > 0.1
+    assert "photo" in (folder / "explained" / "explain.html").read_text()
 
 
 def test_image_bytes_in_parquet_and_data_uris_are_image_columns(tmp_path):
@@ -266,3 +270,49 @@ def test_an_image_column_starts_from_an_earlier_image_run(fused, tmp_path):
                                                             f"model.encoders.photo.init_from={tmp_path / 'run'}"])
     with pytest.raises(ConfigError, match="'x' is not an image or text column"):
         scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", f"model.encoders.x.init_from={tmp_path}"])
+
+
+@pytest.mark.parametrize("combiner", ["gated", "attention"])
+def test_a_gated_or_attention_combiner_fuses_exports_and_explains(fused, combiner, tmp_path):
+    import onnxruntime as ort
+
+    from scaletrain.explain import table_attributions
+    from scaletrain.export.onnx_export import export_onnx, onnx_inputs
+    from scaletrain.modalities import read_for_run
+
+    folder, table, _ = fused
+    run = scaletrain.fit(str(table), "label", out=tmp_path / "run", sets=["model.name=mlp", f"model.combiner={combiner}"])
+    assert run.metrics["test"]["accuracy"] >= 0.95 and run.config.model.combiner == combiner
+    assert any(name.startswith("combine.") for name, _ in run.model.named_parameters())  # its own weights, kept
+    rows = pd.read_csv(table).head(20)
+    rows.loc[1, "photo"] = None
+    some = folder / f"some-{combiner}.csv"  # beside the images its paths name
+    rows.to_csv(some, index=False)
+    expected = scaletrain.load(tmp_path / "run").predict(some)
+    feeds = onnx_inputs(run, read_for_run(run.preprocess, str(some)))
+    label, proba = ort.InferenceSession(str(export_onnx(tmp_path / "run", tmp_path / "m.onnx"))).run(
+        ["label", "probabilities"], feeds)
+    assert list(label) == expected["prediction"].tolist()
+    np.testing.assert_allclose(proba, expected[["proba_no", "proba_yes"]].to_numpy(), atol=1e-5)
+    found = table_attributions(run, run.source(some).frame)
+    assert (found.frame.abs().mean() > 0.1).all()  # both inputs credited, and the credit adds up
+    assert np.abs(found.frame.sum(axis=1) - (found.output - found.baseline)).max() <= 0.05 * np.abs(found.output).max()
+
+
+def test_a_combiner_needs_several_inputs(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(40.0), "label": [0, 1] * 20})
+    with pytest.raises(ConfigError, match="fuses several inputs"):
+        scaletrain.fit(frame, "label", out=None, sets=["model.name=mlp", "model.combiner=gated"])
+
+
+def test_a_fused_run_killed_mid_training_resumes_bit_identically(tmp_path):
+    """Modality dropout draws from the generator a checkpoint keeps: a resumed run ends equal."""
+    from tests.train.test_resume import assert_same_weights, command, kill_at_step
+
+    table = shapes_table(tmp_path, n=200)
+    args = ["--target", "label", "--set", "model.name=mlp", "--set", "train.epochs=3", "--set", "model.modality_dropout=0.3"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run(command(table, reference, *args), check=True, capture_output=True)
+    kill_at_step(command(table, killed, *args), killed, 5)
+    subprocess.run(command(table, killed, *args, "--resume"), check=True, capture_output=True)
+    assert_same_weights(reference, killed)

@@ -54,9 +54,9 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
         c, h, w = spec.shape
         return FlatImageNet(Normalize(list(spec.mean), list(spec.std)), body(c * h * w))
     text = TextBag(spec.vocab_size) if spec.vocab_size and hidden else None
-    linear_text = (spec.vocab_size, spec.n_out) if spec.vocab_size and not hidden else None
+    linear_text = (spec.vocab_size, spec.n_out, _pairs(spec, m)) if spec.vocab_size and not hidden else None
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, text, linear_text,
-                      _pairs(spec, m), _pictures(spec, m))
+                      _pictures(spec, m), m.combiner)
 
 
 def _pictures(spec: ModelSpec, m) -> Pictures | None:
@@ -101,8 +101,9 @@ def build_transformer(spec: ModelSpec, m) -> nn.Module:
         return mlp_layers(n_in, list(m.hidden or []), spec.n_out, m.activation, m.dropout or 0.0, norm)
 
     return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body,
-                      PooledText(encoder_shape(spec, m)), (spec.vocab_size, spec.n_out) if m.text_tfidf else None,
-                      _pairs(spec, m), _pictures(spec, m))
+                      PooledText(encoder_shape(spec, m)),
+                      (spec.vocab_size, spec.n_out, _pairs(spec, m)) if m.text_tfidf else None, _pictures(spec, m),
+                      m.combiner)
 
 
 def _conv(residual: bool) -> Callable:

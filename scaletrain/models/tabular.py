@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from scaletrain.data.text import firsts_in_row, pair_ids, tfidf_weights
+from scaletrain.errors import ConfigError
+from scaletrain.models.combiners import combiner as combine
 
 TEXT_L2_SCALE = 0.1
 MIN_PAIR_ROWS = 2  # a pair of pieces in fewer training rows weighs 0, as scikit-learn's min_df=2 drops it
@@ -178,16 +180,16 @@ class TabularNet(nn.Module):
     images alone (zero-config's single-input candidates)."""
 
     def __init__(self, n_dense: int, cardinalities: list[int], embedding_dim: int, body_fn,
-                 text: nn.Module | None = None, linear_text: tuple[int, int] | None = None, pair_buckets: int = 0,
-                 pictures: nn.Module | None = None):
+                 text: nn.Module | None = None, linear_text: tuple[int, int, int] | None = None,
+                 pictures: nn.Module | None = None, combiner: str = "concat"):
         super().__init__()
         self.reads_table = pictures is None or not pictures.alone
         self.embeddings = nn.ModuleList(nn.Embedding(c + 1, embedding_dim) for c in cardinalities)
         self.text = text
         self.pictures = pictures
-        self.text_pairs = PiecePairs(linear_text[0], pair_buckets) if linear_text and pair_buckets else None
-        self.text_linear = WeightedBag(linear_text[0] + (pair_buckets if self.text_pairs else 0), linear_text[1]) \
-            if linear_text else None
+        vocab, n_out, pair_buckets = linear_text or (0, 0, 0)  # pieces, outputs, hashed pairs (0: none)
+        self.text_pairs = PiecePairs(vocab, pair_buckets) if linear_text and pair_buckets else None
+        self.text_linear = WeightedBag(vocab + (pair_buckets if self.text_pairs else 0), n_out) if linear_text else None
         if self.text_linear is not None:
             nn.init.zeros_(self.text_linear.weight)  # a convex problem: start where the penalty is least
             # A TF-IDF row has unit norm spread over hundreds of pieces (values near 0.05) where
@@ -196,20 +198,25 @@ class TabularNet(nn.Module):
             # is the C=10 practitioners give TF-IDF + logistic regression. BBC News with 33
             # labelled articles: accuracy 0.43 at the full strength, 0.79 at a tenth.
             self.text_linear.weight.l2_scale = TEXT_L2_SCALE
-        table_width = n_dense + embedding_dim * len(cardinalities) + (text.width if text is not None else 0)
-        self.body = body_fn((table_width if self.reads_table else 0) + (pictures.width if pictures is not None else 0))
+        table = [n_dense + embedding_dim * len(cardinalities), text.width if text is not None else 0]
+        widths = [w for w in (table if self.reads_table else []) + (pictures.widths if pictures else []) if w]
+        if combiner != "concat" and len(widths) < 2:
+            raise ConfigError(f"model.combiner={combiner} fuses several inputs (the table's columns, its text, each "
+                              "image column); this model reads one: leave it at concat")
+        self.combine = combine(combiner, widths)
+        self.body = body_fn(self.combine.width)
 
     def forward(self, dense: torch.Tensor, categories: torch.Tensor | None = None,
                 tokens: torch.Tensor | None = None, weights: torch.Tensor | None = None,
                 absent: torch.Tensor | None = None, *pixels: torch.Tensor) -> torch.Tensor:
-        parts = []
+        groups = []
         if self.reads_table:
-            parts = [dense] + [emb(categories[:, i]) for i, emb in enumerate(self.embeddings)]
+            groups.append(torch.cat([dense] + [emb(categories[:, i]) for i, emb in enumerate(self.embeddings)], dim=1))
             if self.text is not None:
-                parts.append(self.text(tokens, weights))
+                groups.append(self.text(tokens, weights))
         if self.pictures is not None:
-            parts += self.pictures(absent, pixels)
-        out = self.body(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+            groups += self.pictures(absent, pixels)
+        out = self.body(self.combine(nonempty(groups)))
         return out if self.text_linear is None or not self.reads_table else out + self.linear_text(tokens, weights)
 
     def linear_text(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -224,6 +231,12 @@ class TabularNet(nn.Module):
             self.text_pairs.fit_idf(inputs[2])
 
 
+def nonempty(groups: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The input groups that have features (a table of text and images alone has no numbers)."""
+    kept = [g for g in groups if g.shape[1]]
+    return kept or groups[:1]  # no features at all (a linear model of text alone): the body reads none
+
+
 class Pictures(nn.Module):
     """A table's image columns, each through its own encoder; a row whose image is missing, or
     dropped in training (modality dropout: the share `dropout` of rows, so that the model does
@@ -235,7 +248,7 @@ class Pictures(nn.Module):
         self.encoders = nn.ModuleList(encoders)
         self.missing = nn.ParameterList(nn.Parameter(torch.zeros(e.width)) for e in encoders)
         self.dropout, self.alone = dropout, alone
-        self.width = sum(e.width for e in encoders)
+        self.widths = [e.width for e in encoders]
 
     def forward(self, absent: torch.Tensor, pixels: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         vectors = []
