@@ -184,7 +184,26 @@ def test_explanations_credit_the_image_column_and_add_up(fused):
     np.testing.assert_allclose(found.frame.sum(axis=1), found.output - found.baseline, atol=1e-3)
     summary = explain_run(folder / "run", str(table), out=folder / "explained", rows=60)  # the report's per-input view
     assert set(summary["mean_abs_attribution"]) == {"x", "photo"} and summary["permutation_importance"]["photo"] > 0.1
-    assert "photo" in (folder / "explained" / "explain.html").read_text()
+    assert "pixels-photo" in (folder / "explained" / "explain.html").read_text()
+    assert summary["pixels"]["photo"]["rows"] > 0
+
+
+def test_the_pixels_within_an_image_column_are_explained_where_the_shape_is(fused):
+    from scaletrain.explain.pictures import column_heatmaps
+
+    folder, table, run = fused
+    maps, images, rows = column_heatmaps(run, run.source(table).frame.head(40))["photo"]
+    assert len(rows) == 24 and maps.ig.shape == images.shape[:3]
+    gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
+    assert gap.max() <= 0.05 * np.abs(maps.output).max()  # each image's pixels share what it added
+    inside, area = [], []
+    for heat, image in zip(maps.ig, images[..., 0]):
+        r, c = np.nonzero(image >= 150)  # the drawn shape (brightness 150..255 over noise below 40)
+        box = np.zeros(image.shape, bool)
+        box[r.min():r.max() + 1, c.min():c.max() + 1] = True
+        inside.append(np.abs(heat)[box].sum() / np.abs(heat).sum())
+        area.append(box.mean())
+    assert np.mean(inside) > np.mean(area)  # circle or square: told apart where the shape is drawn
 
 
 def test_image_bytes_in_parquet_and_data_uris_are_image_columns(tmp_path):

@@ -35,15 +35,18 @@ def mass_in(heatmap: np.ndarray, rows: slice, cols: slice) -> float:
 
 
 def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, steps: int = STEPS,
-                   batch: int = 16) -> Heatmaps:
+                   batch: int = 16, fixed: tuple = ()) -> Heatmaps:
     """Heatmaps for float NCHW inputs `x` against the baseline `mean` (x's shape), explaining the
-    class the model predicts for each."""
+    class the model predicts for each. `fixed`: each row's other inputs (a table row's numbers
+    and text beside one image column), held as they are: model(x, *fixed)."""
     from captum.attr import IntegratedGradients, Occlusion
 
     model = model.eval()
     with torch.no_grad():
-        out = torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]) if len(x) else torch.zeros((0, 1))
-        base = model(mean[:1]).expand(len(x), -1) if len(x) else out
+        out = torch.cat([model(x[i:i + 256], *(f[i:i + 256] for f in fixed)) for i in range(0, len(x), 256)]) \
+            if len(x) else torch.zeros((0, 1))
+        base = torch.cat([model(mean[i:i + 256], *(f[i:i + 256] for f in fixed)) for i in range(0, len(x), 256)]) \
+            if len(x) else out
     target = torch.zeros(len(x), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
     ig, occlusion = IntegratedGradients(model), Occlusion(model)
     channels, height, width = x.shape[1:]
@@ -52,10 +55,11 @@ def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, 
     ig_maps, occlusion_maps = [], []
     for start in range(0, len(x), batch):
         part = slice(start, start + batch)
+        rest = tuple(f[part] for f in fixed) or None
         ig_maps.append(ig.attribute(x[part], baselines=mean[part], target=target[part], n_steps=steps,
-                                    internal_batch_size=batch * 8).sum(dim=1).detach())
+                                    additional_forward_args=rest, internal_batch_size=batch * 8).sum(dim=1).detach())
         occlusion_maps.append(occlusion.attribute(x[part], sliding_window_shapes=window, strides=stride,
-                                                  baselines=mean[part], target=target[part],
+                                                  baselines=mean[part], target=target[part], additional_forward_args=rest,
                                                   perturbations_per_eval=32).sum(dim=1).detach())
     empty = torch.zeros((0, height, width))
     return Heatmaps(torch.cat(ig_maps).numpy() if ig_maps else empty.numpy(),

@@ -12,6 +12,7 @@ import pandas as pd
 from scaletrain.explain.attributions import permutation_importance, table_attributions
 from scaletrain.explain.base import Explainer
 from scaletrain.explain.pages import bars, page
+from scaletrain.explain.pictures import column_heatmaps, pictures_section
 from scaletrain.explain.sampled import ORDERS
 from scaletrain.explain.text import has_text, highlighted, top_words, word_attributions
 from scaletrain.io import write_json, write_text
@@ -88,14 +89,17 @@ def explain_table(run: Run, data, out: Path, rows: int) -> dict:
     if words:
         write_json(out / "words.json", [{"row": i, "text": w.text, "words": [list(s) for s in w.spans]}
                                         for i, w in enumerate(words)])
+    figures, summary["pixels"] = pictures_section(column_heatmaps(run, frame), predicted["prediction"]) \
+        if run.preprocess.get("images") else ("", None)
     write_json(out / "importance.json", summary)
-    write_text(out / "explain.html", _page(run, summary, top_reasons(found.frame, 3), predicted["prediction"], words))
+    write_text(out / "explain.html", _page(run, summary, top_reasons(found.frame, 3), predicted["prediction"], words,
+                                           figures))
     strongest = summary["mean_abs_attribution"] or summary.get("words", {}).get("strongest", {})
     summary["headline"] = "strongest: " + ", ".join(f"{k} {v:.3g}" for k, v in list(strongest.items())[:5])
     return summary
 
 
-def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series, words: list) -> str:
+def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series, words: list, figures: str) -> str:
     charts = bars(summary["mean_abs_attribution"], "Mean |attribution| per column (against the background rows)") \
         if summary["mean_abs_attribution"] else ""
     if summary["permutation_importance"]:
@@ -106,6 +110,7 @@ def _page(run: Run, summary: dict, reasons: pd.DataFrame, predictions: pd.Series
         charts += "<h2>Words per row (red: towards the prediction, blue: against)</h2>" + "".join(
             f"<p class='text'><b>row {i}: {html.escape(str(predictions[i]))}</b> — {highlighted(w)}</p>"
             for i, w in enumerate(words[:30]))
+    charts += figures
     if reasons.shape[1]:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in ["row", "prediction", *reasons.columns])
         body = "".join("<tr>" + f"<td>{i}</td><td>{html.escape(str(predictions[i]))}</td>" + "".join(
