@@ -284,6 +284,15 @@ def test_an_image_column_starts_from_an_earlier_image_run(fused, tmp_path):
     assert fixed and all(torch.equal(before[k], encoder[k]) for k in fixed)
     notes = " ".join(run.metrics["notes"])
     assert f"{len(encoder)} encoder tensors loaded" in notes and run.metrics["test"]["accuracy"] >= 0.85
+    from scaletrain.errors import RunDirError
+    from scaletrain.run import Run
+
+    state = json.loads((tmp_path / "run" / "preprocess.json").read_text())
+    for change, refusal in (({"width": 8}, "image encoders"), ({"depth": 99}, "less than or equal to 6")):
+        state["images"][0]["backbone"].update(change)  # a backbone the weights were not trained with: refused
+        (tmp_path / "run" / "preprocess.json").write_text(json.dumps(state))
+        with pytest.raises(RunDirError, match=refusal):
+            Run.load(tmp_path / "run")
     with pytest.raises(ConfigError, match="not a single CNN trained on images"):
         scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", "train.epochs=1",
                                                             f"model.encoders.photo.init_from={tmp_path / 'run'}"])
