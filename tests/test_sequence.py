@@ -218,3 +218,10 @@ def test_a_damaged_or_empty_sequence_file_gets_a_clear_error(tmp_path):
     shapes(6).iloc[:0].to_parquet(tmp_path / "empty.parquet")
     with pytest.raises(DataError, match="empty.parquet' holds (a header but )?no (data )?rows"):
         load_source(tmp_path / "empty.parquet")
+
+
+@pytest.mark.parametrize("line", ["null", "[1, 2]", '"text"'])
+def test_a_jsonl_line_that_is_not_a_row_is_named(tmp_path, line):
+    (tmp_path / "rows.jsonl").write_text('{"s": [1, 2], "y": 1}\n' + line + '\n{"s": [3], "y": 0}\n')
+    with pytest.raises(DataError, match="line 2 is .*not an object"):
+        scaletrain.fit(str(tmp_path / "rows.jsonl"), "y", out=None)

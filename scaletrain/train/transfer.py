@@ -84,7 +84,7 @@ def start_columns(model: nn.Module, starts: dict[str, str], image_columns: list[
     loaded, notes = [], []
     holders = [(prefix, m) for prefix, m in model.named_modules() if isinstance(m, Pictures)]
     for j, column in enumerate(image_columns):
-        if column not in starts:
+        if column not in starts or not holders:  # a candidate that reads the table's other columns alone
             continue
         weights = _run(starts[column]).read_weights()
         for prefix, pictures in holders:  # every member of an ensemble starts from it

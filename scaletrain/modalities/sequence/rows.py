@@ -65,6 +65,19 @@ def holds_sequences(path: Path) -> bool:
     return row is not None and any(isinstance(v, list) for v in row.values())
 
 
+def _not_an_object(path: Path) -> str | None:
+    """The first line that is not a JSON object, named (each line of JSON lines is one row)."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                row = json.loads(line) if line.strip() else {}
+            except ValueError:
+                return f"line {number} is not valid JSON"
+            if not isinstance(row, dict):
+                return f"line {number} is {type(row).__name__ if row is not None else 'null'}, not an object of the row's fields"
+    return None
+
+
 def read_rows(path: Path) -> pd.DataFrame:
     """The rows of a JSONL or Parquet file, sequences kept as lists (or arrays)."""
     suffix = path.suffix.lower()
@@ -73,9 +86,10 @@ def read_rows(path: Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_json(path, lines=True, dtype=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, TypeError) as exc:  # TypeError: pandas on a line that is `null` or a list
+        reason = _not_an_object(path) if suffix not in (".parquet", ".pq") else None
         raise DataError(f"cannot read '{path}' as {'Parquet' if suffix in ('.parquet', '.pq') else 'JSON lines'}: "
-                        f"{str(exc)[:200]}") from None
+                        f"{reason or str(exc)[:200]}") from None
     if frame.empty:
         raise DataError(f"'{path}' holds no rows")
     frame.columns = [str(c) for c in frame.columns]
