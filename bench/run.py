@@ -46,6 +46,8 @@ Prints, never asserts on time:
      shards and trained as a recommender; peak RSS of each training process (goal ≤ 2 GiB, flat).
   26. fused inputs (bench/fused_bench.py): the clothing reviews' text + table benchmark split, rating
      R² and recommended AUC, zero-config on the texts, the table and both, against TF-IDF + Ridge/LR.
+  27. fused combiners and column starts (bench/fused_columns_bench.py): concat / gated / attention on
+     the generated shapes task; a small fused table whose image column starts from an earlier CNN.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -69,6 +71,7 @@ import cpu_paths  # noqa: E402
 import ctr_bench  # noqa: E402
 import explain_bench  # noqa: E402
 import fused_bench  # noqa: E402
+import fused_columns_bench  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
@@ -205,3 +208,5 @@ if __name__ == "__main__":
     print("\n26. fused inputs: clothing reviews, text + table against each alone and TF-IDF baselines "
           "(bench/fused_bench.py)")
     fused_bench.main([])
+    print("\n27. fused combiners and per-column starts, generated shapes task (bench/fused_columns_bench.py)")
+    fused_columns_bench.main()
