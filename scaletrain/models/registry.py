@@ -44,7 +44,8 @@ def _dense_model(spec: ModelSpec, m, hidden: list[int]) -> nn.Module:
     norm = "none" if m.norm == "auto" else m.norm  # builders accept an unresolved config too
 
     def body(n_in: int) -> nn.Module:
-        if m.numeric_embedding == "periodic" and hidden and spec.n_dense and not spec.shape:
+        # the raw numbers lead the body's input only when the inputs are concatenated (a gate mixes them)
+        if m.numeric_embedding == "periodic" and hidden and spec.n_dense and not spec.shape and m.combiner == "concat":
             numbers = PeriodicNumbers(spec.n_dense)  # first in the body: explanations see the raw dense block
             return nn.Sequential(numbers, mlp_layers(n_in + numbers.width_added, hidden, spec.n_out, m.activation,
                                                      m.dropout or 0.0, norm))
