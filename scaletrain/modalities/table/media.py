@@ -24,7 +24,6 @@ from scaletrain.data.pixels import (
     to_array,
 )
 from scaletrain.errors import ConfigError
-from scaletrain.rundir import RunDir
 
 MEDIA_SIDE = 64        # largest side an image column is brought to unless data.image_size says
 SAMPLE_IMAGES = 256    # images per column read to choose its size, channels and normalization
@@ -103,6 +102,8 @@ def started_state(column: str, path: str) -> dict:
     """An earlier image run as a column's state: the size, channels and normalization its CNN
     was trained on (the column's images are read the same way) and the CNN's shape (`backbone`:
     the column's encoder is that network without its output layer, models/vision.ConvBackbone)."""
+    from scaletrain.rundir import RunDir  # torch: not for `scaletrain prepare`
+
     key = f"model.encoders.{column}.init_from"
     if not (Path(path) / "model.safetensors").is_file() or not (Path(path) / "config.yaml").is_file():
         raise ConfigError(f"{key} '{path}' is not a run directory; give the --out folder of an earlier "

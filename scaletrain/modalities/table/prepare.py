@@ -11,7 +11,6 @@ from scaletrain.data.sources import Source
 from scaletrain.errors import ConfigError, DataError, TargetError
 from scaletrain.modalities.table.media import fit_media, media_counts
 from scaletrain.modalities.table.preprocess import fit_table, table_summary, transform_table
-from scaletrain.rundir import RunDir
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import looks_like_counts
 
@@ -89,6 +88,8 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int, star
 
 def _check_starts(starts: dict[str, str], schema, name: str) -> None:
     """Only image and text columns have encoders to start from earlier runs."""
+    from scaletrain.rundir import RunDir  # torch: not for `scaletrain prepare`, which passes no starts
+
     for column, path in starts.items():
         if column not in schema.image + schema.text:
             raise ConfigError(f"model.encoders.{column}: '{column}' is not an image or text column of '{name}' "
