@@ -225,3 +225,9 @@ def test_a_jsonl_line_that_is_not_a_row_is_named(tmp_path, line):
     (tmp_path / "rows.jsonl").write_text('{"s": [1, 2], "y": 1}\n' + line + '\n{"s": [3], "y": 0}\n')
     with pytest.raises(DataError, match="line 2 is .*not an object"):
         scaletrain.fit(str(tmp_path / "rows.jsonl"), "y", out=None)
+
+
+def test_a_target_of_lists_is_refused_by_name(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('{"s": [1, 2], "y": 1}\n{"s": [3], "y": [0, 1]}\n{"s": [4], "y": 0}\n')
+    with pytest.raises(DataError, match="target column 'y' holds a list in row 1"):
+        scaletrain.fit(str(tmp_path / "rows.jsonl"), "y", out=None)

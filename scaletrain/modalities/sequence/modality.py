@@ -220,6 +220,10 @@ def _task(y: pd.Series, task: str, column: str) -> str:
     from scaletrain.data.schema import check_target
     from scaletrain.tasks.infer import infer_task
 
+    nested = y.map(lambda v: isinstance(v, (list, dict, np.ndarray)))
+    if nested.any():
+        raise TargetError(f"target column '{column}' holds a {type(y[nested].iloc[0]).__name__} in row "
+                          f"{nested.idxmax()}: a target is one label or number per row (the sequence is an input)")
     task = infer_task(y, task)
     check_target(y, task, column)
     return task
