@@ -42,7 +42,7 @@ def main(burst: int = 8, rows: int = 100_000) -> dict:
     scaletrain.fit(mixed_table(), "label", out=folder / "run", model="mlp", epochs=3, sets=["data.max_onehot=10"])
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(folder / "run"), "--port", str(port),
-                               "--max-rows", str(rows), "--max-body-mb", "64"],
+                               "--max-rows", str(rows), "--max-body-mb", "64", "--workers", "1"],  # one process's RSS
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_serving(f"http://127.0.0.1:{port}")

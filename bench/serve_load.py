@@ -1,7 +1,8 @@
-"""Issue 17's serving figures (loopback only, bounded runs): throughput and p50/p99 latency of
-`scaletrain serve` at 1, 16 and 64 concurrent connections, against a bare in-process
-onnxruntime loop on the same rows (one row per call), and 100,000 requests with the server's
-RSS sampled from the first 10,000 to the last.
+"""Serving figures (issues 17 and 36; loopback only, bounded runs): throughput and p50/p99
+latency of `scaletrain serve` at 1, 16 and 64 concurrent connections — through torch as before
+(`--engine torch`), from the exported graph (the default), and with two workers — against a
+bare in-process onnxruntime loop on the same rows (one row per call), and 100,000 requests
+with the server's RSS sampled from the first 10,000 to the last.
 
 The load comes from wrk (C; `apt-get install wrk`): a Python client on the same 2 cores
 measured itself, not the server (httpx with 64 connections saturated a core at ~150 req/s).
@@ -85,6 +86,55 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(run_dir: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(run_dir), "--port", str(port), *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            health(url)
+            return server, url
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def loads(run_dir: Path, script: Path, rate: float, seconds: float, *options: str) -> None:
+    """One server's throughput and latency at 1, 16 and 64 connections."""
+    server, url = start_server(run_dir, *options)
+    try:
+        wrk(url, script, 16, 2)  # warm-up
+        for connections in (1, 16, 64):
+            r = wrk(url, script, connections, seconds)
+            print(f"   serve {' '.join(options)}, {connections:>2} connections: {r['rate']:,.0f} requests/s "
+                  f"({r['rate'] / rate:.3f}x the bare loop's rows/s), p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                  f"{r['errors']} errors ({r['requests']:,} requests)")
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def long_run(run_dir: Path, script: Path, requests: int) -> None:
+    """`requests` requests at 16 connections: errors, and the server's memory from the first 10,000 to the last."""
+    server, url = start_server(run_dir, "--workers", "1")  # one process, whose RSS is sampled
+    try:
+        start, sent, errors, samples = health(url), 0, 0, []
+        while sent < requests:
+            r = wrk(url, script, 16, 5)
+            sent, errors = sent + r["requests"], errors + r["errors"]
+            samples.append((sent, rss_mb(server.pid)))
+        end = health(url)
+        first = next(((n, mb) for n, mb in samples if n >= 10_000), samples[0])
+        print(f"   {sent:,} requests at 16 connections: {errors} errors, {end['rows'] - start['rows']:,} rows predicted "
+              f"(≥ responses: wrk cuts requests in flight at its deadline), server RSS {first[1]:.0f} MB after "
+              f"{first[0]:,} requests, {samples[-1][1]:.0f} MB after {sent:,}")
+        print(f"   batching over the run: {end['rows'] / max(end['model_calls'], 1):.1f} rows per model call")
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
@@ -103,36 +153,10 @@ def main(argv: list[str] | None = None) -> None:
         rate, lat = bare_onnx(path, run, rows, 20_000)
         print(f"   bare onnxruntime loop in process, 1 row per call: {rate:,.0f} rows/s, p50 {1e3 * np.median(lat):.3f} ms, "
               f"p99 {1e3 * np.quantile(lat, 0.99):.3f} ms")
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(run.path), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    health(url)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            for connections in (1, 16, 64):
-                r = wrk(url, script, connections, args.seconds)
-                print(f"   serve, {connections:>2} connections: {r['rate']:,.0f} requests/s ({r['rate'] / rate:.3f}x the bare "
-                      f"loop's rows/s), p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors "
-                      f"({r['requests']:,} requests)")
-            start, sent, errors, samples = health(url), 0, 0, []
-            while sent < args.long:
-                r = wrk(url, script, 16, 5)
-                sent, errors = sent + r["requests"], errors + r["errors"]
-                samples.append((sent, rss_mb(server.pid)))
-            end = health(url)
-            first = next(mb for n, mb in samples if n >= 10_000)
-            print(f"   {sent:,} requests at 16 connections: {errors} errors, {end['rows'] - start['rows']:,} rows predicted "
-                  f"(≥ responses: wrk cuts requests in flight at its deadline), server RSS {first:.0f} MB after "
-                  f"{next(n for n, _ in samples if n >= 10_000):,} requests, {samples[-1][1]:.0f} MB after {sent:,}")
-            print(f"   batching over the run: {end['rows'] / max(end['model_calls'], 1):.1f} rows per model call")
-        finally:
-            server.terminate()
-            server.wait(60)
+        for options in (("--engine", "torch", "--workers", "1"), ("--workers", "1"), ("--workers", "2")):
+            loads(run.path, script, rate, args.seconds, *options)
+        if args.long:
+            long_run(run.path, script, args.long)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(path: str | Path) -> str:
+    """SHA-256 over the files a loaded run predicts from: an export names what it was built from."""
+    digest = hashlib.sha256()
+    for name in REQUIRED + (TOKENIZER,):
+        if (Path(path) / name).exists():
+            digest.update(f"{name}:{sha256_of(Path(path) / name)};".encode())
+    return digest.hexdigest()
+
+
 class RunDir:
     """Paths and atomic writes of one run directory."""
 

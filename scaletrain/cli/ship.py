@@ -42,18 +42,27 @@ def serve(
     max_text_chars: int = typer.Option(100_000, help="Longest text value a request may hold, in characters."),
     read_timeout: float = typer.Option(30.0, help="Seconds a request body may take to arrive (then 408)."),
     max_explain_rows: int = typer.Option(1_000, help="Most rows one request may ask reasons for (?explain=K)."),
+    workers: int = typer.Option(0, min=0, max=64, help="Server processes on the one port, each with the model; 0: "
+                                                       "one per core, at most 4 (more than the cores only adds memory)."),
+    engine: str = typer.Option("graph", help="graph: the run's ONNX export in onnxruntime (exported on the first "
+                                             "start, kept in RUN); torch: the run's model as trained."),
     debug: bool = DEBUG,
 ):
     """Serve RUN over HTTP: POST /predict, GET /health, GET /metadata, a web page at /."""
+    from scaletrain.errors import ConfigError
     from scaletrain.rundir import RunDir
-    from scaletrain.serve import Limits, check_address
+    from scaletrain.serve import Limits, auto_workers, check_address
     from scaletrain.serve import serve as serve_run
 
     RunDir(run).check_complete()  # said before "serving", not after
+    if engine not in ("graph", "torch"):
+        raise ConfigError(f"--engine {engine!r}: use graph or torch")
     check_address(host, port)
     limits = Limits(int(max_body_mb * 2 ** 20), max_rows, max_pixels, max_text_chars, read_timeout, max_explain_rows)
-    err_console.print(f"serving {run} at http://{host}:{port}/ (OpenAPI at /docs; Ctrl-C or SIGTERM stops it)")
-    serve_run(run, host, port, strict=strict, limits=limits)
+    workers = workers or auto_workers()
+    err_console.print(f"serving {run} at http://{host}:{port}/ with {workers} worker{'s' * (workers > 1)} "
+                      "(OpenAPI at /docs; Ctrl-C or SIGTERM stops it)")
+    serve_run(run, host, port, strict=strict, limits=limits, workers=workers, engine=engine, announce=err_console.print)
 
 
 @app.command()

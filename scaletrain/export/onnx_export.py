@@ -9,6 +9,7 @@ are joined in front with onnx.compose; the labels are a Gather from the classes 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ from scaletrain.data.sources import Source
 from scaletrain.data.text import padded_tokenizer
 from scaletrain.io import atomic_write_bytes, write_json, write_text
 from scaletrain.run import Run
+from scaletrain.rundir import fingerprint
 from scaletrain.tasks import task_of
 from scaletrain.version import VERSION
 
@@ -73,11 +75,15 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     _one_opset_per_domain(model)
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, model.SerializeToString())
+    graph = model.SerializeToString()
+    atomic_write_bytes(out, graph)
     if "text" in run.preprocess:
         # its own name: beside RUN/model.onnx a plain tokenizer.json would overwrite the run's
         write_text(out.with_suffix(".tokenizer.json"), padded_tokenizer(run.preprocess["text"]))
-    write_json(out.with_suffix(".card.json"), model_card(run, parts.inputs, out))
+    card = model_card(run, parts.inputs, out)
+    # what the graph was built from: `serve` reuses RUN/model.onnx only while both still match
+    card["built_from"], card["sha256"] = fingerprint(run.path), hashlib.sha256(graph).hexdigest()
+    write_json(out.with_suffix(".card.json"), card)
     return out
 
 
@@ -112,7 +118,7 @@ def _with_labels(model, classes: list):
     """The model with a `label` output (the classes' own values) in place of the class index."""
     from onnx import helper, numpy_helper
 
-    values = _label_array(classes)
+    values = label_array(classes)
     model.graph.initializer.append(numpy_helper.from_array(values, "classes"))
     model.graph.node.append(helper.make_node("Gather", ["classes", "index"], ["label"], axis=0))
     kept = [o for o in model.graph.output if o.name != "index"]
@@ -129,7 +135,7 @@ def _outputs_first(model, names: list[str]) -> None:
     model.graph.output.extend(outputs)
 
 
-def _label_array(classes: list) -> np.ndarray:
+def label_array(classes: list) -> np.ndarray:
     """The classes as int64 or float64 where they are numbers, else as strings."""
     if all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in classes):
         return np.asarray(classes, dtype=np.int64)

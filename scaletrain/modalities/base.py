@@ -222,6 +222,11 @@ class Modality:
         ONNX file gives them (export/onnx_export.onnx_inputs)."""
         raise NotImplementedError
 
+    def record_feeds(self, state: dict, records: list[dict]) -> dict[str, np.ndarray] | None:
+        """The exported model's inputs straight from validated JSON records (serve's hot path:
+        no DataFrame), or None where this modality reads records only through a Source."""
+        return None
+
     def report_sections(self, run, assessment) -> list[str]:
         """HTML sections of report.html that only this modality has."""
         return []

@@ -27,7 +27,7 @@ log = logging.getLogger("scaletrain.serve")
 
 @dataclass
 class Pending:
-    source: Source | list  # a source, or validated records that `records` turns into one (per batch)
+    source: Source | list  # a source, or validated records (a batch's are concatenated)
     future: asyncio.Future
 
     @property
@@ -42,12 +42,12 @@ class Pending:
 class MicroBatcher:
     """`await batcher.submit(source)` -> process(source)'s answer for that request's rows.
 
-    `process(source) -> (values, probabilities or None, findings)` runs in a worker thread on
-    the concatenated source, and `split(answer, start, end)` cuts out one request's part there
-    too."""
+    `process(source or records) -> (values, probabilities or None, findings)` runs in a worker
+    thread on the concatenated sources (or records), and `split(answer, start, end)` cuts out
+    one request's part there too."""
 
-    def __init__(self, process: Callable, split: Callable, records: Callable, max_rows: int = 256, wait_ms: float = 0.0):
-        self.process, self.split, self.records = process, split, records
+    def __init__(self, process: Callable, split: Callable, max_rows: int = 256, wait_ms: float = 0.0):
+        self.process, self.split = process, split
         self.max_rows, self.wait = max_rows, wait_ms / 1000
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.task: asyncio.Task | None = None
@@ -89,7 +89,7 @@ class MicroBatcher:
         """Each request's answer (or the exception refusing its rows), computed in a worker
         thread: building 100,000 rows' answers on the event loop would stall it for ~0.2 s."""
         if isinstance(group[0].source, list):
-            answer = self.process(self.records([r for p in group for r in p.source]))
+            answer = self.process([r for p in group for r in p.source])
         else:
             answer = self.process(concat_sources([p.source for p in group]))
         answers, start = [], 0

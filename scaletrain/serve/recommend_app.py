@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from scaletrain.recommend.run import MAX_K, RecommenderRun
-from scaletrain.serve.http import answer_errors, read_bounded
+from scaletrain.serve.http import answer_errors, body_of
 from scaletrain.serve.limits import Limits, RequestError, check_text
 from scaletrain.version import VERSION
 
@@ -100,7 +100,7 @@ def create_recommend_app(run: RecommenderRun, limits: Limits = Limits()) -> Fast
     @app.post("/recommend")
     async def recommend_many(request: Request) -> JSONResponse:
         """{"users": [ids], "k": 10, "explain": 0}: each user's top-k unseen items."""
-        body = await read_bounded(request, limits)
+        body = await body_of(request, limits)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -273,6 +273,11 @@ class Table(Modality):
 
         return column_feeds(state, source.frame)
 
+    def record_feeds(self, state: dict, records: list[dict]) -> dict | None:
+        from scaletrain.modalities.table.preprocess import record_feeds
+
+        return None if state.get("images") else record_feeds(state, records)
+
     def export_parts(self, state: dict, opset: int) -> ExportParts:
         import torch
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scaletrain.data.input_check import with_absent_columns
 from scaletrain.data.preprocess import arrow_text, encode_target, given_tokenizer
 from scaletrain.data.schema import Schema
 from scaletrain.data.stats import MAX_EMBED, CategoryCounts, NumericStats, TableStats
@@ -33,6 +34,7 @@ from scaletrain.data.values import (
     UNKNOWN,
     category_strings,
     date_parts,
+    label_key,
     numeric_columns,
 )
 from scaletrain.errors import DataError
@@ -228,8 +230,9 @@ def image_columns(state: dict) -> list[str]:
 
 
 def column_feeds(state: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """An exported table model's inputs for raw rows (Table.onnx_feeds)."""
-    feeds = {}
+    """An exported table model's inputs for raw rows (Table.onnx_feeds); an absent column is
+    read as missing values, as predict reads it."""
+    feeds, frame = {}, with_absent_columns(state, frame)
     for name in state["columns"]["numeric_raw"]:
         feeds[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64).reshape(-1, 1)
     for name in state["columns"]["boolean"] + state["columns"]["categorical"]:
@@ -245,6 +248,30 @@ def column_feeds(state: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:
             feeds[f"{column['name']}.missing"] = absent[:, j:j + 1]
             feeds[column["name"]] = np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
     return feeds
+
+
+def record_feeds(state: dict, records: list[dict]) -> dict[str, np.ndarray]:
+    """column_feeds for validated JSON records (not image columns), value by value as
+    pd.to_numeric and category_strings read a frame of them: for the few rows of a served
+    request a DataFrame costs ~4 ms, these lists ~0.02 ms (serve/graph.py)."""
+    c, feeds = state["columns"], {}
+    for name in c["numeric_raw"]:
+        feeds[name] = np.array([np.nan if r[name] is None else r[name] for r in records], dtype=np.float64).reshape(-1, 1)
+    for name in c["boolean"] + c["categorical"]:
+        keys = [MISSING if v is None or v != v else label_key(v) for v in (r[name] for r in records)]
+        feeds[name] = np.array(["" if k == MISSING else k for k in keys], dtype=object).reshape(-1, 1)
+    if "text" in state:
+        text = state["text"]
+        tokenizer = _padding_tokenizer(text["tokenizer"], text["length"], text.get("padded_tokenizer"))
+        texts = row_texts([[r[name] for r in records] for name in text["columns"]])
+        feeds["tokens"] = np.asarray([e.ids for e in tokenizer.encode_batch(texts)], dtype=np.int64)
+    return feeds
+
+
+@functools.lru_cache(maxsize=4)
+def _padding_tokenizer(tokenizer: str, length: int, given: str | None):
+    """The padding tokenizer, built once per run (from its JSON: ~ms) rather than per request."""
+    return tokenizer_from_json(padded_tokenizer({"tokenizer": tokenizer, "length": length, "padded_tokenizer": given}))
 
 
 def table_summary(frame: pd.DataFrame, state: dict) -> dict:
