@@ -139,7 +139,11 @@ def test_int8_works_on_table_text_and_image_runs(kind, digits, tmp_path):
     run_dir = tmp_path / "run"
     scaletrain.fit(data[0], data[1], out=run_dir, model="cnn" if kind == "image" else "mlp", epochs=2)
     compressed = tmp_path / "c"
+    import logging
+
+    level = logging.getLogger().level
     compress_run(run_dir, data[0], compressed, quantize="int8")
+    assert logging.getLogger().level == level  # the quantizer's quiet root logger is put back
     int8 = compressed / "int8" / "model.onnx"
     domains = [entry.domain for entry in onnx.load(str(int8)).opset_import]
     assert len(domains) == len(set(domains))

@@ -42,11 +42,17 @@ class Logged(logging.Handler):
         self.lines.append(record.getMessage())
 
     def __enter__(self):
-        logging.getLogger("scaletrain.serve").addHandler(self)
+        logger = logging.getLogger("scaletrain.serve")  # as the server's log sees it, whatever earlier tests set
+        self.was = logger.level, logger.disabled
+        logger.setLevel(logging.WARNING)
+        logger.disabled = False
+        logger.addHandler(self)
         return self
 
     def __exit__(self, *exc):
-        logging.getLogger("scaletrain.serve").removeHandler(self)
+        logger = logging.getLogger("scaletrain.serve")
+        logger.removeHandler(self)
+        logger.level, logger.disabled = self.was
 
     @property
     def text(self) -> str:

@@ -51,13 +51,25 @@ def front_nodes(path: Path) -> list[str]:
             if any(p.key == "namespace" and "/front:" in p.value for p in node.metadata_props)]
 
 
+@contextlib.contextmanager
+def _quiet_root():
+    """The root logger at ERROR while the quantizer runs (it logs advice on every call through
+    the root logger), then as it was: left at ERROR, it silenced every warning of the process."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> str:
     """Write the int8 model; return which quantization it got (dynamic or static)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    logging.getLogger("root").setLevel(logging.ERROR)  # the quantizer logs advice on every call
     kept = front_nodes(fp32)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_root():
         if has_convolutions(fp32):
             quantize_static(fp32, out, _Rows(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
                             op_types_to_quantize=CONV_OPS, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

@@ -3,8 +3,10 @@
 FastAPI (typed OpenAPI schema from the run's columns) on uvicorn. A bad request gets a 4xx
 whose JSON `error` names the field and what was expected; nothing a client sends can make
 the body carry a traceback. The work a request can cause is bounded before it is done
-(serve/limits.py), bodies are parsed and decoded in worker threads (the event loop keeps
-answering /health), and a request that fails fails alone (serve/batcher.py).
+(serve/limits.py), bodies past 64 KiB are parsed and decoded in worker threads (the event
+loop keeps answering /health; smaller JSON bodies take the hot path, serve/hot_path.py), the
+model runs from the exported graph where the run has one (serve/graph.py), and a request
+that fails fails alone (serve/batcher.py).
 """
 from __future__ import annotations
 
