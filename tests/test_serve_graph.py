@@ -134,6 +134,30 @@ def test_the_graph_is_kept_rebuilt_when_stale_and_refused_when_it_predicts_other
     assert len(exports) == 1
 
 
+def test_a_run_directory_that_cannot_be_written_is_served_from_a_temporary_export(served_table, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import scaletrain.export as export
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(served_table, run_dir, ignore=shutil.ignore_patterns("model.onnx", "model.card.json"))
+    real_export = export.export_onnx
+
+    def read_only(run, out=None):
+        if out is None:  # into the run directory
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_export(run, out)
+
+    monkeypatch.setattr(export, "export_onnx", read_only)
+    said = []
+    path = cached_graph(run_dir, said.append)
+    assert path.parent != run_dir and path.is_file() and "cannot be written (Read-only file system)" in said[-1]
+    with TestClient(load_app(run_dir)) as client:
+        assert client.get("/health").json()["engine"] == "graph"
+        assert len(served_answer(client, ODD_ROWS)["predictions"]) == len(ODD_ROWS)
+
+
 def test_a_run_without_an_onnx_form_is_served_through_torch(tmp_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=120).astype(str), "v": rng.normal(size=120)})

@@ -101,5 +101,7 @@ def cached_graph(run_dir: Path, announce=lambda message: None) -> Path:
     announce(f"exporting {run_dir} to ONNX for serving (once; kept as {path})")
     try:
         return export_onnx(run_dir)
-    except PermissionError:
-        return export_onnx(run_dir, Path(tempfile.mkdtemp(prefix="scaletrain-serve-")) / GRAPH)
+    except OSError as exc:  # a read-only run directory (permissions, a read-only mount): exported for this start only
+        folder = Path(tempfile.mkdtemp(prefix="scaletrain-serve-"))
+        announce(f"{run_dir} cannot be written ({exc.strerror}): the ONNX export for serving goes to {folder}")
+        return export_onnx(run_dir, folder / GRAPH)
