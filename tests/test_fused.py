@@ -75,17 +75,22 @@ def test_missing_and_unreadable_images_are_counted_not_fatal(fused):
     assert abs(out.loc[1, "proba_yes"] - 0.5) < 0.35  # a missing image: the model cannot be sure
 
 
-def test_a_row_can_send_its_image_inline_and_the_server_reads_no_paths(fused):
+@pytest.mark.parametrize("engine", ["graph", "torch"])
+def test_a_row_can_send_its_image_inline_and_the_server_reads_no_paths(fused, engine):
     from fastapi.testclient import TestClient
 
     from scaletrain.run import Run
     from scaletrain.serve.app import create_app
+    from scaletrain.serve.graph import graph_engine
 
     folder, table, run = fused
+    graph = graph_engine(Run.load(folder / "run")) if engine == "graph" else None
+    assert graph is None or not graph.reads_records  # images are decoded off the event loop
     rows = pd.read_csv(table).head(6)
     inline = [{"photo": "data:image/png;base64," + base64.b64encode((folder / p).read_bytes()).decode(), "x": x}
               for p, x in zip(rows["photo"], rows["x"])]
-    with TestClient(create_app(Run.load(folder / "run"))) as client:
+    with TestClient(create_app(Run.load(folder / "run"), engine=graph)) as client:
+        assert client.get("/health").json()["engine"] == engine
         answer = client.post("/predict", json={"records": inline})
         assert answer.status_code == 200, answer.text
         expected = run.predict(table).head(6)["prediction"].tolist()

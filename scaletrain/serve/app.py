@@ -53,6 +53,7 @@ TRIM_ROWS = 10_000  # after a request this large the heap is trimmed: RSS falls 
 # bodies parsed at once: more threads contending for the GIL starve the event loop (/health
 # answered in up to ~0.4 s under a burst of 8 maximum-size requests) and hold more bodies in memory
 PARSE_SLOTS = 2
+INLINE_ROWS = 16  # records the graph reads without a frame: batches this small are predicted on the event loop
 
 
 def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = None, strict: bool = False,
@@ -136,7 +137,7 @@ def _batcher(run: Run, row, strict: bool, batch_rows: int, wait_ms: float, engin
                                     + "; ".join(warning_line(f) for f in mine))
         return _answer(run, values[start:end], None if proba is None else proba[start:end], mine)
 
-    return MicroBatcher(process, split, batch_rows, wait_ms)
+    return MicroBatcher(process, split, batch_rows, wait_ms, inline_rows=INLINE_ROWS if engine and engine.reads_records else 0)
 
 
 def graph_answer(run: Run, engine: GraphEngine, data: Source | list[dict], row):

@@ -47,6 +47,8 @@ class GraphEngine:
         self.path, self.run = path, run
         self.classifies = task_of(run.task).classifies
         self.index = {v: i for i, v in enumerate(label_array(run.classes).tolist())} if self.classifies else {}
+        # JSON records become feeds without a frame (no images to decode): cheap enough for the event loop
+        self.reads_records = run.modality.record_feeds(run.preprocess, []) is not None
 
     def predict(self, feeds: dict[str, np.ndarray]):
         out = dict(zip(self.outputs, self.session.run(None, feeds)))
