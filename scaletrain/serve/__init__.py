@@ -87,7 +87,6 @@ def load_app(run_dir: str | Path, *, engine: str = "graph", announce=lambda mess
     return create_app(run, engine=graph_engine(run, announce=announce) if engine == "graph" else None, **options)
 
 
-
 def _is_recommender(run_dir: str | Path) -> bool:
     from scaletrain.recommend.store import is_recommender
 
