@@ -9,6 +9,7 @@ Every tree is padded to the same node count; a leaf points to itself, so `depth`
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,13 +63,17 @@ def from_lightgbm(dump: dict, outputs: int, base: float = 0.0) -> TreeEnsemble:
     nodes = max(len(t) for t in tables)
     depth = max(_depth(info["tree_structure"]) for info in infos)
     model = TreeEnsemble(len(tables), nodes, outputs, depth)
+    # filled as numpy arrays, copied in once: element-wise tensor writes cost ~0.4 s a model
+    feature, left, right = (np.zeros((len(tables), nodes), dtype=np.int64) for _ in range(3))
+    threshold, value = np.zeros((len(tables), nodes), dtype=np.float32), np.zeros((len(tables), nodes, outputs), np.float32)
     for i, table in enumerate(tables):
         column = i % per_round if per_round > 1 else outputs - 1
-        for j, (feature, threshold, left, right, leaf) in enumerate(table):
-            model.feature[i, j], model.threshold[i, j] = feature, threshold
-            model.left[i, j], model.right[i, j] = left, right
-            model.value[i, j, column] = leaf
-        model.left[i, len(table):] = model.right[i, len(table):] = torch.arange(len(table), nodes)
+        rows = np.array(table, dtype=np.float64).reshape(-1, 5)
+        feature[i, :len(table)], left[i, :len(table)], right[i, :len(table)] = rows[:, [0, 2, 3]].T.astype(np.int64)
+        threshold[i, :len(table)], value[i, :len(table), column] = rows[:, 1], rows[:, 4]
+        left[i, len(table):] = right[i, len(table):] = np.arange(len(table), nodes)
+    for name, array in (("feature", feature), ("threshold", threshold), ("left", left), ("right", right), ("value", value)):
+        getattr(model, name).copy_(torch.from_numpy(array))
     model.base[-1 if per_round == 1 else slice(None)] = base
     return model
 

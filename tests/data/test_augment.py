@@ -39,3 +39,17 @@ def test_no_settings_means_no_change():
     x = batch()
     assert not AugmentSettings().active
     assert torch.equal(ImageAugment(AugmentSettings())(x), x)
+
+
+def test_shifts_move_images_by_whole_pixels_without_blurring():
+    x = torch.rand(32, 1, 12, 12)
+    out = ImageAugment(AugmentSettings(shift=0.25, flip=True), seed=3)(x)
+    for original, shifted in zip(x[:, 0], out[:, 0]):
+        candidates = [original, original.flip(-1)]
+        found = False
+        for image in candidates:
+            padded = torch.nn.functional.pad(image, (3, 3, 3, 3))
+            found |= any(torch.equal(shifted, padded[3 + dy:15 + dy, 3 + dx:15 + dx])
+                         for dy in range(-3, 4) for dx in range(-3, 4))
+        assert found  # an exact crop of the zero-padded image (or its mirror): no interpolated value
+    assert not torch.equal(out, x)

@@ -47,10 +47,18 @@ class ImageAugment:
         zoom = 1 + self._uniform(n, s.scale)
         flip = torch.where(torch.rand(n, generator=self.generator) < 0.5, -1.0, 1.0) if s.flip else torch.ones(n)
         tx, ty = self._uniform(n, 2 * s.shift), self._uniform(n, 2 * s.shift)  # grid units span 2
+        whole_pixels = not (s.rotate or s.scale)
+        if whole_pixels:
+            # shifts by whole pixels, read with `nearest`: a pixel-exact crop as the speed-run
+            # recipes take it; a bilinear sub-pixel shift blurs every training image, so the
+            # net trains on softer images than it is tested on
+            tx = torch.round(tx * x.shape[3] / 2) * 2 / x.shape[3]
+            ty = torch.round(ty * x.shape[2] / 2) * 2 / x.shape[2]
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
         grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(x, grid, mode="nearest" if whole_pixels else "bilinear", padding_mode="zeros",
+                             align_corners=False)
 
     def erase(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
