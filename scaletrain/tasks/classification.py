@@ -33,12 +33,11 @@ class Classification(Task):
         return out
 
     def score_outputs(self, outputs, y) -> float:
-        """Accuracy of the argmax (or of one logit's sign: bce)."""
-        from sklearn import metrics as skm
-
+        """Accuracy of the argmax (or of one logit's sign: bce): the rows right over the rows, as
+        scikit-learn's accuracy_score counts them, without its input checks (1.8 ms a call, each
+        epoch's validation of a small table)."""
         predicted = (outputs.squeeze(-1) > 0).long() if outputs.shape[1] == 1 else outputs.argmax(1)
-        truth, predicted = y.detach().cpu().numpy(), predicted.detach().float().cpu().numpy()
-        return float(skm.accuracy_score(truth, predicted.astype(truth.dtype)))
+        return int((predicted.detach().cpu() == y.detach().cpu().long()).sum()) / max(len(y), 1)
 
     def decide(self, outputs, target: dict, loss: str) -> tuple:
         """(class index, probabilities): the tuned threshold (binary) or class-prior shifts
