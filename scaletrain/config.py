@@ -138,12 +138,11 @@ class ModelConfig(_Section):
     # the linear TF-IDF part also reads hashed pairs of adjacent pieces (word pairs), as TF-IDF of
     # words and word pairs does (None: on for short texts with enough rows, fit/recipe.py)
     text_pairs: bool | None = None
-    # a pretraining run (`scaletrain pretrain`) or an earlier run whose encoder or backbone
-    # starts this model: its tokenizer is reused and only the head is new
-    init_from: str | None = None
+    init_from: str | None = None  # a pretraining or earlier run whose encoder starts this model (its tokenizer too)
     # image columns: the inputs read (table: all but the images; zero-config compares) and rows' images dropped
     inputs: Literal["all", "table", "images"] = "all"
     combiner: Literal["concat", "gated", "attention"] = "concat"  # how the inputs meet (models/combiners.py)
+    test_shifts: Literal["auto", "on", "off"] = "auto"  # cnn, resnet: test-time shifts (models/vision.ConvNet)
     encoders: Annotated[dict[str, EncoderConfig], Field(max_length=64)] | None = None
     modality_dropout: Rate = 0.1
     # boosted: the trees LightGBM grew (set after training; width is then nodes per tree, depth the deepest)

@@ -62,10 +62,13 @@ def test_a_table_run_exports_to_onnx_that_predicts_as_predict_does(table_run):
     assert out["unfit"].sum() == 2
 
 
-def test_an_image_run_takes_uint8_pixels(tmp_path):
+@pytest.mark.parametrize("shifts", ["off", "on"])  # on: the graph averages the shifted views too
+def test_an_image_run_takes_uint8_pixels(tmp_path, shifts):
     digits = load_digits()
     images = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
-    run = scaletrain.fit(images[:900], y=digits.target[:900], out=tmp_path / "img", model="cnn", epochs=1)
+    run = scaletrain.fit(images[:900], y=digits.target[:900], out=tmp_path / "img", model="cnn", epochs=1,
+                         sets=[f"model.test_shifts={shifts}"])
+    assert run.model.shifted_views == (shifts == "on")
     path = export_onnx(tmp_path / "img", tmp_path / "digits.onnx")
     raw = images[900:1100]
     out = onnx_predict(path, run, raw)

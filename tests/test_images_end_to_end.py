@@ -56,3 +56,28 @@ def test_init_from_takes_an_earlier_image_runs_backbone_and_a_new_head(tmp_path)
     assert f"{len(weights) - 2} tensors loaded, 2 new" in note
     # the output layer is new although its shape (5 classes) would fit
     assert len(new) == 2 and all(weights[n].shape == trained[n].shape for n in new)
+
+
+def test_test_time_shifts_average_the_image_and_its_shifts_and_are_chosen_on_validation(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    run = scaletrain.fit(images[:1000], y=digits.target[:1000], out=tmp_path / "run", model="cnn", epochs=3)
+    shifts = run.metrics["test_shifts"]
+    assert shifts["kept"] == (shifts["val_shifted"] > shifts["val_plain"]) and shifts["views"] == 3
+    assert run.config.model.test_shifts == ("on" if shifts["kept"] else "off")
+    assert any(n.startswith("test-time shifts") for n in run.metrics["notes"])
+    loaded = scaletrain.load(tmp_path / "run")
+    assert loaded.model.shifted_views == shifts["kept"]  # the saved config rebuilds the decision
+    model = loaded.model.eval()
+    x = torch.rand(6, 1, 8, 8)
+    left, right = torch.zeros_like(x), torch.zeros_like(x)
+    left[..., :-1], right[..., 1:] = x[..., 1:], x[..., :-1]
+    with torch.no_grad():
+        model.shifted_views = False
+        by_hand = (model(x) + model(left) + model(right)) / 3
+        model.shifted_views = True
+        assert torch.allclose(model(x), by_hand, atol=1e-5)
+        model.train()
+        assert model(x).shape == by_hand.shape  # training sees each image once

@@ -29,6 +29,7 @@ from scaletrain.fitting.candidates import (
 )
 from scaletrain.fitting.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.fitting.recipe import CONV_NETS, candidate_configs
+from scaletrain.fitting.shifts import choose_test_shifts
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.parallel import distributed
 from scaletrain.run import Run
@@ -93,8 +94,10 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
     # a refit model is another model: a temperature fitted on this one would not be its own
     # rank 0 alone (it writes the run): under FSDP the other ranks hold shards, whose forward is a collective
+    shifts = None if refitting or not w.main else choose_test_shifts(best.run, prepared)
     calibration = None if refitting or not w.main else calibrate(best.run, prepared)
     best.run.config = best.run.config.with_values({  # the config says what the run is
+        **({"model.test_shifts": "on" if shifts["kept"] else "off"} if shifts else {}),
         "train.calibration": "temperature" if calibration and calibration["kept"] else "none",
         "train.ensemble": "on" if bagging else "off",
         "train.blend": "on" if best.run.config.model.name == "blend" else "off"}).frozen()
@@ -116,6 +119,8 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         best.run.metrics["blend"] = blend
     if calibration is not None:
         best.run.metrics["calibration"] = calibration | calibration_on_test(best.run)
+    if shifts is not None:
+        best.run.metrics["test_shifts"] = shifts
     if out_dir is not None:
         write_run(best.run, out_dir, source.name, options.report_sections)
     return best.run

@@ -112,8 +112,10 @@ def _conv(residual: bool) -> Callable:
         if not spec.shape:
             raise ConfigError(f"model.name '{m.name}' needs images; use linear or mlp for tables")
         c, h, w = spec.shape
-        return build_convnet(c, min(h, w), spec.n_out, m.width or 16, m.depth, residual, m.dropout or 0.0,
-                             list(spec.mean), list(spec.std), "group" if m.norm == "group" else "batch")
+        net = build_convnet(c, min(h, w), spec.n_out, m.width or 16, m.depth, residual, m.dropout or 0.0,
+                            list(spec.mean), list(spec.std), "group" if m.norm == "group" else "batch")
+        net.shifted_views = {"on": True, "off": False}.get(m.test_shifts)  # auto: None until validation decides
+        return net
     return build
 
 

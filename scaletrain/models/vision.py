@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,8 +49,27 @@ def stage_count(side: int, depth: int | None) -> int:
     return max(stages, 1)
 
 
+class ConvNet(nn.Sequential):
+    """A conv net that, evaluated with `shifted_views` on, averages its logits over the image
+    and the image shifted one pixel left and right (zero-filled): shifts it was trained with
+    (data.augment_shift), so its errors on them differ and partly cancel. Zero-config
+    Fashion-MNIST, two runs: test accuracy 0.9372 → 0.9398 and 0.9378 → 0.9407 at 3× the
+    inference (the four shifts, at 5×, gave no more). None: not decided yet, read as off; the
+    decision is made on validation rows (fitting/pipeline.py)."""
+
+    shifted_views: bool | None = False
+    VIEWS = 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.shifted_views:
+            return super().forward(x)
+        n, w, padded = x.shape[0], x.shape[-1], F.pad(x, (1, 1))
+        views = torch.cat([x, padded[..., 2:], padded[..., :w]])
+        return super().forward(views).view(self.VIEWS, n, -1).mean(0)
+
+
 def build_convnet(channels: int, side: int, n_out: int, width: int, depth: int | None, residual: bool,
-                  dropout: float, mean: list[float], std: list[float], norm: str = "batch") -> nn.Sequential:
+                  dropout: float, mean: list[float], std: list[float], norm: str = "batch") -> ConvNet:
     """Return a CNN: stem, then stages that halve resolution (and from the second on double width).
 
     With residual=True each stage adds a two-conv residual block (the ResNet-9 layout that
@@ -67,7 +87,7 @@ def build_convnet(channels: int, side: int, n_out: int, width: int, depth: int |
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(c, n_out))
-    return nn.Sequential(*layers)
+    return ConvNet(*layers)
 
 
 class PictureEncoder(nn.Module):

@@ -120,7 +120,7 @@ def fit_model(model: nn.Module, batches, t, loss: LossChoice, val: ValidationSet
     # is gathered and saved)
     listed = assembly.callbacks(plan, own, stateful, checkpoints=not (t.fsdp and distributed.world().active),
                                 after_restore=(Freeze(model, t.freeze),) if t.freeze else (),
-                                after_training=_after_training(plan, validation, 2 * len(val.y)))
+                                after_training=_after_training(plan, validation, final_rows(model, len(val.y))))
     settings = assembly.loop_settings(t, plan.budget, clip=0.0 if privacy else None,  # DP clips per row
                                       compile_ok=privacy is None)
     state = train_loop(model, batches, step_loss, optimizer, settings, validation, listed, wrapped)
@@ -128,6 +128,16 @@ def fit_model(model: nn.Module, batches, t, loss: LossChoice, val: ValidationSet
         state.privacy = privacy.summary()
         wrapped.remove_hooks()  # the model goes on to predict and explain as a plain module
     return state, history, stopper
+
+
+def final_rows(model: nn.Module, val_rows: int) -> int:
+    """Rows the command scores once training ends: validation and, as its likely size, test; a
+    conv net whose test-time shifts are still to be decided also scores validation plainly, and
+    then validation four times (the choice, calibration, the decision's tuning, its metrics)
+    and test through its views."""
+    if getattr(model, "shifted_views", False) is not None:
+        return 2 * val_rows
+    return val_rows * (1 + 5 * model.VIEWS)
 
 
 def _after_training(plan: LoopPlan, validation: Validation, final_rows: int) -> Callable[[], float] | None:
