@@ -55,7 +55,7 @@ class ConvNet(nn.Sequential):
     (data.augment_shift), so its errors on them differ and partly cancel. Zero-config
     Fashion-MNIST, two runs: test accuracy 0.9372 → 0.9398 and 0.9378 → 0.9407 at 3× the
     inference (the four shifts, at 5×, gave no more). None: not decided yet, read as off; the
-    decision is made on validation rows (fitting/pipeline.py)."""
+    decision is made on validation rows (fitting/shifts.py)."""
 
     shifted_views: bool | None = False
     VIEWS = 3
