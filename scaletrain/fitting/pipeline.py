@@ -29,7 +29,7 @@ from scaletrain.fitting.candidates import (
 )
 from scaletrain.fitting.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.fitting.recipe import CONV_NETS, candidate_configs
-from scaletrain.fitting.shifts import choose_test_shifts
+from scaletrain.fitting.shifts import choose_test_shifts, settled
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.parallel import distributed
 from scaletrain.run import Run
@@ -97,7 +97,7 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     shifts = None if refitting or not w.main else choose_test_shifts(best.run, prepared)
     calibration = None if refitting or not w.main else calibrate(best.run, prepared)
     best.run.config = best.run.config.with_values({  # the config says what the run is
-        **({"model.test_shifts": "on" if shifts["kept"] else "off"} if shifts else {}),
+        "model.test_shifts": ("on" if shifts["kept"] else "off") if shifts else settled(best.run.config.model.test_shifts),
         "train.calibration": "temperature" if calibration and calibration["kept"] else "none",
         "train.ensemble": "on" if bagging else "off",
         "train.blend": "on" if best.run.config.model.name == "blend" else "off"}).frozen()

@@ -106,6 +106,8 @@ def _resolve_model(c: Config, facts: DataFacts, recipe) -> None:
         m.init = "xavier" if m.activation == "tanh" else "kaiming"
     if m.numeric_embedding == "auto":
         m.numeric_embedding = recipe.numeric_embedding
+    if m.name not in CONV_NETS:  # the views are a conv net's; theirs stay auto until validation decides
+        m.test_shifts = "off"
     # what no modality decided: the model's defaults where its facts say nothing
     m.text_pairs = bool(m.text_pairs)
     m.embedding_dim = m.embedding_dim or 4  # the width rule's value with no categories

@@ -24,3 +24,9 @@ def choose_test_shifts(run: Run, prepared: Prepared) -> dict | None:
                   f"{scores[False]:.4f} -> {scores[True]:.4f}, {'kept' if kept else 'not kept'}"
                   f"{f' ({model.VIEWS}x the inference)' if kept else ''}")
     return {"kept": kept, "val_plain": scores[False], "val_shifted": scores[True], "views": model.VIEWS}
+
+
+def settled(setting: str) -> str:
+    """The setting a run is saved with where nothing was decided (no validation rows, a refit
+    model): undecided views are off, as the model read them."""
+    return "off" if setting == "auto" else setting

@@ -40,7 +40,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
                     layer_decay: float = 1.0) -> torch.optim.Optimizer:
     """Return the named optimizer; "gd" is plain SGD over full batches (the batch size says so)."""
     groups = param_groups(model, weight_decay, layer_decay)
-    fused = fused_optimizer(model)  # one kernel for all parameters instead of one per tensor
+    fused = fused_optimizer(model)  # one kernel for all parameters on CUDA instead of one per tensor
     builders = {
         "gd": lambda: torch.optim.SGD(groups, lr=lr),
         "sgd": lambda: torch.optim.SGD(groups, lr=lr),

@@ -63,28 +63,3 @@ def test_warmup_rises_linearly_then_follows_the_schedule():
     assert factors[0] == pytest.approx(0.25) and factors[1] == pytest.approx(0.5) and factors[2] == pytest.approx(1.0)
     assert math.isclose(lr_factor(0.6, "cosine", 0.2, [], 0.1), 0.5)
 
-
-@pytest.mark.parametrize("name", ["adam", "adamw"])
-def test_adam_runs_fused_on_the_cpu_as_the_per_tensor_step_does(name):
-    def run(fused: bool):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
-        opt = build_optimizer(model, name, lr=0.01, momentum=0.9, weight_decay=0.01)
-        if not fused:
-            for group in opt.param_groups:
-                group["fused"] = None
-        x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
-        for _ in range(20):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-        return opt, torch.cat([p.detach().flatten() for p in model.parameters()])
-
-    opt, fused = run(True)
-    assert all(group["fused"] for group in opt.param_groups)  # one kernel over all tensors
-    assert torch.allclose(fused, run(False)[1], atol=1e-5)  # the same step as one tensor at a time
-
-
-def test_a_model_with_sparse_gradients_keeps_the_per_tensor_step():
-    model = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 1))
-    assert not any(group.get("fused") for group in build_optimizer(model, "adam", 0.01, 0.9, 0.0).param_groups)
