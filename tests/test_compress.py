@@ -107,6 +107,7 @@ def test_compress_without_a_method_or_on_a_linear_model_says_what_to_do(digits, 
         compress_run(run.path, str(digits), tmp_path / "x", distill=0.25)
 
 
+@pytest.mark.serial
 def test_a_time_limited_run_bounds_its_student_and_fine_tune(digits, tmp_path):
     import time
 

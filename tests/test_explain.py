@@ -47,6 +47,20 @@ def test_the_deciding_columns_are_the_top_attributed_ones_and_attributions_are_c
     assert np.all(np.abs(found.frame.sum(axis=1).to_numpy() - moved)[big] <= 0.01 * np.abs(moved)[big])
 
 
+def test_rows_that_integrated_gradients_miss_are_integrated_again_with_more_points(run_dir, monkeypatch):
+    from scaletrain.explain import attributions
+
+    run, rows = scaletrain.load(run_dir), planted(100, seed=2)
+    monkeypatch.setattr(attributions, "REFINEMENTS", 0)
+    coarse = table_attributions(run, rows, steps=1, method="ig")
+    monkeypatch.setattr(attributions, "REFINEMENTS", 3)
+    fine = table_attributions(run, rows, steps=1, method="ig")
+    missed, limit = np.abs(coarse.delta), attributions.COMPLETENESS * np.abs(coarse.output).max()
+    off, within = missed > 1.01 * limit, missed < 0.99 * limit
+    assert off.sum() >= 3 and np.abs(fine.delta[off]).max() < missed[off].max() / 2
+    pd.testing.assert_frame_equal(fine.frame[within], coarse.frame[within])  # the rows already close: left alone
+
+
 def test_attributions_change_when_the_weights_are_randomized(run_dir):
     rows = planted(300, seed=2)
     trained = scaletrain.load(run_dir)

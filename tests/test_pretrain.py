@@ -228,7 +228,7 @@ def test_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
     process = subprocess.Popen(_cli(corpus, "--out", tmp_path / "cut", *sets, "--quiet"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not list((tmp_path / "cut" / "checkpoints").glob("*.safetensors")) and time.time() < deadline:
+    while not list((tmp_path / "cut" / "checkpoints").glob("step-*.safetensors")) and time.time() < deadline:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

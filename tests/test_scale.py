@@ -41,6 +41,7 @@ def test_the_compute_optimal_split_is_the_minimum_on_its_budget():
         assert TRUE.loss(n, d) < TRUE.loss(n * factor, d / factor)
 
 
+@pytest.mark.serial
 def test_a_study_runs_in_parallel_within_its_limit_and_predicts(tmp_path):
     planted(5000).to_csv(tmp_path / "rows.csv", index=False)
     limit = 80  # 12 cells of ~4 s start-up each on 2 processes, then training

@@ -159,6 +159,7 @@ def post_json(url: str, payload) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.serial
 def test_concurrent_requests_are_batched_into_fewer_model_calls(server):
     url, _ = server
     before = json.loads(urllib.request.urlopen(url + "/health").read())["model_calls"]

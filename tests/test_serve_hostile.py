@@ -55,6 +55,7 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.serial
 def test_declared_rows_pixels_and_text_are_refused_before_the_work(client):
     rows = pd.DataFrame({"x": np.zeros(2_000_000)})  # a small file that declares 2 million rows
     body = parquet_bytes(rows)
@@ -122,6 +123,7 @@ def test_fuzzed_bodies_never_get_a_500(client, body, kind):
     assert answer.status_code == 200 or (400 <= answer.status_code < 500 and "error" in answer.json()), answer.text
 
 
+@pytest.mark.serial
 def test_one_bad_client_never_spoils_the_others(server, table_run):
     run = scaletrain.load(table_run)
     rows = mixed_table(40, seed=5).drop(columns="label")
@@ -160,6 +162,7 @@ def test_keep_alive_survives_a_4xx(server):
     assert second.status == 200 and connection.sock is sock  # the same connection answered both
 
 
+@pytest.mark.serial
 def test_a_slow_body_times_out_and_health_stays_quick(server):
     slow = socket.create_connection(("127.0.0.1", server))
     slow.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")

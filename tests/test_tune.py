@@ -97,6 +97,7 @@ def test_leaderboard_has_one_row_per_trial_and_the_best_is_retrained(tmp_path):
     assert "leaderboard" in result.output
 
 
+@pytest.mark.serial
 def test_a_time_limit_bounds_the_whole_search(iris, monkeypatch, tmp_path):
     import time
 

@@ -53,53 +53,73 @@ class TreeEnsemble(nn.Module):
         return None
 
 
-def from_lightgbm(dump: dict, outputs: int, base: float = 0.0) -> TreeEnsemble:
-    """A TreeEnsemble from LightGBM's `Booster.dump_model()`: tree i adds to output i mod
-    `outputs` (multiclass grows one tree per class per round); with one binary logit spread
-    over two outputs (`outputs`=2, one tree per round), the trees add to the second."""
-    infos = dump["tree_info"]
-    per_round = max(1, dump.get("num_tree_per_iteration", 1))
-    tables = [_node_table(info["tree_structure"]) for info in infos]
-    nodes = max(len(t) for t in tables)
-    depth = max(_depth(info["tree_structure"]) for info in infos)
-    model = TreeEnsemble(len(tables), nodes, outputs, depth)
-    # filled as numpy arrays, copied in once: element-wise tensor writes cost ~0.4 s a model
+def from_lightgbm(model: str, outputs: int, base: float = 0.0) -> TreeEnsemble:
+    """A TreeEnsemble from LightGBM's text model (`Booster.model_to_string()`): tree i adds to
+    output i mod `outputs` (multiclass grows one tree per class per round); with one binary logit
+    spread over two outputs (`outputs`=2, one tree per round), the trees add to the second.
+
+    The text model, not `dump_model()`'s JSON: its node arrays parse straight into numpy, where
+    the JSON cost ~0.1 s a model to write and read back (a cross-validated zero-config fit of a
+    small table converts a dozen)."""
+    header, *blocks = model.split("\nTree=")
+    per_round = max(1, int(_fields(header).get("num_tree_per_iteration", 1)))
+    tables = [_node_table(_fields(block.split("\nend of trees")[0])) for block in blocks]
+    nodes = max(len(table[0]) for table in tables)
     feature, left, right = (np.zeros((len(tables), nodes), dtype=np.int64) for _ in range(3))
     threshold, value = np.zeros((len(tables), nodes), dtype=np.float32), np.zeros((len(tables), nodes, outputs), np.float32)
-    for i, table in enumerate(tables):
-        column = i % per_round if per_round > 1 else outputs - 1
-        rows = np.array(table, dtype=np.float64).reshape(-1, 5)
-        feature[i, :len(table)], left[i, :len(table)], right[i, :len(table)] = rows[:, [0, 2, 3]].T.astype(np.int64)
-        threshold[i, :len(table)], value[i, :len(table), column] = rows[:, 1], rows[:, 4]
-        left[i, len(table):] = right[i, len(table):] = np.arange(len(table), nodes)
+    for i, (split_on, at, lower, upper, leaf) in enumerate(tables):
+        size, column = len(split_on), i % per_round if per_round > 1 else outputs - 1
+        feature[i, :size], threshold[i, :size], left[i, :size], right[i, :size] = split_on, at, lower, upper
+        value[i, :size, column] = leaf
+        left[i, size:] = right[i, size:] = np.arange(size, nodes)  # padding: nodes that point to themselves
+    ensemble = TreeEnsemble(len(tables), nodes, outputs, _depth(left, right))
     for name, array in (("feature", feature), ("threshold", threshold), ("left", left), ("right", right), ("value", value)):
-        getattr(model, name).copy_(torch.from_numpy(array))
-    model.base[-1 if per_round == 1 else slice(None)] = base
-    return model
+        getattr(ensemble, name).copy_(torch.from_numpy(array))
+    ensemble.base[-1 if per_round == 1 else slice(None)] = base
+    return ensemble
 
 
 LARGEST = float(torch.finfo(torch.float32).max)  # a leaf's threshold: finite (a run's tensors must be)
 
 
-def _node_table(root: dict) -> list[tuple]:
-    """(feature, threshold, left, right, leaf value) per node, breadth-first, root first; a
-    leaf splits on feature 0 at the largest float and is its own child either way."""
-    table, queue = [], [root]
-    while queue:
-        node = queue.pop(0)
-        if "leaf_value" in node or "split_feature" not in node:
-            table.append((0, LARGEST, len(table), len(table), float(node.get("leaf_value", 0.0))))
-            continue
-        if node.get("decision_type", "<=") != "<=":
-            raise ValueError(f"a tree splits by {node['decision_type']!r}; only numeric '<=' splits are compiled")
-        first = len(table) + len(queue) + 1  # where its children will land, breadth-first
-        threshold = min(max(float(node["threshold"]), -LARGEST), LARGEST)  # LightGBM writes 1e300 for "all"
-        table.append((int(node["split_feature"]), threshold, first, first + 1, 0.0))
-        queue += [node["left_child"], node["right_child"]]
-    return table
+def _fields(block: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
 
 
-def _depth(node: dict) -> int:
-    if "split_feature" not in node:
-        return 0
-    return 1 + max(_depth(node["left_child"]), _depth(node["right_child"]))
+def _node_table(tree: dict[str, str]) -> tuple:
+    """(features, thresholds, left and right children, leaf values) of one tree: its
+    split nodes in LightGBM's order (the root first), then its leaves, each a node that splits
+    on feature 0 at the largest float and is its own child either way."""
+    def numbers(key: str, dtype=np.int64) -> np.ndarray:
+        return np.array(tree[key].split(), dtype=dtype)
+
+    leaves = numbers("leaf_value", np.float64)
+    splits = len(leaves) - 1
+    if (numbers("decision_type") & 1).any():  # bit 0: a categorical split
+        raise ValueError("a tree splits on a category's set; only numeric '<=' splits are compiled")
+    size = splits + len(leaves)
+    own = np.arange(splits, size)  # LightGBM writes leaf j as child ~j; it sits after the splits
+
+    def child(key: str) -> np.ndarray:
+        index = numbers(key)
+        return np.concatenate([np.where(index >= 0, index, splits + ~index), own])
+
+    left, right = child("left_child"), child("right_child")
+    thresholds = np.clip(numbers("threshold", np.float64), -LARGEST, LARGEST)  # LightGBM writes 1e300 for "all"
+    return (np.concatenate([numbers("split_feature"), np.zeros(len(leaves), np.int64)]),
+            np.concatenate([thresholds, np.full(len(leaves), LARGEST)]), left, right,
+            np.concatenate([np.zeros(splits), leaves]))
+
+
+def _depth(left: np.ndarray, right: np.ndarray) -> int:
+    """Rounds of "go left or right" that take every tree's root to its deepest leaf, found for
+    all trees at once (a leaf, or padding, is its own child)."""
+    splits = left != np.arange(left.shape[1])
+    frontier, depth = np.zeros_like(splits), 0
+    frontier[:, 0] = True
+    while (frontier & splits).any():
+        tree, node = np.nonzero(frontier & splits)
+        frontier = np.zeros_like(splits)
+        frontier[tree, left[tree, node]] = frontier[tree, right[tree, node]] = True
+        depth += 1
+    return depth

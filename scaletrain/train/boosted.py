@@ -61,7 +61,9 @@ def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balan
     if len(prepared.val_y) and rounds is None:
         sets = [lgb.Dataset(encoded_rows(prepared.val_inputs), prepared.val_y.numpy(), reference=train)]
         callbacks = [lgb.early_stopping(PATIENCE, verbose=False)]
-    booster = lgb.train(params, train, num_boost_round=ROUNDS if sets else rounds or 200, valid_sets=sets, callbacks=callbacks)
+    # keep_training_booster: no text round trip of the model that the conversion below reads once
+    booster = lgb.train(params, train, num_boost_round=ROUNDS if sets else rounds or 200, valid_sets=sets,
+                        callbacks=callbacks, keep_training_booster=True)
     best = booster.best_iteration or booster.current_iteration()
-    model = from_lightgbm(booster.dump_model(num_iteration=best), outputs)
+    model = from_lightgbm(booster.model_to_string(num_iteration=best), outputs)
     return model.eval(), {"rounds": booster.current_iteration(), "best_round": best, "trees": int(model.feature.shape[0])}

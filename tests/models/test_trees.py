@@ -19,11 +19,18 @@ def test_compiled_trees_give_lightgbms_raw_scores(loader, objective, outputs):
     params = {"objective": objective, "verbosity": -1, "seed": 0} | ({"num_class": 3} if outputs == 3 else {})
     booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=25)
     raw = booster.predict(x, raw_score=True)
-    out = from_lightgbm(booster.dump_model(), outputs).eval()(torch.tensor(x, dtype=torch.float32)).numpy()
+    out = from_lightgbm(booster.model_to_string(), outputs).eval()(torch.tensor(x, dtype=torch.float32)).numpy()
     ours = out if outputs == 3 else out[:, -1]
     np.testing.assert_allclose(ours, raw, rtol=1e-5, atol=1e-3 * np.abs(raw).max())
     if outputs == 2:
         assert (out[:, 0] == 0).all()  # one logit as two: softmax of (0, z) is sigmoid(z)
+
+
+def test_a_tree_of_one_leaf_compiles_to_its_value():
+    x = np.random.default_rng(0).normal(size=(60, 2))
+    booster = lgb.train({"objective": "regression", "verbosity": -1}, lgb.Dataset(x, np.full(60, 2.5)), num_boost_round=3)
+    out = from_lightgbm(booster.model_to_string(), 1).eval()(torch.tensor(x, dtype=torch.float32))
+    np.testing.assert_allclose(out.numpy()[:, 0], booster.predict(x), rtol=1e-6)
 
 
 def steps_table(n: int = 2400, seed: int = 0) -> pd.DataFrame:

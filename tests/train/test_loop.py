@@ -78,6 +78,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch():
     assert model.weight.item() == 2.0
 
 
+@pytest.mark.serial
 def test_time_limit_stops_training(tmp_path):
     from scaletrain.train.callbacks import TimeLimit
 
@@ -94,6 +95,7 @@ def test_time_spent_before_training_counts_against_the_limit():
     assert state.stop and state.step == 1 and state.elapsed >= 10.5
 
 
+@pytest.mark.serial
 def test_time_needed_after_training_moves_the_limit_and_the_schedule_earlier():
     from scaletrain.train.callbacks import TimeLimit
 
@@ -104,6 +106,7 @@ def test_time_needed_after_training_moves_the_limit_and_the_schedule_earlier():
     assert settings.time_limit == 1.0  # the callback moved the state's limit, not the loop's settings
 
 
+@pytest.mark.serial
 def test_a_time_limited_one_cycle_anneals_by_the_time_it_stops():
     from scaletrain.train.callbacks import TimeLimit
 
