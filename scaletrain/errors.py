@@ -13,6 +13,11 @@ class DataError(ScaletrainError, ValueError):
     """Input data cannot be read or used (names the file, row or column)."""
 
 
+def path_not_found(source) -> DataError:
+    """The one wording for a data path that is not there (the CLI checks before its imports)."""
+    return DataError(f"'{source}' does not exist; check the path")
+
+
 class InputTooLarge(DataError):
     """One input is over a limit (pixels, seconds), refused before it is decoded."""
 

@@ -78,6 +78,14 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, args, needle):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_missing_data_path_is_refused_before_torch_loads(tmp_path):
+    code = ("import sys\nfrom scaletrain.cli import main\nsys.argv = ['scaletrain', 'train', sys.argv[1], '--target', 'y']\n"
+            "try:\n    main()\nexcept SystemExit as end:\n    print(end.code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope.csv")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "False"] and "does not exist; check the path" in done.stderr
+
+
 def test_debug_shows_the_traceback(trained):
     folder, _ = trained
     result = cli("train", folder / "train.csv", "--target", "knd", "--debug")

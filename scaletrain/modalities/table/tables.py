@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from scaletrain.data.manifest import filesystem
 from scaletrain.data.pixels import MAGIC
-from scaletrain.errors import DataError
+from scaletrain.errors import DataError, path_not_found
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"}
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
@@ -50,7 +50,7 @@ def expand_sources(sources: list[str]) -> list[str]:
         elif fs.exists(path):
             found = [path]
         else:
-            raise DataError(f"'{source}' does not exist; check the path")
+            raise path_not_found(source)
         if not found:
             raise DataError(f"the folder '{source}' holds no table files (.csv, .tsv, .parquet, .jsonl)")
         files += [prefix + p if prefix and not p.startswith(prefix) else p for p in found]
