@@ -256,6 +256,7 @@ def test_a_killed_factorization_resumed_is_the_same_to_the_bit(tmp_path, killed_
 def test_train_resume_continues_a_recommender_run(tmp_path):
     first = scaletrain.fit(planted(), out=tmp_path / "run", data__task="recommend", model="mf")
     assert list((tmp_path / "run" / "checkpoints").glob("*/step-*.safetensors"))
+    planted().to_csv(tmp_path / "run.csv", index=False)
     result = CliRunner().invoke(app, ["train", str(tmp_path / "run.csv"), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "already holds a run" in result.output
     again = scaletrain.fit(planted(), out=tmp_path / "run", data__task="recommend", model="mf", resume=True)
