@@ -20,6 +20,10 @@ from scaletrain.data.batches import TensorBatches
 from scaletrain.errors import ConfigError
 from scaletrain.parallel import distributed
 
+# Two ranks and their launcher on both cores, as before the suite ran on two workers: a rank
+# has rarely aborted at its end ("terminate called without an active exception"; cause not found)
+pytestmark = pytest.mark.serial
+
 # 640 training rows = 10 global batches of 64: no partial batch, so one process and two
 # ranks take exactly the same steps on exactly the same rows
 EXACT = ["--set", "train.epochs=4", "--set", "model.name=mlp", "--set", "model.dropout=0",
