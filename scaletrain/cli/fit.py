@@ -163,6 +163,16 @@ def prepare(
     out_console.print(f"{len(manifest['sources'])} file(s) → {len(manifest['shards'])} shard(s) in {out}: "
                       f"{rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows "
                       f"in {manifest['seconds']:.1f}s", highlight=False)
+    _say_what_was_read(manifest)
+
+
+def _say_what_was_read(manifest: dict) -> None:
+    """A table's columns left out of the shards, and its image columns' cells that held no image."""
+    for column, why in manifest.get("roles", {}).get("dropped", {}).items():
+        out_console.print(f"column '{column}' left out: {why}", highlight=False)
+    for column, count in manifest.get("stats", {}).get("media_absent", {}).items():
+        out_console.print(f"image column '{column}': each cell's file carried into the shards; {count:,} training "
+                          "cell(s) held no image (empty, not found or not an image): read as missing", highlight=False)
 
 
 def _prepare_corpus(sources: list[str], out: str, cfg, quiet: bool, backend: str) -> None:

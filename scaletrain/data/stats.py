@@ -216,11 +216,15 @@ class TableStats:
     rows: int = 0
     numeric: dict[str, NumericStats] = field(default_factory=dict)
     categories: dict[str, CategoryCounts] = field(default_factory=dict)
+    media: list[str] = field(default_factory=list)  # image columns: only their cells without an image are counted
+    media_absent: dict[str, int] = field(default_factory=dict)
 
     def update(self, frame: pd.DataFrame) -> None:
         from scaletrain.data.values import category_strings, numeric_columns
 
         self.rows += len(frame)
+        for name in self.media:
+            self.media_absent[name] = self.media_absent.get(name, 0) + int(frame[name].isna().sum())
         for name, series in numeric_columns(frame, self.spec).items():
             self.numeric.setdefault(name, NumericStats()).update(series.to_numpy(dtype=np.float64))
         for name in self.categorical:
@@ -232,6 +236,8 @@ class TableStats:
         from scaletrain.data.values import MISSING
 
         self.rows += len(table)
+        for name in self.media:
+            self.media_absent[name] = self.media_absent.get(name, 0) + table[name].null_count
         for name in self.spec["numeric_raw"] + self.spec["boolean"]:
             self.numeric.setdefault(name, NumericStats()).update(table[name].to_numpy())  # nulls -> NaN
         for name in self.categorical:
@@ -240,6 +246,8 @@ class TableStats:
 
     def merge(self, other: "TableStats") -> None:
         self.rows += other.rows
+        for name, count in other.media_absent.items():
+            self.media_absent[name] = self.media_absent.get(name, 0) + count
         for name, stats in other.numeric.items():
             self.numeric.setdefault(name, NumericStats()).merge(stats)
         for name, counts in other.categories.items():
@@ -250,13 +258,15 @@ class TableStats:
     def to_parts(self) -> tuple[dict, dict[str, np.ndarray]]:
         plain = {"spec": self.spec, "categorical": self.categorical, "rows": self.rows,
                  "numeric": {k: {"missing": s.missing, "moments": vars(s.moments)} for k, s in self.numeric.items()},
-                 "categories": {k: {"counts": dict(c), "other": c.other} for k, c in self.categories.items()}}
+                 "categories": {k: {"counts": dict(c), "other": c.other} for k, c in self.categories.items()},
+                 "media": self.media, "media_absent": self.media_absent}
         tensors = {f"sketch.{k}": s.sketch.to_array() for k, s in self.numeric.items()}
         return json.loads(json.dumps(plain)), tensors
 
     @classmethod
     def from_parts(cls, plain: dict, tensors: dict) -> "TableStats":
-        stats = cls(plain["spec"], plain["categorical"], plain["rows"])
+        stats = cls(plain["spec"], plain["categorical"], plain["rows"], media=plain.get("media", []),
+                    media_absent=dict(plain.get("media_absent", {})))
         for name, entry in plain["numeric"].items():
             stats.numeric[name] = NumericStats(entry["missing"], Moments(**entry["moments"]),
                                                QuantileSketch.from_array(tensors[f"sketch.{name}"]))

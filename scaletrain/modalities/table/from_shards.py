@@ -13,10 +13,12 @@ from scaletrain.data.schema import Schema
 from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.errors import DataError, TargetError
+from scaletrain.modalities.table.media import SAMPLE_IMAGES, fit_media
 from scaletrain.modalities.table.preprocess import table_state, transform_table
 from scaletrain.tasks import task_of
 
 EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation
+MEDIA_EVAL_ROWS = 10_000  # ... where rows hold images: up to 12 KB of pixels each once decoded
 
 
 def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
@@ -39,9 +41,13 @@ def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
     state["target"] = target_state(TargetStats.from_plain(m["target"]))
     state["target_column"] = schema.target
     notes = [f"training rows stream from {len(manifest.split_shards('train'))} shard(s) in '{source.url}'"]
-
-    val, test_frame = eval_sample(manifest, source.url, "val", EVAL_ROWS, notes), \
-        eval_sample(manifest, source.url, "test", EVAL_ROWS, notes)
+    if schema.image:
+        state["images"] = fit_media(eval_sample(manifest, source.url, "train", SAMPLE_IMAGES, []), schema.image,
+                                    data_cfg.image_size, {})
+        notes += streamed_media_notes(state["images"], stats, manifest.rows("train"))
+    limit = MEDIA_EVAL_ROWS if schema.image else EVAL_ROWS
+    val, test_frame = eval_sample(manifest, source.url, "val", limit, notes), \
+        eval_sample(manifest, source.url, "test", limit, notes)
     require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
     target = schema.target
     counts = class_counts(TargetStats.from_plain(m["target"]), state) if task_of(schema.task).classifies else None
@@ -55,3 +61,11 @@ def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
         Source("table", f"{source.name} (validation)", frame=val),
         Source("table", f"{source.name} (test)", frame=test_frame) if len(test_frame) else None,
         summary, notes, shard_url=source.url, train_rows=manifest.rows("train"), train_class_counts=counts)
+
+
+def streamed_media_notes(images: list[dict], stats: TableStats, train_rows: int) -> list[str]:
+    """What each image column is read as, and how many training cells `prepare` found no image in."""
+    return [f"image column '{c['name']}': {c['size'][0]}×{c['size'][1]} pixels, {c['channels']} channel(s), its own "
+            f"convolutional encoder; {stats.media_absent.get(c['name'], 0)} of {train_rows} training cells held no "
+            "image when prepared (empty, not found or not an image) and are read as missing images"
+            for c in images]

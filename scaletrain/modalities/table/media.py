@@ -121,6 +121,28 @@ def started_state(column: str, path: str) -> dict:
                          "norm": "group" if model.get("norm") == "group" else "batch"}}
 
 
+def cell_bytes(value, fs, folder: str) -> bytes | None:
+    """The encoded image a cell names or holds, for a shard (`scaletrain prepare`): a path read
+    (relative to the table's `folder` on filesystem `fs`), a data URI's bytes, the bytes
+    themselves; None where the cell is empty or holds no image's bytes. Nothing is decoded:
+    a shard carries the file as it was, and training decodes it a batch at a time."""
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.startswith(DATA_URI):
+            try:
+                value = base64.b64decode(text.split(",", 1)[-1], validate=True)
+            except (binascii.Error, ValueError):
+                return None
+        else:
+            path = text if Path(text).is_absolute() or "://" in text else f"{folder.rstrip('/')}/{text}"
+            try:
+                with fs.open(path, "rb") as handle:
+                    value = handle.read()
+            except (OSError, ValueError):
+                return None
+    return value if isinstance(value, bytes) and looks_like_image(value) else None
+
+
 def _decoded_or_none(value):
     try:
         return decode_cell(value)

@@ -10,6 +10,7 @@ the manifest is written last, so a directory with a manifest is always complete.
 from __future__ import annotations
 
 import gc
+import posixpath
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from scaletrain.data.values import MISSING, TRUE_WORDS, bool_numbers, category_s
 from scaletrain.errors import DataError
 from scaletrain.modalities.table.arrow_read import SlowPath, read_arrow_chunks, read_types
 from scaletrain.modalities.table.chunks import CHUNK_ROWS, read_chunks
+from scaletrain.modalities.table.media import cell_bytes
 from scaletrain.modalities.table.preprocess import table_spec
 from scaletrain.modalities.table.tables import expand_sources
 from scaletrain.parallel.cluster import map_on_ray
@@ -42,6 +44,7 @@ from scaletrain.runtime import cores
 from scaletrain.tasks import task_of
 
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from
+MEDIA_CHUNK_ROWS = 2048    # rows per chunk (and row group) with image columns: ~100 MB of pixels a streamed window
 
 
 # ---------------------------------------------------------------- canonical columns
@@ -61,7 +64,7 @@ class Layout:
     def to_plain(self) -> dict:
         s = self.schema
         return {"target": s.target, "task": s.task, "numeric": s.numeric, "categorical": s.categorical,
-                "boolean": s.boolean, "datetime": s.datetime, "dropped": s.dropped}
+                "boolean": s.boolean, "datetime": s.datetime, "image": s.image, "dropped": s.dropped}
 
 
 def target_type(sample: pd.Series, task: str) -> pa.DataType:
@@ -80,14 +83,13 @@ def make_layout(sample: pd.DataFrame, target: str | None, task: str, roles: dict
     target = find_target(sample, target, source)
     sample = sample[sample[target].notna()]
     schema = infer_schema(sample, target, task, roles)
-    for column in schema.text:  # shards hold numbers and categories; tokenized shards are not written yet
+    for column in schema.text:  # shards hold numbers, categories and images; tokenized shards are not written yet
         schema.dropped[column] = "free text: from shards it is not used yet (train from the file itself to use it)"
-    for column in schema.image:
-        schema.dropped[column] = "images: from shards they are not read yet (train from the file itself to use them)"
-    schema.text, schema.image = [], []
+    schema.text = []
     fields = ([pa.field(c, pa.float64()) for c in schema.numeric + schema.boolean]
               + [pa.field(c, pa.timestamp("ns")) for c in schema.datetime]
               + [pa.field(c, pa.string()) for c in schema.categorical]
+              + [pa.field(c, pa.binary()) for c in schema.image]  # each cell the image file's bytes
               + [pa.field(target, target_type(sample[target], schema.task))])
     return Layout(schema, table_spec(sample, schema), [f.name for f in fields], pa.schema(fields),
                   val_fraction, test_fraction, seed, read_types(sample, schema, fields[-1].type))
@@ -110,6 +112,11 @@ def canonical(chunk: pd.DataFrame, layout: Layout, url: str) -> pd.DataFrame:
         out[name] = pd.to_datetime(chunk[name], errors="coerce", format="mixed")
     for name in s.categorical:
         out[name] = category_strings(chunk[name]).replace(MISSING, None)
+    if s.image:
+        fs, path = filesystem(url)
+        folder = posixpath.dirname(path)
+        for name in s.image:
+            out[name] = chunk[name].map(lambda value: cell_bytes(value, fs, folder)).astype(object)
     out[s.target] = chunk[s.target]
     return pd.DataFrame(out, index=chunk.index)[layout.columns]
 
@@ -193,7 +200,8 @@ def _prepare_file(url, file_index, layout, out, max_bytes, chunk_rows, on_rows, 
     fs, root = filesystem(out)
     stem = f"{file_index:05d}"
     writers = {split: ShardWriter(fs, root, split, stem, layout.arrow_schema, max_bytes) for split in SPLITS}
-    stats, target = TableStats(layout.spec, layout.schema.categorical), TargetStats(layout.schema.task)
+    stats = TableStats(layout.spec, layout.schema.categorical, media=layout.schema.image)
+    target = TargetStats(layout.schema.task)
     counts, start, name = {split: 0 for split in SPLITS}, 0, layout.schema.target
     try:
         for table, frame in _canonical_chunks(url, layout, chunk_rows, fast):
@@ -249,21 +257,28 @@ def prepare_table_shards(sources: list[str], out: str, target: str | None = None
                         test_fraction, seed, workers, chunk_rows, verbose, backend)
 
 
-def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction, test_fraction, seed,
-             workers, chunk_rows, verbose, backend) -> dict:
-    from rich.progress import Progress, TextColumn, TimeElapsedColumn
-
-    started = time.perf_counter()
+def _first_rows(url: str, chunk_rows: int) -> pd.DataFrame:
+    """The first SAMPLE_ROWS rows of a file, that the roles are inferred from."""
     sample_chunks, rows = [], 0
-    for chunk in read_chunks(files[0], chunk_rows):
+    for chunk in read_chunks(url, chunk_rows):
         sample_chunks.append(chunk)
         rows += len(chunk)
         if rows >= SAMPLE_ROWS:
             break
     if not sample_chunks or rows == 0:
-        raise DataError(f"'{files[0]}' holds no data rows")
-    layout = make_layout(pd.concat(sample_chunks, ignore_index=True), target, task, roles or {}, files[0],
-                         val_fraction, test_fraction, seed)
+        raise DataError(f"'{url}' holds no data rows")
+    return pd.concat(sample_chunks, ignore_index=True)
+
+
+def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val_fraction, test_fraction, seed,
+             workers, chunk_rows, verbose, backend) -> dict:
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    started = time.perf_counter()
+    layout = make_layout(_first_rows(files[0], chunk_rows), target, task, roles or {}, files[0], val_fraction,
+                         test_fraction, seed)
+    if layout.schema.image:  # a row group is what training decodes at once: a few thousand images, not 65,536
+        chunk_rows = min(chunk_rows, MEDIA_CHUNK_ROWS)
     local = fs.protocol in ("file", "local") or "file" in fs.protocol
     workers = workers or min(len(files), cores())
     results: list[FileResult] = []

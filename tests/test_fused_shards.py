@@ -1,0 +1,65 @@
+"""Image columns through `scaletrain prepare`: the shards carry each cell's image file, and a
+fused model trains from them a row group at a time."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import scaletrain
+from tests.test_fused import shapes_table
+
+
+def _prepare_in_a_fresh_interpreter(table, shards) -> list[str]:
+    """Run `scaletrain prepare`; return its output's lines, then which of torch and scikit-learn it imported."""
+    code = ("import sys; from typer.testing import CliRunner; from scaletrain.cli import app; "
+            f"r = CliRunner().invoke(app, ['prepare', {str(table)!r}, '--out', {str(shards)!r}, "
+            "'--target', 'label', '--quiet']); assert r.exit_code == 0, r.output; "
+            "print(' '.join(r.output.split())); print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()
+
+
+def test_an_image_column_is_carried_into_shards_and_trains_from_them(tmp_path):
+    table = shapes_table(tmp_path, n=500)
+    rows = pd.read_csv(table)
+    rows.loc[:9, "photo"] = [None] * 5 + ["img/nope.png"] * 5  # empty cells, and files that do not exist
+    rows.to_csv(table, index=False)
+    shards = tmp_path / "shards"
+    said, imported = _prepare_in_a_fresh_interpreter(table, shards)
+    assert imported == "[]"  # bytes are carried, nothing decoded
+
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["roles"]["image"] == ["photo"] and "photo" not in manifest["roles"]["dropped"]
+    parts = {split: [pq.read_table(shards / s["file"]) for s in manifest["shards"] if s["split"] == split]
+             for split in ("train", "val", "test")}
+    assert all(t.schema.field("photo").type == pa.binary() for ts in parts.values() for t in ts)
+    files = {(tmp_path / "img" / f"{i}.png").read_bytes() for i in range(10, 500)}
+    cells = [c for ts in parts.values() for t in ts for c in t["photo"].to_pylist() if c is not None]
+    assert len(cells) == 490 and set(cells) == files  # each cell the file itself
+    nulls = {split: sum(t["photo"].null_count for t in ts) for split, ts in parts.items()}
+    assert sum(nulls.values()) == 10  # the empty and the missing files alike
+    assert manifest["stats"]["media_absent"] == {"photo": nulls["train"]}
+    assert f"image column 'photo': each cell's file carried into the shards; {nulls['train']} training cell(s) " \
+           "held no image" in said
+
+    run = scaletrain.fit(str(shards), out=tmp_path / "run", sets=["model.name=mlp", "train.epochs=25"])
+    assert run.metrics["test"]["accuracy"] >= 0.9
+    assert f"image column 'photo': 16×16 pixels, 1 channel(s), its own convolutional encoder; {nulls['train']} of " \
+           f"{manifest['rows']['train']} training cells held no image" in " ".join(run.metrics["notes"])
+    predicted = scaletrain.load(tmp_path / "run").predict(table)  # raw rows, paths read as the run was prepared
+    assert (predicted["prediction"] == rows["label"]).iloc[10:].mean() >= 0.9
+
+
+def test_rows_with_images_are_cut_into_small_row_groups(tmp_path, monkeypatch):
+    """A streamed window decodes a few row groups at once: with images they are small."""
+    from scaletrain.modalities.table import shards as table_shards
+
+    monkeypatch.setattr(table_shards, "MEDIA_CHUNK_ROWS", 64)
+    table = shapes_table(tmp_path, n=300)
+    manifest = table_shards.prepare_table_shards([str(table)], str(tmp_path / "shards"), "label", verbose=False)
+    groups = [n for s in manifest["shards"] for n in s["row_groups"]]
+    assert sum(groups) == 300 and max(groups) <= 64
