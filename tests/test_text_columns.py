@@ -61,12 +61,20 @@ def test_sizes_follow_the_corpus():
     assert ids.shape == (2, 8) and cut == 1 and ids[0, 4:].sum() == 0  # [CLS] one two [SEP], padded with 0
 
 
-def test_shards_leave_text_out_and_say_so(tmp_path):
+def test_text_columns_go_into_shards_and_are_tokenized_while_streaming(tmp_path):
     from scaletrain.modalities.table.shards import prepare_table_shards
 
-    articles().to_csv(tmp_path / "articles.csv", index=False)
+    articles(n=600).to_csv(tmp_path / "articles.csv", index=False)
     manifest = prepare_table_shards([str(tmp_path / "articles.csv")], str(tmp_path / "shards"), "topic", verbose=False)
-    assert "body" in str(manifest) and "not used yet" in str(manifest)
+    assert manifest["roles"]["text"] == ["body"] and "body" not in manifest["roles"]["dropped"]
+    run = scaletrain.fit(str(tmp_path / "shards"), out=tmp_path / "run", model="mlp", epochs=30)
+    assert any(n.startswith("training rows stream from") for n in run.metrics["notes"])
+    assert run.metrics["test"]["accuracy"] > 0.9  # chance is 1/3: the words are read from the shards
+    assert run.preprocess["text"]["columns"] == ["body"]
+    assert any(f"trained on the first {manifest['rows']['train']} training rows" in n and "streamed window" in n
+               for n in run.metrics["notes"])
+    test = articles(n=60, seed=5)
+    assert (scaletrain.load(tmp_path / "run").predict(test.drop(columns="topic"))["prediction"] == test["topic"]).mean() > 0.9
 
 
 def test_missing_text_is_empty_text():

@@ -26,6 +26,7 @@ def mixed_table(n: int = ROWS) -> pd.DataFrame:
         "member": rng.choice(["yes", "no", "Yes"], n),                           # true-words
         "paid": rng.choice([True, False, None], n),                              # booleans with gaps
         "bit": rng.integers(0, 2, n),                                            # 0/1 booleans
+        "note": [" ".join(rng.choice(["fits", "well", "too", "small", "soft", ""], 4)).strip() for _ in range(n)],
     })
     frame["y"] = np.where(x + (frame["colour"] == "red") > 0.2, 1, 0)
     return frame
@@ -39,7 +40,8 @@ def prepared(tmp_path, name: str, sources: list[str], fast: bool, monkeypatch) -
         else:  # the pandas canonicalizer must not run: the Arrow reader did the work
             patch.setattr(shards, "canonical", lambda *args: pytest.fail("pandas path used"))
         out = tmp_path / name
-        manifest = prepare_shards(sources, str(out), target="y", roles={"id": "numeric", "zone": "categorical"}, chunk_rows=700,
+        manifest = prepare_shards(sources, str(out), target="y", roles={"id": "numeric", "zone": "categorical", "note": "text"},
+                                  chunk_rows=700,
                                   workers=1, verbose=False)
     frames = [pq.read_table(out / s["file"]).to_pandas().assign(split=s["split"]) for s in manifest["shards"]]
     rows = pd.concat(frames, ignore_index=True).sort_values("id", ignore_index=True)
@@ -72,6 +74,7 @@ def test_arrow_reader_gives_the_pandas_readers_shards_and_statistics(tmp_path, m
     assert set(roles["boolean"]) == {"member", "paid"} and set(roles["categorical"]) == {"zone", "colour"}
     assert fast[1]["member"].isin([0.0, 1.0]).all() and fast[1]["paid"].isna().any()
     assert "120" in set(fast[1]["zone"])
+    assert roles["text"] == ["note"] and fast[1]["note"].str.contains("fits").any()  # free text kept as written
     assert fast[1]["colour"].isna().any() == (suffix == ".csv")  # "NA" and "" in a CSV are missing
 
 

@@ -43,6 +43,8 @@ def read_types(sample: pd.DataFrame, schema, target_type: pa.DataType) -> dict[s
             types[name] = pa.bool_()
         else:
             types[name] = pa.float64() if kind in "iuf" else pa.string()
+    for name in schema.text:
+        types[name] = pa.string()
     for name in schema.categorical:
         kind = sample[name].dtype.kind
         if kind in "iu":

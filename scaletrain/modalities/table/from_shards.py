@@ -14,11 +14,12 @@ from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.table.media import SAMPLE_IMAGES, fit_media
-from scaletrain.modalities.table.preprocess import table_state, transform_table
+from scaletrain.modalities.table.preprocess import fit_text, table_state, transform_table
 from scaletrain.tasks import task_of
 
 EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation
 MEDIA_EVAL_ROWS = 10_000  # ... where rows hold images: up to 12 KB of pixels each once decoded
+TEXT_FIT_ROWS = 100_000  # training rows the text columns' tokenizer, kept length and idf are fitted on
 
 
 def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
@@ -41,6 +42,9 @@ def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
     state["target"] = target_state(TargetStats.from_plain(m["target"]))
     state["target_column"] = schema.target
     notes = [f"training rows stream from {len(manifest.split_shards('train'))} shard(s) in '{source.url}'"]
+    if schema.text:
+        state["text"], note = _fit_text_on_first_rows(manifest, source.url, schema.text, data_cfg)
+        notes.append(note)
     if schema.image:
         state["images"] = fit_media(eval_sample(manifest, source.url, "train", SAMPLE_IMAGES, []), schema.image,
                                     data_cfg.image_size, {})
@@ -69,3 +73,13 @@ def streamed_media_notes(images: list[dict], stats: TableStats, train_rows: int)
             f"convolutional encoder; {stats.media_absent.get(c['name'], 0)} of {train_rows} training cells held no "
             "image when prepared (empty, not found or not an image) and are read as missing images"
             for c in images]
+
+
+def _fit_text_on_first_rows(manifest, url: str, columns: list[str], data_cfg) -> tuple[dict, str]:
+    """The text columns' state fitted on the first training row groups (up to about
+    TEXT_FIT_ROWS rows: a tokenizer's vocabulary settles long before a corpus ends), and the note."""
+    sample = eval_sample(manifest, url, "train", TEXT_FIT_ROWS, [])
+    text = fit_text(sample, columns, data_cfg.tokenizer, data_cfg.vocab_size)
+    whence = f"from {data_cfg.tokenizer}" if data_cfg.tokenizer else f"trained on the first {len(sample):,} training rows"
+    return text, (f"text column(s) {', '.join(columns)}: WordPiece tokenizer {whence} ({text['vocab_size']:,} pieces, "
+                  f"tokenizer.json), {text['length']} tokens kept per row, tokenized a streamed window at a time")

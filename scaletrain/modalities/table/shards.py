@@ -45,6 +45,7 @@ from scaletrain.tasks import task_of
 
 SAMPLE_ROWS = 100_000      # rows of the first file that roles are inferred from
 MEDIA_CHUNK_ROWS = 2048    # rows per chunk (and row group) with image columns: ~100 MB of pixels a streamed window
+TEXT_CHUNK_ROWS = 8192     # ... with text columns: ≤ 4 × 8,192 rows of ≤ 512 token ids a streamed window
 
 
 # ---------------------------------------------------------------- canonical columns
@@ -64,7 +65,7 @@ class Layout:
     def to_plain(self) -> dict:
         s = self.schema
         return {"target": s.target, "task": s.task, "numeric": s.numeric, "categorical": s.categorical,
-                "boolean": s.boolean, "datetime": s.datetime, "image": s.image, "dropped": s.dropped}
+                "boolean": s.boolean, "datetime": s.datetime, "text": s.text, "image": s.image, "dropped": s.dropped}
 
 
 def target_type(sample: pd.Series, task: str) -> pa.DataType:
@@ -83,12 +84,10 @@ def make_layout(sample: pd.DataFrame, target: str | None, task: str, roles: dict
     target = find_target(sample, target, source)
     sample = sample[sample[target].notna()]
     schema = infer_schema(sample, target, task, roles)
-    for column in schema.text:  # shards hold numbers, categories and images; tokenized shards are not written yet
-        schema.dropped[column] = "free text: from shards it is not used yet (train from the file itself to use it)"
-    schema.text = []
     fields = ([pa.field(c, pa.float64()) for c in schema.numeric + schema.boolean]
               + [pa.field(c, pa.timestamp("ns")) for c in schema.datetime]
               + [pa.field(c, pa.string()) for c in schema.categorical]
+              + [pa.field(c, pa.string()) for c in schema.text]  # as written: training tokenizes a window at a time
               + [pa.field(c, pa.binary()) for c in schema.image]  # each cell the image file's bytes
               + [pa.field(target, target_type(sample[target], schema.task))])
     return Layout(schema, table_spec(sample, schema), [f.name for f in fields], pa.schema(fields),
@@ -112,6 +111,9 @@ def canonical(chunk: pd.DataFrame, layout: Layout, url: str) -> pd.DataFrame:
         out[name] = pd.to_datetime(chunk[name], errors="coerce", format="mixed")
     for name in s.categorical:
         out[name] = category_strings(chunk[name]).replace(MISSING, None)
+    for name in s.text:
+        out[name] = chunk[name].map(lambda value: value if isinstance(value, str) else
+                                    None if pd.isna(value) else str(value)).astype(object)
     if s.image:
         fs, path = filesystem(url)
         folder = posixpath.dirname(path)
@@ -130,7 +132,7 @@ def canonical_arrow(table: pa.Table, layout: Layout) -> pa.Table:
     columns = [pc.cast(table[name], pa.float64()) for name in s.numeric]
     columns += [_bool_arrow(table[name]) for name in s.boolean]
     columns += [table[name] if table[name].type == pa.string() else pc.cast(table[name], pa.string())
-                for name in s.categorical]
+                for name in s.categorical + s.text]
     columns.append(table[s.target])
     # one chunk per column: the reader's blocks do not line up with chunks, and three filters
     # plus a write of unchunked columns cost less than of chunked ones (0.20 s -> 0.16 s a file)
@@ -277,8 +279,9 @@ def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val
     started = time.perf_counter()
     layout = make_layout(_first_rows(files[0], chunk_rows), target, task, roles or {}, files[0], val_fraction,
                          test_fraction, seed)
-    if layout.schema.image:  # a row group is what training decodes at once: a few thousand images, not 65,536
-        chunk_rows = min(chunk_rows, MEDIA_CHUNK_ROWS)
+    # a row group is what training decodes or tokenizes at once: with images or text, not 65,536 rows
+    chunk_rows = min(chunk_rows, MEDIA_CHUNK_ROWS if layout.schema.image else TEXT_CHUNK_ROWS if layout.schema.text
+                     else chunk_rows)
     local = fs.protocol in ("file", "local") or "file" in fs.protocol
     workers = workers or min(len(files), cores())
     results: list[FileResult] = []
