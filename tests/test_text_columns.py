@@ -121,6 +121,22 @@ def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
     assert FEW_LABELS == 1000
 
 
+def test_streamed_text_on_two_cores_is_tokenized_in_the_training_process(monkeypatch):
+    """One forked loader worker tokenizes on one core; the training process itself uses both."""
+    from scaletrain import runtime
+    from scaletrain.config import Config
+    from scaletrain.fitting import recipe
+
+    def workers(cores: int, text_length: int, streamed: bool = True) -> int:
+        monkeypatch.setattr(runtime, "cores", lambda: cores)
+        monkeypatch.setattr(recipe, "cores", lambda: cores)
+        facts = TableFacts("table", "multiclass", 50_000, 3, streamed=streamed, n_features=4, text_length=text_length)
+        return recipe.resolve(Config(), facts).data.loader_workers
+
+    assert workers(2, text_length=64) == 0
+    assert workers(2, text_length=0) == 1 and workers(8, text_length=64) == 4  # numbers alone; cores to spare
+
+
 def test_many_texts_train_the_linear_model_beside_the_mlp_and_no_few_labels_advice(tmp_path):
     train, test = articles(n=2600, seed=2), articles(n=100, seed=3)
     run = scaletrain.fit(train, "topic", test=test, out=None)
