@@ -48,6 +48,8 @@ Prints, never asserts on time:
      R² and recommended AUC, zero-config on the texts, the table and both, against TF-IDF + Ridge/LR.
   27. fused combiners and column starts (bench/fused_columns_bench.py): concat / gated / attention on
      the generated shapes task; a small fused table whose image column starts from an earlier CNN.
+  28. image columns from shards (bench/fused_shards_bench.py): generated 32×32 pictures beside a number,
+     50,000 and 100,000 rows trained in memory and from `prepare`'s shards; peak RSS of each training.
   (bench/pretrain_scale.py, 1 + 2 GB corpora and ~30 min, is run by hand.)
 """
 from __future__ import annotations
@@ -72,6 +74,7 @@ import ctr_bench  # noqa: E402
 import explain_bench  # noqa: E402
 import fused_bench  # noqa: E402
 import fused_columns_bench  # noqa: E402
+import fused_shards_bench  # noqa: E402
 import overhead  # noqa: E402
 import panel  # noqa: E402
 import pretrain_speed  # noqa: E402
@@ -210,3 +213,6 @@ if __name__ == "__main__":
     fused_bench.main([])
     print("\n27. fused combiners and per-column starts, generated shapes task (bench/fused_columns_bench.py)")
     fused_columns_bench.main()
+    print("\n28. image columns from shards: 50,000 and 100,000 rows of 32x32 pictures, in memory and streamed, "
+          "peak RSS of training (bench/fused_shards_bench.py)")
+    fused_shards_bench.main([])

@@ -63,3 +63,34 @@ def test_rows_with_images_are_cut_into_small_row_groups(tmp_path, monkeypatch):
     manifest = table_shards.prepare_table_shards([str(table)], str(tmp_path / "shards"), "label", verbose=False)
     groups = [n for s in manifest["shards"] for n in s["row_groups"]]
     assert sum(groups) == 300 and max(groups) <= 64
+
+
+def test_image_paths_are_read_from_the_tables_own_filesystem():
+    """A table behind an fsspec URL names its images relative to itself, on the same filesystem."""
+    import io
+
+    import fsspec
+    import numpy as np
+    from PIL import Image
+
+    from scaletrain.modalities.table.shards import prepare_table_shards
+
+    fs, rng, files = fsspec.filesystem("memory"), np.random.default_rng(0), {}
+    for i in range(40):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(buffer, format="PNG")
+        files[f"pics/{i}.png"] = buffer.getvalue()
+        with fs.open(f"/remote/pics/{i}.png", "wb") as fh:
+            fh.write(buffer.getvalue())
+    rows = pd.DataFrame({"photo": list(files), "x": rng.normal(size=40), "label": ["a", "b"] * 20})
+    with fs.open("/remote/rows.csv", "wb") as fh:
+        fh.write(rows.to_csv(index=False).encode())
+    try:
+        manifest = prepare_table_shards(["memory://remote/rows.csv"], "memory://remote-shards", "label", verbose=False)
+        cells = [c for s in manifest["shards"]
+                 for c in pq.read_table(fs.open(f"/remote-shards/{s['file']}", "rb"))["photo"].to_pylist()]
+        assert sorted(cells) == sorted(files.values())
+    finally:
+        fs.rm("/remote", recursive=True)
+        if fs.exists("/remote-shards"):
+            fs.rm("/remote-shards", recursive=True)
