@@ -130,13 +130,20 @@ def test_early_stopping_without_validation_rows_is_refused_with_what_to_do():
                                                   "train.early_stopping=5"])
 
 
+def prepare_in_a_fresh_interpreter(table, shards, target: str) -> tuple[str, str]:
+    """Run `scaletrain prepare` in a new interpreter; return its output (on one line) and which
+    of torch and scikit-learn it imported."""
+    code = ("import sys; from typer.testing import CliRunner; from scaletrain.cli import app; "
+            f"r = CliRunner().invoke(app, ['prepare', {str(table)!r}, '--out', {str(shards)!r}, "
+            f"'--target', {target!r}, '--quiet']); assert r.exit_code == 0, r.output; "
+            "print(' '.join(r.output.split())); print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said, imported = done.stdout.strip().splitlines()
+    return said, imported
+
+
 def test_prepare_imports_neither_torch_nor_scikit_learn(tmp_path):
     """`prepare` is timed against a bare pyarrow read: importing torch would cost it ~2 s a run."""
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,x\n3,4,z\n5,6,x\n7,8,z\n")
-    code = ("import sys; from typer.testing import CliRunner; from scaletrain.cli import app; "
-            f"r = CliRunner().invoke(app, ['prepare', {str(tmp_path / 't.csv')!r}, '--out', {str(tmp_path / 's')!r}, "
-            "'--target', 'y', '--quiet']); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert prepare_in_a_fresh_interpreter(tmp_path / "t.csv", tmp_path / "s", "y")[1] == "[]"

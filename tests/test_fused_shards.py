@@ -1,26 +1,14 @@
 """Image columns through `scaletrain prepare`: the shards carry each cell's image file, and a
 fused model trains from them a row group at a time."""
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 import scaletrain
+from tests.test_cli import prepare_in_a_fresh_interpreter
 from tests.test_fused import shapes_table
-
-
-def _prepare_in_a_fresh_interpreter(table, shards) -> list[str]:
-    """Run `scaletrain prepare`; return its output's lines, then which of torch and scikit-learn it imported."""
-    code = ("import sys; from typer.testing import CliRunner; from scaletrain.cli import app; "
-            f"r = CliRunner().invoke(app, ['prepare', {str(table)!r}, '--out', {str(shards)!r}, "
-            "'--target', 'label', '--quiet']); assert r.exit_code == 0, r.output; "
-            "print(' '.join(r.output.split())); print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()
 
 
 def test_an_image_column_is_carried_into_shards_and_trains_from_them(tmp_path):
@@ -29,7 +17,7 @@ def test_an_image_column_is_carried_into_shards_and_trains_from_them(tmp_path):
     rows.loc[:9, "photo"] = [None] * 5 + ["img/nope.png"] * 5  # empty cells, and files that do not exist
     rows.to_csv(table, index=False)
     shards = tmp_path / "shards"
-    said, imported = _prepare_in_a_fresh_interpreter(table, shards)
+    said, imported = prepare_in_a_fresh_interpreter(table, shards, "label")
     assert imported == "[]"  # bytes are carried, nothing decoded
 
     manifest = json.loads((shards / "manifest.json").read_text())
