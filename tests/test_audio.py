@@ -297,6 +297,7 @@ def test_a_listing_of_paths_trains_predicts_and_evaluates(tone_run, tmp_path):
     run = scaletrain.fit(str(folder / "listing.csv"), "kind", out=tmp_path / "run", epochs=12, model__width=8)
     assert run.modality.name == "audio" and sorted(run.classes) == ["chirp", "high", "low"]
     assert any("1 listed clip(s) without a label in 'kind'" in n for n in run.metrics["notes"])
+    assert any("column(s) take of the listing not used as inputs" in n for n in run.metrics["notes"])
     assert run.metrics["test"]["accuracy"] >= 0.8, run.metrics["test"]
     predicted = scaletrain.load(tmp_path / "run").predict(str(folder / "listing.csv"))
     assert list(predicted.columns[:4]) == ["clip", "kind", "take", "prediction"] and len(predicted) == len(files)

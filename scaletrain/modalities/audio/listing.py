@@ -80,5 +80,10 @@ def labelled(clips: ClipSet, target: str | None, name: str) -> tuple[ClipSet, st
     present = clips.table[column].notna().to_numpy()
     kept = clips.subset(present.nonzero()[0])
     kept.labels, kept.skipped = kept.table[column].to_numpy(), clips.skipped
-    note = None if present.all() else f"{int((~present).sum())} listed clip(s) without a label in '{column}' left out"
-    return kept, column, note
+    notes = [] if present.all() else [f"{int((~present).sum())} listed clip(s) without a label in '{column}' left out"]
+    others = [str(c) for c in clips.table.columns if c != column]
+    if others:  # said, not silently ignored: the clips are all the model reads
+        notes.append(f"column(s) {', '.join(others[:10])}{' …' if len(others) > 10 else ''} of the listing not used as "
+                     "inputs: the model learns from the sound alone (a table's audio columns are not fused with its "
+                     "other columns yet)")
+    return kept, column, "; ".join(notes) or None
