@@ -6,8 +6,8 @@ from importlib import import_module
 from pathlib import Path
 
 from scaletrain.config import Config, make_config, parse_duration
-from scaletrain.fitting.pipeline import FitOptions, default_out, fit_run
 from scaletrain.run import Run
+from scaletrain.rundir import default_out
 from scaletrain.tasks import TASKS, task_of
 from scaletrain.train.budget import Budget
 
@@ -50,6 +50,9 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         return import_module(regime).train(cfg, data, out, verbose=verbose, overwrite=overwrite, resume=resume,
                                            resume_or_start=resume_or_start)
     budget.limit = cfg.train.time_limit
+    # the pipeline (scikit-learn, the report's matplotlib) is imported to fit, not to load a run
+    from scaletrain.fitting.pipeline import FitOptions, fit_run
+
     return fit_run(cfg, data, y=y, test=test, budget=budget,
                    options=FitOptions(out, verbose, resume or resume_or_start, callbacks, report_sections, overwrite,
                                       resume_or_start))

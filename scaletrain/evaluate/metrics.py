@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from scaletrain.tasks import task_of
+
+# scikit-learn (with scipy: ~1.4 s) is imported where a figure needs it: `predict`, `serve` and
+# `export` load a run through this module and compute none of them
 
 
 def main_score_name(task: str) -> str:
@@ -25,6 +27,8 @@ def compute_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list) -> list[dict]:
     """Return precision, recall, F1 and support for each class."""
+    from sklearn import metrics as skm
+
     labels = list(range(len(class_names)))
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return [{"class": str(name), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),

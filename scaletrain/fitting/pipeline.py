@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 from scaletrain.audit import audit_section, run_findings
@@ -33,7 +32,7 @@ from scaletrain.fitting.shifts import choose_test_shifts, settled
 from scaletrain.modalities import load_source, load_test_source, modality, prepare
 from scaletrain.parallel import distributed
 from scaletrain.run import Run
-from scaletrain.rundir import RunDir
+from scaletrain.rundir import RunDir, default_out
 from scaletrain.runlock import writing
 from scaletrain.runtime import keep_freed_memory
 from scaletrain.tasks import task_of
@@ -154,10 +153,6 @@ def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
 
 
 MIN_CALIBRATION_ROWS = 30  # validation rows below which one fitted number is noise
-
-
-def default_out(name: str) -> Path:
-    return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def run_directory(out, name: str) -> Path | None:
