@@ -33,7 +33,9 @@ def apply_init(model: nn.Module, scheme: str) -> None:
     """Re-initialise the weights of all Linear/Conv layers of a model with a named scheme."""
     init = INIT_SCHEMES[scheme]
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv1d)) and module.weight.numel():
+        # a skeleton on the meta device (runcheck's shape check) has no values to set, and
+        # normal_ there goes through torch's reference ops, which import its compiler (1.2 s)
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv1d)) and module.weight.numel() and not module.weight.is_meta:
             init(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
