@@ -77,8 +77,8 @@ class TableRecipe(Recipe):
         if data.loader_workers is None and facts.streamed and facts.text_length and cores() <= 2:
             # Streamed text is tokenized where it is read. The tokenizer runs on every core, but
             # on one in a forked loader process: a single such worker (what 2 cores get) tokenizes
-            # slower than the training process itself does between its steps. Clothing reviews from shards, 2 cores, 4 MLP
-            # epochs: 18.9 s of training with one worker, 11.3 s with none.
+            # slower than the training process itself does between its steps. Clothing reviews
+            # from shards, 2 cores, 4 MLP epochs: 18.9 s of training with one worker, 11.3 s with none.
             data.loader_workers = 0
 
     def fit_model(self, model: ModelConfig, facts: TableFacts) -> None:
