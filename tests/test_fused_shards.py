@@ -40,6 +40,34 @@ def test_an_image_column_is_carried_into_shards_and_trains_from_them(tmp_path):
            f"{manifest['rows']['train']} training cells held no image" in " ".join(run.metrics["notes"])
     predicted = scaletrain.load(tmp_path / "run").predict(table)  # raw rows, paths read as the run was prepared
     assert (predicted["prediction"] == rows["label"]).iloc[10:].mean() >= 0.9
+    _exported_and_served_as_predict_reads(tmp_path / "run", table, predicted)
+
+
+def _exported_and_served_as_predict_reads(folder, table, predicted) -> None:
+    """The run trained from shards ships as one read whole does: its ONNX graph and its server
+    (a row's image inline) give predict's labels."""
+    import base64
+
+    import numpy as np
+    import onnxruntime as ort
+    from fastapi.testclient import TestClient
+
+    from scaletrain.export.onnx_export import export_onnx, onnx_inputs
+    from scaletrain.modalities import read_for_run
+    from scaletrain.serve.app import create_app
+    from scaletrain.serve.graph import graph_engine
+
+    run = scaletrain.load(folder)
+    label, proba = ort.InferenceSession(str(export_onnx(folder, folder / "m.onnx"))).run(
+        ["label", "probabilities"], onnx_inputs(run, read_for_run(run.preprocess, str(table))))
+    assert list(label) == predicted["prediction"].tolist()
+    np.testing.assert_allclose(proba, predicted[["proba_no", "proba_yes"]].to_numpy(), atol=1e-5)
+    rows = pd.read_csv(table).iloc[10:14]
+    inline = [{"photo": "data:image/png;base64," + base64.b64encode((table.parent / p).read_bytes()).decode(), "x": x}
+              for p, x in zip(rows["photo"], rows["x"])]
+    with TestClient(create_app(run, engine=graph_engine(run))) as client:
+        answer = client.post("/predict", json={"records": inline})
+        assert answer.status_code == 200 and answer.json()["predictions"] == predicted["prediction"].tolist()[10:14]
 
 
 def test_rows_with_images_are_cut_into_small_row_groups(tmp_path, monkeypatch):
