@@ -110,3 +110,21 @@ def test_image_paths_are_read_from_the_tables_own_filesystem():
         fs.rm("/remote", recursive=True)
         if fs.exists("/remote-shards"):
             fs.rm("/remote-shards", recursive=True)
+
+
+def test_a_cell_that_holds_no_image_is_carried_as_none(tmp_path, monkeypatch):
+    """Empty, missing, a directory, bytes or a data URI that are not an image, a file over the
+    size bound: each is stored empty (and counted), never read past the bound."""
+    import fsspec
+
+    from scaletrain.modalities.table import media
+
+    shapes_table(tmp_path, n=1)
+    image = (tmp_path / "img" / "0.png").read_bytes()
+    (tmp_path / "big.png").write_bytes(image + b"\0" * 5000)
+    fs = fsspec.filesystem("file")
+    monkeypatch.setattr(media, "MAX_CELL_BYTES", 4000)
+    cells = [None, "", "  ", "nope.png", "img", b"plain bytes", "data:image/png;base64,@@@",
+             "data:image/png;base64,aGVsbG8=", "big.png", 3.5]
+    assert [media.cell_bytes(c, fs, str(tmp_path)) for c in cells] == [None] * len(cells)
+    assert media.cell_bytes("img/0.png", fs, str(tmp_path)) == image == media.cell_bytes(image, fs, str(tmp_path))

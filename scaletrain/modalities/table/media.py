@@ -27,6 +27,7 @@ from scaletrain.errors import ConfigError
 
 MEDIA_SIDE = 64        # largest side an image column is brought to unless data.image_size says
 SAMPLE_IMAGES = 256    # images per column read to choose its size, channels and normalization
+MAX_CELL_BYTES = 32 << 20  # an image file `prepare` carries into a shard: larger ones count as no image
 
 
 def resolve_image_paths(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
@@ -137,9 +138,11 @@ def cell_bytes(value, fs, folder: str) -> bytes | None:
             path = text if Path(text).is_absolute() or "://" in text else f"{folder.rstrip('/')}/{text}"
             try:
                 with fs.open(path, "rb") as handle:
-                    value = handle.read()
+                    value = handle.read(MAX_CELL_BYTES + 1)
             except (OSError, ValueError):
                 return None
+    if isinstance(value, bytes) and len(value) > MAX_CELL_BYTES:
+        return None  # read no further: a shard row holds an image, not whatever file a cell names
     return value if isinstance(value, bytes) and looks_like_image(value) else None
 
 
