@@ -143,9 +143,11 @@ def wait_until_serving(url: str, seconds: float = 30) -> None:
 
 @pytest.fixture(scope="module")
 def server(table_run):
+    """One worker process, so that /health counts the model calls of the process that answered
+    (several workers on 2 cores are tested in test_serve_graph.py)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(table_run), "--port", str(port),
-                                "--max-body-mb", "64"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                "--max-body-mb", "64", "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(url)
     yield url, process
@@ -161,13 +163,55 @@ def post_json(url: str, payload) -> dict:
 
 @pytest.mark.serial
 def test_concurrent_requests_are_batched_into_fewer_model_calls(server):
+    """Requests that arrive while a forward pass runs go through the next one together. A large
+    request holds the model for a while, so the small ones surely arrive during a pass (lone
+    small requests on an idle server may each be answered before the next one is parsed)."""
     url, _ = server
-    before = json.loads(urllib.request.urlopen(url + "/health").read())["model_calls"]
-    with ThreadPoolExecutor(32) as pool:
-        answers = list(pool.map(lambda i: post_json(url, {"records": [ROW | {"x": i / 10}]}), range(96)))
-    calls = json.loads(urllib.request.urlopen(url + "/health").read())["model_calls"] - before
+
+    def health() -> dict:
+        return json.loads(urllib.request.urlopen(url + "/health").read())
+
+    before = health()["model_calls"]
+    with ThreadPoolExecutor(33) as pool:
+        big = pool.submit(post_json, url, {"records": [ROW] * 60_000})
+        deadline = time.monotonic() + 60
+        while health()["rows_in_flight"] != 60_000 and not big.done() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        answers = list(pool.map(lambda i: post_json(url, {"records": [ROW | {"x": i / 10}]}), range(32)))
+        assert len(big.result()["predictions"]) == 60_000
+    calls = health()["model_calls"] - before - 1
     assert all(len(a["predictions"]) == 1 for a in answers)
-    assert calls < 96  # several requests answered by one forward pass
+    assert calls < 32  # several requests answered by one forward pass
+
+
+def test_the_micro_batcher_sends_what_queued_during_a_pass_through_the_next_one():
+    import asyncio
+
+    from scaletrain.serve.batcher import MicroBatcher
+
+    release, seen = threading.Event(), []
+
+    def process(records):
+        seen.append(len(records))
+        release.wait(10)  # the first pass holds until every other request has queued
+        return records
+
+    async def main():
+        batcher = MicroBatcher(process, lambda answer, start, end: answer[start:end], max_rows=256)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit([0]))
+        await asyncio.sleep(0.05)
+        assert batcher.rows_in_flight == 1
+        others = [asyncio.ensure_future(batcher.submit([i, i])) for i in range(1, 11)]
+        await asyncio.sleep(0.05)
+        release.set()
+        answers = await asyncio.gather(first, *others)
+        await batcher.stop()
+        return answers, batcher
+
+    answers, batcher = asyncio.run(main())
+    assert answers == [[0]] + [[i, i] for i in range(1, 11)]
+    assert seen == [1, 20] and batcher.calls == 2 and batcher.rows_in_flight == 0
 
 
 def test_the_web_page_predicts_a_row_in_a_real_browser(server, browser):

@@ -58,6 +58,7 @@ class MicroBatcher:
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.task: asyncio.Task | None = None
         self.calls = self.rows = 0  # for /health: how well requests are being batched
+        self.rows_in_flight = 0  # for /health: rows being predicted now (a busy server, and the batching test)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._serve())
@@ -113,7 +114,11 @@ class MicroBatcher:
             if lone:
                 answers = self._answers(group)
             else:
-                answers = await asyncio.to_thread(self._answers, group)
+                self.rows_in_flight = sum(p.rows for p in group)
+                try:
+                    answers = await asyncio.to_thread(self._answers, group)
+                finally:
+                    self.rows_in_flight = 0
         except Exception as exc:
             if len(group) > 1:  # one request's rows spoiled the batch: each one alone gets its own answer
                 for p in group:
