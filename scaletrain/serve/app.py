@@ -93,8 +93,7 @@ def create_app(run: Run, *, limits: Limits = Limits(), max_body: int | None = No
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "engine": "graph" if engine else "torch", "worker": os.getpid(),
-                "model_calls": batcher.calls, "rows": batcher.rows,
-                "rows_in_flight": batcher.rows_in_flight}
+                "model_calls": batcher.calls, "rows": batcher.rows, "rows_in_flight": batcher.rows_in_flight}
 
     @app.get("/metadata")
     async def meta() -> dict:
