@@ -44,7 +44,7 @@ def test_the_compute_optimal_split_is_the_minimum_on_its_budget():
 @pytest.mark.serial
 def test_a_study_runs_in_parallel_within_its_limit_and_predicts(tmp_path):
     planted(5000).to_csv(tmp_path / "rows.csv", index=False)
-    limit = 80  # 12 cells of ~4 s start-up each on 2 processes, then training
+    limit = 45  # 2 processes that start once (~4 s) and run 6 cells each
     too_short = CliRunner().invoke(app, ["scale", str(tmp_path / "rows.csv"), "--target", "y", "--time-limit", "5s",
                                          "--out", str(tmp_path / "short")])
     assert too_short.exit_code == 2 and "too short" in too_short.output  # refused, not overrun
@@ -63,12 +63,24 @@ def test_a_study_runs_in_parallel_within_its_limit_and_predicts(tmp_path):
     assert len(study["cells"]) == 12 and study["seconds"] <= 1.1 * limit
     spans = sorted((c["started"], c["ended"]) for c in study["cells"])
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # cells overlapped: parallel processes
+    assert len({c["process"] for c in study["cells"]}) == 2  # each process ran several cells, started once
     held = study["held_out"]
     assert held["width"] == 16 and held["fraction"] == 1 and abs(held["error"]) < 0.25
     assert study["law"]["alpha"] >= 0 and len(study["sentences"]) >= 5
     assert "twice the data" in result.output
     assert yaml.safe_load((tmp_path / "best.yaml").read_text())["model"]["width"] == study["recommended"]["width"]
     assert "scaling-law" in (tmp_path / "s" / "report.html").read_text()
+
+
+def test_a_cell_that_fails_names_itself_and_its_error(tmp_path):
+    from scaletrain.errors import ScaletrainError
+    from scaletrain.scale.workers import CellWorkers
+
+    plan = {"data": str(tmp_path / "gone.csv"), "target": "y", "config": {}, "family": "mlp", "widths": [4, 8],
+            "fractions": [0.5, 1.0], "seeds": [0], "holdout": 1, "pool": 9, "threads": 1}
+    with CellWorkers(1, tmp_path / "cells") as workers, pytest.raises(ScaletrainError) as failed:
+        workers.run(json.dumps(plan), [(4, 0.5, 0)])
+    assert "scaling cell width 4, fraction 0.5 failed" in str(failed.value) and "gone.csv" in str(failed.value)
 
 
 def test_a_study_runs_its_cells_as_ray_tasks(ray_head, tmp_path):

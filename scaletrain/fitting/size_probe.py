@@ -57,14 +57,25 @@ def probe_width(cfg: Config, prepared, budget: Budget) -> tuple[Config, dict]:
                    f"{PROBE_SHARE:.0%} of the time limit, or the data has too few batches"}
     cells = [_cell(c, prepared, w, k) for w in probed for k in steps]
     n, s, loss = (np.array([cell[key] for cell in cells], float) for key in ("parameters", "rows", "loss"))
-    law = fit_law(n, s, loss)
-    laws = bootstrap(n, s, loss, law, rounds=BOOTSTRAP_ROUNDS)
     parameters = {w: _parameters(c, prepared, w) for w in widths}
     seen = {w: budget.left() * TRAINING_SHARE / step[w] * batch for w in widths}
+    try:  # an easy task's cells can reach a loss of 0, or a law that predicts no finite loss
+        if budget.left() <= 0:
+            raise ValueError("no time was left to train after the probe")
+        law = fit_law(n, s, loss)
+        laws = bootstrap(n, s, loss, law, rounds=BOOTSTRAP_ROUNDS)
+        predicted = {w: float(law.loss(parameters[w], seen[w])) for w in widths}
+        if not np.all(np.isfinite(list(predicted.values()))):
+            raise ValueError("the fitted law predicts no finite loss")
+    except ValueError as exc:
+        found = {"ran": True, "fitted": False, "cells": cells, "default": default, "chosen": default,
+                 "why": f"{exc} (cell losses {', '.join(f'{v:.3g}' for v in loss)})"}
+        prepared.note(f"scaling probe: {len(cells)} short runs, but no law could be fitted to their losses or used ({exc}); "
+                      f"kept the default width {default}")
+        return c, found
     best, wins, chosen = decide(law, laws, parameters, seen, default)
-    predicted = {w: float(law.loss(parameters[w], seen[w])) for w in widths}
     c.model.width = chosen
-    found = {"ran": True, "cells": cells, "law": law.as_dict(), "predicted_by_width": predicted,
+    found = {"ran": True, "fitted": True, "cells": cells, "law": law.as_dict(), "predicted_by_width": predicted,
              "rows_seen_by_width": {w: round(v) for w, v in seen.items()}, "best": best, "wins": float(wins),
              "default": default, "chosen": chosen, "seconds": round(sum(cell["seconds"] for cell in cells), 1)}
     prepared.note(_note(found))

@@ -2,7 +2,10 @@
 on a grid, fitted (scaletrain/fitting/scaling_law.py), checked on the largest cell, and said in sentences."""
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -14,7 +17,8 @@ from scaletrain.runtime import cores
 from scaletrain.scale.analysis import analyse, sentences
 from scaletrain.scale.corpus import is_corpus, measure_corpus_widths, plan_corpus_study
 from scaletrain.scale.report import scale_page
-from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, plan_study, run_cells, startup_seconds
+from scaletrain.scale.study import USE_OF_LIMIT, cell_limits, measure_widths, ordered_cells, plan_study, ray_cells, startup_seconds
+from scaletrain.scale.workers import CellWorkers
 from scaletrain.train.budget import Budget
 
 __all__ = ["scale"]
@@ -35,18 +39,16 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
     plan = (plan_corpus_study(data, config or Config(), widths, fractions, seeds, workers, out) if corpus else
             plan_study(str(data), target, config or Config(), widths, fractions, seeds, workers))
     plan.cells_dir = str(out / "cells")
-    measure = measure_corpus_widths if corpus else measure_widths
-    parameters, row_seconds = measure(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
-    if budget.limited:  # a cell starts an interpreter, reads the data, then trains and is scored
-        overhead = startup_seconds() + 2 * row_seconds.pop("reading") + 1.0  # + fitting's set-up and scoring
-        cells, left = len(plan.widths) * len(plan.fractions) * len(plan.seeds), budget.left() * USE_OF_LIMIT
-        if overhead * cells / workers > 0.5 * left:
-            raise ConfigError(f"--time-limit {time_limit:.0f}s is too short for {cells} cells on {workers} processes: each "
-                              f"takes ~{overhead:.1f} s to start and read the data before it trains; give at least "
-                              f"{2 * overhead * cells / workers / USE_OF_LIMIT:.0f}s, or fewer sizes or fractions")
-        plan.cell_limits = cell_limits(plan.widths, plan.fractions, plan.seeds, row_seconds,
-                                       budget.left() * USE_OF_LIMIT, workers, overhead)
-    cells = run_cells(plan, workers, backend, progress)
+    if backend not in ("local", "optuna", "ray"):  # optuna: tune's name for local processes
+        raise ConfigError(f"--backend {backend}: use local (processes here) or ray (a running Ray cluster)")
+    local = backend != "ray"
+    cells = len(plan.widths) * len(plan.fractions) * len(plan.seeds)
+    with CellWorkers(min(workers, cells), Path(plan.cells_dir)) if local else contextlib.nullcontext() as pool:
+        measure = measure_corpus_widths if corpus else measure_widths  # while the workers start
+        parameters, row_seconds = measure(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
+        if budget.limited:
+            plan.cell_limits = share_the_time(plan, budget, row_seconds, workers, pool)
+        cells = pool.run(json.dumps(asdict(plan)), ordered_cells(plan), progress) if local else ray_cells(plan)
     study = analyse(cells)
     study["unit"] = "tokens" if corpus else "rows"
     study["recommended"] = recommend(study, parameters, plan)
@@ -61,6 +63,24 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
                                                   "model.width": study["recommended"]["width"]}).to_dict()
         write_text(Path(config_out), yaml.safe_dump(tree, sort_keys=False))
     return study
+
+
+def share_the_time(plan, budget: Budget, row_seconds: dict, workers: int, pool: CellWorkers | None) -> dict:
+    """Each cell's seconds, once what the workers need before training is taken off; a limit
+    too short for that is refused rather than overrun."""
+    reading = row_seconds.pop("reading")
+    if pool:  # started beside the measuring: what is left of their start-up is waited for here
+        pool.ready()
+        once, each = 2 * reading, 1.0  # a worker reads the data once; each cell sets up its fit and is scored
+    else:  # a Ray task may land in a fresh worker process
+        once, each = 0.0, startup_seconds() + 2 * reading + 1.0
+    cells, left = len(plan.widths) * len(plan.fractions) * len(plan.seeds), budget.left() * USE_OF_LIMIT
+    needed = once + each * cells / workers
+    if needed > 0.5 * left:
+        raise ConfigError(f"--time-limit {budget.limit:.0f}s is too short for {cells} cells on {workers} processes: they "
+                          f"take ~{needed:.1f} s to start, read the data and score before they train; give at least "
+                          f"{budget.elapsed() + 2 * needed / USE_OF_LIMIT:.0f}s, or fewer sizes or fractions")
+    return cell_limits(plan.widths, plan.fractions, plan.seeds, row_seconds, left, workers, each + once * workers / cells)
 
 
 def recommend(study: dict, parameters: dict[int, int], plan) -> dict:

@@ -3,27 +3,26 @@ measured on one fixed holdout; then the law fitted without the largest cell and 
 
 The holdout is cut once (seeded) from the data; every cell trains on a geometric fraction of
 the rest (its own validation split for early stopping inside it, as any fit), so all cells are
-compared on the same rows. Cells run in parallel processes (`python -m scaletrain.scale.study
-PLAN CELL`: fresh interpreters that read the data themselves and write their result as JSON,
-so nothing depends on how the caller's script is written), or as Ray tasks. The time limit
+compared on the same rows. Cells run in a few long-lived processes (workers.py: fresh
+interpreters, each reading the data once for all its cells), or as Ray tasks. The time limit
 covers the whole study: each cell gets a share of it in proportion to its measured cost
 (seconds per training row of its width × its rows), the shares summing to what the workers
 can run in the time, so every cell trains about as many epochs.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
 from scaletrain.config import Config, build_config
-from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.errors import ConfigError
 from scaletrain.runtime import cores
 from scaletrain.scale.plan import FRACTIONS, StudyPlan, checked_grid
 
@@ -53,7 +52,6 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
 
     from scaletrain.data.sources import subset_source
     from scaletrain.fitting.pipeline import fit_run
-    from scaletrain.modalities import load_source
 
     plan = StudyPlan(**json.loads(plan_text))
     torch.set_num_threads(plan.threads)
@@ -62,7 +60,7 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
         from scaletrain.scale.corpus import run_pretrain_cell
 
         return run_pretrain_cell(plan, width, fraction, seed, limit) | {"process": os.getpid()}
-    source = load_source(plan.data)
+    source = _study_source(plan.data)
     held, pool = _split(len(source), 0)
     rows = max(2, int(round(len(pool) * fraction)))
     train = subset_source(source, pool[:rows], f"{source.name} ({fraction:.3g})")
@@ -78,6 +76,14 @@ def run_cell(plan_text: str, width: int, fraction: float, seed: int) -> dict:
     return {"width": width, "fraction": fraction, "seed": seed, "rows": rows, "parameters": int(run.metrics["parameters"]),
             "loss": loss, "seconds": round(time.time() - started, 3), "epochs": run.metrics["epochs"],
             "limit": limit, "started": started, "ended": time.time(), "process": os.getpid()}
+
+
+@functools.lru_cache(maxsize=1)
+def _study_source(data: str):
+    """The study's data, read once by a worker for all the cells it runs (cells only subset it)."""
+    from scaletrain.modalities import load_source
+
+    return load_source(data)
 
 
 def startup_seconds() -> float:
@@ -105,64 +111,21 @@ def cell_key(width, fraction, seed) -> str:
     return f"{int(width)},{float(fraction):.6g},{int(seed)}"
 
 
-def run_cells(plan: StudyPlan, workers: int, backend: str, progress=None) -> list[dict]:
-    """Every cell of the grid, largest first (the longest start first), in `workers` processes."""
-    text = json.dumps(asdict(plan))
-    cells = sorted(((w, f, s) for w in plan.widths for f in plan.fractions for s in plan.seeds),
-                   key=lambda c: -plan.cell_limits.get(cell_key(*c), plan.widths.index(c[0]) + c[1]))
-    if backend == "ray":
-        return _ray_cells(text, cells)
-    if backend not in ("local", "optuna"):  # optuna: tune's name for local processes
-        raise ConfigError(f"--backend {backend}: use local (processes here) or ray (a running Ray cluster)")
-    Path(plan.cells_dir).mkdir(parents=True, exist_ok=True)
-    (Path(plan.cells_dir) / "plan.json").write_text(text)
-    waiting, running, results = list(cells), [], []
-    try:
-        while waiting or running:
-            while waiting and len(running) < workers:
-                cell = waiting.pop(0)
-                log = _cell_file(plan, *cell).with_suffix(".log")  # a file, not a pipe: a full pipe would block it
-                with open(log, "w") as stderr:
-                    running.append((cell, subprocess.Popen(
-                        [sys.executable, "-m", "scaletrain.scale.study", str(Path(plan.cells_dir) / "plan.json"),
-                         *map(str, cell)], stdout=subprocess.DEVNULL, stderr=stderr)))
-            time.sleep(0.2)
-            for cell, process in [r for r in running if r[1].poll() is not None]:
-                running.remove((cell, process))
-                if process.returncode:
-                    lines = _cell_file(plan, *cell).with_suffix(".log").read_text().strip().splitlines()
-                    raise ScaletrainError(f"scaling cell width {cell[0]}, fraction {cell[1]:g} failed: "
-                                          f"{(lines or [f'exit {process.returncode}'])[-1]}")
-                results.append(json.loads(_cell_file(plan, *cell).read_text()))
-                if progress:
-                    progress(len(results), len(cells))
-    finally:
-        for _, process in running:
-            process.terminate()
-            process.wait()
-    return results
+def ordered_cells(plan: StudyPlan) -> list[tuple]:
+    """Every cell of the grid, largest first (the longest start first)."""
+    return sorted(((w, f, s) for w in plan.widths for f in plan.fractions for s in plan.seeds),
+                  key=lambda c: -plan.cell_limits.get(cell_key(*c), plan.widths.index(c[0]) + c[1]))
 
 
-def _cell_file(plan: StudyPlan, width, fraction, seed) -> Path:
-    return Path(plan.cells_dir) / f"cell-{cell_key(width, fraction, seed).replace(',', '-')}.json"
-
-
-def cell_main(plan_path: str, width: str, fraction: str, seed: str) -> None:
-    """A cell's process: run it, write its result beside the plan."""
-    text = Path(plan_path).read_text()
-    result = run_cell(text, int(width), float(fraction), int(seed))
-    _cell_file(StudyPlan(**json.loads(text)), int(width), float(fraction), int(seed)).write_text(json.dumps(result))
-
-
-def _ray_cells(text: str, cells: list) -> list[dict]:
+def ray_cells(plan: StudyPlan) -> list[dict]:
     try:
         import ray
     except ImportError:
         raise ConfigError("--backend ray needs Ray: pip install 'scaletrain[ray]'") from None
     if not ray.is_initialized():
         ray.init(address="auto", ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(run_cell)
-    return ray.get([remote.remote(text, *cell) for cell in cells])
+    remote, text = ray.remote(num_cpus=1)(run_cell), json.dumps(asdict(plan))
+    return ray.get([remote.remote(text, *cell) for cell in ordered_cells(plan)])
 
 
 def plan_study(data: str, target: str | None, config: Config, widths: list[int] | None, fractions: list[float] | None,
@@ -227,6 +190,3 @@ def measure_widths(plan: StudyPlan, widths: list[int]) -> tuple[dict[int, int], 
         torch.set_num_threads(threads)
     return counts, seconds
 
-
-if __name__ == "__main__":
-    cell_main(*sys.argv[1:5])
