@@ -200,3 +200,29 @@ def test_workers_share_the_port_and_stop_together(served_table):
     assert process.returncode == 0
     for pid in workers:  # none left behind
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
+
+
+def test_workers_stop_when_serve_is_killed(served_table):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(served_table), "--port", str(port),
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    workers, deadline = set(), time.time() + 120
+    try:
+        while len(workers) < 2 and time.time() < deadline:
+            try:
+                workers.add(json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())["worker"])
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        process.kill()  # SIGKILL: serve itself cannot stop its workers
+        process.wait(60)
+    assert len(workers) == 2
+
+    def alive(pid: int) -> bool:
+        return os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()
+
+    deadline = time.time() + 30
+    while any(map(alive, workers)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, workers)), "the workers of a killed server stop on their own"

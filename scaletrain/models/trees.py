@@ -33,12 +33,14 @@ class TreeEnsemble(nn.Module):
     def forward(self, dense: torch.Tensor, categories: torch.Tensor | None = None, *text) -> torch.Tensor:
         x = dense if categories is None or not categories.shape[1] else torch.cat([dense, categories.float()], dim=1)
         trees, nodes = self.feature.shape
-        offset = torch.arange(trees, device=x.device) * nodes  # row t of the flattened tables
-        flat = [t.reshape(-1) for t in (self.feature, self.threshold, self.left, self.right)]
-        at = offset.expand(x.shape[0], trees)  # every row starts at every tree's root
+        offset = (torch.arange(trees, device=x.device) * nodes).unsqueeze(1)  # each tree's first row of the flat tables
+        # the children as flat indices, and `take` on the flat tables rather than `table[at]` (advanced
+        # indexing is ~1.6x slower on the CPU): 300 trees of depth 12 over 11k rows, one thread, 808-849 -> 602-626 ms
+        left, right = (self.left + offset).reshape(-1), (self.right + offset).reshape(-1)
+        at = offset.reshape(1, trees).expand(x.shape[0], trees)  # every row starts at every tree's root
         for _ in range(self.depth):
-            value = torch.gather(x, 1, flat[0][at])
-            at = offset + torch.where(value <= flat[1][at], flat[2][at], flat[3][at])
+            went_left = torch.gather(x, 1, self.feature.take(at)) <= self.threshold.take(at)  # NaN goes right
+            at = torch.where(went_left, left.take(at), right.take(at))
         return self.value.reshape(trees * nodes, -1)[at].sum(dim=1) + self.base
 
     def table_problem(self, inputs: int) -> str | None:
