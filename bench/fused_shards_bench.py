@@ -1,7 +1,10 @@
 """Image columns from shards with bounded memory (issue 35): a generated table whose rows hold a
 32×32 colour picture (a circle or a square over noise) and a number, label = circle XOR x > 0,
 at N and 2N rows; each trained from the CSV in memory and from `scaletrain prepare`'s shards,
-every training in its own process (`model.name=mlp`, one epoch).
+every training in its own process (`model.name=mlp`, one epoch). Then four epochs from the
+shards of N rows without loader workers, with the encoded row groups kept between epochs
+(`data.stream_cache_mb`, the default 1024) and without (0): the pictures decoded once or
+every epoch.
 
 Prints, per size and path, the training process's peak RSS (os.wait4), its wall time and test
 accuracy. The in-memory path holds every decoded picture; the streamed one a few row groups
@@ -80,8 +83,25 @@ def main(argv: list[str] | None = None) -> None:
                 seconds, peak = measured(["train", *data, "--out", str(out), *fixed])
                 accuracy = json.loads((out / "metrics.json").read_text())["test"]["accuracy"]
                 print(f"{n:>7,} | {path:<9} | {seconds:>7.1f} | {peak:>14.2f} | {accuracy:.4f}", flush=True)
+        kept_epochs(root, options.rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def kept_epochs(root: Path, n: int) -> None:
+    """Four streamed epochs, encoded row groups kept between them or not (same process kind)."""
+    print(f"\n4 epochs from the shards of {n:,} rows, no loader workers:")
+    fixed = ["--set", "model.name=mlp", "--set", "train.epochs=4", "--set", "train.early_stopping=100",
+             "--set", "data.loader_workers=0", "--quiet", "--overwrite"]
+    times = {}
+    for cache in (0, 1024):
+        out = root / f"kept-{cache}"
+        times[cache], peak = measured(["train", str(root / f"s{n}"), "--out", str(out), *fixed,
+                                       "--set", f"data.stream_cache_mb={cache}"])
+        accuracy = json.loads((out / "metrics.json").read_text())["test"]["accuracy"]
+        print(f"  stream_cache_mb={cache:<5} {times[cache]:6.1f} s, peak RSS {peak:.2f} GiB, test accuracy {accuracy:.4f}",
+              flush=True)
+    print(f"  kept / not kept: {times[1024] / times[0]:.2f}x the time")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class DataConfig(_Section):
     max_onehot: Count = 16
     # processes that read and transform shards ahead of training (None: one per spare core)
     loader_workers: Count | None = None
+    stream_cache_mb: Count = 1024  # encoded row groups kept between epochs when shards stream without loader workers
     # fine-grained augmentation (images only); all off when augment is false
     augment_shift: Annotated[float, Field(ge=0, le=1)] = 0.1
     augment_flip: bool = False

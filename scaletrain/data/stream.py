@@ -67,7 +67,7 @@ class SlotStream:
             order = [order[i] for i in perm]
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
-    def row_stream(self, epoch: int, start_row: int, read, encode) -> Iterator[tuple]:
+    def row_stream(self, epoch: int, start_row: int, load) -> Iterator[tuple]:
         """Yield the epoch's rows as tensors, one shuffled window at a time, from `start_row` on.
 
         A window is transformed as a whole: per-batch pandas work would cost more than the
@@ -79,7 +79,7 @@ class SlotStream:
             if offset + size <= start_row:
                 offset += size
                 continue  # a resume skips whole windows without reading them
-            inputs, y = encode(read(window))
+            inputs, y = load(window)
             if self.shuffle:
                 order = torch.from_numpy(np.random.default_rng([self.seed, epoch, 2, index]).permutation(size))
                 inputs, y = tuple(x[order] for x in inputs), y[order]
@@ -87,10 +87,10 @@ class SlotStream:
             yield tuple(x[skip:] for x in inputs), y[skip:]
             offset += size
 
-    def batches(self, epoch: int, start_batch: int, read, encode) -> Iterator[tuple]:
+    def batches(self, epoch: int, start_batch: int, load) -> Iterator[tuple]:
         pending: list[tuple] = []
         count = 0
-        for part in self.row_stream(epoch, start_batch * self.batch_size, read, encode):
+        for part in self.row_stream(epoch, start_batch * self.batch_size, load):
             pending.append(part)
             count += len(part[1])
             while count >= self.batch_size:
@@ -106,6 +106,39 @@ def _concat(parts: list[tuple]) -> tuple:
     if len(parts) == 1:
         return parts[0]
     return tuple(torch.cat(xs) for xs in zip(*(p[0] for p in parts))), torch.cat([p[1] for p in parts])
+
+
+class KeptUnits:
+    """Encoded row groups held in memory up to `budget` bytes (first come, first kept). Encoding
+    (tokenizing text, decoding images) is what a streamed epoch spends most on; a set that fits
+    the budget is encoded once, in its first epoch. The tensors are the ones encoding would give
+    again (augmentation is applied per batch, after), so batches and resumes are unchanged."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used, self.units, self.full = budget, 0, {}, False
+
+    def add(self, unit: Unit, part: tuple) -> tuple:
+        """Keep a unit's tensors if they fit the budget (a copy: a view would hold the whole
+        window's storage); return them either way."""
+        size = sum(x.nbytes for x in part[0]) + part[1].nbytes
+        if self.used + size > self.budget:
+            self.full = True
+            return part
+        self.units[unit] = tuple(x.clone() for x in part[0]), part[1].clone()
+        self.used += size
+        return self.units[unit]
+
+    @staticmethod
+    def split(units: list[Unit], encoded: tuple) -> list[tuple]:
+        """Each unit's rows of rows encoded together (a stream's encoding keeps every row, in
+        order, with the same shape whatever rows it is given: windows are cut and shuffled by
+        the manifest's row counts)."""
+        inputs, y = encoded
+        parts, start = [], 0
+        for unit in units:
+            parts.append((tuple(x[start:start + unit.rows] for x in inputs), y[start:start + unit.rows]))
+            start += unit.rows
+        return parts
 
 
 GROUP = 32  # batches per message from a loader worker: one IPC round trip costs ~3 ms
@@ -143,7 +176,7 @@ class _EpochDataset(IterableDataset):
             torch.set_num_threads(1)  # workers decode; the main process's threads train
         index = (self.turn + worker) % len(self.stream.slots)
         skip = self.skips[index]
-        batches = self.stream.slots[index].batches(self.epoch, skip, self.stream.read, self.stream.tensors)
+        batches = self.stream.slots[index].batches(self.epoch, skip, self.stream.encoded)
         size = GROUP - skip % GROUP  # the first group may be the rest of one a resume cut
         while True:
             group = [b for _, b in zip(range(size), batches)]
@@ -159,7 +192,7 @@ class ShardBatches:
 
     def __init__(self, manifest: Manifest, url: str, split: str, state: dict, batch_size: int, seed: int = 0,
                  shuffle: bool = True, rank: int = 0, world: int = 1, workers: int = 0, window: int = 4,
-                 device: str = "cpu", transform=None, to_tensors=None):
+                 device: str = "cpu", transform=None, to_tensors=None, cache_bytes: int = 0):
         self.manifest, self.url, self.state, self.batch_size = manifest, url, state, batch_size
         self.device = torch.device(device)
         self.workers, self.rank, self.world = workers, rank, world
@@ -171,12 +204,30 @@ class ShardBatches:
         self.transform = transform  # per batch in this process (augmentation RNG is checkpointed here)
         # frame of shard rows -> (inputs, targets): the modality's encoding (a table's by default)
         self.to_tensors = to_tensors  # the modality's: a frame of rows -> (inputs, targets)
+        # encoded units kept between epochs (in this process: loader workers are new each epoch)
+        self.kept = KeptUnits(cache_bytes if workers == 0 else 0)
 
     def read(self, units: list[Unit]) -> pd.DataFrame:
         return read_units(self.manifest.root, self.url, units)
 
     def tensors(self, frame: pd.DataFrame):
         return self.to_tensors(frame)
+
+    def encoded(self, units: list[Unit]) -> tuple:
+        """A window's rows as tensors, in the units' order: those kept from an earlier epoch, the
+        rest read and encoded (together), then kept while the budget lasts."""
+        kept = self.kept
+        if not kept.budget:
+            return self.tensors(self.read(units))
+        parts = {u: kept.units[u] for u in units if u in kept.units}
+        missing = [u for u in units if u not in parts]
+        if missing:
+            fresh = self.tensors(self.read(missing))
+            if len(missing) == len(units) and kept.full:
+                return fresh
+            parts |= {u: kept.add(u, part) for u, part in zip(missing, kept.split(missing, fresh))}
+        ordered = [parts[u] for u in units]
+        return tuple(torch.cat(xs) for xs in zip(*(p[0] for p in ordered))), torch.cat([p[1] for p in ordered])
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.slots)
@@ -187,7 +238,7 @@ class ShardBatches:
 
     def epoch(self, epoch: int = 0, start: int = 0):
         if self.workers == 0:
-            batches = self.slots[0].batches(epoch, start, self.read, self.tensors)
+            batches = self.slots[0].batches(epoch, start, self.encoded)
         else:
             skips, turn = resume_point([len(s) for s in self.slots], start, GROUP)
             # its own generator: a DataLoader otherwise draws its worker seed from the global RNG,

@@ -81,7 +81,8 @@ def training_batches(cfg: Config, prepared: Prepared):
         stream = ShardBatches(read_manifest(prepared.shard_url), prepared.shard_url, "train", prepared.preprocess,
                               batch, seed=t.seed, shuffle=t.optimizer != "gd", workers=cfg.data.loader_workers,
                               device=t.device, transform=transform, rank=w.rank, world=w.size,
-                              to_tensors=m.stream_tensors(prepared.preprocess, prepared.shard_url))
+                              to_tensors=m.stream_tensors(prepared.preprocess, prepared.shard_url),
+                              cache_bytes=cfg.data.stream_cache_mb * 2 ** 20)
         return distributed.EqualSteps(stream) if w.active else stream
     n = prepared.n_train
     if w.active and n < t.batch_size:

@@ -275,3 +275,38 @@ def test_compressed_inputs_stream_through_prepare(tmp_path, suffix):
     manifest = prepare_shards([str(tmp_path / f"t{suffix}")], str(tmp_path / "s"), target="y", chunk_rows=64,
                               verbose=False)
     assert sum(manifest["rows"].values()) == 300
+
+
+def counted(prepared, shards, calls: list):
+    encode = table_tensors(prepared.preprocess, str(shards))
+
+    def to_tensors(frame):
+        calls.append(len(frame))
+        return encode(frame)
+    return to_tensors
+
+
+def epochs_of(batches: ShardBatches, count: int) -> list:
+    return [[(tuple(x.clone() for x in inputs), y.clone()) for inputs, y in batches.epoch(e)] for e in range(count)]
+
+
+def test_kept_units_are_encoded_once_and_give_the_same_batches(shards, prepared):
+    calls = []
+    plain = epochs_of(stream(shards, prepared, cache_bytes=0), 3)
+    kept = stream(shards, prepared, cache_bytes=2 ** 30, to_tensors=counted(prepared, shards, calls))
+    cached = epochs_of(kept, 3)
+    assert sum(calls) == kept.rows  # every training row encoded once, in the first epoch
+    for ours, theirs in zip(sum(cached, []), sum(plain, [])):
+        assert all(torch.equal(a, b) for a, b in zip(ours[0] + (ours[1],), theirs[0] + (theirs[1],)))
+    resumed = list(kept.epoch(2, 5))  # a resume from the kept units: the same batches
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(resumed, cached[2][5:]))
+
+
+def test_a_small_budget_keeps_what_fits_and_the_batches_stay_the_same(shards, prepared):
+    calls = []
+    plain = epochs_of(stream(shards, prepared, cache_bytes=0), 2)
+    small = stream(shards, prepared, cache_bytes=20_000, to_tensors=counted(prepared, shards, calls))
+    cached = epochs_of(small, 2)
+    assert 0 < small.kept.used <= 20_000 and small.kept.full
+    assert small.rows < sum(calls) < 2 * small.rows  # some units read again, not all
+    assert all(torch.equal(a[1], b[1]) and torch.equal(a[0][0], b[0][0]) for a, b in zip(sum(cached, []), sum(plain, [])))
