@@ -42,8 +42,8 @@ def scale(data, target: str | None = None, *, config: Config | None = None, widt
     if backend not in ("local", "optuna", "ray"):  # optuna: tune's name for local processes
         raise ConfigError(f"--backend {backend}: use local (processes here) or ray (a running Ray cluster)")
     local = backend != "ray"
-    cells = len(plan.widths) * len(plan.fractions) * len(plan.seeds)
-    with CellWorkers(min(workers, cells), Path(plan.cells_dir)) if local else contextlib.nullcontext() as pool:
+    workers = min(workers, len(plan.widths) * len(plan.fractions) * len(plan.seeds))  # no process without a cell
+    with CellWorkers(workers, Path(plan.cells_dir)) if local else contextlib.nullcontext() as pool:
         measure = measure_corpus_widths if corpus else measure_widths  # while the workers start
         parameters, row_seconds = measure(plan, plan.widths + [2 * plan.widths[-1], 4 * plan.widths[-1]])
         if budget.limited:

@@ -1,7 +1,7 @@
 """The processes that run a study's cells on this machine: `count` fresh interpreters, started
 once, each importing torch and scaletrain once and then running cell after cell that the study
 sends on its stdin. An interpreter per cell paid that start (~4 s on one core) for every cell:
-for 12 cells on 2 processes, 40 s of a 80 s study went to imports.
+a 12-cell study on 2 cores took 57 s, and 27 s this way (BENCHMARKS.md).
 
 Fresh interpreters (`python -m scaletrain.scale.workers`), not multiprocessing: nothing depends
 on how the caller's script is written (spawn would import its `__main__` again). A cell's
