@@ -97,10 +97,12 @@ def search_with_ray(plan, grid, source, task_rows, budget: Budget, verbose: bool
                  if plan.prune else FIFOScheduler())
     storage = tempfile.mkdtemp(prefix="scaletrain-ray-")
     try:
+        # reuse_actors: a trial runs in the process the one before it used, not a fresh actor that
+        # imports torch and scaletrain again (2 trials on a local cluster: 27.1-27.8 -> 16.4-18.0 s)
         tuner = tune.Tuner(
             tune.with_resources(_trainable(json.dumps(plan.__dict__)), {"cpu": threads}),
             tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, scheduler=scheduler,
-                                        num_samples=plan.trials or -1, time_budget_s=seconds),
+                                        num_samples=plan.trials or -1, time_budget_s=seconds, reuse_actors=True),
             run_config=tune.RunConfig(storage_path=storage, name="scaletrain", verbose=1 if verbose else 0))
         results = tuner.fit()
         for number, result in enumerate(results):
