@@ -146,23 +146,24 @@ def test_a_streamed_factorization_folds_users_past_the_table_limit(monkeypatch):
     assert factorization.folding_note(USERS) and not factorization.folding_note(64)
 
 
-def test_two_ranks_stream_the_same_factorization_as_one_process(shards, tmp_path):
+def test_two_ranks_stream_the_same_factorization_as_one_process(shards, tmp_path, monkeypatch):
     import subprocess
     import sys
 
+    settings = {(log_stream, "STREAM_ROWS"): 1_000, (stream_fit, "EVAL_USERS"): 100, (stream_fit, "STREAM_BATCH"): 256}
     script = tmp_path / "fit.py"
     script.write_text(
         "import sys\nimport scaletrain\nfrom scaletrain.recommend import log_stream, stream_fit\n"
-        "log_stream.STREAM_ROWS = 1_000\nstream_fit.EVAL_USERS = 100\nstream_fit.STREAM_BATCH = 256\n"
-        "scaletrain.fit(sys.argv[1], out=sys.argv[2], data__task='recommend', model='mf')\n")
-    runs = {}
-    for ranks in (1, 2):
-        out = tmp_path / f"ranks{ranks}"
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks),
-                               "--master-port", str(free_port()), str(script), str(shards), str(out)],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs[ranks] = RecommenderRun.load(out)
+        + "".join(f"{module.__name__.rsplit('.', 1)[1]}.{name} = {value}\n" for (module, name), value in settings.items())
+        + "scaletrain.fit(sys.argv[1], out=sys.argv[2], data__task='recommend', model='mf')\n")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", str(free_port()), str(script), str(shards), str(tmp_path / "ranks2")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for (module, name), value in settings.items():  # the one process: this one, as the script sets it
+        monkeypatch.setattr(module, name, value)
+    scaletrain.fit(str(shards), out=tmp_path / "ranks1", data__task="recommend", model="mf", verbose=False)
+    runs = {ranks: RecommenderRun.load(tmp_path / f"ranks{ranks}") for ranks in (1, 2)}
     one, two = (runs[r].recommender.scorer.weights for r in (1, 2))
     for name in ("users", "items", "bias"):  # the same steps; only the sums' order differs
         torch.testing.assert_close(two[name], one[name], rtol=1e-3, atol=1e-4)
