@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 import scaletrain
-from scaletrain.data.text import encode_texts, length_for, pretraining_vocab_size, train_tokenizer, vocab_size_for
+from scaletrain.data.text import SPECIAL, encode_texts, length_for, pretraining_vocab_size, train_tokenizer, vocab_size_for
 from scaletrain.modalities.table.modality import TableFacts
 
 TOPICS = {"sport": ["match", "goal", "team", "coach", "league"], "tech": ["software", "chip", "phone", "cloud", "robot"],
@@ -59,6 +59,16 @@ def test_sizes_follow_the_corpus():
     tokenizer = train_tokenizer(["one two three four five six"] * 20)
     ids, cut = encode_texts(tokenizer, ["one two", "one two three four five six one two three"], 8)
     assert ids.shape == (2, 8) and cut == 1 and ids[0, 4:].sum() == 0  # [CLS] one two [SEP], padded with 0
+
+
+def test_the_tokenizer_trained_on_the_same_texts_is_the_same_every_time():
+    rng = np.random.default_rng(0)  # few letters: many merges tie, as they do at a real vocabulary's edge
+    texts = [" ".join("".join(rng.choice(list("abcdefgh"), rng.integers(2, 7))) for _ in range(8)) for _ in range(300)]
+    trained = {train_tokenizer(texts, 1000).to_str() for _ in range(10)}  # 10 different before
+    assert len(trained) == 1
+    tokenizer = train_tokenizer(texts, 1000)
+    assert [tokenizer.token_to_id(t) for t in SPECIAL] == [0, 1, 2, 3, 4]
+    assert "##a" not in tokenizer.encode("x ##a").tokens  # a continuing piece in the text is not a special token
 
 
 def test_text_columns_go_into_shards_and_are_tokenized_while_streaming(tmp_path):
