@@ -66,7 +66,9 @@ def train_tokenizer(texts: list[str], vocab_size: int | None = None):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    characters = sorted(set(normalizer.normalize_str("\n".join(texts))) - set(" \t\n\r"))
+    seen = set(normalizer.normalize_str("\n".join(texts)))
+    # only characters that can continue a word: the pre-tokenizer cuts at spaces and punctuation
+    characters = sorted(c for c in seen if len(pre_tokenizer.pre_tokenize_str(f"a{c}a")) == 1)
     trained = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     trained.normalizer, trained.pre_tokenizer = normalizer, pre_tokenizer
     size = vocab_size or vocab_size_for(sum(len(t) for t in texts))
