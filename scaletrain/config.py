@@ -188,9 +188,8 @@ class TrainConfig(_Section):
     loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
     label_smoothing: Rate | None = None
     class_weight: Literal["auto", "balanced", "none"] = "auto"
-    # classification: the decision (binary: the threshold; multiclass: class-prior shifts) tuned on validation rows
-    # for this metric (auto: macro F1 where the largest class is 3x the rarest and validation holds 20 of the
-    # rarest, else none: the plain argmax)
+    # classification: the decision (binary: the threshold; multiclass: class-prior shifts) tuned on validation rows for
+    # this metric (auto: macro F1 where the largest class is 3x the rarest and validation holds 20 of it, else argmax)
     threshold_metric: Literal["auto", "none", "f1_macro", "accuracy", "balanced_accuracy"] = "auto"
     calibration: Literal["auto", "temperature", "none"] = "auto"  # temperature scaling: auto keeps it where val NLL falls
     # how zero-config chooses between its candidates on small tables (under 2,000 rows, no time limit): k-fold
@@ -213,7 +212,7 @@ class TrainConfig(_Section):
     # (1: a linear probe of the pretrained features; 0: all learn from the start; None: chosen, see fit/recipe.py)
     freeze: Annotated[float, Field(ge=0, le=1)] | None = None
     clip: NonNegative = 0.0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 for conv nets on an AMX CPU, else fp32
     early_stopping: Count | None = None
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit

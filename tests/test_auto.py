@@ -6,6 +6,7 @@ from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
 from scaletrain.fitting.recipe import resolve
 from scaletrain.modalities.image.modality import MAX_EPOCHS, ImageFacts
+from scaletrain.modalities.table.modality import TableFacts
 from scaletrain.train.assembly import LoopPlan
 from scaletrain.train.budget import Budget
 from scaletrain.train.trainer import EPOCH_VAL_ROWS, LossChoice, ValidationSet, fit_model
@@ -19,6 +20,23 @@ def test_a_time_limited_image_run_is_ended_by_its_limit_not_an_epoch_count():
     config.train.time_limit = 600.0
     timed = resolve(config, FASHION).train
     assert untimed.epochs < 50 and timed.epochs == MAX_EPOCHS and timed.schedule == "onecycle"
+
+
+def test_auto_precision_is_bf16_only_for_conv_nets_on_a_cpu_that_computes_it_natively(monkeypatch):
+    table = TableFacts("table", "binary", 5_000, 2, n_features=8)
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        chosen = {name: resolve(Config(), facts).train.precision for name, facts in (("image", FASHION), ("table", table))}
+        assert chosen == {"image": "bf16" if amx else "fp32", "table": "fp32"}
+        private = Config()
+        private.train.privacy.epsilon = 8.0
+        assert resolve(private, FASHION).train.precision == "fp32"  # DP-SGD's norms are fp32
+        named = Config()
+        named.model.name = "mlp"
+        assert resolve(named, FASHION).train.precision == "fp32"
+    given = Config()
+    given.train.precision = "fp32"
+    assert resolve(given, FASHION).train.precision == "fp32"
 
 
 def scored_rows(early_stopping: int) -> list[int]:

@@ -74,6 +74,10 @@ class Recipe:
     def fit_model(self, model: ModelConfig, facts: DataFacts) -> None:
         """Fill the model settings that only this modality's facts decide (before the shared rules)."""
 
+    def convolutional(self, model: ModelConfig) -> bool:
+        """True where the model is a conv net (trained in bf16 where the CPU computes it natively)."""
+        return False
+
     def batch_size(self, n_train: int) -> int:
         raise NotImplementedError
 

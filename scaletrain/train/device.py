@@ -56,9 +56,19 @@ def as_model_dtype(batch: list[torch.Tensor], dtype: torch.dtype) -> list[torch.
     return [x.to(dtype) if x.is_floating_point() else x for x in batch]
 
 
+def native_bf16(device: str) -> bool:
+    """True where bf16 convolutions beat fp32: a CPU with AMX tiles (the zero-config Fashion-MNIST
+    ResNet's step 1.95x faster on a 2-core Xeon; a small MLP's step slower). Not on CUDA: this
+    project's small conv nets are launch-bound there, and bf16's casts made an H200 step 1.2-1.3x
+    slower (BENCHMARKS.md)."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch: absent means no AMX assumed
+    return device == "cpu" and bool(amx and amx())
+
+
 def autocast(precision: str, device: str):
-    """Return the autocast context for a precision (fp16 scaling is handled by the loop)."""
-    if precision == "fp32":
+    """Return the autocast context for a precision (fp16 scaling is handled by the loop; "auto"
+    not yet resolved, fitting/recipe.py, is fp32)."""
+    if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device, dtype=dtype)

@@ -95,7 +95,7 @@ def check_private(t, world_active: bool, given_loss: bool = False) -> None:
         ("several ranks (train in one process)", world_active),
         ("train.grad_accum > 1", t.grad_accum > 1),
         ("train.l1 (its gradient is not per row)", t.l1 > 0),
-        ("train.precision other than fp32", t.precision != "fp32"),
+        ("train.precision bf16 or fp16", t.precision in ("bf16", "fp16")),
         ("train.optimizer=lbfgs (full-batch)", t.optimizer == "lbfgs"),
         ("train.fsdp", t.fsdp)) if bad]
     if problems:

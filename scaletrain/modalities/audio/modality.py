@@ -53,6 +53,9 @@ class AudioRecipe(Recipe):
 
     model, dropout, optimizer, schedule, label_smoothing, early_stopping = "resnet", 0.1, "adamw", "onecycle", 0.1, 0
 
+    def convolutional(self, model) -> bool:
+        return model.name in ("cnn", "resnet")
+
     def batch_size(self, n_train: int) -> int:
         """64, or for few clips a power of two near an eighth of them (at least 8): a folder of
         34 clips trains on 4 batches an epoch, not 2 (at 32 a clip, 60 epochs left it at chance)."""

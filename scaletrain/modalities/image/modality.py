@@ -60,6 +60,9 @@ class ImageRecipe(Recipe):
     def fit_data(self, data: DataConfig, facts: DataFacts) -> None:
         data.channels, data.image_size = facts.image_shape[0], facts.image_shape[1]
 
+    def convolutional(self, model) -> bool:
+        return model.name in ("cnn", "resnet")
+
     def batch_size(self, n_train: int) -> int:
         return 256 if n_train >= 20000 else 64
 
