@@ -3,7 +3,8 @@
 One training step of the zero-config Fashion-MNIST model (ResNet width 16, batch 256,
 Nesterov SGD), per mode, each in its own process so compile caches and thread pools do not
 leak between modes. Prints ms per step after warm-up and the warm-up itself (compile time),
-with each mode's ratio to the default (fp32, channels_last, eager).
+with each mode's ratio to fp32, channels_last, eager (`train.precision=auto` picks bf16 on a CPU
+with AMX tiles, where it measured 1.95x faster, and fp32 elsewhere).
 
 `python bench/cpu_paths.py [--steps 15]`
 """
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(json.loads(out.strip().splitlines()[-1]))
     base = results[0]["ms"]
     for r in results:
-        print(f"   {r['mode']:<28} {r['ms']:7.0f} ms/step  (x{base / r['ms']:.2f} speed of the default; "
+        print(f"   {r['mode']:<28} {r['ms']:7.0f} ms/step  (x{base / r['ms']:.2f} speed of fp32 channels_last; "
               f"first 3 steps {r['warm_s']:.1f}s)")
 
 
