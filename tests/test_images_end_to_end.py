@@ -81,3 +81,19 @@ def test_test_time_shifts_average_the_image_and_its_shifts_and_are_chosen_on_val
         assert torch.allclose(model(x), by_hand, atol=1e-5)
         model.train()
         assert model(x).shape == by_hand.shape  # training sees each image once
+
+
+def test_auto_precision_trains_a_conv_net_in_bf16_where_the_cpu_has_amx_and_predicts_in_fp32(monkeypatch, tmp_path):
+    from sklearn.datasets import load_digits
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)  # slower without AMX, still bf16
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    seen = []
+    run = scaletrain.fit(images[:400], y=digits.target[:400], out=tmp_path / "run", model="cnn", epochs=2)
+    assert run.config.train.precision == "bf16" and any(n.startswith("trained in bf16") for n in run.metrics["notes"])
+    loaded = scaletrain.load(tmp_path / "run")
+    loaded.model.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    proba = loaded.predict(images[400:420])
+    assert seen and set(seen) == {torch.float32}  # not under autocast: what the ONNX graph computes
+    assert len(proba) == 20
