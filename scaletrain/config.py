@@ -212,7 +212,7 @@ class TrainConfig(_Section):
     # (1: a linear probe of the pretrained features; 0: all learn from the start; None: chosen, see fit/recipe.py)
     freeze: Annotated[float, Field(ge=0, le=1)] | None = None
     clip: NonNegative = 0.0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 for conv nets on an AMX CPU, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 for image conv nets on an AMX CPU, else fp32
     early_stopping: Count | None = None
     monitor: Literal["val_loss", "val_score"] = "val_loss"
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # NumPy seeds are 32-bit

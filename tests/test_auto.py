@@ -5,6 +5,7 @@ from torch import nn
 from scaletrain.config import Config
 from scaletrain.data.batches import TensorBatches
 from scaletrain.fitting.recipe import resolve
+from scaletrain.modalities.audio.modality import AudioFacts
 from scaletrain.modalities.image.modality import MAX_EPOCHS, ImageFacts
 from scaletrain.modalities.table.modality import TableFacts
 from scaletrain.train.assembly import LoopPlan
@@ -24,10 +25,11 @@ def test_a_time_limited_image_run_is_ended_by_its_limit_not_an_epoch_count():
 
 def test_auto_precision_is_bf16_only_for_conv_nets_on_a_cpu_that_computes_it_natively(monkeypatch):
     table = TableFacts("table", "binary", 5_000, 2, n_features=8)
+    sound = AudioFacts("audio", "multiclass", 480, 10, feature_shape=(1, 64, 101))  # measured to lose accuracy in bf16
     for amx in (True, False):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
-        chosen = {name: resolve(Config(), facts).train.precision for name, facts in (("image", FASHION), ("table", table))}
-        assert chosen == {"image": "bf16" if amx else "fp32", "table": "fp32"}
+        chosen = {facts.kind: resolve(Config(), facts).train.precision for facts in (FASHION, table, sound)}
+        assert chosen == {"image": "bf16" if amx else "fp32", "table": "fp32", "audio": "fp32"}
         private = Config()
         private.train.privacy.epsilon = 8.0
         assert resolve(private, FASHION).train.precision == "fp32"  # DP-SGD's norms are fp32

@@ -66,7 +66,7 @@ def resolve(config: Config, facts: DataFacts) -> Config:
     recipe.fit_data(c.data, facts)
     _resolve_model(c, facts, recipe)
     _resolve_training(c, facts, recipe)
-    _resolve_runtime(c, recipe.convolutional(c.model))
+    _resolve_runtime(c, recipe.bf16_pays(c.model))
     if c.train.privacy.epsilon is not None:
         _resolve_privacy(c)
     return c
@@ -207,7 +207,7 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
                           "or train.early_stopping=0")
 
 
-def _resolve_runtime(c: Config, convolutional: bool) -> None:
+def _resolve_runtime(c: Config, bf16_pays: bool) -> None:
     t, d = c.train, c.data
     if t.threads is None:
         t.threads = cores()
@@ -221,7 +221,7 @@ def _resolve_runtime(c: Config, convolutional: bool) -> None:
         # compiling and a recompile for the last, smaller batch; a 30 s run spent most of it there.
         t.compile = "off"
     if t.precision == "auto":  # DP-SGD's per-row norms are fp32 only (train/private.check_private)
-        fast = convolutional and native_bf16(t.device) and t.privacy.epsilon is None
+        fast = bf16_pays and native_bf16(t.device) and t.privacy.epsilon is None
         t.precision = "bf16" if fast else "fp32"
     if t.precision == "fp16" and t.device != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU (its grad scaler is CUDA-only); "

