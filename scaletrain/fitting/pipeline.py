@@ -90,8 +90,8 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
     best, chosen_by, ensemble, blend = pick(trained, prepared)
     prepared.note(budget_note(trained, budget))
     if cfg.train.precision == "auto" and best.run.config.train.precision == "bf16":
-        prepared.note("trained in bf16 autocast (train.precision=auto: an image conv net on a CPU with AMX tiles, where bf16 steps "
-                      "ran ~2x faster); predictions are computed in fp32, as the exported graph computes them")
+        prepared.note("trained in bf16 autocast (train.precision=auto: a model measured to train ~2x faster in bf16 on a CPU "
+                      "with AMX tiles); predictions are computed in fp32, as the exported graph computes them")
     bagging = ensemble is not None and ensemble["kept"]
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
     # a refit model is another model: a temperature fitted on this one would not be its own
