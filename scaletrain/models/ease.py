@@ -15,16 +15,22 @@ DEFAULT_L2 = 500.0  # Steck's value for MovieLens-sized data
 
 def ease_weights(indptr: np.ndarray, indices: np.ndarray, n_items: int, l2: float = DEFAULT_L2) -> torch.Tensor:
     """(n_items, n_items) weights from the users' interactions (CSR rows indptr/indices)."""
-    from scipy.sparse import csr_matrix
-
-    x = csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(indptr) - 1, n_items))
-    x.sum_duplicates()
-    x.data[:] = 1.0  # an interaction counts once however often it was logged
+    x = interaction_matrix(indptr, indices, n_items)
     gram = torch.from_numpy((x.T @ x).toarray()) + l2 * torch.eye(n_items, dtype=torch.float64)
     inverse = torch.linalg.inv(gram)
     weights = -inverse / torch.diagonal(inverse)[None, :]
     weights.fill_diagonal_(0.0)
     return weights.float()
+
+
+def interaction_matrix(indptr: np.ndarray, indices: np.ndarray, n_items: int):
+    """The users × items 0/1 matrix (scipy CSR) of the histories: an item logged twice counts once."""
+    from scipy.sparse import csr_matrix
+
+    x = csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(indptr) - 1, n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
 
 
 def popularity(indices: np.ndarray, n_items: int) -> torch.Tensor:

@@ -28,7 +28,8 @@ from scaletrain.recommend.interactions import Interactions, history, interaction
 from scaletrain.recommend.log_stream import is_streamed
 from scaletrain.recommend.ranks import ranks_here
 from scaletrain.recommend.recommender import Recommender
-from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of
+from scaletrain.models.graph_filter import graph_filter_weights
+from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of, with_graph
 from scaletrain.recommend.sides import Sides, read_side
 from scaletrain.recommend.stream_fit import fit_streamed
 
@@ -75,25 +76,35 @@ def score(found: Interactions, part: Part, scorer: Scorer, users: np.ndarray) ->
 
 
 class Fitter:
-    """Fits specs on one part's rows, reusing EASE's weights across recencies (they only weigh its input);
+    """Fits specs on one part's rows, reusing EASE's weights across recencies (they only weigh its
+    input) and across graph-filter shares (models/graph_filter.py: one filter, blended at each);
     a trained spec keeps its checkpoints in CHECKPOINTS/<stage>-<its settings>/."""
 
     def __init__(self, found: Interactions, rows: np.ndarray, seed: int, checkpoints: Path | None = None,
                  stage: str = "", sides: Sides = Sides()):
         self.found, self.rows, self.seed, self.fitted = found, rows, seed, {}
         self.checkpoints, self.stage, self.sides = checkpoints, stage, sides
+        times = None if found.times is None else found.times[rows]
+        self.indptr, self.indices = history(found.users[rows], found.items[rows], times, found.n_users)
 
     def __call__(self, spec: dict) -> Scorer:
-        key = tuple(sorted((k, v) for k, v in spec.items() if not (k == "recency" and spec["model"] == "ease")))
+        ease = spec["model"] == "ease"
+        key = tuple(sorted((k, v) for k, v in spec.items() if not (ease and k in ("recency", "graph"))))
         if key not in self.fitted:
-            times = None if self.found.times is None else self.found.times[self.rows]
-            indptr, indices = history(self.found.users[self.rows], self.found.items[self.rows], times,
-                                      self.found.n_users)
             settings = [f"{k}{v:g}" for k, v in key if k != "model"]
             folder = None if self.checkpoints is None else self.checkpoints / "-".join([self.stage, spec["model"], *settings])
-            self.fitted[key] = fit_scorer(spec, indptr, indices, self.found.n_items, self.seed, folder, ranks_here(),
-                                          self.sides)
-        return scorer_of(spec, self.fitted[key].weights)
+            self.fitted[key] = fit_scorer({k: v for k, v in spec.items() if k != "graph"}, self.indptr, self.indices,
+                                          self.found.n_items, self.seed, folder, ranks_here(), self.sides).weights
+        weights = self.fitted[key]
+        if ease and spec.get("graph"):
+            if "graph filter" not in self.fitted:
+                self.fitted["graph filter"] = graph_filter_weights(self.indptr, self.indices, self.found.n_items)
+            blended = (*key, ("graph", spec["graph"]))
+            if blended not in self.fitted:
+                self.fitted[blended] = with_graph(weights, spec, self.indptr, self.indices, self.found.n_items,
+                                                  self.fitted["graph filter"])
+            weights = self.fitted[blended]
+        return scorer_of(spec, weights)
 
 
 def users_with_items(part: Part, limit: int, seed: int) -> np.ndarray:
@@ -130,9 +141,12 @@ def test_figures(found: Interactions, cfg: Config, part: Part, chosen: dict, boa
     """Test metrics of the chosen spec and of the best of every other kind (popularity too),
     each refitted on training + validation; and the chosen one's sampled figures beside them."""
     best_of = {}
-    for entry in sorted(board, key=lambda e: -e["val"][HEADLINE]):  # recency-weighted EASE and plain EASE apart
-        best_of.setdefault((entry["spec"]["model"], bool(entry["spec"].get("recency"))), entry["spec"])
-    best_of[(chosen["model"], bool(chosen.get("recency")))] = chosen
+    def kind(spec: dict) -> tuple:  # EASE with and without recency, with and without the graph filter apart
+        return spec["model"], bool(spec.get("recency")), bool(spec.get("graph"))
+
+    for entry in sorted(board, key=lambda e: -e["val"][HEADLINE]):
+        best_of.setdefault(kind(entry["spec"]), entry["spec"])
+    best_of[kind(chosen)] = chosen
     users = np.flatnonzero([len(h) > 0 for h in part.held])
     fit = Fitter(found, part.rows, cfg.train.seed, checkpoints, "test", sides)
     figures = {scorer.name: score(found, part, scorer, users) for scorer in map(fit, best_of.values())}
