@@ -24,11 +24,11 @@ from scaletrain.errors import DataError
 from scaletrain.evaluate.ranking import ranking_metrics, sampled_metrics
 from scaletrain.modalities.table.tables import read_table
 from scaletrain.models.factorization import folding_note
+from scaletrain.models.graph_filter import graph_filter_weights
 from scaletrain.recommend.interactions import Interactions, history, interactions_from, read_interactions
 from scaletrain.recommend.log_stream import is_streamed
 from scaletrain.recommend.ranks import ranks_here
 from scaletrain.recommend.recommender import Recommender
-from scaletrain.models.graph_filter import graph_filter_weights
 from scaletrain.recommend.scorers import Scorer, candidate_specs, fit_scorer, scorer_of, with_graph
 from scaletrain.recommend.sides import Sides, read_side
 from scaletrain.recommend.stream_fit import fit_streamed
