@@ -139,6 +139,7 @@ class ModelConfig(_Section):
     # the linear TF-IDF part also reads hashed pairs of adjacent pieces (word pairs), as TF-IDF of
     # words and word pairs does (None: on for short texts with enough rows, fit/recipe.py)
     text_pairs: bool | None = None
+    text_relevance: Literal["on", "off"] = "off"  # linear text (L-BFGS): per-piece L2 from the labels (train/full_batch.py)
     init_from: str | None = None  # a pretraining or earlier run whose encoder starts this model (its tokenizer too)
     # image columns: the inputs read (table: all but the images; zero-config compares) and rows' images dropped
     inputs: Literal["all", "table", "images"] = "all"

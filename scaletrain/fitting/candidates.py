@@ -115,7 +115,7 @@ def fit_by_lbfgs(cfg: Config, prepared: Prepared, run: Run, started: float, scor
                           "and one process; use adamw for shards or several ranks")
     chosen = cfg.train.weight_decay is None
     by_validation = chosen and on_validation(len(prepared.train_y), len(prepared.val_y))
-    state, history, path = fit_full_batch(run.model, lambda: placed_model(cfg, prepared)[0], prepared, cfg.train,
+    state, history, path = fit_full_batch(run.model, lambda: placed_model(cfg, prepared)[0], prepared, cfg,
                                           run.outputs, score, callbacks or [])
     if chosen and path:
         how = "on the validation rows" if by_validation else f"by {L2_FOLDS}-fold cross-validation"

@@ -225,6 +225,26 @@ class TabularNet(nn.Module):
             tokens, weights = self.text_pairs(tokens, weights)
         return self.text_linear(tokens, per_sample_weights=weights)
 
+    @torch.no_grad()
+    def piece_counts(self, inputs: tuple, y: torch.Tensor, classes: int) -> torch.Tensor | None:
+        """(pieces and pairs, classes): the rows of each class whose text holds each piece (or
+        pair) of the linear TF-IDF part, each row counted once; None without that part."""
+        if self.text_linear is None or len(inputs) < 4:
+            return None
+        tokens, weights = self.linear_text_ids(inputs[2], inputs[3])
+        ranked = torch.where(weights > 0, tokens, torch.zeros_like(tokens)).sort(dim=1).values
+        first = firsts_in_row(ranked)
+        label = y.long()[:, None].expand_as(ranked)
+        pieces = self.text_linear.num_embeddings
+        flat = torch.bincount(ranked[first] * classes + label[first], minlength=pieces * classes)
+        return flat[:pieces * classes].view(pieces, classes).float()
+
+    def linear_text_ids(self, tokens: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ids and TF-IDF weights the linear part reads: the pieces', and their pairs' where it has them."""
+        if self.text_pairs is None:
+            return tokens, weights
+        return self.text_pairs(tokens, weights)
+
     def fit_to_rows(self, inputs: tuple) -> None:
         """Fit what is fitted on the training rows before training: the piece pairs' idf."""
         if self.text_pairs is not None and len(inputs) > 2:

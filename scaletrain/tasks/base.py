@@ -25,6 +25,12 @@ class Task:
     models: tuple[str, ...] = ()  # zero-config's candidates for it on a table, before the boosted trees ((): the table's)
     two_classes: bool = False  # its target must hold exactly two values
 
+    def piece_relevance(self, counts, n_out: int):
+        """(pieces, n_out) how strongly each text piece tells the outputs apart, from `counts`
+        (pieces, classes): the training rows of each class that hold the piece; None where the
+        task has no such measure (its text is not weighed)."""
+        return None
+
     @property
     def default_loss(self) -> str:
         return self.losses[0]

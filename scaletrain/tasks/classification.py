@@ -18,6 +18,16 @@ def probabilities(outputs, loss: str):
 
 
 class Classification(Task):
+    def piece_relevance(self, counts, n_out: int):
+        """Naive Bayes log-count ratios (Wang & Manning 2012, NBSVM), class against the rest, each
+        piece seen once more in both (Laplace): |log((p/|p|) / (q/|q|))|. One logit (bce): class 1's."""
+        import torch
+
+        inside = counts + 1.0
+        outside = counts.sum(1, keepdim=True) - counts + 1.0  # the rows of the other classes
+        ratio = (torch.log(inside / inside.sum(0)) - torch.log(outside / outside.sum(0))).abs()
+        return ratio[:, 1:2] if n_out == 1 else ratio
+
     def metrics(self, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
         """Accuracy and macro precision/recall/F1 (plus ROC AUC for two classes)."""
         from sklearn import metrics as skm
