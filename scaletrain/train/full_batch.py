@@ -49,10 +49,12 @@ def weigh_pieces(model: nn.Module, inputs: tuple, y: torch.Tensor, task: str) ->
     the linear TF-IDF part penalized by the base scale over its relevance squared (the task's
     measure, floored at RELEVANCE_FLOOR) — as NBSVM scales features by their Naive Bayes ratios,
     a piece that tells the classes apart costs less to use. Not a default: clothing reviews →
-    recommended gained test AUC (0.9555 → 0.9601) in 1.7× the time, but lost macro F1 on another
-    split (0.8721 → 0.8683) (BENCHMARKS.md). False where the model or task has none."""
+    recommended gained test AUC (0.9555 → 0.9601) in 1.7× the time, but of the text panel's
+    corpora two lost macro F1 (man pages up to 3 points) (BENCHMARKS.md). False where the model
+    or task has none."""
     text = getattr(model, "text_linear", None)
-    classes = int(y.max()) + 1 if len(y) and task_of(task).classifies else 0
+    # every class the outputs hold (a fold may lack one; one logit: two classes)
+    classes = max(text.weight.shape[1], 2) if text is not None and task_of(task).classifies else 0
     counts = model.piece_counts(inputs, y, classes) if text is not None and classes else None
     relevance = None if counts is None else task_of(task).piece_relevance(counts, text.weight.shape[1])
     if relevance is None:
