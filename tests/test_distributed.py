@@ -99,13 +99,15 @@ def test_fsdp_under_torchrun_shards_the_model_and_trains_the_same(tables, one_pr
     out = tmp_path / "fsdp"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "scaletrain", "train", str(tables["train"]), "--test", str(tables["test"]),
-                           "--target", "y", "--out", str(out), *EXACT, "--set", "train.fsdp=true", "--quiet"],
+                           "--target", "y", "--out", str(out), *EXACT, "--set", "train.fsdp=true",
+                           # a tuned threshold predicts after training: on rank 0 alone (a shard's forward is refused)
+                           "--set", "train.threshold_metric=f1_macro", "--quiet"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(_history(out)["train_loss"], _history(one_process)["train_loss"], rtol=1e-5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["parameters"] == json.loads((one_process / "metrics.json").read_text())["parameters"]
-    assert any("FSDP over 2 ranks" in note for note in metrics["notes"])
+    assert any("FSDP over 2 ranks" in note for note in metrics["notes"]) and "threshold" in metrics
     assert "binary · mlp" in done.stdout  # under plain torchrun, rank 0 prints the summary
 
 

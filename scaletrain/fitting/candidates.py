@@ -101,6 +101,8 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
             gathered = build_model(spec, cfg.model)
             gathered.load_state_dict(full)
             run.model = device.place(gathered, cfg.train.device)
+        else:  # its shard freed now: nothing may hold the process group past its end
+            run.model = distributed.ReleasedShard()
     run.model.eval()
     run.history = history.rows
     losses = [row.get("val_loss", math.inf) for row in history.rows] or [math.inf]

@@ -103,7 +103,8 @@ def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run
         "train.calibration": "temperature" if calibration and calibration["kept"] else "none",
         "train.ensemble": "on" if bagging else "off",
         "train.blend": "on" if best.run.config.model.name == "blend" else "off"}).frozen()
-    decision = set_threshold(best.run, prepared)
+    # rank 0 alone, as above (candidates refuses a shard's forward on another rank)
+    decision = set_threshold(best.run, prepared) if w.main else None
     selection_val = None
     if refitting:
         # a tuner compares runs on validation rows the refit has seen: keep the honest figure

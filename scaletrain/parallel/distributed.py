@@ -15,6 +15,7 @@ the same whatever N. Gradient accumulation multiplies the global batch as in one
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from dataclasses import dataclass
@@ -91,7 +92,22 @@ def finish(created: bool, wait: bool = True) -> None:
     if created and dist.is_initialized():
         if wait:
             dist.barrier()
+        gc.collect()  # what the run dropped (a model's shards, their hooks) ends before the group does
         dist.destroy_process_group()
+
+
+class ReleasedShard(torch.nn.Module):
+    """What a rank other than 0 holds once FSDP's shards are gathered on rank 0, which alone
+    predicts: a shard's forward would all-gather, a collective rank 0 never joins (a tuned
+    threshold's did), and the shards freed end before the process group does."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("released", torch.zeros(0))  # a dtype for Run.outputs to read before forward
+
+    def forward(self, *args, **kwargs):
+        raise ScaletrainError("internal: a rank other than 0 predicted after FSDP training; "
+                              "only rank 0 holds the gathered model")
 
 
 def barrier() -> None:
