@@ -186,7 +186,7 @@ class TrainConfig(_Section):
     warmup: Rate = 0.0
     step_milestones: list[Share] = [0.5, 0.75]
     step_gamma: Positive = 0.1
-    loss: Literal["auto", "mse", "mae", "huber", "cross_entropy", "bce"] = "auto"
+    loss: Literal["auto", "mse", "mae", "huber", "levels", "cross_entropy", "bce"] = "auto"
     label_smoothing: Rate | None = None
     class_weight: Literal["auto", "balanced", "none"] = "auto"
     # classification: the decision (binary: the threshold; multiclass: class-prior shifts) tuned on validation rows for

@@ -13,6 +13,7 @@ from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ExportError
 from scaletrain.models.registry import ModelSpec, build_model
 from scaletrain.run import Run
+from scaletrain.tasks.regression import level_values
 from scaletrain.train import device
 from scaletrain.train.assembly import LoopPlan
 from scaletrain.train.budget import Budget
@@ -76,7 +77,8 @@ def train_student(teacher: Run, cfg: Config, prepared: Prepared, budget: Budget,
     packed = replace(prepared, train_y=packed_targets(teacher, prepared.train_inputs, prepared.train_y),
                      val_y=packed_targets(teacher, prepared.val_inputs, prepared.val_y))
     run = Run(cfg, model, spec, prepared.preprocess | {"target": teacher.preprocess["target"]})
-    loss = LossChoice(prepared.task, replaced=distillation_loss(prepared.task, cfg.train.loss, TEMPERATURE, ALPHA))
+    loss = LossChoice(prepared.task, replaced=distillation_loss(prepared.task, cfg.train.loss, TEMPERATURE, ALPHA,
+                                                                level_values(prepared.target)))
     plan = LoopPlan(budget, progress="training" if verbose else None)
     _, history, _ = fit_model(model, training_batches(cfg, packed), cfg.train, loss,
                               ValidationSet(run.outputs, packed.val_inputs, packed.val_y), plan)

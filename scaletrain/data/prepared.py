@@ -36,8 +36,18 @@ class Prepared:
     measured: dict = field(default_factory=dict)  # what zero-config measured before training (metrics.json)
 
     @property
+    def target(self) -> dict:
+        """The fitted target state (classes, or a regression's scale, range and levels)."""
+        return self.preprocess["target"]
+
+    @property
     def n_classes(self) -> int:
-        return len(self.preprocess["target"].get("classes", []))
+        return len(self.target.get("classes", []))
+
+    @property
+    def n_levels(self) -> int:
+        """The whole-number values a regression target spans (0: not such a target)."""
+        return int(self.target.get("levels", 0))
 
     def note(self, text: str | None) -> None:
         """Record what the fit decided or found, for metrics.json, the report and the CLI: the

@@ -23,6 +23,7 @@ from scaletrain.data.values import (
 )
 from scaletrain.errors import DataError
 from scaletrain.tasks import task_of
+from scaletrain.tasks.regression import MAX_LEVELS
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `prepare` runs without it
     import torch
@@ -41,8 +42,12 @@ def target_state(stats: TargetStats) -> dict:
     """Return the target state from its statistics (in memory or merged from shards)."""
     if not task_of(stats.task).classifies:
         # the training targets' range: predictions are kept within it (tasks/regression.py)
-        return {"task": stats.task, "mean": stats.moments.mean, "std": stats.moments.std or 1.0,
-                "lo": stats.moments.min, "hi": stats.moments.max}
+        state = {"task": stats.task, "mean": stats.moments.mean, "std": stats.moments.std or 1.0,
+                 "lo": stats.moments.min, "hi": stats.moments.max}
+        levels = stats.moments.max - stats.moments.min + 1
+        if stats.moments.count and not stats.fractional and 2 <= levels <= MAX_LEVELS:
+            state["levels"] = int(levels)  # whole numbers lo..hi: train.loss=levels can model each
+        return state
     uniques = [stats.examples[k] for k in stats.labels]
     try:
         classes = sorted(uniques)

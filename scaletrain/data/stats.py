@@ -285,13 +285,14 @@ class TargetStats:
     labels: CategoryCounts = field(default_factory=CategoryCounts)
     moments: Moments = field(default_factory=Moments)
     examples: dict = field(default_factory=dict)  # label key -> one original value, to keep its type
+    fractional: int = 0  # regression: targets that are not whole numbers (none: the target has levels)
 
     def update(self, values: pd.Series) -> None:
         from scaletrain.data.values import category_strings, json_value, label_key
 
         values = values.dropna()
         if not task_of(self.task).classifies:
-            self.moments.update(pd.to_numeric(values).to_numpy(dtype=np.float64))
+            self._numbers(pd.to_numeric(values).to_numpy(dtype=np.float64))
             return
         self.labels.add(category_strings(values).value_counts().to_dict())
         for value in values.drop_duplicates():
@@ -302,7 +303,7 @@ class TargetStats:
         from scaletrain.data.values import label_key
 
         if not task_of(self.task).classifies:
-            self.moments.update(column.to_numpy().astype(np.float64))
+            self._numbers(column.to_numpy().astype(np.float64))
             return
         counts: dict = {}
         for value, count in _value_counts(column):
@@ -311,19 +312,26 @@ class TargetStats:
             self.examples.setdefault(key, value)
         self.labels.add(counts)
 
+    def _numbers(self, values: np.ndarray) -> None:
+        self.moments.update(values)
+        with np.errstate(invalid="ignore"):
+            self.fractional += int(np.count_nonzero(np.mod(values, 1)))
+
     def merge(self, other: "TargetStats") -> None:
         self.labels.add(other.labels)
         self.moments.merge(other.moments)
+        self.fractional += other.fractional
         for key, value in other.examples.items():
             self.examples.setdefault(key, value)
 
     def to_plain(self) -> dict:
         return json.loads(json.dumps({"task": self.task, "labels": dict(self.labels), "moments": vars(self.moments),
-                                      "examples": self.examples}))
+                                      "examples": self.examples, "fractional": self.fractional}))
 
     @classmethod
     def from_plain(cls, plain: dict) -> "TargetStats":
-        return cls(plain["task"], CategoryCounts(plain["labels"]), Moments(**plain["moments"]), plain["examples"])
+        return cls(plain["task"], CategoryCounts(plain["labels"]), Moments(**plain["moments"]), plain["examples"],
+                   plain.get("fractional", 1))  # stats from before it was counted: no levels claimed
 
 
 def _value_counts(column) -> list[tuple]:

@@ -14,10 +14,10 @@ def main_score_name(task: str) -> str:
     return task_of(task).headline
 
 
-def score_outputs(task: str, outputs, y) -> float:
+def score_outputs(task: str, outputs, y, target: dict | None = None) -> float:
     """The task's headline score (accuracy or R²) from raw model outputs and encoded targets,
-    as each epoch's validation reports it."""
-    return task_of(task).score_outputs(outputs, y)
+    as each epoch's validation reports it (`target`: the run's fitted target state)."""
+    return task_of(task).score_outputs(outputs, y, target)
 
 
 def compute_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:

@@ -35,6 +35,8 @@ from scaletrain.modalities.table.preprocess import feature_columns
 from scaletrain.models.combiners import Concat
 from scaletrain.models.tabular import nonempty
 from scaletrain.run import Run
+from scaletrain.tasks import task_of
+from scaletrain.tasks.regression import expected_value
 
 STEPS = 16  # Integrated Gradients (networks DeepLIFT does not cover): Gauss-Legendre points per path
 FUSED_STEPS = 16  # times as many behind a gated or attention combiner
@@ -86,7 +88,8 @@ def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS, paths:
             and getattr(model, "reads_table", True) else torch.zeros((len(dense), 1))
         pictured = _pictured(model, inputs)
 
-    forward = _Explained(model).eval()
+    readout = readout_of(run)
+    forward = _Explained(model, readout).eval()
     with torch.no_grad():
         out = forward(dense, embedded, pictured, text, linear_text)
     target = torch.zeros(len(dense), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
@@ -97,7 +100,8 @@ def table_attributions(run: Run, frame: pd.DataFrame, steps: int = STEPS, paths:
     background = _background(run, model, paths, dense, embedded) + (_missing_pictures(model),)
     background = background[:2] + (background[2].expand(len(background[0]), -1),)
     rescaled = method == "deeplift" or (method == "auto" and isinstance(model.combine, Concat) and all(
-        isinstance(m, AFFINE + RESCALED) for m in model.body.modules()))  # a gate or attention multiplies inputs
+        isinstance(m, AFFINE + RESCALED) for m in model.body.modules())  # a gate or attention multiplies inputs
+        and readout is contrasted)  # as a softmax over a regression's levels does
     # their softmax over the inputs bends the path: 16x the points, then more for the rows still off (_refined)
     steps = steps if isinstance(model.combine, Concat) else FUSED_STEPS * steps
     tensors = [dense, embedded, pictured, text, linear_text, target]
@@ -114,8 +118,10 @@ def _sampled(run: Run, model: nn.Module, inputs: tuple, paths: int | None, order
     dense, codes = _dense_and_codes(inputs)
     fixed = tuple(inputs[2:])
 
+    readout = readout_of(run)
+
     def forward(d, c, *text):
-        return contrasted(model(d, c, *text))
+        return readout(model(d, c, *text))
 
     with torch.no_grad():
         out = forward(dense, codes, *fixed)
@@ -135,6 +141,16 @@ def _sampled(run: Run, model: nn.Module, inputs: tuple, paths: int | None, order
     return Attributions(frame, explained, base, delta, target.numpy())
 
 
+def readout_of(run: Run):
+    """What is explained of a row's outputs: each class's contrasted logit, a value, or for a
+    regression by level (train.loss=levels) the value its levels' softmax predicts, not one
+    level's logit."""
+    if run.spec.n_out == 1 or task_of(run.task).classifies:
+        return contrasted
+    target = run.preprocess["target"]
+    return lambda out: expected_value(out, target).to(out.dtype)[:, None]
+
+
 def contrasted(out: torch.Tensor) -> torch.Tensor:
     """Each class's output as its logit minus the mean of the others' (for two classes the
     log-odds). A softmax leaves a shift common to every logit unidentified: a column that moved
@@ -146,11 +162,11 @@ def contrasted(out: torch.Tensor) -> torch.Tensor:
 
 class _Explained(nn.Module):
     """The table network from its dense block, embedded categories and image columns' vectors
-    (free text held as given), each class's output contrasted with the others'."""
+    (free text held as given), its outputs read out as explained (readout_of)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, readout):
         super().__init__()
-        self.body, self.combine = model.body, model.combine
+        self.body, self.combine, self.readout = model.body, model.combine, readout
         self.reads_table = getattr(model, "reads_table", True)
         self.widths = model.pictures.widths if getattr(model, "pictures", None) is not None else []
 
@@ -159,7 +175,7 @@ class _Explained(nn.Module):
         groups += list(torch.split(pictured, self.widths, dim=1)) if self.widths else []
         unused = 0 * (dense.sum(dim=1, keepdim=True) + embedded.sum(dim=1, keepdim=True)  # a block without features
                       + pictured.sum(dim=1, keepdim=True))  # stays in the graph: Captum differentiates each input
-        return contrasted(self.body(self.combine(nonempty(groups))) + linear_text + unused)
+        return self.readout(self.body(self.combine(nonempty(groups))) + linear_text + unused)
 
 
 def _pictured(model, inputs: tuple) -> torch.Tensor:

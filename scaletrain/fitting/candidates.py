@@ -17,6 +17,7 @@ from scaletrain.models.ensemble import Ensemble, average_for, combine
 from scaletrain.models.registry import build_model
 from scaletrain.parallel import distributed
 from scaletrain.run import Run
+from scaletrain.tasks.regression import level_values
 from scaletrain.train import device
 from scaletrain.train.assembly import Checkpointing, LoopPlan
 from scaletrain.train.blend import blend_weights
@@ -83,7 +84,7 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     model, spec = placed_model(cfg, prepared)
     run = Run(cfg, model, spec, prepared.preprocess)
     started = time.perf_counter()
-    score = lambda out, y: score_outputs(prepared.task, out, y)  # noqa: E731
+    score = lambda out, y: score_outputs(prepared.task, out, y, prepared.target)  # noqa: E731
     if cfg.train.optimizer == "lbfgs":
         return fit_by_lbfgs(cfg, prepared, run, started, score, callbacks)
     batches = training_batches(cfg, prepared)
@@ -93,7 +94,8 @@ def train_candidate(cfg: Config, prepared: Prepared, checkpoint_dir: Path | None
     checkpointing = None if checkpoint_dir is None else Checkpointing(
         checkpoint_dir, cfg.checkpoint, cfg.to_dict(), resume, extra_generators(batches))
     plan = LoopPlan(budget.from_now(), checkpointing, callbacks or [], "training" if verbose else None)
-    state, history, stopper = fit_model(model, batches, cfg.train, LossChoice(prepared.task, prepared.class_counts()),
+    loss = LossChoice(prepared.task, prepared.class_counts(), levels=level_values(prepared.target))
+    state, history, stopper = fit_model(model, batches, cfg.train, loss,
                                         ValidationSet(run.outputs, prepared.val_inputs, prepared.val_y, score), plan)
     if cfg.train.fsdp and distributed.world().active:  # the shards gathered into one plain model, on rank 0
         full = distributed.full_state(model, fsdp=True)  # a collective: every rank takes part
@@ -149,7 +151,7 @@ def fit_by_boosting(cfg: Config, prepared: Prepared) -> Trained:
     run = Run(cfg, model, spec, prepared.preprocess)
     loss_fn = loss_for(cfg.train, prepared)
     val = Validation(run.outputs, prepared.val_inputs, prepared.val_y, loss_fn,
-                     lambda out, y: score_outputs(prepared.task, out, y))(model) if len(prepared.val_y) else {}
+                     lambda out, y: score_outputs(prepared.task, out, y, prepared.target))(model) if len(prepared.val_y) else {}
     state = TrainState(model, None, LoopSettings(epochs=1, lr=cfg.train.lr or 0.0), total_steps=measured["rounds"],
                        step=measured["rounds"], lr=0.0, started=started)
     with torch.no_grad():
@@ -237,6 +239,13 @@ def beats_by_noise(losses: torch.Tensor, reference: torch.Tensor) -> bool:
     return len(difference) > 1 and float(difference.mean() + difference.std() / math.sqrt(len(difference))) < 0
 
 
+def _alike(best: Trained, trained: list[Trained], held_out: list | None) -> tuple[list[Trained], list | None]:
+    """The candidates whose outputs have the chosen one's form (a regression's level logits are
+    not mixed with values), and their out-of-fold outputs."""
+    keep = [i for i, t in enumerate(trained) if t.run.spec.n_out == best.run.spec.n_out]
+    return [trained[i] for i in keep], None if held_out is None else [held_out[i] for i in keep]
+
+
 def blended(best: Trained, trained: list[Trained], prepared: Prepared,
             held_out: list[torch.Tensor] | None = None) -> tuple[Trained, dict | None]:
     """The candidates blended (train/blend.py) with weights chosen on their out-of-fold outputs
@@ -252,6 +261,9 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     linear model's 0.22, test log loss 0.073 against 0.040, macro F1 0.963 against 0.987."""
     if len(trained) < 2 or not len(prepared.val_y) or best.run.config.train.blend == "off" or distributed.world().active:
         return best, None  # several ranks: one candidate each (a sharded model's forward is a collective)
+    trained, held_out = _alike(best, trained, held_out)
+    if len(trained) < 2:
+        return best, None
     run = best.run
     average = average_for(prepared.task, run.spec.n_out)
     loss_fn = loss_for(run.config.train, prepared)
@@ -262,7 +274,8 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     blend_out = combine(torch.stack([val_outputs[i] for i in kept]), average, [weights[i] for i in kept])
     chosen_out, y = val_outputs[trained.index(best)], prepared.val_y
     single, mixed = float(loss_fn(chosen_out, y)), float(loss_fn(blend_out, y))
-    per_row = training_loss(run.config.train, prepared.task, prepared.class_counts(), reduction="none")
+    per_row = training_loss(run.config.train, prepared.task, prepared.class_counts(), reduction="none",
+                            levels=level_values(prepared.target))
     keep = len(kept) > 1 and (run.config.train.blend == "on" or (
         beats_by_noise(per_row(blend_out, y).double(), per_row(chosen_out, y).double())
         and mixed < single * (1 - (0 if held_out is not None else BLEND_MARGIN))))

@@ -183,7 +183,7 @@ def _resolve_training(c: Config, facts: DataFacts, recipe) -> None:
     if t.schedule == "auto":
         t.schedule = recipe.schedule
     if t.loss == "auto":
-        t.loss = task_of(facts.task).default_loss
+        t.loss = task_of(facts.task).auto_loss(facts.levels)
     if t.label_smoothing is None:
         t.label_smoothing = recipe.label_smoothing if t.loss == "cross_entropy" else 0.0
     if t.threshold_metric == "auto":

@@ -17,7 +17,7 @@ def choose_test_shifts(run: Run, prepared: Prepared) -> dict | None:
     scores = {}
     for views in (False, True):
         model.shifted_views = views
-        scores[views] = score_outputs(run.task, run.outputs(prepared.val_inputs), prepared.val_y)
+        scores[views] = score_outputs(run.task, run.outputs(prepared.val_inputs), prepared.val_y, prepared.target)
     kept = scores[True] > scores[False]
     model.shifted_views = kept
     prepared.note(f"test-time shifts (the image and it one pixel left and right, averaged): validation "

@@ -44,7 +44,9 @@ def combine(outputs: torch.Tensor, average: str, weights: list[float]) -> torch.
 
 
 def average_for(task: str, n_out: int) -> str:
-    """How a task's outputs are averaged: probabilities for classes, values for regression."""
-    if not task_of(task).classifies:
-        return "mean"
-    return "sigmoid" if n_out == 1 else "softmax"
+    """How a task's outputs are averaged: probabilities for classes (and for a regression's
+    levels: the mixture's expected value is the weighted mean of the members'), values for
+    regression."""
+    if n_out == 1:
+        return "sigmoid" if task_of(task).classifies else "mean"
+    return "softmax"

@@ -156,6 +156,7 @@ def measure_widths(plan: StudyPlan, widths: list[int]) -> tuple[dict[int, int], 
     from scaletrain.data.sources import subset_source
     from scaletrain.fitting.recipe import candidate_configs
     from scaletrain.modalities import load_source, modality, prepare
+    from scaletrain.tasks.regression import level_values
     from scaletrain.train.losses import training_loss
     from scaletrain.train.setup import placed_model
 
@@ -178,7 +179,8 @@ def measure_widths(plan: StudyPlan, widths: list[int]) -> tuple[dict[int, int], 
                 continue
             rows = min(256, len(prepared.train_y))
             batch = kind.eval_inputs([x[:rows] for x in prepared.train_inputs], resolved.train)
-            loss_fn, optimizer = training_loss(resolved.train, prepared.task, None), torch.optim.SGD(model.parameters(), 1e-3)
+            loss_fn = training_loss(resolved.train, prepared.task, None, levels=level_values(prepared.target))
+            optimizer = torch.optim.SGD(model.parameters(), 1e-3)
             for step in range(4):  # the first is warm-up
                 if step == 1:
                     started = clock.perf_counter()

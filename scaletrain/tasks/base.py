@@ -35,6 +35,11 @@ class Task:
     def default_loss(self) -> str:
         return self.losses[0]
 
+    def auto_loss(self, levels: int) -> str:
+        """The loss zero-config trains with (`levels`: the whole-number values a regression
+        target spans, 0 where it does not)."""
+        return self.default_loss
+
     def output_size(self, loss: str, n_classes: int) -> int:
         """How many numbers a model emits per row: one value, one logit (bce), or one per class."""
         return n_classes if self.classifies and loss != "bce" else 1
@@ -53,9 +58,9 @@ class Task:
         """Its metrics (scikit-learn's: what users already trust) from class indices or values."""
         raise NotImplementedError
 
-    def score_outputs(self, outputs, y) -> float:
+    def score_outputs(self, outputs, y, target: dict | None = None) -> float:
         """Its headline score from raw model outputs and encoded targets, as each epoch's
-        validation reports it."""
+        validation reports it (`target`: the fitted target state, where outputs need it to be read)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ decisions (Run, ONNX export, serve)

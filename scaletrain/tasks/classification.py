@@ -42,7 +42,7 @@ class Classification(Task):
             out["roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1]))
         return out
 
-    def score_outputs(self, outputs, y) -> float:
+    def score_outputs(self, outputs, y, target: dict | None = None) -> float:
         """Accuracy of the argmax (or of one logit's sign: bce): the rows right over the rows, as
         scikit-learn's accuracy_score counts them, without its input checks (1.8 ms a call, each
         epoch's validation of a small table)."""

@@ -18,7 +18,7 @@ class ClickThrough(Classification):
             out["log_loss"] = float(skm.log_loss(y_true, np.clip(proba[:, 1], 1e-7, 1 - 1e-7)))
         return out
 
-    def score_outputs(self, outputs, y) -> float:
+    def score_outputs(self, outputs, y, target: dict | None = None) -> float:
         """ROC AUC of the click logit (or of the second class's margin)."""
         from sklearn import metrics as skm
 

@@ -15,6 +15,8 @@ from scaletrain.data.prepared import Prepared
 from scaletrain.errors import ConfigError
 from scaletrain.models.trees import TreeEnsemble, from_lightgbm
 from scaletrain.tasks import MULTICLASS, task_of
+from scaletrain.tasks.regression import level_values
+from scaletrain.train.losses import nearest_level
 
 ROUNDS = 2000        # at most; early stopping on the validation rows ends it far sooner
 PATIENCE = 50        # rounds without a better validation loss
@@ -34,8 +36,10 @@ def encoded_rows(inputs: tuple) -> np.ndarray:
     return torch.cat(blocks, dim=1).numpy()
 
 
-def lightgbm_params(task: str, n_classes: int, threads: int, seed: int) -> dict:
-    objective = task_of(task).boosting_objective
+def lightgbm_params(task: str, n_classes: int, threads: int, seed: int, levels: bool = False) -> dict:
+    """LightGBM's settings; `levels`: a regression modelled level by level (train.loss=levels),
+    one tree per level and round, as for classes, so its outputs are logits like the networks'."""
+    objective = MULTICLASS.boosting_objective if levels else task_of(task).boosting_objective
     params = {"objective": objective, "learning_rate": LEARNING_RATE, "num_threads": threads, "seed": seed,
               "deterministic": True, "force_row_wise": True, "verbosity": -1}
     return params | ({"num_class": n_classes} if objective == MULTICLASS.boosting_objective else {})
@@ -50,16 +54,21 @@ def fit_boosted(prepared: Prepared, outputs: int, threads: int, seed: int, balan
 
     if prepared.shard_url is not None:
         raise ConfigError("model.name=boosted grows trees on rows held in memory; streamed shards train networks")
-    x, y = encoded_rows(prepared.train_inputs), prepared.train_y.numpy()
+    x, y, val_y = encoded_rows(prepared.train_inputs), prepared.train_y, prepared.val_y
+    levels = level_values(prepared.target) if outputs > 1 and not task_of(prepared.task).classifies else None
+    if levels is not None:
+        y, val_y = nearest_level(y, levels), nearest_level(val_y, levels)
+    y, val_y = y.numpy(), val_y.numpy()
     weights = None
     if balanced and task_of(prepared.task).classifies:
         counts = np.bincount(y.astype(int), minlength=prepared.n_classes).astype(float)
         weights = (len(y) / (len(counts) * np.maximum(counts, 1)))[y.astype(int)]
     train = lgb.Dataset(x, y, weight=weights, free_raw_data=False)
-    params = lightgbm_params(prepared.task, prepared.n_classes, 1 if len(y) < ONE_THREAD_ROWS else threads, seed)
+    params = lightgbm_params(prepared.task, prepared.n_classes or outputs, 1 if len(y) < ONE_THREAD_ROWS else threads,
+                             seed, levels is not None)
     callbacks, sets = [], []
     if len(prepared.val_y) and rounds is None:
-        sets = [lgb.Dataset(encoded_rows(prepared.val_inputs), prepared.val_y.numpy(), reference=train)]
+        sets = [lgb.Dataset(encoded_rows(prepared.val_inputs), val_y, reference=train)]
         callbacks = [lgb.early_stopping(PATIENCE, verbose=False)]
     # keep_training_booster: no text round trip of the model that the conversion below reads once
     booster = lgb.train(params, train, num_boost_round=ROUNDS if sets else rounds or 200, valid_sets=sets,

@@ -20,6 +20,7 @@ from scaletrain.data.prepared import Prepared
 from scaletrain.data.split import kfold_splits
 from scaletrain.models.tabular import TEXT_L2_SCALE
 from scaletrain.tasks import task_of
+from scaletrain.tasks.regression import level_values
 from scaletrain.train import device
 from scaletrain.train.callbacks import History
 from scaletrain.train.loop import Callback, LoopSettings, TrainState
@@ -140,7 +141,7 @@ def fit_full_batch(model: nn.Module, fresh_model: Callable[[], nn.Module], prepa
     loss of each strength tried."""
     t, task, on = cfg.train, prepared.task, next(model.parameters()).device
     inputs, y = device.to_device(prepared.train_inputs, on), prepared.train_y.to(on)
-    loss_fn = training_loss(t, task, prepared.class_counts())
+    loss_fn = training_loss(t, task, prepared.class_counts(), levels=level_values(prepared.target))
     path = {}
     started = time.perf_counter()
     weighed = cfg.model.text_relevance == "on" and weigh_pieces(model, inputs, y, task)

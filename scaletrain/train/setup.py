@@ -16,6 +16,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.modalities import modality
 from scaletrain.models.registry import ModelSpec, build_model, fit_to_rows
 from scaletrain.parallel import distributed
+from scaletrain.tasks.regression import level_values
 from scaletrain.train import device
 from scaletrain.train.losses import output_size, training_loss
 from scaletrain.train.transfer import start_columns, start_from
@@ -29,7 +30,7 @@ def seed_everything(seed: int) -> None:
 
 def model_spec(cfg: Config, prepared: Prepared) -> ModelSpec:
     """What the model builders need to know of the data and the task's outputs."""
-    n_out = output_size(prepared.task, cfg.train.loss, prepared.n_classes)
+    n_out = output_size(prepared.task, cfg.train.loss, prepared.n_classes or prepared.n_levels)
     spec = modality(prepared.kind).model_spec(prepared, n_out)
     pairs = any(m.text_pairs for m in [cfg.model, *(cfg.model.members or [])])
     return spec if pairs else replace(spec, pair_buckets=0)  # a size the weights do not hold is refused on load
@@ -65,7 +66,7 @@ def placed_model(cfg: Config, prepared: Prepared) -> tuple[torch.nn.Module, Mode
 
 def loss_for(t: TrainConfig, prepared: Prepared):
     """The training loss, with balanced class weights where the config asks for them."""
-    return training_loss(t, prepared.task, prepared.class_counts())
+    return training_loss(t, prepared.task, prepared.class_counts(), levels=level_values(prepared.target))
 
 
 def training_batches(cfg: Config, prepared: Prepared):

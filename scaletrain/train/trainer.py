@@ -81,12 +81,13 @@ class LossChoice:
     task: str
     class_counts: torch.Tensor | None = None
     replaced: LossFn | None = None
+    levels: torch.Tensor | None = None  # a regression's levels (train.loss=levels)
 
     def step(self, t) -> LossFn:
-        return self.replaced or training_loss(t, self.task, self.class_counts)
+        return self.replaced or training_loss(t, self.task, self.class_counts, levels=self.levels)
 
     def per_row(self, t) -> LossFn:
-        return training_loss(t, self.task, self.class_counts, reduction="none")
+        return training_loss(t, self.task, self.class_counts, reduction="none", levels=self.levels)
 
 
 def fit_model(model: nn.Module, batches, t, loss: LossChoice, val: ValidationSet,
