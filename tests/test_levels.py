@@ -26,12 +26,17 @@ def ratings(n: int = 900, seed: int = 0) -> pd.DataFrame:
 
 
 def test_whole_numbers_over_a_few_values_are_levels_and_others_are_not():
-    assert fit_target(pd.Series([1, 2, 2, 5]), "regression")["levels"] == 5  # 3 and 4 unseen: still levels
+    gaps = fit_target(pd.Series([2, 4, 6]), "regression")  # y = 2x: levels the option can model, not a scale
+    assert gaps["levels"] == 5 and not gaps["scale"] and fit_target(pd.Series([1, 2, 3, 3]), "regression")["scale"]
     assert "levels" not in fit_target(pd.Series([1.0, 2.5, 3.0]), "regression")
     assert "levels" not in fit_target(pd.Series([0, MAX_LEVELS]), "regression")  # 11 values: a quantity
     plain = TargetStats("regression").to_plain()
-    del plain["fractional"]  # statistics written before levels were counted claim none
+    del plain["fractional"], plain["wholes"]  # statistics written before levels were counted claim none
     assert TargetStats.from_plain(plain).fractional
+    halves = [TargetStats("regression"), TargetStats("regression")]
+    halves[0].update(pd.Series([1, 2])), halves[1].update(pd.Series([3, 5]))
+    halves[0].merge(halves[1])  # shards' statistics merged
+    assert halves[0].wholes == [1, 2, 3, 5] and halves[0].fractional == 0
 
 
 def test_the_loss_classifies_each_target_into_its_level_and_the_value_is_their_mean():

@@ -23,7 +23,7 @@ def test_outputs_and_headlines_follow_the_task():
 
 
 @pytest.mark.parametrize("loss, task, message", [
-    ("cross_entropy", "regression", "is for classification; use mse, mae or huber for regression"),
+    ("cross_entropy", "regression", "is for classification; use mse, mae, huber or levels for regression"),
     ("mse", "binary", "is for regression; use cross_entropy"),
     ("bce", "multiclass", "needs a binary target; use cross_entropy for multiclass"),
 ])

@@ -49,6 +49,11 @@ class Prepared:
         """The whole-number values a regression target spans (0: not such a target)."""
         return int(self.target.get("levels", 0))
 
+    @property
+    def scale_points(self) -> int:
+        """n_levels where the training targets hold every one of them (a rating scale), else 0."""
+        return self.n_levels if self.target.get("scale") else 0
+
     def note(self, text: str | None) -> None:
         """Record what the fit decided or found, for metrics.json, the report and the CLI: the
         one way notes are added once the data is prepared (none twice, none empty)."""

@@ -47,6 +47,7 @@ def target_state(stats: TargetStats) -> dict:
         levels = stats.moments.max - stats.moments.min + 1
         if stats.moments.count and not stats.fractional and 2 <= levels <= MAX_LEVELS:
             state["levels"] = int(levels)  # whole numbers lo..hi: train.loss=levels can model each
+            state["scale"] = len(stats.wholes) == levels  # each of them seen: a rating scale, not y = 2x
         return state
     uniques = [stats.examples[k] for k in stats.labels]
     try:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.tasks import task_of
+from scaletrain.tasks.regression import MAX_LEVELS
 
 EXACT_LIMIT = 16_384      # values kept verbatim per column before switching to the sketch
 KLL_K = 400
@@ -286,6 +287,7 @@ class TargetStats:
     moments: Moments = field(default_factory=Moments)
     examples: dict = field(default_factory=dict)  # label key -> one original value, to keep its type
     fractional: int = 0  # regression: targets that are not whole numbers (none: the target has levels)
+    wholes: list = field(default_factory=list)  # regression: its distinct whole numbers, the first MAX_LEVELS + 1
 
     def update(self, values: pd.Series) -> None:
         from scaletrain.data.values import category_strings, json_value, label_key
@@ -316,22 +318,29 @@ class TargetStats:
         self.moments.update(values)
         with np.errstate(invalid="ignore"):
             self.fractional += int(np.count_nonzero(np.mod(values, 1)))
+        if not self.fractional and len(self.wholes) <= MAX_LEVELS:
+            self._add_wholes(np.unique(values[:1_000_000]).tolist())
+
+    def _add_wholes(self, values: list) -> None:
+        self.wholes = sorted(set(self.wholes) | {int(v) for v in values})[:MAX_LEVELS + 1]
 
     def merge(self, other: "TargetStats") -> None:
         self.labels.add(other.labels)
         self.moments.merge(other.moments)
         self.fractional += other.fractional
+        self._add_wholes(other.wholes)
         for key, value in other.examples.items():
             self.examples.setdefault(key, value)
 
     def to_plain(self) -> dict:
         return json.loads(json.dumps({"task": self.task, "labels": dict(self.labels), "moments": vars(self.moments),
-                                      "examples": self.examples, "fractional": self.fractional}))
+                                      "examples": self.examples, "fractional": self.fractional,
+                                      "wholes": self.wholes}))
 
     @classmethod
     def from_plain(cls, plain: dict) -> "TargetStats":
         return cls(plain["task"], CategoryCounts(plain["labels"]), Moments(**plain["moments"]), plain["examples"],
-                   plain.get("fractional", 1))  # stats from before it was counted: no levels claimed
+                   plain.get("fractional", 1), plain.get("wholes", []))  # stats from before: no levels claimed
 
 
 def _value_counts(column) -> list[tuple]:

@@ -34,7 +34,7 @@ class DataFacts:
     task: str
     n_train: int
     n_classes: int = 0
-    levels: int = 0           # the whole-number values a regression target spans (tasks/regression.py)
+    levels: int = 0           # the points of a regression target's rating scale (Prepared.scale_points)
     imbalance: float = 1.0    # largest class count / smallest
     val_minority: int = 0     # validation rows of the rarest class
     streamed: bool = False    # training rows streamed from shards, not held in memory

@@ -120,7 +120,7 @@ class Audio(Modality):
         return prepare_clips(source, test, data_cfg, seed)
 
     def facts(self, prepared: Prepared) -> DataFacts:
-        return AudioFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.n_levels,
+        return AudioFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.scale_points,
                           imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
                           feature_shape=tuple(prepared.val_inputs[0].shape[1:]))
 

@@ -142,7 +142,7 @@ class Image(Modality):
         return prepare_from_image_shards(source, manifest, data_cfg)
 
     def facts(self, prepared: Prepared) -> DataFacts:
-        return ImageFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.n_levels,
+        return ImageFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.scale_points,
                           imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
                           streamed=prepared.shard_url is not None, image_shape=tuple(prepared.val_inputs[0].shape[1:]))
 

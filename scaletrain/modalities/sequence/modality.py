@@ -106,7 +106,7 @@ class Sequence(Modality):
 
     def facts(self, prepared: Prepared) -> DataFacts:
         state = prepared.preprocess
-        return SequenceFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.n_levels,
+        return SequenceFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.scale_points,
                              imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
                              steps=state["steps"], features=state["features"])
 

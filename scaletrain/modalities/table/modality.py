@@ -148,7 +148,7 @@ class Table(Modality):
 
     def facts(self, prepared: Prepared) -> DataFacts:
         cards = [len(c["categories"]) for c in prepared.preprocess["embed"]]
-        return TableFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.n_levels,
+        return TableFacts(self.name, prepared.task, prepared.n_train, prepared.n_classes, levels=prepared.scale_points,
                           imbalance=prepared.imbalance(), val_minority=prepared.val_minority(),
                           streamed=prepared.shard_url is not None, n_features=prepared.val_inputs[0].shape[1],
                           max_cardinality=max(cards, default=0),
