@@ -10,6 +10,7 @@ import scaletrain
 from scaletrain.data.preprocess import fit_target
 from scaletrain.data.stats import TargetStats
 from scaletrain.errors import ConfigError
+from scaletrain.explain.readout import explained_model
 from scaletrain.export import export_onnx, onnx_inputs
 from scaletrain.tasks import REGRESSION
 from scaletrain.tasks.regression import MAX_LEVELS, level_values
@@ -89,6 +90,8 @@ def test_a_levels_run_is_explained_as_the_value_it_predicts(levels_run):
     np.testing.assert_allclose(found.output, standardized, atol=1e-4)  # the value, not a level's logit
     assert np.abs(found.delta).max() < 0.01 * np.ptp(found.output)  # integrated gradients, refined to 1%
     assert found.frame.abs().mean().idxmax() == "a"
+    inputs, _ = run.encode(run.source(rows))  # what heatmaps explain (images, sounds, sequences): the value too
+    np.testing.assert_allclose(explained_model(run)(*inputs).squeeze(1).detach().numpy(), standardized, atol=1e-4)
 
 
 def test_boosted_trees_model_the_levels_too(tmp_path):

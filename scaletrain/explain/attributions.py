@@ -30,13 +30,12 @@ import torch
 from torch import nn
 
 from scaletrain.errors import ExportError
+from scaletrain.explain.readout import contrasted, readout_of
 from scaletrain.explain.sampled import ORDERS, sampled_attributions
 from scaletrain.modalities.table.preprocess import feature_columns
 from scaletrain.models.combiners import Concat
 from scaletrain.models.tabular import nonempty
 from scaletrain.run import Run
-from scaletrain.tasks import task_of
-from scaletrain.tasks.regression import expected_value
 
 STEPS = 16  # Integrated Gradients (networks DeepLIFT does not cover): Gauss-Legendre points per path
 FUSED_STEPS = 16  # times as many behind a gated or attention combiner
@@ -139,25 +138,6 @@ def _sampled(run: Run, model: nn.Module, inputs: tuple, paths: int | None, order
     explained = out.gather(1, target[:, None]).squeeze(1).numpy()
     delta = frame.sum(axis=1).to_numpy() - (explained - base)
     return Attributions(frame, explained, base, delta, target.numpy())
-
-
-def readout_of(run: Run):
-    """What is explained of a row's outputs: each class's contrasted logit, a value, or for a
-    regression by level (train.loss=levels) the value its levels' softmax predicts, not one
-    level's logit."""
-    if run.spec.n_out == 1 or task_of(run.task).classifies:
-        return contrasted
-    target = run.preprocess["target"]
-    return lambda out: expected_value(out, target).to(out.dtype)[:, None]
-
-
-def contrasted(out: torch.Tensor) -> torch.Tensor:
-    """Each class's output as its logit minus the mean of the others' (for two classes the
-    log-odds). A softmax leaves a shift common to every logit unidentified: a column that moved
-    all of them together would get credit for changing nothing."""
-    if out.shape[1] == 1:
-        return out
-    return out - (out.sum(dim=1, keepdim=True) - out) / (out.shape[1] - 1)
 
 
 class _Explained(nn.Module):

@@ -12,12 +12,13 @@ import torch
 from scaletrain.data.sources import subset_source
 from scaletrain.explain.base import Explainer
 from scaletrain.explain.heatmaps import Heatmaps, input_heatmaps, overlay_figure, write_heatmap_page
+from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
 
 def clip_heatmaps(run: Run, spectrograms: torch.Tensor) -> Heatmaps:
     x = spectrograms.float().contiguous()
-    return input_heatmaps(run.model, x, torch.zeros_like(x))
+    return input_heatmaps(explained_model(run), x, torch.zeros_like(x))
 
 
 def _peaks(run: Run, heat: np.ndarray) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import torch
 
 from scaletrain.explain.base import Explainer
 from scaletrain.explain.heatmaps import STEPS, Heatmaps, input_heatmaps, overlay_figure, write_heatmap_page
+from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
 
@@ -21,7 +22,7 @@ def image_heatmaps(run: Run, pixels: torch.Tensor, steps: int = STEPS, batch: in
     the model predicts for each."""
     x = _float_images(run, pixels)
     mean = torch.tensor(run.preprocess["mean"], dtype=x.dtype).view(1, -1, 1, 1).expand_as(x).contiguous()
-    return input_heatmaps(run.model, x, mean, steps, batch)
+    return input_heatmaps(explained_model(run), x, mean, steps, batch)
 
 
 def explain_images(run: Run, data, out, rows: int) -> dict:

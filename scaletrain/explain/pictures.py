@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from scaletrain.explain.heatmaps import SHOWN, Heatmaps, input_heatmaps, overlay_figure
+from scaletrain.explain.readout import explained_model
 from scaletrain.run import Run
 
 PICTURES_AT = 5  # the table model's inputs: dense, categories, tokens, weights, absent, then each column's pixels
@@ -38,7 +39,7 @@ def column_heatmaps(run: Run, frame, rows: int = SHOWN) -> dict[str, tuple[Heatm
         pixels = inputs[PICTURES_AT + j][seen]
         x = pixels.float().contiguous()
         mean = (torch.tensor(column["mean"]) * 255).view(1, -1, 1, 1).expand_as(x).contiguous()
-        maps = input_heatmaps(_OneColumn(run.model, j), x, mean, fixed=tuple(t[seen] for t in inputs))
+        maps = input_heatmaps(_OneColumn(explained_model(run), j), x, mean, fixed=tuple(t[seen] for t in inputs))
         found[column["name"]] = (maps, pixels.permute(0, 2, 3, 1).numpy(), seen.numpy())
     return found
 

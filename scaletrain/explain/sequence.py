@@ -13,6 +13,7 @@ import torch
 from scaletrain.data.sources import subset_source
 from scaletrain.explain.base import Explainer
 from scaletrain.explain.heatmaps import STEPS, Heatmaps, overlay_figure, write_heatmap_page
+from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
 AXES = " over the steps (across) and each step's features (up)"
@@ -22,7 +23,7 @@ def step_heatmaps(run: Run, inputs: tuple[torch.Tensor, ...], batch: int = 16) -
     """IG and occlusion maps (rows, features, steps) explaining each row's predicted class."""
     from captum.attr import IntegratedGradients, Occlusion
 
-    model = run.model.float().eval()
+    model = explained_model(run).float().eval()
     steps, held = inputs[0].float().contiguous(), tuple(inputs[1:])
     zeros = torch.zeros_like(steps)
     with torch.no_grad():
