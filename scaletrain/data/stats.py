@@ -319,7 +319,7 @@ class TargetStats:
         with np.errstate(invalid="ignore"):
             self.fractional += int(np.count_nonzero(np.mod(values, 1)))
         if not self.fractional and len(self.wholes) <= MAX_LEVELS:
-            self._add_wholes(np.unique(values[:1_000_000]).tolist())
+            self._add_wholes(np.unique(values).tolist())
 
     def _add_wholes(self, values: list) -> None:
         self.wholes = sorted(set(self.wholes) | {int(v) for v in values})[:MAX_LEVELS + 1]

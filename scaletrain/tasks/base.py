@@ -36,8 +36,8 @@ class Task:
         return self.losses[0]
 
     def auto_loss(self, levels: int) -> str:
-        """The loss zero-config trains with (`levels`: the whole-number values a regression
-        target spans, 0 where it does not)."""
+        """The loss zero-config trains with (`levels`: the points of a regression target's
+        rating scale, Prepared.scale_points; 0 where it is not one)."""
         return self.default_loss
 
     def output_size(self, loss: str, n_classes: int) -> int:
