@@ -102,7 +102,8 @@ def test_fsdp_under_torchrun_shards_the_model_and_trains_the_same(tables, one_pr
                            "--target", "y", "--out", str(out), *EXACT, "--set", "train.fsdp=true",
                            # a tuned threshold predicts after training: on rank 0 alone (a shard's forward is refused)
                            "--set", "train.threshold_metric=f1_macro", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # an abort prints where each rank was
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(_history(out)["train_loss"], _history(one_process)["train_loss"], rtol=1e-5)
     metrics = json.loads((out / "metrics.json").read_text())
