@@ -109,3 +109,20 @@ def test_zero_config_models_a_rating_scale_by_level_and_other_targets_by_value(t
         frame["rating"] = np.clip(np.round(5.5 + 3 * frame["a"]), 1, MAX_LEVELS).astype(int)
     run = scaletrain.fit(frame, "rating", out=tmp_path / "z", model="mlp", epochs=1, sets=["data.task=regression"])
     assert run.config.train.loss == expected and run.spec.n_out == (5 if expected == "levels" else 1)
+
+
+@pytest.mark.parametrize("levels", [10 ** 9, "5; rm -rf /", 1])
+def test_a_tampered_level_count_is_refused_on_load(levels_run, tmp_path, levels):
+    """A count of levels sizes the tensors read out of the outputs: a huge one is refused, not allocated."""
+    import json
+    import shutil
+
+    from scaletrain.errors import RunDirError
+
+    run = tmp_path / "run"
+    shutil.copytree(levels_run, run)
+    state = json.loads((run / "preprocess.json").read_text())
+    state["target"]["levels"] = levels
+    (run / "preprocess.json").write_text(json.dumps(state))
+    with pytest.raises(RunDirError, match="levels"):
+        scaletrain.load(run)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from scaletrain import tasks
+from scaletrain.tasks.regression import MAX_LEVELS
 from scaletrain.errors import RunDirError
 
 
@@ -41,6 +42,8 @@ class TargetState(State):
     std: Optional[Scale] = None
     lo: Optional[Finite] = None  # regression: the training targets' range
     hi: Optional[Finite] = None
+    levels: Optional[int] = Field(default=None, ge=2, le=MAX_LEVELS)  # a regression by level's outputs
+    scale: Optional[bool] = None
     threshold: Optional[Finite] = None
     class_bias: Optional[list[Finite]] = None
     temperature: Optional[Scale] = None
