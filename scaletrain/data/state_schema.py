@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from scaletrain import tasks
-from scaletrain.tasks.regression import MAX_LEVELS
 from scaletrain.errors import RunDirError
+from scaletrain.tasks.regression import MAX_LEVELS
 
 
 def _finite(value: float) -> float:
