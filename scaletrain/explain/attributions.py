@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from scaletrain.errors import ExportError
+from scaletrain.explain.gradients import deep_lift, integrated_gradients
 from scaletrain.explain.readout import contrasted, readout_of
 from scaletrain.explain.sampled import ORDERS, sampled_attributions
 from scaletrain.modalities.table.preprocess import feature_columns
@@ -203,8 +204,6 @@ def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, st
     mean output."""
     import warnings
 
-    from captum.attr import DeepLift, IntegratedGradients
-
     dense, embedded, pictured, text, linear_text, target = rows
     n, b = len(dense), len(background[0])
 
@@ -216,9 +215,9 @@ def _averaged_paths(forward: nn.Module, rows: list[torch.Tensor], background, st
         warnings.simplefilter("ignore")  # Captum's notes on the hooks it sets and removes
         attributed = (each(dense), each(embedded), each(pictured))
         if steps is None:
-            found = DeepLift(forward).attribute(attributed, baselines=bases, target=targets, additional_forward_args=fixed)
+            found = deep_lift(forward).attribute(attributed, baselines=bases, target=targets, additional_forward_args=fixed)
         else:
-            found = IntegratedGradients(forward).attribute(attributed, baselines=bases, target=targets, n_steps=steps,
+            found = integrated_gradients(forward).attribute(attributed, baselines=bases, target=targets, n_steps=steps,
                                                            additional_forward_args=fixed)
     with torch.no_grad():
         base = forward(*bases, *fixed).gather(1, targets[:, None]).reshape(n, b).mean(dim=1)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scaletrain.explain.gradients import integrated_gradients
+
 STEPS = 64  # IG steps per input: hundreds of cells; completeness within a few %
 SHOWN = 24  # inputs drawn on explain.html
 
@@ -39,7 +41,7 @@ def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, 
     """Heatmaps for float NCHW inputs `x` against the baseline `mean` (x's shape), explaining the
     class the model predicts for each. `fixed`: each row's other inputs (a table row's numbers
     and text beside one image column), held as they are: model(x, *fixed)."""
-    from captum.attr import IntegratedGradients, Occlusion
+    from captum.attr import Occlusion
 
     model = model.eval()
     with torch.no_grad():
@@ -48,7 +50,7 @@ def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, 
         base = torch.cat([model(mean[i:i + 256], *(f[i:i + 256] for f in fixed)) for i in range(0, len(x), 256)]) \
             if len(x) else out
     target = torch.zeros(len(x), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
-    ig, occlusion = IntegratedGradients(model), Occlusion(model)
+    ig, occlusion = integrated_gradients(model), Occlusion(model)
     channels, height, width = x.shape[1:]
     side = max(2, min(height, width) // 7)
     window, stride = (channels, side, side), (channels, max(1, side // 2), max(1, side // 2))

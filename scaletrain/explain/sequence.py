@@ -12,6 +12,7 @@ import torch
 
 from scaletrain.data.sources import subset_source
 from scaletrain.explain.base import Explainer
+from scaletrain.explain.gradients import integrated_gradients
 from scaletrain.explain.heatmaps import STEPS, Heatmaps, overlay_figure, write_heatmap_page
 from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
@@ -21,7 +22,7 @@ AXES = " over the steps (across) and each step's features (up)"
 
 def step_heatmaps(run: Run, inputs: tuple[torch.Tensor, ...], batch: int = 16) -> Heatmaps:
     """IG and occlusion maps (rows, features, steps) explaining each row's predicted class."""
-    from captum.attr import IntegratedGradients, Occlusion
+    from captum.attr import Occlusion
 
     model = explained_model(run).float().eval()
     steps, held = inputs[0].float().contiguous(), tuple(inputs[1:])
@@ -29,7 +30,7 @@ def step_heatmaps(run: Run, inputs: tuple[torch.Tensor, ...], batch: int = 16) -
     with torch.no_grad():
         out, base = model(steps, *held), model(zeros, *held)
     target = torch.zeros(len(steps), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
-    ig, occlusion, maps = IntegratedGradients(model), Occlusion(model), ([], [])
+    ig, occlusion, maps = integrated_gradients(model), Occlusion(model), ([], [])
     for start in range(0, len(steps), batch):
         part = slice(start, start + batch)
         extra = tuple(x[part] for x in held)
