@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from audio_corpora import VOICES, WORDS, instruments, keywords  # noqa: E402
 
 import scaletrain  # noqa: E402
+from scaletrain.data.log_mel import LogMel  # noqa: E402
 from scaletrain.modalities.audio.clips import read_clip_folder  # noqa: E402
-from scaletrain.modalities.audio.features import LogMel  # noqa: E402
 
 
 def linked(work: Path, placed: list[tuple[Path, str, str]]) -> tuple[Path, Path]:

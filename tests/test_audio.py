@@ -10,9 +10,10 @@ import soundfile as sf
 import torch
 
 import scaletrain
+from scaletrain.data.log_mel import LOG_FLOOR, LogMel, mel_filterbank
+from scaletrain.data.sounds import MAX_CLIP_SECONDS, read_clip
 from scaletrain.errors import DataError, InputTooLarge
-from scaletrain.modalities.audio.clips import MAX_CLIP_SECONDS, read_clip, read_clip_folder
-from scaletrain.modalities.audio.features import LOG_FLOOR, LogMel, mel_filterbank
+from scaletrain.modalities.audio.clips import read_clip_folder
 
 
 def tone_folder(folder: Path, per_class: int = 30, seed: int = 0) -> Path:
@@ -183,8 +184,8 @@ def test_the_last_state_of_both_directions_is_read_from_both_ends():
 def test_explain_draws_time_frequency_heatmaps_where_the_tone_is(tone_run):
     from safetensors.numpy import load_file
 
+    from scaletrain.data.log_mel import mel_band_centres
     from scaletrain.explain import explain_run
-    from scaletrain.modalities.audio.features import mel_band_centres
 
     root, folder, run = tone_run
     summary = explain_run(root / "run", folder / "low", out=root / "explain", rows=6)

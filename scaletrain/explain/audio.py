@@ -23,7 +23,7 @@ def clip_heatmaps(run: Run, spectrograms: torch.Tensor) -> Heatmaps:
 
 def _peaks(run: Run, heat: np.ndarray) -> dict[str, np.ndarray]:
     """Where each heatmap is strongest, in Hz (the band's centre) and seconds."""
-    from scaletrain.modalities.audio.features import mel_band_centres
+    from scaletrain.data.log_mel import mel_band_centres
 
     s = run.preprocess
     band, frame = np.unravel_index(np.abs(heat).reshape(len(heat), -1).argmax(axis=1), heat.shape[1:])

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaletrain.data.sounds import AUDIO_SUFFIXES
 from scaletrain.errors import DataError, TargetError
-from scaletrain.modalities.audio.clips import AUDIO_SUFFIXES, ClipSet, read_clip_files
+from scaletrain.modalities.audio.clips import ClipSet, read_clip_files
 
 LISTING_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
 PEEK_ROWS = 20

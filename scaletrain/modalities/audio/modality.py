@@ -18,15 +18,14 @@ import pandas as pd
 from scaletrain.config import Config, DataConfig
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
+from scaletrain.data.sounds import fit_length, read_clip
 from scaletrain.data.sources import Source
 from scaletrain.errors import DataError
 from scaletrain.modalities.audio.clips import (
     ClipSet,
     audio_subfolders,
     check_waves,
-    fit_length,
     is_audio_file,
-    read_clip,
     read_clip_files,
     read_clip_folder,
 )
@@ -167,7 +166,7 @@ class Audio(Modality):
         if not isinstance(source.items, ClipSet):
             raise DataError("this model was trained on sound clips; give a folder of them, a sound file, or an array "
                             f"of clips ({state['samples']} samples at {state['rate']} Hz)")
-        from scaletrain.modalities.audio.features import features, front_of
+        from scaletrain.data.log_mel import features, front_of
 
         return (features(front_of(state), source.items.waves),), labels_in(source.items, state.get("target_column"))
 
@@ -204,7 +203,7 @@ class Audio(Modality):
     def export_parts(self, state: dict, opset: int) -> ExportParts:
         import torch
 
-        from scaletrain.modalities.audio.features import front_of
+        from scaletrain.data.log_mel import front_of
 
         rate, samples = state["rate"], state["samples"]
         described = [{"name": "waveform", "type": "float32", "shape": ["batch", samples],
@@ -215,8 +214,8 @@ class Audio(Modality):
 
 def prepare_clips(source: Source, test: Source | None, data_cfg, seed: int) -> Prepared:
     """Prepared clips: split (stratified), band statistics fitted on the training clips."""
+    from scaletrain.data.log_mel import features, fit_features, front_of
     from scaletrain.data.split import split_items
-    from scaletrain.modalities.audio.features import features, fit_features, front_of
 
     clips, column, unlabelled = labelled(source.items, data_cfg.target, source.name)
     test_clips = None if test is None else labelled(test.items, column or data_cfg.target, test.name)[0]
