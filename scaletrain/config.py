@@ -141,7 +141,7 @@ class ModelConfig(_Section):
     text_pairs: bool | None = None
     text_relevance: Literal["on", "off"] = "off"  # linear text (L-BFGS): per-piece L2 from the labels (train/full_batch.py)
     init_from: str | None = None  # a pretraining or earlier run whose encoder starts this model (its tokenizer too)
-    # image columns: the inputs read (table: all but the images; zero-config compares) and rows' images dropped
+    # image and sound columns: the inputs read (table: all but those; images: those alone; zero-config compares)
     inputs: Literal["all", "table", "images"] = "all"
     combiner: Literal["concat", "gated", "attention"] = "concat"  # how the inputs meet (models/combiners.py)
     test_shifts: Literal["auto", "on", "off"] = "auto"  # cnn, resnet: test-time shifts (models/vision.ConvNet)

@@ -52,7 +52,7 @@ def test_the_fused_model_needs_both_inputs_and_is_chosen(fused):
     assert metrics["test"]["accuracy"] >= 0.95
     notes = " ".join(metrics["notes"])
     assert "image column 'photo': 16×16 pixels" in notes
-    assert "inputs: the kept model (mlp) reads every input" in notes and "the images added +" in notes
+    assert "inputs: the kept model (mlp) reads every input" in notes and "column(s) 'photo' added +" in notes
     tried = next(n for n in metrics["notes"] if n.startswith("zero-config tried"))
     for alone in ("mlp:table", "mlp:images"):  # each input alone is near chance
         accuracy = float(tried.split(alone + " (")[1].split("accuracy ")[1].split(",")[0])
@@ -247,7 +247,7 @@ def test_a_run_whose_image_state_disagrees_with_its_model_is_refused(fused, tmp_
     state = json.loads((copy / "preprocess.json").read_text())
     state["images"][0]["channels"], state["images"][0]["mean"], state["images"][0]["std"] = 3, [0.5] * 3, [0.2] * 3
     (copy / "preprocess.json").write_text(json.dumps(state))
-    with pytest.raises(RunDirError, match="image encoders"):
+    with pytest.raises(RunDirError, match="media encoders"):
         Run.load(copy)
 
 
@@ -293,7 +293,7 @@ def test_an_image_column_starts_from_an_earlier_image_run(fused, tmp_path):
     from scaletrain.run import Run
 
     state = json.loads((tmp_path / "run" / "preprocess.json").read_text())
-    for change, refusal in (({"width": 8}, "image encoders"), ({"depth": 99}, "less than or equal to 6")):
+    for change, refusal in (({"width": 8}, "media encoders"), ({"depth": 99}, "less than or equal to 6")):
         state["images"][0]["backbone"].update(change)  # a backbone the weights were not trained with: refused
         (tmp_path / "run" / "preprocess.json").write_text(json.dumps(state))
         with pytest.raises(RunDirError, match=refusal):

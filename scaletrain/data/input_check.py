@@ -7,9 +7,13 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.data.pixels import DATA_URI, names_an_image
+from scaletrain.data.sounds import SOUND_URI, names_a_sound
 from scaletrain.data.values import MISSING, TRUE_WORDS, category_strings
 
 FALSE_WORDS = {"false", "no", "n", "f", "0", "0.0"}
+# a media column's kind: what its cell holds, the data URI that holds one inline, the check that a path names one
+MEDIA = {"image": ("an image", "image file", DATA_URI, names_an_image),
+         "sound": ("a sound clip", "sound file", SOUND_URI, names_a_sound)}
 FAR = 1.0  # a value is far outside the training range beyond the clip bounds by this many times their span
 
 
@@ -53,13 +57,13 @@ def table_warnings(state: dict, frame: pd.DataFrame) -> list[dict]:
         keys = category_strings(frame[name])
         add(name, f"a category the model never saw (read as unknown; it knows {len(known[name] - {MISSING})})",
             ((keys != MISSING) & ~keys.isin(known[name])).to_numpy())
-    for name in (c["name"] for c in state.get("images", []) if c["name"] not in absent):
-        cells = frame[name]
+    for column in (c for c in state.get("images", []) if c["name"] not in absent):
+        cells, (what, file, uri, readable) = frame[column["name"]], MEDIA[column.get("kind", "image")]
         empty = cells.map(lambda v: not isinstance(v, bytes) and (not isinstance(v, str) or not v.strip())).to_numpy()
-        add(name, "without an image (read as a missing image)", empty)
-        add(name, "naming no readable image file (read as a missing image)",
-            ~empty & cells.map(lambda v: isinstance(v, str) and not v.startswith(DATA_URI)
-                               and not names_an_image(v)).to_numpy())
+        add(column["name"], f"without {what} (read as missing)", empty)
+        add(column["name"], f"naming no readable {file} (read as missing)",
+            ~empty & cells.map(lambda v, uri=uri, readable=readable: isinstance(v, str) and not v.startswith(uri)
+                               and not readable(v)).to_numpy())
     return findings
 
 

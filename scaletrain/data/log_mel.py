@@ -115,7 +115,7 @@ def features(front: LogMel, waves: np.ndarray) -> torch.Tensor:
 def fit_features(waves: np.ndarray, rate: int) -> dict:
     """The feature state fitted on training clips: the STFT and mel settings, and each band's
     mean and deviation of log-mel values over every clip and frame."""
-    state = {"kind": "audio", "rate": rate, "samples": int(waves.shape[1]), "n_fft": N_FFT, "hop": HOP,
+    state = {"rate": rate, "samples": int(waves.shape[1]), "n_fft": N_FFT, "hop": HOP,
              "n_mels": N_MELS, "fmin": FMIN, "fmax": rate / 2.0}
     raw = features(LogMel(rate, N_FFT, HOP, N_MELS, FMIN, rate / 2.0), waves)[:, 0].double()
     std = raw.std(dim=(0, 2))

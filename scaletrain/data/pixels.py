@@ -24,7 +24,7 @@ MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\
 def looks_like_image(value) -> bool:
     """Whether one cell names or holds an image (a path with an image suffix, bytes, a data URI)."""
     if isinstance(value, bytes):
-        return value.startswith(MAGIC)
+        return value.startswith(MAGIC) and not (value[:4] == b"RIFF" and value[8:12] != b"WEBP")  # a WAV is RIFF too
     if not isinstance(value, str):
         return False
     return value.startswith(DATA_URI) or Path(value.strip()).suffix.lower() in IMAGE_SUFFIXES

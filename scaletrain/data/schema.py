@@ -1,4 +1,4 @@
-"""Infer each column's role (numeric, categorical, boolean, datetime, text, image, dropped) and the task."""
+"""Infer each column's role (numeric, categorical, boolean, datetime, text, image, sound, dropped) and the task."""
 from __future__ import annotations
 
 import difflib
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrain.data.pixels import is_image_column
+from scaletrain.data.sounds import is_sound_column
 from scaletrain.errors import ConfigError, TargetError
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import infer_task
@@ -29,6 +30,7 @@ class Schema:
     datetime: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)  # free text: tokenized, a bag of word pieces
     image: list[str] = field(default_factory=list)  # image paths, bytes or data URIs: each its own encoder
+    sound: list[str] = field(default_factory=list)  # sound clips (paths, bytes, data URIs): each its own encoder
     dropped: dict[str, str] = field(default_factory=dict)  # column -> reason
 
 
@@ -82,6 +84,8 @@ def column_role(series: pd.Series, n_rows: int) -> tuple[str, str | None]:
         return "dropped", "constant"
     if is_image_column(series):  # before any test that reads the cells as text (bytes are not)
         return "image", None
+    if is_sound_column(series):
+        return "sound", None
     if _as_bool(series):
         return "boolean", None
     if series.dtype.kind in "fiu":
@@ -133,7 +137,7 @@ def check_target(y: pd.Series, task: str, column: str) -> None:
             raise TargetError(f"target column '{column}' holds inf values; remove those rows")
 
 
-ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "image", "drop")
+ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "image", "sound", "drop")
 
 
 def infer_schema(frame: pd.DataFrame, target: str | None, task: str = "auto",

@@ -69,3 +69,76 @@ def fit_length(wave: np.ndarray, samples: int) -> np.ndarray:
 def chosen_length(lengths: list[int], rate: int) -> int:
     """The clip length (samples) that most clips fit in: the 90th percentile, at most 10 s."""
     return int(min(np.quantile(np.asarray(lengths), LENGTH_QUANTILE), LONGEST_KEPT_SECONDS * rate))
+
+
+SOUND_URI = "data:audio/"
+SOUND_SHARE = 0.9  # share of a column's non-empty cells that must name or hold a clip for it to be a sound column
+
+
+def is_sound_bytes(value: bytes) -> bool:
+    """Whether bytes start as a WAV, FLAC, Ogg, AIFF or MP3 file does (a WebP is RIFF too)."""
+    return (value[:4] == b"RIFF" and value[8:12] == b"WAVE") or value[:4] in (b"fLaC", b"OggS") \
+        or (value[:4] == b"FORM" and value[8:12] in (b"AIFF", b"AIFC")) or value[:3] == b"ID3"
+
+
+def looks_like_sound(value) -> bool:
+    """Whether one cell names or holds a sound clip (a path with a sound suffix, bytes, a data URI)."""
+    if isinstance(value, bytes):
+        return is_sound_bytes(value)
+    if not isinstance(value, str):
+        return False
+    return value.startswith(SOUND_URI) or Path(value.strip()).suffix.lower() in AUDIO_SUFFIXES
+
+
+def is_sound_column(series) -> bool:
+    """Whether a table column holds sound clips: most of its non-empty cells look like one."""
+    import pandas as pd
+
+    if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
+        return False
+    values = series.dropna()
+    values = values[values.map(lambda v: not (isinstance(v, str) and not v.strip()))]
+    sample = values.iloc[:1000]
+    return len(sample) > 0 and float(sample.map(looks_like_sound).mean()) >= SOUND_SHARE
+
+
+def sound_cell(value, rate: int) -> np.ndarray | None:
+    """The clip one table cell names or holds, as mono samples at `rate`; None where the cell is
+    empty or holds nothing readable (a missing clip, counted by the caller, never an error).
+    A clip over MAX_CLIP_SECONDS is none as well: its header is read, no sample decoded."""
+    import base64
+    import binascii
+
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text.startswith(SOUND_URI):
+            try:
+                value = base64.b64decode(text.split(",", 1)[-1], validate=True)
+            except (binascii.Error, ValueError):
+                return None
+        else:
+            value = Path(text)
+    if not isinstance(value, (bytes, Path)):
+        return None
+    try:
+        return read_clip(value, rate, name="a table cell")
+    except (DataError, InputTooLarge, OSError):
+        return None
+
+
+def names_a_sound(value: str) -> bool:
+    """Whether a path names a file libsndfile reads (its header only: a cheap check)."""
+    import soundfile
+
+    try:
+        soundfile.info(value.strip())
+        return True
+    except (RuntimeError, soundfile.LibsndfileError, OSError, ValueError):
+        return False
+
+
+def is_sound(column: dict) -> bool:
+    """Whether a table run's media column (an entry of its state's "images") holds sounds."""
+    return column.get("kind") == "sound"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scaletrain import tasks
 from scaletrain.errors import RunDirError
@@ -89,11 +89,32 @@ class BackboneState(State):  # an image column's encoder started from an earlier
 
 class ImageColumnState(State):
     name: str
+    kind: Literal["image"] = "image"
     size: list[Annotated[int, Field(gt=0, le=1024)]] = Field(min_length=2, max_length=2)
     channels: Literal[1, 3]
     mean: list[Finite] = Field(min_length=1, max_length=3)
     std: list[Scale] = Field(min_length=1, max_length=3)
     backbone: BackboneState | None = None
+
+
+class SoundColumnState(State):  # a table's column of sound clips: its clips' length and log-mel front
+    name: str
+    kind: Literal["sound"]
+    rate: int = Field(ge=1000, le=48_000)
+    samples: int = Field(gt=0, le=48_000 * 10)  # at most 10 s a clip (data/sounds.LONGEST_KEPT_SECONDS)
+    n_fft: int = Field(ge=16, le=8192)
+    hop: int = Field(ge=1, le=8192)
+    n_mels: int = Field(ge=1, le=256)
+    fmin: float = Field(ge=0)
+    fmax: float = Field(gt=0)
+    mean: list[Finite] = Field(min_length=1, max_length=256)
+    std: list[Scale] = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_statistic_per_band(self):
+        if len(self.mean) != self.n_mels or len(self.std) != self.n_mels:
+            raise ValueError(f"mean and std need one value per mel band ({self.n_mels})")
+        return self
 
 
 class TableState(State):
@@ -106,7 +127,7 @@ class TableState(State):
     target: TargetState
     target_column: Optional[str] = None
     text: Optional[TextState] = None
-    images: list[ImageColumnState] = []
+    images: list[Union[ImageColumnState, SoundColumnState]] = []  # the media columns: images, then sounds
 
 
 class ImageState(State):

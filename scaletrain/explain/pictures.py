@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scaletrain.data.sounds import is_sound
 from scaletrain.explain.heatmaps import SHOWN, Heatmaps, input_heatmaps, overlay_figure
 from scaletrain.explain.readout import explained_model
 from scaletrain.run import Run
@@ -30,11 +31,13 @@ class _OneColumn(nn.Module):
 
 
 def column_heatmaps(run: Run, frame, rows: int = SHOWN) -> dict[str, tuple[Heatmaps, np.ndarray, np.ndarray]]:
-    """Per image column: the heatmaps of up to `rows` rows whose image was read, those images
+    """Per image column (not sound columns): the heatmaps of up to `rows` rows whose image was read, those images
     (uint8, rows × height × width × channels) and the rows' positions in `frame`."""
     inputs, _ = run.encode(run.source(frame))
     found = {}
     for j, column in enumerate(run.preprocess.get("images", [])):
+        if is_sound(column):  # a sound column's credit is its column's (explain/attributions.py); no pixels within
+            continue
         seen = torch.nonzero(inputs[PICTURES_AT - 1][:, j] == 0).flatten()[:rows]
         pixels = inputs[PICTURES_AT + j][seen]
         x = pixels.float().contiguous()

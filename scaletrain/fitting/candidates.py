@@ -52,7 +52,7 @@ class Trained:
 
 def label_of(config: Config) -> str:
     """A candidate's name in notes and metrics: its model, and the inputs it reads where it does
-    not read them all ("mlp:table": every column but the images; fitting/recipe.py)."""
+    not read them all ("mlp:table": every column but the images and sounds; fitting/recipe.py)."""
     return config.model.name if config.model.inputs == "all" else f"{config.model.name}:{config.model.inputs}"
 
 
@@ -63,10 +63,11 @@ def inputs_note(trained: list[Trained], run: Run) -> str:
         return max((row["val_score"] for row in t.run.history if "val_score" in row), default=float("nan"))
 
     fused = next((t for t in trained if t.run.config.model.inputs == "all"), None)
-    added = [f"{'the images' if t.run.config.model.inputs == 'table' else 'the other columns'} added "
+    media = "column(s) " + ", ".join(f"'{c['name']}'" for c in run.preprocess.get("images", []))  # images, sounds
+    added = [f"{media if t.run.config.model.inputs == 'table' else 'the other columns'} added "
              f"{best_score(fused) - best_score(t):+.4f} over {label_of(t.run.config)} ({best_score(t):.4f})"
              for t in trained if fused is not None and t.run.config.model.inputs != "all"]
-    reads = {"all": "every input", "table": "the table's other columns alone", "images": "the images alone"}
+    reads = {"all": "every input", "table": "the table's other columns alone", "images": f"{media} alone"}
     return (f"inputs: the kept model ({label_of(run.config)}) reads {reads[run.config.model.inputs]}"
             + (f"; against {label_of(fused.run.config)} ({best_score(fused):.4f}) on the validation rows, "
                + ", ".join(added) if added else ""))

@@ -54,4 +54,5 @@ class TableFront(nn.Module):
         if not self.pictures:
             return (dense, categories, *text)
         absent = torch.cat([flag.float() for flag in blocks[:self.pictures]], dim=1)
-        return (dense, categories, *text, absent, *(p.permute(0, 3, 1, 2) for p in blocks[self.pictures:]))
+        return (dense, categories, *text, absent,  # pixels arrive channels-last; a sound column's samples as they are
+                *(p.permute(0, 3, 1, 2) if p.dim() == 4 else p for p in blocks[self.pictures:]))

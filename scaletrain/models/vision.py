@@ -1,9 +1,12 @@
-"""Convolutional models for images: a plain CNN and a small ResNet, both width/depth configurable."""
+"""Convolutional models for images (a plain CNN and a small ResNet, both width/depth configurable)
+and the encoders of a table's image and sound columns."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from scaletrain.data.log_mel import LogMel
 
 
 class Normalize(nn.Module):
@@ -126,8 +129,28 @@ class ConvBackbone(nn.Module):
         return self.body(pixels.float() / 255.0)
 
 
+class SoundEncoder(nn.Module):
+    """A table's sound column's encoder: waveforms (rows, samples) to the standardized log-mel
+    spectrogram, computed inside the model so an exported graph takes the waveform, then the
+    picture encoder's three conv stages over (1, mels, frames)."""
+
+    def __init__(self, sound: dict, mean: list[float], std: list[float], width: int = 32):
+        super().__init__()
+        self.front = LogMel(sound["rate"], sound["n_fft"], sound["hop"], sound["n_mels"], sound["fmin"], sound["fmax"],
+                            list(mean), list(std))
+        self.body = nn.Sequential(conv_bn(1, width), nn.MaxPool2d(2), conv_bn(width, 2 * width), nn.MaxPool2d(2),
+                                  conv_bn(2 * width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.width = 2 * width
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.body(self.front(waves.float()))
+
+
 def picture_encoder(channels: int, mean, std, backbone: dict | None = None) -> nn.Module:
-    """An image column's encoder: the small CNN of fused inputs, or an earlier run's (backbone)."""
+    """A media column's encoder: the small CNN of fused inputs, an earlier run's (backbone), or
+    for a sound column (backbone {"sound": its front's settings}) the CNN over its log-mel."""
+    if backbone and "sound" in backbone:
+        return SoundEncoder(backbone["sound"], list(mean), list(std))
     if backbone:
         return ConvBackbone(channels, list(mean), list(std), backbone)
     return PictureEncoder(channels, list(mean), list(std))

@@ -217,8 +217,8 @@ async def _source(request: Request, run: Run, row, limits: Limits, slots: asynci
         name, data = upload.filename or "upload", await upload.read()
         if modality.upload_type or item((upload.content_type or "").lower()):
             return await off_loop(upload_source, modality, run.preprocess, data, name, limits)
-        images = row.image_columns if row is not None else ()
-        return Source("table", name, frame=await off_loop(rows_from_upload, name, data, limits, images))
+        media = row.media_columns if row is not None else {}
+        return Source("table", name, frame=await off_loop(rows_from_upload, name, data, limits, media))
     if item(kind):
         return await off_loop(upload_source, modality, run.preprocess, body, modality.name, limits)
     if kind == "text/plain":

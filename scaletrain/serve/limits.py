@@ -21,6 +21,7 @@ class Limits:
     text_chars: int = 100_000           # --max-text-chars, per value
     read_seconds: float = 30.0          # --read-timeout: the whole body, however slowly it trickles
     explain_rows: int = 1_000           # --max-explain-rows: rows explained per request (100 model passes a row)
+    sound_seconds: float = 600.0        # a table's sound cells: seconds of sound one request may hold, from their headers
 
 
 class RequestError(Exception):
@@ -74,6 +75,37 @@ def check_client_image(value, column: str, limits: Limits) -> None:
     if pixels > limits.pixels:
         raise RequestError(413, f"column '{column}': an image of {pixels / 1e6:,.0f} megapixels, over the limit of "
                                 f"{limits.pixels / 1e6:,.0f} (--max-pixels)")
+
+
+def check_client_sound(value, column: str, limits: Limits) -> float:
+    """A sound cell a client sent: the clip itself (a data: URI, or bytes in a Parquet upload),
+    never a path; its seconds, from its header (nothing decoded), which a request's cells may
+    add up to at most `limits.sound_seconds` (compressed silence is tiny: bytes do not bound them).
+    A cell that is no clip at all is read as a missing clip."""
+    import base64
+    import binascii
+    import io
+
+    import soundfile
+
+    from scaletrain.data.sounds import SOUND_URI
+
+    if value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip()):
+        return 0.0
+    if isinstance(value, str) and not value.startswith(SOUND_URI):
+        raise RequestError(422, f"column '{column}': send the clip itself, as a data:audio/wav;base64,... URI; "
+                                "the server reads no paths")
+    try:
+        data = value if isinstance(value, bytes) else base64.b64decode(value.split(",", 1)[-1], validate=True)
+        info = soundfile.info(io.BytesIO(data))
+    except (binascii.Error, ValueError, RuntimeError, soundfile.LibsndfileError):
+        return 0.0
+    return info.frames / max(info.samplerate, 1)
+
+
+def sound_time_over(seconds: float, limits: Limits) -> RequestError:
+    return RequestError(413, f"the request's sound clips last {seconds:,.0f} s together, over the limit of "
+                             f"{limits.sound_seconds:,.0f} s; send fewer or shorter clips per request")
 
 
 def check_frame_strings(frame, limits: Limits) -> None:

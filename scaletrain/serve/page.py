@@ -47,7 +47,8 @@ async function load() {
       const list = el("datalist", {id: "l_" + f.name});
       for (const v of f.values.slice(0, 200)) list.appendChild(el("option", {value: v}));
       box.appendChild(list); }
-    else if (f.type === "image_cell") { input = el("input", {type: "file", accept: "image/*"});  // sent inline
+    else if (f.type === "image_cell" || f.type === "sound_cell") {  // sent inline, as a data: URI
+      input = el("input", {type: "file", accept: f.type === "image_cell" ? "image/*" : "audio/*"});
       input.addEventListener("change", () => { const reader = new FileReader();
         reader.onload = () => { input.dataset.uri = reader.result; }; reader.readAsDataURL(input.files[0]); }); }
     else input = el("input", f.type === "number" ? {type: "number", step: "any"} : {});
@@ -57,7 +58,7 @@ async function load() {
 function row() {
   const r = {};
   for (const input of document.querySelectorAll("#fields [data-name]")) {
-    const v = input.dataset.type === "image_cell" ? (input.dataset.uri || "") : input.value.trim();
+    const v = input.dataset.type.endsWith("_cell") ? (input.dataset.uri || "") : input.value.trim();
     r[input.dataset.name] = v === "" ? null : input.dataset.type === "number" ? Number(v) : v;
   }
   return r;

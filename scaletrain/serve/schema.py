@@ -12,19 +12,26 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from scaletrain.data.pixels import DATA_URI
+from scaletrain.data.sounds import SOUND_URI
 from scaletrain.data.sources import Source
 from scaletrain.serve.limits import (
     Limits,
     RequestError,
     check_client_image,
+    check_client_sound,
     check_frame_strings,
     check_text,
+    sound_time_over,
     too_many_rows,
 )
+
+MEDIA_CELLS = ("image_cell", "sound_cell")
 
 FIELD_TYPES = {"number": Optional[float], "boolean": Optional[Union[bool, str]], "date": Optional[str],
                "category": Optional[Union[str, int, float]], "text": Optional[str],
                "image_cell": Optional[str],  # a table's image column: a data:image/...;base64 URI (check_client_image)
+               "sound_cell": Optional[str],  # a table's sound column: a data:audio/...;base64 URI (check_client_sound)
                # a sequence column's steps: numbers, or vectors of them (the body's size bounds its length)
                "steps": Optional[list[Union[Optional[float], list[Optional[float]]]]]}
 
@@ -37,13 +44,13 @@ def row_model(fields: list[dict], optional: list[str]) -> type[BaseModel] | None
         return None
     typed |= {name: (Optional[Union[str, float, bool]], None) for name in optional if name not in typed}
     row = create_model("Row", __base__=_Row, **typed)
-    row.image_columns = tuple(f["name"] for f in fields if f["type"] == "image_cell")
+    row.media_columns = {f["name"]: f["type"] for f in fields if f["type"] in MEDIA_CELLS}
     return row
 
 
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_columns: ClassVar[tuple] = ()  # the columns whose cells are images (checked as a client's)
+    media_columns: ClassVar[dict] = {}  # the columns whose cells are images or sounds (checked as a client's): their type
 
 
 def request_schema(row: type[BaseModel] | None, upload_type: str = "") -> dict:
@@ -86,7 +93,7 @@ def validated_rows(records: list, row: type[BaseModel], limits: Limits) -> list[
     """Records checked against the row model and the limits: a RequestError naming the row."""
     if len(records) > limits.rows:
         raise too_many_rows(len(records), limits)
-    rows = []
+    rows, seconds = [], 0.0
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise RequestError(422, f"row {i}: expected an object of column -> value, got {type(record).__name__}")
@@ -97,9 +104,18 @@ def validated_rows(records: list, row: type[BaseModel], limits: Limits) -> list[
         for column, value in rows[-1].items():
             if isinstance(value, str):
                 check_text(value, column, limits)
-        for column in row.image_columns:
-            check_client_image(rows[-1][column], column, limits)
+        seconds += sum(check_client_cell(rows[-1][column], column, kind, limits) for column, kind in row.media_columns.items())
+        if seconds > limits.sound_seconds:
+            raise sound_time_over(seconds, limits)
     return rows
+
+
+def check_client_cell(value, column: str, kind: str, limits: Limits) -> float:
+    """A media cell a client sent, checked as its kind says; the seconds of sound it holds."""
+    if kind == "sound_cell":
+        return check_client_sound(value, column, limits)
+    check_client_image(value, column, limits)
+    return 0.0
 
 
 def rows_from_form(items: list[tuple[str, str | bytes]], row: type[BaseModel] | None, limits: Limits) -> list[dict]:
@@ -111,8 +127,9 @@ def rows_from_form(items: list[tuple[str, str | bytes]], row: type[BaseModel] | 
     for name, value in items:
         if name in record:
             raise RequestError(422, f"the form gives '{name}' twice; give each column once")
-        if isinstance(value, bytes):
-            value = f"data:image/upload;base64,{base64.b64encode(value).decode()}" if value else None
+        if isinstance(value, bytes):  # a file for a media column: inline, as its kind's data URI
+            uri = SOUND_URI if row.media_columns.get(name) == "sound_cell" else DATA_URI
+            value = f"{uri}upload;base64,{base64.b64encode(value).decode()}" if value else None
         record[name] = None if value == "" else value
     return validated_rows([{name: None for name in row.model_fields} | record], row, limits)
 
@@ -179,7 +196,7 @@ def rows_from_text(body: bytes, fields: list[dict], limits: Limits = Limits()) -
     return pd.DataFrame({texts[0]: [text]})
 
 
-def rows_from_upload(name: str, data: bytes, limits: Limits = Limits(), images: tuple = ()) -> pd.DataFrame:
+def rows_from_upload(name: str, data: bytes, limits: Limits = Limits(), media: dict | None = None) -> pd.DataFrame:
     """A table upload (CSV by default; Parquet or JSONL by its name), its rows counted before or
     while it is parsed; the cells of its `images` columns checked as a client's images."""
     try:
@@ -192,9 +209,10 @@ def rows_from_upload(name: str, data: bytes, limits: Limits = Limits(), images: 
     if len(frame) > limits.rows:
         raise too_many_rows(len(frame), limits)
     check_frame_strings(frame, limits)
-    for column in (c for c in images if c in frame.columns):
-        for value in frame[column]:
-            check_client_image(value, column, limits)
+    seconds = sum(check_client_cell(value, column, kind, limits)
+                  for column, kind in (media or {}).items() if column in frame.columns for value in frame[column])
+    if seconds > limits.sound_seconds:
+        raise sound_time_over(seconds, limits)
     return frame
 
 

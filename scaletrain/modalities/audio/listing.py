@@ -14,6 +14,7 @@ from scaletrain.modalities.audio.clips import ClipSet, read_clip_files
 
 LISTING_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
 PEEK_ROWS = 20
+FEATURE_PEEK_ROWS = 500  # rows whose columns' roles decide whether a listing is a table with sounds
 def labels_in(clips: ClipSet, column: str | None):
     """A listing's labels from `column` (new input to evaluate), or the clips' own."""
     if clips.table is not None and column in clips.table.columns:
@@ -47,6 +48,29 @@ def is_listing(path: Path) -> bool:
         return path_column(_read(path, PEEK_ROWS)) is not None
     except Exception:  # noqa: BLE001 - not a readable table: the table reader says what is wrong with it
         return False
+
+
+def has_features_beside(path: Path) -> bool:
+    """Whether a listing holds, beside its clips and one label, columns a table model would read
+    (not IDs, not constants, as the table's roles say): then it is a table with a sound column,
+    and the table modality fuses the clips with those columns."""
+    from scaletrain.data.schema import column_role
+
+    try:
+        frame = _read_typed(path, FEATURE_PEEK_ROWS)
+    except Exception:  # noqa: BLE001 - read again, and refused with the reason, by whichever modality takes it
+        return False
+    column = path_column(frame)
+    roles = [column_role(frame[c], len(frame))[0] for c in frame.columns if c != column]
+    return sum(role != "dropped" for role in roles) >= 2
+
+
+def _read_typed(path: Path, rows: int) -> pd.DataFrame:
+    """The first rows with the column types pandas infers (numbers as numbers: an ID is seen as one)."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", nrows=rows)
+    return _read(path, rows)
 
 
 def read_listing(path: Path, rate: int | None, samples: int | None) -> ClipSet:
@@ -85,6 +109,6 @@ def labelled(clips: ClipSet, target: str | None, name: str) -> tuple[ClipSet, st
     others = [str(c) for c in clips.table.columns if c != column]
     if others:  # said, not silently ignored: the clips are all the model reads
         notes.append(f"column(s) {', '.join(others[:10])}{' …' if len(others) > 10 else ''} of the listing not used as "
-                     "inputs: the model learns from the sound alone (a table's audio columns are not fused with its "
-                     "other columns yet)")
+                     "inputs: the model learns from the sound alone (they are IDs or constants; a listing with "
+                     "feature columns is trained as a table that fuses them with the clips)")
     return kept, column, "; ".join(notes) or None

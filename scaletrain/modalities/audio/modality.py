@@ -29,7 +29,7 @@ from scaletrain.modalities.audio.clips import (
     read_clip_files,
     read_clip_folder,
 )
-from scaletrain.modalities.audio.listing import is_listing, labelled, labels_in, read_listing
+from scaletrain.modalities.audio.listing import has_features_beside, is_listing, labelled, labels_in, read_listing
 from scaletrain.modalities.audio.state import AudioState
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe
 
@@ -88,7 +88,7 @@ class Audio(Modality):
     def recognizes(self, path: Path) -> bool:
         if path.is_dir():
             return bool(audio_subfolders(path)) or any(is_audio_file(p) for p in path.iterdir())
-        return is_audio_file(path) or is_listing(path)
+        return is_audio_file(path) or (is_listing(path) and not has_features_beside(path))
 
     def read(self, path, size, channels) -> Source:
         """`size` is a trained run's (rate, samples): new clips are brought to them."""
@@ -220,7 +220,7 @@ def prepare_clips(source: Source, test: Source | None, data_cfg, seed: int) -> P
     clips, column, unlabelled = labelled(source.items, data_cfg.target, source.name)
     test_clips = None if test is None else labelled(test.items, column or data_cfg.target, test.name)[0]
     task, train, val, test_set = split_items(clips, test_clips, data_cfg, seed, source.name, "sound clips")
-    state = fit_features(train.waves, clips.rate)
+    state = {"kind": "audio", **fit_features(train.waves, clips.rate)}
     state["target"] = fit_target(train.labels, task)
     if column:
         state["target_column"] = column  # a listing's: new listings are scored by it

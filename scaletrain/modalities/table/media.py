@@ -23,7 +23,9 @@ from scaletrain.data.pixels import (
     looks_like_image,
     to_array,
 )
+from scaletrain.data.sounds import SOUND_URI, is_sound, is_sound_column, looks_like_sound
 from scaletrain.errors import ConfigError
+from scaletrain.modalities.table.sounds import read_sounds, sound_encoder_spec
 
 MEDIA_SIDE = 64        # largest side an image column is brought to unless data.image_size says
 SAMPLE_IMAGES = 256    # images per column read to choose its size, channels and normalization
@@ -31,7 +33,7 @@ MAX_CELL_BYTES = 32 << 20  # an image file `prepare` carries into a shard: large
 
 
 def resolve_image_paths(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """The frame with the relative paths of its image cells made absolute from the table's
+    """The frame with the relative paths of its image and sound cells made absolute from the table's
     folder, so that the rows mean the same files wherever the run later reads them. In a column
     of images every path is; elsewhere (a few rows to predict, some of them empty or wrong) a
     cell with an image's suffix is where that file exists, and text is left as it is."""
@@ -39,15 +41,17 @@ def resolve_image_paths(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
         series = frame[column]
         if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
             continue
-        if is_image_column(series):
+        if is_image_column(series) or is_sound_column(series):
             frame[column] = series.map(lambda v: _absolute(v, folder, must_exist=False))
-        elif series.map(looks_like_image).any():
-            frame[column] = series.map(lambda v: _absolute(v, folder, must_exist=True) if looks_like_image(v) else v)
+        elif series.map(lambda v: looks_like_image(v) or looks_like_sound(v)).any():
+            frame[column] = series.map(lambda v: _absolute(v, folder, must_exist=True)
+                                       if looks_like_image(v) or looks_like_sound(v) else v)
     return frame
 
 
 def _absolute(value, folder: Path, must_exist: bool):
-    if isinstance(value, str) and value.strip() and not value.startswith(DATA_URI) and not Path(value).is_absolute():
+    if isinstance(value, str) and value.strip() and not value.startswith((DATA_URI, SOUND_URI)) \
+            and not Path(value).is_absolute():
         path = folder / value.strip()
         return str(path) if not must_exist or path.is_file() else value
     return value
@@ -154,14 +158,19 @@ def _decoded_or_none(value):
 
 
 def read_media(columns: list[dict], frame: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Each row's images as uint8 (rows, channels, height, width) per column, zeros where a cell
-    is empty or unreadable, and the (rows, columns) indicator of those cells."""
+    """Each row's images as uint8 (rows, channels, height, width) per image column and clips as
+    float32 (rows, samples) per sound column, zeros where a cell is empty or unreadable, and the
+    (rows, columns) indicator of those cells."""
     absent = np.zeros((len(frame), len(columns)), dtype=np.float32)
     pixels = []
     for j, column in enumerate(columns):
+        values = frame[column["name"]].to_numpy() if column["name"] in frame.columns else [None] * len(frame)
+        if is_sound(column):
+            absent[:, j], waves = read_sounds(column, values)
+            pixels.append(waves)
+            continue
         size, channels = tuple(column["size"]), column["channels"]
         out = np.zeros((len(frame), channels, *size), dtype=np.uint8)
-        values = frame[column["name"]].to_numpy() if column["name"] in frame.columns else [None] * len(frame)
         for i, value in enumerate(values):
             image = _decoded_or_none(value)
             if image is None:
@@ -181,3 +190,33 @@ def media_counts(columns: list[dict], frame: pd.DataFrame, absent: np.ndarray) -
                                or (isinstance(v, str) and not v.strip())).sum())
         counts[column["name"]] = {"empty": empty, "unreadable": int(absent[:, j].sum()) - empty}
     return counts
+
+
+def encoder_spec(column: dict) -> tuple:
+    """A media column's entry in the model's spec (ModelSpec.pictures): (channels, mean, std
+    [, backbone]) for an image column, the front's settings in the backbone's place for sounds."""
+    if is_sound(column):
+        return sound_encoder_spec(column)
+    return (column["channels"], tuple(column["mean"]), tuple(column["std"])) + \
+        ((column["backbone"],) if column.get("backbone") else ())
+
+
+def media_example(column: dict):
+    """A media column's input to the exported graph, two rows of it: pixels or samples."""
+    import torch
+
+    if is_sound(column):
+        return torch.zeros((2, column["samples"]))
+    return torch.zeros((2, *column["size"], column["channels"]), dtype=torch.uint8)
+
+
+def media_input(column: dict) -> dict:
+    """How the model card describes a media column's graph input."""
+    if is_sound(column):
+        seconds = column["samples"] / column["rate"]
+        return {"name": column["name"], "type": "float32", "shape": ["batch", column["samples"]],
+                "what": f"the clip's samples, mono at {column['rate']:,} Hz, cut or padded with silence to "
+                        f"{column['samples']:,} ({seconds:.2f} s)"}
+    h, w = column["size"]
+    return {"name": column["name"], "type": "uint8", "shape": ["batch", h, w, column["channels"]],
+            "what": f"the image's pixels, resized to {h}×{w} ({'RGB' if column['channels'] == 3 else 'gray'})"}

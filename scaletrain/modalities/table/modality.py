@@ -16,11 +16,12 @@ from scaletrain.config import Config, DataConfig, ModelConfig
 from scaletrain.data.corpus import is_text_folder, read_text_folder
 from scaletrain.data.input_check import table_warnings, with_absent_columns
 from scaletrain.data.prepared import Prepared
+from scaletrain.data.sounds import is_sound
 from scaletrain.data.sources import Source
 from scaletrain.data.state_schema import TableState
 from scaletrain.errors import DataError
 from scaletrain.modalities.base import DataFacts, ExportParts, Modality, Recipe, steps_to_epochs
-from scaletrain.modalities.table.media import resolve_image_paths
+from scaletrain.modalities.table.media import encoder_spec, media_example, media_input, resolve_image_paths
 from scaletrain.modalities.table.prepare import prepare_table
 from scaletrain.modalities.table.preprocess import transform_table
 from scaletrain.modalities.table.shards import prepare_table_shards
@@ -189,8 +190,7 @@ class Table(Modality):
 
         vocab = prepared.preprocess.get("text", {}).get("vocab_size", 0)
         rows = prepared.rows_in_memory()
-        pictures = tuple((c["channels"], tuple(c["mean"]), tuple(c["std"])) + ((c["backbone"],) if c.get("backbone") else ())
-                         for c in prepared.preprocess.get("images", []))
+        pictures = tuple(encoder_spec(c) for c in prepared.preprocess.get("images", []))
         return ModelSpec(self.name, n_out, n_dense=prepared.val_inputs[0].shape[1], pictures=pictures,
                          cardinalities=tuple(len(c["categories"]) for c in prepared.preprocess["embed"]),
                          vocab_size=vocab, pair_buckets=pair_buckets_for(rows[2] if rows and len(rows) > 2 else None)
@@ -228,11 +228,10 @@ class Table(Modality):
         tables = tuple(len(c["categories"]) for c in state["embed"])
         if tables != tuple(spec.cardinalities):
             return f"the embedded columns' categories ({tables}) do not match the model's tables ({spec.cardinalities})"
-        channels = [(c["channels"], c.get("backbone")) for c in state.get("images", [])]
-        encoders = [(p[0], p[3] if len(p) > 3 else None) if isinstance(p, (list, tuple)) and p else None
-                    for p in spec.pictures]
+        channels = [_channels_and_backbone(encoder_spec(c)) for c in state.get("images", [])]
+        encoders = [_channels_and_backbone(p) if isinstance(p, (list, tuple)) and p else None for p in spec.pictures]
         if channels != encoders:
-            return f"the image columns' channels ({channels}) do not match the model's image encoders ({encoders})"
+            return f"the media columns' channels ({channels}) do not match the model's media encoders ({encoders})"
         text = state.get("text")
         if text is None:
             return None if not spec.vocab_size else "the model reads text but no text state is stored"
@@ -242,7 +241,7 @@ class Table(Modality):
         return None
 
     def probe_source(self, state: dict) -> Source:
-        missing = {"number": float("nan"), "text": "", "image_cell": ""}
+        missing = {"number": float("nan"), "text": "", "image_cell": "", "sound_cell": ""}
         fields = self.input_fields(state)
         return Source("table", "probe", frame=pd.DataFrame({f["name"]: [missing.get(f["type"])] for f in fields}))
 
@@ -271,7 +270,7 @@ class Table(Modality):
                 + [{"name": n, "type": "date"} for n in c["datetime"]]
                 + [{"name": n, "type": "category", "values": known[n]} for n in c["categorical"]]
                 + [{"name": n, "type": "text"} for n in state.get("text", {}).get("columns", [])]
-                + [{"name": c["name"], "type": "image_cell"} for c in state.get("images", [])])
+                + [{"name": c["name"], "type": "sound_cell" if is_sound(c) else "image_cell"} for c in state.get("images", [])])
 
     def input_warnings(self, state: dict, source: Source) -> list[dict]:
         return table_warnings(state, source.frame) if source.frame is not None else []
@@ -306,19 +305,22 @@ class Table(Modality):
                               "what": f"the ids of column(s) {text['columns']} joined by ' [SEP] ', from the "
                                       "<model>.tokenizer.json beside the model (it pads and cuts them to this length)"})
         images = state.get("images", [])
-        for column in images:  # each image column: its missing flag, then (below) its pixels
+        for column in images:  # each media column: its missing flag, then (below) its pixels or samples
             example.append(torch.zeros((2, 1)))
             described.append({"name": f"{column['name']}.missing", "type": "float32", "shape": ["batch", 1],
-                              "what": f"1 where the row has no readable image in '{column['name']}', else 0"})
+                              "what": f"1 where the row has no readable {'clip' if is_sound(column) else 'image'} in "
+                                      f"'{column['name']}', else 0"})
         for column in images:
-            h, w = column["size"]
-            example.append(torch.zeros((2, h, w, column["channels"]), dtype=torch.uint8))
-            described.append({"name": column["name"], "type": "uint8", "shape": ["batch", h, w, column["channels"]],
-                              "what": f"the image's pixels, resized to {h}×{w} ({'RGB' if column['channels'] == 3 else 'gray'})"})
+            example.append(media_example(column))
+            described.append(media_input(column))
         pictures = [f"{c['name']}.missing" for c in images] + [c["name"] for c in images]
         front = TableFront("dense" in names, "categories" in names, text["idf"] if text else None, len(images))
         return ExportParts(front, tuple(example), names + (["tokens"] if text else []) + pictures,
                            graph if names else None, described)
+
+
+def _channels_and_backbone(entry) -> tuple:
+    return entry[0], entry[3] if len(entry) > 3 else None
 
 
 TRANSFORMER_SECONDS = 120  # a time limit from which a from-scratch Transformer joins the text candidates

@@ -7,10 +7,12 @@ import pandas as pd
 from scaletrain.data.prepared import Prepared
 from scaletrain.data.preprocess import encode_target, fit_target
 from scaletrain.data.schema import find_target, infer_schema
+from scaletrain.data.sounds import is_sound
 from scaletrain.data.sources import Source
 from scaletrain.errors import ConfigError, DataError, TargetError
 from scaletrain.modalities.table.media import fit_media, media_counts
 from scaletrain.modalities.table.preprocess import fit_table, table_summary, transform_table
+from scaletrain.modalities.table.sounds import fit_sounds
 from scaletrain.tasks import task_of
 from scaletrain.tasks.infer import looks_like_counts
 
@@ -56,8 +58,8 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int, star
     state = fit_table(_fitted_on(train, data_cfg.preprocess_from, notes), schema, data_cfg.scale, data_cfg.clip_quantile,
                       data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
     _check_starts(starts, schema, source.name)
-    if schema.image:
-        state["images"] = fit_media(train, schema.image, data_cfg.image_size, starts)
+    if schema.image or schema.sound:  # the media columns: images, then sounds
+        state["images"] = fit_media(train, schema.image, data_cfg.image_size, starts) + fit_sounds(train, schema.sound)
     state["target"] = fit_target(train[target], schema.task)
     state["target_column"] = target
     train_blocks = transform_table(state, train, source.name)
@@ -100,15 +102,19 @@ def _check_starts(starts: dict[str, str], schema, name: str) -> None:
 
 
 def media_notes(state: dict, train: pd.DataFrame, blocks) -> list[str]:
-    """What the image columns are read as, and how many training cells held no readable image."""
+    """What the media columns are read as, and how many training cells held nothing readable."""
     notes = []
     for column, count in media_counts(state.get("images", []), train, blocks.absent.numpy()).items() \
             if state.get("images") else ():
         fitted = next(c for c in state["images"] if c["name"] == column)
+        missing = f"{count['empty']} empty and {count['unreadable']} unreadable cell(s) of {len(train)} training rows"
+        if is_sound(fitted):
+            notes.append(f"sound column '{column}': clips of {fitted['samples'] / fitted['rate']:.2f} s at "
+                         f"{fitted['rate']:,} Hz, its own log-mel convolutional encoder; {missing} read as missing clips")
+            continue
         encoder = "an earlier image run's" if fitted.get("backbone") else "its own"
         notes.append(f"image column '{column}': {fitted['size'][0]}×{fitted['size'][1]} pixels, {fitted['channels']} "
-                     f"channel(s), {encoder} convolutional encoder; {count['empty']} empty and {count['unreadable']} "
-                     f"unreadable cell(s) of {len(train)} training rows read as missing images")
+                     f"channel(s), {encoder} convolutional encoder; {missing} read as missing images")
     return notes
 
 

@@ -52,8 +52,9 @@ class TableBlocks:
     categories: torch.Tensor | None
     tokens: torch.Tensor | None = None  # free text: token ids (rows, length), 0 = padding
     weights: torch.Tensor | None = None  # and each token's weight (a bag of them: the row's TF-IDF)
-    absent: torch.Tensor | None = None  # image columns: 1 where a row's image is missing or unreadable
+    absent: torch.Tensor | None = None  # media columns: 1 where a row's image or clip is missing or unreadable
     pictures: tuple = ()                # and each column's uint8 pixels (rows, channels, height, width)
+    #                                     or float32 samples (rows, samples) for a sound column
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The model's inputs: dense, then categories, text and images where the table has them
@@ -246,7 +247,7 @@ def column_feeds(state: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         absent, pictures = read_media(state["images"], frame)
         for j, (column, pixels) in enumerate(zip(state["images"], pictures)):
             feeds[f"{column['name']}.missing"] = absent[:, j:j + 1]
-            feeds[column["name"]] = np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+            feeds[column["name"]] = np.ascontiguousarray(pixels.transpose(0, 2, 3, 1) if pixels.ndim == 4 else pixels)
     return feeds
 
 

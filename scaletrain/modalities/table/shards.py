@@ -84,6 +84,9 @@ def make_layout(sample: pd.DataFrame, target: str | None, task: str, roles: dict
     target = find_target(sample, target, source)
     sample = sample[sample[target].notna()]
     schema = infer_schema(sample, target, task, roles)
+    if schema.sound:
+        raise DataError(f"'{source}': column(s) {schema.sound} hold sound clips, which `scaletrain prepare` does not "
+                        f"carry into shards yet; train from the table itself (`scaletrain train {source}`)")
     fields = ([pa.field(c, pa.float64()) for c in schema.numeric + schema.boolean]
               + [pa.field(c, pa.timestamp("ns")) for c in schema.datetime]
               + [pa.field(c, pa.string()) for c in schema.categorical]

@@ -1,0 +1,138 @@
+"""A table's sound columns: a column of clips beside numbers trains one fused model (the clip's
+log-mel computed inside it), chosen against each input alone; predict, the ONNX graph (which
+takes the waveform) and serve read the same rows alike; missing and unreadable clips are counted."""
+import base64
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+import scaletrain
+from scaletrain.errors import DataError, RunDirError
+
+RATE = 8000  # the clips' own rate: the column reads them at 16 kHz
+
+
+def tones_table(folder, n: int = 160, seed: int = 0):
+    """Rows whose label needs both inputs: a low or a high tone, and a number's sign (their XOR)."""
+    rng = np.random.default_rng(seed)
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        high, x = i % 2 == 1, float(rng.uniform(-1, 1))
+        t = np.arange(int(RATE * rng.uniform(0.2, 0.3))) / RATE
+        wave = 0.5 * np.sin(2 * np.pi * (1500 if high else 300) * t) + rng.normal(scale=0.05, size=t.size)
+        soundfile.write(folder / "clips" / f"{i}.wav", wave.astype(np.float32), RATE)
+        rows.append({"clip": f"clips/{i}.wav", "x": x, "label": "yes" if high == (x > 0) else "no"})
+    frame = pd.DataFrame(rows)
+    (folder / "clips" / "broken.wav").write_bytes(b"RIFF but not a wave at all")
+    frame.loc[0, "clip"], frame.loc[1, "clip"] = "", "clips/broken.wav"  # a missing and an unreadable clip
+    frame.to_csv(folder / "rows.csv", index=False)
+    return folder / "rows.csv"
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sounds")
+    table = tones_table(folder)
+    run = scaletrain.fit(str(table), "label", out=folder / "run", sets=["train.choose_by=validation"])
+    return folder, table, run
+
+
+def test_a_sound_column_beside_a_number_trains_the_fused_model(sounds):
+    folder, _, run = sounds
+    metrics = json.loads((folder / "run" / "metrics.json").read_text())
+    assert run.modality.name == "table" and run.preprocess["images"][0]["kind"] == "sound"
+    assert set(metrics["candidates"]) == {"mlp", "mlp:table", "mlp:images"} and metrics["model"] == "mlp"
+    assert metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    notes = " ".join(metrics["notes"])
+    assert re.search(r"sound column 'clip': clips of 0\.\d\d s at 16,000 Hz, its own log-mel convolutional encoder; "
+                     r"\d+ empty and \d+ unreadable cell\(s\) of \d+ training rows read as missing clips", notes), notes
+    assert "column(s) 'clip' added +" in notes
+    tried = next(n for n in metrics["notes"] if n.startswith("zero-config tried"))
+    for alone in ("mlp:table", "mlp:images"):  # each input alone is near chance
+        assert float(tried.split(alone + " (")[1].split("accuracy ")[1].split(",")[0]) <= 0.75, tried
+
+
+def test_missing_and_unreadable_clips_are_counted_not_fatal(sounds):
+    folder, table, run = sounds
+    rows = pd.read_csv(table).head(6)
+    rows.loc[2, "clip"] = "clips/none-such.wav"
+    rows.to_csv(folder / "few.csv", index=False)
+    out = run.predict(folder / "few.csv")
+    said = " ".join(out.attrs["warnings"])
+    assert "1 of 6 rows without a sound clip" in said and "2 of 6 rows naming no readable sound file" in said
+    assert len(out) == 6 and (out.prediction[3:] == rows.label[3:]).all()
+
+
+def test_the_export_takes_the_waveform_and_numbers_as_predict_reads_them(sounds):
+    import onnxruntime as ort
+
+    from scaletrain.export.onnx_export import export_onnx, onnx_inputs
+    from scaletrain.modalities import read_for_run
+
+    folder, table, run = sounds
+    samples = run.preprocess["images"][0]["samples"]
+    path = export_onnx(folder / "run", folder / "fused.onnx")
+    card = {i["name"]: i for i in json.loads(path.with_suffix(".card.json").read_text())["inputs"]}
+    assert card["clip"]["type"] == "float32" and card["clip"]["shape"] == ["batch", samples] and "clip.missing" in card
+    feeds = onnx_inputs(run, read_for_run(run.preprocess, str(table)))
+    assert feeds["clip"].shape == (160, samples) and feeds["clip.missing"][:2].tolist() == [[1.0], [1.0]]
+    label, proba = ort.InferenceSession(str(path)).run(["label", "probabilities"], feeds)
+    expected = run.predict(table)
+    assert list(label) == expected["prediction"].tolist()
+    np.testing.assert_allclose(proba, expected[["proba_no", "proba_yes"]].to_numpy(), atol=1e-5)
+
+
+def test_a_row_sends_its_clip_inline_or_as_a_file_and_the_server_reads_no_paths(sounds):
+    from fastapi.testclient import TestClient
+
+    from scaletrain.run import Run
+    from scaletrain.serve.app import create_app
+    from scaletrain.serve.graph import graph_engine
+    from scaletrain.serve.limits import Limits
+
+    folder, table, run = sounds
+    rows = pd.read_csv(table).iloc[2:8].reset_index(drop=True)
+    clips = [(folder / p).read_bytes() for p in rows["clip"]]
+    inline = [{"clip": "data:audio/wav;base64," + base64.b64encode(c).decode(), "x": x} for c, x in zip(clips, rows["x"])]
+    expected = run.predict(table).iloc[2:8]["prediction"].tolist()
+    loaded = Run.load(folder / "run")
+    with TestClient(create_app(loaded, engine=graph_engine(loaded), limits=Limits(sound_seconds=3.0))) as client:
+        answer = client.post("/predict", json={"records": inline})
+        assert answer.status_code == 200 and answer.json()["predictions"] == expected, answer.text
+        for i in range(2):  # multipart: the number as a field, the clip as a file
+            form = client.post("/predict", data={"x": str(rows["x"][i])}, files={"clip": ("c.wav", clips[i], "audio/wav")})
+            assert form.status_code == 200 and form.json()["predictions"] == expected[i:i + 1], form.text
+        refused = client.post("/predict", json={"records": [{"clip": str(folder / rows["clip"][0]), "x": 0.1}]})
+        assert refused.status_code == 422 and "reads no paths" in refused.text
+        too_long = client.post("/predict", json={"records": inline * 3})  # ~4.5 s of sound, over the 3 s allowed
+        assert too_long.status_code == 413 and "over the limit of 3 s" in too_long.text
+
+
+def test_a_listing_of_clips_with_feature_columns_is_a_table_and_prepare_says_it_cannot_shard_it(tmp_path):
+    from scaletrain.modalities import load_source
+    from scaletrain.modalities.table.shards import prepare_table_shards
+
+    table = tones_table(tmp_path, n=30)
+    assert load_source(str(table)).kind == "table"
+    only_clips = pd.read_csv(table)[["clip", "label"]]
+    only_clips.to_csv(tmp_path / "listing.csv", index=False)
+    assert load_source(str(tmp_path / "listing.csv")).kind == "audio"  # clips and labels alone: the sound modality's
+    with pytest.raises(DataError, match="hold sound clips, which `scaletrain prepare` does not carry"):
+        prepare_table_shards([str(table)], str(tmp_path / "shards"), "label", verbose=False)
+    assert not (tmp_path / "shards").exists()
+
+
+def test_a_tampered_sound_column_state_is_refused():
+    from scaletrain.data.state_schema import SoundColumnState, check_state
+
+    column = {"name": "clip", "kind": "sound", "rate": 16000, "samples": 4000, "n_fft": 512, "hop": 160, "n_mels": 64,
+              "fmin": 20.0, "fmax": 8000.0, "mean": [0.0] * 64, "std": [1.0] * 64}
+    check_state(SoundColumnState, column, "preprocess.json")
+    for bad in ({"mean": [0.0] * 3}, {"samples": 10 ** 9}, {"n_fft": 10 ** 6}, {"std": [0.0] * 64}):
+        with pytest.raises(RunDirError):
+            check_state(SoundColumnState, column | bad, "preprocess.json")
