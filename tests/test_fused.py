@@ -301,7 +301,7 @@ def test_an_image_column_starts_from_an_earlier_image_run(fused, tmp_path):
     with pytest.raises(ConfigError, match="not a single CNN trained on images"):
         scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", "train.epochs=1",
                                                             f"model.encoders.photo.init_from={tmp_path / 'run'}"])
-    with pytest.raises(ConfigError, match="'x' is not an image or text column"):
+    with pytest.raises(ConfigError, match="'x' is not an image, sound or text column"):
         scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", f"model.encoders.x.init_from={tmp_path}"])
 
 

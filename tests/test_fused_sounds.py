@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 import scaletrain
-from scaletrain.errors import DataError, RunDirError
+from scaletrain.errors import ConfigError, DataError, RunDirError
 
 RATE = 8000  # the clips' own rate: the column reads them at 16 kHz
 
@@ -136,3 +136,57 @@ def test_a_tampered_sound_column_state_is_refused():
     for bad in ({"mean": [0.0] * 3}, {"samples": 10 ** 9}, {"n_fft": 10 ** 6}, {"std": [0.0] * 64}):
         with pytest.raises(RunDirError):
             check_state(SoundColumnState, column | bad, "preprocess.json")
+
+
+def test_a_sound_column_starts_from_an_earlier_sound_run(sounds, tmp_path):
+    """model.encoders.<column>.init_from: the column's encoder is the earlier sound run's CNN, every
+    one of its tensors loaded (held fixed by train.freeze=1, so they come out unchanged), and its
+    clips read through that run's log-mel front."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder, table, _ = sounds
+    rows = pd.read_csv(table).iloc[2:]
+    for i, row in rows.iterrows():  # the same clips, filed by pitch: a sound run's folder
+        pitch = folder / "tones" / ("high" if (row["label"] == "yes") == (row["x"] > 0) else "low")
+        pitch.mkdir(parents=True, exist_ok=True)
+        (pitch / f"{i}.wav").write_bytes((folder / row["clip"]).read_bytes())
+    scaletrain.fit(str(folder / "tones"), out=tmp_path / "cnn", sets=["model.name=cnn", "train.epochs=3", "model.width=8"])
+    start = f"model.encoders.clip.init_from={tmp_path / 'cnn'}"
+    run = scaletrain.fit(str(table), "label", out=tmp_path / "run", sets=["model.name=mlp", "train.freeze=1", start])
+    before, after = load_file(tmp_path / "cnn" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    encoder = {k.removeprefix("pictures.encoders.0.body."): v for k, v in after.items() if ".encoders.0.body." in k}
+    assert len(set(before) - set(encoder)) == 2  # only its output layer left out
+    fixed = [k for k in encoder if "running" not in k and "num_batches" not in k]  # batch norm statistics move
+    assert fixed and all(torch.equal(before[k], encoder[k]) for k in fixed)
+    sound_run = json.loads((tmp_path / "cnn" / "preprocess.json").read_text())
+    column = run.preprocess["images"][0]
+    assert column["mean"] == sound_run["mean"] and column["rate"] == sound_run["rate"]  # read as that run read its clips
+    notes = " ".join(run.metrics["notes"])
+    assert f"{len(encoder)} encoder tensors loaded" in notes and "an earlier run's log-mel" in notes
+    with pytest.raises(ConfigError, match="not a single CNN trained on sound clips"):
+        scaletrain.fit(str(table), "label", out=None, sets=["model.name=mlp", "train.epochs=1",
+                                                            f"model.encoders.clip.init_from={tmp_path / 'run'}"])
+
+
+def test_explain_credits_the_clip_column_and_the_bands_of_its_tone(sounds):
+    from scaletrain.data.log_mel import mel_band_centres
+    from scaletrain.explain import explain_run
+    from scaletrain.explain.pictures import column_heatmaps
+
+    folder, table, run = sounds
+    summary = explain_run(folder / "run", str(table), out=folder / "explained", rows=8)
+    assert set(summary["mean_abs_attribution"]) == {"x", "clip"} and summary["pixels"]["clip"]["rows"] > 0
+    assert "pixels-clip" in (folder / "explained" / "explain.html").read_text()
+    frame = run.source(table).frame.head(40)
+    maps, spectrograms, rows = column_heatmaps(run, frame)["clip"]
+    assert maps.ig.shape == spectrograms.shape and spectrograms.shape[1] == 64
+    gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
+    assert gap.max() <= 0.05 * np.abs(maps.output).max()  # each clip's bands share what it added
+    c = run.preprocess["images"][0]
+    centres = mel_band_centres(c["rate"], c["n_fft"], c["n_mels"], c["fmin"], c["fmax"])
+    shares = []
+    for heat, row in zip(maps.ig, rows):
+        tone = np.abs(centres - (1500 if int(frame["clip"][row].rsplit("/", 1)[-1][:-4]) % 2 else 300)).argmin()
+        shares.append(np.abs(heat)[max(tone - 4, 0):tone + 5].sum() / np.abs(heat).sum())
+    assert np.mean(shares) > 2 * 9 / 64  # the heat lies on the tone's bands: over twice their share of the picture (0.32)

@@ -109,6 +109,7 @@ class SoundColumnState(State):  # a table's column of sound clips: its clips' le
     fmax: float = Field(gt=0)
     mean: list[Finite] = Field(min_length=1, max_length=256)
     std: list[Scale] = Field(min_length=1, max_length=256)
+    backbone: BackboneState | None = None  # its encoder started from an earlier sound run's CNN
 
     @model_validator(mode="after")
     def _one_statistic_per_band(self):

@@ -134,10 +134,14 @@ class SoundEncoder(nn.Module):
     spectrogram, computed inside the model so an exported graph takes the waveform, then the
     picture encoder's three conv stages over (1, mels, frames)."""
 
-    def __init__(self, sound: dict, mean: list[float], std: list[float], width: int = 32):
+    def __init__(self, sound: dict, mean: list[float], std: list[float], cnn: dict | None = None, width: int = 32):
         super().__init__()
         self.front = LogMel(sound["rate"], sound["n_fft"], sound["hop"], sound["n_mels"], sound["fmin"], sound["fmax"],
                             list(mean), list(std))
+        if cnn:  # an earlier sound run's CNN (its features standardized as above, so its own normalizer is 0 and 1)
+            started = ConvBackbone(1, [0.0], [1.0], cnn)
+            self.body, self.width = started.body, started.width
+            return
         self.body = nn.Sequential(conv_bn(1, width), nn.MaxPool2d(2), conv_bn(width, 2 * width), nn.MaxPool2d(2),
                                   conv_bn(2 * width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.width = 2 * width
@@ -150,7 +154,7 @@ def picture_encoder(channels: int, mean, std, backbone: dict | None = None) -> n
     """A media column's encoder: the small CNN of fused inputs, an earlier run's (backbone), or
     for a sound column (backbone {"sound": its front's settings}) the CNN over its log-mel."""
     if backbone and "sound" in backbone:
-        return SoundEncoder(backbone["sound"], list(mean), list(std))
+        return SoundEncoder(backbone["sound"], list(mean), list(std), backbone.get("cnn"))
     if backbone:
         return ConvBackbone(channels, list(mean), list(std), backbone)
     return PictureEncoder(channels, list(mean), list(std))

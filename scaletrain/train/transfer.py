@@ -76,8 +76,8 @@ def start_from(model: nn.Module, path: str) -> dict:
 
 
 def start_columns(model: nn.Module, starts: dict[str, str], image_columns: list[str]) -> dict:
-    """Copy each image column's earlier run (model.encoders.<column>.init_from: a CNN trained on
-    images) into that column's encoder, every tensor but the run's output layer's; a tensor
+    """Copy each media column's earlier run (model.encoders.<column>.init_from: a CNN trained on
+    images or sounds) into that column's encoder, every tensor but the run's output layer's; a tensor
     that does not fit is refused, never skipped. Return what was loaded and from where."""
     from scaletrain.models.tabular import Pictures
 
@@ -95,7 +95,7 @@ def start_columns(model: nn.Module, starts: dict[str, str], image_columns: list[
                                   "does not fit the column's encoder; was the run changed since it was read?")
             pictures.encoders[j].body.load_state_dict({name: weights[name] for name in body})
             loaded += [f"{prefix}.encoders.{j}.body.{name}".lstrip(".") for name in body]
-        notes.append(f"image column '{column}' started from {starts[column]} (model.encoders.{column}.init_from): "
+        notes.append(f"column '{column}' started from {starts[column]} (model.encoders.{column}.init_from): "
                      f"{len(body)} encoder tensors loaded, its output layer left out")
     return {"loaded": loaded, "notes": notes}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from scaletrain.data.pixels import (
     DATA_URI,
@@ -24,8 +23,8 @@ from scaletrain.data.pixels import (
     to_array,
 )
 from scaletrain.data.sounds import SOUND_URI, is_sound, is_sound_column, looks_like_sound
-from scaletrain.errors import ConfigError
 from scaletrain.modalities.table.sounds import read_sounds, sound_encoder_spec
+from scaletrain.modalities.table.starts import started_state
 
 MEDIA_SIDE = 64        # largest side an image column is brought to unless data.image_size says
 SAMPLE_IMAGES = 256    # images per column read to choose its size, channels and normalization
@@ -101,29 +100,6 @@ def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None, starts:
                        "mean": [float(v) for v in pixels.mean(axis=(0, 1, 2))],
                        "std": [float(max(v, 1e-3)) for v in pixels.std(axis=(0, 1, 2))]})
     return fitted
-
-
-def started_state(column: str, path: str) -> dict:
-    """An earlier image run as a column's state: the size, channels and normalization its CNN
-    was trained on (the column's images are read the same way) and the CNN's shape (`backbone`:
-    the column's encoder is that network without its output layer, models/vision.ConvBackbone)."""
-    from scaletrain.rundir import RunDir  # torch: not for `scaletrain prepare`
-
-    key = f"model.encoders.{column}.init_from"
-    if not (Path(path) / "model.safetensors").is_file() or not (Path(path) / "config.yaml").is_file():
-        raise ConfigError(f"{key} '{path}' is not a run directory; give the --out folder of an earlier "
-                          "`scaletrain train` on an image folder")
-    spec = RunDir(path).read_spec()
-    model = (yaml.safe_load((Path(path) / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") or {}
-    if spec.get("kind") != "image" or model.get("name") not in ("cnn", "resnet") or spec.get("members", 1) != 1:
-        raise ConfigError(f"{key} '{path}' is not a single CNN trained on images (its model: {model.get('name')} on "
-                          f"{spec.get('kind')} data); train one with `scaletrain train FOLDER --set model.name=cnn` "
-                          "(or resnet) and give its --out")
-    channels, height, width = spec["shape"]
-    return {"size": [height, width], "channels": channels, "mean": list(spec["mean"]), "std": list(spec["std"]),
-            "backbone": {"residual": model["name"] == "resnet", "width": model.get("width") or 16,
-                         "depth": model.get("depth") or None, "side": min(height, width),
-                         "norm": "group" if model.get("norm") == "group" else "batch"}}
 
 
 def cell_bytes(value, fs, folder: str) -> bytes | None:

@@ -59,7 +59,7 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int, star
                       data_cfg.missing_indicators, data_cfg.max_onehot, data_cfg.tokenizer, data_cfg.vocab_size)
     _check_starts(starts, schema, source.name)
     if schema.image or schema.sound:  # the media columns: images, then sounds
-        state["images"] = fit_media(train, schema.image, data_cfg.image_size, starts) + fit_sounds(train, schema.sound)
+        state["images"] = fit_media(train, schema.image, data_cfg.image_size, starts) + fit_sounds(train, schema.sound, starts)
     state["target"] = fit_target(train[target], schema.task)
     state["target_column"] = target
     train_blocks = transform_table(state, train, source.name)
@@ -89,13 +89,14 @@ def prepare_table(source: Source, test: Source | None, data_cfg, seed: int, star
 
 
 def _check_starts(starts: dict[str, str], schema, name: str) -> None:
-    """Only image and text columns have encoders to start from earlier runs."""
+    """Only image, sound and text columns have encoders to start from earlier runs."""
     from scaletrain.rundir import RunDir  # torch: not for `scaletrain prepare`, which passes no starts
 
     for column, path in starts.items():
-        if column not in schema.image + schema.text:
-            raise ConfigError(f"model.encoders.{column}: '{column}' is not an image or text column of '{name}' "
-                              f"(image columns: {schema.image or 'none'}; text: {schema.text or 'none'})")
+        if column not in schema.image + schema.sound + schema.text:
+            raise ConfigError(f"model.encoders.{column}: '{column}' is not an image, sound or text column of '{name}' "
+                              f"(image columns: {schema.image or 'none'}; sound: {schema.sound or 'none'}; "
+                              f"text: {schema.text or 'none'})")
         if column in schema.text and not RunDir(path).is_pretrained():
             raise ConfigError(f"model.encoders.{column}.init_from '{path}': a text column starts from a pretraining "
                               "run (`scaletrain pretrain CORPUS --out DIR`)")
@@ -108,11 +109,11 @@ def media_notes(state: dict, train: pd.DataFrame, blocks) -> list[str]:
             if state.get("images") else ():
         fitted = next(c for c in state["images"] if c["name"] == column)
         missing = f"{count['empty']} empty and {count['unreadable']} unreadable cell(s) of {len(train)} training rows"
+        encoder = "an earlier run's" if fitted.get("backbone") else "its own"
         if is_sound(fitted):
             notes.append(f"sound column '{column}': clips of {fitted['samples'] / fitted['rate']:.2f} s at "
-                         f"{fitted['rate']:,} Hz, its own log-mel convolutional encoder; {missing} read as missing clips")
+                         f"{fitted['rate']:,} Hz, {encoder} log-mel convolutional encoder; {missing} read as missing clips")
             continue
-        encoder = "an earlier image run's" if fitted.get("backbone") else "its own"
         notes.append(f"image column '{column}': {fitted['size'][0]}×{fitted['size'][1]} pixels, {fitted['channels']} "
                      f"channel(s), {encoder} convolutional encoder; {missing} read as missing images")
     return notes
