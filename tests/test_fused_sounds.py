@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 import scaletrain
-from scaletrain.errors import ConfigError, DataError, RunDirError
+from scaletrain.errors import ConfigError, RunDirError
 
 RATE = 8000  # the clips' own rate: the column reads them at 16 kHz
 
@@ -113,18 +113,37 @@ def test_a_row_sends_its_clip_inline_or_as_a_file_and_the_server_reads_no_paths(
         assert too_long.status_code == 413 and "over the limit of 3 s" in too_long.text
 
 
-def test_a_listing_of_clips_with_feature_columns_is_a_table_and_prepare_says_it_cannot_shard_it(tmp_path):
+def test_a_listing_of_clips_with_feature_columns_is_a_table(tmp_path):
     from scaletrain.modalities import load_source
-    from scaletrain.modalities.table.shards import prepare_table_shards
 
     table = tones_table(tmp_path, n=30)
     assert load_source(str(table)).kind == "table"
     only_clips = pd.read_csv(table)[["clip", "label"]]
     only_clips.to_csv(tmp_path / "listing.csv", index=False)
     assert load_source(str(tmp_path / "listing.csv")).kind == "audio"  # clips and labels alone: the sound modality's
-    with pytest.raises(DataError, match="hold sound clips, which `scaletrain prepare` does not carry"):
-        prepare_table_shards([str(table)], str(tmp_path / "shards"), "label", verbose=False)
-    assert not (tmp_path / "shards").exists()
+
+
+def test_a_sound_column_is_carried_into_shards_and_trains_from_them(tmp_path):
+    import pyarrow.parquet as pq
+
+    from tests.test_cli import prepare_in_a_fresh_interpreter
+
+    table, shards = tones_table(tmp_path, n=160), tmp_path / "shards"
+    said, imported = prepare_in_a_fresh_interpreter(table, shards, "label")
+    assert imported == "[]"  # bytes are carried, nothing decoded
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["roles"]["sound"] == ["clip"]
+    cells = [c for s in manifest["shards"] for c in pq.read_table(shards / s["file"])["clip"].to_pylist()]
+    assert sum(c is None for c in cells) == 2 and all(c[:4] == b"RIFF" for c in cells if c is not None)
+    absent = manifest["stats"]["media_absent"]["clip"]
+    assert f"sound column 'clip': each cell's file carried into the shards; {absent} training cell(s) held no sound " \
+           "clip" in said
+    run = scaletrain.fit(str(shards), out=tmp_path / "run", sets=["model.name=mlp", "train.epochs=40"])
+    assert run.metrics["test"]["accuracy"] >= 0.85, run.metrics["test"]
+    assert f"{absent} of {manifest['rows']['train']} training cells held no clip when prepared" in \
+        " ".join(run.metrics["notes"])
+    predicted = scaletrain.load(tmp_path / "run").predict(table)  # raw rows, paths read as the run was prepared
+    assert (predicted["prediction"] == pd.read_csv(table)["label"]).iloc[2:].mean() >= 0.85
 
 
 def test_a_tampered_sound_column_state_is_refused():

@@ -167,12 +167,15 @@ def prepare(
 
 
 def _say_what_was_read(manifest: dict) -> None:
-    """A table's columns left out of the shards, and its image columns' cells that held no image."""
+    """A table's columns left out of the shards, and its image and sound columns' cells that held none."""
     for column, why in manifest.get("roles", {}).get("dropped", {}).items():
         out_console.print(f"column '{column}' left out: {why}", highlight=False)
+    sounds = set(manifest.get("roles", {}).get("sound", []))
     for column, count in manifest.get("stats", {}).get("media_absent", {}).items():
-        out_console.print(f"image column '{column}': each cell's file carried into the shards; {count:,} training "
-                          "cell(s) held no image (empty, not found or not an image): read as missing", highlight=False)
+        what = "sound clip" if column in sounds else "image"
+        out_console.print(f"{what.split()[0]} column '{column}': each cell's file carried into the shards; {count:,} "
+                          f"training cell(s) held no {what} (empty, not found or not one): read as missing",
+                          highlight=False)
 
 
 def _prepare_corpus(sources: list[str], out: str, cfg, quiet: bool, backend: str) -> None:

@@ -34,7 +34,7 @@ class SlowPath(Exception):
 def read_types(sample: pd.DataFrame, schema, target_type: pa.DataType) -> dict[str, pa.DataType] | None:
     """Return the Arrow type to read each used column as, or None where Arrow cannot give
     what the pandas path gives (datetime parts, float-valued categories)."""
-    if schema.datetime or schema.image:  # image cells are files to read: the pandas path reads them
+    if schema.datetime or schema.image or schema.sound:  # media cells are files to read: the pandas path reads them
         return None
     types = {name: pa.float64() for name in schema.numeric}
     for name in schema.boolean:  # numbers compare with 1, words go through the true-word list

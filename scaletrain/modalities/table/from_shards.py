@@ -10,11 +10,13 @@ from scaletrain.data.manifest import STATS, filesystem, join
 from scaletrain.data.prepared import Prepared, require_rows
 from scaletrain.data.preprocess import encode_target, target_state
 from scaletrain.data.schema import Schema
+from scaletrain.data.sounds import is_sound
 from scaletrain.data.sources import Source
 from scaletrain.data.stats import TableStats, TargetStats
 from scaletrain.errors import DataError, TargetError
 from scaletrain.modalities.table.media import SAMPLE_IMAGES, fit_media
 from scaletrain.modalities.table.preprocess import fit_text, table_state, transform_table
+from scaletrain.modalities.table.sounds import fit_sounds
 from scaletrain.tasks import task_of
 
 EVAL_ROWS = 250_000  # validation/test rows read from shards into memory for evaluation
@@ -45,11 +47,11 @@ def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
     if schema.text:
         state["text"], note = _fit_text_on_first_rows(manifest, source.url, schema.text, data_cfg)
         notes.append(note)
-    if schema.image:
-        state["images"] = fit_media(eval_sample(manifest, source.url, "train", SAMPLE_IMAGES, []), schema.image,
-                                    data_cfg.image_size, {})
+    if schema.image or schema.sound:  # the media columns: images, then sounds, fitted on the first training rows
+        sample = eval_sample(manifest, source.url, "train", SAMPLE_IMAGES, [])
+        state["images"] = fit_media(sample, schema.image, data_cfg.image_size, {}) + fit_sounds(sample, schema.sound, {})
         notes += streamed_media_notes(state["images"], stats, manifest.rows("train"))
-    limit = MEDIA_EVAL_ROWS if schema.image else EVAL_ROWS
+    limit = MEDIA_EVAL_ROWS if schema.image or schema.sound else EVAL_ROWS
     val, test_frame = eval_sample(manifest, source.url, "val", limit, notes), \
         eval_sample(manifest, source.url, "test", limit, notes)
     require_rows(source.name, manifest.rows("train"), len(val), data_cfg.val_fraction)
@@ -68,11 +70,15 @@ def prepare_from_table_shards(source: Source, manifest, data_cfg) -> Prepared:
 
 
 def streamed_media_notes(images: list[dict], stats: TableStats, train_rows: int) -> list[str]:
-    """What each image column is read as, and how many training cells `prepare` found no image in."""
-    return [f"image column '{c['name']}': {c['size'][0]}×{c['size'][1]} pixels, {c['channels']} channel(s), its own "
-            f"convolutional encoder; {stats.media_absent.get(c['name'], 0)} of {train_rows} training cells held no "
-            "image when prepared (empty, not found or not an image) and are read as missing images"
-            for c in images]
+    """What each media column is read as, and how many training cells `prepare` found nothing in."""
+    def read_as(c: dict) -> str:
+        if is_sound(c):
+            return f"sound column '{c['name']}': clips of {c['samples'] / c['rate']:.2f} s at {c['rate']:,} Hz, its own log-mel"
+        return f"image column '{c['name']}': {c['size'][0]}×{c['size'][1]} pixels, {c['channels']} channel(s), its own"
+
+    return [f"{read_as(c)} convolutional encoder; {stats.media_absent.get(c['name'], 0)} of {train_rows} training cells "
+            f"held no {'clip' if is_sound(c) else 'image'} when prepared (empty, not found or not one) and are read "
+            "as missing" for c in images]
 
 
 def _fit_text_on_first_rows(manifest, url: str, columns: list[str], data_cfg) -> tuple[dict, str]:

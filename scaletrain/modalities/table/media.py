@@ -22,7 +22,7 @@ from scaletrain.data.pixels import (
     looks_like_image,
     to_array,
 )
-from scaletrain.data.sounds import SOUND_URI, is_sound, is_sound_column, looks_like_sound
+from scaletrain.data.sounds import SOUND_URI, is_sound, is_sound_bytes, is_sound_column, looks_like_sound
 from scaletrain.modalities.table.sounds import read_sounds, sound_encoder_spec
 from scaletrain.modalities.table.starts import started_state
 
@@ -102,14 +102,14 @@ def fit_media(frame: pd.DataFrame, columns: list[str], side: int | None, starts:
     return fitted
 
 
-def cell_bytes(value, fs, folder: str) -> bytes | None:
-    """The encoded image a cell names or holds, for a shard (`scaletrain prepare`): a path read
-    (relative to the table's `folder` on filesystem `fs`), a data URI's bytes, the bytes
-    themselves; None where the cell is empty or holds no image's bytes. Nothing is decoded:
-    a shard carries the file as it was, and training decodes it a batch at a time."""
+def cell_bytes(value, fs, folder: str, sound: bool = False) -> bytes | None:
+    """The encoded image (or with `sound`, clip) a cell names or holds, for a shard (`scaletrain
+    prepare`): a path read (relative to the table's `folder` on filesystem `fs`), a data URI's
+    bytes, the bytes themselves; None where the cell is empty or holds no image's (clip's) bytes.
+    Nothing is decoded: a shard carries the file as it was, and training decodes it a batch at a time."""
     if isinstance(value, str) and value.strip():
         text = value.strip()
-        if text.startswith(DATA_URI):
+        if text.startswith((DATA_URI, SOUND_URI)):
             try:
                 value = base64.b64decode(text.split(",", 1)[-1], validate=True)
             except (binascii.Error, ValueError):
@@ -122,8 +122,8 @@ def cell_bytes(value, fs, folder: str) -> bytes | None:
             except (OSError, ValueError):
                 return None
     if isinstance(value, bytes) and len(value) > MAX_CELL_BYTES:
-        return None  # read no further: a shard row holds an image, not whatever file a cell names
-    return value if isinstance(value, bytes) and looks_like_image(value) else None
+        return None  # read no further: a shard row holds an image or a clip, not whatever file a cell names
+    return value if isinstance(value, bytes) and (is_sound_bytes(value) if sound else looks_like_image(value)) else None
 
 
 def _decoded_or_none(value):

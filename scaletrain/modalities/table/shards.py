@@ -65,7 +65,8 @@ class Layout:
     def to_plain(self) -> dict:
         s = self.schema
         return {"target": s.target, "task": s.task, "numeric": s.numeric, "categorical": s.categorical,
-                "boolean": s.boolean, "datetime": s.datetime, "text": s.text, "image": s.image, "dropped": s.dropped}
+                "boolean": s.boolean, "datetime": s.datetime, "text": s.text, "image": s.image, "sound": s.sound,
+                "dropped": s.dropped}
 
 
 def target_type(sample: pd.Series, task: str) -> pa.DataType:
@@ -84,14 +85,11 @@ def make_layout(sample: pd.DataFrame, target: str | None, task: str, roles: dict
     target = find_target(sample, target, source)
     sample = sample[sample[target].notna()]
     schema = infer_schema(sample, target, task, roles)
-    if schema.sound:
-        raise DataError(f"'{source}': column(s) {schema.sound} hold sound clips, which `scaletrain prepare` does not "
-                        f"carry into shards yet; train from the table itself (`scaletrain train {source}`)")
     fields = ([pa.field(c, pa.float64()) for c in schema.numeric + schema.boolean]
               + [pa.field(c, pa.timestamp("ns")) for c in schema.datetime]
               + [pa.field(c, pa.string()) for c in schema.categorical]
               + [pa.field(c, pa.string()) for c in schema.text]  # as written: training tokenizes a window at a time
-              + [pa.field(c, pa.binary()) for c in schema.image]  # each cell the image file's bytes
+              + [pa.field(c, pa.binary()) for c in schema.image + schema.sound]  # each cell the file's bytes
               + [pa.field(target, target_type(sample[target], schema.task))])
     return Layout(schema, table_spec(sample, schema), [f.name for f in fields], pa.schema(fields),
                   val_fraction, test_fraction, seed, read_types(sample, schema, fields[-1].type))
@@ -117,11 +115,12 @@ def canonical(chunk: pd.DataFrame, layout: Layout, url: str) -> pd.DataFrame:
     for name in s.text:
         out[name] = chunk[name].map(lambda value: value if isinstance(value, str) else
                                     None if pd.isna(value) else str(value)).astype(object)
-    if s.image:
+    if s.image or s.sound:
         fs, path = filesystem(url)
         folder = posixpath.dirname(path)
-        for name in s.image:
-            out[name] = chunk[name].map(lambda value: cell_bytes(value, fs, folder)).astype(object)
+        for name in s.image + s.sound:
+            sound = name in s.sound
+            out[name] = chunk[name].map(lambda value, sound=sound: cell_bytes(value, fs, folder, sound)).astype(object)
     out[s.target] = chunk[s.target]
     return pd.DataFrame(out, index=chunk.index)[layout.columns]
 
@@ -205,7 +204,7 @@ def _prepare_file(url, file_index, layout, out, max_bytes, chunk_rows, on_rows, 
     fs, root = filesystem(out)
     stem = f"{file_index:05d}"
     writers = {split: ShardWriter(fs, root, split, stem, layout.arrow_schema, max_bytes) for split in SPLITS}
-    stats = TableStats(layout.spec, layout.schema.categorical, media=layout.schema.image)
+    stats = TableStats(layout.spec, layout.schema.categorical, media=layout.schema.image + layout.schema.sound)
     target = TargetStats(layout.schema.task)
     counts, start, name = {split: 0 for split in SPLITS}, 0, layout.schema.target
     try:
@@ -282,9 +281,9 @@ def _prepare(files, sources, out, fs, root, target, task, roles, shard_size, val
     started = time.perf_counter()
     layout = make_layout(_first_rows(files[0], chunk_rows), target, task, roles or {}, files[0], val_fraction,
                          test_fraction, seed)
-    # a row group is what training decodes or tokenizes at once: with images or text, not 65,536 rows
-    chunk_rows = min(chunk_rows, MEDIA_CHUNK_ROWS if layout.schema.image else TEXT_CHUNK_ROWS if layout.schema.text
-                     else chunk_rows)
+    # a row group is what training decodes or tokenizes at once: with images, sounds or text, not 65,536 rows
+    media = layout.schema.image + layout.schema.sound
+    chunk_rows = min(chunk_rows, MEDIA_CHUNK_ROWS if media else TEXT_CHUNK_ROWS if layout.schema.text else chunk_rows)
     local = fs.protocol in ("file", "local") or "file" in fs.protocol
     workers = workers or min(len(files), cores())
     results: list[FileResult] = []
