@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from scaletrain.data.values import cell_share
 from scaletrain.errors import InputTooLarge
 
 MAX_IMAGE_PIXELS = 100_000_000  # decoded as RGB: 300 MB; a file declaring more is refused before decoding
@@ -32,12 +33,7 @@ def looks_like_image(value) -> bool:
 
 def is_image_column(series: pd.Series) -> bool:
     """Whether a column holds images: most of its non-empty cells look like one."""
-    if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
-        return False
-    values = series.dropna()
-    values = values[values.map(lambda v: not (isinstance(v, str) and not v.strip()))]
-    sample = values.iloc[:1000]
-    return len(sample) > 0 and float(sample.map(looks_like_image).mean()) >= IMAGE_SHARE
+    return cell_share(series, looks_like_image) >= IMAGE_SHARE
 
 
 def names_an_image(value: str) -> bool:

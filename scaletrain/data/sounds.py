@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaletrain.data.values import cell_share
 from scaletrain.errors import DataError, InputTooLarge
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au"}
@@ -92,14 +93,7 @@ def looks_like_sound(value) -> bool:
 
 def is_sound_column(series) -> bool:
     """Whether a table column holds sound clips: most of its non-empty cells look like one."""
-    import pandas as pd
-
-    if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
-        return False
-    values = series.dropna()
-    values = values[values.map(lambda v: not (isinstance(v, str) and not v.strip()))]
-    sample = values.iloc[:1000]
-    return len(sample) > 0 and float(sample.map(looks_like_sound).mean()) >= SOUND_SHARE
+    return cell_share(series, looks_like_sound) >= SOUND_SHARE
 
 
 def sound_cell(value, rate: int) -> np.ndarray | None:

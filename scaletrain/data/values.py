@@ -71,3 +71,13 @@ def category_strings(series: pd.Series) -> pd.Series:
     if kind == "O" and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
         return series.where(series.notna(), MISSING)
     return series.map(lambda v: MISSING if pd.isna(v) else label_key(v))
+
+
+def cell_share(series: pd.Series, looks_like) -> float:
+    """The share of a string or binary column's non-empty cells (its first 1,000) for which
+    `looks_like(cell)` holds: whether a column holds images or sound clips; 0 for other columns."""
+    if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
+        return 0.0
+    values = series.dropna()
+    sample = values[values.map(lambda v: not (isinstance(v, str) and not v.strip()))].iloc[:1000]
+    return float(sample.map(looks_like).mean()) if len(sample) else 0.0
