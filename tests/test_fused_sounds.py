@@ -209,3 +209,24 @@ def test_explain_credits_the_clip_column_and_the_bands_of_its_tone(sounds):
         tone = np.abs(centres - (1500 if int(frame["clip"][row].rsplit("/", 1)[-1][:-4]) % 2 else 300)).argmin()
         shares.append(np.abs(heat)[max(tone - 4, 0):tone + 5].sum() / np.abs(heat).sum())
     assert np.mean(shares) > 2 * 9 / 64  # the heat lies on the tone's bands: over twice their share of the picture (0.32)
+
+
+def test_a_spec_whose_sound_front_is_out_of_bounds_is_refused_before_it_is_built(sounds, tmp_path):
+    """A tampered model_spec cannot size the DFT basis (n_fft² / 2 numbers, made even for the
+    meta device the shapes are checked on): refused as a damaged run directory."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from scaletrain.run import Run
+
+    folder, _, _ = sounds
+    copy = shutil.copytree(folder / "run", tmp_path / "run")
+    with safe_open(str(copy / "model.safetensors"), "pt") as fh:
+        meta = fh.metadata()
+    spec = json.loads(meta["model_spec"])
+    spec["pictures"][0][3]["sound"]["n_fft"] = 10 ** 6
+    save_file(load_file(copy / "model.safetensors"), copy / "model.safetensors", metadata=meta | {"model_spec": json.dumps(spec)})
+    with pytest.raises(RunDirError, match="cannot be built.*sound column's front must be"):
+        Run.load(copy)

@@ -129,6 +129,24 @@ class ConvBackbone(nn.Module):
         return self.body(pixels.float() / 255.0)
 
 
+SOUND_KEYS = {"rate", "samples", "n_fft", "hop", "n_mels", "fmin", "fmax"}
+
+
+def check_sound_front(sound, means: int, stds: int) -> None:
+    """Refuse a sound column's front outside the bounds a run's state may hold (data/state_schema:
+    SoundColumnState) before its DFT basis (n_fft² / 2 numbers, built even for the meta device)
+    is computed: a tampered spec must not size it."""
+    def within(key: str, lo: float, hi: float) -> bool:
+        value = sound.get(key)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
+
+    if not isinstance(sound, dict) or set(sound) != SOUND_KEYS or not (
+            within("rate", 1000, 48_000) and within("samples", 1, 480_000) and within("n_fft", 16, 8192)
+            and within("hop", 1, 8192) and within("n_mels", 1, 256) and within("fmin", 0, 48_000)
+            and within("fmax", 1, 48_000)) or means != sound["n_mels"] or stds != sound["n_mels"]:
+        raise ValueError(f"a sound column's front must be {sorted(SOUND_KEYS)} within bounds, one mean and std per band")
+
+
 class SoundEncoder(nn.Module):
     """A table's sound column's encoder: waveforms (rows, samples) to the standardized log-mel
     spectrogram, computed inside the model so an exported graph takes the waveform, then the
@@ -136,6 +154,7 @@ class SoundEncoder(nn.Module):
 
     def __init__(self, sound: dict, mean: list[float], std: list[float], cnn: dict | None = None, width: int = 32):
         super().__init__()
+        check_sound_front(sound, len(mean), len(std))
         self.front = LogMel(sound["rate"], sound["n_fft"], sound["hop"], sound["n_mels"], sound["fmin"], sound["fmax"],
                             list(mean), list(std))
         if cnn:  # an earlier sound run's CNN (its features standardized as above, so its own normalizer is 0 and 1)
