@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench clean browser
 
-# uv installs the rest (63 s with pip here, 7 s with uv); the pin keeps it from replacing torch:
+# uv installs the rest (63 s with pip here, ~20 s with uv); the pin keeps it from replacing torch:
 # uv does not read pip's configuration, so a release asking for another torch stops the install
-# instead of downloading a CUDA build
+# instead of downloading a CUDA build. --compile-bytecode as pip does: with PYTHONDONTWRITEBYTECODE
+# set (as here), modules without .pyc are compiled again by every process (ray, transformers:
+# +1.5 s an import), and the tests start hundreds
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0 uv
-	$(BIN)/uv pip install -q --python $(BIN)/python --constraint torch-pin.txt -e '.[test,ray]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python --constraint torch-pin.txt -e '.[test,ray]'
 	touch $(STAMP)
 
 run: $(STAMP)
