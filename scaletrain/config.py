@@ -123,11 +123,11 @@ class ModelConfig(_Section):
     recency: NonNegative | None = None
     # mlp on tables: each numeric column embedded before the layers (periodic: PLR); auto: the recipe's
     numeric_embedding: Literal["auto", "none", "periodic"] = "auto"
-    # rnn: depth is its layers and width its state size; the cell, both directions or one, and
-    # whether the states are averaged over the steps (mean) or the last one is read
+    # rnn: depth is its layers and width its state size; the cell, both directions or one, and the
+    # pooling: mean over the steps, the last state, or max beside mean (auto: that for free text)
     cell: Literal["gru", "lstm"] = "gru"
     bidirectional: bool = True
-    pooling: Literal["mean", "last"] = "mean"
+    pooling: Literal["auto", "mean", "last", "max_mean"] = "auto"
     # transformer: depth is its layers and width its hidden size (None: from the data's size)
     heads: AtLeastOne | None = None
     ff: AtLeastOne | None = None  # feed-forward size (None: 4 x width)

@@ -65,3 +65,19 @@ def test_on_validation_rows_only_a_candidate_stopped_on_them_is_blended():
     mlp = scaletrain.fit(interaction(), "y", out=None, epochs=40, train__choose_by="validation",
                          train__boosting="off")
     assert mlp.metrics["blend"]["weights_on"] == "validation"
+
+
+def test_a_linear_model_is_blended_on_validation_rows_only_with_what_was_not_stopped_on_them():
+    from types import SimpleNamespace
+
+    from scaletrain.fitting.candidates import blendable
+
+    def trained(name, optimizer, early_stopping):
+        return SimpleNamespace(run=SimpleNamespace(config=SimpleNamespace(
+            model=SimpleNamespace(name=name), train=SimpleNamespace(optimizer=optimizer, early_stopping=early_stopping))))
+
+    linear, mlp, rnn = trained("linear", "lbfgs", 0), trained("mlp", "adamw", 20), trained("rnn", "adamw", 0)
+    trees = trained("boosted", "auto", 0)
+    assert blendable(linear, [linear, mlp, rnn, trees]) == [linear, rnn]  # fixed epochs: as honest as L-BFGS
+    assert blendable(mlp, [linear, mlp, rnn, trees]) == [linear, mlp, rnn, trees]  # itself stopped on them
+    assert blendable(linear, [linear, mlp]) == [linear]  # nothing to blend: the linear model alone, as before

@@ -79,7 +79,8 @@ def test_an_image_run_takes_uint8_pixels(tmp_path, shifts):
 
 @pytest.mark.parametrize("model, sets", [("mlp", []), ("linear", ["model.text_pairs=true"]),  # pairs hashed in the graph
                                          ("transformer", ["model.width=32", "model.depth=1", "model.heads=2",
-                                                      "model.max_positions=8"])])  # 3 windows a text
+                                                      "model.max_positions=8"]),  # 3 windows a text
+                                         ("rnn", ["model.width=8"])])  # the graph reads every padded piece
 def test_a_text_run_takes_token_ids_from_the_tokenizer_beside_it(tmp_path, model, sets):
     run = scaletrain.fit(articles(200), "topic", out=tmp_path / "text", model=model, epochs=2, sets=sets)
     path = export_onnx(tmp_path / "text")

@@ -122,6 +122,7 @@ def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
     for rows in (50, 2_500, 200_000):
         facts = TableFacts("table", "multiclass", rows, 3, text_length=64)
         assert TABLE.candidates(Config(), facts)[:2] == ["linear", "mlp"]
+        assert ("rnn" in TABLE.candidates(Config(), facts)) == (rows >= 2_000)  # the reader of word order
     numbers = TableFacts("table", "multiclass", 200_000, 3)
     assert TABLE.candidates(Config(), numbers) == ["mlp", "boosted"]  # no text, many rows: MLP and trees
     timed = Config()
@@ -147,14 +148,27 @@ def test_streamed_text_on_two_cores_is_tokenized_in_the_training_process(monkeyp
     assert workers(2, text_length=0) == 1 and workers(8, text_length=64) == 4  # numbers alone; cores to spare
 
 
-def test_many_texts_train_the_linear_model_beside_the_mlp_and_no_few_labels_advice(tmp_path):
+def test_many_texts_train_the_linear_model_beside_the_mlp_and_the_rnn_and_no_few_labels_advice(tmp_path, monkeypatch):
+    from scaletrain.data import text
+
+    # the pair table grows with the rows it is sized on: the refit's (every row) is not the first fit's
+    monkeypatch.setattr(text, "pair_buckets_for", lambda tokens: 1024 if len(tokens) < 2400 else 2048)
     train, test = articles(n=2600, seed=2), articles(n=100, seed=3)
-    run = scaletrain.fit(train, "topic", test=test, out=None)
+    rng = np.random.default_rng(0)
+    noisy = rng.random(len(train)) < 0.3  # labels drawn at random on 30% of the rows: no candidate is perfect
+    train.loc[noisy, "topic"] = rng.choice(list(TOPICS), noisy.sum())
+    run = scaletrain.fit(train, "topic", test=test, out=tmp_path / "run", train__blend="on")
     assert run.metrics["data"]["train_rows"] >= 2000
-    assert set(run.metrics["candidates"]) == {"linear", "mlp"}
+    assert set(run.metrics["candidates"]) == {"linear", "mlp", "rnn"}
     notes = " ".join(run.metrics["notes"])
     assert "chosen on the validation rows" in notes and "pretraining on unlabeled text" not in notes
     assert run.metrics["test"]["accuracy"] > 0.9
+    # the linear model blends with the GRU (trained for fixed epochs), not with the early-stopped MLP,
+    # and the blend refit on every row (its linear member's pair table sized on them) loads back
+    assert [m.name for m in run.config.model.members] == ["linear", "rnn"]
+    rows = test.drop(columns="topic")
+    np.testing.assert_allclose(scaletrain.load(tmp_path / "run").predict(rows)["proba_sport"],
+                               run.predict(rows)["proba_sport"], rtol=1e-5, atol=1e-7)
 
 
 def test_few_texts_get_the_pretraining_advice():
@@ -195,3 +209,25 @@ def test_piece_pairs_are_read_by_the_linear_model_on_short_texts_with_enough_row
 
     assert pairs(PAIRS_MIN_ROWS, PAIRS_MAX_LENGTH) and not pairs(PAIRS_MIN_ROWS - 1, 64)
     assert not pairs(5000, PAIRS_MAX_LENGTH + 8) and not pairs(5000, 0)
+
+
+def test_a_recurrent_reader_learns_word_order_that_a_bag_of_pieces_cannot():
+    train, test = word_order(400, seed=0), word_order(200, seed=1)
+    run = scaletrain.fit(train, "order", test=test, out=None, model="rnn")
+    assert run.metrics["test"]["accuracy"] > 0.95  # the bag alone (no pairs): under 0.7, above
+    m, t = run.config.model, run.config.train
+    assert (m.pooling, m.width, m.depth, t.early_stopping) == ("max_mean", 96, 1, 0)  # fixed epochs: blendable
+
+
+def test_a_recurrent_reading_does_not_depend_on_the_padding_after_the_text():
+    import torch
+
+    from scaletrain.models.recurrent import Recurrence, RecurrentText
+
+    torch.manual_seed(0)
+    reader = RecurrentText(50, Recurrence("gru", 8, 2, True, "max_mean")).eval()
+    tokens = torch.tensor([[5, 9, 3, 0, 0, 0], [7, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    longer = torch.cat([tokens, torch.zeros(3, 10, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(reader(tokens), reader(longer))
+        assert reader(tokens).shape == (3, reader.width) and reader(tokens)[2].abs().sum() == 0  # no text: zeros

@@ -228,7 +228,9 @@ def _refit_blend(best: Trained, merged: Prepared) -> Trained:
     model = Ensemble([f.run.model for f in fitted], run.spec.average, list(run.config.model.weights))
     config = run.config.thawed()
     config.model.members = [f.run.config.model for f in fitted]  # the trees' counts as regrown
-    blend = Run(config, model, run.spec, run.preprocess, history=run.history)
+    # the refit members' spec: sized on every row (a linear member's hashed piece pairs grow with them)
+    blend = Run(config, model, replace(fitted[0].run.spec, average=run.spec.average), run.preprocess,
+                history=run.history)
     return Trained(blend, best.state, sum(f.seconds for f in fitted), best.best_epoch, best.best_val_loss)
 
 
@@ -247,6 +249,23 @@ def _alike(best: Trained, trained: list[Trained], held_out: list | None) -> tupl
     return [trained[i] for i in keep], None if held_out is None else [held_out[i] for i in keep]
 
 
+def stopped_on_validation(trained: Trained) -> bool:
+    """Whether the validation rows chose when the candidate stopped (an early-stopped network's
+    best epoch, the trees' best round): its outputs there are then optimistic."""
+    t = trained.run.config.train
+    return trained.run.config.model.name == "boosted" or (t.optimizer != "lbfgs" and bool(t.early_stopping))
+
+
+def blendable(best: Trained, trained: list[Trained]) -> list[Trained]:
+    """The candidates whose validation outputs may weigh a blend with the chosen one (without
+    out-of-fold outputs, see blended): all of them where the chosen one was itself stopped on
+    those rows; otherwise (a linear model, a network trained for fixed epochs) only those that
+    were not either."""
+    if stopped_on_validation(best):
+        return trained
+    return [t for t in trained if t is best or not stopped_on_validation(t)]
+
+
 def blended(best: Trained, trained: list[Trained], prepared: Prepared,
             held_out: list[torch.Tensor] | None = None) -> tuple[Trained, dict | None]:
     """The candidates blended (train/blend.py) with weights chosen on their out-of-fold outputs
@@ -255,10 +274,10 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     when the weights saw those rows); and what was measured. A user then gets no less than the
     best of the candidates, boosted trees included, and more where they err differently.
 
-    Without out-of-fold outputs the pipeline asks for a blend only where the chosen candidate
-    was itself stopped on the validation rows (an MLP's best epoch, the trees' best round):
-    the members' outputs there are optimistic, and against a linear model that was not tuned on
-    them the blend wins by that bias — BBC News, one split: validation loss 0.18 against the
+    Without out-of-fold outputs the pipeline blends an early-stopped member (an MLP's best
+    epoch, the trees' best round) only where the chosen candidate was itself stopped on the
+    validation rows (`blendable`): such a member's outputs there are optimistic, and against a
+    linear model that was not tuned on them the blend wins by that bias — BBC News, one split: validation loss 0.18 against the
     linear model's 0.22, test log loss 0.073 against 0.040, macro F1 0.963 against 0.987."""
     if len(trained) < 2 or not len(prepared.val_y) or best.run.config.train.blend == "off" or distributed.world().active:
         return best, None  # several ranks: one candidate each (a sharded model's forward is a collective)

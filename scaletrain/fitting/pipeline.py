@@ -18,6 +18,7 @@ from scaletrain.evaluate.threshold import tune_class_bias, tune_threshold
 from scaletrain.explain.report import trust_sections
 from scaletrain.fitting.candidates import (
     Trained,
+    blendable,
     blended,
     choose,
     inputs_note,
@@ -277,9 +278,7 @@ def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | No
             prepared.note("train.ensemble=on bags fold models of small in-memory tables (under 2,000 rows, "
                           "one process, no time limit): a single model was trained")
         best = choose(trained)
-        if refits(best, trained):  # a linear model that early stopping did not tune on these rows (see blended)
-            return best, None, None, None
-        best, blend = blended(best, trained, prepared)
+        best, blend = blended(best, blendable(best, trained), prepared)
         return best, None, None, blend
     best, results, members, held_out = choose_by_cross_validation(trained, prepared)
     prepared.note("zero-config compared " + ", ".join(

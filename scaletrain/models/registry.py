@@ -10,7 +10,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.models.clicks import ClickNet
 from scaletrain.models.ensemble import Ensemble
 from scaletrain.models.init import apply_init
-from scaletrain.models.recurrent import Recurrence, RecurrentNet
+from scaletrain.models.recurrent import Recurrence, RecurrentNet, RecurrentText
 from scaletrain.models.tabular import FlatImageNet, PeriodicNumbers, Pictures, TabularNet, TextBag, mlp_layers
 from scaletrain.models.temporal import TimeConvNet
 from scaletrain.models.transformer import EncoderShape, PooledText
@@ -89,22 +89,26 @@ def encoder_shape(spec: ModelSpec, m) -> EncoderShape:
                         dropout=0.1 if m.dropout is None else m.dropout, pre_norm=m.pre_norm)
 
 
-def build_transformer(spec: ModelSpec, m) -> nn.Module:
-    """A Transformer encoder over the free text (its pooled state) beside the table's other
-    columns, then the body (a linear head unless model.hidden names layers); with
-    model.text_tfidf, the text's TF-IDF vector added straight into the outputs too."""
-    if not spec.vocab_size:
-        raise ConfigError("model.name=transformer reads free text and this data has no text column; "
-                          "use linear or mlp for tables, cnn or resnet for images")
+def _text_reader(spec: ModelSpec, m, text: nn.Module) -> nn.Module:
+    """A text encoder (its pooled state) beside the table's other columns, then the body (a
+    linear head unless model.hidden names layers); with model.text_tfidf, the text's TF-IDF
+    vector added straight into the outputs too."""
     norm = "none" if m.norm == "auto" else m.norm
 
     def body(n_in: int) -> nn.Module:
         return mlp_layers(n_in, list(m.hidden or []), spec.n_out, m.activation, m.dropout or 0.0, norm)
 
-    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body,
-                      PooledText(encoder_shape(spec, m)),
+    return TabularNet(spec.n_dense, list(spec.cardinalities), m.embedding_dim or 8, body, text,
                       (spec.vocab_size, spec.n_out, _pairs(spec, m)) if m.text_tfidf else None, _pictures(spec, m),
                       m.combiner)
+
+
+def build_transformer(spec: ModelSpec, m) -> nn.Module:
+    """A Transformer encoder over a table's free text (models/transformer.py)."""
+    if not spec.vocab_size:
+        raise ConfigError("model.name=transformer reads free text and this data has no text column; "
+                          "use linear or mlp for tables, cnn or resnet for images")
+    return _text_reader(spec, m, PooledText(encoder_shape(spec, m)))
 
 
 def _conv(residual: bool) -> Callable:
@@ -131,8 +135,17 @@ def _sequence_shape(spec: ModelSpec, name: str) -> int:
 
 
 def build_rnn(spec: ModelSpec, m) -> nn.Module:
-    """A GRU or LSTM over a sequence of vectors: a sequence column's steps, a sound clip's frames."""
-    shape = Recurrence(m.cell, m.width or 64, m.depth or 2, m.bidirectional, m.pooling)
+    """A GRU or LSTM over a sequence of vectors: a sequence column's steps, a sound clip's
+    frames; or over a table's free text, its word pieces (models/recurrent.RecurrentText)."""
+    if spec.vocab_size:
+        if m.pooling == "last":
+            raise ConfigError("model.pooling=last reads a sequence's final step; free text is pooled by "
+                              "max_mean (the default) or mean")
+        shape = Recurrence(m.cell, m.width or 96, m.depth or 1, m.bidirectional,
+                           "max_mean" if m.pooling == "auto" else m.pooling)
+        return _text_reader(spec, m, RecurrentText(spec.vocab_size, shape, 0.3 if m.dropout is None else m.dropout))
+    pooling = "mean" if m.pooling == "auto" else m.pooling
+    shape = Recurrence(m.cell, m.width or 64, m.depth or 2, m.bidirectional, pooling)
     return RecurrentNet(_sequence_shape(spec, "rnn"), spec.n_out, shape, 0.0 if m.dropout is None else m.dropout,
                         spec.n_dense)
 
