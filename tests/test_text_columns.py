@@ -231,3 +231,13 @@ def test_a_recurrent_reading_does_not_depend_on_the_padding_after_the_text():
     with torch.no_grad():
         torch.testing.assert_close(reader(tokens), reader(longer))
         assert reader(tokens).shape == (3, reader.width) and reader(tokens)[2].abs().sum() == 0  # no text: zeros
+
+
+def test_a_recurrent_reader_named_for_a_table_without_text_says_what_it_reads():
+    import pytest
+
+    from scaletrain.errors import ConfigError
+
+    numbers = pd.DataFrame({"a": np.arange(60.0), "y": np.arange(60) % 2})
+    with pytest.raises(ConfigError, match="free text; use linear or mlp for tables"):
+        scaletrain.fit(numbers, "y", out=None, model="rnn")

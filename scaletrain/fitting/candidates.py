@@ -277,8 +277,9 @@ def blended(best: Trained, trained: list[Trained], prepared: Prepared,
     Without out-of-fold outputs the pipeline blends an early-stopped member (an MLP's best
     epoch, the trees' best round) only where the chosen candidate was itself stopped on the
     validation rows (`blendable`): such a member's outputs there are optimistic, and against a
-    linear model that was not tuned on them the blend wins by that bias — BBC News, one split: validation loss 0.18 against the
-    linear model's 0.22, test log loss 0.073 against 0.040, macro F1 0.963 against 0.987."""
+    linear model that was not tuned on them the blend wins by that bias — BBC News, one split:
+    validation loss 0.18 against the linear model's 0.22, test log loss 0.073 against 0.040,
+    macro F1 0.963 against 0.987."""
     if len(trained) < 2 or not len(prepared.val_y) or best.run.config.train.blend == "off" or distributed.world().active:
         return best, None  # several ranks: one candidate each (a sharded model's forward is a collective)
     trained, held_out = _alike(best, trained, held_out)

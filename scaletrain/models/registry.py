@@ -130,8 +130,9 @@ def _sequence_shape(spec: ModelSpec, name: str) -> int:
         return spec.shape[1]
     if len(spec.shape) == 3 and spec.shape[0] == 1:
         return spec.shape[1]
+    texts = " or a table's free text" if name == "rnn" else ""
     raise ConfigError(f"model.name={name} reads sequences of vectors (a sequence column, a sound clip's frames, a "
-                      "one-channel image's rows); use linear or mlp for tables, cnn or resnet for color images")
+                      f"one-channel image's rows){texts}; use linear or mlp for tables, cnn or resnet for color images")
 
 
 def build_rnn(spec: ModelSpec, m) -> nn.Module:
