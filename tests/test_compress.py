@@ -97,6 +97,25 @@ def test_a_variant_is_recommended_only_when_faster_and_within_tolerance():
     assert recommend([base, variant("a", 0.6, 0.945), variant("b", 0.4, 0.944)], "accuracy", 0.01)["variant"] == "b"
 
 
+def test_a_slow_variant_is_timed_by_fewer_calls_a_round():
+    """Latency rounds are bounded by ROUND_SECONDS a variant: a 50 ms batch once a round, not 5 times."""
+    import time
+
+    from scaletrain.compress.measure import BATCH_CALLS, ROW_CALLS, _calls
+
+    class Session:
+        def __init__(self, seconds):
+            self.seconds, self.calls = seconds, 0
+
+        def run(self, outputs, feeds):
+            self.calls += 1
+            time.sleep(self.seconds)
+
+    slow, fast = Session(0.06), Session(0.0)
+    assert _calls(slow, {}, BATCH_CALLS) == 1 and slow.calls == 3  # two to warm, one timed
+    assert _calls(fast, {}, ROW_CALLS) == ROW_CALLS
+
+
 def test_compress_without_a_method_or_on_a_linear_model_says_what_to_do(digits, tmp_path):
     from scaletrain.compress import compress_run
 

@@ -62,6 +62,17 @@ def test_a_table_run_exports_to_onnx_that_predicts_as_predict_does(table_run):
     assert out["unfit"].sum() == 2
 
 
+def test_a_second_export_reuses_the_onnx_function_table(table_run, tmp_path):
+    """torch's exporter would parse ~500 onnxscript functions' source again on every export (~1 s)."""
+    from onnxscript._framework_apis import torch_2_11
+
+    export_onnx(table_run, tmp_path / "first.onnx")
+    read = torch_2_11.get_torchlib_ops.cache_info()
+    export_onnx(table_run, tmp_path / "second.onnx")
+    after = torch_2_11.get_torchlib_ops.cache_info()
+    assert after.misses == read.misses == 1 and after.hits == read.hits + 1
+
+
 @pytest.mark.parametrize("shifts", ["off", "on"])  # on: the graph averages the shifted views too
 def test_an_image_run_takes_uint8_pixels(tmp_path, shifts):
     digits = load_digits()

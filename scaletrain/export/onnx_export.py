@@ -9,6 +9,7 @@ are joined in front with onnx.compose; the labels are a Gather from the classes 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -102,6 +103,7 @@ def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
     """The torch part as an ONNX model with a dynamic batch axis."""
     outputs = task_of(task).graph_outputs()
     batch = torch.export.Dim("batch", min=1)
+    _read_torchlib_once()
     # torchvision's ops (unused), and the graph optimizer's notes on what it left unfolded: not the user's concern
     for name in ("torch.onnx._internal.exporter._registration", "onnxscript.optimizer", "onnx_ir.passes"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -112,6 +114,18 @@ def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
                                     dynamic_shapes=(tuple({0: batch} for _ in example),),
                                     verbose=False)
     return program.model_proto
+
+
+@functools.cache
+def _read_torchlib_once() -> None:
+    """torch's exporter rebuilds its table of ONNX functions on every export, parsing the source
+    of ~500 onnxscript functions: ~1 s an export, as long as the rest of a small model's. The
+    table cannot change within a process, so it is read once (where onnxscript still has it)."""
+    try:
+        from onnxscript._framework_apis import torch_2_11 as apis  # what torch 2.13's exporter reads
+    except ImportError:
+        return
+    apis.get_torchlib_ops = functools.cache(apis.get_torchlib_ops)
 
 
 def _with_labels(model, classes: list):
