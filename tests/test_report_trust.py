@@ -64,3 +64,19 @@ def test_the_report_gives_the_calibration_figures(reports):
     assert f"{metrics['test_ece_after']:.4f}" in page and f"{metrics['test_ece_before']:.4f}" in page
     table_page = (reports / "table" / "report.html").read_text()
     assert "threshold" in table_page and "Global importance" in table_page
+
+
+def test_the_mistakes_are_drawn_from_integrated_gradients_alone(reports, monkeypatch):
+    """The report draws IG over its confident mistakes; occlusion (as costly again) is for `explain`."""
+    from captum.attr import Occlusion
+
+    from scaletrain.fitting.pipeline import render_report
+
+    def refused(*args, **kwargs):
+        raise AssertionError("occlusion computed for a report")
+
+    monkeypatch.setattr(Occlusion, "attribute", refused)
+    run = scaletrain.load(reports / "images")
+    digits = load_digits()
+    assessed = run.assess((digits.images[:300] * 16).clip(0, 255).astype(np.uint8)[..., None], digits.target[:300])
+    assert 'id="mistakes"' in render_report(run, "images", assessed)

@@ -16,9 +16,9 @@ from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
 
-def clip_heatmaps(run: Run, spectrograms: torch.Tensor) -> Heatmaps:
+def clip_heatmaps(run: Run, spectrograms: torch.Tensor, occlusion: bool = True) -> Heatmaps:
     x = spectrograms.float().contiguous()
-    return input_heatmaps(explained_model(run), x, torch.zeros_like(x))
+    return input_heatmaps(explained_model(run), x, torch.zeros_like(x), occlusion=occlusion)
 
 
 def _peaks(run: Run, heat: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,7 +57,7 @@ class AudioExplainer(Explainer):
         from scaletrain.evaluate.report import figure_html
 
         spectrograms = run.encode(subset_source(a.source, a.rows[chosen]))[0][0]
-        maps = clip_heatmaps(run, spectrograms).ig
+        maps = clip_heatmaps(run, spectrograms, occlusion=False).ig
         return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
             "mistakes", "true → predicted (probability): each clip's log-mel spectrogram (time across, bands up) with "
                         "Integrated Gradients for the predicted class over it (red: towards it, blue: against)",

@@ -24,7 +24,7 @@ SHOWN = 24  # inputs drawn on explain.html
 @dataclass
 class Heatmaps:
     ig: np.ndarray          # (images, height, width)
-    occlusion: np.ndarray   # (images, height, width)
+    occlusion: np.ndarray | None  # (images, height, width); None where only IG was asked for
     target: np.ndarray      # the explained class per image (0 for regression)
     output: np.ndarray      # f(image) for that class
     baseline: np.ndarray    # f(mean image)
@@ -37,10 +37,11 @@ def mass_in(heatmap: np.ndarray, rows: slice, cols: slice) -> float:
 
 
 def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, steps: int = STEPS,
-                   batch: int = 16, fixed: tuple = ()) -> Heatmaps:
+                   batch: int = 16, fixed: tuple = (), occlusion: bool = True) -> Heatmaps:
     """Heatmaps for float NCHW inputs `x` against the baseline `mean` (x's shape), explaining the
     class the model predicts for each. `fixed`: each row's other inputs (a table row's numbers
-    and text beside one image column), held as they are: model(x, *fixed)."""
+    and text beside one image column), held as they are: model(x, *fixed). `occlusion`: False
+    where only IG is drawn (a report's mistakes): occlusion costs about as much again."""
     from captum.attr import Occlusion
 
     model = model.eval()
@@ -50,7 +51,7 @@ def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, 
         base = torch.cat([model(mean[i:i + 256], *(f[i:i + 256] for f in fixed)) for i in range(0, len(x), 256)]) \
             if len(x) else out
     target = torch.zeros(len(x), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
-    ig, occlusion = integrated_gradients(model), Occlusion(model)
+    ig, occluded = integrated_gradients(model), Occlusion(model)
     channels, height, width = x.shape[1:]
     side = max(2, min(height, width) // 7)
     window, stride = (channels, side, side), (channels, max(1, side // 2), max(1, side // 2))
@@ -60,12 +61,15 @@ def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, 
         rest = tuple(f[part] for f in fixed) or None
         ig_maps.append(ig.attribute(x[part], baselines=mean[part], target=target[part], n_steps=steps,
                                     additional_forward_args=rest, internal_batch_size=batch * 8).sum(dim=1).detach())
-        occlusion_maps.append(occlusion.attribute(x[part], sliding_window_shapes=window, strides=stride,
-                                                  baselines=mean[part], target=target[part], additional_forward_args=rest,
-                                                  perturbations_per_eval=32).sum(dim=1).detach())
+        if occlusion:
+            occlusion_maps.append(occluded.attribute(x[part], sliding_window_shapes=window, strides=stride,
+                                                     baselines=mean[part], target=target[part],
+                                                     additional_forward_args=rest,
+                                                     perturbations_per_eval=32).sum(dim=1).detach())
     empty = torch.zeros((0, height, width))
     return Heatmaps(torch.cat(ig_maps).numpy() if ig_maps else empty.numpy(),
-                    torch.cat(occlusion_maps).numpy() if occlusion_maps else empty.numpy(), target.numpy(),
+                    None if not occlusion else torch.cat(occlusion_maps).numpy() if occlusion_maps else empty.numpy(),
+                    target.numpy(),
                     out.gather(1, target[:, None]).squeeze(1).numpy(), base.gather(1, target[:, None]).squeeze(1).numpy())
 
 

@@ -17,12 +17,13 @@ def _float_images(run: Run, pixels: torch.Tensor) -> torch.Tensor:
     return run.modality.eval_inputs([pixels], run.config.train)[0].float().contiguous()
 
 
-def image_heatmaps(run: Run, pixels: torch.Tensor, steps: int = STEPS, batch: int = 16) -> Heatmaps:
+def image_heatmaps(run: Run, pixels: torch.Tensor, steps: int = STEPS, batch: int = 16,
+                   occlusion: bool = True) -> Heatmaps:
     """Heatmaps for uint8 NCHW images, from the training rows' mean colour, explaining the class
     the model predicts for each."""
     x = _float_images(run, pixels)
     mean = torch.tensor(run.preprocess["mean"], dtype=x.dtype).view(1, -1, 1, 1).expand_as(x).contiguous()
-    return input_heatmaps(explained_model(run), x, mean, steps, batch)
+    return input_heatmaps(explained_model(run), x, mean, steps, batch, occlusion=occlusion)
 
 
 def explain_images(run: Run, data, out, rows: int) -> dict:
@@ -55,7 +56,7 @@ class ImageExplainer(Explainer):
         from scaletrain.modalities.image.preprocess import transform_images
 
         images = a.source.items.images[a.rows[chosen]]
-        maps = image_heatmaps(run, transform_images(images)).ig
+        maps = image_heatmaps(run, transform_images(images), occlusion=False).ig
         return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
             "mistakes", "true → predicted (probability); Integrated Gradients for the predicted class over each "
                         "(red: towards it, blue: against)", overlay_figure(images, list(maps), captions)))

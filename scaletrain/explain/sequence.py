@@ -20,8 +20,9 @@ from scaletrain.run import Assessment, Run
 AXES = " over the steps (across) and each step's features (up)"
 
 
-def step_heatmaps(run: Run, inputs: tuple[torch.Tensor, ...], batch: int = 16) -> Heatmaps:
-    """IG and occlusion maps (rows, features, steps) explaining each row's predicted class."""
+def step_heatmaps(run: Run, inputs: tuple[torch.Tensor, ...], batch: int = 16, occlusion: bool = True) -> Heatmaps:
+    """IG and (unless `occlusion` is False) occlusion maps (rows, features, steps) explaining each
+    row's predicted class."""
     from captum.attr import Occlusion
 
     model = explained_model(run).float().eval()
@@ -30,16 +31,17 @@ def step_heatmaps(run: Run, inputs: tuple[torch.Tensor, ...], batch: int = 16) -
     with torch.no_grad():
         out, base = model(steps, *held), model(zeros, *held)
     target = torch.zeros(len(steps), dtype=torch.long) if out.shape[1] == 1 else out.argmax(dim=1)
-    ig, occlusion, maps = integrated_gradients(model), Occlusion(model), ([], [])
+    ig, occluded, maps = integrated_gradients(model), Occlusion(model), ([], [])
     for start in range(0, len(steps), batch):
         part = slice(start, start + batch)
         extra = tuple(x[part] for x in held)
         maps[0].append(ig.attribute(steps[part], baselines=zeros[part], target=target[part], n_steps=STEPS,
                                     additional_forward_args=extra, internal_batch_size=batch * 8).detach())
-        maps[1].append(occlusion.attribute(steps[part], sliding_window_shapes=(1, steps.shape[2]),
-                                           strides=(1, steps.shape[2]), baselines=0.0, target=target[part],
-                                           additional_forward_args=extra, perturbations_per_eval=16).detach())
-    ig_maps, occlusion_maps = (torch.cat(m).transpose(1, 2).contiguous().numpy() for m in maps)
+        if occlusion:
+            maps[1].append(occluded.attribute(steps[part], sliding_window_shapes=(1, steps.shape[2]),
+                                              strides=(1, steps.shape[2]), baselines=0.0, target=target[part],
+                                              additional_forward_args=extra, perturbations_per_eval=16).detach())
+    ig_maps, occlusion_maps = (torch.cat(m).transpose(1, 2).contiguous().numpy() if m else None for m in maps)
     return Heatmaps(ig_maps, occlusion_maps, target.numpy(), out.gather(1, target[:, None]).squeeze(1).numpy(),
                     base.gather(1, target[:, None]).squeeze(1).numpy())
 
@@ -72,7 +74,7 @@ class SequenceExplainer(Explainer):
         from scaletrain.evaluate.report import figure_html
 
         inputs = run.encode(subset_source(a.source, a.rows[chosen]))[0]
-        maps = step_heatmaps(run, inputs).ig
+        maps = step_heatmaps(run, inputs, occlusion=False).ig
         return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
             "mistakes", f"true → predicted (probability): each row's standardized steps{AXES}, with Integrated "
                         "Gradients for the predicted class over them (red: towards it, blue: against)",
