@@ -184,3 +184,20 @@ def test_batch_sources_on_the_cpu_reach_the_training_device():
     drawn = list(batches.epoch(0, start=1))
     assert len(batches) == 4 and len(drawn) == 3
     assert all(inputs[0].is_meta and target.is_meta for inputs, target in drawn)
+
+
+def test_seeding_draws_as_torch_manual_seed_does_without_formatting_the_stack(monkeypatch):
+    """A search seeds every model it builds; torch.manual_seed formats the caller's stack for its lazy device seeds."""
+    import traceback
+
+    from scaletrain.train.setup import seed_everything
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the stack was formatted to seed")
+
+    monkeypatch.setattr(traceback, "format_stack", refused)
+    seed_everything(7)
+    assert torch.equal(torch.rand(3), expected)
