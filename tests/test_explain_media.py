@@ -86,3 +86,27 @@ def test_explain_and_predict_name_the_words(text_run, tmp_path):
     reasons = pd.read_csv(tmp_path / "p.csv")["reason_1"]
     topic_words = {w for words in TOPICS.values() for w in words}
     assert reasons.str.split(": ").str[-1].isin(topic_words).mean() >= 0.9
+
+
+def test_a_heatmap_tile_is_red_where_the_input_pushed_towards_the_class_and_blue_against():
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from scaletrain.explain.heatmaps import TILE, overlay_html
+
+    image, heat = np.full((8, 6), 0.5), np.zeros((8, 6))
+    heat[:4], heat[4:] = 1.0, -1.0  # rows 0-3 towards, rows 4-7 against
+    pictures = []
+    for origin in ("upper", "lower"):
+        page = overlay_html("m", "mistakes", image[None], [heat], ["7 → 1 (0.9)"], origin=origin)
+        (data,) = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+        pictures.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), float))
+        assert "7 → 1 (0.9)" in page
+    upper, lower = pictures
+    assert upper.shape == (TILE, TILE, 3)
+    top, bottom = upper[: TILE // 2].mean(axis=(0, 1)), upper[TILE // 2:].mean(axis=(0, 1))
+    assert top[0] - top[2] > 100 and bottom[2] - bottom[0] > 100  # red above, blue below
+    np.testing.assert_array_equal(lower, upper[::-1])  # origin="lower": row 0 at the bottom

@@ -8,7 +8,8 @@ import scaletrain
 from tests.test_explain import planted
 from tests.test_text_columns import articles
 
-# every <img> and inline <svg> of a section: drawn at a real size, not one flat colour
+# every <img> (together: a gallery's tiles) and inline <svg> of a section: drawn at a real size, not one flat
+# colour (an <svg>: its marks)
 VISIBLE = """
 const out = {};
 for (const id of arguments[0]) {
@@ -22,9 +23,10 @@ for (const id of arguments[0]) {
     const px = g.getImageData(0, 0, c.width, c.height).data;
     const seen = new Set();
     for (let i = 0; i < px.length; i += 4 * 97) seen.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
-    out[id] = {width: img.getBoundingClientRect().width, colours: seen.size};
+    const drawn = [...el.querySelectorAll('img')].reduce((sum, i) => sum + i.getBoundingClientRect().width, 0);
+    out[id] = {width: drawn, colours: seen.size};
   } else if (svg) {
-    out[id] = {width: svg.getBoundingClientRect().width, colours: svg.querySelectorAll('rect').length};
+    out[id] = {width: svg.getBoundingClientRect().width, colours: svg.querySelectorAll('rect, polyline, circle, path').length};
   } else { out[id] = 'empty'; }
 }
 return out;

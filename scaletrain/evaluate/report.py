@@ -1,6 +1,7 @@
 """A self-contained report.html: data summary, learning curves, confusion matrix or residuals.
 
-Plots are PNGs embedded as base64, so the file opens anywhere with no network or assets.
+Charts are inline SVG (evaluate.charts) and pictures PNGs embedded as base64, so the file opens
+anywhere with no network or assets.
 """
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ import base64
 import html
 import io
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import confusion_matrix
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
-
+from scaletrain.evaluate.charts import COLOURS, Panel, Series, chart, figure_svg, matrix_chart
 from scaletrain.tasks import task_of
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
@@ -22,17 +20,30 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}figure{margin:1em 0}
 img{max-width:100%}.note{color:#666;font-size:.9em}.w{border-radius:3px;padding:0 1px}
-.text{line-height:1.7;max-width:760px}"""
+.text{line-height:1.7;max-width:760px}.tiles{display:flex;flex-wrap:wrap;gap:8px}
+.tile{display:flex;flex-direction:column;align-items:center;font-size:.75em;width:116px;overflow:hidden}"""
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only backend, imported where a picture is drawn (0.6 s an
+    import: a run whose report is charts alone never pays it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def figure_html(plot_id: str, title: str, fig) -> str:
+    """A matplotlib figure (a picture: heatmaps over images, contours) as the report's <figure>."""
     return (f'<figure id="{plot_id}"><img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig)}">'
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
@@ -55,44 +66,28 @@ def _fmt(value) -> str:
 
 def learning_curves(history: list[dict], score_name: str) -> str:
     epochs = [row["epoch"] for row in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.plot(epochs, [row["train_loss"] for row in history], label="train loss")
+    losses = [Series(epochs, [row["train_loss"] for row in history], "train loss")]
     if "val_loss" in history[0]:
-        left.plot(epochs, [row["val_loss"] for row in history], label="validation loss")
-    left.set_xlabel("epoch"), left.set_ylabel("loss"), left.legend(), left.grid(alpha=.3)
-    right.plot(epochs, [row.get("val_score", np.nan) for row in history], color="tab:green")
-    right.set_xlabel("epoch"), right.set_ylabel(f"validation {score_name}"), right.grid(alpha=.3)
-    return figure_html("learning-curves", "Learning curves", fig)
+        losses.append(Series(epochs, [row["val_loss"] for row in history], "validation loss", COLOURS["orange"]))
+    score = Series(epochs, [row.get("val_score", np.nan) for row in history], colour=COLOURS["green"])
+    panels = [Panel(losses, "epoch", "loss"), Panel([score], "epoch", f"validation {score_name}")]
+    return figure_svg("learning-curves", "Learning curves", chart(panels, "Learning curves"))
 
 
 def confusion_plot(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> str:
-    labels = list(range(len(classes)))
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    size = min(12, 2 + 0.5 * len(classes))
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    names = [str(c) for c in classes]
-    ax.set_xticks(labels, names, rotation=45, ha="right"), ax.set_yticks(labels, names)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true")
-    if len(classes) <= 20:
-        for i in labels:
-            for j in labels:
-                ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
-                        color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    return figure_html("confusion-matrix", "Confusion matrix (test)", fig)
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
+    title = "Confusion matrix (test)"
+    return figure_svg("confusion-matrix", title, matrix_chart(matrix, [str(c) for c in classes], "predicted", "true", title))
 
 
 def residual_plot(y_true: np.ndarray, y_pred: np.ndarray) -> str:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.scatter(y_true, y_pred, s=8, alpha=.6)
     lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
-    left.plot([lo, hi], [lo, hi], color="gray", lw=1)
-    left.set_xlabel("true"), left.set_ylabel("predicted"), left.set_title("predicted vs true")
-    right.scatter(y_pred, y_true - y_pred, s=8, alpha=.6)
-    right.axhline(0, color="gray", lw=1)
-    right.set_xlabel("predicted"), right.set_ylabel("residual (true − predicted)"), right.set_title("residuals")
-    return figure_html("residuals", "Residuals (test)", fig)
+    panels = [Panel([Series(y_true, y_pred, kind="points", sizes=8),
+                     Series([lo, hi], [lo, hi], colour=COLOURS["gray"])], "true", "predicted", "predicted vs true"),
+              Panel([Series(y_pred, y_true - y_pred, kind="points", sizes=8), Series(y=[0.0], colour=COLOURS["gray"], kind="hline")],
+                    "predicted", "residual (true − predicted)", "residuals")]
+    svg = chart(panels, "Residuals (test)")
+    return figure_svg("residuals", "Residuals (test)", svg, panels[0].notes)
 
 
 def leaderboard_section(board, score_name: str) -> str:
@@ -100,20 +95,22 @@ def leaderboard_section(board, score_name: str) -> str:
     trials = board[board["trial"] != "default"].copy()
     trials["number"] = trials["trial"].astype(int)
     trials = trials.sort_values("number")
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    for state, color in (("COMPLETE", "tab:blue"), ("PRUNED", "tab:gray"), ("FAIL", "tab:red")):
+    series = []
+    for state, colour in (("COMPLETE", COLOURS["blue"]), ("PRUNED", COLOURS["gray"]), ("FAIL", COLOURS["red"])):
         part = trials[trials["state"] == state]
-        ax.scatter(part["number"], part["score"], color=color, label=state.lower(), s=18)
+        if len(part):
+            series.append(Series(part["number"], part["score"], state.lower(), colour, kind="points", sizes=18))
     done = trials[trials["state"] == "COMPLETE"]
     if len(done):
-        ax.step(done["number"], done["score"].cummax(), where="post", color="tab:blue", alpha=.5, label="best so far")
+        series.append(Series(done["number"], done["score"].cummax(), "best so far", COLOURS["blue"], kind="step"))
     default = board[board["trial"] == "default"]
     if len(default):
-        ax.axhline(float(default["score"].iloc[0]), color="tab:orange", ls="--", label="zero-config default")
-    ax.set_xlabel("trial"), ax.set_ylabel(f"validation {score_name}"), ax.grid(alpha=.3), ax.legend(fontsize=8)
+        series.append(Series(y=[float(default["score"].iloc[0])], label="zero-config default", colour=COLOURS["orange"],
+                             kind="hline", dashed=True))
+    title = f"validation {score_name} by trial"
+    svg = chart([Panel(series, "trial", f"validation {score_name}")], title)
     rows = board.drop(columns=[c for c in ("error",) if c in board and not board[c].astype(bool).any()])
-    return ("<h2>Search</h2>" + figure_html("search", f"validation {score_name} by trial", fig)
-            + table_html(rows.to_dict("records")))
+    return "<h2>Search</h2>" + figure_svg("search", title, svg) + table_html(rows.to_dict("records"))
 
 
 def build_page(title: str, body: str) -> str:

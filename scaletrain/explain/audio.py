@@ -11,7 +11,7 @@ import torch
 
 from scaletrain.data.sources import subset_source
 from scaletrain.explain.base import Explainer
-from scaletrain.explain.heatmaps import Heatmaps, input_heatmaps, overlay_figure, write_heatmap_page
+from scaletrain.explain.heatmaps import Heatmaps, input_heatmaps, overlay_html, write_heatmap_page
 from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
@@ -54,14 +54,12 @@ class AudioExplainer(Explainer):
         return explain_clips(run, data, out, rows)
 
     def mistakes_section(self, run: Run, a: Assessment, chosen: np.ndarray, captions: list[str]) -> str:
-        from scaletrain.evaluate.report import figure_html
-
         spectrograms = run.encode(subset_source(a.source, a.rows[chosen]))[0][0]
         maps = clip_heatmaps(run, spectrograms, occlusion=False).ig
-        return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
+        return ("<h2>The most confident mistakes (test)</h2>" + overlay_html(
             "mistakes", "true → predicted (probability): each clip's log-mel spectrogram (time across, bands up) with "
                         "Integrated Gradients for the predicted class over it (red: towards it, blue: against)",
-            overlay_figure(spectrograms[:, 0].numpy(), list(maps), captions, origin="lower")))
+            spectrograms[:, 0].numpy(), list(maps), captions, origin="lower"))
 
 
 EXPLAINER = AudioExplainer()  # found by explain/__init__.explainer_for under the modality's name

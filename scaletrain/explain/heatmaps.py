@@ -19,6 +19,7 @@ from scaletrain.explain.gradients import integrated_gradients
 
 STEPS = 64  # IG steps per input: hundreds of cells; completeness within a few %
 SHOWN = 24  # inputs drawn on explain.html
+TILE = 112  # pixels a side of each drawn input
 
 
 @dataclass
@@ -73,28 +74,47 @@ def input_heatmaps(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, 
                     out.gather(1, target[:, None]).squeeze(1).numpy(), base.gather(1, target[:, None]).squeeze(1).numpy())
 
 
-def overlay_figure(images: np.ndarray, maps: list[np.ndarray], captions: list[str], columns: int = 6,
-                   origin: str = "upper"):
-    """A matplotlib figure: each image in grey with its heatmap over it (red: towards the
-    explained class, blue: against it); origin="lower" puts row 0 at the bottom (spectrograms)."""
-    import matplotlib
+def overlay_html(plot_id: str, title: str, images: np.ndarray, maps: list[np.ndarray], captions: list[str],
+                 origin: str = "upper") -> str:
+    """A <figure> of tiles: each image in grey with its heatmap over it (red: towards the
+    explained class, blue: against it), its caption beneath; origin="lower" puts row 0 at the
+    bottom (spectrograms). Blended in numpy, one small PNG a tile: matplotlib's grid of axes
+    took longer than the Integrated Gradients it showed."""
+    import html
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    tiles = "".join(f'<div class="tile"><img alt="{html.escape(c)}" src="data:image/png;base64,{_tile(i, m, origin)}">'
+                    f"<span>{html.escape(c)}</span></div>" for i, m, c in zip(images, maps, captions))
+    return (f'<figure id="{plot_id}"><div class="tiles">{tiles}</div>'
+            f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
-    n = len(images)
-    rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, image, heat, caption in zip(axes.ravel(), images, maps, captions):
-        grey = image.mean(axis=-1) if image.ndim == 3 else image
-        ax.imshow(grey, cmap="gray", origin=origin, aspect="auto")
-        top = float(np.abs(heat).max()) or 1.0
-        ax.imshow(heat, cmap="bwr", vmin=-top, vmax=top, alpha=0.55, origin=origin, aspect="auto")
-        ax.set_title(caption, fontsize=7)
-    fig.tight_layout()
-    return fig
+
+def _tile(image: np.ndarray, heat: np.ndarray, origin: str, side: int = TILE) -> str:
+    """The image in grey (its own range) and the heatmap in blue-white-red (± its largest
+    magnitude) blended 45:55, stretched to side × side pixels, as a base64 PNG."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    grey = np.asarray(image, float)
+    grey = grey.mean(axis=-1) if grey.ndim == 3 else grey
+    low, high = grey.min(initial=0.0), grey.max(initial=0.0)
+    grey = (grey - low) / (high - low) if high > low else np.zeros_like(grey)
+    share = np.clip(np.asarray(heat, float) / (float(np.abs(heat).max(initial=0.0)) or 1.0), -1, 1)
+    colour = np.stack([np.minimum(1, 1 + share), 1 - np.abs(share), np.minimum(1, 1 - share)], axis=-1)
+    picture = 0.45 * _stretch(grey, side)[..., None] + 0.55 * _stretch(colour, side)
+    if origin == "lower":
+        picture = picture[::-1]
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(picture * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _stretch(array: np.ndarray, side: int) -> np.ndarray:
+    """Nearest-neighbour resampling of the first two axes to side × side (cells stay crisp)."""
+    rows = (np.arange(side) * array.shape[0] // side).clip(0, array.shape[0] - 1)
+    cols = (np.arange(side) * array.shape[1] // side).clip(0, array.shape[1] - 1)
+    return array[rows][:, cols]
 
 
 def write_heatmap_page(out, title: str, maps: Heatmaps, backdrops: np.ndarray, captions: list[str],
@@ -105,7 +125,6 @@ def write_heatmap_page(out, title: str, maps: Heatmaps, backdrops: np.ndarray, c
     (images, spectrograms, sequences' steps)."""
     from safetensors.numpy import save_file
 
-    from scaletrain.evaluate.report import figure_html
     from scaletrain.explain.pages import page
     from scaletrain.io import write_json, write_text
 
@@ -116,8 +135,8 @@ def write_heatmap_page(out, title: str, maps: Heatmaps, backdrops: np.ndarray, c
     summary = {"rows": len(maps.ig), "method": method, "completeness_max_abs_error": float(gap.max()) if len(gap) else 0.0}
     write_json(out / "importance.json", summary)
     shown = min(len(backdrops), SHOWN)
-    body = "".join(figure_html(f"heatmaps-{name}", f"{label}{axes} (red: towards the predicted class, blue: against)",
-                               overlay_figure(backdrops[:shown], list(heat[:shown]), captions[:shown], origin=origin))
+    body = "".join(overlay_html(f"heatmaps-{name}", f"{label}{axes} (red: towards the predicted class, blue: against)",
+                                backdrops[:shown], list(heat[:shown]), captions[:shown], origin=origin)
                    for name, label, heat in (("ig", "Integrated Gradients", maps.ig), ("occlusion", "Occlusion", maps.occlusion)))
     intro = (f"{len(maps.ig)} inputs; {method}; Integrated Gradients sum to f(input) − f(baseline) within "
              f"{summary['completeness_max_abs_error']:.2g}.")

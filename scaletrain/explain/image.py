@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from scaletrain.explain.base import Explainer
-from scaletrain.explain.heatmaps import STEPS, Heatmaps, input_heatmaps, overlay_figure, write_heatmap_page
+from scaletrain.explain.heatmaps import STEPS, Heatmaps, input_heatmaps, overlay_html, write_heatmap_page
 from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
@@ -52,14 +52,13 @@ class ImageExplainer(Explainer):
         return explain_images(run, data, out, rows)
 
     def mistakes_section(self, run: Run, a: Assessment, chosen: np.ndarray, captions: list[str]) -> str:
-        from scaletrain.evaluate.report import figure_html
         from scaletrain.modalities.image.preprocess import transform_images
 
         images = a.source.items.images[a.rows[chosen]]
         maps = image_heatmaps(run, transform_images(images), occlusion=False).ig
-        return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
+        return ("<h2>The most confident mistakes (test)</h2>" + overlay_html(
             "mistakes", "true → predicted (probability); Integrated Gradients for the predicted class over each "
-                        "(red: towards it, blue: against)", overlay_figure(images, list(maps), captions)))
+                        "(red: towards it, blue: against)", images, list(maps), captions))
 
 
 EXPLAINER = ImageExplainer()  # found by explain/__init__.explainer_for under the modality's name

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from scaletrain.data.sounds import is_sound
-from scaletrain.explain.heatmaps import SHOWN, Heatmaps, input_heatmaps, overlay_figure
+from scaletrain.explain.heatmaps import SHOWN, Heatmaps, input_heatmaps, overlay_html
 from scaletrain.explain.readout import explained_model
 from scaletrain.models.tabular import Pictures
 from scaletrain.run import Run
@@ -70,8 +70,6 @@ def _spectrogram_heatmaps(run: Run, inputs: tuple, j: int, seen: torch.Tensor):
 def pictures_section(found: dict, predictions) -> tuple[str, dict]:
     """explain.html's figures (each image with its Integrated Gradients map over it) and
     importance.json's numbers for each image column."""
-    from scaletrain.evaluate.report import figure_html
-
     body, summary = "", {}
     for column, (maps, images, rows) in found.items():
         gap = np.abs(maps.ig.sum(axis=(1, 2)) - (maps.output - maps.baseline))
@@ -83,7 +81,7 @@ def pictures_section(found: dict, predictions) -> tuple[str, dict]:
                                "column's mean colour")}
         captions = [f"row {r}: {str(predictions[r])[:10]}" for r in rows]
         what = f"Bands and moments of '{column}' (time across, mel bands up)" if sound else f"Pixels of '{column}'"
-        body += figure_html(f"pixels-{column}", f"{what} that moved each row's prediction (Integrated "
-                            "Gradients; red: towards the predicted class, blue: against)",
-                            overlay_figure(images, list(maps.ig), captions, origin="lower" if sound else "upper"))
+        body += overlay_html(f"pixels-{column}", f"{what} that moved each row's prediction (Integrated "
+                             "Gradients; red: towards the predicted class, blue: against)",
+                             images, list(maps.ig), captions, origin="lower" if sound else "upper")
     return body, summary

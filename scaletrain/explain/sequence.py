@@ -13,7 +13,7 @@ import torch
 from scaletrain.data.sources import subset_source
 from scaletrain.explain.base import Explainer
 from scaletrain.explain.gradients import integrated_gradients
-from scaletrain.explain.heatmaps import STEPS, Heatmaps, overlay_figure, write_heatmap_page
+from scaletrain.explain.heatmaps import STEPS, Heatmaps, overlay_html, write_heatmap_page
 from scaletrain.explain.readout import explained_model
 from scaletrain.run import Assessment, Run
 
@@ -71,14 +71,12 @@ class SequenceExplainer(Explainer):
         return explain_sequences(run, data, out, rows)
 
     def mistakes_section(self, run: Run, a: Assessment, chosen: np.ndarray, captions: list[str]) -> str:
-        from scaletrain.evaluate.report import figure_html
-
         inputs = run.encode(subset_source(a.source, a.rows[chosen]))[0]
         maps = step_heatmaps(run, inputs, occlusion=False).ig
-        return ("<h2>The most confident mistakes (test)</h2>" + figure_html(
+        return ("<h2>The most confident mistakes (test)</h2>" + overlay_html(
             "mistakes", f"true → predicted (probability): each row's standardized steps{AXES}, with Integrated "
                         "Gradients for the predicted class over them (red: towards it, blue: against)",
-            overlay_figure(inputs[0].transpose(1, 2).numpy(), list(maps), captions, origin="lower")))
+            inputs[0].transpose(1, 2).numpy(), list(maps), captions, origin="lower"))
 
 
 EXPLAINER = SequenceExplainer()  # found by explain/__init__.explainer_for under the modality's name

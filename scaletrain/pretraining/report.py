@@ -3,32 +3,25 @@ from __future__ import annotations
 
 import html
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from scaletrain.config import Config  # noqa: E402
-from scaletrain.evaluate.report import build_page, figure_html, table_html  # noqa: E402
-from scaletrain.models.transformer import MaskedLM  # noqa: E402
-from scaletrain.pretraining.hf import hf_files  # noqa: E402
-from scaletrain.rundir import RunDir  # noqa: E402
+from scaletrain.config import Config
+from scaletrain.evaluate.charts import COLOURS, Panel, Series, chart, figure_svg
+from scaletrain.evaluate.report import build_page, table_html
+from scaletrain.models.transformer import MaskedLM
+from scaletrain.pretraining.hf import hf_files
+from scaletrain.rundir import RunDir
 
 
 def curves(history: list[dict]) -> str:
     """Masked-LM loss (train and validation), perplexity and masked-token accuracy by epoch."""
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(epochs, [r["train_loss"] for r in history], label="train")
-    axes[0].plot(epochs, [r.get("val_loss") for r in history], label="validation")
-    axes[0].set_ylabel("masked-LM loss"), axes[0].legend()
-    axes[1].plot(epochs, [r.get("val_perplexity") for r in history], color="tab:red")
-    axes[1].set_ylabel("validation perplexity"), axes[1].set_yscale("log")
-    axes[2].plot(epochs, [r.get("val_score") for r in history], color="tab:green")
-    axes[2].set_ylabel("validation masked-token accuracy")
-    for ax in axes:
-        ax.set_xlabel("epoch"), ax.grid(alpha=.3)
-    return figure_html("pretraining-curves", "Masked-LM pretraining", fig)
+    column = lambda name: [row.get(name, float("nan")) for row in history]  # noqa: E731
+    panels = [Panel([Series(epochs, column("train_loss"), "train"),
+                     Series(epochs, column("val_loss"), "validation", COLOURS["orange"])], "epoch", "masked-LM loss"),
+              Panel([Series(epochs, column("val_perplexity"), colour=COLOURS["red"])], "epoch", "validation perplexity",
+                    y_log=True),
+              Panel([Series(epochs, column("val_score"), colour=COLOURS["green"])], "epoch",
+                    "validation masked-token accuracy")]
+    return figure_svg("pretraining-curves", "Masked-LM pretraining", chart(panels, "Masked-LM pretraining"))
 
 
 def write_outputs(run: RunDir, cfg: Config, model: MaskedLM, metrics: dict, history: list[dict]) -> None:

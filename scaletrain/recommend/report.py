@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import html
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from scaletrain.evaluate.report import build_page, figure_html, table_html  # noqa: E402
+from scaletrain.evaluate.charts import figure_svg, hbar_chart
+from scaletrain.evaluate.report import build_page, table_html
 
 SHOWN = ("ndcg", "hr", "recall", "map")
 
@@ -25,15 +20,10 @@ def figures_row(name: str, figures: dict, k: int) -> dict:
 def test_chart(test: dict[str, dict], k: int) -> str:
     """NDCG@k and HR@k on the test items per model, with ±1 standard error."""
     names = list(test)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 + 0.45 * len(names)))
-    for ax, metric in zip(axes, ("ndcg", "hr")):
-        values = [test[n][f"{metric}@{k}"] for n in names]
-        errors = [test[n][f"{metric}@{k}_se"] for n in names]
-        ax.barh(np.arange(len(names)), values, xerr=errors, color="tab:blue", alpha=.8)
-        ax.set_yticks(np.arange(len(names)), names if ax is axes[0] else [""] * len(names))
-        ax.set_xlabel(f"{metric.upper()}@{k} (test, full ranking)")
-        ax.grid(axis="x", alpha=.3)
-    return figure_html("recommend-test", f"Test NDCG@{k} and HR@{k}, ±1 standard error", fig)
+    panels = [(f"{metric.upper()}@{k} (test, full ranking)", [test[n][f"{metric}@{k}"] for n in names],
+               [test[n][f"{metric}@{k}_se"] for n in names]) for metric in ("ndcg", "hr")]
+    title = f"Test NDCG@{k} and HR@{k}, ±1 standard error"
+    return figure_svg("recommend-test", title, hbar_chart(names, panels, title))
 
 
 def sampled_note(metrics: dict) -> str:

@@ -6,7 +6,7 @@ import html
 
 import numpy as np
 
-from scaletrain.evaluate.report import build_page, figure_html, plt, table_html
+from scaletrain.evaluate.report import build_page, figure_html, pyplot, table_html
 from scaletrain.fitting.scaling_law import Law
 
 
@@ -14,6 +14,7 @@ def scale_section(study: dict, sentences: list[str]) -> str:
     law, points, held = Law(**study["law"]), study["points"], study["held_out"]
     before = Law(**held["law_without_it"])
     widths, unit = sorted({p["width"] for p in points}), study.get("unit", "rows")
+    plt = pyplot()  # contours on log axes: drawn by matplotlib (a study is minutes; its figure is not the cost)
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for width, colour in zip(widths, colours):
