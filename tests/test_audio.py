@@ -220,17 +220,15 @@ def test_compress_distills_and_quantizes_a_sound_run(tone_run):
 
 def test_a_sound_run_killed_mid_training_resumes_bit_identically(tone_run, tmp_path):
     """SpecAugment's and the stretches' generator is checkpointed with the weights."""
-    import subprocess
-
-    from tests.train.test_resume import assert_same_weights, command, kill_at_step
+    from tests.train.test_resume import assert_same_weights, command, kill_at_step, train_here
 
     _, folder, _ = tone_run
     args = ["--set", "train.epochs=3", "--set", "model.width=8"]
     reference = tmp_path / "reference"
-    subprocess.run(command(folder, reference, *args), check=True, capture_output=True)
+    train_here(command(folder, reference, *args))
     killed = tmp_path / "killed"
     kill_at_step(command(folder, killed, *args), killed, 9)
-    subprocess.run(command(folder, killed, *args, "--resume"), check=True, capture_output=True)
+    train_here(command(folder, killed, *args, "--resume"))
     assert_same_weights(reference, killed)
 
 

@@ -2,7 +2,6 @@
 (an encoder per image column, concatenated with the rest), chosen against each input alone."""
 import base64
 import json
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -340,12 +339,12 @@ def test_a_combiner_needs_several_inputs(tmp_path):
 
 def test_a_fused_run_killed_mid_training_resumes_bit_identically(tmp_path):
     """Modality dropout draws from the generator a checkpoint keeps: a resumed run ends equal."""
-    from tests.train.test_resume import assert_same_weights, command, kill_at_step
+    from tests.train.test_resume import assert_same_weights, command, kill_at_step, train_here
 
     table = shapes_table(tmp_path, n=200)
     args = ["--target", "label", "--set", "model.name=mlp", "--set", "train.epochs=3", "--set", "model.modality_dropout=0.3"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    subprocess.run(command(table, reference, *args), check=True, capture_output=True)
+    train_here(command(table, reference, *args))
     kill_at_step(command(table, killed, *args), killed, 5)
-    subprocess.run(command(table, killed, *args, "--resume"), check=True, capture_output=True)
+    train_here(command(table, killed, *args, "--resume"))
     assert_same_weights(reference, killed)

@@ -221,10 +221,10 @@ def _cli(*args):
 
 
 def test_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
+    from tests.train.test_resume import train_here
+
     sets = [a for s in TINY + ["train.epochs=3", "checkpoint.every_steps=4", "train.threads=1"] for a in ("--set", s)]
-    whole = subprocess.run(_cli(corpus, "--out", tmp_path / "whole", *sets, "--quiet"), capture_output=True,
-                           text=True, timeout=300)
-    assert whole.returncode == 0, whole.stderr
+    train_here(_cli(corpus, "--out", tmp_path / "whole", *sets, "--quiet"))  # the reference: in this process
     process = subprocess.Popen(_cli(corpus, "--out", tmp_path / "cut", *sets, "--quiet"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -233,9 +233,7 @@ def test_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "cut" / "metrics.json").exists()  # killed mid-run
-    resumed = subprocess.run(_cli(corpus, "--out", tmp_path / "cut", *sets, "--resume", "--quiet"),
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    train_here(_cli(corpus, "--out", tmp_path / "cut", *sets, "--resume", "--quiet"))
     a, b = RunDir(tmp_path / "whole").read_weights(), RunDir(tmp_path / "cut").read_weights()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

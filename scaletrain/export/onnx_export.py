@@ -118,14 +118,26 @@ def _traced(module: nn.Module, example: tuple, names: list[str], task: str):
 
 @functools.cache
 def _read_torchlib_once() -> None:
-    """torch's exporter rebuilds its table of ONNX functions on every export, parsing the source
-    of ~500 onnxscript functions: ~1 s an export, as long as the rest of a small model's. The
-    table cannot change within a process, so it is read once (where onnxscript still has it)."""
+    """torch's exporter rebuilds its table of ONNX functions on every export: it parses the
+    source of ~500 onnxscript functions (~1 s), then reads each one's signature into a registry
+    (~0.3 s), as long as the rest of a small model's export. Neither can change within a
+    process, so both are built once (where onnxscript and torch still have them); each export
+    gets its own copy of the registry's lists, which a custom translation table adds to."""
     try:
         from onnxscript._framework_apis import torch_2_11 as apis  # what torch 2.13's exporter reads
+        from torch.onnx._internal.exporter import _constants, _registration
     except ImportError:
         return
     apis.get_torchlib_ops = functools.cache(apis.get_torchlib_ops)
+    registry = _registration.ONNXRegistry
+    built = functools.cache(registry.from_torchlib)
+
+    def from_torchlib(opset_version=_constants.TORCHLIB_OPSET):
+        shared, own = built(opset_version), registry()
+        own._opset_version, own.functions = shared._opset_version, {k: list(v) for k, v in shared.functions.items()}
+        return own
+
+    registry.from_torchlib = staticmethod(from_torchlib)
 
 
 def _with_labels(model, classes: list):

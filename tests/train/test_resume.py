@@ -28,6 +28,17 @@ def checkpoint_steps(out) -> list[int]:
     return [int(p.name.split("-")[1]) for p in out.rglob("step-*.json")]
 
 
+def train_here(cmd: list[str]) -> None:
+    """`cmd` (as `command` builds it) run through the same CLI in this process: the uninterrupted
+    reference and the resumed run need no interpreter of their own; only the killed run does."""
+    from typer.testing import CliRunner
+
+    from scaletrain.cli import app
+
+    done = CliRunner().invoke(app, cmd[3:])  # cmd: python -m scaletrain ...
+    assert done.exit_code == 0, done.output
+
+
 def kill_at_step(cmd, out, step: int) -> None:
     """Start a training process and SIGKILL it once a checkpoint at `step` or later exists."""
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,7 +77,7 @@ TABLE_ARGS = ["--target", "y", "--set", "model.name=mlp", "--set", "model.dropou
 def reference(table):
     """One uninterrupted run, shared by the kill seeds."""
     out = table.parent / "reference"
-    subprocess.run(command(table, out, *TABLE_ARGS), check=True, capture_output=True)
+    train_here(command(table, out, *TABLE_ARGS))
     return out
 
 
@@ -75,8 +86,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(table, reference,
     total = max(checkpoint_steps(reference))
     killed = tmp_path / "killed"
     kill_at_step(command(table, killed, *TABLE_ARGS), killed, random.Random(seed).randint(1, total - 2))
-    resumed = subprocess.run(command(table, killed, *TABLE_ARGS, "--resume"), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    train_here(command(table, killed, *TABLE_ARGS, "--resume"))
     assert_same_weights(reference, killed)
     assert (reference / "history.csv").read_text().splitlines()[0] == (killed / "history.csv").read_text().splitlines()[0]
     ref_hist, res_hist = pd.read_csv(reference / "history.csv"), pd.read_csv(killed / "history.csv")
@@ -90,10 +100,10 @@ def test_image_run_with_augmentation_resumes_bit_identically(tmp_path):
     np.savez(tmp_path / "d.npz", x=digits.images[:400], y=digits.target[:400])
     args = ["--set", "train.epochs=3", "--set", "data.augment_erase=0.5", "--set", "model.width=8"]
     reference = tmp_path / "reference"
-    subprocess.run(command(tmp_path / "d.npz", reference, *args), check=True, capture_output=True)
+    train_here(command(tmp_path / "d.npz", reference, *args))
     killed = tmp_path / "killed"
     kill_at_step(command(tmp_path / "d.npz", killed, *args), killed, 9)
-    subprocess.run(command(tmp_path / "d.npz", killed, *args, "--resume"), check=True, capture_output=True)
+    train_here(command(tmp_path / "d.npz", killed, *args, "--resume"))
     assert_same_weights(reference, killed)
 
 
