@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 import scaletrain
+from scaletrain.cli import app
 from scaletrain.data.pixels import ImageTooLarge, decode_image
 from scaletrain.errors import TargetError
 from scaletrain.modalities.image.images import read_image_files
@@ -100,10 +102,9 @@ def test_the_audit_takes_a_separate_test_file(tmp_path):
     test.iloc[:5] = train.iloc[:5].to_numpy()  # five training rows copied into the test file
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
-    done = subprocess.run([sys.executable, "-m", "scaletrain", "audit", str(tmp_path / "train.csv"), "--target", "y",
-                           "--test", str(tmp_path / "test.csv"), "--folds", "0", "--out", str(tmp_path / "audit")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = CliRunner().invoke(app, ["audit", str(tmp_path / "train.csv"), "--target", "y", "--test",
+                                     str(tmp_path / "test.csv"), "--folds", "0", "--out", str(tmp_path / "audit")])
+    assert done.exit_code == 0, done.output[-2000:]
     import json
 
     findings = json.loads((tmp_path / "audit" / "audit.json").read_text())["findings"]

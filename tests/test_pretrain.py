@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import scaletrain
+from scaletrain.cli import app
 from scaletrain.models.transformer import Encoder, EncoderShape, MaskedLM
 from scaletrain.pretraining.blocks import CLS, MASK, PAD, SEP, MaskedBlocks, mask_tokens, pack
 from scaletrain.rundir import RunDir
@@ -256,8 +258,9 @@ def test_damaged_corpora_are_skipped_with_notes_or_refused(tmp_path):
     (tmp_path / "only" / "garbage.txt").write_bytes(b"\x00\x01\x02" * 100)
     with pytest.raises(DataError, match="holds no text"):
         scaletrain.pretrain(tmp_path / "only", tmp_path / "out", sets=TINY)
-    result = subprocess.run(_cli(tmp_path / "nothing*.txt", "--out", tmp_path / "o2"), capture_output=True, text=True)
-    assert result.returncode == 2 and "no files match" in result.stderr and "Traceback" not in result.stderr
+    result = CliRunner().invoke(app, _cli(tmp_path / "nothing*.txt", "--out", tmp_path / "o2")[3:])
+    assert result.exit_code == 2 and "no files match" in result.stderr and result.exception is not None  # SystemExit(2)
+    assert isinstance(result.exception, SystemExit)  # a one-line error, not an exception's traceback
 
 
 def test_a_folder_of_text_files_per_class_trains_and_predicts(tmp_path):
@@ -274,12 +277,11 @@ def test_a_folder_of_text_files_per_class_trains_and_predicts(tmp_path):
 
 def test_info_describes_a_pretraining_run_and_predict_says_how_to_use_it(pretrained, tmp_path):
     out, _ = pretrained
-    info = subprocess.run([sys.executable, "-m", "scaletrain", "info", str(out)], capture_output=True, text=True)
-    assert info.returncode == 0 and "masked language modelling" in info.stdout and "perplexity" in info.stdout
+    info = CliRunner().invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "masked language modelling" in info.stdout and "perplexity" in info.stdout
     (tmp_path / "x.csv").write_text("text\nhello\n")
-    result = subprocess.run([sys.executable, "-m", "scaletrain", "predict", str(out), str(tmp_path / "x.csv")],
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "model.init_from" in result.stderr and "Traceback" not in result.stderr
+    result = CliRunner().invoke(app, ["predict", str(out), str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "model.init_from" in result.stderr and isinstance(result.exception, SystemExit)
 
 
 def test_prepared_corpus_shards_stream_every_block_once_an_epoch(corpus, tmp_path, monkeypatch):

@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pandas as pd
+from typer.testing import CliRunner
 
 import scaletrain
+from scaletrain.cli import app
 from scaletrain.data.text import SPECIAL, encode_texts, length_for, pretraining_vocab_size, train_tokenizer, vocab_size_for
 from scaletrain.modalities.table.modality import TableFacts
 
@@ -95,8 +97,6 @@ def test_missing_text_is_empty_text():
 
 
 def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
-    import subprocess
-    import sys
 
     data = tmp_path / "articles.csv"
     articles(n=120, seed=2).to_csv(data, index=False)
@@ -109,9 +109,8 @@ def test_cross_validation_tuning_and_evaluate_take_raw_text(tmp_path):
                   out=tmp_path / "tune", verbose=False, workers=1)
     assert (tmp_path / "tune" / "best" / "tokenizer.json").is_file() and result.run is not None
     articles(n=60, seed=3).to_csv(tmp_path / "new.csv", index=False)
-    done = subprocess.run([sys.executable, "-m", "scaletrain", "evaluate", str(tmp_path / "tune" / "best"),
-                           str(tmp_path / "new.csv")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "accuracy" in done.stdout, done.stderr
+    done = CliRunner().invoke(app, ["evaluate", str(tmp_path / "tune" / "best"), str(tmp_path / "new.csv")])
+    assert done.exit_code == 0 and "accuracy" in done.stdout, done.output
 
 
 def test_the_linear_tfidf_candidate_is_tried_for_any_text_input():
