@@ -285,16 +285,18 @@ def test_info_describes_a_pretraining_run_and_predict_says_how_to_use_it(pretrai
 
 
 def test_prepared_corpus_shards_stream_every_block_once_an_epoch(corpus, tmp_path, monkeypatch):
-    from scaletrain.pretraining import shards
+    from scaletrain.pretraining import pieces, shards
     from scaletrain.pretraining.shards import ShardedBlocks, read_manifest
 
-    monkeypatch.setattr(shards, "SHARD_BLOCKS", 40)
-    monkeypatch.setattr(shards, "PIECE_BYTES", 2000)  # a.txt cut into byte ranges, tokenized by 2 processes
+    monkeypatch.setattr(pieces, "SHARD_BLOCKS", 40)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", 2000)  # a.txt cut into byte ranges, ...
+    monkeypatch.setattr(pieces, "IN_PROCESS_BYTES", 0)  # ... tokenized by 2 processes, small as it is
     from scaletrain.config import make_config
     from scaletrain.pretraining.run import corpus_tokenizer
 
     cfg = make_config(None, TINY)
     manifest = shards.prepare_corpus([corpus], tmp_path / "blocks", corpus_tokenizer([corpus], cfg), 32, workers=2)
+    monkeypatch.undo()  # the same corpus in this process: the same documents
     whole = shards.prepare_corpus([corpus], tmp_path / "one", corpus_tokenizer([corpus], cfg), 32, workers=1)
     assert manifest["documents"] == 600 == whole["documents"] and len(manifest["shards"]) > 3
     batches = ShardedBlocks(tmp_path / "blocks", 16, 0.15, seed=0, held_out=5)
@@ -304,6 +306,25 @@ def test_prepared_corpus_shards_stream_every_block_once_an_epoch(corpus, tmp_pat
     assert all(torch.equal(a[0][0], b[0][0]) for a, b in zip(first[3:], resumed))
     metrics = scaletrain.pretrain(tmp_path / "blocks", tmp_path / "run", sets=TINY + ["train.epochs=1"])
     assert metrics["blocks"]["train"] == manifest["blocks"] - metrics["blocks"]["validation"]
+
+
+def test_a_small_corpus_is_tokenized_without_starting_processes(corpus, tmp_path, monkeypatch):
+    """Two files of a few kB: a spawned tokenizer would cost more to start than its share."""
+    import subprocess as processes
+
+    from scaletrain.config import make_config
+    from scaletrain.pretraining import pieces
+    from scaletrain.pretraining.run import corpus_tokenizer
+    from scaletrain.pretraining.shards import prepare_corpus
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a process started for a small corpus")
+
+    monkeypatch.setattr(pieces, "ProcessPoolExecutor", refused)
+    monkeypatch.setattr(processes.Popen, "__init__", refused)
+    manifest = prepare_corpus([corpus], tmp_path / "blocks", corpus_tokenizer([corpus], make_config(None, TINY)), 32,
+                              workers=2)
+    assert manifest["documents"] == 600 and len(manifest["shards"]) == 2  # one a file
 
 
 def test_each_rank_takes_its_share_of_the_batches_one_process_trains_on(corpus, tmp_path):

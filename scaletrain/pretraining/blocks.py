@@ -1,44 +1,19 @@
-"""Documents packed into fixed-length blocks, and BERT's masking of them.
+"""Packed blocks' segment numbers, and BERT's masking of them.
 
-Packing: each block starts with [CLS]; documents follow one another, each closed by [SEP],
-and a document longer than the room left continues in the next block. Every token carries
-its document's segment number (1, 2, … within the block; 0 is padding), and the encoder's
-attention is masked by it (models/transformer.attention_mask): no token sees another
-document, so packing changes no document's context except where one was split. Blocks
-waste no compute on padding, unlike one document per padded row.
+Blocks are packed by pretraining/packing.py. Every token carries its document's segment
+number (1, 2, … within the block; 0 is padding), and the encoder's attention is masked by it
+(models/transformer.attention_mask): no token sees another document, so packing changes no
+document's context except where one was split. Blocks waste no compute on padding, unlike one
+document per padded row.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4  # data/text.SPECIAL's order
-FIRST_ORDINARY = 5
-
-
-def iter_blocks(documents: Iterable[list[int]], length: int, chunk: int = 8192) -> Iterator[np.ndarray]:
-    """Packed blocks as uint16 arrays of up to `chunk` rows: the documents, each closed by
-    [SEP], as one stream cut into pieces of length - 1 tokens, each piece after a [CLS]; the
-    last block padded. uint16 holds every id (vocabularies stop at 30,000) at half int32's
-    size. Cut with numpy, not token by token: 1 GB of text is some 250 million tokens."""
-    body, parts, held = length - 1, [], 0
-    closer = np.array([SEP], np.uint16)
-    for doc in documents:
-        parts += [np.asarray(doc, np.uint16), closer]
-        held += len(doc) + 1
-        if held >= chunk * body:
-            stream = np.concatenate(parts)
-            rows = stream[: chunk * body].reshape(chunk, body)
-            yield np.concatenate([np.full((chunk, 1), CLS, np.uint16), rows], axis=1)
-            parts, held = [stream[chunk * body:]], len(stream) - chunk * body
-    if held:
-        stream = np.concatenate(parts)
-        n = -(-len(stream) // body)
-        rows = np.zeros(n * body, np.uint16)
-        rows[: len(stream)] = stream
-        yield np.concatenate([np.full((n, 1), CLS, np.uint16), rows.reshape(n, body)], axis=1)
+from scaletrain.pretraining.packing import CLS, FIRST_ORDINARY, MASK, PAD, SEP, UNK, iter_blocks  # noqa: F401 (the ids' home for importers)
 
 
 def segments_of(ids: torch.Tensor) -> torch.Tensor:

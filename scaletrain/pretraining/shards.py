@@ -2,33 +2,27 @@
 back with flat memory: how `pretrain` reads a corpus larger than memory.
 
 `prepare_corpus` trains the tokenizer on the corpus's first 50 MB, cuts the files into pieces
-(large plain files by byte ranges at line boundaries), and a pool of processes tokenizes and
-packs each piece into `.npy` files of uint16 ids (no pickle; segments are recomputed from the
+(large plain files by byte ranges at line boundaries), and a pool of processes (pieces.py)
+tokenizes and packs each piece into `.npy` files of uint16 ids (no pickle; segments are recomputed from the
 [SEP]s). `corpus.json` lists the shards, block and document counts and what was skipped.
 `ShardedBlocks` serves masked batches from memory-mapped shards, one or two open at a time.
 """
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scaletrain.data.corpus import OPENERS, Corpus, corpus_files
+from scaletrain.data.corpus import corpus_files
 from scaletrain.data.text import tokenizer_from_json
 from scaletrain.errors import DataError
 from scaletrain.io import write_json, write_text
-from scaletrain.parallel.cluster import map_on_ray
-from scaletrain.pretraining.blocks import iter_blocks, mask_tokens, segments_of
+from scaletrain.pretraining.blocks import mask_tokens, segments_of
+from scaletrain.pretraining.pieces import pieces_of, tokenize_pieces
 
 MANIFEST = "corpus.json"
-PIECE_BYTES = 64 << 20  # plain files are cut into pieces of about this size, one task each
-SHARD_BLOCKS = 8192
-ENCODE_CHUNK = 2048
 
 
 def is_corpus_shards(path) -> bool:
@@ -42,67 +36,17 @@ def read_manifest(folder) -> dict:
         raise DataError(f"'{folder}' has no readable {MANIFEST} ({exc}); prepare it again") from None
 
 
-def pieces_of(files: list[Path]) -> list[tuple[str, int, int]]:
-    """(file, start byte, end byte) tasks: compressed files whole, plain ones in PIECE_BYTES ranges."""
-    tasks = []
-    for f in files:
-        size = f.stat().st_size
-        if f.suffix.lower() in OPENERS or size <= PIECE_BYTES:
-            tasks.append((str(f), 0, -1))
-        else:
-            tasks += [(str(f), start, min(start + PIECE_BYTES, size)) for start in range(0, size, PIECE_BYTES)]
-    return tasks
-
-
-def _tokenize_piece(task: tuple) -> dict:
-    """One worker's task: tokenize a piece, pack it, write its shards; return their counts."""
-    index, (file, start, end), tokenizer_json, block_size, document, field, out = task
-    tokenizer = tokenizer_from_json(tokenizer_json)
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    corpus = Corpus([Path(file)], document, field, span=None if end < 0 else (start, end))
-    documents = [0]
-
-    def encoded():
-        chunk = []
-        for doc in corpus:
-            chunk.append(doc)
-            if len(chunk) == ENCODE_CHUNK:
-                documents[0] += len(chunk)
-                yield from (e.ids for e in tokenizer.encode_batch(chunk, add_special_tokens=False))
-                chunk = []
-        documents[0] += len(chunk)
-        yield from (e.ids for e in tokenizer.encode_batch(chunk, add_special_tokens=False))
-
-    shards = []
-    for k, blocks in enumerate(iter_blocks(encoded(), block_size, SHARD_BLOCKS)):
-        name = f"blocks-{index:05d}-{k:04d}.npy"
-        np.save(Path(out) / name, blocks, allow_pickle=False)
-        shards.append({"file": name, "blocks": int(len(blocks)), "tokens": int((blocks > 0).sum())})
-    return {"shards": shards, "documents": documents[0], "skipped": dict(corpus.skipped)}
-
-
 def prepare_corpus(sources: list, out: str | Path, tokenizer_json: str, block_size: int, document: str = "line",
                    field: str = "text", workers: int | None = None, verbose: bool = False,
                    backend: str = "local") -> dict:
-    """Tokenize and pack the corpus into `out` with `workers` processes (one piece: in this
-    one), or as tasks on a running Ray cluster (backend "ray"); return the manifest."""
+    """Tokenize and pack the corpus into `out` with `workers` processes (a small corpus: in
+    this one), or as tasks on a running Ray cluster (backend "ray"); return the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "tokenizer.json", tokenizer_json)
     tasks = pieces_of(corpus_files(sources))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     jobs = [(i, t, tokenizer_json, block_size, document, field, str(out)) for i, t in enumerate(tasks)]
-    if backend == "ray":
-        results = map_on_ray(_tokenize_piece, jobs)
-    elif len(jobs) == 1:
-        results = [_tokenize_piece(jobs[0])]
-    else:
-        from rich.progress import track
-
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:  # no fork of a threaded parent
-            results = list(track(pool.map(_tokenize_piece, jobs), total=len(jobs), description="tokenizing",
-                                 disable=not verbose, transient=True))
+    results = tokenize_pieces(jobs, workers, verbose, backend)
     shards = [s for r in results for s in r["shards"]]
     skipped: dict[str, int] = {}
     for r in results:
