@@ -325,6 +325,11 @@ def test_a_small_corpus_is_tokenized_without_starting_processes(corpus, tmp_path
     manifest = prepare_corpus([corpus], tmp_path / "blocks", corpus_tokenizer([corpus], make_config(None, TINY)), 32,
                               workers=2)
     assert manifest["documents"] == 600 and len(manifest["shards"]) == 2  # one a file
+    # a compressed file holds several times its bytes of text: counted so, it tips this corpus over
+    plain, packed = (corpus / "a.txt").stat().st_size, (corpus / "b.jsonl.gz").stat().st_size
+    monkeypatch.setattr(pieces, "IN_PROCESS_BYTES", plain + 2 * packed)
+    with pytest.raises(AssertionError, match="a process started"):
+        prepare_corpus([corpus], tmp_path / "more", corpus_tokenizer([corpus], make_config(None, TINY)), 32, workers=2)
 
 
 def test_each_rank_takes_its_share_of_the_batches_one_process_trains_on(corpus, tmp_path):

@@ -19,6 +19,7 @@ from scaletrain.pretraining.packing import iter_blocks
 
 PIECE_BYTES = 64 << 20  # plain files are cut into pieces of about this size, one task each
 IN_PROCESS_BYTES = 16 << 20  # a corpus this small is tokenized here: starting a worker costs more than its share
+COMPRESSION = 4  # a compressed file counts as this many times its bytes (text compresses 3-5x)
 SHARD_BLOCKS = 8192
 ENCODE_CHUNK = 2048
 
@@ -70,7 +71,7 @@ def tokenize_pieces(jobs: list[tuple], workers: int | None, verbose: bool, backe
         from scaletrain.parallel.cluster import map_on_ray
 
         return map_on_ray(tokenize_piece, jobs)
-    size = sum((Path(file).stat().st_size if end < 0 else end - start) for _, (file, start, end), *_ in jobs)
+    size = sum(_text_bytes(file, start, end) for _, (file, start, end), *_ in jobs)
     if len(jobs) == 1 or size < IN_PROCESS_BYTES:
         return [tokenize_piece(job) for job in jobs]
     from rich.progress import track
@@ -79,3 +80,10 @@ def tokenize_pieces(jobs: list[tuple], workers: int | None, verbose: bool, backe
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:  # no fork of a threaded parent
         return list(track(pool.map(tokenize_piece, jobs), total=len(jobs), description="tokenizing",
                           disable=not verbose, transient=True))
+
+
+def _text_bytes(file: str, start: int, end: int) -> int:
+    """About how much text a piece holds: its byte range, or its file's size (compressed: times COMPRESSION)."""
+    if end >= 0:
+        return end - start
+    return Path(file).stat().st_size * (COMPRESSION if Path(file).suffix.lower() in OPENERS else 1)

@@ -2,9 +2,9 @@
 back with flat memory: how `pretrain` reads a corpus larger than memory.
 
 `prepare_corpus` trains the tokenizer on the corpus's first 50 MB, cuts the files into pieces
-(large plain files by byte ranges at line boundaries), and a pool of processes (pieces.py)
-tokenizes and packs each piece into `.npy` files of uint16 ids (no pickle; segments are recomputed from the
-[SEP]s). `corpus.json` lists the shards, block and document counts and what was skipped.
+(large plain files by byte ranges at line boundaries), and a pool of processes (pieces.py;
+a small corpus: this one) tokenizes and packs each piece into `.npy` files of uint16 ids (no
+pickle; segments are recomputed from the [SEP]s). `corpus.json` lists the shards, block and document counts and what was skipped.
 `ShardedBlocks` serves masked batches from memory-mapped shards, one or two open at a time.
 """
 from __future__ import annotations
