@@ -32,6 +32,9 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/lint-imports --no-cache  # the layers of ../shared/ARCHITECTURE.md (.importlinter)
 	$(BIN)/ruff check scaletrain tests bench
+	# bytecode for our own modules (site-packages has its own): with PYTHONDONTWRITEBYTECODE set, every
+	# process the tests start would otherwise compile scaletrain from source again
+	$(BIN)/python -m compileall -q -j 0 scaletrain tests
 	# two workers, one core each (tests/conftest.py), then the tests that bound wall-clock time or run
 	# parallel workers of their own, alone on both cores; the slowest named, to keep the suite near 10 minutes
 	$(BIN)/python -m pytest -q -m "not slow and not serial" -n 2 --dist worksteal --durations=20

@@ -15,6 +15,7 @@ from scaletrain.data.log_mel import LOG_FLOOR, LogMel, mel_filterbank
 from scaletrain.data.sounds import MAX_CLIP_SECONDS, read_clip
 from scaletrain.errors import DataError, InputTooLarge
 from scaletrain.modalities.audio.clips import read_clip_folder
+from tests import warm_cli
 
 
 def tone_folder(folder: Path, per_class: int = 30, seed: int = 0) -> Path:
@@ -268,8 +269,6 @@ def test_a_served_two_hour_upload_is_refused_before_decoding(tone_run):
 
 def test_a_search_and_two_ranks_take_sound_clips(tone_run, tmp_path):
     import json
-    import subprocess
-    import sys
 
     import pandas as pd
 
@@ -281,9 +280,8 @@ def test_a_search_and_two_ranks_take_sound_clips(tone_run, tmp_path):
     board = pd.read_csv(tmp_path / "search" / "leaderboard.csv")
     assert len(board) == 3 and set(board["state"]) == {"COMPLETE"}
     assert scaletrain.load(tmp_path / "search" / "best").modality.name == "audio"
-    done = subprocess.run([sys.executable, "-m", "scaletrain", "train", str(folder), "--out", str(tmp_path / "dp"),
-                           "--nproc-per-node", "2", "--set", "train.epochs=2", "--set", "model.width=4", "--quiet"],
-                          capture_output=True, text=True, timeout=600)
+    done = warm_cli.run("train", folder, "--out", tmp_path / "dp", "--nproc-per-node", "2", "--set", "train.epochs=2",
+                        "--set", "model.width=4", "--quiet", timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "dp" / "metrics.json").read_text())["distributed"]["ranks"] == 2
 

@@ -3,8 +3,6 @@ a UTF-16 CSV is read, a target with a class per row is refused for what it is, a
 large to decode is called too large (not unreadable), warnings are one line, and the audit
 checks a separate test file against the training data."""
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from scaletrain.data.pixels import ImageTooLarge, decode_image
 from scaletrain.errors import TargetError
 from scaletrain.modalities.image.images import read_image_files
 from scaletrain.modalities.table.tables import read_table
+from tests import warm_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,9 +87,8 @@ def test_warnings_are_one_line_on_the_command_line(tmp_path):
         for i in range(12):
             Image.fromarray(np.full((8, 8), 10 * i + (100 if label == "a" else 0), np.uint8)).save(folder / label / f"{i}.png")
     (folder / "a" / "broken.png").write_bytes(b"not a png")
-    done = subprocess.run([sys.executable, "-m", "scaletrain", "train", str(folder), "--out", str(tmp_path / "run"),
-                           "--quiet", "--set", "model.name=linear", "--set", "train.epochs=1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = warm_cli.run("train", folder, "--out", tmp_path / "run", "--quiet", "--set", "model.name=linear",
+                        "--set", "train.epochs=1", cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     warned = [line for line in done.stderr.splitlines() if "unreadable" in line]
     assert warned and all(line.startswith("warning: skipped 1 unreadable") for line in warned)

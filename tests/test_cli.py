@@ -1,4 +1,6 @@
-"""The CLI as a user runs it: real processes, exit codes, one-line errors."""
+"""The CLI as a user runs it: real processes, exit codes, one-line errors. The trained run comes
+from a fresh interpreter, as a user starts one; the other commands are processes forked warm
+(tests/warm_cli.py), and the tests of what a cold start imports exec their own."""
 import json
 import subprocess
 import sys
@@ -8,11 +10,11 @@ import pytest
 
 import scaletrain
 from scaletrain.errors import ConfigError
+from tests import warm_cli
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "scaletrain", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return warm_cli.run(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +27,9 @@ def trained(tmp_path_factory, ):
     frame = pd.DataFrame(x, columns=["a", "b", "c"]).assign(kind=np.where(x[:, 0] + x[:, 1] > 0, "up", "down"))
     frame.iloc[:180].to_csv(folder / "train.csv", index=False)
     frame.iloc[180:].to_csv(folder / "test.csv", index=False)
-    result = cli("train", folder / "train.csv", "--target", "kind", "--test", folder / "test.csv",
-                 "--out", folder / "run", "--set", "train.epochs=15", "--quiet")
+    result = subprocess.run([sys.executable, "-m", "scaletrain", "train", folder / "train.csv", "--target", "kind",
+                             "--test", folder / "test.csv", "--out", folder / "run", "--set", "train.epochs=15", "--quiet"],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return folder, result
 

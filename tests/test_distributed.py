@@ -19,6 +19,7 @@ import torch
 from scaletrain.data.batches import TensorBatches
 from scaletrain.errors import ConfigError
 from scaletrain.parallel import distributed
+from tests import warm_cli
 
 # Two ranks and their launcher on both cores, as before the suite ran on two workers: a rank
 # has rarely aborted at its end ("terminate called without an active exception"; cause not found)
@@ -44,9 +45,8 @@ def tables(tmp_path_factory) -> dict[str, Path]:
     return {"train": folder / "train.csv", "test": folder / "test.csv"}
 
 
-def _scaletrain(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scaletrain", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, **kwargs)
+def _scaletrain(*args) -> subprocess.CompletedProcess:
+    return warm_cli.run(*args)  # the launcher; its ranks are fresh interpreters
 
 
 def _history(run: Path) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def one_process(tables, tmp_path_factory) -> Path:
     from tests.train.test_resume import train_here
 
     out = tmp_path_factory.mktemp("runs") / "one"  # the one process: this one (its own would only add imports)
-    train_here(["python", "-m", "scaletrain", "train", str(tables["train"]), "--test", str(tables["test"]), "--target",
+    train_here(["train", str(tables["train"]), "--test", str(tables["test"]), "--target",
                 "y", "--out", str(out), *EXACT, "--quiet"])
     return out
 
@@ -200,19 +200,17 @@ def _local_rank(pid: int) -> str | None:
 
 def test_a_worker_killed_mid_run_is_restarted_and_resumes(tables, tmp_path):
     out, log = tmp_path / "killed", tmp_path / "launcher.log"
-    with open(log, "w") as sink:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "scaletrain", "train", str(tables["train"]), "--target", "y", "--out", str(out),
-             "--nproc-per-node", "2", "--max-restarts", "2", "--set", "train.epochs=30", "--set", "model.name=mlp",
-             "--set", "train.early_stopping=0", "--set", "checkpoint.every_steps=5", "--set", "train.threads=1",
-             "--quiet"], stdout=sink, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline and not list((out / "checkpoints").glob("step-*.safetensors")):
-            time.sleep(0.1)
-        victims = [pid for pid in _children(launcher.pid) if _local_rank(pid) == "1"]
-        assert victims, "no worker of local rank 1 found"
-        os.kill(victims[0], signal.SIGKILL)
-        assert launcher.wait(timeout=300) == 0, log.read_text()[-3000:]
+    launcher = warm_cli.start(
+        "train", tables["train"], "--target", "y", "--out", out, "--nproc-per-node", "2", "--max-restarts", "2",
+        "--set", "train.epochs=30", "--set", "model.name=mlp", "--set", "train.early_stopping=0",
+        "--set", "checkpoint.every_steps=5", "--set", "train.threads=1", "--quiet", stdout=log, stderr=warm_cli.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "checkpoints").glob("step-*.safetensors")):
+        time.sleep(0.1)
+    victims = [pid for pid in _children(launcher.pid) if _local_rank(pid) == "1"]
+    assert victims, "no worker of local rank 1 found"
+    os.kill(victims[0], signal.SIGKILL)
+    assert launcher.wait(timeout=300) == 0, log.read_text()[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["distributed"]["restarts"] >= 1  # the launcher restarted the workers ...
     assert metrics["epochs"] == 30  # ... which resumed and finished every epoch

@@ -3,8 +3,6 @@ directory (tokenizer, weights Hugging Face loads with identical logits), exact r
 SIGKILL, fine-tuning from it (model.init_from), and damaged corpora."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,6 +16,7 @@ from scaletrain.cli import app
 from scaletrain.models.transformer import Encoder, EncoderShape, MaskedLM
 from scaletrain.pretraining.blocks import CLS, MASK, PAD, SEP, MaskedBlocks, mask_tokens, pack
 from scaletrain.rundir import RunDir
+from tests import warm_cli
 
 TINY = ["model.depth=2", "model.width=32", "model.heads=2", "data.block_size=32", "train.batch_size=16"]
 WORDS = {"sport": "match goal team coach league player win score".split(),
@@ -218,8 +217,9 @@ def test_layer_decay_slows_the_lower_layers():
     assert scale[id(model.encoder.blocks[1].qkv.weight)] == 0.5 and scale[id(model.head_dense.weight)] == 1.0
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "scaletrain", "pretrain", *map(str, args)]
+def _cli(*args) -> list[str]:
+    """The arguments of `scaletrain pretrain`."""
+    return ["pretrain", *map(str, args)]
 
 
 def test_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
@@ -227,8 +227,8 @@ def test_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
 
     sets = [a for s in TINY + ["train.epochs=3", "checkpoint.every_steps=4", "train.threads=1"] for a in ("--set", s)]
     train_here(_cli(corpus, "--out", tmp_path / "whole", *sets, "--quiet"))  # the reference: in this process
-    process = subprocess.Popen(_cli(corpus, "--out", tmp_path / "cut", *sets, "--quiet"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = warm_cli.start(*_cli(corpus, "--out", tmp_path / "cut", *sets, "--quiet"), stdout=warm_cli.DEVNULL,
+                             stderr=warm_cli.DEVNULL)
     deadline = time.time() + 120
     while not list((tmp_path / "cut" / "checkpoints").glob("step-*.safetensors")) and time.time() < deadline:
         time.sleep(0.05)
@@ -258,7 +258,7 @@ def test_damaged_corpora_are_skipped_with_notes_or_refused(tmp_path):
     (tmp_path / "only" / "garbage.txt").write_bytes(b"\x00\x01\x02" * 100)
     with pytest.raises(DataError, match="holds no text"):
         scaletrain.pretrain(tmp_path / "only", tmp_path / "out", sets=TINY)
-    result = CliRunner().invoke(app, _cli(tmp_path / "nothing*.txt", "--out", tmp_path / "o2")[3:])
+    result = CliRunner().invoke(app, _cli(tmp_path / "nothing*.txt", "--out", tmp_path / "o2"))
     assert result.exit_code == 2 and "no files match" in result.stderr and result.exception is not None  # SystemExit(2)
     assert isinstance(result.exception, SystemExit)  # a one-line error, not an exception's traceback
 
@@ -359,8 +359,7 @@ def two_ranks(corpus, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dp")
     settings = TINY + ["train.epochs=1", "model.dropout=0"]
     sets = [a for s in settings for a in ("--set", s)]
-    done = subprocess.run(_cli(corpus, "--out", folder / "two", *sets, "--nproc-per-node", "2", "--quiet"),
-                          capture_output=True, text=True, timeout=300)
+    done = warm_cli.run(*_cli(corpus, "--out", folder / "two", *sets, "--nproc-per-node", "2", "--quiet"))
     assert done.returncode == 0, done.stderr
     scaletrain.pretrain(corpus, folder / "one", sets=settings)  # the one process: this one
     return folder, sets
@@ -381,8 +380,8 @@ def test_pretraining_runs_data_parallel_on_two_ranks(two_ranks):
 @pytest.mark.slow  # Ray Train's start alone takes about a minute here: in `make bench`
 def test_pretraining_runs_on_a_ray_cluster_as_under_torchrun(ray_head, two_ranks, corpus):
     folder, sets = two_ranks
-    done = subprocess.run(_cli(corpus, "--out", folder / "ray", *sets, "--backend", "ray", "--nproc-per-node", "2",
-                               "--quiet"), capture_output=True, text=True, timeout=300)
+    done = warm_cli.run(*_cli(corpus, "--out", folder / "ray", *sets, "--backend", "ray", "--nproc-per-node", "2",
+                              "--quiet"))
     assert done.returncode == 0, done.stderr
     ray, two = _metrics(folder / "ray"), _metrics(folder / "two")
     assert ray["distributed"]["ranks"] == 2 and ray["steps"] == two["steps"]

@@ -22,6 +22,7 @@ from scaletrain.recommend.interactions import history
 from scaletrain.recommend.run import RecommenderRun
 from scaletrain.serve import load_app
 from scaletrain.serve.limits import Limits
+from tests import warm_cli
 
 N_USERS, N_ITEMS, GROUP_ITEMS = 160, 40, 10
 
@@ -265,13 +266,10 @@ def test_train_resume_continues_a_recommender_run(tmp_path):
 
 
 def test_two_ranks_train_the_same_factorization_as_one_process(tmp_path):
-    import subprocess
-    import sys
 
     planted().to_csv(tmp_path / "ratings.csv", index=False)
-    done = subprocess.run([sys.executable, "-m", "scaletrain", "train", str(tmp_path / "ratings.csv"), "--task",
-                           "recommend", "--set", "model.name=mf", "--out", str(tmp_path / "ranks2"), "--quiet",
-                           "--nproc-per-node", "2"], capture_output=True, text=True, timeout=600)
+    done = warm_cli.run("train", tmp_path / "ratings.csv", "--task", "recommend", "--set", "model.name=mf", "--out",
+                        tmp_path / "ranks2", "--quiet", "--nproc-per-node", "2", timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     # the one process: this one (a process of its own would only add its imports)
     scaletrain.fit(str(tmp_path / "ratings.csv"), out=tmp_path / "ranks1", data__task="recommend", model="mf",

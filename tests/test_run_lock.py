@@ -4,7 +4,6 @@ or --overwrite (which replaces it whole), symlinks in a run are refused, and a f
 training with one line naming the last good checkpoint."""
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 import scaletrain
 from scaletrain.errors import RunDirError
+from tests import warm_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,9 +28,8 @@ def table(tmp_path_factory) -> Path:
     return path
 
 
-def cli(*args: str, **options) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scaletrain", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, **options)
+def cli(*args: str) -> warm_cli.Warm:
+    return warm_cli.start(*args, cwd=ROOT)
 
 
 def test_a_second_writer_exits_2_naming_the_holder(table, tmp_path):

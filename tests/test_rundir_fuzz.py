@@ -1,10 +1,8 @@
 """Tampered and damaged run directories: every command that reads a run exits 0 or 2 with at
 most three lines, never a traceback, within 30 s and 1 GiB (tests/rundir_fuzz.py runs the cases
-in a fresh process; tests/rundir_mutations.py has the mutations)."""
+in a process of its own; tests/rundir_mutations.py has the mutations)."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pandas as pd
 import pytest
 
 import scaletrain
+from tests import warm_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = 90  # hypothesis draws, beside every (run, file, mutation) once with `info`: ~60 s on 2 cores
@@ -37,8 +36,7 @@ def fuzz_root(tmp_path_factory) -> Path:
 
 def test_tampered_run_directories_exit_0_or_2_within_bounds(fuzz_root):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tests.rundir_fuzz", str(fuzz_root), str(EXAMPLES)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = warm_cli.run(fuzz_root, EXAMPLES, module="tests.rundir_fuzz", cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["failures"] == [], "\n".join(result["failures"])

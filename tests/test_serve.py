@@ -3,8 +3,6 @@ micro-batching of concurrent requests, a graceful SIGTERM, and the web page in a
 import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,6 +15,7 @@ from sklearn.datasets import load_digits
 
 import scaletrain
 from scaletrain.serve import load_app
+from tests import warm_cli
 from tests.test_export import mixed_table
 from tests.test_text_columns import articles
 
@@ -146,8 +145,8 @@ def server(table_run):
     """One worker process, so that /health counts the model calls of the process that answered
     (several workers on 2 cores are tested in test_serve_graph.py)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(table_run), "--port", str(port),
-                                "--max-body-mb", "64", "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = warm_cli.start("serve", table_run, "--port", port, "--max-body-mb", "64", "--workers", "1",
+                             stderr=warm_cli.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(url)
     yield url, process

@@ -6,8 +6,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -21,6 +19,7 @@ import scaletrain
 from scaletrain.serve import load_app
 from scaletrain.serve.graph import GRAPH, cached_graph
 from scaletrain.serve.hot_path import HOT_BYTES
+from tests import warm_cli
 from tests.test_export import mixed_table
 
 ODD_ROWS = [  # each kind of value the graph must read as predict reads it
@@ -179,9 +178,8 @@ def _free_port() -> int:
 
 def test_workers_share_the_port_and_stop_together(served_table):
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(served_table), "--port", str(port),
-                                "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = warm_cli.start("serve", served_table, "--port", port, "--workers", "2", stderr=warm_cli.STDOUT,
+                             new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         workers, deadline = set(), time.time() + 120
@@ -204,9 +202,8 @@ def test_workers_share_the_port_and_stop_together(served_table):
 
 def test_workers_stop_when_serve_is_killed(served_table):
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(served_table), "--port", str(port),
-                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = warm_cli.start("serve", served_table, "--port", port, "--workers", "2", stdout=warm_cli.DEVNULL,
+                             stderr=warm_cli.DEVNULL, new_session=True)
     workers, deadline = set(), time.time() + 120
     try:
         while len(workers) < 2 and time.time() < deadline:

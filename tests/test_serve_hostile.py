@@ -5,8 +5,6 @@ import http.client
 import io
 import json
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +19,7 @@ from PIL import Image
 
 import scaletrain
 from scaletrain.serve import Limits, load_app
+from tests import warm_cli
 from tests.test_export import mixed_table
 from tests.test_serve import ROW, free_port, wait_until_serving
 
@@ -41,9 +40,8 @@ def client(table_run):
 @pytest.fixture(scope="module")
 def server(table_run):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "scaletrain", "serve", str(table_run), "--port", str(port),
-                                "--max-rows", "200000", "--read-timeout", "2", "--max-body-mb", "64"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = warm_cli.start("serve", table_run, "--port", port, "--max-rows", "200000", "--read-timeout", "2",
+                             "--max-body-mb", "64", stderr=warm_cli.STDOUT)
     wait_until_serving(f"http://127.0.0.1:{port}")
     yield port
     process.kill()

@@ -3,8 +3,6 @@ import errno
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,32 +14,35 @@ from safetensors.torch import load_file
 
 import scaletrain
 from scaletrain.errors import ConfigError
+from tests import warm_cli
 
 COMMON = ["--quiet", "--set", "checkpoint.every_steps=1", "--set", "checkpoint.keep=3"]
 
 
-def command(data, out, *extra):
-    return [sys.executable, "-m", "scaletrain", "train", str(data), "--out", str(out), *COMMON, *extra]
+def command(data, out, *extra) -> list[str]:
+    """The arguments of `scaletrain train` for a checkpointed run."""
+    return ["train", str(data), "--out", str(out), *COMMON, *extra]
 
 
 def checkpoint_steps(out) -> list[int]:
     return [int(p.name.split("-")[1]) for p in out.rglob("step-*.json")]
 
 
-def train_here(cmd: list[str]) -> None:
-    """`cmd` (as `command` builds it) run through the same CLI in this process: the uninterrupted
-    reference and the resumed run need no interpreter of their own; only the killed run does."""
+def train_here(args: list[str]) -> None:
+    """`scaletrain ARGS` (as `command` builds them) run through the same CLI in this process: the
+    uninterrupted reference and the resumed run need no process of their own; only the killed run does."""
     from typer.testing import CliRunner
 
     from scaletrain.cli import app
 
-    done = CliRunner().invoke(app, cmd[3:])  # cmd: python -m scaletrain ...
+    done = CliRunner().invoke(app, [str(a) for a in args])
     assert done.exit_code == 0, done.output
 
 
-def kill_at_step(cmd, out, step: int) -> None:
-    """Start a training process and SIGKILL it once a checkpoint at `step` or later exists."""
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_at_step(args, out, step: int) -> None:
+    """Start `scaletrain ARGS` in a process of its own and SIGKILL it once a checkpoint at `step`
+    or later exists."""
+    process = warm_cli.start(*args, stdout=warm_cli.DEVNULL, stderr=warm_cli.DEVNULL)
     deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
         if max(checkpoint_steps(out), default=0) >= step:
@@ -154,7 +155,7 @@ def test_planted_pickle_files_are_never_loaded(table, tmp_path):
         (out / name).write_bytes(pickle.dumps(_Bomb(marker)))
     run = scaletrain.load(out)
     run.predict(table)
-    subprocess.run([sys.executable, "-m", "scaletrain", "info", str(out)], check=True, capture_output=True)
+    warm_cli.run("info", out, check=True)
     scaletrain.fit(table, "y", out=out, model="mlp", epochs=1, resume=True)
     assert not marker.exists()
 
@@ -222,10 +223,10 @@ def test_streamed_run_killed_mid_epoch_resumes_bit_identically(table, tmp_path):
     args = ["--set", "model.name=mlp", "--set", "train.epochs=3", "--set", "train.batch_size=16",
             "--set", "data.loader_workers=1"]
     reference = tmp_path / "reference"
-    subprocess.run(command(shards, reference, *args), check=True, capture_output=True)
+    warm_cli.run(*command(shards, reference, *args), check=True)  # its loader worker: a process of its own
     killed = tmp_path / "killed"
     kill_at_step(command(shards, killed, *args), killed, 17)  # 14 steps an epoch: mid-epoch 2
-    subprocess.run(command(shards, killed, *args, "--resume"), check=True, capture_output=True)
+    warm_cli.run(*command(shards, killed, *args, "--resume"), check=True)
     assert_same_weights(reference, killed)
 
 
