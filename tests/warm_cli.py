@@ -1,8 +1,9 @@
 """`python -m scaletrain ARGS` in a real process of its own, forked from a server that imported
 scaletrain, torch, scikit-learn and the rest once (multiprocessing's forkserver and its preload).
 
-Why: a fresh interpreter spends 4-5 s of its core importing them before the command starts —
-a quarter of the suite's CPU went to those imports — and a forked one starts in ~0.1 s. The child
+Why: a fresh interpreter spends 4-5 s of its core importing them before the command starts
+(py-spy counted about a quarter of the two-worker phase's CPU in imports, most of it in the
+command lines the tests started); a forked one starts in ~0.1 s. The child
 is still a process of its own: its own pid (the run lock names it; a test can SIGKILL it), exit
 code, output, environment and working folder, and the launchers it starts (torchrun's ranks,
 serve's workers, tune's trials) are fresh interpreters as before. What a cold start imports is
@@ -87,7 +88,7 @@ class Warm:
         _started.append(self._process)
         self.pid = self._process.pid
         self.stdout = open(out) if stdout == PIPE else None
-        self.stderr = open(err) if stderr == PIPE and stderr != STDOUT else None
+        self.stderr = open(err) if stderr == PIPE else None
 
     def _stream(self, how, name: str) -> str:
         """The file a stream goes to: /dev/null, one of ours read back as the pipe, or a path given."""
