@@ -119,3 +119,24 @@ def test_a_budget_shares_what_is_left_among_the_runs_still_to_go():
     reserve, per_trial = Budget(100.0).search_plan(trials=4, ends_on_time=True)
     assert reserve == 40.0 and per_trial == 60.0 / 5  # 4 trials + the default share what the retrain leaves
     assert Budget(100.0).after_training(measured_seconds=0.1, report_seconds=0.0) == 3.0  # never below 3%
+
+
+def test_the_note_on_an_early_end_names_only_candidates_that_finished_by_themselves():
+    """A run that used under half its limit says why only when every candidate finished by
+    itself; one ended by its time share (the rest kept for the final evaluation) did not."""
+    import time
+    from types import SimpleNamespace
+
+    from scaletrain.fitting.pipeline import budget_note
+    from scaletrain.train.budget import Budget
+
+    def candidate(epochs_run: int, time_limit: float | None, elapsed: float):
+        config = SimpleNamespace(model=SimpleNamespace(name="resnet", inputs="all"),
+                                 train=SimpleNamespace(optimizer="sgd", epochs=1000))
+        return SimpleNamespace(run=SimpleNamespace(config=config, history=[{}] * epochs_run),
+                               state=SimpleNamespace(time_limit=time_limit, elapsed=elapsed))
+
+    budget = Budget(30.0, started=time.perf_counter() - 14.0)  # 14 s of 30 s used
+    assert budget_note([candidate(1, 11.0, 11.2)], budget) is None  # stopped by its share of the limit
+    note = budget_note([candidate(5, None, 6.0)], budget)
+    assert "took 14s of its 30s limit" in note and "stopped early at epoch 5 of 1000" in note

@@ -310,7 +310,7 @@ def finish_run(best: Trained, trained: list[Trained], prepared: Prepared, select
         "train_seconds": round(sum(t.seconds for t in trained), 3), "epochs": len(run.history),
         "best_epoch": best.best_epoch,
         "stopped_by": "convergence" if run.config.train.optimizer == "lbfgs" else
-                      "time limit" if state.time_limit and state.elapsed >= state.time_limit else
+                      "time limit" if stopped_on_time(best) else
                       "early stopping" if len(run.history) < run.config.train.epochs else "epochs",
         "model": run.config.model.name, "parameters": sum(p.numel() for p in run.model.parameters()),
     }
@@ -348,9 +348,17 @@ def candidate_summary(t: Trained) -> str:
     return f"{label_of(t.run.config)} (val loss {t.best_val_loss:.4f}{score}, {t.seconds:.0f}s)"
 
 
+def stopped_on_time(t: Trained) -> bool:
+    """Whether the candidate's training was ended by its share of the time limit."""
+    limit = getattr(t.state, "time_limit", None)
+    return bool(limit) and t.state.elapsed >= limit
+
+
 def budget_note(trained: list[Trained], budget: Budget) -> str | None:
-    """Why a time-limited run ended well before its limit (under half of it), else None."""
-    if not budget.limited or budget.elapsed() >= budget.limit / 2:
+    """Why a time-limited run ended well before its limit (under half of it): every candidate
+    finished by itself (converged, stopped early, ran its epochs); else None. A candidate ended
+    by its time share did not finish early: the rest of the limit was kept for what follows."""
+    if not budget.limited or budget.elapsed() >= budget.limit / 2 or any(map(stopped_on_time, trained)):
         return None
     why = {"lbfgs": "solved to convergence"}
     stops = ", ".join(f"{label_of(t.run.config)} {why.get(t.run.config.train.optimizer, stop_reason(t))}" for t in trained)
