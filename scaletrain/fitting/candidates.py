@@ -50,6 +50,12 @@ class Trained:
         self.run.config.frozen()  # trained: what it was trained with is settled (the rate, L2, width, trees)
 
 
+def stopped_on_time(t: Trained) -> bool:
+    """Whether the candidate's training was ended by its share of the time limit."""
+    limit = getattr(t.state, "time_limit", None)
+    return bool(limit) and t.state.elapsed >= limit
+
+
 def label_of(config: Config) -> str:
     """A candidate's name in notes and metrics: its model, and the inputs it reads where it does
     not read them all ("mlp:table": every column but the images and sounds; fitting/recipe.py)."""

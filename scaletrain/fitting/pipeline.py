@@ -25,6 +25,7 @@ from scaletrain.fitting.candidates import (
     label_of,
     refit_on_all_rows,
     refits,
+    stopped_on_time,
     train_candidate,
 )
 from scaletrain.fitting.folds import bagged, choose_by_cross_validation, cross_validates
@@ -346,12 +347,6 @@ def candidate_summary(t: Trained) -> str:
     scores = [row["val_score"] for row in t.run.history if "val_score" in row]
     score = f", {'R²' if t.run.task == 'regression' else 'accuracy'} {max(scores):.4f}" if scores else ""
     return f"{label_of(t.run.config)} (val loss {t.best_val_loss:.4f}{score}, {t.seconds:.0f}s)"
-
-
-def stopped_on_time(t: Trained) -> bool:
-    """Whether the candidate's training was ended by its share of the time limit."""
-    limit = getattr(t.state, "time_limit", None)
-    return bool(limit) and t.state.elapsed >= limit
 
 
 def budget_note(trained: list[Trained], budget: Budget) -> str | None:
