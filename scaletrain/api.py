@@ -32,7 +32,7 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
         config: str | Path | dict | Config | None = None, sets: list[str] | None = None,
         verbose: bool = False, resume: bool = False, callbacks: list | None = None,
         report_sections: list[str] | None = None, overwrite: bool = False, resume_or_start: bool = False,
-        **overrides) -> Run:
+        started: float | None = None, **overrides) -> Run:
     """Train on raw data and return the Run; writes a run directory unless out=None.
 
     `data` is a path, glob, folder, DataFrame or array (with `y`); overrides are config keys
@@ -40,9 +40,10 @@ def fit(data, target: str | None = None, *, y=None, test=None, out: str | Path |
     continues from the newest valid checkpoint in `out` (refused where there is none, unless
     resume_or_start=True); an `out` that holds a run is refused unless resuming or overwrite=True.
     `callbacks` join the training loop's (a tuner's pruning); `report_sections` are HTML
-    sections appended to report.html.
+    sections appended to report.html. A time limit bounds the whole call: it counts from here,
+    or from `started` (a time.perf_counter reading: the command line's process start).
     """
-    budget = Budget(None)  # a time limit bounds the whole command: it counts from here
+    budget = Budget(None) if started is None else Budget(None, started)
     cfg = config_from(config, sets, target, **overrides)
     regime = task_of(cfg.data.task).regime if cfg.data.task in TASKS else None
     if regime is not None:  # a task that does not train on rows and a target (recommend)

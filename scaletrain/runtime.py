@@ -1,4 +1,4 @@
-"""Process-level settings that make training faster on CPU.
+"""Process-level settings that make training faster on CPU, and the process's age.
 
 glibc returns freed memory to the OS eagerly and serves big blocks with fresh mmaps, so a
 training loop that frees and re-allocates the same activation buffers every step page-faults
@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import time
+from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _done = False
@@ -53,3 +55,16 @@ def release_freed_memory() -> bool:
 def cores() -> int:
     """The CPU cores this process may run on (its affinity, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def process_started() -> float:
+    """The perf_counter reading at which this process started (Linux: /proc/self/stat's start
+    time; elsewhere now): a command's time limit counts from there, its imports included."""
+    now = time.perf_counter()
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22 of proc(5), counted after the command name
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - min(max(age, 0.0), 3600.0)  # a clock oddity never eats a limit whole

@@ -26,6 +26,7 @@ def test_the_range_test_picks_a_rate_below_divergence_and_restores_the_model():
     # the inputs' covariance (≈ 1 here, a bit more for 8 sampled dimensions): the pick must
     # be well below that, and well above "no learning".
     x, y = _regression()
+    torch.manual_seed(0)  # the weights drawn, not whatever ran before: 2 draws in 40 trained a little less
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 1))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     finding = lr_range_test(model, TensorBatches((x,), y, 64, shuffle=True, seed=0), nn.MSELoss(),
@@ -140,3 +141,43 @@ def test_the_note_on_an_early_end_names_only_candidates_that_finished_by_themsel
     assert budget_note([candidate(1, 11.0, 11.2)], budget) is None  # stopped by its share of the limit
     note = budget_note([candidate(5, None, 6.0)], budget)
     assert "took 14s of its 30s limit" in note and "stopped early at epoch 5 of 1000" in note
+
+
+def test_a_budget_times_its_phases_and_adds_up_a_phase_entered_again():
+    import time
+
+    budget = Budget(None)
+    with budget.phase("read"):
+        time.sleep(0.02)
+    with budget.phase("train"):
+        time.sleep(0.01)
+    with budget.phase("read"):
+        time.sleep(0.02)
+    assert list(budget.phases) == ["read", "train"] and budget.phases["read"] >= 0.04
+    assert 0.01 <= budget.phases["train"] < budget.phases["read"]
+
+
+def test_a_command_line_fit_counts_its_time_limit_from_the_process_start(monkeypatch, tmp_path):
+    """`train --time-limit` hands the fit its process's start: the seconds before the fit
+    (imports) are spent from the limit, not added to it."""
+    import time
+
+    from scaletrain.cli import main
+
+    seen = {}
+
+    def fake_fit_run(cfg, data, **kwargs):
+        seen["elapsed"] = kwargs["budget"].elapsed()
+        raise SystemExit(0)
+
+    monkeypatch.setattr("scaletrain.runtime.process_started", lambda: time.perf_counter() - 7.0)
+    monkeypatch.setattr("scaletrain.fitting.pipeline.fit_run", fake_fit_run)
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    x.assign(target=y).to_csv(tmp_path / "data.csv", index=False)
+    monkeypatch.setattr("sys.argv", ["scaletrain", "train", str(tmp_path / "data.csv"), "--time-limit", "30s",
+                                     "--out", str(tmp_path / "run")])
+    try:
+        main()
+    except SystemExit:
+        pass
+    assert seen["elapsed"] >= 7.0

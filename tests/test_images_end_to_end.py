@@ -97,3 +97,35 @@ def test_auto_precision_trains_a_conv_net_in_bf16_where_the_cpu_has_amx_and_pred
     proba = loaded.predict(images[400:420])
     assert seen and set(seen) == {torch.float32}  # not under autocast: what the ONNX graph computes
     assert len(proba) == 20
+
+
+def test_a_fits_last_steps_score_the_validation_rows_once_per_view_setting(monkeypatch, tmp_path):
+    """Test-time shifts, the temperature and the validation metrics all read the validation
+    rows' outputs of one model: they are computed once with the views off and once on."""
+    from sklearn.datasets import load_digits
+
+    from scaletrain.run import Run
+
+    calls, forward = [], Run._outputs
+
+    def counted(self, inputs):
+        calls.append((len(inputs[0]), getattr(self.model, "shifted_views", None)))
+        return forward(self, inputs)
+
+    monkeypatch.setattr(Run, "_outputs", counted)
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    run = scaletrain.fit(images[:600], y=digits.target[:600], out=tmp_path / "run", model="cnn", epochs=1)
+    n_val = run.metrics["data"]["val_images"]
+    assert run.metrics["calibration"]["kept"] is not None and run.metrics["val"]
+    after_training = [c for c in calls if c[0] == n_val and c[1] is not None]  # the epochs' scoring: undecided
+    assert sorted(after_training) == [(n_val, False), (n_val, True)]
+    assert list(run.metrics["seconds"]) == ["read", "size", "train", "choose", "decide", "evaluate"]
+    assert all(s >= 0 for s in run.metrics["seconds"].values()) and run.metrics["seconds"]["train"] > 0
+    x = torch.rand(5, 1, 8, 8)
+    calls.clear()
+    with run.outputs_kept():
+        first, again, other = run.outputs((x,)), run.outputs((x.clone(),)), run.outputs((x + 1,))
+    assert len(calls) == 2 and torch.equal(first, again) and not torch.equal(first, other)
+    run.outputs((x,))
+    assert len(calls) == 3  # nothing is kept outside the block

@@ -26,3 +26,13 @@ def faults(mode: str) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_keeping_freed_memory_removes_the_page_faults_of_reallocating():
     assert faults("keep") * 20 < faults("default")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/stat")
+def test_process_started_counts_the_time_before_the_first_import():
+    """A command's time limit counts from its process's start: a second spent before scaletrain
+    is imported (as a slow import would) is in the age the command sees."""
+    script = ("import time; time.sleep(1.0); from scaletrain.runtime import process_started; "
+              "print(time.perf_counter() - process_started())")
+    age = float(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout)
+    assert 1.0 <= age < 30.0

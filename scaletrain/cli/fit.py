@@ -23,7 +23,7 @@ def train(
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<data>-<time>)."),
     config: Optional[Path] = typer.Option(None, help="YAML config with data/model/train/checkpoint sections."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
-    time_limit: Optional[str] = typer.Option(None, help="Training time budget, e.g. 90s, 10m, 1h."),
+    time_limit: Optional[str] = typer.Option(None, help="Time budget of the whole command (from its start), e.g. 10m."),
     seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, shuffling)."),
     task: Optional[str] = typer.Option(None, help="binary, multiclass, regression, classification, or recommend "
                                                   "(DATA is a users × items interactions table; default: inferred)."),
@@ -53,11 +53,10 @@ def train(
     from scaletrain.parallel import distributed
     from scaletrain.parallel.launch import Launch, launch_train
     from scaletrain.runlock import writing
+    from scaletrain.runtime import process_started
 
-    set_ = list(set_) + [f"data.{key}={value}" for key, value in
-                         (("task", task), ("user", user), ("item", item), ("rating", rating), ("time", time),
-                          ("items", items), ("users", users))
-                         if value is not None]
+    named = {"task": task, "user": user, "item": item, "rating": rating, "time": time, "items": items, "users": users}
+    set_ = list(set_) + [f"data.{key}={value}" for key, value in named.items() if value is not None]
     if cv is not None:
         return _cross_validate(data, target, cv, out, config, set_, seed, time_limit, quiet)
     launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts, backend, config, list(set_),
@@ -71,7 +70,8 @@ def train(
             _summary(json.loads((out / "metrics.json").read_text()), out)
         return
     run = fit(data, target, test=test, out=out or "auto", config=config, sets=set_, verbose=not quiet,
-              resume=resume, resume_or_start=resume_or_start, overwrite=overwrite, seed=seed, time_limit=time_limit)
+              resume=resume, resume_or_start=resume_or_start, overwrite=overwrite, seed=seed, time_limit=time_limit,
+              started=process_started())  # --time-limit bounds the command, its start and imports included
     # under torchrun only rank 0 reports, and not at all when `train --nproc-per-node` launched it
     if int(os.environ.get("RANK", "0")) == 0 and distributed.LAUNCHED_HERE not in os.environ:
         _summary(run.metrics, run.path)

@@ -3,7 +3,7 @@
 One number T divides the model's logits before the softmax (or sigmoid): it changes how sure
 the probabilities are, never which class is most likely. It is kept only when it lowers the
 validation rows' negative log-likelihood; the tuned decision threshold is then chosen on the
-calibrated probabilities (pipeline.set_threshold runs after it).
+calibrated probabilities (fitting.decisions.set_threshold runs after it).
 """
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ from scaletrain.data.resample import resample
 from scaletrain.errors import ConfigError
 from scaletrain.evaluate.metrics import compute_metrics, main_score_name, per_class_metrics
 from scaletrain.evaluate.report import build_report
-from scaletrain.evaluate.threshold import tune_class_bias, tune_threshold
 from scaletrain.explain.report import trust_sections
 from scaletrain.fitting.candidates import (
     Trained,
@@ -28,6 +27,7 @@ from scaletrain.fitting.candidates import (
     stopped_on_time,
     train_candidate,
 )
+from scaletrain.fitting.decisions import calibrate, calibration_on_test, decision_target, set_threshold
 from scaletrain.fitting.folds import bagged, choose_by_cross_validation, cross_validates
 from scaletrain.fitting.recipe import CONV_NETS, candidate_configs
 from scaletrain.fitting.shifts import choose_test_shifts, settled
@@ -76,59 +76,76 @@ def fit_run(config: Config, data, *, y=None, test=None, options: FitOptions | No
 
 def _fit(cfg: Config, data, y, test, options: FitOptions, budget: Budget) -> Run:
     w = distributed.world()
-    verbose = options.verbose and w.main  # one progress bar, one report: rank 0's
-    resume = options.resume or (distributed.restarted() and options.out not in (None, "auto"))  # by the launcher
     seed_everything(cfg.train.seed)
-    source, prepared = load_and_prepare(cfg, data, y, test)
+    with budget.phase("read"):
+        source, prepared = load_and_prepare(cfg, data, y, test)
     out_dir = run_directory(options.out, source.name)
-    candidates = plan_candidates(cfg, prepared, budget)
-    trained = []
-    for i, candidate in enumerate(candidates):  # each with its share of what is left of the limit
-        checkpoints = out_dir / "checkpoints" if out_dir else None
-        if checkpoints and len(candidates) > 1:
-            checkpoints = checkpoints / label_of(candidate)
-        share = budget.rest(len(candidates) - i)
-        trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
-    best, chosen_by, ensemble, blend = pick(trained, prepared)
+    with budget.phase("size"):
+        candidates = plan_candidates(cfg, prepared, budget)
+    with budget.phase("train"):
+        trained = train_candidates(candidates, prepared, out_dir, options, budget)
+    with budget.phase("choose"):
+        best, chosen_by, ensemble, blend = pick(trained, prepared)
     prepared.note(budget_note(trained, budget))
     if cfg.train.precision == "auto" and best.run.config.train.precision == "bf16":
         prepared.note("trained in bf16 autocast (train.precision=auto: a model measured to train ~2x faster in bf16 on a CPU "
                       "with AMX tiles); predictions are computed in fp32, as the exported graph computes them")
     bagging = ensemble is not None and ensemble["kept"]
     refitting = refits(best, trained) and len(prepared.val_y) and not bagging
-    # a refit model is another model: a temperature fitted on this one would not be its own
-    # rank 0 alone (it writes the run): under FSDP the other ranks hold shards, whose forward is a collective
-    shifts = None if refitting or not w.main else choose_test_shifts(best.run, prepared)
-    calibration = None if refitting or not w.main else calibrate(best.run, prepared)
-    best.run.config = best.run.config.with_values({  # the config says what the run is
-        "model.test_shifts": ("on" if shifts["kept"] else "off") if shifts else settled(best.run.config.model.test_shifts),
-        "train.calibration": "temperature" if calibration and calibration["kept"] else "none",
-        "train.ensemble": "on" if bagging else "off",
-        "train.blend": "on" if best.run.config.model.name == "blend" else "off"}).frozen()
-    # rank 0 alone, as above (candidates refuses a shard's forward on another rank)
-    decision = set_threshold(best.run, prepared) if w.main else None
-    selection_val = None
-    if refitting:
-        # a tuner compares runs on validation rows the refit has seen: keep the honest figure
-        selection_val = best.run.evaluate(prepared.val_source)
-        best = refit_on_all_rows(best, prepared)
-        best.run.preprocess = best.run.preprocess | {"target": decision_target(best.run, decision)}
-    if not w.main:  # rank 0 evaluates and writes the run directory
-        return best.run
-    finish_run(best, trained, prepared, selection_val, chosen_by)
-    if decision is not None:
-        best.run.metrics["threshold" if "threshold" in decision else "class_bias"] = decision
-    if ensemble is not None:
-        best.run.metrics["ensemble"] = ensemble
-    if blend is not None:
-        best.run.metrics["blend"] = blend
-    if calibration is not None:
-        best.run.metrics["calibration"] = calibration | calibration_on_test(best.run)
-    if shifts is not None:
-        best.run.metrics["test_shifts"] = shifts
+    with best.run.outputs_kept():  # every step below reads the validation rows' outputs of this one model
+        with budget.phase("decide"):
+            shifts, calibration, decision = decide(best.run, prepared, refitting, bagging)
+        selection_val = None
+        if refitting:
+            with budget.phase("refit"):
+                # a tuner compares runs on validation rows the refit has seen: keep the honest figure
+                selection_val = best.run.evaluate(prepared.val_source)
+                best = refit_on_all_rows(best, prepared)
+                best.run.preprocess = best.run.preprocess | {"target": decision_target(best.run, decision)}
+        if not w.main:  # rank 0 evaluates and writes the run directory
+            return best.run
+        with budget.phase("evaluate"):
+            finish_run(best, trained, prepared, selection_val, chosen_by)
+    measured = {"threshold" if decision and "threshold" in decision else "class_bias": decision, "ensemble": ensemble,
+                "blend": blend, "test_shifts": shifts,
+                "calibration": calibration and calibration | calibration_on_test(best.run)}
+    best.run.metrics.update({k: v for k, v in measured.items() if v is not None}, seconds=budget.phases)
     if out_dir is not None:
         write_run(best.run, out_dir, source.name, options.report_sections)
     return best.run
+
+
+def train_candidates(candidates: list[Config], prepared: Prepared, out_dir: Path | None, options: FitOptions,
+                     budget: Budget) -> list[Trained]:
+    """Train each candidate with its share of what is left of the limit (one progress bar and
+    checkpoints per candidate, rank 0's bar alone)."""
+    w = distributed.world()
+    verbose = options.verbose and w.main
+    resume = options.resume or (distributed.restarted() and options.out not in (None, "auto"))  # by the launcher
+    trained = []
+    for i, candidate in enumerate(candidates):
+        checkpoints = out_dir / "checkpoints" if out_dir else None
+        if checkpoints and len(candidates) > 1:
+            checkpoints = checkpoints / label_of(candidate)
+        share = budget.rest(len(candidates) - i)
+        trained.append(train_candidate(candidate, prepared, checkpoints, verbose, resume, share, options.callbacks))
+    return trained
+
+
+def decide(run: Run, prepared: Prepared, refitting: bool, bagging: bool) -> tuple[dict | None, ...]:
+    """The choices made on the validation rows, in order — test-time shifts, a temperature, the
+    decision threshold — each stored with the run; return what each measured (None: not made).
+    Rank 0 alone: under FSDP the other ranks hold shards, whose forward is a collective. A
+    model to be refit is another model: a temperature fitted on this one would not be its own."""
+    main = distributed.world().main
+    shifts = None if refitting or not main else choose_test_shifts(run, prepared)
+    calibration = None if refitting or not main else calibrate(run, prepared)
+    run.config = run.config.with_values({  # the config says what the run is
+        "model.test_shifts": ("on" if shifts["kept"] else "off") if shifts else settled(run.config.model.test_shifts),
+        "train.calibration": "temperature" if calibration and calibration["kept"] else "none",
+        "train.ensemble": "on" if bagging else "off",
+        "train.blend": "on" if run.config.model.name == "blend" else "off"}).frozen()
+    return shifts, calibration, set_threshold(run, prepared) if main else None
 
 
 def load_and_prepare(cfg: Config, data, y, test) -> tuple:
@@ -156,9 +173,6 @@ def resampled(prepared: Prepared, method: str, seed: int) -> Prepared:
     out.note(f"training rows resampled ({method}): class counts {before} -> {out.class_counts().tolist()}; "
              "validation and test rows untouched")
     return out
-
-
-MIN_CALIBRATION_ROWS = 30  # validation rows below which one fitted number is noise
 
 
 def run_directory(out, name: str) -> Path | None:
@@ -204,71 +218,6 @@ def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
             return probed
         prepared.note(f"no scaling probe: {prepared.measured['size_probe']['why']}; width by the epochs rule")
     return size_for_budget(c, prepared, budget)
-
-
-def calibrate(run: Run, prepared: Prepared) -> dict | None:
-    """Fit a temperature on the validation rows (classification); keep it where it lowers
-    their NLL (`train.calibration=temperature`: always; `none`: never) and store it with the
-    run's target state; return what was measured."""
-    from scaletrain.evaluate.calibration import fit_temperature, nll
-
-    mode, loss = run.config.train.calibration, run.config.train.loss
-    if mode == "none" or not task_of(run.task).classifies or len(prepared.val_y) < MIN_CALIBRATION_ROWS:
-        return None
-    outputs, y = run.outputs(prepared.val_inputs), prepared.val_y.numpy()
-    fitted = fit_temperature(outputs, y, loss)
-    before, after = nll(outputs, y, loss), nll(outputs, y, loss, fitted)
-    kept = mode == "temperature" or after < before - 1e-6
-    if kept:
-        run.preprocess = {**run.preprocess, "target": run.preprocess["target"] | {"temperature": fitted}}
-    prepared.note(f"temperature scaling: T={fitted:.3f} fitted on validation rows (NLL {before:.4f} -> "
-                  f"{after:.4f}), {'applied' if kept else 'not applied: it did not lower their NLL'}")
-    return {"temperature": fitted if kept else 1.0, "fitted": fitted, "kept": kept, "val_nll_before": before,
-            "val_nll_after": after}
-
-
-def calibration_on_test(run: Run) -> dict:
-    """Test ECE and Brier score with the temperature and without it (the report's figures)."""
-    from scaletrain.evaluate.calibration import brier, expected_calibration_error, uncalibrated
-
-    a = run.assessment
-    if a is None or a.proba is None:
-        return {}
-    raw = uncalibrated(a.proba, run.preprocess["target"].get("temperature") or 1.0)
-    truth = a.truth.astype(int)
-    return {"test_ece_before": expected_calibration_error(raw, truth), "test_ece_after": expected_calibration_error(a.proba, truth),
-            "test_brier_before": brier(raw, truth), "test_brier_after": brier(a.proba, truth)}
-
-
-def set_threshold(run: Run, prepared: Prepared) -> dict | None:
-    """Tune the decision on the validation rows for `train.threshold_metric` — the binary
-    threshold, or multiclass class-prior shifts — and store it with the run's target state
-    (predict applies it); return what was measured."""
-    metric = run.config.train.threshold_metric
-    if metric == "none" or not task_of(run.task).classifies or not len(prepared.val_y):
-        return None
-    _, proba = run.predict_encoded(prepared.val_inputs)
-    truth = prepared.val_y.numpy()
-    if task_of(run.task).thresholded:
-        decision = tune_threshold(truth, proba[:, 1], metric)
-        what, before = f"decision threshold {decision['threshold']:.3f}", decision["score_at_half"]
-    else:
-        decision = tune_class_bias(truth, proba, metric)
-        what, before = "class-prior shifts " + ", ".join(f"{b:+.1f}" for b in decision["class_bias"]), \
-            decision["score_at_argmax"]
-    run.preprocess = {**run.preprocess, "target": decision_target(run, decision)}
-    prepared.note(f"{what} tuned on validation rows for {metric} ({before:.4f} before, {decision['score']:.4f} "
-                  "after; validation metrics are measured with it, so they are optimistic)")
-    return decision
-
-
-DECISION_KEYS = ("threshold", "class_bias")
-
-
-def decision_target(run: Run, decision: dict | None) -> dict:
-    """The run's target state with the tuned decision (none: the plain argmax)."""
-    target = {k: v for k, v in run.preprocess["target"].items() if k not in DECISION_KEYS}
-    return target | {k: decision[k] for k in DECISION_KEYS if decision and k in decision}
 
 
 def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None, dict | None, dict | None]:
@@ -386,6 +335,8 @@ def render_report(run: Run, name: str, assessment, sections: list[str] | None = 
     summary = {**m["data"], "model": f"{m['model']} ({m['parameters']:,} parameters)",
                "epochs": f"{m['epochs']} (best {m['best_epoch']}, stopped by {m['stopped_by']})",
                "train seconds": m["train_seconds"]}
+    if m.get("seconds"):  # where the command's time went (writing this report is not in it)
+        summary["seconds by phase"] = " · ".join(f"{name} {seconds:.1f}" for name, seconds in m["seconds"].items())
     if p := m.get("privacy"):
         summary["privacy (DP-SGD)"] = f"ε = {p['epsilon']:.3g} spent of {p['target_epsilon']:g}, δ = {p['delta']:.2g}"
     classes = run.classes

@@ -4,6 +4,7 @@ report). Every share of a limit that scaletrain keeps for something is named her
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 EVAL_RESERVE = 0.03       # of a limit, kept for the final evaluation at least (a 10-minute run overran by 9.5 s without it)
@@ -21,11 +22,13 @@ SPENT = 1e-3              # seconds given to a run when nothing is left: a limit
 @dataclass
 class Budget:
     """A time limit in seconds (None: no limit) counted from `started` (a perf_counter
-    reading), `spent_before` seconds already used by what came before."""
+    reading), `spent_before` seconds already used by what came before; `phases` holds the
+    seconds each named phase took, in order (a run's metrics.json `seconds`, its report)."""
 
     limit: float | None
     started: float = field(default_factory=time.perf_counter)
     spent_before: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def limited(self) -> bool:
@@ -46,6 +49,15 @@ class Budget:
     def from_now(self) -> "Budget":
         """The same limit counted from now, what was spent so far carried over."""
         return Budget(self.limit, spent_before=self.elapsed())
+
+    @contextmanager
+    def phase(self, name: str):
+        """Time what runs within as the phase `name` (a phase entered again adds up)."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - began, 3)
 
     # ------------------------------------------------------------ one training run
     def lr_find_seconds(self) -> float:

@@ -134,12 +134,12 @@ def fit_model(model: nn.Module, batches, t, loss: LossChoice, val: ValidationSet
 def final_rows(model: nn.Module, val_rows: int) -> int:
     """Rows the command scores once training ends: validation and, as its likely size, test; a
     conv net whose test-time shifts are still to be decided also scores validation plainly, and
-    then validation four times (the choice, calibration, the decision's tuning, its metrics)
-    and test through its views, with one more pass of margin (a 10-minute Fashion-MNIST run
+    then validation and test through its views (the fit's later steps reuse the validation
+    outputs: Run.outputs_kept), with one more pass of margin (a 10-minute Fashion-MNIST run
     overran by 3 s with none)."""
     if getattr(model, "shifted_views", False) is not None:
         return 2 * val_rows
-    return val_rows * (1 + 6 * model.VIEWS)
+    return val_rows * (1 + 3 * model.VIEWS)
 
 
 def _after_training(plan: LoopPlan, validation: Validation, final_rows: int) -> Callable[[], float] | None:
