@@ -181,3 +181,38 @@ def test_a_command_line_fit_counts_its_time_limit_from_the_process_start(monkeyp
     except SystemExit:
         pass
     assert seen["elapsed"] >= 7.0
+
+
+def test_a_conv_nets_batch_grows_only_where_this_device_runs_a_larger_one_much_faster(monkeypatch):
+    """A launch-bound device (a GPU: a step costs about the same whatever its batch) gets a 4x
+    batch and learning rate; a compute-bound one (a CPU: a step costs its batch) keeps both and
+    never times the larger batch; a batch the user named, or one that would leave under 50
+    steps an epoch, is kept."""
+    class Prepared:
+        n_train, kind, notes = 60000, "image", []
+
+        @classmethod
+        def note(cls, text):
+            cls.notes.append(text)
+
+    timed = []
+    config = resolve(Config(), ImageFacts("image", "multiclass", 60000, 10, image_shape=(1, 28, 28)))
+    assert (config.train.batch_size, config.train.lr) == (256, 0.1)
+
+    def sized(step, n_train=60000, may_grow=True):
+        timed.clear()
+        monkeypatch.setattr(sizing, "step_seconds", lambda cfg, prepared: timed.append(cfg.train.batch_size) or step(
+            cfg.train.batch_size))
+        Prepared.n_train = n_train
+        return sizing.size_for_budget(config, Prepared, Budget(600.0), batch_may_grow=may_grow)
+
+    gpu = sized(lambda batch: 4.5e-3 + batch * 1e-6)
+    assert (gpu.train.batch_size, gpu.train.lr) == (1024, 0.4) and gpu.model.width == config.model.width
+    assert any(n.startswith("batch 1024 instead of 256 (lr 0.4 instead of 0.1)") for n in Prepared.notes)
+    cpu = sized(lambda batch: batch * 3e-4)
+    assert (cpu.train.batch_size, cpu.train.lr) == (256, 0.1) and 1024 not in timed and 64 in timed
+    assert sized(lambda batch: 4.5e-3 + batch * 1e-6, may_grow=False).train.batch_size == 256 and timed == [256]
+    small = sized(lambda batch: 4.5e-3 + batch * 1e-6, n_train=40000)  # 1,024 x 50 steps > 40,000 rows
+    assert small.train.batch_size == 256 and timed == [256]
+    slower = sized(lambda batch: 4.5e-3 if batch < 1024 else 20e-3)  # the larger batch is not 2x the images a second
+    assert slower.train.batch_size == 256 and 1024 in timed

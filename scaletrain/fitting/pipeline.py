@@ -200,15 +200,20 @@ def plan_candidates(cfg: Config, prepared: Prepared, budget: Budget) -> list[Con
         prepared.note(f"FSDP over {w.size} ranks: weights sharded, no mid-run checkpoints (the final model "
                       "is gathered)" if w.active else "train.fsdp needs several ranks; trained unsharded")
     if budget.limited and cfg.model.width is None:
-        candidates = [sized(c, prepared, budget) for c in candidates]
+        # a batch (and its rate) the user named, one shared over ranks or accumulated, or a
+        # private one (its sampling rate is its privacy) is kept
+        t = cfg.train
+        grow = t.batch_size is None and t.lr is None and t.grad_accum == 1 and not w.active and t.privacy.epsilon is None
+        candidates = [sized(c, prepared, budget, grow) for c in candidates]
         for c in candidates:  # each rank timed its own steps: rank 0's choice holds for all
             c.model.width = int(distributed.broadcast_text(str(c.model.width)))
     return candidates
 
 
-def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
+def sized(c: Config, prepared: Prepared, budget: Budget, batch_may_grow: bool) -> Config:
     """A time-limited conv net's width: from the scaling probe where it is on (and the rows are
-    in memory, one process), else the halving rule."""
+    in memory, one process), else the halving rule (after the batch is grown where it may be
+    and this device runs a larger one much faster)."""
     from scaletrain.fitting.size_probe import probe_width  # scipy's fit: imported only where a probe runs
 
     probing = c.train.sizing == "probe" and c.model.name in CONV_NETS and task_of(prepared.task).classifies
@@ -217,7 +222,7 @@ def sized(c: Config, prepared: Prepared, budget: Budget) -> Config:
         if prepared.measured["size_probe"]["ran"]:
             return probed
         prepared.note(f"no scaling probe: {prepared.measured['size_probe']['why']}; width by the epochs rule")
-    return size_for_budget(c, prepared, budget)
+    return size_for_budget(c, prepared, budget, batch_may_grow)
 
 
 def pick(trained: list[Trained], prepared: Prepared) -> tuple[Trained, dict | None, dict | None, dict | None]:

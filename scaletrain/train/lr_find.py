@@ -92,6 +92,7 @@ def seconds_per_step(model: nn.Module, batches, loss_fn, optimizer, timed: int =
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        loss.item()  # waits for the step's kernels: a GPU would otherwise run behind the clock
         if i:
             times.append(time.perf_counter() - clock)
         clock = time.perf_counter()
