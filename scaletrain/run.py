@@ -30,10 +30,18 @@ from scaletrain.train import device
 KEPT_OUTPUTS = 4  # input sets outputs_kept() remembers: validation and test rows, with views off and on
 
 
-def _same_tensors(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> bool:
-    """Equal tensors, compared exactly (one pass over the memory: far less than a forward)."""
-    return len(a) == len(b) and all(x is y or (x.shape == y.shape and x.dtype == y.dtype and torch.equal(x, y))
-                                    for x, y in zip(a, b))
+def _same_inputs(seen: tuple, inputs: tuple[torch.Tensor, ...]) -> bool:
+    """Inputs equal to ones seen (pairs of a tensor and its version then), compared exactly: one
+    pass over the memory, far less than a forward; a seen tensor changed in place since is not."""
+    return len(seen) == len(inputs) and all(
+        _version(x) == version and (x is y or (x.shape == y.shape and x.dtype == y.dtype and torch.equal(x, y)))
+        for (x, version), y in zip(seen, inputs))
+
+
+def _version(x: torch.Tensor) -> int:
+    """How often the tensor was changed in place; an inference-mode tensor (log-mel features)
+    keeps no count, and outside inference mode it cannot be changed in place at all."""
+    return -1 if x.is_inference() else x._version
 
 
 @dataclass
@@ -97,10 +105,11 @@ class Run:
             return self._outputs(inputs)
         views = getattr(self.model, "shifted_views", None)
         for seen, seen_views, out in self._kept_outputs:
-            if seen_views == views and _same_tensors(seen, inputs):
+            if seen_views == views and _same_inputs(seen, inputs):
                 return out.clone()
         out = self._outputs(inputs)
-        self._kept_outputs = self._kept_outputs[-(KEPT_OUTPUTS - 1):] + [(tuple(inputs), views, out.clone())]
+        seen = tuple((x, _version(x)) for x in inputs)
+        self._kept_outputs = self._kept_outputs[-(KEPT_OUTPUTS - 1):] + [(seen, views, out.clone())]
         return out
 
     @torch.no_grad()

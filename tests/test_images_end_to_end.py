@@ -126,6 +126,8 @@ def test_a_fits_last_steps_score_the_validation_rows_once_per_view_setting(monke
     calls.clear()
     with run.outputs_kept():
         first, again, other = run.outputs((x,)), run.outputs((x.clone(),)), run.outputs((x + 1,))
-    assert len(calls) == 2 and torch.equal(first, again) and not torch.equal(first, other)
+        assert len(calls) == 2 and torch.equal(first, again) and not torch.equal(first, other)
+        x.mul_(0.5)  # changed in place: not the inputs seen
+        assert not torch.equal(run.outputs((x,)), first) and len(calls) == 3
     run.outputs((x,))
-    assert len(calls) == 3  # nothing is kept outside the block
+    assert len(calls) == 4  # nothing is kept outside the block
