@@ -8,6 +8,7 @@ import math
 import torch
 
 from scaletrain.config import Config
+from scaletrain.train import device
 from scaletrain.train.budget import Budget
 from scaletrain.train.lr_find import lr_range_test, seconds_per_step
 from scaletrain.train.optim import build_optimizer
@@ -29,25 +30,29 @@ def size_for_budget(cfg: Config, prepared, budget: Budget, batch_may_grow: bool 
     Why: the one-cycle schedule over two or three epochs leaves a wide net far from trained,
     while a net with a quarter of the compute (half the width) gets four times the epochs.
     Measured on 8,000 Fashion-MNIST images with --time-limit 20s: width 32, 2 epochs, test
-    accuracy 0.69; see BENCHMARKS.md for the narrower choice.
+    accuracy 0.69; see BENCHMARKS.md for the narrower choice. A narrower net that is not
+    faster here is not taken: in bf16 on AMX tiles width 8 steps slower than width 16 (59
+    against 35 ms at 256 images), and the 30-s Fashion-MNIST run scored 0.861 at width 8 (2
+    epochs) against 0.888 at 16 (3 epochs).
     """
     c = cfg.thawed()
     if c.model.name not in ("cnn", "resnet"):
         return c
     torch.set_num_threads(c.train.threads)
-    measured = grow_batch(c, prepared) if batch_may_grow else None  # a step's seconds at the batch kept
+    seconds = grow_batch(c, prepared) if batch_may_grow else step_seconds(c, prepared)  # at the batch kept
     steps = math.ceil(prepared.n_train / c.train.batch_size / c.train.grad_accum) * c.train.grad_accum
-    default = c.model.width
-    training = budget.sizing_seconds()
-    while True:
-        epochs = training / ((measured or step_seconds(c, prepared)) * steps)
-        measured = None
-        if epochs >= MIN_BUDGET_EPOCHS or c.model.width <= NARROWEST:
+    default, training, slower = c.model.width, budget.sizing_seconds(), ""
+    while (epochs := training / (seconds * steps)) < MIN_BUDGET_EPOCHS and c.model.width > NARROWEST:
+        narrower = c.with_values({"model.width": c.model.width // 2})
+        narrower_seconds = step_seconds(narrower, prepared)
+        if narrower_seconds >= seconds:
+            slower = (f"; width {narrower.model.width} is no faster here ({narrower_seconds * 1000:.0f} against "
+                      f"{seconds * 1000:.0f} ms a step)")
             break
-        c.model.width //= 2
-    if c.model.width != default:
-        prepared.note(f"width {c.model.width} instead of {default}: about {epochs:.0f} epochs fit the "
-                      f"time limit at that width (the aim is {MIN_BUDGET_EPOCHS})")
+        c, seconds = narrower, narrower_seconds
+    if c.model.width != default or slower:
+        prepared.note(f"width {c.model.width}{'' if c.model.width == default else f' instead of {default}'}: about "
+                      f"{epochs:.0f} epochs fit the time limit at that width (the aim is {MIN_BUDGET_EPOCHS}){slower}")
     return c
 
 
@@ -70,9 +75,10 @@ def grow_batch(c: Config, prepared) -> float:
     bigger = t.batch_size * BATCH_GROWTH
     if bigger * MIN_STEPS_PER_EPOCH > prepared.n_train or t.batch_size < BATCH_GROWTH:
         return base
-    if base >= step_seconds(_with_batch(c, t.batch_size // BATCH_GROWTH), prepared) * BATCH_GROWTH / 2:
+    if base >= step_seconds(c.with_values({"train.batch_size": t.batch_size // BATCH_GROWTH}), prepared) \
+            * BATCH_GROWTH / 2:
         return base
-    larger = step_seconds(_with_batch(c, bigger), prepared)
+    larger = step_seconds(c.with_values({"train.batch_size": bigger}), prepared)
     if larger >= base * BATCH_GROWTH / 2:
         return base
     prepared.note(f"batch {bigger} instead of {t.batch_size} (lr {t.lr * BATCH_GROWTH:.3g} instead of {t.lr:.3g}): "
@@ -82,18 +88,14 @@ def grow_batch(c: Config, prepared) -> float:
     return larger
 
 
-def _with_batch(c: Config, batch_size: int) -> Config:
-    other = c.thawed()
-    other.train.batch_size = batch_size
-    return other
-
-
 def step_seconds(cfg: Config, prepared) -> float:
-    """Seconds per training step of the model `cfg` names, timed on real batches."""
+    """Seconds per training step of the model `cfg` names, timed on real batches in the
+    precision it trains in (bf16 and fp32 rank widths differently on AMX tiles)."""
     t = cfg.train
     model, _ = placed_model(cfg, prepared)
-    return seconds_per_step(model, training_batches(cfg, prepared), loss_for(t, prepared),
-                            build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay))
+    with device.autocast(t.precision, next(model.parameters()).device.type):
+        return seconds_per_step(model, training_batches(cfg, prepared), loss_for(t, prepared),
+                                build_optimizer(model, t.optimizer, t.lr, t.momentum, t.weight_decay))
 
 
 def find_lr(cfg: Config, model: torch.nn.Module, batches, prepared, budget: Budget) -> None:
