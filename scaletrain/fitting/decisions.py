@@ -74,4 +74,3 @@ def decision_target(run: Run, decision: dict | None) -> dict:
     """The run's target state with the tuned decision (none: the plain argmax)."""
     target = {k: v for k, v in run.preprocess["target"].items() if k not in DECISION_KEYS}
     return target | {k: decision[k] for k in DECISION_KEYS if decision and k in decision}
-
